@@ -1,0 +1,147 @@
+/*
+ * config.h - the parsed configuration: one immutable generation
+ *
+ * impetus reads Momentum's ecelerity.conf syntax (see docs/configuration.md):
+ *
+ *     # comment
+ *     Option = value                  value: bare word, "quoted", number
+ *     Option = ( "a" "b" c )          list
+ *     Scope_Name "arg" { ... }        scoped stanza
+ *     include "other.conf"
+ *
+ * Option names are matched case-insensitively, as Momentum does. Every
+ * option is declared once in conf_options.def (name, type, default,
+ * scopes, help); the parser, validation, `impetusd -t` and the docs come
+ * from that table. Unknown options, values of the wrong type or range, an
+ * option in a scope where it is not allowed, and syntax errors are all
+ * errors reported as "file:line:col: message".
+ *
+ * Scopes and fallback: global -> Binding_Group "g" -> Binding "b" ->
+ * Domain "d" (a Domain may appear globally or inside a Binding, giving the
+ * binding::domain pair). conf_get() for (binding, domain) looks in
+ * binding::domain, then the global Domain, then the Binding, then its
+ * Binding_Group, then global, then the option's default. Listener options
+ * fall back Listen "addr" -> ESMTP_Listener -> global -> default.
+ *
+ * Ownership: a struct conf is built by one thread and never changed after
+ * conf_load returns; it is reference-counted, so any thread holding a
+ * reference may read it. SIGHUP builds a new generation; work in flight
+ * keeps the generation it started with.
+ */
+#ifndef IMPETUS_CONFIG_CONFIG_H
+#define IMPETUS_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/str.h"
+
+enum conf_type {
+	CONF_T_BOOL,		/* true/false, yes/no, on/off, 1/0 */
+	CONF_T_INT,		/* signed integer, with range */
+	CONF_T_INTERVAL,	/* seconds; accepts N, Ns, Nm, Nh, Nd */
+	CONF_T_SIZE,		/* bytes; accepts N, NK, NM, NG (1024-based) */
+	CONF_T_STRING,
+	CONF_T_LIST,		/* list of strings */
+	CONF_T_ENUM,		/* one of a fixed set of words (stored as index) */
+	CONF_T_THROTTLE,	/* "N" or "N/secs" */
+	CONF_T_RETRIES,		/* "auto" (-1) or N */
+};
+
+/* Scope bits: where an option may be written. */
+#define CONF_S_GLOBAL        0x01
+#define CONF_S_BINDING_GROUP 0x02
+#define CONF_S_BINDING       0x04
+#define CONF_S_DOMAIN        0x08
+#define CONF_S_LISTENER      0x10	/* ESMTP_Listener and its Listen stanzas */
+#define CONF_S_DELIVERY (CONF_S_GLOBAL | CONF_S_BINDING_GROUP | CONF_S_BINDING | CONF_S_DOMAIN)
+
+/* The option ids, in table order: CONF_OPT_SPOOLBASE, ... */
+enum conf_opt {
+#define CONF_OPTION(id, name, type, scopes, def, min, max, enumvals, help) CONF_OPT_##id,
+#include "config/conf_options.def"
+#undef CONF_OPTION
+	CONF_OPT__COUNT
+};
+
+/* A throttle: count events per period seconds; count 0 = unlimited. */
+struct conf_throttle {
+	uint32_t count;
+	uint32_t period;
+};
+
+/* One value, typed by the option's table entry. */
+struct conf_value {
+	union {
+		bool b;
+		int64_t i;		/* INT, INTERVAL, SIZE, ENUM (index), RETRIES (-1 = auto) */
+		const char *s;		/* STRING (NULL when unset and no default) */
+		struct conf_throttle t;
+		struct {
+			const char *const *v;
+			size_t n;
+		} list;
+	} u;
+	const char *file;	/* where it was set; NULL for the default */
+	int line;
+};
+
+struct conf;
+struct conf_listener;
+
+/* conf_load_file - parse a file (and its includes). NULL + err on failure. */
+struct conf *conf_load_file(const char *path, struct str *err);
+/* conf_load_string - parse text; name stands for the file in messages. */
+struct conf *conf_load_string(const char *text, const char *name, struct str *err);
+/* conf_load_default - the embedded default configuration (etc/impetus.conf). */
+struct conf *conf_load_default(struct str *err);
+const char *conf_default_text(void);
+
+struct conf *conf_ref(struct conf *c);
+void conf_unref(struct conf *c);
+
+/*
+ * conf_get - the value of an option for a (binding, domain) pair with
+ * scope fallback; binding and domain may be NULL. Domain names match
+ * case-insensitively; "/regex/" Domain stanzas are tried after exact names.
+ * Never NULL: unset options yield their default.
+ */
+const struct conf_value *conf_get(const struct conf *c, enum conf_opt opt,
+				  const char *binding, const char *domain);
+
+/* Shorthands for global scope. */
+bool conf_bool(const struct conf *c, enum conf_opt opt);
+int64_t conf_int(const struct conf *c, enum conf_opt opt);
+const char *conf_str(const struct conf *c, enum conf_opt opt);
+
+/* Bindings and binding groups as configured (global default binding excluded). */
+size_t conf_binding_count(const struct conf *c);
+const char *conf_binding_name(const struct conf *c, size_t i);
+/* conf_binding_group_of - the group holding binding, or NULL. */
+const char *conf_binding_group_of(const struct conf *c, const char *binding);
+/* conf_binding_exists - whether a Binding stanza has this name. */
+bool conf_binding_exists(const struct conf *c, const char *binding);
+
+/* Domains named in Domain stanzas (exact names, any binding), for relay control. */
+bool conf_domain_configured(const struct conf *c, const char *domain);
+
+/* ESMTP listeners: one per Listen "addr" stanza under ESMTP_Listener. */
+size_t conf_listener_count(const struct conf *c);
+const struct conf_listener *conf_listener_at(const struct conf *c, size_t i);
+const char *conf_listener_address(const struct conf_listener *l);	/* "ip:port" or "[v6]:port" */
+/* conf_listener_get - a listener option with Listen -> ESMTP_Listener -> global fallback. */
+const struct conf_value *conf_listener_get(const struct conf *c, const struct conf_listener *l,
+					   enum conf_opt opt);
+
+/* Table access, for `impetusd -t`, docs and the console. */
+const char *conf_option_name(enum conf_opt opt);
+enum conf_type conf_option_type(enum conf_opt opt);
+const char *conf_option_help(enum conf_opt opt);
+/* conf_option_lookup - id by name (case-insensitive); -1 when unknown. */
+int conf_option_lookup(const char *name);
+
+/* conf_parse_throttle - parse "N" or "N/secs"; false on bad syntax. */
+bool conf_parse_throttle(const char *s, struct conf_throttle *out);
+
+#endif

@@ -1,0 +1,230 @@
+/*
+ * loop.c - event loop thread with a lock-free MPSC inbox (see loop.h)
+ *
+ * Ownership: the event_base and everything registered on it belong to the
+ * loop's thread. The inbox head and the wake flag are the only fields other
+ * threads touch, and only through atomics.
+ */
+#include "core/loop.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "core/mem.h"
+
+struct post {
+	struct post *next;
+	loop_fn fn;
+	void *arg;
+};
+
+struct loop {
+	char name[32];
+	struct event_base *base;
+	struct event *wake_ev;
+	int wake_fd;
+	_Atomic(struct post *) inbox;	/* pushed by any thread */
+	atomic_bool wake_pending;	/* an eventfd write is outstanding */
+	loop_fn drain_hook;
+	void *drain_arg;
+	pthread_t thread;
+	bool started;
+};
+
+static _Thread_local struct loop *current_loop;
+
+/* inbox_take - detach all posts, oldest first. Owner thread only. */
+static struct post *inbox_take(struct loop *lp)
+{
+	struct post *p = atomic_exchange_explicit(&lp->inbox, NULL, memory_order_acquire);
+	struct post *rev = NULL;
+
+	while (p) {
+		struct post *next = p->next;
+		p->next = rev;
+		rev = p;
+		p = next;
+	}
+	return rev;
+}
+
+/* loop_drain - run everything posted so far, then the drain hook. */
+static void loop_drain(struct loop *lp)
+{
+	struct post *p;
+	bool ran = false;
+
+	/*
+	 * Clear the flag before taking the inbox: a producer that pushes after
+	 * the exchange sees the flag clear and wakes us again, so no post can
+	 * be stranded until an unrelated wake-up.
+	 */
+	atomic_store_explicit(&lp->wake_pending, false, memory_order_seq_cst);
+	while ((p = inbox_take(lp)) != NULL) {
+		while (p) {
+			struct post *next = p->next;
+			p->fn(p->arg);
+			free(p);
+			p = next;
+		}
+		ran = true;
+	}
+	if (ran && lp->drain_hook)
+		lp->drain_hook(lp->drain_arg);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *lp = arg;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		fprintf(stderr, "impetus: loop %s: eventfd read: %s\n", lp->name, strerror(errno));
+	loop_drain(lp);
+}
+
+struct loop *loop_new(const char *name)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct loop *lp = XNEW(struct loop);
+
+	pthread_once(&once, (void (*)(void))evthread_use_pthreads);
+	snprintf(lp->name, sizeof(lp->name), "%s", name);
+	lp->base = event_base_new();
+	if (lp->base == NULL) {
+		fprintf(stderr, "impetus: loop %s: event_base_new failed\n", name);
+		abort();
+	}
+	lp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (lp->wake_fd < 0) {
+		fprintf(stderr, "impetus: loop %s: eventfd: %s\n", name, strerror(errno));
+		abort();
+	}
+	lp->wake_ev = event_new(lp->base, lp->wake_fd, EV_READ | EV_PERSIST, on_wake, lp);
+	event_add(lp->wake_ev, NULL);
+	atomic_init(&lp->inbox, NULL);
+	atomic_init(&lp->wake_pending, false);
+	return lp;
+}
+
+void loop_post(struct loop *lp, loop_fn fn, void *arg)
+{
+	struct post *p = xmalloc(sizeof(*p));
+	struct post *head = atomic_load_explicit(&lp->inbox, memory_order_relaxed);
+
+	p->fn = fn;
+	p->arg = arg;
+	do {
+		p->next = head;
+	} while (!atomic_compare_exchange_weak_explicit(&lp->inbox, &head, p,
+							memory_order_release,
+							memory_order_relaxed));
+	if (!atomic_exchange_explicit(&lp->wake_pending, true, memory_order_seq_cst)) {
+		uint64_t one = 1;
+		if (write(lp->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			fprintf(stderr, "impetus: loop %s: eventfd write: %s\n", lp->name, strerror(errno));
+	}
+}
+
+void loop_set_drain_hook(struct loop *lp, loop_fn fn, void *arg)
+{
+	lp->drain_hook = fn;
+	lp->drain_arg = arg;
+}
+
+void loop_run(struct loop *lp)
+{
+	current_loop = lp;
+	event_base_loop(lp->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	/* Run whatever was posted before the stop so no reply is lost. */
+	loop_drain(lp);
+	current_loop = NULL;
+}
+
+static void *loop_thread(void *arg)
+{
+	struct loop *lp = arg;
+
+	pthread_setname_np(pthread_self(), lp->name);
+	loop_run(lp);
+	return NULL;
+}
+
+int loop_start(struct loop *lp)
+{
+	int rc = pthread_create(&lp->thread, NULL, loop_thread, lp);
+
+	if (rc != 0)
+		return -rc;
+	lp->started = true;
+	return 0;
+}
+
+static void do_stop(void *arg)
+{
+	struct loop *lp = arg;
+
+	event_base_loopbreak(lp->base);
+}
+
+void loop_stop(struct loop *lp)
+{
+	/* Posting the break keeps it ordered after everything posted before. */
+	loop_post(lp, do_stop, lp);
+}
+
+void loop_join(struct loop *lp)
+{
+	if (lp->started) {
+		pthread_join(lp->thread, NULL);
+		lp->started = false;
+	}
+}
+
+void loop_free(struct loop *lp)
+{
+	struct post *p;
+
+	if (lp == NULL)
+		return;
+	p = inbox_take(lp);
+	while (p) {
+		struct post *next = p->next;
+		free(p);
+		p = next;
+	}
+	event_free(lp->wake_ev);
+	close(lp->wake_fd);
+	event_base_free(lp->base);
+	free(lp);
+}
+
+struct event_base *loop_base(struct loop *lp)
+{
+	return lp->base;
+}
+
+const char *loop_name(const struct loop *lp)
+{
+	return lp->name;
+}
+
+struct loop *loop_current(void)
+{
+	return current_loop;
+}
+
+bool loop_is_current(const struct loop *lp)
+{
+	return current_loop == lp;
+}

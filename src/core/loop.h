@@ -1,0 +1,55 @@
+/*
+ * loop.h - an event loop thread with a cross-thread inbox
+ *
+ * A struct loop is one libevent event_base run by exactly one thread, plus
+ * an inbox that any thread may post closures to. This is the only way work
+ * crosses threads in impetus: the state a loop's callbacks touch belongs to
+ * that loop's thread, and everyone else asks by posting.
+ *
+ * The inbox is a lock-free multi-producer, single-consumer stack: producers
+ * push with one compare-and-swap, the owner takes the whole stack with one
+ * exchange and reverses it, so posts run in the order they were made by a
+ * given producer. Wake-ups are coalesced: only the post that finds the
+ * inbox idle writes to the eventfd.
+ *
+ * After the owner has run a drained batch it calls the drain hook, if one
+ * is set; the spool thread uses it to write and fsync everything that
+ * arrived as one group.
+ *
+ * Timers and sockets use libevent directly on loop_base().
+ */
+#ifndef IMPETUS_CORE_LOOP_H
+#define IMPETUS_CORE_LOOP_H
+
+#include <stdbool.h>
+
+struct event_base;
+struct loop;
+
+typedef void (*loop_fn)(void *arg);
+
+/* loop_new - create a loop (not running yet); name shows in thread names and logs. */
+struct loop *loop_new(const char *name);
+/* loop_start - run the loop on a new thread. Returns 0 or -errno. */
+int loop_start(struct loop *lp);
+/* loop_run - run the loop on the calling thread until loop_stop(). */
+void loop_run(struct loop *lp);
+/* loop_post - run fn(arg) on lp's thread soon. Any thread; never blocks. */
+void loop_post(struct loop *lp, loop_fn fn, void *arg);
+/* loop_set_drain_hook - call fn(arg) on lp's thread after each inbox batch. */
+void loop_set_drain_hook(struct loop *lp, loop_fn fn, void *arg);
+/* loop_stop - make the loop return after its current callbacks. Any thread. */
+void loop_stop(struct loop *lp);
+/* loop_join - wait for a loop started with loop_start() to end. */
+void loop_join(struct loop *lp);
+/* loop_free - release a stopped loop. Unrun posts are dropped. */
+void loop_free(struct loop *lp);
+
+struct event_base *loop_base(struct loop *lp);
+const char *loop_name(const struct loop *lp);
+/* loop_current - the loop whose thread is calling, or NULL. */
+struct loop *loop_current(void);
+/* loop_is_current - true when called from lp's own thread. */
+bool loop_is_current(const struct loop *lp);
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * smtp_parse.h - pure parsers of the SMTP protocol (RFC 5321 and extensions)
+ *
+ * No I/O and no state beyond what the caller passes in: command lines,
+ * MAIL/RCPT paths and parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, NOTIFY,
+ * ORCPT), xtext, and the incremental DATA-stream scanner that finds the
+ * one true end of data (CRLF . CRLF), removes dot-stuffing and reports bare
+ * CR / bare LF so the session can refuse smuggling attempts. Shared by the
+ * server and (later) the client. Safe on any thread.
+ *
+ * Errors come back as an SMTP reply (code, enhanced code, text) ready to
+ * send, so every malformed input gets a precise answer.
+ */
+#ifndef IMPETUS_SMTP_SMTP_PARSE_H
+#define IMPETUS_SMTP_SMTP_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/str.h"
+
+/* RFC 5321 4.5.3.1: limits the parsers enforce. */
+#define SMTP_PATH_MAX      256	/* forward/reverse path, without <> */
+#define SMTP_LOCALPART_MAX 64
+#define SMTP_DOMAIN_MAX    255
+
+enum smtp_verb {
+	SMTP_VERB_UNKNOWN = 0,
+	SMTP_VERB_HELO, SMTP_VERB_EHLO, SMTP_VERB_MAIL, SMTP_VERB_RCPT,
+	SMTP_VERB_DATA, SMTP_VERB_BDAT, SMTP_VERB_RSET, SMTP_VERB_NOOP,
+	SMTP_VERB_QUIT, SMTP_VERB_HELP, SMTP_VERB_VRFY, SMTP_VERB_EXPN,
+	SMTP_VERB_STARTTLS, SMTP_VERB_AUTH,
+};
+
+const char *smtp_verb_name(enum smtp_verb v);
+
+/* A reply to send: "code ext text". ext may be "" (no enhanced code). */
+struct smtp_reply {
+	int code;		/* 0 = no error */
+	char ext[16];		/* e.g. "5.5.4" */
+	char text[200];
+};
+
+/*
+ * smtp_parse_command - split one command line (CRLF already removed) into
+ * its verb and the argument text after the verb and one space. Verbs are
+ * case-insensitive. "MAIL FROM:" and "RCPT TO:" keep their "FROM:"/"TO:"
+ * in args. Unknown verbs give SMTP_VERB_UNKNOWN with args at the line start.
+ */
+enum smtp_verb smtp_parse_command(const char *line, size_t len, const char **args);
+
+struct smtp_mail_args {
+	char *path;		/* reverse-path without <>, "" for null sender; heap */
+	int64_t size;		/* SIZE=, -1 when absent */
+	uint8_t body;		/* 0 none/7BIT, 1 8BITMIME, 2 BINARYMIME */
+	bool smtputf8;
+	uint8_t ret;		/* 0 none, 1 FULL, 2 HDRS */
+	char *envid;		/* ENVID xtext-decoded, heap, or NULL */
+};
+
+struct smtp_rcpt_args {
+	char *path;		/* forward-path without <>; heap */
+	uint8_t notify;		/* SPOOL_NOTIFY_* bits, 0 when absent */
+	char *orcpt;		/* "addr-type;addr" xtext-decoded, heap, or NULL */
+};
+
+/* Which extensions the server offered; parameters of others are errors. */
+struct smtp_ext_allowed {
+	bool size, eightbitmime, smtputf8, dsn, binarymime;
+};
+
+/*
+ * smtp_parse_mail / smtp_parse_rcpt - parse the args of MAIL ("FROM:<...> params")
+ * or RCPT ("TO:<...> params"). Return true on success; on failure fill
+ * reply (501 5.5.4 / 553 5.1.x / 555 5.5.4 ...) and free partial results.
+ * Accepts the common "FROM: <a@b>" space after the colon. Quoted local
+ * parts, address literals and source routes (RFC 5321 4.1.2, the route is
+ * discarded) are understood; UTF-8 in paths only with SMTPUTF8 given.
+ * RCPT TO:<postmaster> (no domain) is allowed.
+ */
+bool smtp_parse_mail(const char *args, const struct smtp_ext_allowed *ext,
+		     struct smtp_mail_args *out, struct smtp_reply *reply);
+bool smtp_parse_rcpt(const char *args, const struct smtp_ext_allowed *ext,
+		     bool smtputf8, struct smtp_rcpt_args *out, struct smtp_reply *reply);
+void smtp_mail_args_free(struct smtp_mail_args *a);
+void smtp_rcpt_args_free(struct smtp_rcpt_args *a);
+
+/* smtp_path_domain - the domain part of a path ("" when none). */
+const char *smtp_path_domain(const char *path);
+
+/* xtext (RFC 3461 4): decode into out; false when malformed. */
+bool smtp_xtext_decode(const char *in, size_t len, struct str *out);
+/* xtext encode, for passing ENVID/ORCPT on to the next hop. */
+void smtp_xtext_encode(const char *in, size_t len, struct str *out);
+
+/*
+ * The DATA scanner. Feed it the bytes that follow "354" as they arrive;
+ * it appends the unstuffed message to out and stops at CRLF.CRLF, which is
+ * the only terminator: bare LF, bare CR, LF.LF, CR.CR and the like are
+ * data and are flagged. Lines longer than max_line (0 = unlimited) are
+ * flagged too. Once done, the scanner consumed exactly the terminator and
+ * nothing after it (pipelined commands stay with the caller).
+ */
+struct smtp_data_scanner {
+	int state;		/* internal */
+	bool done;
+	bool bare_lf;		/* an LF not preceded by CR was seen */
+	bool bare_cr;		/* a CR not followed by LF was seen */
+	bool nul;		/* a NUL byte was seen */
+	size_t line_len;	/* internal: current line length */
+	size_t longest_line;	/* excluding CRLF */
+	uint64_t bytes;		/* message bytes appended so far */
+};
+
+void smtp_data_scanner_init(struct smtp_data_scanner *sc);
+/*
+ * smtp_data_scan - consume up to len bytes of buf; returns how many were
+ * consumed. When sc->done is set the terminator was consumed and the
+ * return value points just past it. At most limit bytes (0 = unlimited)
+ * are appended to out; the rest is counted in sc->bytes but dropped so an
+ * oversized message costs no memory.
+ */
+size_t smtp_data_scan(struct smtp_data_scanner *sc, const char *buf, size_t len,
+		      struct str *out, uint64_t limit);
+
+/*
+ * smtp_scan_chunk - check a BDAT chunk's bytes for the same line rules
+ * (bare CR/LF, line length) without unstuffing; state carries across chunks.
+ */
+void smtp_scan_chunk(struct smtp_data_scanner *sc, const char *buf, size_t len);
+
+#endif

@@ -1,0 +1,167 @@
+/*
+ * spool.h - the crash-safe, log-structured message store
+ *
+ * The spool is a directory of append-only segment files. Every change is a
+ * record (length + CRC32C + payload) appended to the newest segment; bodies
+ * are written once and read back with pread. The spool thread owns the
+ * files: it takes submissions from any thread through its loop inbox,
+ * writes everything that arrived while the previous fdatasync ran with one
+ * writev and one fdatasync (group commit), and only then answers each
+ * submitter on the submitter's loop. A message is acknowledged to a client
+ * only after that answer, so a crash never loses an acknowledged message.
+ *
+ * Failure modes: a write or sync error (ENOSPC, EIO, EFBIG) fails every
+ * submission of that batch with the negative errno, the segment is cut
+ * back to its last durable length, and later batches try again; nothing
+ * already durable is touched. Recovery truncates a torn or corrupt tail of
+ * the newest segment (it was never acknowledged) and reports, but skips
+ * past, corruption anywhere else.
+ *
+ * Ownership: struct spool is created on the main thread, then driven only
+ * by its own thread (spool_start) except where a function says "any thread".
+ */
+#ifndef IMPETUS_SPOOL_SPOOL_H
+#define IMPETUS_SPOOL_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/id.h"
+#include "core/str.h"
+
+struct loop;
+struct spool;
+
+/* DSN NOTIFY bits (RFC 3461); 0 means the client gave no NOTIFY. */
+#define SPOOL_NOTIFY_NEVER   0x01
+#define SPOOL_NOTIFY_SUCCESS 0x02
+#define SPOOL_NOTIFY_FAILURE 0x04
+#define SPOOL_NOTIFY_DELAY   0x08
+
+enum spool_ret { SPOOL_RET_NONE = 0, SPOOL_RET_FULL = 1, SPOOL_RET_HDRS = 2 };
+enum spool_body_type { SPOOL_BODY_7BIT = 0, SPOOL_BODY_8BITMIME = 1, SPOOL_BODY_BINARYMIME = 2 };
+
+/* Per-recipient delivery state, as stored. */
+enum spool_rcpt_state {
+	SPOOL_RCPT_QUEUED = 0,
+	SPOOL_RCPT_DELIVERED = 1,
+	SPOOL_RCPT_FAILED = 2,		/* permanent failure, bounced or not */
+};
+
+struct spool_rcpt {
+	char *addr;		/* envelope recipient without <> */
+	char *orcpt;		/* DSN ORCPT as given ("rfc822;a@b", xtext decoded), or NULL */
+	uint8_t notify;		/* SPOOL_NOTIFY_* bits */
+	uint8_t state;		/* enum spool_rcpt_state */
+	uint32_t retries;	/* transient failures so far */
+	int64_t next_attempt;	/* unix seconds; 0 = now */
+};
+
+/* Where a message's record lives, for pread of the body. */
+struct spool_loc {
+	uint64_t segment;	/* segment sequence number */
+	uint64_t offset;	/* offset of the body bytes in the segment file */
+	uint64_t length;	/* body length in bytes */
+};
+
+/*
+ * A message as submitted to and recovered from the spool. Strings are
+ * heap-allocated and owned by the struct; spool_msg_free releases all.
+ */
+struct spool_msg {
+	impetus_id id;
+	int64_t received;	/* unix seconds of reception */
+	char *sender;		/* envelope sender without <>; "" for the null sender */
+	char *envid;		/* DSN ENVID (xtext decoded) or NULL */
+	uint8_t ret;		/* enum spool_ret */
+	uint8_t body_type;	/* enum spool_body_type */
+	bool smtputf8;
+	char *client_ip;	/* text form; "" for internal injection */
+	char *helo;		/* what the client said in EHLO/HELO, or "" */
+	char *protocol;		/* "esmtp", "smtp", "http", "internal" */
+	char *binding_group;	/* may be "" */
+	char *binding;		/* may be "" (default binding) */
+	size_t nrcpt;
+	struct spool_rcpt *rcpts;
+	struct str body;	/* the message bytes (headers + body, CRLF lines,
+				   dot-unstuffed); empty once durable/recovered */
+	struct spool_loc loc;	/* set by the spool once durable */
+};
+
+struct spool_msg *spool_msg_new(void);
+void spool_msg_free(struct spool_msg *msg);
+
+/* Result of a submission, delivered on the submitter's loop. */
+typedef void (*spool_done_fn)(void *ctx, int err, struct spool_msg *msg);
+
+struct spool_options {
+	uint64_t segment_size;	/* start a new segment past this many bytes (default 64 MiB) */
+	bool no_sync;		/* benchmarks only: skip fdatasync (never in production) */
+};
+
+/* spool_recover_fn - called once per live message found by recovery. */
+typedef void (*spool_recover_fn)(void *ctx, struct spool_msg *msg);
+
+/*
+ * spool_open - open (creating if needed) the spool directory, take its
+ * lock file, and replay every segment, calling fn for each message that is
+ * not fully done (body not loaded; msg->loc set; recipient states applied).
+ * The callee owns each msg. Returns NULL with a message in err on failure.
+ * Main thread, before spool_start.
+ */
+struct spool *spool_open(const char *dir, const struct spool_options *opts,
+			 spool_recover_fn fn, void *ctx, struct str *err);
+/* spool_start - start the spool thread. Returns 0 or -errno. */
+int spool_start(struct spool *sp);
+/* spool_stop - flush pending writes, sync, stop the thread, close files. Main thread. */
+void spool_stop(struct spool *sp);
+
+/*
+ * spool_submit - append a new message. Any thread. The spool takes msg;
+ * once the batch holding it is durable (err == 0) or failed (err < 0),
+ * done(ctx, err, msg) runs on reply_loop and hands msg back, with its body
+ * released and loc set on success.
+ */
+void spool_submit(struct spool *sp, struct spool_msg *msg,
+		  struct loop *reply_loop, spool_done_fn done, void *ctx);
+
+/*
+ * Later state changes, any thread, fire-and-forget (they ride the next
+ * group commit; a crash before it means at-least-once delivery):
+ * a recipient reached a final state; the retry schedule of a recipient
+ * changed; the whole message is finished (its space becomes reclaimable).
+ */
+void spool_rcpt_state(struct spool *sp, impetus_id id, uint32_t rcpt_index,
+		      enum spool_rcpt_state state);
+void spool_rcpt_retry(struct spool *sp, impetus_id id, uint32_t rcpt_index,
+		      uint32_t retries, int64_t next_attempt);
+void spool_message_done(struct spool *sp, impetus_id id);
+
+/*
+ * spool_read_body - read a durable message's bytes into out (appended).
+ * Any thread; uses pread on the segment file. Returns 0 or -errno.
+ */
+int spool_read_body(struct spool *sp, const struct spool_loc *loc, struct str *out);
+
+/* Counters for the console and tests. Any thread (approximate). */
+struct spool_stats {
+	uint64_t segments;
+	uint64_t live_messages;
+	uint64_t bytes;
+	uint64_t batches;	/* group commits done */
+	uint64_t records;	/* records written */
+	uint64_t write_errors;
+};
+void spool_get_stats(struct spool *sp, struct spool_stats *out);
+
+/*
+ * Offline reading, for `impetus spool ls` and tests: replay a spool
+ * directory without locking or modifying it, calling fn for every message
+ * with its recipients' current states (done messages included when
+ * include_done is true). Returns 0 or -errno with err set.
+ */
+int spool_scan(const char *dir, bool include_done, spool_recover_fn fn, void *ctx,
+	       struct str *err);
+
+#endif
