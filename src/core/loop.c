@@ -228,3 +228,12 @@ bool loop_is_current(const struct loop *lp)
 {
 	return current_loop == lp;
 }
+
+void loop_drain_now(struct loop *lp)
+{
+	struct loop *saved = current_loop;
+
+	current_loop = lp;
+	loop_drain(lp);
+	current_loop = saved;
+}

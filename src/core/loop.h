@@ -44,6 +44,8 @@ void loop_stop(struct loop *lp);
 void loop_join(struct loop *lp);
 /* loop_free - release a stopped loop. Unrun posts are dropped. */
 void loop_free(struct loop *lp);
+/* loop_drain_now - run everything posted so far on the calling thread (after the loop ended). */
+void loop_drain_now(struct loop *lp);
 
 struct event_base *loop_base(struct loop *lp);
 const char *loop_name(const struct loop *lp);

@@ -50,6 +50,20 @@ struct smtp_reply {
  */
 enum smtp_verb smtp_parse_command(const char *line, size_t len, const char **args);
 
+/*
+ * smtp_line_is_clean - true when a command line (CRLF removed) holds no
+ * byte a command may not carry: no NUL, no CR or LF (bare line ends are a
+ * smuggling vector), no other C0 control except HT, no DEL. Bytes >= 0x80
+ * pass only as well-formed UTF-8, because SMTPUTF8 (RFC 6531) may allow
+ * them in a path; the MAIL/RCPT parsers then decide whether it does (553
+ * 5.6.7 when it does not). Call it before smtp_parse_command; a dirty line
+ * is best answered "500 5.5.2 Syntax error" by the caller.
+ */
+bool smtp_line_is_clean(const char *line, size_t len);
+
+/* smtp_utf8_valid - true when buf is well-formed UTF-8 (RFC 3629). */
+bool smtp_utf8_valid(const char *buf, size_t len);
+
 struct smtp_mail_args {
 	char *path;		/* reverse-path without <>, "" for null sender; heap */
 	int64_t size;		/* SIZE=, -1 when absent */
@@ -57,6 +71,7 @@ struct smtp_mail_args {
 	bool smtputf8;
 	uint8_t ret;		/* 0 none, 1 FULL, 2 HDRS */
 	char *envid;		/* ENVID xtext-decoded, heap, or NULL */
+	char *auth;		/* AUTH= (RFC 4954) xtext-decoded, "<>" kept, heap, or NULL */
 };
 
 struct smtp_rcpt_args {
@@ -68,6 +83,7 @@ struct smtp_rcpt_args {
 /* Which extensions the server offered; parameters of others are errors. */
 struct smtp_ext_allowed {
 	bool size, eightbitmime, smtputf8, dsn, binarymime;
+	bool auth;		/* AUTH offered: MAIL may carry AUTH= */
 };
 
 /*
@@ -98,9 +114,10 @@ void smtp_xtext_encode(const char *in, size_t len, struct str *out);
  * The DATA scanner. Feed it the bytes that follow "354" as they arrive;
  * it appends the unstuffed message to out and stops at CRLF.CRLF, which is
  * the only terminator: bare LF, bare CR, LF.LF, CR.CR and the like are
- * data and are flagged. Lines longer than max_line (0 = unlimited) are
- * flagged too. Once done, the scanner consumed exactly the terminator and
- * nothing after it (pipelined commands stay with the caller).
+ * data and are flagged. longest_line (unstuffed, without CRLF, counting
+ * the line still in progress) lets the caller refuse over-long lines; a
+ * line ends only at CRLF. Once done, the scanner consumed exactly the
+ * terminator and nothing after it (pipelined commands stay with the caller).
  */
 struct smtp_data_scanner {
 	int state;		/* internal */

@@ -71,6 +71,7 @@ struct spool_loc {
  */
 struct spool_msg {
 	impetus_id id;
+	impetus_id conn_id;	/* connection it arrived on; 0 for internal injection */
 	int64_t received;	/* unix seconds of reception */
 	char *sender;		/* envelope sender without <>; "" for the null sender */
 	char *envid;		/* DSN ENVID (xtext decoded) or NULL */
@@ -95,9 +96,20 @@ void spool_msg_free(struct spool_msg *msg);
 /* Result of a submission, delivered on the submitter's loop. */
 typedef void (*spool_done_fn)(void *ctx, int err, struct spool_msg *msg);
 
+/*
+ * spool_report_fn - receives one line (no newline) about damage found by
+ * recovery, space reclaimed with evidence kept, or a write error. Lines
+ * start with "spool:" and carry key=value pairs (segment=, offset=).
+ * Called on the thread running spool_open/spool_scan and on the spool
+ * thread, never concurrently for one spool.
+ */
+typedef void (*spool_report_fn)(void *ctx, const char *line);
+
 struct spool_options {
 	uint64_t segment_size;	/* start a new segment past this many bytes (default 64 MiB) */
 	bool no_sync;		/* benchmarks only: skip fdatasync (never in production) */
+	spool_report_fn report;	/* NULL: write the lines to stderr */
+	void *report_ctx;
 };
 
 /* spool_recover_fn - called once per live message found by recovery. */
@@ -163,5 +175,8 @@ void spool_get_stats(struct spool *sp, struct spool_stats *out);
  */
 int spool_scan(const char *dir, bool include_done, spool_recover_fn fn, void *ctx,
 	       struct str *err);
+/* spool_scan_ex - spool_scan with damage reports sent to report (NULL: stderr). */
+int spool_scan_ex(const char *dir, bool include_done, spool_recover_fn fn, void *ctx,
+		  spool_report_fn report, void *report_ctx, struct str *err);
 
 #endif

@@ -1,0 +1,316 @@
+/*
+ * main.c - impetusd: start-up, signals, privilege drop, shutdown
+ *
+ * Start-up order: read the configuration (a file or the embedded default);
+ * bind the listeners while still privileged; drop to User; open the logs;
+ * open the spool, which replays every segment and hands each live message
+ * to the queue; start the spool thread and the I/O loops; run the
+ * scheduler loop on this thread until SIGTERM.
+ *
+ * Signals are blocked in every thread but this one and handled as libevent
+ * events on the scheduler loop: SIGTERM/SIGINT start a graceful shutdown,
+ * SIGHUP reopens the logs and reloads the configuration. SIGPIPE and
+ * SIGXFSZ are ignored: a dead peer or a full file is an error return,
+ * never a death.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config/config.h"
+#include "core/loop.h"
+#include "core/mem.h"
+#include "core/str.h"
+#include "log/log.h"
+#include "queue/queue.h"
+#include "smtp/smtp_server.h"
+#include "spool/spool.h"
+
+#define SHUTDOWN_GRACE_SECONDS 30
+#define HEARTBEAT_SECONDS 60
+
+struct daemon {
+	const char *conf_path;		/* NULL: embedded default */
+	struct conf *conf;
+	struct loop *scheduler;
+	struct loop **io;
+	size_t nio;
+	struct spool *spool;
+	struct queue *queue;
+	struct smtp_server *smtp;
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *flush_timer, *heartbeat_timer;
+	bool stopping;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: impetusd [-c FILE] [-t] [-V]\n"
+		"  -c FILE  configuration file (default: the embedded etc/impetus.conf)\n"
+		"  -t       check the configuration and exit 0 (valid) or 1\n"
+		"  -V       print the version and exit\n");
+}
+
+static struct conf *load_conf(const char *path, struct str *err)
+{
+	return path ? conf_load_file(path, err) : conf_load_default(err);
+}
+
+/* ------------------------------------------------------------------ */
+/* scheduler events                                                    */
+
+static void on_message(void *ctx, struct spool_msg *msg)
+{
+	struct daemon *d = ctx;
+
+	queue_accept(d->queue, msg);
+}
+
+static void on_recovered(void *ctx, struct spool_msg *msg)
+{
+	struct daemon *d = ctx;
+
+	queue_recovered(d->queue, msg);
+}
+
+static void on_sessions_done(void *arg)
+{
+	struct daemon *d = arg;
+
+	log_panic("shutdown sessions=closed");
+	loop_stop(d->scheduler);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_panic("shutdown signal=%d", (int)sig);
+	smtp_server_shutdown(d->smtp, SHUTDOWN_GRACE_SECONDS, on_sessions_done, d);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct str err = STR_INIT;
+
+	log_reopen();
+	struct conf *c = load_conf(d->conf_path, &err);
+	if (c == NULL) {
+		log_panic("reload failed, keeping the running configuration: %s", str_cstr(&err));
+	} else {
+		smtp_server_set_conf(d->smtp, c);
+		conf_unref(d->conf);
+		d->conf = c;
+		log_panic("reload configuration=%s", d->conf_path ? d->conf_path : "(default)");
+	}
+	str_free(&err);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	log_flush();
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	char line[64];
+	int n = snprintf(line, sizeof(line), "%lld@@@@M", (long long)time(NULL));
+
+	log_line(LOG_MAIN, line, (size_t)n);
+}
+
+/* ------------------------------------------------------------------ */
+/* start-up helpers                                                    */
+
+/* drop_privileges - become User if one is configured and we are root. */
+static int drop_privileges(const char *user, struct str *err)
+{
+	struct passwd *pw;
+
+	if (user == NULL || *user == '\0')
+		return 0;
+	if (geteuid() != 0) {
+		log_panic("User=%s ignored: not running as root", user);
+		return 0;
+	}
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		str_appendf(err, "User \"%s\" does not exist", user);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		str_appendf(err, "cannot become user %s: %s", user, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static size_t io_loop_count(const struct conf *c)
+{
+	int64_t n = conf_int(c, CONF_OPT_EVENT_LOOPS);
+
+	if (n <= 0) {
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		n = cores > 0 ? cores : 1;
+	}
+	return (size_t)n;
+}
+
+static struct event *add_timer(struct daemon *d, int seconds, event_callback_fn fn)
+{
+	struct timeval tv = { seconds, 0 };
+	struct event *ev = event_new(loop_base(d->scheduler), -1, EV_PERSIST, fn, d);
+
+	event_add(ev, &tv);
+	return ev;
+}
+
+static void fatal(struct str *err, const char *what)
+{
+	fprintf(stderr, "impetusd: %s: %s\n", what, str_cstr(err));
+	log_panic("fatal %s: %s", what, str_cstr(err));
+	log_flush();
+	exit(1);
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d = { 0 };
+	struct str err = STR_INIT;
+	bool check_only = false;
+	int opt;
+	sigset_t sigs;
+
+	while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+		switch (opt) {
+		case 'c':
+			d.conf_path = optarg;
+			break;
+		case 't':
+			check_only = true;
+			break;
+		case 'V':
+			printf("impetusd %s\n", IMPETUS_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	d.conf = load_conf(d.conf_path, &err);
+	if (d.conf == NULL) {
+		fprintf(stderr, "%s\n", str_cstr(&err));
+		return 1;
+	}
+	if (check_only) {
+		printf("impetusd: configuration %s is valid\n", d.conf_path ? d.conf_path : "(default)");
+		conf_unref(d.conf);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	d.scheduler = loop_new("scheduler");
+	d.nio = io_loop_count(d.conf);
+	d.io = xcalloc(d.nio, sizeof(*d.io));
+	for (size_t i = 0; i < d.nio; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "io%zu", i);
+		d.io[i] = loop_new(name);
+	}
+	d.queue = queue_new();
+	d.smtp = smtp_server_new(d.scheduler, d.io, d.nio, NULL, on_message, &d);
+	if (smtp_server_listen(d.smtp, d.conf, &err) < 0)
+		fatal(&err, "listen");
+	if (drop_privileges(conf_str(d.conf, CONF_OPT_USER), &err) < 0)
+		fatal(&err, "privileges");
+	if (log_open(conf_str(d.conf, CONF_OPT_LOG_DIRECTORY), &err) < 0)
+		fatal(&err, "logs");
+
+	struct spool_options so = { 0 };
+	so.no_sync = getenv("IMPETUS_UNSAFE_NO_FSYNC") != NULL;
+	d.spool = spool_open(conf_str(d.conf, CONF_OPT_SPOOLBASE), &so, on_recovered, &d, &err);
+	if (d.spool == NULL)
+		fatal(&err, "spool");
+	smtp_server_set_spool(d.smtp, d.spool);
+	log_panic("startup version=%s spool=%s recovered_messages=%zu recovered_recipients=%zu io_loops=%zu",
+		  IMPETUS_VERSION, conf_str(d.conf, CONF_OPT_SPOOLBASE),
+		  queue_message_count(d.queue), queue_recipient_count(d.queue), d.nio);
+	if (spool_start(d.spool) < 0) {
+		str_appendf(&err, "cannot start the spool thread");
+		fatal(&err, "spool");
+	}
+	for (size_t i = 0; i < d.nio; i++)
+		if (loop_start(d.io[i]) < 0) {
+			str_appendf(&err, "cannot start I/O loop %zu", i);
+			fatal(&err, "threads");
+		}
+
+	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+	struct event_base *base = loop_base(d.scheduler);
+	d.sig_term = evsignal_new(base, SIGTERM, on_term, &d);
+	d.sig_int = evsignal_new(base, SIGINT, on_term, &d);
+	d.sig_hup = evsignal_new(base, SIGHUP, on_hup, &d);
+	event_add(d.sig_term, NULL);
+	event_add(d.sig_int, NULL);
+	event_add(d.sig_hup, NULL);
+	d.flush_timer = add_timer(&d, 1, on_flush);
+	d.heartbeat_timer = add_timer(&d, HEARTBEAT_SECONDS, on_heartbeat);
+	fprintf(stderr, "impetusd: ready\n");
+
+	loop_run(d.scheduler);
+
+	/* Sessions are gone; stop the I/O loops, then let late posts land. */
+	for (size_t i = 0; i < d.nio; i++)
+		loop_stop(d.io[i]);
+	for (size_t i = 0; i < d.nio; i++)
+		loop_join(d.io[i]);
+	loop_drain_now(d.scheduler);
+	spool_stop(d.spool);
+	loop_drain_now(d.scheduler);
+	log_panic("shutdown complete messages_queued=%zu", queue_message_count(d.queue));
+
+	event_free(d.sig_term);
+	event_free(d.sig_int);
+	event_free(d.sig_hup);
+	event_free(d.flush_timer);
+	event_free(d.heartbeat_timer);
+	smtp_server_free(d.smtp);
+	for (size_t i = 0; i < d.nio; i++)
+		loop_free(d.io[i]);
+	free(d.io);
+	queue_free(d.queue);
+	loop_free(d.scheduler);
+	conf_unref(d.conf);
+	log_close();
+	str_free(&err);
+	return 0;
+}

@@ -1,0 +1,58 @@
+/*
+ * smtp_server.h - the inbound ESMTP service: listeners, limits, sessions
+ *
+ * The server is a manager (smtp_server.c) on the scheduler thread and
+ * sessions (smtp_server_session.c) on the I/O loops:
+ *
+ *   scheduler: accepts connections, enforces Concurrency and
+ *              Max_Connections_Per_IP, hands each socket to an I/O loop
+ *              (round robin), receives every message the spool made durable
+ *              (on_message), drives graceful shutdown.
+ *   I/O loop:  runs one state machine per connection; talks to the spool
+ *              and back to the scheduler only by posting.
+ *
+ * Ownership: struct smtp_server and the listeners belong to the scheduler
+ * thread; struct smtp_io (one per I/O loop) and its sessions belong to that
+ * loop's thread. The configuration generation is immutable and
+ * reference-counted, so sessions read it directly.
+ */
+#ifndef IMPETUS_SMTP_SMTP_SERVER_H
+#define IMPETUS_SMTP_SMTP_SERVER_H
+
+#include <stddef.h>
+
+#include "core/str.h"
+
+struct conf;
+struct loop;
+struct spool;
+struct spool_msg;
+struct smtp_server;
+
+/* on_message - a durable message, on the scheduler thread; callee owns msg. */
+typedef void (*smtp_message_fn)(void *ctx, struct spool_msg *msg);
+
+struct smtp_server *smtp_server_new(struct loop *scheduler, struct loop **io, size_t nio,
+				    struct spool *sp, smtp_message_fn on_message, void *ctx);
+/*
+ * smtp_server_listen - bind every ESMTP listener of conf and load their TLS
+ * certificates. Scheduler thread, before the loops run. 0 or -1 with err.
+ */
+int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *err);
+/* smtp_server_set_spool - where sessions submit messages (before the loops run). */
+void smtp_server_set_spool(struct smtp_server *srv, struct spool *sp);
+/*
+ * smtp_server_set_conf - new sessions use this generation from now on
+ * (listener addresses and certificates are kept; they change on restart).
+ */
+void smtp_server_set_conf(struct smtp_server *srv, struct conf *conf);
+/*
+ * smtp_server_shutdown - stop accepting, answer idle sessions 421, let
+ * transactions in flight finish for up to grace_seconds, then close the
+ * rest; done(arg) runs on the scheduler when no session is left.
+ */
+void smtp_server_shutdown(struct smtp_server *srv, int grace_seconds,
+			  void (*done)(void *arg), void *arg);
+void smtp_server_free(struct smtp_server *srv);
+
+#endif

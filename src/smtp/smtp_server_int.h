@@ -1,0 +1,65 @@
+/*
+ * smtp_server_int.h - what the server manager and its sessions share
+ *
+ * Private to src/smtp/smtp_server*.c. The manager (scheduler thread)
+ * creates one smtp_io per I/O loop and one smtp_listener per Listen
+ * stanza; sessions read both but change neither, except the smtp_io's
+ * session list, which its own loop owns.
+ */
+#ifndef IMPETUS_SMTP_SMTP_SERVER_INT_H
+#define IMPETUS_SMTP_SMTP_SERVER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+struct conf;
+struct conf_listener;
+struct loop;
+struct spool;
+struct smtp_server;
+struct smtp_session;
+
+/* One Listen stanza: fixed at start-up. */
+struct smtp_listener {
+	struct smtp_server *srv;
+	size_t index;			/* position in the configuration */
+	char address[80];		/* as configured, "ip:port" */
+	struct evconnlistener *evl;	/* scheduler thread */
+	SSL_CTX *tls;			/* NULL when no certificate */
+};
+
+/* Per-I/O-loop state, owned by that loop's thread. */
+struct smtp_io {
+	struct smtp_server *srv;
+	struct loop *loop;
+	struct smtp_session *sessions;	/* doubly linked, this loop's sessions */
+	bool shutting_down;
+};
+
+/* Handed from the scheduler to an I/O loop for a new connection. */
+struct smtp_accept {
+	struct smtp_io *io;
+	struct smtp_listener *listener;
+	struct conf *conf;		/* a reference for the session */
+	int fd;
+	struct sockaddr_storage peer;
+	struct sockaddr_storage local;
+	socklen_t peer_len;
+	socklen_t local_len;
+};
+
+/* Manager functions the sessions call (any thread: they post). */
+struct spool *smtp_server_spool(struct smtp_server *srv);
+void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_storage *peer);
+void smtp_server_deliver(struct smtp_server *srv, struct spool_msg *msg);
+const char *smtp_server_hostname(const struct conf *conf);
+
+/* Session functions the manager calls, on the session's loop. */
+void smtp_session_start(void *accept);		/* loop_fn: struct smtp_accept * */
+void smtp_session_shutdown_io(void *io);	/* loop_fn: struct smtp_io * */
+void smtp_session_close_all(void *io);		/* loop_fn: struct smtp_io * */
+
+#endif

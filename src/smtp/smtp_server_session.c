@@ -1,0 +1,1091 @@
+/*
+ * smtp_server_session.c - one inbound ESMTP connection's state machine
+ *
+ * Owned by the I/O loop the connection was handed to; nothing here is
+ * touched by another thread. The session reads commands from a libevent
+ * bufferevent, answers through its output buffer (replies to pipelined
+ * commands go out together when the input runs dry), and at the end of
+ * DATA or the last BDAT chunk hands the message to the spool and stops
+ * reading until the spool says the message is durable. Only then does the
+ * client get its 250, so an acknowledged message is never lost.
+ *
+ * States (session_set_state logs every change when tracing is on):
+ *
+ *   CMD      reading command lines
+ *   DATA     reading the DATA stream up to CRLF.CRLF
+ *   BDAT     reading the octets of one BDAT chunk
+ *   SPOOL    waiting for the spool; reading is paused
+ *   STARTTLS the 220 is being flushed before the TLS handshake
+ *   CLOSING  flushing the last reply, then the session is freed
+ *
+ * If the client disappears while the spool is busy, the session is kept
+ * (as a zombie without a socket) until the spool answers, because the
+ * spool's answer names it. A message that became durable is queued even
+ * when its client never saw the 250: delivery is at-least-once.
+ *
+ * See docs/smtp-server.md for every reply this file sends.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "config/config.h"
+#include "core/id.h"
+#include "core/loop.h"
+#include "core/mem.h"
+#include "core/str.h"
+#include "log/log.h"
+#include "smtp/smtp_parse.h"
+#include "smtp/smtp_server.h"
+#include "smtp/smtp_server_int.h"
+#include "spool/spool.h"
+
+enum session_state {
+	S_CMD,
+	S_DATA,
+	S_BDAT,
+	S_SPOOL,
+	S_STARTTLS,
+	S_CLOSING,
+};
+
+static const char *const state_names[] = {
+	[S_CMD] = "CMD", [S_DATA] = "DATA", [S_BDAT] = "BDAT",
+	[S_SPOOL] = "SPOOL", [S_STARTTLS] = "STARTTLS", [S_CLOSING] = "CLOSING",
+};
+
+/* Settings resolved once per session from the listener's configuration. */
+struct session_limits {
+	int64_t max_size;		/* 0 = none */
+	int64_t max_rcpts;
+	int64_t max_cmd;		/* bytes incl. CRLF */
+	int64_t max_line;		/* 0 = none */
+	int64_t cmd_timeout;
+	int64_t data_timeout;
+	int messageid;			/* 0 ifneeded, 1 always, 2 never */
+};
+
+struct smtp_session {
+	struct smtp_session *prev, *next;	/* smtp_io's list */
+	struct smtp_io *io;
+	struct smtp_listener *listener;
+	const struct conf_listener *clistener;
+	struct conf *conf;
+	struct bufferevent *bev;	/* NULL for a zombie */
+	int fd;
+	enum session_state state;
+	struct sockaddr_storage peer;
+	char peer_ip[64];
+	char peer_str[80];		/* ip:port for the rejectlog */
+	char local_str[80];
+	impetus_id conn;
+	char conn_id[ID_BUF_SIZE];
+	const char *hostname;
+	struct session_limits lim;
+	bool tls;
+	bool zombie;			/* client gone while the spool works */
+	bool discarding;		/* skipping the rest of an over-long line */
+
+	/* what the client told us */
+	char *helo;
+	bool esmtp;
+
+	/* the transaction */
+	struct spool_msg *msg;		/* non-NULL between MAIL and the end */
+	size_t nrcpt_alloc;
+	uint32_t rcpt_refused;
+	bool bdat_used;
+	bool bdat_failed;		/* a BDAT in this transaction was refused */
+	bool bdat_last;
+	uint64_t bdat_remaining;
+	uint64_t bdat_chunk_size;
+	bool bdat_discard;		/* chunk read only to be thrown away */
+	struct smtp_data_scanner scan;
+	size_t header_len;		/* our Received header at the body start */
+	int64_t declared_size;
+	uint64_t messages;		/* accepted on this connection */
+};
+
+static void session_process(struct smtp_session *s);
+static void session_close(struct smtp_session *s);
+static void session_free(struct smtp_session *s);
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_write(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+
+static void session_set_state(struct smtp_session *s, enum session_state st)
+{
+	s->state = st;
+}
+
+static void reply(struct smtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* reply - queue one reply line (CRLF added). */
+static void reply(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->bev == NULL)
+		return;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* reply_parsed - send a parser's error reply. */
+static void reply_parsed(struct smtp_session *s, const struct smtp_reply *r)
+{
+	if (r->ext[0])
+		reply(s, "%d %s %s", r->code, r->ext, r->text);
+	else
+		reply(s, "%d %s", r->code, r->text);
+}
+
+/* reject - reply and log the refusal in the rejectlog. */
+static void reject(struct smtp_session *s, const char *phase, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void reject(struct smtp_session *s, const char *phase, const char *fmt, ...)
+{
+	struct str line = STR_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	str_vappendf(&line, fmt, ap);
+	va_end(ap);
+	reply(s, "%s", line.s);
+	log_reject(s->peer_str, s->local_str, s->conn_id, phase, line.s);
+	str_free(&line);
+}
+
+static void set_timeout(struct smtp_session *s, int64_t seconds)
+{
+	struct timeval tv = { (time_t)seconds, 0 };
+
+	if (s->bev)
+		bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+static void format_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
+			    char *full, size_t fulllen)
+{
+	int port = 0;
+
+	snprintf(ip, iplen, "?");
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		evutil_inet_ntop(AF_INET, &sin->sin_addr, ip, iplen);
+		port = ntohs(sin->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, ip, iplen);
+		port = ntohs(sin6->sin6_port);
+	}
+	if (full)
+		snprintf(full, fulllen, "%s:%d", ip, port);
+}
+
+/* transaction_reset - forget MAIL, RCPTs and any message data. */
+static void transaction_reset(struct smtp_session *s)
+{
+	if (s->msg) {
+		spool_msg_free(s->msg);
+		s->msg = NULL;
+	}
+	s->nrcpt_alloc = 0;
+	s->rcpt_refused = 0;
+	s->bdat_used = false;
+	s->bdat_failed = false;
+	s->bdat_last = false;
+	s->bdat_remaining = 0;
+	s->bdat_discard = false;
+	s->header_len = 0;
+	s->declared_size = -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* message assembly                                                    */
+
+/* rfc5322_date - "Mon, 23 Nov 2026 22:00:00 +0000" for now. */
+static void rfc5322_date(char *buf, size_t len)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+/*
+ * start_body - begin the message with our Received: trace header (RFC 5321
+ * 4.4). It is written before the client's data so the data can be appended
+ * in place without moving it again.
+ */
+static void start_body(struct smtp_session *s)
+{
+	struct str *b = &s->msg->body;
+	char date[64];
+	char idbuf[ID_BUF_SIZE];
+	const char *proto = s->esmtp ? (s->tls ? "ESMTPS" : "ESMTP") : (s->tls ? "SMTPS" : "SMTP");
+
+	rfc5322_date(date, sizeof(date));
+	str_clear(b);
+	str_appendf(b, "Received: from %s (%s [%s])\r\n\tby %s (impetus) with %s id %s",
+		    s->helo ? s->helo : "unknown", s->peer_ip, s->peer_ip, s->hostname, proto,
+		    id_format(s->msg->id, idbuf));
+	if (s->msg->nrcpt == 1)
+		str_appendf(b, "\r\n\tfor <%s>", s->msg->rcpts[0].addr);
+	str_appendf(b, ";\r\n\t%s\r\n", date);
+	s->header_len = b->len;
+}
+
+/* has_message_id - whether the header section holds a Message-ID field. */
+static bool has_message_id(const char *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		const char *eol = memchr(p + i, '\n', len - i);
+		size_t linelen = eol ? (size_t)(eol - (p + i)) : len - i;
+		if (linelen == 0 || (linelen == 1 && p[i] == '\r'))
+			return false;	/* end of headers */
+		if (linelen >= 11 && strncasecmp(p + i, "Message-ID:", 11) == 0)
+			return true;
+		if (eol == NULL)
+			break;
+		i += linelen + 1;
+	}
+	return false;
+}
+
+/* add_message_id - insert "Message-ID: <id@host>" after our Received header. */
+static void add_message_id(struct smtp_session *s)
+{
+	struct str *b = &s->msg->body;
+	struct str hdr = STR_INIT;
+	char idbuf[ID_BUF_SIZE];
+
+	str_appendf(&hdr, "Message-ID: <%s@%s>\r\n", id_format(s->msg->id, idbuf), s->hostname);
+	str_reserve(b, hdr.len);
+	memmove(b->s + s->header_len + hdr.len, b->s + s->header_len, b->len - s->header_len);
+	memcpy(b->s + s->header_len, hdr.s, hdr.len);
+	b->len += hdr.len;
+	b->s[b->len] = '\0';
+	str_free(&hdr);
+}
+
+static void on_spooled(void *ctx, int err, struct spool_msg *msg);
+
+/*
+ * message_complete - the data has all arrived: check it and hand it to the
+ * spool. Every refusal here happens after the whole message was read, so
+ * the client is in sync and the session goes on.
+ */
+static void message_complete(struct smtp_session *s)
+{
+	struct spool_msg *msg = s->msg;
+	uint64_t size = s->scan.bytes;
+
+	if (s->lim.max_size > 0 && size > (uint64_t)s->lim.max_size) {
+		reject(s, "data", "552 5.3.4 Message size exceeds fixed limit");
+		transaction_reset(s);
+		return;
+	}
+	if (s->scan.bare_cr || s->scan.bare_lf) {
+		reject(s, "data", "554 5.6.0 Message rejected: bare CR or LF (RFC 5321 2.3.8)");
+		transaction_reset(s);
+		return;
+	}
+	if (s->lim.max_line > 0 && s->scan.longest_line > (size_t)s->lim.max_line) {
+		reject(s, "data", "554 5.6.0 Message rejected: line too long");
+		transaction_reset(s);
+		return;
+	}
+	if (s->lim.messageid == 1 ||
+	    (s->lim.messageid == 0 &&
+	     !has_message_id(msg->body.s + s->header_len, msg->body.len - s->header_len)))
+		add_message_id(s);
+
+	msg->received = (int64_t)time(NULL);
+	s->msg = NULL;
+	transaction_reset(s);
+	session_set_state(s, S_SPOOL);
+	bufferevent_disable(s->bev, EV_READ);
+	spool_submit(smtp_server_spool(s->io->srv), msg, s->io->loop, on_spooled, s);
+}
+
+/* on_spooled - the spool's answer, on this session's loop. */
+static void on_spooled(void *ctx, int err, struct spool_msg *msg)
+{
+	struct smtp_session *s = ctx;
+	char idbuf[ID_BUF_SIZE];
+
+	id_format(msg->id, idbuf);
+	if (err == 0) {
+		s->messages++;
+		reply(s, "250 2.0.0 OK %s", idbuf);
+		smtp_server_deliver(s->io->srv, msg);
+	} else {
+		log_panic("%s spool write failed error=\"%s\" client=%s", idbuf, strerror(-err),
+			  s->peer_str);
+		reject(s, "data", "452 4.3.1 Insufficient system storage");
+		spool_msg_free(msg);
+	}
+	if (s->zombie) {
+		session_free(s);
+		return;
+	}
+	session_set_state(s, S_CMD);
+	set_timeout(s, s->lim.cmd_timeout);
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* commands                                                            */
+
+static bool check_helo_arg(struct smtp_session *s, const char *args, const char *verb)
+{
+	while (*args == ' ')
+		args++;
+	if (*args == '\0') {
+		reject(s, "ehlo", "501 5.5.4 Syntax: %s hostname", verb);
+		return false;
+	}
+	return true;
+}
+
+static void cmd_helo(struct smtp_session *s, const char *args, bool esmtp)
+{
+	if (!check_helo_arg(s, args, esmtp ? "EHLO" : "HELO"))
+		return;
+	while (*args == ' ')
+		args++;
+	transaction_reset(s);
+	free(s->helo);
+	s->helo = xstrndup(args, 255);
+	s->esmtp = esmtp;
+	if (!esmtp) {
+		reply(s, "250 %s", s->hostname);
+		return;
+	}
+	reply(s, "250-%s", s->hostname);
+	reply(s, "250-PIPELINING");
+	if (s->lim.max_size > 0)
+		reply(s, "250-SIZE %lld", (long long)s->lim.max_size);
+	else
+		reply(s, "250-SIZE");
+	reply(s, "250-8BITMIME");
+	reply(s, "250-ENHANCEDSTATUSCODES");
+	reply(s, "250-SMTPUTF8");
+	reply(s, "250-DSN");
+	reply(s, "250-CHUNKING");
+	if (s->listener->tls && !s->tls)
+		reply(s, "250-STARTTLS");
+	reply(s, "250 HELP");
+}
+
+static void cmd_mail(struct smtp_session *s, const char *args)
+{
+	struct smtp_ext_allowed ext = { .size = true, .eightbitmime = true, .smtputf8 = true, .dsn = true };
+	struct smtp_mail_args m;
+	struct smtp_reply r;
+
+	if (s->helo == NULL) {
+		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->msg) {
+		reply(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (!s->esmtp)
+		memset(&ext, 0, sizeof(ext));
+	memset(&m, 0, sizeof(m));
+	if (!smtp_parse_mail(args, &ext, &m, &r)) {
+		reply_parsed(s, &r);
+		log_reject(s->peer_str, s->local_str, s->conn_id, "mailfrom", r.text);
+		return;
+	}
+	if (s->lim.max_size > 0 && m.size > s->lim.max_size) {
+		reject(s, "mailfrom", "552 5.3.4 Message size exceeds fixed limit");
+		smtp_mail_args_free(&m);
+		return;
+	}
+
+	struct spool_msg *msg = spool_msg_new();
+	msg->id = id_next();
+	msg->conn_id = s->conn;
+	msg->sender = m.path;
+	m.path = NULL;
+	msg->envid = m.envid;
+	m.envid = NULL;
+	msg->ret = m.ret;
+	msg->body_type = m.body;
+	msg->smtputf8 = m.smtputf8;
+	msg->client_ip = xstrdup(s->peer_ip);
+	msg->helo = xstrdup(s->helo);
+	msg->protocol = xstrdup(s->esmtp ? "esmtp" : "smtp");
+	msg->binding_group = xstrdup("");
+	msg->binding = xstrdup("");
+	s->msg = msg;
+	s->declared_size = m.size;
+	smtp_mail_args_free(&m);
+	reply(s, "250 2.1.0 Sender OK");
+}
+
+/* relay_allowed - Relay_Domains for the recipient, or Relay_Hosts for the client. */
+static bool relay_allowed(struct smtp_session *s, const char *path)
+{
+	const char *domain = smtp_path_domain(path);
+
+	if (*domain == '\0')
+		return strcasecmp(path, "postmaster") == 0;
+	if (conf_relay_domain_match(s->conf, s->clistener, domain))
+		return true;
+	return conf_relay_host_match(s->conf, s->clistener, (const struct sockaddr *)&s->peer);
+}
+
+static void cmd_rcpt(struct smtp_session *s, const char *args)
+{
+	struct smtp_ext_allowed ext = { .size = true, .eightbitmime = true, .smtputf8 = true, .dsn = true };
+	struct smtp_rcpt_args a;
+	struct smtp_reply r;
+
+	if (s->msg == NULL) {
+		reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (!s->esmtp)
+		memset(&ext, 0, sizeof(ext));
+	memset(&a, 0, sizeof(a));
+	if (!smtp_parse_rcpt(args, &ext, s->msg->smtputf8, &a, &r)) {
+		reply_parsed(s, &r);
+		log_reject(s->peer_str, s->local_str, s->conn_id, "rcptto", r.text);
+		s->rcpt_refused++;
+		return;
+	}
+	if ((int64_t)s->msg->nrcpt >= s->lim.max_rcpts) {
+		reject(s, "rcptto", "452 4.5.3 Error: too many recipients");
+		smtp_rcpt_args_free(&a);
+		return;
+	}
+	if (!relay_allowed(s, a.path)) {
+		reject(s, "rcptto", "550 5.7.1 Relaying denied");
+		smtp_rcpt_args_free(&a);
+		s->rcpt_refused++;
+		return;
+	}
+	struct spool_msg *msg = s->msg;
+	if (msg->nrcpt == s->nrcpt_alloc) {
+		s->nrcpt_alloc = s->nrcpt_alloc ? s->nrcpt_alloc * 2 : 4;
+		msg->rcpts = xrealloc(msg->rcpts, s->nrcpt_alloc * sizeof(*msg->rcpts));
+	}
+	struct spool_rcpt *rc = &msg->rcpts[msg->nrcpt++];
+	memset(rc, 0, sizeof(*rc));
+	rc->addr = a.path;
+	rc->orcpt = a.orcpt;
+	rc->notify = a.notify;
+	reply(s, "250 2.1.5 Recipient OK");
+}
+
+static bool transaction_ready(struct smtp_session *s)
+{
+	if (s->msg == NULL) {
+		reply(s, "503 5.5.1 Error: need MAIL command");
+		return false;
+	}
+	if (s->msg->nrcpt == 0) {
+		if (s->rcpt_refused > 0)
+			reply(s, "554 5.5.1 Error: no valid recipients");
+		else
+			reply(s, "503 5.5.1 Error: need RCPT command");
+		return false;
+	}
+	return true;
+}
+
+static uint64_t scan_limit(struct smtp_session *s)
+{
+	/* Keep one byte past the limit so "too big" is detectable, no more. */
+	return s->lim.max_size > 0 ? (uint64_t)s->lim.max_size + 1 : 0;
+}
+
+static void cmd_data(struct smtp_session *s, const char *args)
+{
+	if (s->bdat_used) {
+		reply(s, "503 5.5.1 Error: DATA not allowed after BDAT");
+		return;
+	}
+	if (!transaction_ready(s))
+		return;
+	start_body(s);
+	smtp_data_scanner_init(&s->scan);
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	session_set_state(s, S_DATA);
+	set_timeout(s, s->lim.data_timeout);
+}
+
+static void cmd_bdat(struct smtp_session *s, const char *args)
+{
+	char *end;
+	unsigned long long n;
+	bool last = false;
+
+	while (*args == ' ')
+		args++;
+	if (*args < '0' || *args > '9') {
+		reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		return;
+	}
+	errno = 0;
+	n = strtoull(args, &end, 10);
+	if (errno) {
+		reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		return;
+	}
+	while (*end == ' ')
+		end++;
+	if (strcasecmp(end, "LAST") == 0)
+		last = true;
+	else if (*end != '\0') {
+		reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		return;
+	}
+
+	/*
+	 * RFC 3030: the chunk follows the command no matter what we answer, so
+	 * a refused BDAT still reads (and drops) its octets to stay in sync.
+	 */
+	s->bdat_remaining = n;
+	s->bdat_chunk_size = n;
+	s->bdat_last = last;
+	s->bdat_discard = false;
+	if (s->msg == NULL || s->msg->nrcpt == 0 || s->bdat_failed) {
+		s->bdat_discard = true;
+	} else if (!s->bdat_used) {
+		s->bdat_used = true;
+		start_body(s);
+		smtp_data_scanner_init(&s->scan);
+	}
+	session_set_state(s, S_BDAT);
+	set_timeout(s, s->lim.data_timeout);
+}
+
+/* bdat_chunk_done - all octets of a chunk are in: answer it. */
+static void bdat_chunk_done(struct smtp_session *s, uint64_t size)
+{
+	session_set_state(s, S_CMD);
+	set_timeout(s, s->lim.cmd_timeout);
+	if (s->bdat_discard) {
+		if (s->msg && s->msg->nrcpt == 0 && s->rcpt_refused > 0)
+			reply(s, "554 5.5.1 Error: no valid recipients");
+		else if (s->msg && s->bdat_failed)
+			reply(s, "503 5.5.1 Error: transaction failed, send RSET");
+		else if (s->msg)
+			reply(s, "503 5.5.1 Error: need RCPT command");
+		else
+			reply(s, "503 5.5.1 Error: need MAIL command");
+		if (s->msg)
+			s->bdat_failed = true;
+		return;
+	}
+	if (s->lim.max_size > 0 && s->scan.bytes > (uint64_t)s->lim.max_size) {
+		reject(s, "data", "552 5.3.4 Message size exceeds fixed limit");
+		/* The rest of the chunks will be refused until RSET/MAIL. */
+		s->bdat_failed = true;
+		if (s->bdat_last)
+			transaction_reset(s);
+		return;
+	}
+	if (s->bdat_last) {
+		message_complete(s);
+		return;
+	}
+	reply(s, "250 2.0.0 %llu octets received", (unsigned long long)size);
+}
+
+static void cmd_starttls(struct smtp_session *s, const char *args)
+{
+	if (s->tls) {
+		reply(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (s->listener->tls == NULL) {
+		reply(s, "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	if (*args) {
+		reply(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	session_set_state(s, S_STARTTLS);
+	bufferevent_disable(s->bev, EV_READ);
+	/* Anything pipelined after STARTTLS in clear text is dropped (RFC 3207 4.2). */
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		on_write(s->bev, s);
+}
+
+/* start_tls - the 220 is out: replace the plain bufferevent by a TLS one. */
+static void start_tls(struct smtp_session *s)
+{
+	SSL *ssl = SSL_new(s->listener->tls);
+	struct event_base *base = loop_base(s->io->loop);
+
+	bufferevent_free(s->bev);	/* created without CLOSE_ON_FREE: fd stays */
+	s->bev = NULL;
+	if (ssl == NULL) {
+		close(s->fd);
+		s->fd = -1;
+		session_free(s);
+		return;
+	}
+	s->bev = bufferevent_openssl_socket_new(base, s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (s->bev == NULL) {
+		SSL_free(ssl);
+		close(s->fd);
+		s->fd = -1;
+		session_free(s);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	s->tls = true;
+	/* RFC 3207 4.2: forget everything learnt before TLS. */
+	transaction_reset(s);
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = false;
+	session_set_state(s, S_CMD);
+	set_timeout(s, s->lim.cmd_timeout);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void do_command(struct smtp_session *s, const char *line, size_t len)
+{
+	const char *args;
+	enum smtp_verb verb;
+
+	if (!smtp_line_is_clean(line, len)) {
+		reject(s, "connect", "500 5.5.2 Error: bad characters in command");
+		return;
+	}
+	if (s->io->shutting_down && s->msg == NULL) {
+		reply(s, "421 4.3.2 %s Service shutting down", s->hostname);
+		session_close(s);
+		return;
+	}
+	verb = smtp_parse_command(line, len, &args);
+	switch (verb) {
+	case SMTP_VERB_EHLO:
+		cmd_helo(s, args, true);
+		break;
+	case SMTP_VERB_HELO:
+		cmd_helo(s, args, false);
+		break;
+	case SMTP_VERB_MAIL:
+		cmd_mail(s, args);
+		break;
+	case SMTP_VERB_RCPT:
+		cmd_rcpt(s, args);
+		break;
+	case SMTP_VERB_DATA:
+		cmd_data(s, args);
+		break;
+	case SMTP_VERB_BDAT:
+		cmd_bdat(s, args);
+		break;
+	case SMTP_VERB_RSET:
+		transaction_reset(s);
+		reply(s, "250 2.0.0 OK");
+		break;
+	case SMTP_VERB_NOOP:
+		reply(s, "250 2.0.0 OK");
+		break;
+	case SMTP_VERB_QUIT:
+		reply(s, "221 2.0.0 Bye");
+		session_close(s);
+		break;
+	case SMTP_VERB_HELP:
+		reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS");
+		break;
+	case SMTP_VERB_VRFY:
+		reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+		break;
+	case SMTP_VERB_STARTTLS:
+		cmd_starttls(s, args);
+		break;
+	case SMTP_VERB_EXPN:
+	case SMTP_VERB_AUTH:
+		reply(s, "502 5.5.1 Error: command not implemented");
+		break;
+	case SMTP_VERB_UNKNOWN:
+	default:
+		reject(s, "connect", "500 5.5.2 Error: command not recognized");
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* input                                                               */
+
+/* process_commands - handle complete command lines; false to stop. */
+static bool process_commands(struct smtp_session *s, struct evbuffer *in)
+{
+	size_t eol_len;
+	struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+
+	if (p.pos < 0) {
+		size_t avail = evbuffer_get_length(in);
+		if (avail > (size_t)s->lim.max_cmd) {
+			/* No end in sight: answer now, drop the rest of the line as it comes. */
+			evbuffer_drain(in, avail);
+			if (!s->discarding)
+				reject(s, "connect", "500 5.5.2 Error: line too long");
+			s->discarding = true;
+		}
+		return false;
+	}
+	size_t len = (size_t)p.pos;
+	if (s->discarding) {
+		evbuffer_drain(in, len + eol_len);
+		s->discarding = false;
+		return true;
+	}
+	if (len + eol_len > (size_t)s->lim.max_cmd) {
+		evbuffer_drain(in, len + eol_len);
+		reject(s, "connect", "500 5.5.2 Error: line too long");
+		return true;
+	}
+	char stackbuf[1024];
+	char *line = len < sizeof(stackbuf) ? stackbuf : xmalloc(len + 1);
+	evbuffer_remove(in, line, len);
+	line[len] = '\0';
+	evbuffer_drain(in, eol_len);
+	/* A CR left before a bare LF belongs to no command. */
+	do_command(s, line, len);
+	if (line != stackbuf)
+		free(line);
+	return true;
+}
+
+/* process_data - feed the DATA scanner from the input buffer. */
+static bool process_data(struct smtp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec vec[8];
+	int n = evbuffer_peek(in, -1, NULL, vec, 8);
+	size_t consumed = 0;
+
+	if (n <= 0)
+		return false;
+	for (int i = 0; i < n && i < 8 && !s->scan.done; i++)
+		consumed += smtp_data_scan(&s->scan, vec[i].iov_base, vec[i].iov_len,
+					   &s->msg->body, scan_limit(s));
+	evbuffer_drain(in, consumed);
+	if (!s->scan.done)
+		return evbuffer_get_length(in) > 0;
+	session_set_state(s, S_CMD);
+	set_timeout(s, s->lim.cmd_timeout);
+	message_complete(s);
+	return true;
+}
+
+/* process_bdat - take up to the remaining chunk octets from the input. */
+static bool process_bdat(struct smtp_session *s, struct evbuffer *in)
+{
+	while (s->bdat_remaining > 0) {
+		struct evbuffer_iovec vec[1];
+		if (evbuffer_peek(in, -1, NULL, vec, 1) < 1)
+			return false;
+		size_t take = vec[0].iov_len;
+		if (take > s->bdat_remaining)
+			take = (size_t)s->bdat_remaining;
+		if (take == 0)
+			return false;
+		if (!s->bdat_discard) {
+			uint64_t lim = scan_limit(s);
+			size_t keep = take;
+			if (lim && s->scan.bytes + keep > lim)
+				keep = s->scan.bytes >= lim ? 0 : (size_t)(lim - s->scan.bytes);
+			smtp_scan_chunk(&s->scan, vec[0].iov_base, take);
+			str_append(&s->msg->body, vec[0].iov_base, keep);
+			s->scan.bytes += take;
+		}
+		evbuffer_drain(in, take);
+		s->bdat_remaining -= take;
+	}
+	return true;
+}
+
+static void session_process(struct smtp_session *s)
+{
+	if (s->bev == NULL)
+		return;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	for (;;) {
+		bool more = false;
+
+		switch (s->state) {
+		case S_CMD:
+			more = process_commands(s, in);
+			break;
+		case S_DATA:
+			more = process_data(s, in);
+			break;
+		case S_BDAT:
+			more = process_bdat(s, in);
+			if (s->bdat_remaining == 0) {
+				bdat_chunk_done(s, s->bdat_chunk_size);
+				more = true;
+			}
+			break;
+		case S_SPOOL:
+		case S_STARTTLS:
+		case S_CLOSING:
+			return;
+		}
+		if (!more || s->bev == NULL)
+			return;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* bufferevent callbacks                                               */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	session_process(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	/* Called when the output buffer has drained completely. */
+	if (s->state == S_CLOSING)
+		session_free(s);
+	else if (s->state == S_STARTTLS)
+		start_tls(s);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->state == S_CLOSING) {
+			session_free(s);
+			return;
+		}
+		reply(s, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
+		log_reject(s->peer_str, s->local_str, s->conn_id,
+			   s->state == S_CMD ? "command" : "data", "421 4.4.2 timeout exceeded");
+		transaction_reset(s);
+		session_close(s);
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (what & BEV_EVENT_ERROR) {
+			unsigned long e;
+			while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+				char buf[256];
+				ERR_error_string_n(e, buf, sizeof(buf));
+				log_panic("%s tls error client=%s error=\"%s\"", s->conn_id,
+					  s->peer_str, buf);
+			}
+		}
+		if (s->state == S_SPOOL) {
+			/* Keep the session until the spool answers; drop the socket. */
+			bufferevent_free(s->bev);
+			s->bev = NULL;
+			if (!s->tls)
+				close(s->fd);
+			s->fd = -1;
+			s->zombie = true;
+			return;
+		}
+		session_free(s);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* life cycle                                                          */
+
+static void load_limits(struct smtp_session *s)
+{
+	const struct conf *c = s->conf;
+	const struct conf_listener *l = s->clistener;
+
+	s->lim.max_size = conf_listener_get(c, l, CONF_OPT_MAX_MESSAGE_SIZE)->u.i;
+	s->lim.max_rcpts = conf_listener_get(c, l, CONF_OPT_MAX_RECIPIENTS_PER_MESSAGE)->u.i;
+	s->lim.max_cmd = conf_listener_get(c, l, CONF_OPT_MAX_COMMAND_LENGTH)->u.i;
+	s->lim.max_line = conf_listener_get(c, l, CONF_OPT_MAX_LINE_LENGTH)->u.i;
+	s->lim.cmd_timeout = conf_listener_get(c, l, CONF_OPT_SERVER_TIMEOUT)->u.i;
+	s->lim.data_timeout = conf_listener_get(c, l, CONF_OPT_DATA_TIMEOUT)->u.i;
+	s->lim.messageid = (int)conf_listener_get(c, l, CONF_OPT_RFC2822_MESSAGEID_HEADER)->u.i;
+}
+
+void smtp_session_start(void *arg)
+{
+	struct smtp_accept *acc = arg;
+	struct smtp_io *io = acc->io;
+	struct smtp_session *s = XNEW(struct smtp_session);
+
+	s->io = io;
+	s->listener = acc->listener;
+	s->conf = acc->conf;
+	s->clistener = conf_listener_at(s->conf, acc->listener->index);
+	s->fd = acc->fd;
+	s->peer = acc->peer;
+	format_sockaddr(&acc->peer, s->peer_ip, sizeof(s->peer_ip), s->peer_str, sizeof(s->peer_str));
+	{
+		char ip[64];
+		format_sockaddr(&acc->local, ip, sizeof(ip), s->local_str, sizeof(s->local_str));
+	}
+	s->conn = id_next();
+	id_format(s->conn, s->conn_id);
+	s->hostname = smtp_server_hostname(s->conf);
+	s->declared_size = -1;
+	load_limits(s);
+	free(acc);
+
+	evutil_make_socket_nonblocking(s->fd);
+	/* No CLOSE_ON_FREE: STARTTLS replaces the bufferevent on the same fd. */
+	s->bev = bufferevent_socket_new(loop_base(io->loop), s->fd, BEV_OPT_DEFER_CALLBACKS);
+	if (s->bev == NULL) {
+		log_panic("%s cannot create bufferevent client=%s", s->conn_id, s->peer_str);
+		close(s->fd);
+		s->fd = -1;
+		session_free(s);
+		return;
+	}
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	s->next = io->sessions;
+	if (io->sessions)
+		io->sessions->prev = s;
+	io->sessions = s;
+
+	session_set_state(s, S_CMD);
+	set_timeout(s, s->lim.cmd_timeout);
+	if (io->shutting_down) {
+		reply(s, "421 4.3.2 %s Service shutting down", s->hostname);
+		session_close(s);
+		return;
+	}
+	reply(s, "220 %s ESMTP impetus", s->hostname);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void free_later(evutil_socket_t fd, short what, void *arg)
+{
+	session_free(arg);
+}
+
+/*
+ * session_close - send what is queued, then free (CLOSING state). Never
+ * frees synchronously: callers up the stack may still hold the session.
+ */
+static void session_close(struct smtp_session *s)
+{
+	struct timeval zero = { 0, 0 };
+
+	session_set_state(s, S_CLOSING);
+	if (s->bev == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+		if (s->bev) {
+			bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
+			bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		}
+		event_base_once(loop_base(s->io->loop), -1, EV_TIMEOUT, free_later, s, &zero);
+		return;
+	}
+	bufferevent_disable(s->bev, EV_READ);
+	struct timeval tv = { 10, 0 };
+	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	bufferevent_enable(s->bev, EV_WRITE);
+}
+
+static void session_free(struct smtp_session *s)
+{
+	struct smtp_io *io = s->io;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else if (io->sessions == s)
+		io->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	if (s->bev) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	if (s->fd >= 0 && !s->tls)
+		close(s->fd);
+	transaction_reset(s);
+	free(s->helo);
+	smtp_server_session_closed(io->srv, &s->peer);
+	conf_unref(s->conf);
+	free(s);
+}
+
+/* session_in_transaction - whether shutdown should let this session finish. */
+static bool session_in_transaction(const struct smtp_session *s)
+{
+	return s->msg != NULL || s->state == S_SPOOL || s->state == S_DATA || s->state == S_BDAT;
+}
+
+void smtp_session_shutdown_io(void *arg)
+{
+	struct smtp_io *io = arg;
+	struct smtp_session *s = io->sessions;
+
+	io->shutting_down = true;
+	while (s) {
+		struct smtp_session *next = s->next;
+		if (!session_in_transaction(s) && s->state == S_CMD) {
+			reply(s, "421 4.3.2 %s Service shutting down", s->hostname);
+			session_close(s);
+		}
+		s = next;
+	}
+}
+
+void smtp_session_close_all(void *arg)
+{
+	struct smtp_io *io = arg;
+	struct smtp_session *s = io->sessions;
+
+	while (s) {
+		struct smtp_session *next = s->next;
+		if (s->state != S_SPOOL && s->state != S_CLOSING) {
+			reply(s, "421 4.3.2 %s Service shutting down", s->hostname);
+			transaction_reset(s);
+			session_close(s);
+		}
+		s = next;
+	}
+}

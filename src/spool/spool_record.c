@@ -1,0 +1,607 @@
+/*
+ * spool_record.c - segment names and headers, record encoding and
+ * bounds-checked decoding (see spool_record.h and docs/spool.md)
+ *
+ * All integers are little-endian regardless of the host. Strings are a
+ * u32 length then the bytes (no NUL); an optional string uses length
+ * 0xFFFFFFFF for "absent". The decoder walks a cursor that refuses any
+ * read past its end, so the worst a hostile file can do is be rejected.
+ *
+ * Also home of spool_msg_new/spool_msg_free, the record's in-memory form.
+ */
+#include "spool/spool_record.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/crc32c.h"
+#include "core/mem.h"
+
+#define STR_ABSENT 0xffffffffu
+/* smallest encoded recipient: addr len, orcpt len, notify, state, retries, next */
+#define RCPT_MIN_SIZE (4 + 4 + 1 + 1 + 4 + 8)
+#define MSG_FLAG_SMTPUTF8 0x01
+
+/* ==================== spool_msg ==================== */
+
+struct spool_msg *spool_msg_new(void)
+{
+	struct spool_msg *msg = XNEW(struct spool_msg);
+
+	str_init(&msg->body);
+	return msg;
+}
+
+void spool_msg_free(struct spool_msg *msg)
+{
+	if (msg == NULL)
+		return;
+	free(msg->sender);
+	free(msg->envid);
+	free(msg->client_ip);
+	free(msg->helo);
+	free(msg->protocol);
+	free(msg->binding_group);
+	free(msg->binding);
+	for (size_t i = 0; i < msg->nrcpt; i++) {
+		free(msg->rcpts[i].addr);
+		free(msg->rcpts[i].orcpt);
+	}
+	free(msg->rcpts);
+	str_free(&msg->body);
+	free(msg);
+}
+
+/* ==================== segment names and header ==================== */
+
+char *spool_seg_name(uint64_t seq, char buf[SPOOL_SEG_NAME_SIZE])
+{
+	snprintf(buf, SPOOL_SEG_NAME_SIZE, SPOOL_SEG_PREFIX "%016" PRIx64 SPOOL_SEG_SUFFIX, seq);
+	return buf;
+}
+
+bool spool_seg_parse_name(const char *name, const char *suffix, uint64_t *seq)
+{
+	size_t plen = strlen(SPOOL_SEG_PREFIX);
+	size_t slen = strlen(SPOOL_SEG_SUFFIX);
+	uint64_t v = 0;
+	const char *rest;
+
+	if (strncmp(name, SPOOL_SEG_PREFIX, plen) != 0)
+		return false;
+	for (int i = 0; i < 16; i++) {
+		char c = name[plen + i];
+		int d;
+
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	rest = name + plen + 16;
+	if (strncmp(rest, SPOOL_SEG_SUFFIX, slen) != 0)
+		return false;
+	rest += slen;
+	if (*rest != '\0' && (suffix == NULL || strcmp(rest, suffix) != 0))
+		return false;
+	*seq = v;
+	return true;
+}
+
+static void store_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void store_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t load_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t load_le64(const uint8_t *p)
+{
+	return (uint64_t)load_le32(p) | (uint64_t)load_le32(p + 4) << 32;
+}
+
+/* Header: magic(8) version(4) header size(4) seq(8) reserved(4) crc(4). */
+void spool_seg_header(uint64_t seq, uint8_t out[SPOOL_SEG_HDR_SIZE])
+{
+	memcpy(out, SPOOL_SEG_MAGIC, 8);
+	store_le32(out + 8, SPOOL_SEG_VERSION);
+	store_le32(out + 12, SPOOL_SEG_HDR_SIZE);
+	store_le64(out + 16, seq);
+	store_le32(out + 24, 0);
+	store_le32(out + 28, crc32c(0, out, 28));
+}
+
+int spool_seg_check_header(const uint8_t *p, size_t n, uint64_t *seq,
+			   uint32_t *version, const char **why)
+{
+	if (n < SPOOL_SEG_HDR_SIZE) {
+		*why = "short segment header";
+		return -1;
+	}
+	if (memcmp(p, SPOOL_SEG_MAGIC, 8) != 0) {
+		*why = "bad segment magic";
+		return -1;
+	}
+	if (load_le32(p + 28) != crc32c(0, p, 28)) {
+		*why = "bad segment header crc";
+		return -1;
+	}
+	if (load_le32(p + 12) != SPOOL_SEG_HDR_SIZE) {
+		*why = "bad segment header size";
+		return -1;
+	}
+	*version = load_le32(p + 8);
+	*seq = load_le64(p + 16);
+	return 0;
+}
+
+/* ==================== encoding ==================== */
+
+static void put_u8(struct str *out, uint8_t v)
+{
+	str_appendc(out, (char)v);
+}
+
+static void put_u32(struct str *out, uint32_t v)
+{
+	uint8_t b[4];
+
+	store_le32(b, v);
+	str_append(out, b, 4);
+}
+
+static void put_u64(struct str *out, uint64_t v)
+{
+	uint8_t b[8];
+
+	store_le64(b, v);
+	str_append(out, b, 8);
+}
+
+static void put_str(struct str *out, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	put_u32(out, (uint32_t)n);
+	str_append(out, s ? s : "", n);
+}
+
+static void put_optstr(struct str *out, const char *s)
+{
+	if (s == NULL)
+		put_u32(out, STR_ABSENT);
+	else
+		put_str(out, s);
+}
+
+/* rec_begin - append a record header with length and crc left zero; returns its offset. */
+static size_t rec_begin(struct str *out, uint8_t type)
+{
+	size_t start = out->len;
+	uint8_t h[SPOOL_REC_HDR_SIZE] = {
+		SPOOL_REC_MAGIC0, SPOOL_REC_MAGIC1, SPOOL_REC_MAGIC2, SPOOL_REC_MAGIC3,
+		type, 0, 0, 0,
+	};
+
+	str_append(out, h, sizeof(h));
+	return start;
+}
+
+/*
+ * rec_seal - fill in length and crc of the record starting at start;
+ * extra (n bytes) is payload that follows outside out (a body).
+ */
+static void rec_seal(struct str *out, size_t start, const void *extra, size_t n)
+{
+	uint8_t *h = (uint8_t *)out->s + start;
+	size_t inline_len = out->len - start - SPOOL_REC_HDR_SIZE;
+	uint32_t crc;
+
+	store_le32(h + 8, (uint32_t)(inline_len + n));
+	crc = crc32c(0, h, 12);
+	crc = crc32c(crc, h + SPOOL_REC_HDR_SIZE, inline_len);
+	if (n)
+		crc = crc32c(crc, extra, n);
+	store_le32(h + 12, crc);
+}
+
+size_t spool_rec_encode_message(struct str *out, const struct spool_msg *msg)
+{
+	size_t start, envlen_at, envlen;
+	uint8_t flags = msg->smtputf8 ? MSG_FLAG_SMTPUTF8 : 0;
+
+	start = rec_begin(out, SPOOL_REC_MESSAGE);
+	envlen_at = out->len;
+	put_u32(out, 0);
+	put_u64(out, msg->id);
+	put_u64(out, (uint64_t)msg->received);
+	put_str(out, msg->sender);
+	put_optstr(out, msg->envid);
+	put_u8(out, msg->ret);
+	put_u8(out, msg->body_type);
+	put_u8(out, flags);
+	put_str(out, msg->client_ip);
+	put_str(out, msg->helo);
+	put_str(out, msg->protocol);
+	put_str(out, msg->binding_group);
+	put_str(out, msg->binding);
+	put_u32(out, (uint32_t)msg->nrcpt);
+	for (size_t i = 0; i < msg->nrcpt; i++) {
+		const struct spool_rcpt *r = &msg->rcpts[i];
+
+		put_str(out, r->addr);
+		put_optstr(out, r->orcpt);
+		put_u8(out, r->notify);
+		put_u8(out, r->state);
+		put_u32(out, r->retries);
+		put_u64(out, (uint64_t)r->next_attempt);
+	}
+	envlen = out->len - envlen_at - 4;
+	if (envlen + 4 + msg->body.len > SPOOL_REC_MAX_PAYLOAD || msg->nrcpt > UINT32_MAX) {
+		str_truncate(out, start);
+		return 0;
+	}
+	store_le32((uint8_t *)out->s + envlen_at, (uint32_t)envlen);
+	rec_seal(out, start, msg->body.s, msg->body.len);
+	return out->len - start;
+}
+
+void spool_rec_encode_rcpt_state(struct str *out, impetus_id id, uint32_t rcpt_index,
+				 uint8_t state)
+{
+	size_t start = rec_begin(out, SPOOL_REC_RCPT_STATE);
+
+	put_u64(out, id);
+	put_u32(out, rcpt_index);
+	put_u8(out, state);
+	rec_seal(out, start, NULL, 0);
+}
+
+void spool_rec_encode_rcpt_retry(struct str *out, impetus_id id, uint32_t rcpt_index,
+				 uint32_t retries, int64_t next_attempt)
+{
+	size_t start = rec_begin(out, SPOOL_REC_RCPT_RETRY);
+
+	put_u64(out, id);
+	put_u32(out, rcpt_index);
+	put_u32(out, retries);
+	put_u64(out, (uint64_t)next_attempt);
+	rec_seal(out, start, NULL, 0);
+}
+
+void spool_rec_encode_done(struct str *out, impetus_id id)
+{
+	size_t start = rec_begin(out, SPOOL_REC_MESSAGE_DONE);
+
+	put_u64(out, id);
+	rec_seal(out, start, NULL, 0);
+}
+
+void spool_rec_reseal(uint8_t *rec, size_t n)
+{
+	uint32_t len, crc;
+
+	if (n < SPOOL_REC_HDR_SIZE)
+		return;
+	len = load_le32(rec + 8);
+	if (len > n - SPOOL_REC_HDR_SIZE)
+		len = (uint32_t)(n - SPOOL_REC_HDR_SIZE);
+	crc = crc32c(0, rec, 12);
+	crc = crc32c(crc, rec + SPOOL_REC_HDR_SIZE, len);
+	store_le32(rec + 12, crc);
+}
+
+/* ==================== decoding ==================== */
+
+/*
+ * struct cur - a read cursor over n bytes. Every getter checks the
+ * remaining length first and records the first failure in why; later
+ * getters then fail too, so a decoder can check once at the end of a group.
+ */
+struct cur {
+	const uint8_t *p;
+	size_t n;
+	size_t off;
+	const char *why;
+};
+
+static bool need(struct cur *c, size_t k, const char *what)
+{
+	if (c->why)
+		return false;
+	if (c->n - c->off < k) {
+		c->why = what;
+		return false;
+	}
+	return true;
+}
+
+static uint8_t get_u8(struct cur *c)
+{
+	if (!need(c, 1, "truncated payload"))
+		return 0;
+	return c->p[c->off++];
+}
+
+static uint32_t get_u32(struct cur *c)
+{
+	uint32_t v;
+
+	if (!need(c, 4, "truncated payload"))
+		return 0;
+	v = load_le32(c->p + c->off);
+	c->off += 4;
+	return v;
+}
+
+static uint64_t get_u64(struct cur *c)
+{
+	uint64_t v;
+
+	if (!need(c, 8, "truncated payload"))
+		return 0;
+	v = load_le64(c->p + c->off);
+	c->off += 8;
+	return v;
+}
+
+/*
+ * get_str - a length-prefixed string. With keep, returns a heap copy
+ * (absent -> NULL when optional); without, returns NULL and only checks.
+ * *ok is cleared on failure so callers can tell NULL-absent from error.
+ */
+static char *get_str(struct cur *c, bool optional, bool keep, bool *ok)
+{
+	uint32_t len = get_u32(c);
+	const uint8_t *s;
+
+	if (c->why) {
+		*ok = false;
+		return NULL;
+	}
+	if (len == STR_ABSENT) {
+		if (!optional) {
+			c->why = "absent mandatory string";
+			*ok = false;
+			return NULL;
+		}
+		return NULL;
+	}
+	if (!need(c, len, "string length past end of payload")) {
+		*ok = false;
+		return NULL;
+	}
+	s = c->p + c->off;
+	if (len && memchr(s, '\0', len)) {
+		c->why = "NUL byte in string";
+		*ok = false;
+		return NULL;
+	}
+	c->off += len;
+	return keep ? xstrndup((const char *)s, len) : NULL;
+}
+
+/* decode_envelope - the envelope of a MESSAGE; must use all n bytes. */
+static int decode_envelope(struct cur *c, bool keep, struct spool_rec *out)
+{
+	struct spool_msg *msg = keep ? spool_msg_new() : NULL;
+	struct spool_msg scratch;
+	bool ok = true;
+	uint8_t flags;
+	uint32_t nrcpt;
+
+	if (!keep) {
+		memset(&scratch, 0, sizeof(scratch));
+		msg = &scratch;
+	}
+	msg->id = get_u64(c);
+	msg->received = (int64_t)get_u64(c);
+	msg->sender = get_str(c, false, keep, &ok);
+	msg->envid = get_str(c, true, keep, &ok);
+	msg->ret = get_u8(c);
+	msg->body_type = get_u8(c);
+	flags = get_u8(c);
+	msg->smtputf8 = flags & MSG_FLAG_SMTPUTF8;
+	msg->client_ip = get_str(c, false, keep, &ok);
+	msg->helo = get_str(c, false, keep, &ok);
+	msg->protocol = get_str(c, false, keep, &ok);
+	msg->binding_group = get_str(c, false, keep, &ok);
+	msg->binding = get_str(c, false, keep, &ok);
+	nrcpt = get_u32(c);
+	if (c->why || !ok)
+		goto fail;
+	if (msg->id == 0) {
+		c->why = "message id 0";
+		goto fail;
+	}
+	if (msg->ret > SPOOL_RET_HDRS) {
+		c->why = "bad RET value";
+		goto fail;
+	}
+	if (msg->body_type > SPOOL_BODY_BINARYMIME) {
+		c->why = "bad body type";
+		goto fail;
+	}
+	if (flags & ~MSG_FLAG_SMTPUTF8) {
+		c->why = "unknown message flags";
+		goto fail;
+	}
+	/* The count must fit the bytes left, so it cannot make us allocate wildly. */
+	if (nrcpt > (c->n - c->off) / RCPT_MIN_SIZE) {
+		c->why = "recipient count past end of payload";
+		goto fail;
+	}
+	if (keep) {
+		msg->rcpts = xcalloc(nrcpt ? nrcpt : 1, sizeof(*msg->rcpts));
+		msg->nrcpt = nrcpt;
+	}
+	for (uint32_t i = 0; i < nrcpt; i++) {
+		struct spool_rcpt tmp = { 0 };
+		struct spool_rcpt *r = keep ? &msg->rcpts[i] : &tmp;
+
+		r->addr = get_str(c, false, keep, &ok);
+		r->orcpt = get_str(c, true, keep, &ok);
+		r->notify = get_u8(c);
+		r->state = get_u8(c);
+		r->retries = get_u32(c);
+		r->next_attempt = (int64_t)get_u64(c);
+		if (c->why || !ok)
+			goto fail;
+		if (r->notify & ~0x0f) {
+			c->why = "bad NOTIFY bits";
+			goto fail;
+		}
+		if (r->state > SPOOL_RCPT_FAILED) {
+			c->why = "bad recipient state";
+			goto fail;
+		}
+	}
+	if (c->off != c->n) {
+		c->why = "trailing bytes after envelope";
+		goto fail;
+	}
+	out->id = msg->id;
+	out->msg = keep ? msg : NULL;
+	return 0;
+fail:
+	if (!c->why)
+		c->why = "malformed envelope";
+	if (keep)
+		spool_msg_free(msg);
+	return -1;
+}
+
+int spool_rec_decode_payload(unsigned type, const uint8_t *p, size_t n, bool with_msg,
+			     struct spool_rec *out, const char **why)
+{
+	struct cur c = { p, n, 0, NULL };
+
+	memset(out, 0, sizeof(*out));
+	out->type = (uint8_t)type;
+	switch (type) {
+	case SPOOL_REC_MESSAGE: {
+		uint32_t envlen = get_u32(&c);
+		struct cur env;
+
+		if (c.why)
+			break;
+		if (envlen > n - 4) {
+			c.why = "envelope length past end of payload";
+			break;
+		}
+		env = (struct cur){ p + 4, envlen, 0, NULL };
+		if (decode_envelope(&env, with_msg, out) < 0) {
+			c.why = env.why;
+			break;
+		}
+		out->body_offset = 4 + (uint64_t)envlen;
+		out->body_length = n - 4 - (uint64_t)envlen;
+		return 0;
+	}
+	case SPOOL_REC_RCPT_STATE:
+		out->id = get_u64(&c);
+		out->rcpt_index = get_u32(&c);
+		out->state = get_u8(&c);
+		if (!c.why && out->state > SPOOL_RCPT_FAILED)
+			c.why = "bad recipient state";
+		break;
+	case SPOOL_REC_RCPT_RETRY:
+		out->id = get_u64(&c);
+		out->rcpt_index = get_u32(&c);
+		out->retries = get_u32(&c);
+		out->next_attempt = (int64_t)get_u64(&c);
+		break;
+	case SPOOL_REC_MESSAGE_DONE:
+		out->id = get_u64(&c);
+		break;
+	default:
+		c.why = "unknown record type";
+		break;
+	}
+	if (!c.why && c.off != n)
+		c.why = "trailing bytes in record";
+	if (!c.why && out->id == 0)
+		c.why = "message id 0";
+	if (c.why) {
+		*why = c.why;
+		return -1;
+	}
+	return 0;
+}
+
+long long spool_rec_decode(const void *buf, size_t n, bool with_msg, struct spool_rec *out,
+			   uint64_t *need_out, const char **why)
+{
+	const uint8_t *p = buf;
+	uint32_t len, crc;
+
+	*need_out = 0;
+	if (n < SPOOL_REC_HDR_SIZE) {
+		*why = "truncated record header";
+		return SPOOL_REC_SHORT;
+	}
+	if (p[0] != SPOOL_REC_MAGIC0 || p[1] != SPOOL_REC_MAGIC1 ||
+	    p[2] != SPOOL_REC_MAGIC2 || p[3] != SPOOL_REC_MAGIC3) {
+		*why = "bad record magic";
+		return SPOOL_REC_BAD;
+	}
+	if (p[4] < SPOOL_REC_MESSAGE || p[4] > SPOOL_REC_MESSAGE_DONE) {
+		*why = "unknown record type";
+		return SPOOL_REC_BAD;
+	}
+	if (p[5] != 0 || p[6] != 0 || p[7] != 0) {
+		*why = "unknown record flags";
+		return SPOOL_REC_BAD;
+	}
+	len = load_le32(p + 8);
+	if (len > SPOOL_REC_MAX_PAYLOAD) {
+		*why = "record length too large";
+		return SPOOL_REC_BAD;
+	}
+	if (len > n - SPOOL_REC_HDR_SIZE) {
+		*need_out = (uint64_t)SPOOL_REC_HDR_SIZE + len;
+		*why = "record extends past end of data";
+		return SPOOL_REC_SHORT;
+	}
+	crc = crc32c(0, p, 12);
+	crc = crc32c(crc, p + SPOOL_REC_HDR_SIZE, len);
+	if (crc != load_le32(p + 12)) {
+		*why = "bad record crc";
+		return SPOOL_REC_BAD;
+	}
+	if (spool_rec_decode_payload(p[4], p + SPOOL_REC_HDR_SIZE, len, with_msg, out, why) < 0)
+		return SPOOL_REC_BAD;
+	if (out->type == SPOOL_REC_MESSAGE)
+		out->body_offset += SPOOL_REC_HDR_SIZE;
+	return (long long)SPOOL_REC_HDR_SIZE + len;
+}
+
+const char *spool_rec_type_name(unsigned type)
+{
+	switch (type) {
+	case SPOOL_REC_MESSAGE:
+		return "MESSAGE";
+	case SPOOL_REC_RCPT_STATE:
+		return "RCPT_STATE";
+	case SPOOL_REC_RCPT_RETRY:
+		return "RCPT_RETRY";
+	case SPOOL_REC_MESSAGE_DONE:
+		return "MESSAGE_DONE";
+	}
+	return "unknown";
+}
