@@ -1,13 +1,31 @@
 #!/bin/sh
 # install-deps.sh - install everything impetus needs to build, test and benchmark
 #
-# Idempotent: packages already present are left alone. Debian 12 packages
-# only; nothing is downloaded from anywhere else. Run as root (or via sudo).
+# Idempotent: packages already present are left alone, and nothing runs
+# apt-get when all of them are installed. Debian 12 packages only; nothing
+# is downloaded from anywhere else. Run as root (or via sudo). On another
+# system it stops with a message; set IMPETUS_SKIP_DEPS=1 to skip it when
+# you have installed the equivalents yourself.
 set -eu
 
 PKGS="build-essential cmake pkg-config
 libevent-dev libc-ares-dev libssl-dev libpcre2-dev libjansson-dev
 python3 openssl postfix dnsmasq-base"
+
+if [ "${IMPETUS_SKIP_DEPS:-0}" = 1 ]; then
+	echo "install-deps: skipped (IMPETUS_SKIP_DEPS=1)"
+	exit 0
+fi
+
+# shellcheck disable=SC1091
+if [ -r /etc/os-release ]; then . /etc/os-release; fi
+if [ "${ID:-}" != debian ] || [ "${VERSION_ID:-}" != 12 ]; then
+	echo "install-deps: Debian 12 only (this is ${PRETTY_NAME:-unknown});" >&2
+	# shellcheck disable=SC2086 # one line, package names split on purpose
+	echo "install-deps: install the equivalents of:" $PKGS >&2
+	echo "install-deps: then run again with IMPETUS_SKIP_DEPS=1" >&2
+	exit 1
+fi
 
 missing=""
 for p in $PKGS; do
@@ -20,8 +38,11 @@ if [ -n "$missing" ]; then
 	SUDO=""
 	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 	echo "install-deps: installing:$missing"
-	# Postfix asks questions at install time; answer "No configuration".
+	# Postfix asks questions at install time; answer "No configuration":
+	# the benchmark runs its own private instance and needs no system one.
 	echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	# $missing is a list of package names: split on purpose.
+	# shellcheck disable=SC2086
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 fi

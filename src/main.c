@@ -26,6 +26,7 @@
 #include <event2/event.h>
 
 #include "config/config.h"
+#include "core/fsutil.h"
 #include "core/loop.h"
 #include "core/mem.h"
 #include "core/str.h"
@@ -242,7 +243,7 @@ int main(int argc, char **argv)
 	d.nio = io_loop_count(d.conf);
 	d.io = xcalloc(d.nio, sizeof(*d.io));
 	for (size_t i = 0; i < d.nio; i++) {
-		char name[16];
+		char name[32];
 		snprintf(name, sizeof(name), "io%zu", i);
 		d.io[i] = loop_new(name);
 	}
@@ -255,6 +256,12 @@ int main(int argc, char **argv)
 	if (log_open(conf_str(d.conf, CONF_OPT_LOG_DIRECTORY), &err) < 0)
 		fatal(&err, "logs");
 
+	int rc = fs_mkdir_p(conf_str(d.conf, CONF_OPT_SPOOLBASE), 0700);
+	if (rc < 0) {
+		str_appendf(&err, "cannot create %s: %s", conf_str(d.conf, CONF_OPT_SPOOLBASE),
+			    strerror(-rc));
+		fatal(&err, "spool");
+	}
 	struct spool_options so = { 0 };
 	so.no_sync = getenv("IMPETUS_UNSAFE_NO_FSYNC") != NULL;
 	d.spool = spool_open(conf_str(d.conf, CONF_OPT_SPOOLBASE), &so, on_recovered, &d, &err);

@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/str.h"
 
@@ -46,8 +47,17 @@ enum conf_type {
 	CONF_T_LIST,		/* list of strings */
 	CONF_T_ENUM,		/* one of a fixed set of words (stored as index) */
 	CONF_T_THROTTLE,	/* "N" or "N/secs" */
-	CONF_T_RETRIES,		/* "auto" (-1) or N */
+	CONF_T_RETRIES,		/* "auto" (-1), "none" (-2) or N */
 };
+
+/* CONF_T_RETRIES special values. */
+#define CONF_RETRIES_AUTO (-1)	/* derive the limit from Message_Expiration */
+#define CONF_RETRIES_NONE (-2)	/* no limit: only Message_Expiration ends retries */
+
+/* CONF_T_ENUM values are word indexes; these name them (test_config checks the table). */
+enum conf_tls { CONF_TLS_IFAVAILABLE, CONF_TLS_REQUIRED, CONF_TLS_NO };
+enum conf_bounces_inline { CONF_BOUNCES_INLINE_HEADERS, CONF_BOUNCES_INLINE_NONE, CONF_BOUNCES_INLINE_ALL };
+enum conf_messageid_header { CONF_MESSAGEID_IFNEEDED, CONF_MESSAGEID_ALWAYS, CONF_MESSAGEID_NEVER };
 
 /* Scope bits: where an option may be written. */
 #define CONF_S_GLOBAL        0x01
@@ -143,5 +153,46 @@ int conf_option_lookup(const char *name);
 
 /* conf_parse_throttle - parse "N" or "N/secs"; false on bad syntax. */
 bool conf_parse_throttle(const char *s, struct conf_throttle *out);
+
+/*
+ * Additions (config owner). Errors from the conf_load_* functions are
+ * appended to err as one line "file:line:col: message" (no newline);
+ * loading stops at the first error. A file that cannot be opened at all
+ * gives "file: cannot open configuration: <reason>".
+ */
+
+/*
+ * conf_relay_domain_match - whether Relay_Domains (listener scope with
+ * fallback; l may be NULL for global) covers domain: exact names match
+ * case-insensitively, "*.example.com" matches subdomains only,
+ * "*example.com" any name ending in "example.com". A trailing dot on
+ * domain is ignored.
+ */
+bool conf_relay_domain_match(const struct conf *c, const struct conf_listener *l,
+			     const char *domain);
+/*
+ * conf_relay_host_match - whether the client address sa falls in a
+ * Relay_Hosts entry (listener scope with fallback). IPv4-mapped IPv6
+ * clients (::ffff:a.b.c.d) match IPv4 entries. Non-IP families never match.
+ */
+bool conf_relay_host_match(const struct conf *c, const struct conf_listener *l,
+			   const struct sockaddr *sa);
+
+/* conf_listener_sockaddr - the parsed Listen address, ready for bind(). */
+const struct sockaddr *conf_listener_sockaddr(const struct conf_listener *l, socklen_t *len);
+
+/* conf_source - the file (or name) the configuration was loaded from. */
+const char *conf_source(const struct conf *c);
+
+/* More table access: scopes (CONF_S_* bits), default text (NULL: none), range, enum words. */
+unsigned conf_option_scopes(enum conf_opt opt);
+const char *conf_option_default(enum conf_opt opt);
+void conf_option_range(enum conf_opt opt, int64_t *min, int64_t *max);
+const char *conf_option_enum_words(enum conf_opt opt);
+const char *conf_type_name(enum conf_type t);
+/* conf_enum_word - the word of an ENUM value ("?" when out of range). */
+const char *conf_enum_word(enum conf_opt opt, int64_t index);
+/* conf_value_format - append v as configuration text ("300", "( \"a\" \"b\" )", "(unset)"). */
+void conf_value_format(enum conf_opt opt, const struct conf_value *v, struct str *out);
 
 #endif

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fsutil.h"
 #include "core/mem.h"
 
 #define LOG_FLUSH_THRESHOLD (64 * 1024)
@@ -79,10 +80,11 @@ static int open_one(struct logfile *lf, struct str *err)
 
 int log_open(const char *dir, struct str *err)
 {
-	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
-		int e = errno;
-		str_appendf(err, "cannot create log directory %s: %s", dir, strerror(e));
-		return -e;
+	int rc = fs_mkdir_p(dir, 0750);
+
+	if (rc < 0) {
+		str_appendf(err, "cannot create log directory %s: %s", dir, strerror(-rc));
+		return rc;
 	}
 	for (int i = 0; i < LOG__COUNT; i++) {
 		struct logfile *lf = &logs[i];
@@ -96,7 +98,7 @@ int log_open(const char *dir, struct str *err)
 		lf->fd = -1;
 		free(lf->path);
 		lf->path = str_steal(&path);
-		int rc = open_one(lf, err);
+		rc = open_one(lf, err);
 		pthread_mutex_unlock(&lf->mu);
 		if (rc < 0)
 			return rc;

@@ -399,10 +399,9 @@ static enum addr_err check_path(const char *p, size_t n, bool utf8, bool is_rcpt
 				i++;
 				break;
 			}
-			i++;	/* past "," */
+			i++;	/* past ","; the loop's ++i steps over the "@" */
 			if (i >= n || p[i] != '@')
 				return ADDR_SYNTAX;
-			i--;	/* the loop's ++i steps over the "@" */
 		}
 		*mbox = i;
 	}
@@ -890,11 +889,12 @@ bool smtp_parse_mail(const char *args, const struct smtp_ext_allowed *ext,
 /* parse_notify - "NEVER" alone, or a list of SUCCESS, FAILURE, DELAY. */
 static bool parse_notify(const struct param *pm, uint8_t *out)
 {
-	const char *p = pm->val, *end = pm->val + pm->val_len;
+	const char *p = pm->val, *end;
 	uint8_t bits = 0;
 
 	if (pm->val == NULL || pm->val_len == 0)
 		return false;
+	end = p + pm->val_len;
 	for (;;) {
 		const char *comma = memchr(p, ',', (size_t)(end - p));
 		const char *e = comma ? comma : end;
@@ -1028,26 +1028,32 @@ static inline uint64_t has_zero_byte(uint64_t w)
 /*
  * find_special - the first CR, LF or NUL in [p, end), or end. Tests eight
  * bytes at a time: mail lines are long runs of ordinary bytes, and this
- * is the loop every byte of every message goes through.
+ * is the loop every byte of every message goes through. The lowest flag
+ * of has_zero_byte is exact (only bytes above a real zero can be flagged
+ * falsely), so on little-endian machines the first special byte is found
+ * by counting trailing zeros.
  */
 static const char *find_special(const char *p, const char *end)
 {
-	for (;;) {
-		while (end - p >= 8) {
-			uint64_t w;
-			memcpy(&w, p, 8);
-			if (has_zero_byte(w) | has_zero_byte(w ^ (ONES * '\r')) |
-			    has_zero_byte(w ^ (ONES * '\n')))
-				break;
-			p += 8;
+	while (end - p >= 8) {
+		uint64_t w, m;
+
+		memcpy(&w, p, 8);
+		m = has_zero_byte(w) | has_zero_byte(w ^ (ONES * '\r')) |
+		    has_zero_byte(w ^ (ONES * '\n'));
+		if (m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return p + (__builtin_ctzll(m) >> 3);
+#else
+			break;
+#endif
 		}
-		const char *stop = end - p >= 8 ? p + 8 : end;
-		for (; p < stop; p++)
-			if (*p == '\r' || *p == '\n' || *p == '\0')
-				return p;
-		if (p == end)
-			return end;
+		p += 8;
 	}
+	for (; p < end; p++)
+		if (*p == '\r' || *p == '\n' || *p == '\0')
+			return p;
+	return end;
 }
 
 /* data_emit - count n message bytes and keep those that fit under limit. */
@@ -1088,6 +1094,17 @@ static size_t line_scan(struct smtp_data_scanner *sc, const char *buf, size_t le
 			if (p == end)
 				break;
 			if (*p == '\r') {
+				/*
+				 * Fast path for the usual CRLF followed by a
+				 * line that does not start with a dot.
+				 */
+				if (end - p >= 3 && p[1] == '\n' && (!unstuff || p[2] != '.')) {
+					p += 2;
+					if (sc->line_len > sc->longest_line)
+						sc->longest_line = sc->line_len;
+					sc->line_len = 0;
+					continue;
+				}
 				sc->state = DS_CR;
 			} else {
 				if (*p == '\n')

@@ -89,11 +89,25 @@ struct smtp_ext_allowed {
 /*
  * smtp_parse_mail / smtp_parse_rcpt - parse the args of MAIL ("FROM:<...> params")
  * or RCPT ("TO:<...> params"). Return true on success; on failure fill
- * reply (501 5.5.4 / 553 5.1.x / 555 5.5.4 ...) and free partial results.
+ * reply and free partial results (out's pointers are then NULL). args is a
+ * NUL-terminated string (the command line after smtp_parse_command).
  * Accepts the common "FROM: <a@b>" space after the colon. Quoted local
  * parts, address literals and source routes (RFC 5321 4.1.2, the route is
- * discarded) are understood; UTF-8 in paths only with SMTPUTF8 given.
- * RCPT TO:<postmaster> (no domain) is allowed.
+ * discarded) are understood; UTF-8 in paths only with SMTPUTF8 given (for
+ * RCPT: the smtputf8 of the transaction's MAIL). RCPT TO:<postmaster> (no
+ * domain) is allowed; other paths need local@domain; <> only for MAIL.
+ * The replies:
+ *   501 5.5.4 Syntax: MAIL FROM:<address>   (or RCPT TO:<address>): no
+ *             "FROM:"/"TO:", no brackets, junk after ">"
+ *   501 5.1.7 Bad sender address syntax     (5.1.3 ... recipient ...)
+ *   501 5.1.7 Bad sender address syntax: address too long   (path over
+ *             SMTP_PATH_MAX, local part over 64, domain over 255; 5.1.3 for RCPT)
+ *   553 5.6.7 Non-ASCII sender address requires SMTPUTF8    (RFC 6531 3.5)
+ *   555 5.5.4 Unsupported parameter: KEY    (unknown, or extension not in ext)
+ *   501 5.5.4 Bad KEY parameter             (bad value: SIZE, BODY, RET, ...)
+ *   501 5.5.4 Duplicate parameter: KEY
+ *   501 5.5.4 Bad parameter syntax          (keyword not an esmtp-keyword)
+ * The address is judged before the parameters.
  */
 bool smtp_parse_mail(const char *args, const struct smtp_ext_allowed *ext,
 		     struct smtp_mail_args *out, struct smtp_reply *reply);
@@ -105,7 +119,11 @@ void smtp_rcpt_args_free(struct smtp_rcpt_args *a);
 /* smtp_path_domain - the domain part of a path ("" when none). */
 const char *smtp_path_domain(const char *path);
 
-/* xtext (RFC 3461 4): decode into out; false when malformed. */
+/*
+ * xtext (RFC 3461 4): decode, appending to out; false when malformed, and
+ * out is then left as it was. Lower-case hex after "+" is tolerated; "+00"
+ * is refused (a NUL would cut C-string consumers short).
+ */
 bool smtp_xtext_decode(const char *in, size_t len, struct str *out);
 /* xtext encode, for passing ENVID/ORCPT on to the next hop. */
 void smtp_xtext_encode(const char *in, size_t len, struct str *out);
@@ -116,8 +134,11 @@ void smtp_xtext_encode(const char *in, size_t len, struct str *out);
  * the only terminator: bare LF, bare CR, LF.LF, CR.CR and the like are
  * data and are flagged. longest_line (unstuffed, without CRLF, counting
  * the line still in progress) lets the caller refuse over-long lines; a
- * line ends only at CRLF. Once done, the scanner consumed exactly the
- * terminator and nothing after it (pipelined commands stay with the caller).
+ * line ends only at CRLF. A dot right after CRLF (or at the very start)
+ * is always a stuffing dot and removed, whatever follows it. The CRLF
+ * before the final "." belongs to the message and is appended. Once done,
+ * the scanner consumed exactly the terminator and nothing after it
+ * (pipelined commands stay with the caller); further calls consume 0.
  */
 struct smtp_data_scanner {
 	int state;		/* internal */
@@ -127,7 +148,7 @@ struct smtp_data_scanner {
 	bool nul;		/* a NUL byte was seen */
 	size_t line_len;	/* internal: current line length */
 	size_t longest_line;	/* excluding CRLF */
-	uint64_t bytes;		/* message bytes appended so far */
+	uint64_t bytes;		/* message bytes so far, kept or dropped by limit */
 };
 
 void smtp_data_scanner_init(struct smtp_data_scanner *sc);
@@ -135,8 +156,8 @@ void smtp_data_scanner_init(struct smtp_data_scanner *sc);
  * smtp_data_scan - consume up to len bytes of buf; returns how many were
  * consumed. When sc->done is set the terminator was consumed and the
  * return value points just past it. At most limit bytes (0 = unlimited)
- * are appended to out; the rest is counted in sc->bytes but dropped so an
- * oversized message costs no memory.
+ * of the message, counted from init, are appended to out; the rest is
+ * counted in sc->bytes but dropped so an oversized message costs no memory.
  */
 size_t smtp_data_scan(struct smtp_data_scanner *sc, const char *buf, size_t len,
 		      struct str *out, uint64_t limit);

@@ -322,6 +322,7 @@ struct smtp_server *smtp_server_new(struct loop *scheduler, struct loop **io, si
 {
 	struct smtp_server *srv = XNEW(struct smtp_server);
 
+	smtp_session_trace_init();
 	srv->scheduler = scheduler;
 	srv->nio = nio;
 	srv->io = xcalloc(nio, sizeof(*srv->io));

@@ -57,6 +57,9 @@ void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_s
 void smtp_server_deliver(struct smtp_server *srv, struct spool_msg *msg);
 const char *smtp_server_hostname(const struct conf *conf);
 
+/* smtp_session_trace_init - read IMPETUS_TRACE; before any loop runs. */
+void smtp_session_trace_init(void);
+
 /* Session functions the manager calls, on the session's loop. */
 void smtp_session_start(void *accept);		/* loop_fn: struct smtp_accept * */
 void smtp_session_shutdown_io(void *io);	/* loop_fn: struct smtp_io * */

@@ -129,8 +129,28 @@ static void on_event(struct bufferevent *bev, short what, void *arg);
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 
+/*
+ * Tracing: IMPETUS_TRACE=smtp in the environment logs every state change
+ * to the paniclog (a console switch comes with the control socket).
+ */
+static int trace_smtp = -1;
+
+/* tracing - first called by smtp_session_trace_init before any loop runs. */
+static bool tracing(void)
+{
+	if (trace_smtp < 0) {
+		const char *t = getenv("IMPETUS_TRACE");
+		trace_smtp = t && strstr(t, "smtp") != NULL;
+	}
+	return trace_smtp;
+}
+
+/* session_set_state - enter a state, tracing "old -> new" when asked. */
 static void session_set_state(struct smtp_session *s, enum session_state st)
 {
+	if (tracing() && s->state != st)
+		log_panic("%s smtp state %s -> %s", s->conn_id, state_names[s->state],
+			  state_names[st]);
 	s->state = st;
 }
 
@@ -947,6 +967,11 @@ static void load_limits(struct smtp_session *s)
 	s->lim.cmd_timeout = conf_listener_get(c, l, CONF_OPT_SERVER_TIMEOUT)->u.i;
 	s->lim.data_timeout = conf_listener_get(c, l, CONF_OPT_DATA_TIMEOUT)->u.i;
 	s->lim.messageid = (int)conf_listener_get(c, l, CONF_OPT_RFC2822_MESSAGEID_HEADER)->u.i;
+}
+
+void smtp_session_trace_init(void)
+{
+	(void)tracing();
 }
 
 void smtp_session_start(void *arg)

@@ -1,0 +1,792 @@
+/*
+ * conf_parse.c - the ecelerity.conf reader: lexer, parser, includes
+ *
+ * Grammar (Momentum's syntax; names of options and scopes are matched
+ * without regard to case):
+ *
+ *     file      := stmt*
+ *     stmt      := WORD "=" value                 option
+ *                | WORD [ WORD | STRING ] "{" stmt* "}"   scope stanza
+ *                | "include" ( WORD | STRING )
+ *     value     := WORD | STRING | "(" ( WORD | STRING | "," )* ")"
+ *
+ * WORD is a run of anything but blanks, quotes, "#", "=", ",", braces and
+ * parentheses; STRING is double-quoted with \" \\ \n \t \r escapes (other
+ * backslashes are kept, so regexes survive); it ends on its line unless
+ * the newline is escaped with a backslash (continuation); "#" starts
+ * a comment to the end of the line. Each statement is checked as soon as
+ * it is read (known option, allowed in this scope, not set twice, value of
+ * the right type and range), and the first problem stops the load with
+ * "file:line:col: message" appended to err. Columns count characters
+ * (UTF-8 sequences count once), from 1.
+ *
+ * Robustness: the input is a byte buffer with an explicit length; NUL
+ * bytes and control characters are errors, files are capped at
+ * CONF_FILE_MAX, includes at CONF_INCLUDE_DEPTH_MAX levels with loop
+ * detection by (device, inode), and the scope rules bound the nesting of
+ * stanzas, so recursion is bounded for any input.
+ *
+ * State: one struct parser per load, on the loading thread's stack.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/conf_int.h"
+#include "core/mem.h"
+
+struct parser {
+	struct conf *c;
+	struct str *err;
+	struct str sbuf;		/* string unescaping */
+	struct str msg;			/* value error text */
+	struct conf_item *items;	/* the value being read */
+	size_t nitems, items_cap;
+	struct {
+		dev_t dev;
+		ino_t ino;
+	} stack[CONF_INCLUDE_DEPTH_MAX + 1];	/* files being read */
+	int depth;
+};
+
+struct lexer {
+	struct parser *P;
+	const char *name;	/* arena: the file as named in messages */
+	const char *dir;	/* arena: base of relative includes */
+	const char *p, *end;
+	int line, col;
+};
+
+enum tok_kind {
+	T_EOF, T_WORD, T_STRING, T_EQ, T_LBRACE, T_RBRACE, T_LPAREN, T_RPAREN, T_COMMA
+};
+
+struct token {
+	enum tok_kind kind;
+	const char *text;	/* arena, NUL-terminated: WORD and STRING only */
+	int line, col;
+};
+
+/* perr - append "file:line:col: message" to err; always false, for "return perr(...)". */
+__attribute__((format(printf, 4, 5)))
+static bool perr(struct lexer *L, int line, int col, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (L->P->err == NULL)
+		return false;
+	str_appendf(L->P->err, "%s:%d:%d: ", L->name, line, col);
+	va_start(ap, fmt);
+	str_vappendf(L->P->err, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+/* caseeq - whole-string ASCII case-insensitive equality. */
+static bool caseeq(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+
+	return n == strlen(b) && conf_ascii_caseeq_n(a, b, n);
+}
+
+/* ======================================================================
+ * Lexer
+ * ====================================================================== */
+
+/* adv - consume one byte, keeping line and column. */
+static void adv(struct lexer *L)
+{
+	unsigned char ch = (unsigned char)*L->p++;
+
+	if (ch == '\n') {
+		L->line++;
+		L->col = 1;
+	} else if ((ch & 0xc0) != 0x80) {
+		L->col++;
+	}
+}
+
+static bool is_blank(unsigned char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\f' || ch == '\v';
+}
+
+/* ends_word - bytes that cannot be part of a bare word. */
+static bool ends_word(unsigned char ch)
+{
+	return ch < 0x20 || ch == 0x7f || ch == ' ' || strchr("=(){},\"#", ch) != NULL;
+}
+
+/* lex_string - a double-quoted string; the opening quote is at L->p. */
+static bool lex_string(struct lexer *L, struct token *t)
+{
+	struct str *b = &L->P->sbuf;
+
+	str_clear(b);
+	adv(L);
+	for (;;) {
+		if (L->p == L->end)
+			return perr(L, t->line, t->col, "unterminated string");
+		char ch = *L->p;
+
+		if (ch == '"') {
+			adv(L);
+			break;
+		}
+		/* A raw newline almost always means a missing quote: report it at
+		 * the opening quote. Long values use backslash-newline instead. */
+		if (ch == '\n')
+			return perr(L, t->line, t->col, "unterminated string");
+		if (ch == '\0')
+			return perr(L, L->line, L->col, "NUL byte in configuration");
+		if (ch != '\\') {
+			str_appendc(b, ch);
+			adv(L);
+			continue;
+		}
+		adv(L);
+		if (L->p == L->end)
+			return perr(L, t->line, t->col, "unterminated string");
+		ch = *L->p;
+		switch (ch) {
+		case '"': str_appendc(b, '"'); break;
+		case '\\': str_appendc(b, '\\'); break;
+		case 'n': str_appendc(b, '\n'); break;
+		case 't': str_appendc(b, '\t'); break;
+		case 'r': str_appendc(b, '\r'); break;
+		case '\n': break;	/* line continuation */
+		case '\0':
+			return perr(L, L->line, L->col, "NUL byte in configuration");
+		default:
+			/* Unknown escapes keep their backslash: "\." stays a regex escape. */
+			str_appendc(b, '\\');
+			str_appendc(b, ch);
+			break;
+		}
+		adv(L);
+	}
+	t->kind = T_STRING;
+	t->text = conf_arena_strndup(&L->P->c->arena, str_cstr(b), b->len);
+	return true;
+}
+
+/* lex - the next token; false (error reported) on bad input. */
+static bool lex(struct lexer *L, struct token *t)
+{
+	for (;;) {
+		t->line = L->line;
+		t->col = L->col;
+		t->text = NULL;
+		if (L->p == L->end) {
+			t->kind = T_EOF;
+			return true;
+		}
+		unsigned char ch = (unsigned char)*L->p;
+
+		if (is_blank(ch)) {
+			adv(L);
+			continue;
+		}
+		if (ch == '#') {
+			while (L->p < L->end && *L->p != '\n') {
+				if (*L->p == '\0')
+					return perr(L, L->line, L->col, "NUL byte in configuration");
+				adv(L);
+			}
+			continue;
+		}
+		switch (ch) {
+		case '=': t->kind = T_EQ; adv(L); return true;
+		case '{': t->kind = T_LBRACE; adv(L); return true;
+		case '}': t->kind = T_RBRACE; adv(L); return true;
+		case '(': t->kind = T_LPAREN; adv(L); return true;
+		case ')': t->kind = T_RPAREN; adv(L); return true;
+		case ',': t->kind = T_COMMA; adv(L); return true;
+		case '"': return lex_string(L, t);
+		case '\0': return perr(L, L->line, L->col, "NUL byte in configuration");
+		default: break;
+		}
+		if (ch < 0x20 || ch == 0x7f)
+			return perr(L, L->line, L->col, "unexpected control character 0x%02x", ch);
+		const char *start = L->p;
+		while (L->p < L->end && !ends_word((unsigned char)*L->p))
+			adv(L);
+		t->kind = T_WORD;
+		t->text = conf_arena_strndup(&L->P->c->arena, start, (size_t)(L->p - start));
+		return true;
+	}
+}
+
+/* describe - a token as shown in "unexpected ..." messages. */
+static const char *describe(const struct token *t, char *buf, size_t len)
+{
+	static const char *punct[] = {
+		[T_EQ] = "\"=\"", [T_LBRACE] = "\"{\"", [T_RBRACE] = "\"}\"",
+		[T_LPAREN] = "\"(\"", [T_RPAREN] = "\")\"", [T_COMMA] = "\",\"",
+	};
+
+	switch (t->kind) {
+	case T_EOF:
+		return "end of file";
+	case T_WORD:
+	case T_STRING:
+		snprintf(buf, len, "%s\"%.60s\"", t->kind == T_STRING ? "string " : "", t->text);
+		return buf;
+	default:
+		return punct[t->kind];
+	}
+}
+
+/* ======================================================================
+ * Options
+ * ====================================================================== */
+
+/* push_item - append one value item to the parser's scratch list. */
+static void push_item(struct parser *P, const struct token *t)
+{
+	if (P->nitems == P->items_cap) {
+		P->items_cap = P->items_cap ? P->items_cap * 2 : 16;
+		P->items = xrealloc(P->items, P->items_cap * sizeof(*P->items));
+	}
+	P->items[P->nitems].text = t->text;
+	P->items[P->nitems].line = t->line;
+	P->items[P->nitems].col = t->col;
+	P->nitems++;
+}
+
+/* scope_kind - the node kind a scope name introduces, or -1. */
+static int scope_kind(const char *name)
+{
+	for (int k = CONF_N_BINDING_GROUP; k < CONF_N__COUNT; k++)
+		if (caseeq(name, conf_node_kind_name((enum conf_node_kind)k)))
+			return k;
+	return -1;
+}
+
+/* parse_value - after "Name =": a word, a string, or a parenthesised list. */
+static bool parse_value(struct lexer *L, const struct token *name, bool *is_list,
+			struct token *open)
+{
+	struct parser *P = L->P;
+	struct token t;
+	char buf[96];
+
+	P->nitems = 0;
+	*is_list = false;
+	if (!lex(L, &t))
+		return false;
+	*open = t;
+	if (t.kind == T_WORD || t.kind == T_STRING) {
+		push_item(P, &t);
+		return true;
+	}
+	if (t.kind != T_LPAREN)
+		return perr(L, t.line, t.col, "expected a value after \"%s =\", not %s", name->text,
+			    describe(&t, buf, sizeof(buf)));
+	*is_list = true;
+	for (;;) {
+		if (!lex(L, &t))
+			return false;
+		switch (t.kind) {
+		case T_WORD:
+		case T_STRING:
+			push_item(P, &t);
+			break;
+		case T_COMMA:
+			break;
+		case T_RPAREN:
+			return true;
+		case T_EOF:
+			return perr(L, t.line, t.col, "expected \")\"");
+		default:
+			return perr(L, t.line, t.col, "unexpected %s in list", describe(&t, buf, sizeof(buf)));
+		}
+	}
+}
+
+/* parse_option - "Name = value" in node; the "=" has been read. */
+static bool parse_option(struct lexer *L, struct conf_node *node, const struct token *name)
+{
+	struct parser *P = L->P;
+	int id = conf_option_lookup(name->text);
+
+	if (id < 0) {
+		const char *sug = conf_option_suggest(name->text);
+
+		if (scope_kind(name->text) >= 0)
+			return perr(L, name->line, name->col, "\"%.100s\" is a scope, not an option",
+				    name->text);
+		if (sug)
+			return perr(L, name->line, name->col,
+				    "unknown option \"%.100s\" (did you mean \"%s\"?)", name->text, sug);
+		return perr(L, name->line, name->col, "unknown option \"%.100s\"", name->text);
+	}
+	enum conf_opt opt = (enum conf_opt)id;
+	const char *oname = conf_option_name(opt);
+
+	if (!(conf_option_scopes(opt) & conf_node_kind_scope(node->kind)))
+		return perr(L, name->line, name->col, "option \"%s\" is not allowed in %s scope",
+			    oname, conf_node_kind_name(node->kind));
+	if (node->vals[opt])
+		return perr(L, name->line, name->col,
+			    "duplicate option \"%s\" in this scope (first set at %s:%d)",
+			    oname, node->vals[opt]->v.file, node->vals[opt]->v.line);
+
+	bool is_list;
+	struct token open;
+	if (!parse_value(L, name, &is_list, &open))
+		return false;
+
+	struct conf_setting *s = conf_arena_alloc(&P->c->arena, sizeof(*s));
+	size_t bad = 0;
+
+	s->v.file = L->name;
+	s->v.line = name->line;
+	s->col = name->col;
+	str_clear(&P->msg);
+	if (!conf_setting_build(opt, P->items, P->nitems, is_list, &P->c->arena, s, &bad, &P->msg)) {
+		/* Point at the item that is wrong, or at the "(" when the shape is. */
+		int line = open.line, col = open.col;
+
+		if (bad < P->nitems && !(is_list && conf_option_type(opt) != CONF_T_LIST)) {
+			line = P->items[bad].line;
+			col = P->items[bad].col;
+		}
+		return perr(L, line, col, "%s", str_cstr(&P->msg));
+	}
+	node->vals[opt] = s;
+	if (node->kind == CONF_N_DOMAIN && node->re)
+		node->parent->regex_sets[opt] = true;
+	return true;
+}
+
+/* ======================================================================
+ * Scopes
+ * ====================================================================== */
+
+static bool parse_block(struct lexer *L, struct conf_node *node, bool until_eof);
+
+/* scope_allowed - whether a stanza of kind k may appear inside parent. */
+static bool scope_allowed(int k, enum conf_node_kind parent)
+{
+	switch (k) {
+	case CONF_N_BINDING_GROUP:
+	case CONF_N_ESMTP_LISTENER:
+		return parent == CONF_N_GLOBAL;
+	case CONF_N_BINDING:
+		return parent == CONF_N_GLOBAL || parent == CONF_N_BINDING_GROUP;
+	case CONF_N_DOMAIN:
+		return parent == CONF_N_GLOBAL || parent == CONF_N_BINDING_GROUP ||
+		       parent == CONF_N_BINDING;
+	case CONF_N_LISTEN:
+		return parent == CONF_N_ESMTP_LISTENER;
+	default:
+		return false;
+	}
+}
+
+/* new_domain - a Domain stanza in container parent (exact name or "/regex/"). */
+static struct conf_node *new_domain(struct lexer *L, struct conf_node *parent, const struct token *arg)
+{
+	struct conf *c = L->P->c;
+	const char *name = arg->text;
+	size_t len = strlen(name);
+	struct conf_node *n;
+
+	if (len >= 2 && name[0] == '/' && name[len - 1] == '/') {
+		int errcode;
+		PCRE2_SIZE off;
+		pcre2_code *re;
+
+		for (size_t i = 0; i < parent->nregex; i++) {
+			n = parent->regex[i];
+			if (strcmp(n->name, name) == 0) {
+				perr(L, arg->line, arg->col, "duplicate Domain \"%s\" (first at %s:%d)",
+				     name, n->file, n->line);
+				return NULL;
+			}
+		}
+		re = pcre2_compile((PCRE2_SPTR)name + 1, len - 2, PCRE2_CASELESS, &errcode, &off, NULL);
+		if (re == NULL) {
+			PCRE2_UCHAR msg[256];
+
+			pcre2_get_error_message(errcode, msg, sizeof(msg));
+			perr(L, arg->line, arg->col, "invalid regular expression in Domain \"%s\": %s at offset %zu",
+			     name, (const char *)msg, (size_t)off);
+			return NULL;
+		}
+		pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);	/* faster when available; optional */
+		n = conf_node_new(c, CONF_N_DOMAIN, parent, name, L->name, arg->line, arg->col);
+		n->re = re;
+		if (parent->nregex == parent->regex_cap) {
+			parent->regex_cap = parent->regex_cap ? parent->regex_cap * 2 : 4;
+			parent->regex = xrealloc(parent->regex, parent->regex_cap * sizeof(*parent->regex));
+		}
+		parent->regex[parent->nregex++] = n;
+		return n;
+	}
+	if (len > 1 && name[len - 1] == '.')
+		len--;		/* "example.com." names the same domain */
+	n = conf_map_get(&parent->domains, name, len);
+	if (n) {
+		perr(L, arg->line, arg->col, "duplicate Domain \"%s\" (first at %s:%d)",
+		     name, n->file, n->line);
+		return NULL;
+	}
+	n = conf_node_new(c, CONF_N_DOMAIN, parent, conf_arena_strndup(&c->arena, name, len),
+			  L->name, arg->line, arg->col);
+	conf_map_put(&parent->domains, n->name, len, n);
+	if (conf_map_get(&c->all_domains, n->name, len) == NULL)
+		conf_map_put(&c->all_domains, n->name, len, n);
+	return n;
+}
+
+/* new_listen - a Listen stanza: a valid, unique address. */
+static struct conf_node *new_listen(struct lexer *L, struct conf_node *parent, const struct token *arg)
+{
+	struct conf *c = L->P->c;
+	struct conf_listener *l = conf_arena_alloc(&c->arena, sizeof(*l));
+	char canon[80];
+
+	if (!conf_listen_parse(arg->text, &l->ss, &l->sslen, canon, sizeof(canon))) {
+		perr(L, arg->line, arg->col,
+		     "\"%s\" is not a valid listen address (use \"ip:port\" or \"[ipv6]:port\")", arg->text);
+		return NULL;
+	}
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		if (strcmp(c->listeners[i]->address, canon) == 0) {
+			perr(L, arg->line, arg->col, "duplicate Listen \"%s\" (first at %s:%d)",
+			     arg->text, c->listeners[i]->node->file, c->listeners[i]->node->line);
+			return NULL;
+		}
+	}
+	l->address = conf_arena_strdup(&c->arena, canon);
+	l->node = conf_node_new(c, CONF_N_LISTEN, parent, l->address, L->name, arg->line, arg->col);
+	if (c->nlisteners == c->listeners_cap) {
+		size_t cap = c->listeners_cap ? c->listeners_cap * 2 : 4;
+		struct conf_listener **v = conf_arena_alloc(&c->arena, cap * sizeof(*v));
+
+		if (c->nlisteners)
+			memcpy(v, c->listeners, c->nlisteners * sizeof(*v));
+		c->listeners = v;
+		c->listeners_cap = cap;
+	}
+	c->listeners[c->nlisteners++] = l;
+	return l->node;
+}
+
+/* new_binding - a Binding stanza; binding names are unique across groups. */
+static struct conf_node *new_binding(struct lexer *L, struct conf_node *parent, const struct token *arg)
+{
+	struct conf *c = L->P->c;
+	struct conf_node *n = conf_map_get(&c->binding_map, arg->text, strlen(arg->text));
+
+	if (n) {
+		perr(L, arg->line, arg->col, "duplicate Binding \"%s\" (first at %s:%d)",
+		     arg->text, n->file, n->line);
+		return NULL;
+	}
+	n = conf_node_new(c, CONF_N_BINDING, parent, arg->text, L->name, arg->line, arg->col);
+	conf_map_put(&c->binding_map, n->name, strlen(n->name), n);
+	if (c->nbindings == c->bindings_cap) {
+		size_t cap = c->bindings_cap ? c->bindings_cap * 2 : 8;
+		struct conf_node **v = conf_arena_alloc(&c->arena, cap * sizeof(*v));
+
+		if (c->nbindings)
+			memcpy(v, c->bindings, c->nbindings * sizeof(*v));
+		c->bindings = v;
+		c->bindings_cap = cap;
+	}
+	c->bindings[c->nbindings++] = n;
+	return n;
+}
+
+/* parse_scope - "Name [arg] {" has been read: make the node, read its body. */
+static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct token *name,
+			const struct token *arg)
+{
+	static const char *example[CONF_N__COUNT] = {
+		[CONF_N_BINDING_GROUP] = "group1", [CONF_N_BINDING] = "binding1",
+		[CONF_N_DOMAIN] = "example.com", [CONF_N_LISTEN] = "127.0.0.1:25",
+	};
+	struct conf *c = L->P->c;
+	int k = scope_kind(name->text);
+	struct conf_node *n = NULL;
+
+	if (k < 0) {
+		if (conf_option_lookup(name->text) >= 0)
+			return perr(L, name->line, name->col,
+				    "\"%s\" is an option, not a scope (write %s = value)",
+				    name->text, name->text);
+		return perr(L, name->line, name->col, "unknown scope \"%.100s\"", name->text);
+	}
+	const char *kname = conf_node_kind_name((enum conf_node_kind)k);
+	if (!scope_allowed(k, parent->kind))
+		return perr(L, name->line, name->col, "%s is not allowed in %s scope",
+			    kname, conf_node_kind_name(parent->kind));
+	if (k == CONF_N_ESMTP_LISTENER) {
+		if (arg)
+			return perr(L, arg->line, arg->col, "ESMTP_Listener takes no name");
+		if (c->esmtp)
+			return perr(L, name->line, name->col, "duplicate ESMTP_Listener (first at %s:%d)",
+				    c->esmtp->file, c->esmtp->line);
+		n = c->esmtp = conf_node_new(c, CONF_N_ESMTP_LISTENER, parent, NULL, L->name,
+					     name->line, name->col);
+		return parse_block(L, n, false);
+	}
+	if (arg == NULL)
+		return perr(L, name->line, name->col, "%s needs a name: %s \"%s\" { ... }",
+			    kname, kname, example[k]);
+	if (arg->text[0] == '\0')
+		return perr(L, arg->line, arg->col, "empty %s name", kname);
+
+	switch (k) {
+	case CONF_N_BINDING_GROUP:
+		n = conf_map_get(&c->group_map, arg->text, strlen(arg->text));
+		if (n)
+			return perr(L, arg->line, arg->col, "duplicate Binding_Group \"%s\" (first at %s:%d)",
+				    arg->text, n->file, n->line);
+		n = conf_node_new(c, CONF_N_BINDING_GROUP, parent, arg->text, L->name,
+				  arg->line, arg->col);
+		conf_map_put(&c->group_map, n->name, strlen(n->name), n);
+		break;
+	case CONF_N_BINDING:
+		n = new_binding(L, parent, arg);
+		break;
+	case CONF_N_DOMAIN:
+		n = new_domain(L, parent, arg);
+		break;
+	case CONF_N_LISTEN:
+		n = new_listen(L, parent, arg);
+		break;
+	}
+	return n && parse_block(L, n, false);
+}
+
+/* ======================================================================
+ * Files and includes
+ * ====================================================================== */
+
+/* read_file - the whole file into a heap buffer (NUL-terminated); -errno on failure. */
+static int read_file(const char *path, char **out, size_t *len, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct str buf = STR_INIT;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (S_ISDIR(st->st_mode)) {
+		rc = -EISDIR;
+		goto out;
+	}
+	for (;;) {
+		str_reserve(&buf, 64 * 1024);
+		ssize_t n = read(fd, buf.s + buf.len, buf.cap - buf.len - 1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		buf.len += (size_t)n;
+		buf.s[buf.len] = '\0';
+		if (buf.len > CONF_FILE_MAX) {
+			rc = -EFBIG;
+			goto out;
+		}
+	}
+	*len = buf.len;
+	*out = str_steal(&buf);
+out:
+	close(fd);
+	str_free(&buf);
+	return rc;
+}
+
+/* dir_of - the directory part of a path ("." when none), in the arena. */
+static const char *dir_of(struct conf *c, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		return ".";
+	if (slash == path)
+		return "/";
+	return conf_arena_strndup(&c->arena, path, (size_t)(slash - path));
+}
+
+/* parse_buffer - read one file's statements into node. */
+static bool parse_buffer(struct parser *P, const char *name, const char *text, size_t len,
+			 struct conf_node *node)
+{
+	struct lexer L = {
+		.P = P,
+		.name = conf_arena_strdup(&P->c->arena, name),
+		.p = text,
+		.end = text + len,
+		.line = 1,
+		.col = 1,
+	};
+
+	L.dir = dir_of(P->c, L.name);
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		L.p += 3;	/* a UTF-8 byte order mark from some editors */
+	return parse_block(&L, node, true);
+}
+
+/* do_include - read the named file's statements into node, as if written here. */
+static bool do_include(struct lexer *L, struct conf_node *node, const struct token *file)
+{
+	struct parser *P = L->P;
+	struct stat st;
+	char *text = NULL;
+	size_t len = 0;
+	struct str path = STR_INIT;
+	bool ok = false;
+	int rc;
+
+	if (file->text[0] == '\0')
+		return perr(L, file->line, file->col, "include needs a file name");
+	if (P->depth >= CONF_INCLUDE_DEPTH_MAX)
+		return perr(L, file->line, file->col, "includes nested too deeply (more than %d levels)",
+			    CONF_INCLUDE_DEPTH_MAX);
+	if (file->text[0] != '/' && strcmp(L->dir, ".") != 0)
+		str_appendf(&path, "%s/", L->dir);
+	str_appends(&path, file->text);
+	rc = read_file(str_cstr(&path), &text, &len, &st);
+	if (rc < 0) {
+		perr(L, file->line, file->col, "cannot open include \"%s\": %s", file->text,
+		     strerror(-rc));
+		goto out;
+	}
+	for (int i = 0; i < P->depth; i++) {
+		if (P->stack[i].dev == st.st_dev && P->stack[i].ino == st.st_ino) {
+			perr(L, file->line, file->col, "include loop: \"%s\" is already being read",
+			     file->text);
+			goto out;
+		}
+	}
+	P->stack[P->depth].dev = st.st_dev;
+	P->stack[P->depth].ino = st.st_ino;
+	P->depth++;
+	ok = parse_buffer(P, str_cstr(&path), text, len, node);
+	P->depth--;
+out:
+	free(text);
+	str_free(&path);
+	return ok;
+}
+
+/* parse_block - statements until "}" (inside a stanza) or end of file (top of a file). */
+static bool parse_block(struct lexer *L, struct conf_node *node, bool until_eof)
+{
+	struct token t, t2, t3;
+	char buf[96];
+
+	for (;;) {
+		if (!lex(L, &t))
+			return false;
+		if (t.kind == T_EOF) {
+			if (until_eof)
+				return true;
+			return perr(L, t.line, t.col, "expected \"}\"");
+		}
+		if (t.kind == T_RBRACE) {
+			if (!until_eof)
+				return true;
+			return perr(L, t.line, t.col, "unexpected \"}\"");
+		}
+		if (t.kind != T_WORD)
+			return perr(L, t.line, t.col, "unexpected %s", describe(&t, buf, sizeof(buf)));
+		if (!lex(L, &t2))
+			return false;
+		if ((t2.kind == T_WORD || t2.kind == T_STRING) && caseeq(t.text, "include")) {
+			if (!do_include(L, node, &t2))
+				return false;
+			continue;
+		}
+		switch (t2.kind) {
+		case T_EQ:
+			if (!parse_option(L, node, &t))
+				return false;
+			break;
+		case T_LBRACE:
+			if (!parse_scope(L, node, &t, NULL))
+				return false;
+			break;
+		case T_WORD:
+		case T_STRING:
+			if (!lex(L, &t3))
+				return false;
+			if (t3.kind != T_LBRACE) {
+				if (conf_option_lookup(t.text) >= 0)
+					return perr(L, t2.line, t2.col, "expected \"=\" after \"%s\"", t.text);
+				return perr(L, t3.line, t3.col, "expected \"{\" after %s \"%s\", not %s",
+					    t.text, t2.text, describe(&t3, buf, sizeof(buf)));
+			}
+			if (!parse_scope(L, node, &t, &t2))
+				return false;
+			break;
+		default:
+			return perr(L, t2.line, t2.col, "expected \"=\" or \"{\" after \"%s\", not %s",
+				    t.text, describe(&t2, buf, sizeof(buf)));
+		}
+	}
+}
+
+/* parser_done - release the scratch buffers. */
+static void parser_done(struct parser *P)
+{
+	str_free(&P->sbuf);
+	str_free(&P->msg);
+	free(P->items);
+}
+
+bool conf_parse_text(struct conf *c, const char *text, size_t len, const char *name,
+		     struct str *err)
+{
+	struct parser P = { .c = c, .err = err };
+	bool ok = parse_buffer(&P, name, text, len, c->global);
+
+	parser_done(&P);
+	return ok;
+}
+
+bool conf_parse_path(struct conf *c, const char *path, struct str *err)
+{
+	struct parser P = { .c = c, .err = err };
+	struct stat st;
+	char *text = NULL;
+	size_t len = 0;
+	int rc = read_file(path, &text, &len, &st);
+	bool ok = false;
+
+	if (rc < 0) {
+		if (err)
+			str_appendf(err, "%s: cannot open configuration: %s", path,
+				    rc == -EFBIG ? "file too large" : strerror(-rc));
+		goto out;
+	}
+	P.stack[0].dev = st.st_dev;
+	P.stack[0].ino = st.st_ino;
+	P.depth = 1;
+	ok = parse_buffer(&P, path, text, len, c->global);
+out:
+	free(text);
+	parser_done(&P);
+	return ok;
+}

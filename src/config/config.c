@@ -1,0 +1,458 @@
+/*
+ * config.c - one configuration generation: lifetime and lookups
+ *
+ * A struct conf is built by conf_parse.c and then only read. This file
+ * holds its memory (arena, hash maps), its reference count, and the
+ * lookups every other module calls on hot paths:
+ *
+ *   conf_get(binding, domain)    binding::domain -> Binding_Group::domain
+ *                                -> global Domain -> Binding
+ *                                -> Binding_Group -> global -> default
+ *   conf_listener_get(listener)  Listen -> ESMTP_Listener -> global -> default
+ *
+ * Each step is a hash lookup of a name (once per call) and an array index
+ * by option id, so a lookup costs a few cache lines. Inside one container
+ * an exact Domain stanza that sets the option wins; then the "/regex/"
+ * Domain stanzas of that container are tried in file order, but only for
+ * options that at least one of them sets (regex_sets), so options no regex
+ * touches never pay for PCRE2.
+ *
+ * Ownership: read-only after conf_load_*; the count is atomic, so any
+ * thread holding a reference may read and conf_unref(). Failures: loads
+ * return NULL with the error in err; lookups cannot fail.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/conf_int.h"
+#include "core/mem.h"
+
+/* ======================================================================
+ * Arena
+ * ====================================================================== */
+
+#define ARENA_BLOCK (16u * 1024)
+
+struct conf_arena_block {
+	struct conf_arena_block *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+void *conf_arena_alloc(struct conf_arena *a, size_t n)
+{
+	const size_t align = sizeof(max_align_t);
+	struct conf_arena_block *b = a->head;
+
+	n = (n + align - 1) / align * align;
+	if (n == 0)
+		n = align;
+	if (b == NULL || b->cap - b->used < n) {
+		size_t cap = n > ARENA_BLOCK / 4 ? n : ARENA_BLOCK;
+
+		b = xmalloc(sizeof(*b) + cap);
+		b->used = 0;
+		b->cap = cap;
+		if (cap == n && a->head) {
+			/* A big one-off: keep the current block for small allocations. */
+			b->next = a->head->next;
+			a->head->next = b;
+		} else {
+			b->next = a->head;
+			a->head = b;
+		}
+	}
+	void *p = (char *)b->data + b->used;
+	b->used += n;
+	memset(p, 0, n);
+	return p;
+}
+
+char *conf_arena_strndup(struct conf_arena *a, const char *s, size_t n)
+{
+	char *p = conf_arena_alloc(a, n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *conf_arena_strdup(struct conf_arena *a, const char *s)
+{
+	return conf_arena_strndup(a, s, strlen(s));
+}
+
+void conf_arena_free(struct conf_arena *a)
+{
+	struct conf_arena_block *b = a->head;
+
+	while (b) {
+		struct conf_arena_block *next = b->next;
+
+		free(b);
+		b = next;
+	}
+	a->head = NULL;
+}
+
+/* ======================================================================
+ * Case-insensitive map (open addressing, linear probing)
+ * ====================================================================== */
+
+/* conf_map_hash - FNV-1a over the ASCII-lowercased bytes. */
+uint32_t conf_map_hash(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 'A' && c <= 'Z')
+			c += 32;
+		h = (h ^ c) * 16777619u;
+	}
+	return h;
+}
+
+void *conf_map_get(const struct conf_map *m, const char *key, size_t len)
+{
+	return m->n ? conf_map_get_h(m, key, len, conf_map_hash(key, len)) : NULL;
+}
+
+void *conf_map_get_h(const struct conf_map *m, const char *key, size_t len, uint32_t h)
+{
+	if (m->n == 0)
+		return NULL;
+	size_t mask = m->cap - 1;
+
+	for (size_t i = h & mask; m->slots[i].key; i = (i + 1) & mask) {
+		const struct conf_map_slot *s = &m->slots[i];
+
+		if (s->hash == h && s->len == len && conf_ascii_caseeq_n(s->key, key, len))
+			return s->val;
+	}
+	return NULL;
+}
+
+/* map_insert - place a slot without growing (there is always a free one). */
+static void map_insert(struct conf_map_slot *slots, size_t cap, const struct conf_map_slot *in)
+{
+	size_t mask = cap - 1, i = in->hash & mask;
+
+	while (slots[i].key)
+		i = (i + 1) & mask;
+	slots[i] = *in;
+}
+
+void conf_map_put(struct conf_map *m, const char *key, size_t len, void *val)
+{
+	struct conf_map_slot in = { key, len, conf_map_hash(key, len), val };
+
+	/* Keep the load under one half so probes stay short. */
+	if ((m->n + 1) * 2 > m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 16;
+		struct conf_map_slot *slots = xcalloc(cap, sizeof(*slots));
+
+		for (size_t i = 0; i < m->cap; i++)
+			if (m->slots[i].key)
+				map_insert(slots, cap, &m->slots[i]);
+		free(m->slots);
+		m->slots = slots;
+		m->cap = cap;
+	}
+	map_insert(m->slots, m->cap, &in);
+	m->n++;
+}
+
+void conf_map_free(struct conf_map *m)
+{
+	free(m->slots);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ======================================================================
+ * Construction and lifetime
+ * ====================================================================== */
+
+const char *conf_node_kind_name(enum conf_node_kind k)
+{
+	static const char *names[CONF_N__COUNT] = {
+		[CONF_N_GLOBAL] = "global",
+		[CONF_N_BINDING_GROUP] = "Binding_Group",
+		[CONF_N_BINDING] = "Binding",
+		[CONF_N_DOMAIN] = "Domain",
+		[CONF_N_ESMTP_LISTENER] = "ESMTP_Listener",
+		[CONF_N_LISTEN] = "Listen",
+	};
+	return (unsigned)k < CONF_N__COUNT ? names[k] : "?";
+}
+
+unsigned conf_node_kind_scope(enum conf_node_kind k)
+{
+	switch (k) {
+	case CONF_N_GLOBAL: return CONF_S_GLOBAL;
+	case CONF_N_BINDING_GROUP: return CONF_S_BINDING_GROUP;
+	case CONF_N_BINDING: return CONF_S_BINDING;
+	case CONF_N_DOMAIN: return CONF_S_DOMAIN;
+	case CONF_N_ESMTP_LISTENER:
+	case CONF_N_LISTEN: return CONF_S_LISTENER;
+	case CONF_N__COUNT: break;
+	}
+	return 0;
+}
+
+struct conf *conf_new(const char *source)
+{
+	struct conf *c = XNEW(struct conf);
+
+	(void)conf_default_setting(0);	/* parse the table once, before any file */
+	atomic_init(&c->refs, 1);
+	c->source = conf_arena_strdup(&c->arena, source);
+	c->global = conf_node_new(c, CONF_N_GLOBAL, NULL, NULL, c->source, 0, 0);
+	return c;
+}
+
+struct conf_node *conf_node_new(struct conf *c, enum conf_node_kind kind, struct conf_node *parent,
+				const char *name, const char *file, int line, int col)
+{
+	struct conf_node *n = conf_arena_alloc(&c->arena, sizeof(*n));
+
+	n->kind = kind;
+	n->parent = parent;
+	n->name = name;
+	n->file = file;
+	n->line = line;
+	n->col = col;
+	if (c->nnodes == c->nodes_cap) {
+		c->nodes_cap = c->nodes_cap ? c->nodes_cap * 2 : 32;
+		c->nodes = xrealloc(c->nodes, c->nodes_cap * sizeof(*c->nodes));
+	}
+	c->nodes[c->nnodes++] = n;
+	return n;
+}
+
+struct conf *conf_ref(struct conf *c)
+{
+	if (c)
+		atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+	return c;
+}
+
+void conf_unref(struct conf *c)
+{
+	if (c == NULL || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (size_t i = 0; i < c->nnodes; i++) {
+		struct conf_node *n = c->nodes[i];
+
+		conf_map_free(&n->domains);
+		free(n->regex);
+		if (n->re)
+			pcre2_code_free(n->re);
+	}
+	free(c->nodes);
+	conf_map_free(&c->binding_map);
+	conf_map_free(&c->group_map);
+	conf_map_free(&c->all_domains);
+	conf_arena_free(&c->arena);
+	free(c);
+}
+
+struct conf *conf_load_string(const char *text, const char *name, struct str *err)
+{
+	struct conf *c = conf_new(name ? name : "(string)");
+
+	if (text == NULL)
+		text = "";
+	if (!conf_parse_text(c, text, strlen(text), c->source, err)) {
+		conf_unref(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct conf *conf_load_file(const char *path, struct str *err)
+{
+	struct conf *c = conf_new(path);
+
+	if (!conf_parse_path(c, c->source, err)) {
+		conf_unref(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct conf *conf_load_default(struct str *err)
+{
+	return conf_load_string(conf_default_text(), "etc/impetus.conf", err);
+}
+
+const char *conf_source(const struct conf *c)
+{
+	return c->source;
+}
+
+/* ======================================================================
+ * Lookups
+ * ====================================================================== */
+
+/* regex_matches - whether a regex Domain stanza matches the name. */
+static bool regex_matches(const struct conf_node *n, const char *domain, size_t len)
+{
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+	int rc;
+
+	if (md == NULL)
+		return false;
+	rc = pcre2_match(n->re, (PCRE2_SPTR)domain, len, 0, 0, md, NULL);
+	pcre2_match_data_free(md);
+	return rc >= 0;
+}
+
+/* container_value - opt from the Domain stanzas of one container (exact first, then regexes). */
+static const struct conf_setting *container_value(const struct conf_node *ct, enum conf_opt opt,
+						  const char *domain, size_t len, uint32_t hash)
+{
+	const struct conf_node *d = conf_map_get_h(&ct->domains, domain, len, hash);
+
+	if (d && d->vals[opt])
+		return d->vals[opt];
+	if (!ct->regex_sets[opt])
+		return NULL;
+	for (size_t i = 0; i < ct->nregex; i++) {
+		d = ct->regex[i];
+		if (d->vals[opt] && regex_matches(d, domain, len))
+			return d->vals[opt];
+	}
+	return NULL;
+}
+
+/* domain_len - length of a domain name without one trailing dot. */
+static size_t domain_len(const char *domain)
+{
+	size_t n = strlen(domain);
+
+	return n > 0 && domain[n - 1] == '.' ? n - 1 : n;
+}
+
+const struct conf_value *conf_get(const struct conf *c, enum conf_opt opt,
+				  const char *binding, const char *domain)
+{
+	const struct conf_node *b = NULL, *g = NULL;
+	const struct conf_setting *s;
+
+	if ((unsigned)opt >= CONF_OPT__COUNT)
+		abort();	/* a caller bug: there is no sane value to return */
+	if (binding && c->nbindings) {
+		b = conf_map_get(&c->binding_map, binding, strlen(binding));
+		g = b ? b->parent : NULL;
+		if (g && g->kind != CONF_N_BINDING_GROUP)
+			g = NULL;
+	}
+	if (domain) {
+		size_t len = domain_len(domain);
+		uint32_t h = conf_map_hash(domain, len);
+
+		if (b && (s = container_value(b, opt, domain, len, h)))
+			return &s->v;
+		if (g && (s = container_value(g, opt, domain, len, h)))
+			return &s->v;
+		if ((s = container_value(c->global, opt, domain, len, h)))
+			return &s->v;
+	}
+	if (b && b->vals[opt])
+		return &b->vals[opt]->v;
+	if (g && g->vals[opt])
+		return &g->vals[opt]->v;
+	if (c->global->vals[opt])
+		return &c->global->vals[opt]->v;
+	return &conf_default_setting(opt)->v;
+}
+
+bool conf_bool(const struct conf *c, enum conf_opt opt)
+{
+	return conf_get(c, opt, NULL, NULL)->u.b;
+}
+
+int64_t conf_int(const struct conf *c, enum conf_opt opt)
+{
+	return conf_get(c, opt, NULL, NULL)->u.i;
+}
+
+const char *conf_str(const struct conf *c, enum conf_opt opt)
+{
+	return conf_get(c, opt, NULL, NULL)->u.s;
+}
+
+/* ======================================================================
+ * Bindings, domains, listeners
+ * ====================================================================== */
+
+size_t conf_binding_count(const struct conf *c)
+{
+	return c->nbindings;
+}
+
+const char *conf_binding_name(const struct conf *c, size_t i)
+{
+	return i < c->nbindings ? c->bindings[i]->name : NULL;
+}
+
+const char *conf_binding_group_of(const struct conf *c, const char *binding)
+{
+	const struct conf_node *b;
+
+	if (binding == NULL)
+		return NULL;
+	b = conf_map_get(&c->binding_map, binding, strlen(binding));
+	if (b && b->parent && b->parent->kind == CONF_N_BINDING_GROUP)
+		return b->parent->name;
+	return NULL;
+}
+
+bool conf_binding_exists(const struct conf *c, const char *binding)
+{
+	return binding && conf_map_get(&c->binding_map, binding, strlen(binding)) != NULL;
+}
+
+bool conf_domain_configured(const struct conf *c, const char *domain)
+{
+	return domain && conf_map_get(&c->all_domains, domain, domain_len(domain)) != NULL;
+}
+
+size_t conf_listener_count(const struct conf *c)
+{
+	return c->nlisteners;
+}
+
+const struct conf_listener *conf_listener_at(const struct conf *c, size_t i)
+{
+	return i < c->nlisteners ? c->listeners[i] : NULL;
+}
+
+const char *conf_listener_address(const struct conf_listener *l)
+{
+	return l->address;
+}
+
+const struct sockaddr *conf_listener_sockaddr(const struct conf_listener *l, socklen_t *len)
+{
+	if (len)
+		*len = l->sslen;
+	return (const struct sockaddr *)&l->ss;
+}
+
+const struct conf_value *conf_listener_get(const struct conf *c, const struct conf_listener *l,
+					   enum conf_opt opt)
+{
+	if ((unsigned)opt >= CONF_OPT__COUNT)
+		abort();
+	if (l && l->node->vals[opt])
+		return &l->node->vals[opt]->v;
+	if (c->esmtp && c->esmtp->vals[opt])
+		return &c->esmtp->vals[opt]->v;
+	if (c->global->vals[opt])
+		return &c->global->vals[opt]->v;
+	return &conf_default_setting(opt)->v;
+}

@@ -1,0 +1,980 @@
+/*
+ * spool.c - the spool thread: group commit, segment rotation, liveness and
+ * reclaiming, body reads (see spool.h; the format is docs/spool.md)
+ *
+ * Ownership:
+ *   - Main thread: spool_open (recovery) and spool_stop, while the spool
+ *     thread is not running.
+ *   - Spool thread (a struct loop named "spool"): the segment list, the
+ *     write fd, the pending batch, the live-message index. Other threads
+ *     reach them only by loop_post (spool_submit and the state calls).
+ *   - Any thread: spool_read_body, through a cache of read-only segment
+ *     fds under a rwlock; spool_get_stats, through relaxed atomics.
+ *
+ * Group commit: each post only appends a pre-encoded record (the submitter
+ * encoded it and computed its CRC on its own thread) to the pending batch.
+ * When the loop has run every post it found, its drain hook writes the
+ * whole batch with pwritev at the end of the current segment and calls
+ * fdatasync once. Posts that arrive meanwhile wait in the loop inbox and
+ * become the next batch, so the number of syncs per second stays bounded
+ * by the disk, not by the message rate.
+ *
+ * Failure: a write or sync error fails every MESSAGE of the batch with the
+ * negative errno, cuts the file back to its last durable length and keeps
+ * the (answer-less) state records for the next attempt, which a one-second
+ * timer forces if nothing else arrives. If even the cut fails the segment
+ * is abandoned and the next batch starts a new one.
+ */
+#include "spool/spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "core/loop.h"
+#include "core/mem.h"
+#include "spool/spool_idmap.h"
+#include "spool/spool_int.h"
+#include "spool/spool_record.h"
+
+#define DEFAULT_SEGMENT_SIZE (64ull << 20)
+#define BATCH_MAX_BYTES (8u << 20)	/* commit early past this much pending data */
+#define BATCH_MAX_RECORDS 4096u		/* ... or this many records */
+#define RETRY_SECONDS 1			/* retry kept state records after a failed batch */
+#define FD_CACHE_MAX 256		/* read fds kept open; beyond, open per read */
+#define LOCK_NAME "lock"
+
+/* One record on its way to disk. Built by the submitter, owned by the spool thread. */
+struct spool_req {
+	struct spool_req *next;
+	struct spool *sp;
+	uint8_t type;			/* enum spool_rec_type */
+	struct str rec;			/* encoded record; for MESSAGE without the body */
+	struct spool_msg *msg;		/* MESSAGE: the submission */
+	size_t body_off;		/* MESSAGE: body offset from the record start */
+	struct loop *reply_loop;
+	spool_done_fn done;
+	void *ctx;
+	int err;
+	uint64_t at;			/* file offset of the record once written */
+	impetus_id id;
+	uint32_t rcpt_index;
+	uint8_t state;
+};
+
+/* A live message in the index: which segment holds it, who is still queued. */
+struct live {
+	uint64_t seg;
+	uint32_t nrcpt;
+	uint32_t nqueued;
+	uint8_t states[];	/* enum spool_rcpt_state per recipient */
+};
+
+struct fdent {
+	uint64_t seq;
+	int fd;
+};
+
+struct spool {
+	char *dir;
+	int dirfd;
+	int lockfd;
+	struct spool_options opts;
+	struct loop *loop;
+	struct event *retry_ev;
+	bool started;
+
+	/* spool thread (main thread before start and after stop) */
+	struct spool_seg *segs;		/* sorted by seq; the last is open for writing */
+	size_t nsegs, capsegs;
+	int cur_fd;			/* write fd of segs[nsegs - 1], or -1 */
+	bool cur_broken;		/* cutting back failed: start a new segment first */
+	uint64_t next_seq;
+	struct spool_req *pend, **pend_tail;
+	size_t pend_count;
+	uint64_t pend_bytes;
+	struct spool_idmap live;	/* id -> struct live */
+	struct iovec *iov;
+	size_t iovcap;
+
+	/* readers, any thread */
+	pthread_rwlock_t fdlock;
+	struct fdent *fds;		/* FD_CACHE_MAX slots, sorted by seq */
+	size_t nfds;
+	_Atomic uint64_t oldest_seq;	/* segments below are gone: never cache them */
+
+	_Atomic uint64_t st_segments, st_live, st_bytes, st_batches, st_records, st_write_errors;
+};
+
+#define REPORT(sp, ...) spool_reportf((sp)->opts.report, (sp)->opts.report_ctx, __VA_ARGS__)
+
+static void stat_set(_Atomic uint64_t *a, uint64_t v)
+{
+	atomic_store_explicit(a, v, memory_order_relaxed);
+}
+
+static void stat_add(_Atomic uint64_t *a, uint64_t v)
+{
+	atomic_fetch_add_explicit(a, v, memory_order_relaxed);
+}
+
+/* ==================== segments ==================== */
+
+static struct spool_seg *cur_seg(struct spool *sp)
+{
+	return &sp->segs[sp->nsegs - 1];
+}
+
+static struct spool_seg *seg_find(struct spool *sp, uint64_t seq)
+{
+	size_t lo = 0, hi = sp->nsegs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (sp->segs[mid].seq == seq)
+			return &sp->segs[mid];
+		if (sp->segs[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* sync_dir - make a file creation or removal in the spool directory durable. */
+static int sync_dir(struct spool *sp)
+{
+	if (sp->opts.no_sync)
+		return 0;
+	return fsync(sp->dirfd) < 0 ? -errno : 0;
+}
+
+/* pwrite_all - write n bytes at off, retrying partial writes. */
+static int pwrite_all(int fd, const void *p, size_t n, uint64_t off)
+{
+	const char *c = p;
+
+	while (n) {
+		ssize_t k = pwrite(fd, c, n, (off_t)off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;
+		c += k;
+		n -= (size_t)k;
+		off += (uint64_t)k;
+	}
+	return 0;
+}
+
+/*
+ * seg_create - start a new segment and make it the one written to. The
+ * directory is synced before any record goes in, so an acknowledged
+ * record can never sit in a file whose name was lost.
+ */
+static int seg_create(struct spool *sp)
+{
+	char name[SPOOL_SEG_NAME_SIZE];
+	uint8_t hdr[SPOOL_SEG_HDR_SIZE];
+	uint64_t seq = sp->next_seq;
+	int fd, rc;
+
+	spool_seg_name(seq, name);
+	fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	spool_seg_header(seq, hdr);
+	rc = pwrite_all(fd, hdr, sizeof(hdr), 0);
+	if (rc == 0)
+		rc = sync_dir(sp);
+	if (rc < 0) {
+		close(fd);
+		unlinkat(sp->dirfd, name, 0);
+		return rc;
+	}
+	sp->next_seq++;
+	if (sp->nsegs == sp->capsegs) {
+		sp->capsegs = sp->capsegs ? sp->capsegs * 2 : 16;
+		sp->segs = xrealloc(sp->segs, sp->capsegs * sizeof(*sp->segs));
+	}
+	sp->segs[sp->nsegs++] = (struct spool_seg){ .seq = seq, .size = SPOOL_SEG_HDR_SIZE };
+	if (sp->cur_fd >= 0)
+		close(sp->cur_fd);
+	sp->cur_fd = fd;
+	sp->cur_broken = false;
+	stat_add(&sp->st_segments, 1);
+	stat_add(&sp->st_bytes, SPOOL_SEG_HDR_SIZE);
+	return 0;
+}
+
+/* fdcache_drop - forget the read fd of a removed segment. */
+static void fdcache_drop(struct spool *sp, uint64_t seq)
+{
+	pthread_rwlock_wrlock(&sp->fdlock);
+	atomic_store(&sp->oldest_seq, seq + 1);
+	for (size_t i = 0; i < sp->nfds; i++) {
+		if (sp->fds[i].seq == seq) {
+			close(sp->fds[i].fd);
+			memmove(&sp->fds[i], &sp->fds[i + 1], (sp->nfds - i - 1) * sizeof(*sp->fds));
+			sp->nfds--;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&sp->fdlock);
+}
+
+/*
+ * reclaim - remove segments from the oldest end while they hold no live
+ * message. Only the oldest may go: a newer segment can hold the
+ * RCPT_STATE or MESSAGE_DONE records of messages in older ones, and
+ * losing those before the messages would resurrect finished mail. The
+ * directory is synced after each removal so that a crash can never keep
+ * an older segment while a newer one is gone. A damaged segment is kept
+ * as seg-N.log.corrupt for the operator instead of being unlinked.
+ */
+static void reclaim(struct spool *sp)
+{
+	while (sp->nsegs > 1 && sp->segs[0].live == 0) {
+		struct spool_seg *s = &sp->segs[0];
+		char name[SPOOL_SEG_NAME_SIZE], kept[SPOOL_SEG_NAME_SIZE + 16];
+		int rc;
+
+		spool_seg_name(s->seq, name);
+		if (s->damaged) {
+			snprintf(kept, sizeof(kept), "%s.corrupt", name);
+			rc = renameat(sp->dirfd, name, sp->dirfd, kept);
+		} else {
+			rc = unlinkat(sp->dirfd, name, 0);
+		}
+		if (rc < 0 && errno != ENOENT) {
+			REPORT(sp, "spool: cannot remove segment=%s/%s: %s", sp->dir, name,
+			       strerror(errno));
+			return;
+		}
+		if (s->damaged)
+			REPORT(sp, "spool: segment=%s/%s has no live message left; kept as %s"
+			       " because recovery found damage in it", sp->dir, name, kept);
+		rc = sync_dir(sp);
+		if (rc < 0)
+			REPORT(sp, "spool: fsync of directory %s: %s", sp->dir, strerror(-rc));
+		fdcache_drop(sp, s->seq);
+		stat_add(&sp->st_segments, (uint64_t)-1);
+		stat_add(&sp->st_bytes, (uint64_t)0 - s->size);
+		memmove(&sp->segs[0], &sp->segs[1], (sp->nsegs - 1) * sizeof(*sp->segs));
+		sp->nsegs--;
+	}
+}
+
+/* ==================== live index ==================== */
+
+static void live_forget(struct spool *sp, impetus_id id)
+{
+	struct live *l = spool_idmap_del(&sp->live, id);
+
+	if (l) {
+		struct spool_seg *s = seg_find(sp, l->seg);
+
+		if (s && s->live)
+			s->live--;
+		free(l);
+	}
+}
+
+/* live_add - index a durable message; those with nothing queued are born dead. */
+static void live_add(struct spool *sp, const struct spool_msg *msg, uint64_t seg)
+{
+	struct live *l;
+	uint32_t nq = 0;
+	struct spool_seg *s;
+
+	for (size_t i = 0; i < msg->nrcpt; i++)
+		nq += msg->rcpts[i].state == SPOOL_RCPT_QUEUED;
+	live_forget(sp, msg->id);	/* a second copy of an id replaces the first */
+	if (nq == 0)
+		return;
+	l = xmalloc(sizeof(*l) + msg->nrcpt);
+	l->seg = seg;
+	l->nrcpt = (uint32_t)msg->nrcpt;
+	l->nqueued = nq;
+	for (size_t i = 0; i < msg->nrcpt; i++)
+		l->states[i] = msg->rcpts[i].state;
+	spool_idmap_put(&sp->live, msg->id, l);
+	s = seg_find(sp, seg);
+	if (s)
+		s->live++;
+}
+
+static void live_rcpt_state(struct spool *sp, impetus_id id, uint32_t idx, uint8_t state)
+{
+	struct live *l = spool_idmap_get(&sp->live, id);
+
+	if (l == NULL || idx >= l->nrcpt)
+		return;
+	if (l->states[idx] == SPOOL_RCPT_QUEUED && state != SPOOL_RCPT_QUEUED)
+		l->nqueued--;
+	else if (l->states[idx] != SPOOL_RCPT_QUEUED && state == SPOOL_RCPT_QUEUED)
+		l->nqueued++;
+	l->states[idx] = state;
+	if (l->nqueued == 0)
+		live_forget(sp, id);
+}
+
+/* ==================== group commit ==================== */
+
+static void run_reply(void *arg)
+{
+	struct spool_req *req = arg;
+
+	req->done(req->ctx, req->err, req->msg);
+	free(req);
+}
+
+/* reply - hand a submission back on its reply loop (or right here without one). */
+static void reply(struct spool_req *req)
+{
+	str_free(&req->rec);
+	if (req->reply_loop)
+		loop_post(req->reply_loop, run_reply, req);
+	else
+		run_reply(req);
+}
+
+static void req_free(struct spool_req *req)
+{
+	str_free(&req->rec);
+	free(req);
+}
+
+/* write_all - pwritev the iovecs at off, across partial writes and IOV_MAX. */
+static int write_all(int fd, struct iovec *iov, size_t n, uint64_t off)
+{
+	while (n > 0) {
+		int cnt = n > IOV_MAX ? IOV_MAX : (int)n;
+		ssize_t k = pwritev(fd, iov, cnt, (off_t)off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;
+		off += (uint64_t)k;
+		while (k > 0) {
+			if ((size_t)k >= iov->iov_len) {
+				k -= (ssize_t)iov->iov_len;
+				iov++;
+				n--;
+			} else {
+				iov->iov_base = (char *)iov->iov_base + k;
+				iov->iov_len -= (size_t)k;
+				k = 0;
+			}
+		}
+	}
+	return 0;
+}
+
+static void iov_push(struct spool *sp, size_t *n, void *p, size_t len)
+{
+	if (*n == sp->iovcap) {
+		sp->iovcap = sp->iovcap ? sp->iovcap * 2 : 256;
+		sp->iov = xrealloc(sp->iov, sp->iovcap * sizeof(*sp->iov));
+	}
+	sp->iov[*n].iov_base = p;
+	sp->iov[*n].iov_len = len;
+	(*n)++;
+}
+
+/*
+ * batch_failed - the write or sync of a batch failed with rc: cut the file
+ * back, fail the submissions, keep the state records for the next try.
+ */
+static void batch_failed(struct spool *sp, struct spool_req *batch, int rc, uint64_t durable)
+{
+	struct spool_seg *seg = cur_seg(sp);
+	char name[SPOOL_SEG_NAME_SIZE];
+	struct spool_req *req, *next;
+	size_t nmsg = 0, nkept = 0;
+
+	stat_add(&sp->st_write_errors, 1);
+	spool_seg_name(seg->seq, name);
+	if (ftruncate(sp->cur_fd, (off_t)durable) < 0) {
+		REPORT(sp, "spool: segment=%s/%s cannot cut back to offset=%" PRIu64
+		       " after a write error: %s; starting a new segment", sp->dir, name,
+		       durable, strerror(errno));
+		sp->cur_broken = true;
+	}
+	for (req = batch; req; req = next) {
+		next = req->next;
+		if (req->type == SPOOL_REC_MESSAGE) {
+			req->err = rc;
+			nmsg++;
+			reply(req);
+		} else {
+			req->next = NULL;
+			*sp->pend_tail = req;
+			sp->pend_tail = &req->next;
+			sp->pend_count++;
+			sp->pend_bytes += req->rec.len;
+			nkept++;
+		}
+	}
+	REPORT(sp, "spool: write error segment=%s/%s offset=%" PRIu64 ": %s;"
+	       " %zu messages refused, %zu state records kept for retry",
+	       sp->dir, name, durable, strerror(-rc), nmsg, nkept);
+	if (nkept && sp->retry_ev) {
+		struct timeval tv = { RETRY_SECONDS, 0 };
+
+		evtimer_add(sp->retry_ev, &tv);
+	}
+}
+
+/*
+ * commit - write the pending batch with one pwritev and one fdatasync,
+ * then apply it to the live index, answer the submitters, reclaim and
+ * rotate. Spool thread.
+ */
+static void commit(struct spool *sp)
+{
+	struct spool_req *batch = sp->pend, *req, *next;
+	struct spool_seg *seg;
+	uint64_t start, off;
+	size_t niov = 0, nrec = sp->pend_count;
+	int rc;
+
+	if (batch == NULL)
+		return;
+	sp->pend = NULL;
+	sp->pend_tail = &sp->pend;
+	sp->pend_count = 0;
+	sp->pend_bytes = 0;
+
+	if (sp->cur_broken || sp->cur_fd < 0) {
+		rc = seg_create(sp);
+		if (rc < 0) {
+			REPORT(sp, "spool: cannot start a new segment in %s: %s", sp->dir,
+			       strerror(-rc));
+			stat_add(&sp->st_write_errors, 1);
+			for (req = batch; req; req = next) {
+				next = req->next;
+				if (req->type == SPOOL_REC_MESSAGE) {
+					req->err = rc;
+					reply(req);
+				} else {
+					req->next = NULL;
+					*sp->pend_tail = req;
+					sp->pend_tail = &req->next;
+					sp->pend_count++;
+				}
+			}
+			if (sp->pend && sp->retry_ev) {
+				struct timeval tv = { RETRY_SECONDS, 0 };
+
+				evtimer_add(sp->retry_ev, &tv);
+			}
+			return;
+		}
+	}
+	seg = cur_seg(sp);
+	start = off = seg->size;
+	for (req = batch; req; req = req->next) {
+		req->at = off;
+		iov_push(sp, &niov, req->rec.s, req->rec.len);
+		off += req->rec.len;
+		if (req->type == SPOOL_REC_MESSAGE && req->msg->body.len) {
+			iov_push(sp, &niov, req->msg->body.s, req->msg->body.len);
+			off += req->msg->body.len;
+		}
+	}
+	rc = write_all(sp->cur_fd, sp->iov, niov, start);
+	if (rc == 0 && !sp->opts.no_sync && fdatasync(sp->cur_fd) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		batch_failed(sp, batch, rc, start);
+		return;
+	}
+	seg->size = off;
+
+	/*
+	 * Durable: now, and only now, the index changes and the answers go
+	 * out (the index first, so a submitter that got its answer sees
+	 * counters that include it).
+	 */
+	for (req = batch; req; req = req->next) {
+		switch (req->type) {
+		case SPOOL_REC_MESSAGE:
+			req->msg->loc.segment = seg->seq;
+			req->msg->loc.offset = req->at + req->body_off;
+			req->msg->loc.length = req->msg->body.len;
+			live_add(sp, req->msg, seg->seq);
+			break;
+		case SPOOL_REC_RCPT_STATE:
+			live_rcpt_state(sp, req->id, req->rcpt_index, req->state);
+			break;
+		case SPOOL_REC_MESSAGE_DONE:
+			live_forget(sp, req->id);
+			break;
+		}
+	}
+	stat_set(&sp->st_live, sp->live.count);
+	stat_add(&sp->st_bytes, off - start);
+	stat_add(&sp->st_records, nrec);
+	stat_add(&sp->st_batches, 1);
+	for (req = batch; req; req = next) {
+		next = req->next;
+		if (req->type == SPOOL_REC_MESSAGE) {
+			str_free(&req->msg->body);
+			req->err = 0;
+			reply(req);
+		} else {
+			req_free(req);
+		}
+	}
+
+	if (seg->size >= sp->opts.segment_size) {
+		rc = seg_create(sp);
+		if (rc < 0)
+			REPORT(sp, "spool: cannot start a new segment in %s: %s; still writing"
+			       " segment=%" PRIu64, sp->dir, strerror(-rc), cur_seg(sp)->seq);
+	}
+	reclaim(sp);
+}
+
+static void on_drain(void *arg)
+{
+	commit(arg);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	commit(arg);
+}
+
+/* ==================== submission (any thread) ==================== */
+
+/* enqueue - a record arrives on the spool thread: queue it for the next commit. */
+static void enqueue(void *arg)
+{
+	struct spool_req *req = arg;
+	struct spool *sp = req->sp;
+
+	req->next = NULL;
+	*sp->pend_tail = req;
+	sp->pend_tail = &req->next;
+	sp->pend_count++;
+	sp->pend_bytes += req->rec.len + (req->msg ? req->msg->body.len : 0);
+	/* Bound a batch's memory and latency even if the inbox never runs dry. */
+	if (sp->pend_bytes >= BATCH_MAX_BYTES || sp->pend_count >= BATCH_MAX_RECORDS)
+		commit(sp);
+}
+
+static void post_req(struct spool *sp, struct spool_req *req)
+{
+	req->sp = sp;
+	loop_post(sp->loop, enqueue, req);
+}
+
+void spool_submit(struct spool *sp, struct spool_msg *msg,
+		  struct loop *reply_loop, spool_done_fn done, void *ctx)
+{
+	struct spool_req *req = XNEW(struct spool_req);
+
+	req->type = SPOOL_REC_MESSAGE;
+	req->msg = msg;
+	req->reply_loop = reply_loop;
+	req->done = done;
+	req->ctx = ctx;
+	req->id = msg->id;
+	str_init(&req->rec);
+	/* Encode and checksum here, on the submitter's thread, not the spool's. */
+	req->body_off = spool_rec_encode_message(&req->rec, msg);
+	if (req->body_off == 0) {
+		req->err = -EFBIG;
+		reply(req);
+		return;
+	}
+	post_req(sp, req);
+}
+
+void spool_rcpt_state(struct spool *sp, impetus_id id, uint32_t rcpt_index,
+		      enum spool_rcpt_state state)
+{
+	struct spool_req *req = XNEW(struct spool_req);
+
+	req->type = SPOOL_REC_RCPT_STATE;
+	req->id = id;
+	req->rcpt_index = rcpt_index;
+	req->state = (uint8_t)state;
+	str_init(&req->rec);
+	spool_rec_encode_rcpt_state(&req->rec, id, rcpt_index, (uint8_t)state);
+	post_req(sp, req);
+}
+
+void spool_rcpt_retry(struct spool *sp, impetus_id id, uint32_t rcpt_index,
+		      uint32_t retries, int64_t next_attempt)
+{
+	struct spool_req *req = XNEW(struct spool_req);
+
+	req->type = SPOOL_REC_RCPT_RETRY;
+	req->id = id;
+	req->rcpt_index = rcpt_index;
+	str_init(&req->rec);
+	spool_rec_encode_rcpt_retry(&req->rec, id, rcpt_index, retries, next_attempt);
+	post_req(sp, req);
+}
+
+void spool_message_done(struct spool *sp, impetus_id id)
+{
+	struct spool_req *req = XNEW(struct spool_req);
+
+	req->type = SPOOL_REC_MESSAGE_DONE;
+	req->id = id;
+	str_init(&req->rec);
+	spool_rec_encode_done(&req->rec, id);
+	post_req(sp, req);
+}
+
+/* ==================== reading bodies (any thread) ==================== */
+
+/* fdcache_find - index of seq in the sorted fd table, or where it would go. */
+static size_t fdcache_find(const struct spool *sp, uint64_t seq)
+{
+	size_t lo = 0, hi = sp->nfds;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (sp->fds[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* pread_body - append len bytes at off of fd to out. */
+static int pread_body(int fd, uint64_t off, uint64_t len, struct str *out)
+{
+	uint64_t got = 0;
+
+	if (len > SPOOL_REC_MAX_PAYLOAD)
+		return -EINVAL;
+	str_reserve(out, (size_t)len);
+	while (got < len) {
+		ssize_t k = pread(fd, out->s + out->len + got, (size_t)(len - got),
+				  (off_t)(off + got));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;	/* the file is shorter than the location says */
+		got += (uint64_t)k;
+	}
+	out->len += (size_t)len;
+	out->s[out->len] = '\0';
+	return 0;
+}
+
+/*
+ * spool_read_body - see spool.h. Reads under the read lock, so reclaim
+ * (which takes the write lock to close a removed segment's fd) never
+ * closes an fd in use. A miss opens the file by name and caches the fd
+ * unless the table is full or the segment is already gone.
+ */
+int spool_read_body(struct spool *sp, const struct spool_loc *loc, struct str *out)
+{
+	char name[SPOOL_SEG_NAME_SIZE];
+	size_t i;
+	int fd, rc;
+
+	pthread_rwlock_rdlock(&sp->fdlock);
+	i = fdcache_find(sp, loc->segment);
+	if (i < sp->nfds && sp->fds[i].seq == loc->segment) {
+		rc = pread_body(sp->fds[i].fd, loc->offset, loc->length, out);
+		pthread_rwlock_unlock(&sp->fdlock);
+		return rc;
+	}
+	pthread_rwlock_unlock(&sp->fdlock);
+
+	fd = openat(sp->dirfd, spool_seg_name(loc->segment, name), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = pread_body(fd, loc->offset, loc->length, out);
+	pthread_rwlock_wrlock(&sp->fdlock);
+	i = fdcache_find(sp, loc->segment);
+	if ((i < sp->nfds && sp->fds[i].seq == loc->segment) || sp->nfds >= FD_CACHE_MAX ||
+	    loc->segment < atomic_load(&sp->oldest_seq)) {
+		close(fd);
+	} else {
+		memmove(&sp->fds[i + 1], &sp->fds[i], (sp->nfds - i) * sizeof(*sp->fds));
+		sp->fds[i] = (struct fdent){ loc->segment, fd };
+		sp->nfds++;
+	}
+	pthread_rwlock_unlock(&sp->fdlock);
+	return rc;
+}
+
+void spool_get_stats(struct spool *sp, struct spool_stats *out)
+{
+	out->segments = atomic_load_explicit(&sp->st_segments, memory_order_relaxed);
+	out->live_messages = atomic_load_explicit(&sp->st_live, memory_order_relaxed);
+	out->bytes = atomic_load_explicit(&sp->st_bytes, memory_order_relaxed);
+	out->batches = atomic_load_explicit(&sp->st_batches, memory_order_relaxed);
+	out->records = atomic_load_explicit(&sp->st_records, memory_order_relaxed);
+	out->write_errors = atomic_load_explicit(&sp->st_write_errors, memory_order_relaxed);
+}
+
+/* ==================== open, start, stop ==================== */
+
+/* spool_free - release everything; the thread is not running. */
+static void spool_free(struct spool *sp)
+{
+	struct spool_req *req, *next;
+
+	for (size_t i = 0; i < sp->live.cap; i++)
+		if (sp->live.slots[i].key)
+			free(sp->live.slots[i].val);
+	spool_idmap_free(&sp->live);
+	for (req = sp->pend; req; req = next) {
+		next = req->next;
+		req_free(req);
+	}
+	if (sp->retry_ev)
+		event_free(sp->retry_ev);
+	if (sp->loop)
+		loop_free(sp->loop);
+	for (size_t i = 0; i < sp->nfds; i++)
+		close(sp->fds[i].fd);
+	free(sp->fds);
+	pthread_rwlock_destroy(&sp->fdlock);
+	if (sp->cur_fd >= 0)
+		close(sp->cur_fd);
+	if (sp->lockfd >= 0)
+		close(sp->lockfd);	/* releases the flock */
+	if (sp->dirfd >= 0)
+		close(sp->dirfd);
+	free(sp->segs);
+	free(sp->iov);
+	free(sp->dir);
+	free(sp);
+}
+
+/*
+ * take_lock - hold an exclusive flock on DIR/lock for the spool's life,
+ * with our pid in the file so a refused second daemon can name the first.
+ */
+static int take_lock(struct spool *sp, struct str *err)
+{
+	char buf[32];
+	ssize_t n;
+	int len;
+
+	sp->lockfd = openat(sp->dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (sp->lockfd < 0) {
+		str_appendf(err, "cannot open lock file %s/" LOCK_NAME ": %s", sp->dir,
+			    strerror(errno));
+		return -1;
+	}
+	if (flock(sp->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+
+		if (e == EWOULDBLOCK) {
+			n = pread(sp->lockfd, buf, sizeof(buf) - 1, 0);
+			buf[n > 0 ? n : 0] = '\0';
+			buf[strcspn(buf, "\n")] = '\0';
+			str_appendf(err, "spool directory %s is locked by another process%s%s%s;"
+				    " is another impetusd running on it?", sp->dir,
+				    buf[0] ? " (pid " : "", buf, buf[0] ? ")" : "");
+		} else {
+			str_appendf(err, "cannot lock %s/" LOCK_NAME ": %s", sp->dir, strerror(e));
+		}
+		return -1;
+	}
+	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(sp->lockfd, 0) < 0 || pwrite_all(sp->lockfd, buf, (size_t)len, 0) < 0) {
+		str_appendf(err, "cannot write lock file %s/" LOCK_NAME ": %s", sp->dir,
+			    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+struct open_ctx {
+	struct spool *sp;
+	spool_recover_fn fn;
+	void *ctx;
+};
+
+/* on_recovered - index a live message, then hand it to the caller. */
+static void on_recovered(void *arg, struct spool_msg *msg, bool done)
+{
+	struct open_ctx *oc = arg;
+	struct spool *sp = oc->sp;
+	struct live *l = xmalloc(sizeof(*l) + msg->nrcpt);
+
+	l->seg = msg->loc.segment;
+	l->nrcpt = (uint32_t)msg->nrcpt;
+	l->nqueued = 0;
+	for (size_t i = 0; i < msg->nrcpt; i++) {
+		l->states[i] = msg->rcpts[i].state;
+		l->nqueued += msg->rcpts[i].state == SPOOL_RCPT_QUEUED;
+	}
+	free(spool_idmap_put(&sp->live, msg->id, l));
+	if (oc->fn)
+		oc->fn(oc->ctx, msg);
+	else
+		spool_msg_free(msg);
+}
+
+struct spool *spool_open(const char *dir, const struct spool_options *opts,
+			 spool_recover_fn fn, void *ctx, struct str *err)
+{
+	struct spool *sp = XNEW(struct spool);
+	struct spool_replay_opts ro = { .repair = true };
+	struct open_ctx oc = { sp, fn, ctx };
+	uint64_t max_seq = 0, bytes = 0;
+	int rc;
+
+	sp->dir = xstrdup(dir);
+	sp->dirfd = sp->lockfd = sp->cur_fd = -1;
+	if (opts)
+		sp->opts = *opts;
+	if (sp->opts.segment_size == 0)
+		sp->opts.segment_size = DEFAULT_SEGMENT_SIZE;
+	sp->pend_tail = &sp->pend;
+	spool_idmap_init(&sp->live);
+	pthread_rwlock_init(&sp->fdlock, NULL);
+	sp->fds = xcalloc(FD_CACHE_MAX, sizeof(*sp->fds));
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		str_appendf(err, "cannot create spool directory %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sp->dirfd < 0) {
+		str_appendf(err, "cannot open spool directory %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (take_lock(sp, err) < 0)
+		goto fail;
+
+	ro.report = sp->opts.report;
+	ro.report_ctx = sp->opts.report_ctx;
+	rc = spool_replay(sp->dirfd, dir, &ro, on_recovered, &oc, &sp->segs, &sp->nsegs,
+			  &max_seq, err);
+	if (rc < 0)
+		goto fail;
+	sp->capsegs = sp->nsegs;
+	for (size_t i = 0; i < sp->nsegs; i++)
+		bytes += sp->segs[i].size;
+	stat_set(&sp->st_segments, sp->nsegs);
+	stat_set(&sp->st_bytes, bytes);
+	stat_set(&sp->st_live, sp->live.count);
+
+	/* Never append to a recovered segment: a fresh one keeps recovery simple. */
+	sp->next_seq = max_seq + 1;
+	rc = seg_create(sp);
+	if (rc < 0) {
+		str_appendf(err, "cannot create a segment in %s: %s", dir, strerror(-rc));
+		goto fail;
+	}
+	reclaim(sp);
+
+	sp->loop = loop_new("spool");
+	loop_set_drain_hook(sp->loop, on_drain, sp);
+	sp->retry_ev = evtimer_new(loop_base(sp->loop), on_retry, sp);
+	return sp;
+fail:
+	spool_free(sp);
+	return NULL;
+}
+
+int spool_start(struct spool *sp)
+{
+	int rc = loop_start(sp->loop);
+
+	if (rc == 0)
+		sp->started = true;
+	return rc;
+}
+
+void spool_stop(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->started) {
+		/* The stop is posted after everything before it; the drain hook commits those. */
+		loop_stop(sp->loop);
+		loop_join(sp->loop);
+		sp->started = false;
+	}
+	/*
+	 * Now on this thread: whatever is still pending (never started, or
+	 * state records kept after a failure) gets one last try.
+	 */
+	commit(sp);
+	if (sp->pend)
+		REPORT(sp, "spool: %zu state records could not be written before shutdown;"
+		       " their messages may be delivered again", sp->pend_count);
+	spool_free(sp);
+}
+
+/* ==================== offline scan ==================== */
+
+struct scan_ctx {
+	spool_recover_fn fn;
+	void *ctx;
+};
+
+static void on_scanned(void *arg, struct spool_msg *msg, bool done)
+{
+	struct scan_ctx *sc = arg;
+
+	sc->fn(sc->ctx, msg);
+}
+
+int spool_scan_ex(const char *dir, bool include_done, spool_recover_fn fn, void *ctx,
+		  spool_report_fn report, void *report_ctx, struct str *err)
+{
+	struct spool_replay_opts ro = {
+		.include_done = include_done,
+		.report = report,
+		.report_ctx = report_ctx,
+	};
+	struct scan_ctx sc = { fn, ctx };
+	int dirfd, rc;
+
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		rc = -errno;
+		str_appendf(err, "cannot open spool directory %s: %s", dir, strerror(errno));
+		return rc;
+	}
+	rc = spool_replay(dirfd, dir, &ro, on_scanned, &sc, NULL, NULL, NULL, err);
+	close(dirfd);
+	return rc;
+}
+
+int spool_scan(const char *dir, bool include_done, spool_recover_fn fn, void *ctx,
+	       struct str *err)
+{
+	return spool_scan_ex(dir, include_done, fn, ctx, NULL, NULL, err);
+}

@@ -1,0 +1,291 @@
+/*
+ * impetus.c - the operator's command line: `impetus COMMAND [ARGS]`
+ *
+ * One table of commands, each with a run function, a usage line and a
+ * one-line summary; `impetus --help` prints the table. A command with
+ * subcommands (`spool ls`) has its own table of the same shape, so adding
+ * one is a new row and a function.
+ *
+ * Commands here work offline, on files, without the daemon: `spool ls`
+ * replays the spool directory read-only (no lock, nothing modified) and
+ * tolerates a daemon writing to it at the same time.
+ *
+ * Exit codes: 0 success, 1 the command failed (with a message on stderr),
+ * 2 usage error.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "core/id.h"
+#include "core/mem.h"
+#include "core/str.h"
+#include "spool/spool.h"
+
+#ifndef IMPETUS_VERSION
+#define IMPETUS_VERSION "unknown"
+#endif
+
+#define DEFAULT_SPOOLDIR "./var/spool"
+#define EXIT_USAGE 2
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);	/* argv[0] is the command's name */
+	const char *usage;			/* arguments after the name */
+	const char *summary;
+};
+
+static int cmd_spool(int argc, char **argv);
+static int cmd_spool_ls(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const struct command commands[] = {
+	{ "spool", cmd_spool, "SUBCOMMAND [ARGS]", "inspect the spool directory offline" },
+	{ "version", cmd_version, "", "print the version" },
+	{ "help", cmd_help, "", "this list" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+static const struct command spool_commands[] = {
+	{ "ls", cmd_spool_ls, "[--json] [--all] [SPOOLDIR]", "list spooled messages, one per line" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+
+/* print_table - the usage lines of a command table, aligned. */
+static void print_table(FILE *f, const char *prefix, const struct command *t)
+{
+	for (; t->name; t++) {
+		struct str line = STR_INIT;
+
+		str_appendf(&line, "%s%s%s%s", prefix, t->name, t->usage[0] ? " " : "", t->usage);
+		fprintf(f, "  %-44s %s\n", str_cstr(&line), t->summary);
+		str_free(&line);
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: impetus COMMAND [ARGS]\n\ncommands:\n");
+	print_table(f, "", commands);
+	print_table(f, "spool ", spool_commands);
+}
+
+/* dispatch - run the row of t named argv[0]; usage error when there is none. */
+static int dispatch(const struct command *t, const char *what, int argc, char **argv)
+{
+	for (const struct command *c = t; c->name; c++)
+		if (strcmp(c->name, argv[0]) == 0)
+			return c->run(argc, argv);
+	fprintf(stderr, "impetus: unknown %s '%s' (try impetus --help)\n", what, argv[0]);
+	return EXIT_USAGE;
+}
+
+/* ==================== spool ls ==================== */
+
+struct ls_ctx {
+	bool json;
+	size_t messages;
+	size_t queued;
+};
+
+static const char *state_name(uint8_t state)
+{
+	switch (state) {
+	case SPOOL_RCPT_QUEUED:
+		return "queued";
+	case SPOOL_RCPT_DELIVERED:
+		return "delivered";
+	case SPOOL_RCPT_FAILED:
+		return "failed";
+	}
+	return "unknown";
+}
+
+/*
+ * put_field - append s with control bytes replaced, so a hostile address
+ * can never add a column or a line to the tab-separated output.
+ */
+static void put_field(struct str *out, const char *s)
+{
+	for (; s && *s; s++)
+		str_appendc(out, ((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s);
+}
+
+/* jstr - a JSON string; bytes that are not UTF-8 become '?' rather than losing the field. */
+static json_t *jstr(const char *s)
+{
+	json_t *j;
+	char *copy;
+
+	if (s == NULL)
+		return json_null();
+	j = json_string(s);
+	if (j)
+		return j;
+	copy = xstrdup(s);
+	for (char *p = copy; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j ? j : json_null();
+}
+
+static void ls_json(const struct spool_msg *msg)
+{
+	char idbuf[ID_BUF_SIZE];
+	json_t *o = json_object(), *rcpts = json_array();
+	char *text;
+
+	json_object_set_new(o, "id", json_string(id_format(msg->id, idbuf)));
+	json_object_set_new(o, "size", json_integer((json_int_t)msg->loc.length));
+	json_object_set_new(o, "received", json_integer((json_int_t)msg->received));
+	json_object_set_new(o, "sender", jstr(msg->sender));
+	for (size_t i = 0; i < msg->nrcpt; i++) {
+		const struct spool_rcpt *r = &msg->rcpts[i];
+		json_t *jr = json_object();
+
+		json_object_set_new(jr, "address", jstr(r->addr));
+		json_object_set_new(jr, "state", json_string(state_name(r->state)));
+		json_object_set_new(jr, "retries", json_integer((json_int_t)r->retries));
+		json_object_set_new(jr, "next_attempt", json_integer((json_int_t)r->next_attempt));
+		json_array_append_new(rcpts, jr);
+	}
+	json_object_set_new(o, "recipients", rcpts);
+	json_object_set_new(o, "client_ip", jstr(msg->client_ip));
+	json_object_set_new(o, "protocol", jstr(msg->protocol));
+	json_object_set_new(o, "binding", jstr(msg->binding));
+	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (text)
+		puts(text);
+	free(text);
+	json_decref(o);
+}
+
+/* ls_text - ID, SIZE, RECEIVED, <SENDER>, then STATE:<RCPT> per recipient, tab-separated. */
+static void ls_text(const struct spool_msg *msg)
+{
+	char idbuf[ID_BUF_SIZE], when[32];
+	struct str line = STR_INIT;
+	time_t t = (time_t)msg->received;
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL || strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(when, sizeof(when), "%" PRId64, msg->received);
+	str_appendf(&line, "%s\t%" PRIu64 "\t%s\t<", id_format(msg->id, idbuf), msg->loc.length,
+		    when);
+	put_field(&line, msg->sender);
+	str_appendc(&line, '>');
+	for (size_t i = 0; i < msg->nrcpt; i++) {
+		str_appendf(&line, "\t%s:<", state_name(msg->rcpts[i].state));
+		put_field(&line, msg->rcpts[i].addr);
+		str_appendc(&line, '>');
+	}
+	puts(str_cstr(&line));
+	str_free(&line);
+}
+
+static void ls_one(void *arg, struct spool_msg *msg)
+{
+	struct ls_ctx *c = arg;
+
+	c->messages++;
+	for (size_t i = 0; i < msg->nrcpt; i++)
+		c->queued += msg->rcpts[i].state == SPOOL_RCPT_QUEUED;
+	if (c->json)
+		ls_json(msg);
+	else
+		ls_text(msg);
+	spool_msg_free(msg);
+}
+
+static int cmd_spool_ls(int argc, char **argv)
+{
+	struct ls_ctx c = { 0 };
+	struct str err = STR_INIT;
+	const char *dir = NULL;
+	bool all = false;
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			c.json = true;
+		} else if (strcmp(argv[i], "--all") == 0) {
+			all = true;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: impetus spool ls [--json] [--all] [SPOOLDIR]\n"
+			       "List the messages in the spool (default %s), read-only.\n"
+			       "  --json  one JSON object per line\n"
+			       "  --all   also messages that are finished but not yet reclaimed\n",
+			       DEFAULT_SPOOLDIR);
+			return 0;
+		} else if (argv[i][0] == '-' || dir) {
+			fprintf(stderr, "impetus: spool ls: unexpected argument '%s'\n"
+				"usage: impetus spool ls [--json] [--all] [SPOOLDIR]\n", argv[i]);
+			return EXIT_USAGE;
+		} else {
+			dir = argv[i];
+		}
+	}
+	if (dir == NULL)
+		dir = DEFAULT_SPOOLDIR;
+	rc = spool_scan(dir, all, ls_one, &c, &err);
+	fflush(stdout);
+	if (rc < 0) {
+		fprintf(stderr, "impetus: spool ls: %s\n", str_cstr(&err));
+		str_free(&err);
+		return 1;
+	}
+	str_free(&err);
+	fprintf(stderr, "%zu message%s, %zu recipient%s queued\n", c.messages,
+		c.messages == 1 ? "" : "s", c.queued, c.queued == 1 ? "" : "s");
+	return 0;
+}
+
+/* ==================== top level ==================== */
+
+static int cmd_spool(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		FILE *f = argc < 2 ? stderr : stdout;
+
+		fprintf(f, "usage: impetus spool SUBCOMMAND [ARGS]\n\nsubcommands:\n");
+		print_table(f, "spool ", spool_commands);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	return dispatch(spool_commands, "spool subcommand", argc - 1, argv + 1);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	printf("impetus %s\n", IMPETUS_VERSION);
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	usage(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return cmd_help(argc - 1, argv + 1);
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+		return cmd_version(argc - 1, argv + 1);
+	return dispatch(commands, "command", argc - 1, argv + 1);
+}

@@ -1,0 +1,1228 @@
+/*
+ * test_spool.c - tests of src/spool/: the record codec, the spool thread
+ * with group commit, recovery and its damage handling, reclaiming, the
+ * write-error path and the lock
+ *
+ * Every case works in its own directory under /tmp (mkdtemp) against the
+ * real files, the real spool thread and a real reply loop on its own
+ * thread. Damage is made by editing segment files between a stop and the
+ * next open, the way a crash or a bad disk would leave them. The write
+ * error case runs in a forked child with RLIMIT_FSIZE lowered, so the
+ * kernel itself refuses the write with EFBIG. Exits non-zero on failure.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "core/id.h"
+#include "core/loop.h"
+#include "core/mem.h"
+#include "core/str.h"
+#include "spool/spool.h"
+#include "spool/spool_record.h"
+
+/* ==================== helpers ==================== */
+
+/* make_body - deterministic bytes for message number i. */
+static void make_body(struct str *b, unsigned i, size_t len)
+{
+	str_clear(b);
+	str_appendf(b, "Subject: message %u\r\n\r\n", i);
+	while (b->len < len)
+		str_appendc(b, (char)('a' + (b->len * 7 + i) % 26));
+	str_truncate(b, len);
+}
+
+static struct spool_msg *make_msg(unsigned i, size_t nrcpt, size_t bodylen)
+{
+	struct spool_msg *m = spool_msg_new();
+	struct str s = STR_INIT;
+
+	m->id = id_next();
+	m->received = 1795473001 + i;
+	str_appendf(&s, "sender%u@example.org", i);
+	m->sender = str_steal(&s);
+	m->envid = i % 2 ? xstrdup("ENV-ID+2B1") : NULL;
+	m->ret = i % 3;
+	m->body_type = i % 3;
+	m->smtputf8 = i % 2;
+	m->client_ip = xstrdup("192.0.2.7");
+	m->helo = xstrdup("client.example");
+	m->protocol = xstrdup("esmtp");
+	m->binding_group = xstrdup(i % 2 ? "group" : "");
+	m->binding = xstrdup("default");
+	m->nrcpt = nrcpt;
+	m->rcpts = xcalloc(nrcpt ? nrcpt : 1, sizeof(*m->rcpts));
+	for (size_t j = 0; j < nrcpt; j++) {
+		str_appendf(&s, "rcpt%zu@dom%u.test", j, i);
+		m->rcpts[j].addr = str_steal(&s);
+		m->rcpts[j].orcpt = j % 2 ? xstrdup("rfc822;orig@example.net") : NULL;
+		m->rcpts[j].notify = (uint8_t)(j % 16);
+	}
+	make_body(&m->body, i, bodylen);
+	return m;
+}
+
+static bool str_eq_null(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/* same_envelope - every envelope field of a and b is equal. */
+static bool same_envelope(const struct spool_msg *a, const struct spool_msg *b)
+{
+	if (a->id != b->id || a->received != b->received || a->ret != b->ret ||
+	    a->body_type != b->body_type || a->smtputf8 != b->smtputf8 || a->nrcpt != b->nrcpt)
+		return false;
+	if (!str_eq_null(a->sender, b->sender) || !str_eq_null(a->envid, b->envid) ||
+	    !str_eq_null(a->client_ip, b->client_ip) || !str_eq_null(a->helo, b->helo) ||
+	    !str_eq_null(a->protocol, b->protocol) ||
+	    !str_eq_null(a->binding_group, b->binding_group) ||
+	    !str_eq_null(a->binding, b->binding))
+		return false;
+	for (size_t j = 0; j < a->nrcpt; j++) {
+		const struct spool_rcpt *x = &a->rcpts[j], *y = &b->rcpts[j];
+
+		if (!str_eq_null(x->addr, y->addr) || !str_eq_null(x->orcpt, y->orcpt) ||
+		    x->notify != y->notify || x->state != y->state || x->retries != y->retries ||
+		    x->next_attempt != y->next_attempt)
+			return false;
+	}
+	return true;
+}
+
+static char *make_dir(void)
+{
+	char tmpl[] = "/tmp/impetus-test-spool-XXXXXX";
+
+	if (mkdtemp(tmpl) == NULL) {
+		perror("mkdtemp");
+		exit(2);
+	}
+	return xstrdup(tmpl);
+}
+
+static void remove_dir(char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char path[512];
+
+	while (d && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+	free(dir);
+}
+
+/* seg_files_range - how many seg-*.log files the directory holds, and the lowest/highest seq. */
+static int seg_files_range(const char *dir, uint64_t *first, uint64_t *last)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (first)
+		*first = UINT64_MAX;
+	if (last)
+		*last = 0;
+	while (d && (de = readdir(d)) != NULL) {
+		uint64_t seq;
+
+		if (spool_seg_parse_name(de->d_name, NULL, &seq)) {
+			n++;
+			if (first && seq < *first)
+				*first = seq;
+			if (last && seq > *last)
+				*last = seq;
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static int seg_files(const char *dir, uint64_t *last)
+{
+	return seg_files_range(dir, NULL, last);
+}
+
+static void seg_path(char *buf, size_t n, const char *dir, uint64_t seq)
+{
+	char name[SPOOL_SEG_NAME_SIZE];
+
+	snprintf(buf, n, "%s/%s", dir, spool_seg_name(seq, name));
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static void flip_bit(const char *path, uint64_t off, int bit)
+{
+	int fd = open(path, O_RDWR);
+	unsigned char c;
+
+	if (fd < 0 || pread(fd, &c, 1, (off_t)off) != 1) {
+		perror(path);
+		exit(2);
+	}
+	c ^= (unsigned char)(1u << bit);
+	if (pwrite(fd, &c, 1, (off_t)off) != 1) {
+		perror(path);
+		exit(2);
+	}
+	close(fd);
+}
+
+/* ---- collecting reports ---- */
+
+struct reports {
+	struct str all;
+	int n;
+};
+
+static void on_report(void *ctx, const char *line)
+{
+	struct reports *r = ctx;
+
+	str_appends(&r->all, line);
+	str_appendc(&r->all, '\n');
+	r->n++;
+}
+
+/* ---- the reply side: a loop on a thread, results collected under a mutex ---- */
+
+struct result {
+	int err;
+	struct spool_msg *msg;
+};
+
+struct waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct result *res;
+	size_t n, cap;
+	struct loop *loop;
+};
+
+static void waiter_init(struct waiter *w)
+{
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->res = NULL;
+	w->n = w->cap = 0;
+	w->loop = loop_new("replies");
+	if (loop_start(w->loop) != 0)
+		exit(2);
+}
+
+static void waiter_fini(struct waiter *w)
+{
+	loop_stop(w->loop);
+	loop_join(w->loop);
+	loop_free(w->loop);
+	for (size_t i = 0; i < w->n; i++)
+		spool_msg_free(w->res[i].msg);
+	free(w->res);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+}
+
+static void on_done(void *ctx, int err, struct spool_msg *msg)
+{
+	struct waiter *w = ctx;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->n == w->cap) {
+		w->cap = w->cap ? w->cap * 2 : 64;
+		w->res = xrealloc(w->res, w->cap * sizeof(*w->res));
+	}
+	w->res[w->n].err = err;
+	w->res[w->n].msg = msg;
+	w->n++;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* waiter_wait - until n results arrived (or 20 s passed). */
+static void waiter_wait(struct waiter *w, size_t n)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 20;
+	pthread_mutex_lock(&w->mu);
+	while (w->n < n) {
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (w->n < n)
+		fprintf(stderr, "%s:%d: timed out waiting for %zu replies, have %zu\n",
+			__FILE__, __LINE__, n, w->n);
+	CHECK(w->n >= n);
+}
+
+/* find_result - the reply for id. */
+static struct result *find_result(struct waiter *w, impetus_id id)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (w->res[i].msg && w->res[i].msg->id == id)
+			return &w->res[i];
+	return NULL;
+}
+
+/* ---- recovery collection ---- */
+
+struct recovered {
+	struct spool_msg **v;
+	size_t n;
+};
+
+static void on_recover(void *ctx, struct spool_msg *msg)
+{
+	struct recovered *r = ctx;
+
+	r->v = xrealloc(r->v, (r->n + 1) * sizeof(*r->v));
+	r->v[r->n++] = msg;
+}
+
+static struct spool_msg *rec_find(struct recovered *r, impetus_id id)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->v[i]->id == id)
+			return r->v[i];
+	return NULL;
+}
+
+static void rec_free(struct recovered *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		spool_msg_free(r->v[i]);
+	free(r->v);
+	r->v = NULL;
+	r->n = 0;
+}
+
+static struct spool *open_spool(const char *dir, uint64_t segsize, struct recovered *rec,
+				struct reports *rep)
+{
+	struct spool_options o = { .segment_size = segsize };
+	struct str err = STR_INIT;
+	struct spool *sp;
+
+	if (rep) {
+		o.report = on_report;
+		o.report_ctx = rep;
+	}
+	sp = spool_open(dir, &o, rec ? on_recover : NULL, rec, &err);
+	if (sp == NULL)
+		fprintf(stderr, "%s:%d: spool_open: %s\n", __FILE__, __LINE__, str_cstr(&err));
+	CHECK(sp != NULL);
+	str_free(&err);
+	return sp;
+}
+
+/*
+ * submit_n - submit n messages (body i*37 + 100 bytes, 3 recipients) and
+ * wait for them; ids and locs land in out[] in submission order.
+ */
+static void submit_n(struct spool *sp, struct waiter *w, unsigned first, unsigned n,
+		     size_t bodylen, struct spool_msg **out)
+{
+	size_t before = w->n;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct spool_msg *m = make_msg(first + i, 3, bodylen ? bodylen : 100 + (first + i) * 37);
+
+		out[i] = m;
+		spool_submit(sp, m, w->loop, on_done, w);
+	}
+	waiter_wait(w, before + n);
+}
+
+/*
+ * submit_seq - like submit_n but one at a time, each waited for, so every
+ * message is its own commit (segment rotation happens between commits).
+ */
+static void submit_seq(struct spool *sp, struct waiter *w, unsigned first, unsigned n,
+		       size_t bodylen, struct spool_msg **out)
+{
+	for (unsigned i = 0; i < n; i++)
+		submit_n(sp, w, first + i, 1, bodylen, &out[i]);
+}
+
+/* ==================== codec ==================== */
+
+static void test_codec_roundtrip(void)
+{
+	for (unsigned i = 0; i < 6; i++) {
+		struct spool_msg *m = make_msg(i, i, i * 1000);
+		struct str rec = STR_INIT;
+		struct spool_rec out;
+		uint64_t need;
+		const char *why = NULL;
+		size_t boff;
+		long long n;
+
+		if (i > 1) {
+			m->rcpts[1].state = SPOOL_RCPT_FAILED;
+			m->rcpts[1].retries = 7;
+			m->rcpts[1].next_attempt = -5;
+		}
+		boff = spool_rec_encode_message(&rec, m);
+		CHECK(boff > SPOOL_REC_HDR_SIZE);
+		CHECK_INTEQ(boff, rec.len);
+		str_append(&rec, m->body.s, m->body.len);
+		n = spool_rec_decode(rec.s, rec.len, true, &out, &need, &why);
+		CHECK_INTEQ(n, (long long)rec.len);
+		if (n > 0) {
+			CHECK_INTEQ(out.type, SPOOL_REC_MESSAGE);
+			CHECK(out.id == m->id);
+			CHECK_INTEQ(out.body_offset, boff);
+			CHECK_INTEQ(out.body_length, m->body.len);
+			CHECK(same_envelope(out.msg, m));
+			CHECK(memcmp(rec.s + out.body_offset, m->body.s, m->body.len) == 0);
+			spool_msg_free(out.msg);
+		} else {
+			fprintf(stderr, "decode: %s\n", why);
+		}
+		/* Every proper prefix is "short", never bad and never a crash. */
+		for (size_t cut = 0; cut < rec.len; cut += 1 + cut / 3) {
+			n = spool_rec_decode(rec.s, cut, true, &out, &need, &why);
+			CHECK_INTEQ(n, SPOOL_REC_SHORT);
+		}
+		str_free(&rec);
+		spool_msg_free(m);
+	}
+
+	/* The small records. */
+	{
+		struct str rec = STR_INIT;
+		struct spool_rec out;
+		uint64_t need;
+		const char *why;
+		long long n;
+		size_t off = 0;
+
+		spool_rec_encode_rcpt_state(&rec, 0x1234, 7, SPOOL_RCPT_DELIVERED);
+		spool_rec_encode_rcpt_retry(&rec, 0x1235, 3, 4, 1795473001);
+		spool_rec_encode_done(&rec, 0x1236);
+		n = spool_rec_decode(rec.s + off, rec.len - off, true, &out, &need, &why);
+		CHECK(n > 0);
+		CHECK_INTEQ(out.type, SPOOL_REC_RCPT_STATE);
+		CHECK_INTEQ(out.id, 0x1234);
+		CHECK_INTEQ(out.rcpt_index, 7);
+		CHECK_INTEQ(out.state, SPOOL_RCPT_DELIVERED);
+		off += (size_t)n;
+		n = spool_rec_decode(rec.s + off, rec.len - off, true, &out, &need, &why);
+		CHECK(n > 0);
+		CHECK_INTEQ(out.type, SPOOL_REC_RCPT_RETRY);
+		CHECK_INTEQ(out.id, 0x1235);
+		CHECK_INTEQ(out.rcpt_index, 3);
+		CHECK_INTEQ(out.retries, 4);
+		CHECK_INTEQ(out.next_attempt, 1795473001);
+		off += (size_t)n;
+		n = spool_rec_decode(rec.s + off, rec.len - off, true, &out, &need, &why);
+		CHECK(n > 0);
+		CHECK_INTEQ(out.type, SPOOL_REC_MESSAGE_DONE);
+		CHECK_INTEQ(out.id, 0x1236);
+		off += (size_t)n;
+		CHECK_INTEQ(off, rec.len);
+		str_free(&rec);
+	}
+
+	/* Segment names and headers. */
+	{
+		char name[SPOOL_SEG_NAME_SIZE];
+		uint8_t hdr[SPOOL_SEG_HDR_SIZE];
+		uint64_t seq = 0;
+		uint32_t version = 0;
+		const char *why;
+
+		CHECK_STREQ(spool_seg_name(1, name), "seg-0000000000000001.log");
+		CHECK(spool_seg_parse_name("seg-00000000000000ab.log", NULL, &seq) && seq == 0xab);
+		CHECK(!spool_seg_parse_name("seg-00000000000000ab.log.corrupt", NULL, &seq));
+		CHECK(spool_seg_parse_name("seg-00000000000000ac.log.corrupt", ".corrupt", &seq) &&
+		      seq == 0xac);
+		CHECK(!spool_seg_parse_name("seg-00000000000000AB.log", NULL, &seq));
+		CHECK(!spool_seg_parse_name("seg-0001.log", NULL, &seq));
+		CHECK(!spool_seg_parse_name("lock", NULL, &seq));
+		spool_seg_header(42, hdr);
+		CHECK_INTEQ(spool_seg_check_header(hdr, sizeof(hdr), &seq, &version, &why), 0);
+		CHECK_INTEQ(seq, 42);
+		CHECK_INTEQ(version, SPOOL_SEG_VERSION);
+		hdr[17] ^= 1;
+		CHECK_INTEQ(spool_seg_check_header(hdr, sizeof(hdr), &seq, &version, &why), -1);
+	}
+}
+
+/*
+ * test_codec_fuzz - random damage to a stream of records. The decoder
+ * must stay inside its buffer (ASan watches), and every result must be
+ * one of: a record, short, bad. Two flavours: raw damage (the CRC catches
+ * it) and damage followed by a fresh CRC, so the payload decoder itself
+ * sees hostile input. Also pure garbage.
+ */
+static void test_codec_fuzz(void)
+{
+	struct str good = STR_INIT;
+	size_t nbad = 0, nshort = 0, nok = 0;
+
+	srand(20261123);
+	for (unsigned i = 0; i < 4; i++) {
+		struct spool_msg *m = make_msg(i, 1 + i, 40 + i * 10);
+
+		spool_rec_encode_message(&good, m);
+		str_append(&good, m->body.s, m->body.len);
+		spool_msg_free(m);
+	}
+	spool_rec_encode_rcpt_state(&good, 99, 1, SPOOL_RCPT_FAILED);
+	spool_rec_encode_rcpt_retry(&good, 99, 1, 2, 3);
+	spool_rec_encode_done(&good, 99);
+
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t len = good.len;
+		uint8_t *buf = xmalloc(len);
+		size_t off = 0;
+		int flips = 1 + rand() % 4;
+		bool reseal = iter % 2;
+
+		memcpy(buf, good.s, len);
+		for (int f = 0; f < flips; f++) {
+			size_t at = (size_t)rand() % len;
+
+			if (rand() % 2)
+				buf[at] ^= (uint8_t)(1u << (rand() % 8));
+			else
+				buf[at] = (uint8_t)rand();
+		}
+		if (rand() % 3 == 0)
+			len = (size_t)rand() % len;
+		/* Walk the stream like replay does; a failure skips one byte. */
+		while (off < len) {
+			struct spool_rec out;
+			uint64_t need;
+			const char *why = NULL;
+			uint8_t *copy;
+			long long n;
+			size_t avail = len - off;
+
+			/* Exact-size copy so ASan sees any read past the end. */
+			copy = xmalloc(avail);
+			memcpy(copy, buf + off, avail);
+			if (reseal)
+				spool_rec_reseal(copy, avail);
+			n = spool_rec_decode(copy, avail, true, &out, &need, &why);
+			if (n > 0) {
+				CHECK((size_t)n <= avail);
+				if (out.type == SPOOL_REC_MESSAGE) {
+					CHECK(out.msg != NULL);
+					CHECK(out.body_offset + out.body_length == (uint64_t)n);
+					spool_msg_free(out.msg);
+				}
+				nok++;
+				off += (size_t)n;
+			} else {
+				CHECK(n == SPOOL_REC_SHORT || n == SPOOL_REC_BAD);
+				CHECK(why != NULL);
+				if (n == SPOOL_REC_SHORT)
+					nshort++;
+				else
+					nbad++;
+				off++;
+			}
+			free(copy);
+		}
+		free(buf);
+	}
+	/* Pure garbage, with and without a valid-looking header. */
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t len = (size_t)(rand() % 200);
+		uint8_t *buf = xmalloc(len ? len : 1);
+		struct spool_rec out;
+		uint64_t need;
+		const char *why;
+		long long n;
+
+		for (size_t k = 0; k < len; k++)
+			buf[k] = (uint8_t)rand();
+		if (len >= SPOOL_REC_HDR_SIZE && iter % 2) {
+			buf[0] = SPOOL_REC_MAGIC0;
+			buf[1] = SPOOL_REC_MAGIC1;
+			buf[2] = SPOOL_REC_MAGIC2;
+			buf[3] = SPOOL_REC_MAGIC3;
+			buf[4] = (uint8_t)(1 + rand() % 4);
+			buf[5] = buf[6] = buf[7] = 0;
+			buf[8] = (uint8_t)(len - SPOOL_REC_HDR_SIZE);
+			buf[9] = buf[10] = buf[11] = 0;
+			spool_rec_reseal(buf, len);
+		}
+		n = spool_rec_decode(buf, len, true, &out, &need, &why);
+		if (n > 0 && out.type == SPOOL_REC_MESSAGE)
+			spool_msg_free(out.msg);
+		/* The payload decoder directly, on every type. */
+		for (unsigned t = 0; t < 6; t++) {
+			if (spool_rec_decode_payload(t, buf, len, true, &out, &why) == 0 &&
+			    out.type == SPOOL_REC_MESSAGE)
+				spool_msg_free(out.msg);
+		}
+		free(buf);
+	}
+	printf("codec fuzz: %zu records, %zu short, %zu bad\n", nok, nshort, nbad);
+	CHECK(nbad > 0 && nok > 0);
+	str_free(&good);
+}
+
+/* ==================== the spool thread ==================== */
+
+/*
+ * test_submit_reopen - messages go through the real thread, come back with
+ * err 0 and a location, and after a restart come back again with their
+ * bodies byte for byte; state changes survive too.
+ */
+static void test_submit_reopen(void)
+{
+	enum { N = 120 };
+	char *dir = make_dir();
+	struct spool_msg *sent[N];
+	struct waiter w;
+	struct recovered rec = { 0 };
+	struct spool *sp;
+	struct spool_stats st;
+	struct str body = STR_INIT;
+	impetus_id ids[N];
+	size_t lens[N];
+
+	waiter_init(&w);
+	sp = open_spool(dir, 0, NULL, NULL);
+	if (sp == NULL)
+		return;
+	CHECK_INTEQ(spool_start(sp), 0);
+	submit_n(sp, &w, 0, N, 0, sent);
+	for (unsigned i = 0; i < N; i++) {
+		struct result *r = find_result(&w, sent[i]->id);
+
+		ids[i] = sent[i]->id;
+		lens[i] = 100 + i * 37;
+		CHECK(r != NULL);
+		if (r == NULL)
+			continue;
+		CHECK_INTEQ(r->err, 0);
+		CHECK_INTEQ(r->msg->loc.segment, 1);
+		CHECK_INTEQ(r->msg->loc.length, lens[i]);
+		CHECK(r->msg->loc.offset >= SPOOL_SEG_HDR_SIZE);
+		CHECK_INTEQ(r->msg->body.len, 0);
+		/* The body reads back while the spool runs, from any thread. */
+		str_clear(&body);
+		CHECK_INTEQ(spool_read_body(sp, &r->msg->loc, &body), 0);
+		make_body(&r->msg->body, i, lens[i]);
+		CHECK(body.len == lens[i] && memcmp(body.s, r->msg->body.s, lens[i]) == 0);
+		str_free(&r->msg->body);
+	}
+	spool_get_stats(sp, &st);
+	CHECK_INTEQ(st.records, N);
+	CHECK_INTEQ(st.live_messages, N);
+	CHECK_INTEQ(st.segments, 1);
+	CHECK(st.batches >= 1 && st.batches <= N);
+	printf("submit: %d messages in %" PRIu64 " group commits\n", N, st.batches);
+
+	/* State changes: 0 delivered to all, 1 one rcpt failed + retry, 2 done. */
+	for (uint32_t j = 0; j < 3; j++)
+		spool_rcpt_state(sp, ids[0], j, SPOOL_RCPT_DELIVERED);
+	spool_rcpt_state(sp, ids[1], 2, SPOOL_RCPT_FAILED);
+	spool_rcpt_retry(sp, ids[1], 0, 3, 1795480000);
+	spool_message_done(sp, ids[2]);
+	spool_stop(sp);
+
+	sp = open_spool(dir, 0, &rec, NULL);
+	if (sp == NULL)
+		goto out;
+	CHECK_INTEQ(rec.n, N - 2);
+	CHECK(rec_find(&rec, ids[0]) == NULL);	/* all recipients final */
+	CHECK(rec_find(&rec, ids[2]) == NULL);	/* done */
+	{
+		struct spool_msg *m1 = rec_find(&rec, ids[1]);
+
+		CHECK(m1 != NULL);
+		if (m1) {
+			CHECK_INTEQ(m1->rcpts[2].state, SPOOL_RCPT_FAILED);
+			CHECK_INTEQ(m1->rcpts[0].state, SPOOL_RCPT_QUEUED);
+			CHECK_INTEQ(m1->rcpts[0].retries, 3);
+			CHECK_INTEQ(m1->rcpts[0].next_attempt, 1795480000);
+		}
+	}
+	for (unsigned i = 0; i < N; i++) {
+		struct spool_msg *m = rec_find(&rec, ids[i]);
+		struct result *r = find_result(&w, ids[i]);
+
+		if (i == 0 || i == 2)
+			continue;
+		CHECK(m != NULL);
+		if (m == NULL || r == NULL)
+			continue;
+		if (i != 1)
+			CHECK(same_envelope(m, r->msg));
+		CHECK(m->loc.segment == r->msg->loc.segment && m->loc.offset == r->msg->loc.offset &&
+		      m->loc.length == r->msg->loc.length);
+		CHECK_INTEQ(m->body.len, 0);
+		str_clear(&body);
+		CHECK_INTEQ(spool_read_body(sp, &m->loc, &body), 0);
+		make_body(&m->body, i, lens[i]);
+		CHECK(body.len == lens[i] && memcmp(body.s, m->body.s, lens[i]) == 0);
+	}
+	spool_get_stats(sp, &st);
+	CHECK_INTEQ(st.live_messages, N - 2);
+	CHECK_INTEQ(st.segments, 2);	/* the old one (still live) and the new current one */
+	/* Ids issued now are above everything recovered. */
+	CHECK(id_next() > ids[N - 1]);
+
+	/* Offline scan sees the same, also while the spool is open. */
+	{
+		struct recovered all = { 0 }, live = { 0 };
+		struct str err = STR_INIT;
+
+		CHECK_INTEQ(spool_scan(dir, false, on_recover, &live, &err), 0);
+		CHECK_INTEQ(live.n, N - 2);
+		CHECK_INTEQ(spool_scan(dir, true, on_recover, &all, &err), 0);
+		CHECK_INTEQ(all.n, N);
+		CHECK(spool_scan("/nonexistent/spool", false, on_recover, &all, &err) < 0);
+		CHECK(strstr(str_cstr(&err), "/nonexistent/spool") != NULL);
+		rec_free(&all);
+		rec_free(&live);
+		str_free(&err);
+	}
+	spool_stop(sp);
+out:
+	rec_free(&rec);
+	waiter_fini(&w);
+	str_free(&body);
+	remove_dir(dir);
+}
+
+/* submitter threads for the concurrency test */
+struct submitter {
+	struct spool *sp;
+	struct waiter *w;
+	unsigned first, n;
+};
+
+static void *submit_thread(void *arg)
+{
+	struct submitter *s = arg;
+
+	for (unsigned i = 0; i < s->n; i++)
+		spool_submit(s->sp, make_msg(s->first + i, 1, 512), s->w->loop, on_done, s->w);
+	return NULL;
+}
+
+/* test_concurrent - many threads submit at once; all land, in few commits. */
+static void test_concurrent(void)
+{
+	enum { T = 4, PER = 100 };
+	char *dir = make_dir();
+	struct waiter w;
+	struct spool *sp;
+	struct submitter subs[T];
+	pthread_t th[T];
+	struct spool_stats st;
+	struct recovered rec = { 0 };
+	int errs = 0;
+
+	waiter_init(&w);
+	sp = open_spool(dir, 0, NULL, NULL);
+	if (sp == NULL)
+		return;
+	spool_start(sp);
+	for (int t = 0; t < T; t++) {
+		subs[t] = (struct submitter){ sp, &w, (unsigned)t * PER, PER };
+		pthread_create(&th[t], NULL, submit_thread, &subs[t]);
+	}
+	for (int t = 0; t < T; t++)
+		pthread_join(th[t], NULL);
+	waiter_wait(&w, T * PER);
+	for (size_t i = 0; i < w.n; i++)
+		errs += w.res[i].err != 0;
+	CHECK_INTEQ(errs, 0);
+	spool_get_stats(sp, &st);
+	CHECK_INTEQ(st.records, T * PER);
+	printf("concurrent: %d messages in %" PRIu64 " group commits\n", T * PER, st.batches);
+	spool_stop(sp);
+	sp = open_spool(dir, 0, &rec, NULL);
+	CHECK_INTEQ(rec.n, T * PER);
+	spool_stop(sp);
+	rec_free(&rec);
+	waiter_fini(&w);
+	remove_dir(dir);
+}
+
+/* ==================== damage ==================== */
+
+/*
+ * damage_case - write 5 messages into one segment, stop, let edit() damage
+ * the file, reopen. Returns the recovered set and reports.
+ */
+struct damage {
+	char *dir;
+	char path[512];
+	struct spool_loc loc[5];
+	impetus_id id[5];
+	struct recovered rec;
+	struct reports rep;
+	struct spool *sp;
+};
+
+static void damage_setup(struct damage *d, uint64_t segsize)
+{
+	struct waiter w;
+	struct spool_msg *sent[5];
+	struct spool *sp;
+
+	memset(d, 0, sizeof(*d));
+	d->dir = make_dir();
+	waiter_init(&w);
+	sp = open_spool(d->dir, segsize, NULL, NULL);
+	spool_start(sp);
+	submit_seq(sp, &w, 0, 5, 300, sent);
+	for (int i = 0; i < 5; i++) {
+		struct result *r = find_result(&w, sent[i]->id);
+
+		d->id[i] = sent[i]->id;
+		if (r)
+			d->loc[i] = r->msg->loc;
+	}
+	spool_stop(sp);
+	waiter_fini(&w);
+	seg_path(d->path, sizeof(d->path), d->dir, d->loc[4].segment);
+}
+
+static void damage_reopen(struct damage *d)
+{
+	d->sp = open_spool(d->dir, 0, &d->rec, &d->rep);
+}
+
+static void damage_fini(struct damage *d)
+{
+	if (d->sp)
+		spool_stop(d->sp);
+	rec_free(&d->rec);
+	str_free(&d->rep.all);
+	remove_dir(d->dir);
+}
+
+/* The record of message i starts where message i-1's body ends. */
+static uint64_t rec_start(struct damage *d, int i)
+{
+	return d->loc[i - 1].offset + d->loc[i - 1].length;
+}
+
+static void check_first_four(struct damage *d)
+{
+	struct str body = STR_INIT, want = STR_INIT;
+
+	for (int i = 0; i < 4; i++) {
+		struct spool_msg *m = rec_find(&d->rec, d->id[i]);
+
+		CHECK(m != NULL);
+		if (m == NULL || d->sp == NULL)
+			continue;
+		str_clear(&body);
+		CHECK_INTEQ(spool_read_body(d->sp, &m->loc, &body), 0);
+		make_body(&want, (unsigned)i, 300);
+		CHECK(body.len == want.len && memcmp(body.s, want.s, want.len) == 0);
+	}
+	str_free(&body);
+	str_free(&want);
+}
+
+static void test_torn_tail(void)
+{
+	struct damage d;
+	uint64_t cut;
+
+	damage_setup(&d, 0);
+	cut = d.loc[4].offset + d.loc[4].length / 2;
+	CHECK_INTEQ(truncate(d.path, (off_t)cut), 0);
+	damage_reopen(&d);
+	CHECK_INTEQ(d.rec.n, 4);
+	CHECK(rec_find(&d.rec, d.id[4]) == NULL);
+	check_first_four(&d);
+	CHECK_INTEQ(file_size(d.path), (off_t)rec_start(&d, 4));
+	CHECK(strstr(str_cstr(&d.rep.all), "torn tail") != NULL);
+	CHECK(strstr(str_cstr(&d.rep.all), "seg-0000000000000001.log") != NULL);
+	damage_fini(&d);
+}
+
+static void test_flipped_last(void)
+{
+	struct damage d;
+
+	damage_setup(&d, 0);
+	flip_bit(d.path, d.loc[4].offset + 10, 3);
+	damage_reopen(&d);
+	CHECK_INTEQ(d.rec.n, 4);
+	CHECK(rec_find(&d.rec, d.id[4]) == NULL);
+	check_first_four(&d);
+	CHECK_INTEQ(file_size(d.path), (off_t)rec_start(&d, 4));
+	CHECK(strstr(str_cstr(&d.rep.all), "bad record crc") != NULL);
+	damage_fini(&d);
+}
+
+/* test_flipped_middle - damage inside an older segment: reported, rest kept. */
+static void test_flipped_middle(void)
+{
+	struct damage d;
+	char path1[512];
+	off_t size1;
+	uint64_t bad;
+
+	/* 300-byte bodies, ~400-byte records, 900-byte segments: 2-3 per segment. */
+	damage_setup(&d, 900);
+	CHECK(d.loc[4].segment > d.loc[0].segment);
+	CHECK(d.loc[1].segment == d.loc[0].segment);
+	seg_path(path1, sizeof(path1), d.dir, d.loc[0].segment);
+	size1 = file_size(path1);
+	/* Damage message 0's header (its length field), then reopen. */
+	bad = SPOOL_SEG_HDR_SIZE;
+	flip_bit(path1, bad + 9, 6);
+	damage_reopen(&d);
+	CHECK_INTEQ(d.rec.n, 4);
+	CHECK(rec_find(&d.rec, d.id[0]) == NULL);
+	for (int i = 1; i < 5; i++)
+		CHECK(rec_find(&d.rec, d.id[i]) != NULL);
+	CHECK(strstr(str_cstr(&d.rep.all), "corrupt record") != NULL);
+	CHECK(strstr(str_cstr(&d.rep.all), "seg-0000000000000001.log offset=32") != NULL);
+	CHECK(strstr(str_cstr(&d.rep.all), "skipped") != NULL);
+	CHECK_INTEQ(file_size(path1), size1);	/* never truncated */
+	if (d.rep.n)
+		printf("report (expected): %s", str_cstr(&d.rep.all));
+	damage_fini(&d);
+}
+
+/* test_flipped_body_middle - a body bit in the middle of the newest segment. */
+static void test_flipped_body_middle(void)
+{
+	struct damage d;
+
+	damage_setup(&d, 0);
+	flip_bit(d.path, d.loc[2].offset + 100, 0);
+	damage_reopen(&d);
+	CHECK_INTEQ(d.rec.n, 4);
+	CHECK(rec_find(&d.rec, d.id[2]) == NULL);
+	CHECK(rec_find(&d.rec, d.id[3]) != NULL && rec_find(&d.rec, d.id[4]) != NULL);
+	CHECK(strstr(str_cstr(&d.rep.all), "corrupt record (bad record crc)") != NULL);
+	CHECK(strstr(str_cstr(&d.rep.all), "torn tail") == NULL);
+	damage_fini(&d);
+}
+
+static void test_empty_segments(void)
+{
+	char *dir = make_dir();
+	char p1[512], p2[512], p3[512];
+	uint8_t hdr[SPOOL_SEG_HDR_SIZE];
+	struct recovered rec = { 0 };
+	struct reports rep = { STR_INIT, 0 };
+	struct spool *sp;
+	uint64_t last;
+	FILE *f;
+
+	seg_path(p1, sizeof(p1), dir, 5);
+	seg_path(p2, sizeof(p2), dir, 6);
+	seg_path(p3, sizeof(p3), dir, 7);
+	f = fopen(p1, "w");
+	fclose(f);
+	spool_seg_header(6, hdr);
+	f = fopen(p2, "w");
+	fwrite(hdr, 1, sizeof(hdr), f);
+	fclose(f);
+	f = fopen(p3, "w");
+	fwrite(hdr, 1, 10, f);		/* torn while being created */
+	fclose(f);
+	sp = open_spool(dir, 0, &rec, &rep);
+	CHECK_INTEQ(rec.n, 0);
+	CHECK(access(p1, F_OK) != 0);
+	CHECK(access(p2, F_OK) != 0);
+	CHECK(access(p3, F_OK) != 0);
+	CHECK_INTEQ(seg_files(dir, &last), 1);	/* just the new current one */
+	CHECK_INTEQ(last, 8);
+	spool_stop(sp);
+	str_free(&rep.all);
+	remove_dir(dir);
+}
+
+/* ==================== rotation and reclaiming ==================== */
+
+/*
+ * wait_segments - rotation and reclaiming run after the answers of a
+ * commit: poll until the oldest segment file is oldest and the counters
+ * agree with the directory on a count between lo and hi (2 s at most;
+ * under sanitizers every fsync is slow). Returns the number of files.
+ */
+static int wait_segments(struct spool *sp, const char *dir, uint64_t oldest, uint64_t lo,
+			 uint64_t hi, struct spool_stats *st)
+{
+	int n = 0;
+
+	for (int tries = 0; tries < 500; tries++) {
+		uint64_t first;
+
+		spool_get_stats(sp, st);
+		n = seg_files_range(dir, &first, NULL);
+		if ((uint64_t)n == st->segments && st->segments >= lo && st->segments <= hi &&
+		    first == oldest)
+			break;
+		usleep(10000);
+	}
+	return n;
+}
+
+static void test_rotation_reclaim(void)
+{
+	enum { N = 40 };
+	char *dir = make_dir();
+	struct spool_msg *sent[N], *sync_msg[1];
+	struct waiter w;
+	struct spool *sp;
+	struct spool_stats st;
+	struct recovered rec = { 0 };
+	uint64_t last;
+	int nseg;
+
+	waiter_init(&w);
+	sp = open_spool(dir, 4096, NULL, NULL);
+	spool_start(sp);
+	submit_seq(sp, &w, 0, N, 1000, sent);
+	/* Answers go out before the rotation that follows them: let it settle. */
+	nseg = wait_segments(sp, dir, 1, 5, 1000, &st);
+	CHECK(st.segments >= 5);
+	CHECK_INTEQ(nseg, (int)st.segments);
+	CHECK_INTEQ(st.live_messages, N);
+
+	/* Finish all but the last 5: exactly the segments holding those must stay. */
+	for (int i = 0; i < N - 5; i++)
+		spool_message_done(sp, w.res[i].msg->id);
+	submit_n(sp, &w, 100, 1, 10, sync_msg);
+	{
+		uint64_t oldest_live = UINT64_MAX, want;
+
+		for (int i = N - 5; i < N; i++)
+			if (w.res[i].msg->loc.segment < oldest_live)
+				oldest_live = w.res[i].msg->loc.segment;
+		/* Everything below the oldest live segment goes; the rest stays. */
+		want = w.res[N].msg->loc.segment - oldest_live + 1;
+		/* +1: the commit of the sync message may have started a new segment. */
+		nseg = wait_segments(sp, dir, oldest_live, want, want + 1, &st);
+		CHECK_INTEQ(st.live_messages, 6);
+		CHECK(nseg == (int)want || nseg == (int)want + 1);
+		CHECK_INTEQ(st.segments, nseg);
+	}
+	/* Now all of them: only the current segment remains. */
+	for (int i = N - 5; i <= N; i++)
+		spool_message_done(sp, w.res[i].msg->id);
+	submit_n(sp, &w, 101, 1, 10, sync_msg);
+	nseg = wait_segments(sp, dir, w.res[N + 1].msg->loc.segment, 1, 2, &st);
+	CHECK(nseg == 1 || nseg == 2);
+	CHECK_INTEQ(st.segments, nseg);
+	CHECK_INTEQ(st.live_messages, 1);
+	CHECK_INTEQ(seg_files(dir, &last), nseg);
+	CHECK(last - w.res[N + 1].msg->loc.segment == (uint64_t)nseg - 1);
+	spool_stop(sp);
+	/* After a restart only the sync message is left. */
+	sp = open_spool(dir, 4096, &rec, NULL);
+	CHECK_INTEQ(rec.n, 1);
+	spool_stop(sp);
+	rec_free(&rec);
+	waiter_fini(&w);
+	remove_dir(dir);
+}
+
+/* ==================== write errors ==================== */
+
+/*
+ * write_error_child - in a forked child: lower RLIMIT_FSIZE below the
+ * segment's end so the kernel refuses the next write with EFBIG (after
+ * writing what fits), check the failure and the cut-back, raise the
+ * limit, check that the spool works again. Returns the failure count.
+ */
+static int write_error_child(const char *dir, impetus_id *ok_ids, impetus_id *bad_ids)
+{
+	struct waiter w;
+	struct spool *sp;
+	struct spool_msg *m[3];
+	struct spool_stats st;
+	struct rlimit rl;
+	char path[512];
+	off_t before;
+	struct result *r;
+	int failures_before = check_failures;
+	struct reports rep = { STR_INIT, 0 };
+
+	signal(SIGXFSZ, SIG_IGN);
+	waiter_init(&w);
+	sp = open_spool(dir, 0, NULL, &rep);
+	spool_start(sp);
+	submit_n(sp, &w, 0, 1, 2000, m);
+	ok_ids[0] = m[0]->id;
+	seg_path(path, sizeof(path), dir, w.res[0].msg->loc.segment);
+	before = file_size(path);
+
+	/* A: room for part of the batch: a partial write, then EFBIG. */
+	getrlimit(RLIMIT_FSIZE, &rl);
+	rl.rlim_cur = (rlim_t)before + 1000;
+	CHECK_INTEQ(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	submit_n(sp, &w, 1, 1, 4000, m);
+	bad_ids[0] = m[0]->id;
+	r = find_result(&w, bad_ids[0]);
+	CHECK(r != NULL && r->err == -EFBIG);
+	CHECK(r != NULL && r->msg->body.len == 4000);	/* body handed back for a retry */
+	CHECK_INTEQ(file_size(path), before);
+	spool_get_stats(sp, &st);
+	CHECK_INTEQ(st.write_errors, 1);
+
+	/* B: no room at all; a state record in a failing batch is kept for later. */
+	rl.rlim_cur = (rlim_t)before;
+	CHECK_INTEQ(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	spool_rcpt_state(sp, ok_ids[0], 1, SPOOL_RCPT_DELIVERED);
+	submit_n(sp, &w, 1, 1, 100, m);
+	bad_ids[1] = m[0]->id;
+	r = find_result(&w, bad_ids[1]);
+	CHECK(r != NULL && r->err == -EFBIG);
+	CHECK_INTEQ(file_size(path), before);
+	spool_get_stats(sp, &st);
+	CHECK(st.write_errors >= 2);
+
+	rl.rlim_cur = rl.rlim_max;
+	CHECK_INTEQ(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	submit_n(sp, &w, 2, 1, 4000, m);
+	ok_ids[1] = m[0]->id;
+	r = find_result(&w, ok_ids[1]);
+	CHECK(r != NULL && r->err == 0);
+	spool_stop(sp);
+	waiter_fini(&w);
+	CHECK(strstr(str_cstr(&rep.all), "write error") != NULL);
+	CHECK(strstr(str_cstr(&rep.all), "File too large") != NULL);
+	str_free(&rep.all);
+	return check_failures - failures_before;
+}
+
+static void test_write_error(void)
+{
+	char *dir = make_dir();
+	int pfd[2];
+	impetus_id ids[4];
+	struct recovered rec = { 0 };
+	struct reports rep = { STR_INIT, 0 };
+	struct spool *sp;
+	pid_t pid;
+	int status = 0;
+
+	CHECK_INTEQ(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		int fails;
+
+		close(pfd[0]);
+		fails = write_error_child(dir, ids, &ids[2]);
+		if (write(pfd[1], ids, sizeof(ids)) != sizeof(ids))
+			fails++;
+		_exit(fails ? 1 : 0);
+	}
+	close(pfd[1]);
+	CHECK(read(pfd[0], ids, sizeof(ids)) == sizeof(ids));
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	sp = open_spool(dir, 0, &rec, &rep);
+	CHECK_INTEQ(rec.n, 2);
+	CHECK(rec_find(&rec, ids[2]) == NULL);		/* the refused ones are not there */
+	CHECK(rec_find(&rec, ids[3]) == NULL);
+	{
+		struct spool_msg *a = rec_find(&rec, ids[0]);
+		struct spool_msg *b = rec_find(&rec, ids[1]);
+		struct str body = STR_INIT, want = STR_INIT;
+
+		CHECK(a != NULL && b != NULL);
+		if (a)
+			CHECK_INTEQ(a->rcpts[1].state, SPOOL_RCPT_DELIVERED);
+		if (b && sp) {
+			CHECK_INTEQ(spool_read_body(sp, &b->loc, &body), 0);
+			make_body(&want, 2, 4000);
+			CHECK(body.len == want.len && memcmp(body.s, want.s, want.len) == 0);
+		}
+		str_free(&body);
+		str_free(&want);
+	}
+	CHECK_INTEQ(rep.n, 0);	/* the cut-back left nothing for recovery to repair */
+	if (rep.n)
+		fprintf(stderr, "unexpected reports:\n%s", str_cstr(&rep.all));
+	spool_stop(sp);
+	rec_free(&rec);
+	str_free(&rep.all);
+	remove_dir(dir);
+}
+
+/* ==================== the lock ==================== */
+
+static void test_lock(void)
+{
+	char *dir = make_dir();
+	struct str err = STR_INIT;
+	struct spool *sp = open_spool(dir, 0, NULL, NULL), *sp2;
+
+	sp2 = spool_open(dir, NULL, NULL, NULL, &err);
+	CHECK(sp2 == NULL);
+	CHECK(strstr(str_cstr(&err), "locked by another process") != NULL);
+	if (sp2)
+		spool_stop(sp2);
+	spool_stop(sp);
+	/* Released on stop. */
+	str_clear(&err);
+	sp2 = spool_open(dir, NULL, NULL, NULL, &err);
+	CHECK(sp2 != NULL);
+	spool_stop(sp2);
+	str_free(&err);
+	remove_dir(dir);
+}
+
+int main(void)
+{
+	test_codec_roundtrip();
+	test_codec_fuzz();
+	test_submit_reopen();
+	test_concurrent();
+	test_torn_tail();
+	test_flipped_last();
+	test_flipped_middle();
+	test_flipped_body_middle();
+	test_empty_segments();
+	test_rotation_reclaim();
+	test_write_error();
+	test_lock();
+	return check_done();
+}
