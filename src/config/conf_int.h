@@ -66,8 +66,10 @@ uint32_t conf_map_hash(const char *key, size_t len);
 void conf_map_put(struct conf_map *m, const char *key, size_t len, void *val);
 void conf_map_free(struct conf_map *m);
 
-/* conf_ascii_casecmp_n - compare n bytes ignoring ASCII case (locale-free). */
+/* conf_ascii_caseeq_n - n bytes equal ignoring ASCII case (locale-free). */
 bool conf_ascii_caseeq_n(const char *a, const char *b, size_t n);
+/* conf_ascii_caseeq - whole strings equal ignoring ASCII case. */
+bool conf_ascii_caseeq(const char *a, const char *b);
 
 /* ---- values ------------------------------------------------------------ */
 

@@ -130,8 +130,7 @@ bool conf_ascii_caseeq_n(const char *a, const char *b, size_t n)
 	return true;
 }
 
-/* caseeq - whole-string ASCII case-insensitive equality. */
-static bool caseeq(const char *a, const char *b)
+bool conf_ascii_caseeq(const char *a, const char *b)
 {
 	size_t n = strlen(a);
 
@@ -143,10 +142,10 @@ int conf_option_lookup(const char *name)
 	if (name == NULL)
 		return -1;
 	for (int i = 0; i < CONF_OPT__COUNT; i++)
-		if (caseeq(conf_table[i].name, name))
+		if (conf_ascii_caseeq(conf_table[i].name, name))
 			return i;
 	for (size_t i = 0; i < sizeof(conf_aliases) / sizeof(conf_aliases[0]); i++)
-		if (caseeq(conf_aliases[i].name, name))
+		if (conf_ascii_caseeq(conf_aliases[i].name, name))
 			return (int)conf_aliases[i].opt;
 	return -1;
 }
@@ -240,7 +239,7 @@ static void split_enum_words(enum conf_opt opt)
 static int enum_index(enum conf_opt opt, const char *word)
 {
 	for (size_t i = 0; i < enum_words[opt].n; i++)
-		if (caseeq(enum_words[opt].w[i], word))
+		if (conf_ascii_caseeq(enum_words[opt].w[i], word))
 			return (int)i;
 	return -1;
 }
@@ -313,7 +312,7 @@ static int parse_scaled(const char *s, int64_t *out, const char *units, const in
 			return -1;
 		f = factors[hit - units];
 		s++;
-		if (allow_b && (*s | 0x20) == 'b')
+		if (allow_b && *hit != 'b' && (*s | 0x20) == 'b')
 			s++;
 		if (*s != '\0')
 			return -1;
@@ -338,8 +337,6 @@ static int parse_size(const char *s, int64_t *out)
 	static const int64_t f[] = { 1, 1024, 1024 * 1024, 1024 * 1024 * 1024,
 				     (int64_t)1024 * 1024 * 1024 * 1024 };
 
-	if ((*s | 0x20) == 'b')		/* "B" alone is not a size */
-		return -1;
 	return parse_scaled(s, out, "bkmgt", f, true);
 }
 
@@ -350,11 +347,11 @@ static int parse_bool(const char *s, bool *out)
 	static const char *no[] = { "false", "no", "off", "0" };
 
 	for (size_t i = 0; i < 4; i++) {
-		if (caseeq(s, yes[i])) {
+		if (conf_ascii_caseeq(s, yes[i])) {
 			*out = true;
 			return 0;
 		}
-		if (caseeq(s, no[i])) {
+		if (conf_ascii_caseeq(s, no[i])) {
 			*out = false;
 			return 0;
 		}
@@ -392,7 +389,7 @@ static void range_error(struct str *msg, enum conf_opt opt, const char *text, in
 
 	str_appends(msg, "value ");
 	if (r == -2)
-		str_appends(msg, text);
+		str_appendf(msg, "%.200s", text);
 	else
 		str_appendf(msg, "%" PRId64, v);
 	str_appendf(msg, " out of range for %s (%" PRId64 "..%" PRId64 ")", o->name, o->min, o->max);
@@ -409,7 +406,7 @@ static bool validate_list(enum conf_opt opt, const struct conf_item *items, size
 		for (size_t i = 0; i < n; i++) {
 			if (!conf_cidr_parse(items[i].text, &set->v[i])) {
 				*bad = i;
-				str_appendf(msg, "\"%s\" is not a valid address or CIDR block for %s",
+				str_appendf(msg, "\"%.200s\" is not a valid address or CIDR block for %s",
 					    items[i].text, conf_table[opt].name);
 				return false;
 			}
@@ -422,7 +419,7 @@ static bool validate_list(enum conf_opt opt, const struct conf_item *items, size
 
 			if (t[0] == '\0' || strpbrk(t, " \t\r\n@") || strchr(t + 1, '*')) {
 				*bad = i;
-				str_appendf(msg, "\"%s\" is not a valid domain for %s", t,
+				str_appendf(msg, "\"%.200s\" is not a valid domain for %s", t,
 					    conf_table[opt].name);
 				return false;
 			}
@@ -460,7 +457,7 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 	case CONF_T_BOOL:
 		if (parse_bool(text, &v->u.b) == 0)
 			return true;
-		str_appendf(msg, "\"%s\" is not a valid boolean for %s", text, o->name);
+		str_appendf(msg, "\"%.200s\" is not a valid boolean for %s", text, o->name);
 		return false;
 	case CONF_T_INT:
 	case CONF_T_INTERVAL:
@@ -468,7 +465,7 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 		r = o->type == CONF_T_INT ? parse_int(text, &i) :
 		    o->type == CONF_T_INTERVAL ? parse_interval(text, &i) : parse_size(text, &i);
 		if (r == -1) {
-			str_appendf(msg, "\"%s\" is not a valid %s for %s", text,
+			str_appendf(msg, "\"%.200s\" is not a valid %s for %s", text,
 				    conf_type_name(o->type), o->name);
 			return false;
 		}
@@ -479,17 +476,17 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 		v->u.i = i;
 		return true;
 	case CONF_T_RETRIES:
-		if (caseeq(text, "auto")) {
+		if (conf_ascii_caseeq(text, "auto")) {
 			v->u.i = CONF_RETRIES_AUTO;
 			return true;
 		}
-		if (caseeq(text, "none")) {
+		if (conf_ascii_caseeq(text, "none")) {
 			v->u.i = CONF_RETRIES_NONE;
 			return true;
 		}
 		r = parse_int(text, &i);
 		if (r == -1) {
-			str_appendf(msg, "\"%s\" is not a valid retry count for %s (auto, none or a number)",
+			str_appendf(msg, "\"%.200s\" is not a valid retry count for %s (auto, none or a number)",
 				    text, o->name);
 			return false;
 		}
@@ -502,7 +499,7 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 	case CONF_T_ENUM:
 		r = enum_index(opt, text);
 		if (r < 0) {
-			str_appendf(msg, "\"%s\" is not a valid value for %s (", text, o->name);
+			str_appendf(msg, "\"%.200s\" is not a valid value for %s (", text, o->name);
 			for (size_t k = 0; k < enum_words[opt].n; k++)
 				str_appendf(msg, "%s%s", k ? ", " : "", enum_words[opt].w[k]);
 			str_appendc(msg, ')');
@@ -513,11 +510,11 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 	case CONF_T_THROTTLE:
 		if (conf_parse_throttle(text, &v->u.t))
 			return true;
-		str_appendf(msg, "\"%s\" is not a valid throttle for %s (N or N/seconds)", text, o->name);
+		str_appendf(msg, "\"%.200s\" is not a valid throttle for %s (N or N/seconds)", text, o->name);
 		return false;
 	case CONF_T_STRING:
 		if (opt == CONF_OPT_BIND_ADDRESS && !conf_ip_literal_valid(text)) {
-			str_appendf(msg, "\"%s\" is not a valid IP address for %s", text, o->name);
+			str_appendf(msg, "\"%.200s\" is not a valid IP address for %s", text, o->name);
 			return false;
 		}
 		v->u.s = conf_arena_strdup(a, text);
@@ -584,11 +581,8 @@ static void defaults_init(void)
 			fprintf(stderr, "impetus: BUG: option %s has min > max\n", o->name);
 			abort();
 		}
-		if (o->def == NULL) {
-			if (o->type == CONF_T_LIST)
-				defaults[i].v.u.list.v = NULL;
-			continue;
-		}
+		if (o->def == NULL)
+			continue;	/* zero: false, 0, NULL string, empty list, no throttle */
 		memset(items, 0, sizeof(items));
 		if (o->type == CONF_T_LIST) {
 			n = split_default_list(o->def, items, 32);

@@ -87,14 +87,6 @@ static bool perr(struct lexer *L, int line, int col, const char *fmt, ...)
 	return false;
 }
 
-/* caseeq - whole-string ASCII case-insensitive equality. */
-static bool caseeq(const char *a, const char *b)
-{
-	size_t n = strlen(a);
-
-	return n == strlen(b) && conf_ascii_caseeq_n(a, b, n);
-}
-
 /* ======================================================================
  * Lexer
  * ====================================================================== */
@@ -264,7 +256,7 @@ static void push_item(struct parser *P, const struct token *t)
 static int scope_kind(const char *name)
 {
 	for (int k = CONF_N_BINDING_GROUP; k < CONF_N__COUNT; k++)
-		if (caseeq(name, conf_node_kind_name((enum conf_node_kind)k)))
+		if (conf_ascii_caseeq(name, conf_node_kind_name((enum conf_node_kind)k)))
 			return k;
 	return -1;
 }
@@ -714,7 +706,7 @@ static bool parse_block(struct lexer *L, struct conf_node *node, bool until_eof)
 			return perr(L, t.line, t.col, "unexpected %s", describe(&t, buf, sizeof(buf)));
 		if (!lex(L, &t2))
 			return false;
-		if ((t2.kind == T_WORD || t2.kind == T_STRING) && caseeq(t.text, "include")) {
+		if ((t2.kind == T_WORD || t2.kind == T_STRING) && conf_ascii_caseeq(t.text, "include")) {
 			if (!do_include(L, node, &t2))
 				return false;
 			continue;

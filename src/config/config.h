@@ -17,11 +17,20 @@
  * errors reported as "file:line:col: message".
  *
  * Scopes and fallback: global -> Binding_Group "g" -> Binding "b" ->
- * Domain "d" (a Domain may appear globally or inside a Binding, giving the
- * binding::domain pair). conf_get() for (binding, domain) looks in
- * binding::domain, then the global Domain, then the Binding, then its
- * Binding_Group, then global, then the option's default. Listener options
- * fall back Listen "addr" -> ESMTP_Listener -> global -> default.
+ * Domain "d" (a Domain may appear globally, inside a Binding, giving the
+ * binding::domain pair, or inside a Binding_Group). conf_get() for
+ * (binding, domain) looks in binding::domain, then group::domain (the
+ * binding's group), then the global Domain, then the Binding, then its
+ * Binding_Group, then global, then the option's default. At each Domain
+ * step an exact name that sets the option wins, then the "/regex/" Domain
+ * stanzas of that same container in file order. Listener options fall
+ * back Listen "addr" -> ESMTP_Listener -> global -> default.
+ *
+ * Names: options, scopes and domains match case-insensitively; so do
+ * binding and binding group names (unique across the whole file). A
+ * trailing dot on a domain is ignored. Duplicates (an option set twice
+ * in one stanza, two stanzas of the same name in one container) are
+ * errors, never silent overrides.
  *
  * Ownership: a struct conf is built by one thread and never changed after
  * conf_load returns; it is reference-counted, so any thread holding a
@@ -140,7 +149,10 @@ bool conf_domain_configured(const struct conf *c, const char *domain);
 size_t conf_listener_count(const struct conf *c);
 const struct conf_listener *conf_listener_at(const struct conf *c, size_t i);
 const char *conf_listener_address(const struct conf_listener *l);	/* "ip:port" or "[v6]:port" */
-/* conf_listener_get - a listener option with Listen -> ESMTP_Listener -> global fallback. */
+/*
+ * conf_listener_get - a listener option with Listen -> ESMTP_Listener ->
+ * global fallback; l may be NULL (start at ESMTP_Listener).
+ */
 const struct conf_value *conf_listener_get(const struct conf *c, const struct conf_listener *l,
 					   enum conf_opt opt);
 
@@ -163,7 +175,7 @@ bool conf_parse_throttle(const char *s, struct conf_throttle *out);
 
 /*
  * conf_relay_domain_match - whether Relay_Domains (listener scope with
- * fallback; l may be NULL for global) covers domain: exact names match
+ * fallback; l may be NULL) covers domain: exact names match
  * case-insensitively, "*.example.com" matches subdomains only,
  * "*example.com" any name ending in "example.com". A trailing dot on
  * domain is ignored.

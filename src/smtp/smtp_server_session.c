@@ -704,6 +704,23 @@ static void start_tls(struct smtp_session *s)
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
+/*
+ * known_unimplemented - verbs of RFC 821/5321 and its extensions that we
+ * recognise but do not offer: they get 502, not 500 (RFC 5321 4.2.4).
+ */
+static bool known_unimplemented(const char *line, size_t len)
+{
+	static const char *const verbs[] = { "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML" };
+	size_t word = 0;
+
+	while (word < len && line[word] != ' ')
+		word++;
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (word == strlen(verbs[i]) && strncasecmp(line, verbs[i], word) == 0)
+			return true;
+	return false;
+}
+
 static void do_command(struct smtp_session *s, const char *line, size_t len)
 {
 	const char *args;
@@ -764,7 +781,10 @@ static void do_command(struct smtp_session *s, const char *line, size_t len)
 		break;
 	case SMTP_VERB_UNKNOWN:
 	default:
-		reject(s, "connect", "500 5.5.2 Error: command not recognized");
+		if (known_unimplemented(line, len))
+			reply(s, "502 5.5.1 Error: command not implemented");
+		else
+			reject(s, "connect", "500 5.5.2 Error: command not recognized");
 		break;
 	}
 }
@@ -850,9 +870,9 @@ static bool process_bdat(struct smtp_session *s, struct evbuffer *in)
 			size_t keep = take;
 			if (lim && s->scan.bytes + keep > lim)
 				keep = s->scan.bytes >= lim ? 0 : (size_t)(lim - s->scan.bytes);
-			smtp_scan_chunk(&s->scan, vec[0].iov_base, take);
+			/* smtp_scan_chunk counts the bytes; keep only what fits. */
 			str_append(&s->msg->body, vec[0].iov_base, keep);
-			s->scan.bytes += take;
+			smtp_scan_chunk(&s->scan, vec[0].iov_base, take);
 		}
 		evbuffer_drain(in, take);
 		s->bdat_remaining -= take;

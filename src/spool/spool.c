@@ -8,8 +8,8 @@
  *   - Spool thread (a struct loop named "spool"): the segment list, the
  *     write fd, the pending batch, the live-message index. Other threads
  *     reach them only by loop_post (spool_submit and the state calls).
- *   - Any thread: spool_read_body, through a cache of read-only segment
- *     fds under a rwlock; spool_get_stats, through relaxed atomics.
+ *   - Any thread: spool_read_body, through spool_reader.c (cached
+ *     read-only fds under a rwlock); spool_get_stats, relaxed atomics.
  *
  * Group commit: each post only appends a pre-encoded record (the submitter
  * encoded it and computed its CRC on its own thread) to the pending batch.
@@ -31,7 +31,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,13 +46,13 @@
 #include "core/mem.h"
 #include "spool/spool_idmap.h"
 #include "spool/spool_int.h"
+#include "spool/spool_reader.h"
 #include "spool/spool_record.h"
 
 #define DEFAULT_SEGMENT_SIZE (64ull << 20)
 #define BATCH_MAX_BYTES (8u << 20)	/* commit early past this much pending data */
 #define BATCH_MAX_RECORDS 4096u		/* ... or this many records */
 #define RETRY_SECONDS 1			/* retry kept state records after a failed batch */
-#define FD_CACHE_MAX 256		/* read fds kept open; beyond, open per read */
 #define LOCK_NAME "lock"
 
 /* One record on its way to disk. Built by the submitter, owned by the spool thread. */
@@ -82,11 +81,6 @@ struct live {
 	uint8_t states[];	/* enum spool_rcpt_state per recipient */
 };
 
-struct fdent {
-	uint64_t seq;
-	int fd;
-};
-
 struct spool {
 	char *dir;
 	int dirfd;
@@ -109,17 +103,14 @@ struct spool {
 	struct iovec *iov;
 	size_t iovcap;
 
-	/* readers, any thread */
-	pthread_rwlock_t fdlock;
-	struct fdent *fds;		/* FD_CACHE_MAX slots, sorted by seq */
-	size_t nfds;
-	_Atomic uint64_t oldest_seq;	/* segments below are gone: never cache them */
+	struct spool_reader reader;	/* body reads, any thread */
 
 	_Atomic uint64_t st_segments, st_live, st_bytes, st_batches, st_records, st_write_errors;
 };
 
 #define REPORT(sp, ...) spool_reportf((sp)->opts.report, (sp)->opts.report_ctx, __VA_ARGS__)
 
+/* stat_set, stat_add - counters read by spool_get_stats on any thread. */
 static void stat_set(_Atomic uint64_t *a, uint64_t v)
 {
 	atomic_store_explicit(a, v, memory_order_relaxed);
@@ -132,11 +123,13 @@ static void stat_add(_Atomic uint64_t *a, uint64_t v)
 
 /* ==================== segments ==================== */
 
+/* cur_seg - the segment being written. */
 static struct spool_seg *cur_seg(struct spool *sp)
 {
 	return &sp->segs[sp->nsegs - 1];
 }
 
+/* seg_find - the segment with sequence number seq, or NULL once removed. */
 static struct spool_seg *seg_find(struct spool *sp, uint64_t seq)
 {
 	size_t lo = 0, hi = sp->nsegs;
@@ -223,22 +216,6 @@ static int seg_create(struct spool *sp)
 	return 0;
 }
 
-/* fdcache_drop - forget the read fd of a removed segment. */
-static void fdcache_drop(struct spool *sp, uint64_t seq)
-{
-	pthread_rwlock_wrlock(&sp->fdlock);
-	atomic_store(&sp->oldest_seq, seq + 1);
-	for (size_t i = 0; i < sp->nfds; i++) {
-		if (sp->fds[i].seq == seq) {
-			close(sp->fds[i].fd);
-			memmove(&sp->fds[i], &sp->fds[i + 1], (sp->nfds - i - 1) * sizeof(*sp->fds));
-			sp->nfds--;
-			break;
-		}
-	}
-	pthread_rwlock_unlock(&sp->fdlock);
-}
-
 /*
  * reclaim - remove segments from the oldest end while they hold no live
  * message. Only the oldest may go: a newer segment can hold the
@@ -273,7 +250,7 @@ static void reclaim(struct spool *sp)
 		rc = sync_dir(sp);
 		if (rc < 0)
 			REPORT(sp, "spool: fsync of directory %s: %s", sp->dir, strerror(-rc));
-		fdcache_drop(sp, s->seq);
+		spool_reader_forget(&sp->reader, s->seq);
 		stat_add(&sp->st_segments, (uint64_t)-1);
 		stat_add(&sp->st_bytes, (uint64_t)0 - s->size);
 		memmove(&sp->segs[0], &sp->segs[1], (sp->nsegs - 1) * sizeof(*sp->segs));
@@ -283,6 +260,7 @@ static void reclaim(struct spool *sp)
 
 /* ==================== live index ==================== */
 
+/* live_forget - a message is finished: drop it and its segment's live count. */
 static void live_forget(struct spool *sp, impetus_id id)
 {
 	struct live *l = spool_idmap_del(&sp->live, id);
@@ -320,6 +298,7 @@ static void live_add(struct spool *sp, const struct spool_msg *msg, uint64_t seg
 		s->live++;
 }
 
+/* live_rcpt_state - a recipient's durable outcome; the last final one ends the message. */
 static void live_rcpt_state(struct spool *sp, impetus_id id, uint32_t idx, uint8_t state)
 {
 	struct live *l = spool_idmap_get(&sp->live, id);
@@ -337,6 +316,7 @@ static void live_rcpt_state(struct spool *sp, impetus_id id, uint32_t idx, uint8
 
 /* ==================== group commit ==================== */
 
+/* run_reply - on the submitter's loop: the answer, then the request is gone. */
 static void run_reply(void *arg)
 {
 	struct spool_req *req = arg;
@@ -355,6 +335,7 @@ static void reply(struct spool_req *req)
 		run_reply(req);
 }
 
+/* req_free - a state record after its commit. */
 static void req_free(struct spool_req *req)
 {
 	str_free(&req->rec);
@@ -390,6 +371,7 @@ static int write_all(int fd, struct iovec *iov, size_t n, uint64_t off)
 	return 0;
 }
 
+/* iov_push - one more iovec for this batch's pwritev. */
 static void iov_push(struct spool *sp, size_t *n, void *p, size_t len)
 {
 	if (*n == sp->iovcap) {
@@ -556,11 +538,13 @@ static void commit(struct spool *sp)
 	reclaim(sp);
 }
 
+/* on_drain - the loop ran every post it had: commit them as one batch. */
 static void on_drain(void *arg)
 {
 	commit(arg);
 }
 
+/* on_retry - kept state records after a failed batch, and nothing else came. */
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	commit(arg);
@@ -584,6 +568,7 @@ static void enqueue(void *arg)
 		commit(sp);
 }
 
+/* post_req - hand an encoded record to the spool thread. */
 static void post_req(struct spool *sp, struct spool_req *req)
 {
 	req->sp = sp;
@@ -650,86 +635,11 @@ void spool_message_done(struct spool *sp, impetus_id id)
 	post_req(sp, req);
 }
 
-/* ==================== reading bodies (any thread) ==================== */
+/* ==================== reading bodies, counters (any thread) ==================== */
 
-/* fdcache_find - index of seq in the sorted fd table, or where it would go. */
-static size_t fdcache_find(const struct spool *sp, uint64_t seq)
-{
-	size_t lo = 0, hi = sp->nfds;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (sp->fds[mid].seq < seq)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* pread_body - append len bytes at off of fd to out. */
-static int pread_body(int fd, uint64_t off, uint64_t len, struct str *out)
-{
-	uint64_t got = 0;
-
-	if (len > SPOOL_REC_MAX_PAYLOAD)
-		return -EINVAL;
-	str_reserve(out, (size_t)len);
-	while (got < len) {
-		ssize_t k = pread(fd, out->s + out->len + got, (size_t)(len - got),
-				  (off_t)(off + got));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -EIO;	/* the file is shorter than the location says */
-		got += (uint64_t)k;
-	}
-	out->len += (size_t)len;
-	out->s[out->len] = '\0';
-	return 0;
-}
-
-/*
- * spool_read_body - see spool.h. Reads under the read lock, so reclaim
- * (which takes the write lock to close a removed segment's fd) never
- * closes an fd in use. A miss opens the file by name and caches the fd
- * unless the table is full or the segment is already gone.
- */
 int spool_read_body(struct spool *sp, const struct spool_loc *loc, struct str *out)
 {
-	char name[SPOOL_SEG_NAME_SIZE];
-	size_t i;
-	int fd, rc;
-
-	pthread_rwlock_rdlock(&sp->fdlock);
-	i = fdcache_find(sp, loc->segment);
-	if (i < sp->nfds && sp->fds[i].seq == loc->segment) {
-		rc = pread_body(sp->fds[i].fd, loc->offset, loc->length, out);
-		pthread_rwlock_unlock(&sp->fdlock);
-		return rc;
-	}
-	pthread_rwlock_unlock(&sp->fdlock);
-
-	fd = openat(sp->dirfd, spool_seg_name(loc->segment, name), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	rc = pread_body(fd, loc->offset, loc->length, out);
-	pthread_rwlock_wrlock(&sp->fdlock);
-	i = fdcache_find(sp, loc->segment);
-	if ((i < sp->nfds && sp->fds[i].seq == loc->segment) || sp->nfds >= FD_CACHE_MAX ||
-	    loc->segment < atomic_load(&sp->oldest_seq)) {
-		close(fd);
-	} else {
-		memmove(&sp->fds[i + 1], &sp->fds[i], (sp->nfds - i) * sizeof(*sp->fds));
-		sp->fds[i] = (struct fdent){ loc->segment, fd };
-		sp->nfds++;
-	}
-	pthread_rwlock_unlock(&sp->fdlock);
-	return rc;
+	return spool_reader_read(&sp->reader, loc, out);
 }
 
 void spool_get_stats(struct spool *sp, struct spool_stats *out)
@@ -761,10 +671,7 @@ static void spool_free(struct spool *sp)
 		event_free(sp->retry_ev);
 	if (sp->loop)
 		loop_free(sp->loop);
-	for (size_t i = 0; i < sp->nfds; i++)
-		close(sp->fds[i].fd);
-	free(sp->fds);
-	pthread_rwlock_destroy(&sp->fdlock);
+	spool_reader_fini(&sp->reader);
 	if (sp->cur_fd >= 0)
 		close(sp->cur_fd);
 	if (sp->lockfd >= 0)
@@ -861,8 +768,6 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 		sp->opts.segment_size = DEFAULT_SEGMENT_SIZE;
 	sp->pend_tail = &sp->pend;
 	spool_idmap_init(&sp->live);
-	pthread_rwlock_init(&sp->fdlock, NULL);
-	sp->fds = xcalloc(FD_CACHE_MAX, sizeof(*sp->fds));
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		str_appendf(err, "cannot create spool directory %s: %s", dir, strerror(errno));
@@ -873,6 +778,7 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 		str_appendf(err, "cannot open spool directory %s: %s", dir, strerror(errno));
 		goto fail;
 	}
+	spool_reader_init(&sp->reader, sp->dirfd);
 	if (take_lock(sp, err) < 0)
 		goto fail;
 
@@ -934,6 +840,15 @@ void spool_stop(struct spool *sp)
 	if (sp->pend)
 		REPORT(sp, "spool: %zu state records could not be written before shutdown;"
 		       " their messages may be delivered again", sp->pend_count);
+	/* A segment that never got a record is not worth a file. */
+	if (sp->nsegs && cur_seg(sp)->size == SPOOL_SEG_HDR_SIZE && !sp->cur_broken) {
+		char name[SPOOL_SEG_NAME_SIZE];
+
+		close(sp->cur_fd);
+		sp->cur_fd = -1;
+		if (unlinkat(sp->dirfd, spool_seg_name(cur_seg(sp)->seq, name), 0) == 0)
+			sync_dir(sp);
+	}
 	spool_free(sp);
 }
 
@@ -944,6 +859,7 @@ struct scan_ctx {
 	void *ctx;
 };
 
+/* on_scanned - spool_scan hands every message to its caller. */
 static void on_scanned(void *arg, struct spool_msg *msg, bool done)
 {
 	struct scan_ctx *sc = arg;

@@ -93,6 +93,7 @@ bool spool_seg_parse_name(const char *name, const char *suffix, uint64_t *seq)
 	return true;
 }
 
+/* store_le32 .. load_le64 - little-endian integers at any alignment. */
 static void store_le32(uint8_t *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)
@@ -152,6 +153,7 @@ int spool_seg_check_header(const uint8_t *p, size_t n, uint64_t *seq,
 
 /* ==================== encoding ==================== */
 
+/* put_* - append little-endian integers and (optional) strings. */
 static void put_u8(struct str *out, uint8_t v)
 {
 	str_appendc(out, (char)v);
@@ -320,6 +322,7 @@ struct cur {
 	const char *why;
 };
 
+/* need - are k more bytes there? Records the first shortfall as why. */
 static bool need(struct cur *c, size_t k, const char *what)
 {
 	if (c->why)
@@ -331,6 +334,7 @@ static bool need(struct cur *c, size_t k, const char *what)
 	return true;
 }
 
+/* get_* - read an integer, 0 after any failure (why says which). */
 static uint8_t get_u8(struct cur *c)
 {
 	if (!need(c, 1, "truncated payload"))

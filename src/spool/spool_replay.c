@@ -431,6 +431,7 @@ out:
 
 /* ==================== directory ==================== */
 
+/* cmp_seq - qsort order of segments. */
 static int cmp_seq(const void *a, const void *b)
 {
 	uint64_t x = ((const struct spool_seg *)a)->seq, y = ((const struct spool_seg *)b)->seq;
@@ -484,6 +485,7 @@ static int list_segments(struct replay *rp, uint64_t *max_seq, struct str *err)
 	return 0;
 }
 
+/* find_seg - binary search of the sorted segment array. */
 static struct spool_seg *find_seg(struct spool_seg *segs, size_t n, uint64_t seq)
 {
 	size_t lo = 0, hi = n;

@@ -550,18 +550,21 @@ class Daemon:
     def cleanup(self, check=True):
         """cleanup - stop the daemon if running, check sanitizers, remove the directory."""
         try:
+            rc = 0
             if self.proc is not None:
                 try:
                     rc = self.stop(check=False)
                 except AssertionError:
-                    rc = self.kill9(check=False)
+                    self.kill9(check=False)
                     if check:
+                        self.check_sanitizers()
                         raise
-                if check and rc != 0:
+            if check:
+                # A sanitizer report explains a bad exit status: check it first.
+                self.check_sanitizers()
+                if rc != 0:
                     raise AssertionError("impetusd exited with status %s on SIGTERM at teardown;"
                                          " stderr:\n%s" % (rc, self.stderr()[-4000:]))
-            if check:
-                self.check_sanitizers()
         finally:
             if os.environ.get("KEEP_TMP"):
                 sys.stderr.write("harness: kept %s\n" % self.tmp)

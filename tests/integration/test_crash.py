@@ -57,8 +57,12 @@ class Sender(threading.Thread):
                 head = ("From: s%d@client.test\r\nTo: r@example.com\r\n"
                         "Subject: crash test\r\nMessage-ID: <%d.%d@client.test>\r\n\r\n"
                         % (self.index, self.index, size)).encode()
-                filler = size - len(head) - 2
-                body = head + b"y" * filler + b"\r\n"
+                # Lines of at most 78 characters, the last one padded so
+                # the total is exactly `size`.
+                body = head
+                while size - len(body) > 82:
+                    body += b"y" * 78 + b"\r\n"
+                body += b"z" * (size - len(body) - 2) + b"\r\n"
                 assert len(body) == size
                 r = c.cmd("MAIL FROM:<s%d@client.test>" % self.index)
                 if r.code != 250:

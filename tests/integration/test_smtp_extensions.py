@@ -9,7 +9,6 @@ certificate made with the openssl CLI at start) serves the whole file.
 
 import os
 import re
-import socket
 import ssl
 import sys
 import time

@@ -8,7 +8,6 @@ client on 127.0.0.1) and relaying (a client bound to 127.0.0.2).
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402

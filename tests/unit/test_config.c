@@ -788,6 +788,35 @@ static void test_fallback(void)
 	CHECK(conf_ref(NULL) == NULL);
 }
 
+/* The example of docs/configuration.md, "Fallback", says what it says. */
+static void test_doc_example(void)
+{
+	struct conf *c = must_load(__LINE__,
+		"Max_Outbound_Connections = 30\n"
+		"Binding_Group \"pool\" {\n"
+		"  Max_Outbound_Connections = 10\n"
+		"  Binding \"ip1\" {\n"
+		"    Bind_Address = \"192.0.2.1\"\n"
+		"    Domain \"example.com\" {\n"
+		"      Max_Outbound_Connections = 2\n"
+		"    }\n"
+		"  }\n"
+		"}\n"
+		"Binding \"ip2\" { }\n"
+		"Domain \"example.com\" {\n"
+		"  Max_Outbound_Connections = 5\n"
+		"}\n");
+
+	if (c == NULL)
+		return;
+	CHECK_INTEQ(get_i(c, CONF_OPT_MAX_OUTBOUND_CONNECTIONS, "ip1", "example.com"), 2);
+	CHECK_INTEQ(get_i(c, CONF_OPT_MAX_OUTBOUND_CONNECTIONS, "ip1", "example.net"), 10);
+	CHECK_INTEQ(get_i(c, CONF_OPT_MAX_OUTBOUND_CONNECTIONS, "ip2", "example.com"), 5);
+	CHECK_INTEQ(get_i(c, CONF_OPT_MAX_OUTBOUND_CONNECTIONS, NULL, "example.com"), 5);
+	CHECK_INTEQ(get_i(c, CONF_OPT_MAX_OUTBOUND_CONNECTIONS, "ip2", "example.net"), 30);
+	conf_unref(c);
+}
+
 /* A big configuration: thousands of domains still resolve (hash growth). */
 static void test_many_domains(void)
 {
@@ -1274,6 +1303,7 @@ int main(void)
 	test_listen_addresses();
 	test_bad_files();
 	test_fallback();
+	test_doc_example();
 	test_many_domains();
 	test_includes();
 	test_listeners();
