@@ -223,6 +223,7 @@ int main(int argc, char **argv)
 	d.conf = load_conf(d.conf_path, &err);
 	if (d.conf == NULL) {
 		fprintf(stderr, "%s\n", str_cstr(&err));
+		str_free(&err);
 		return 1;
 	}
 	if (check_only) {

@@ -133,7 +133,11 @@ void spool_stop(struct spool *sp);
  * spool_submit - append a new message. Any thread. The spool takes msg;
  * once the batch holding it is durable (err == 0) or failed (err < 0),
  * done(ctx, err, msg) runs on reply_loop and hands msg back, with its body
- * released and loc set on success.
+ * released and loc set on success (the body is kept on failure). With
+ * reply_loop NULL, done runs on the spool thread and must be quick.
+ * The record is encoded and checksummed on the calling thread. Submissions
+ * made before spool_start wait for it. Keep reply loops running until
+ * spool_stop returns: answers to the last batch are posted during it.
  */
 void spool_submit(struct spool *sp, struct spool_msg *msg,
 		  struct loop *reply_loop, spool_done_fn done, void *ctx);

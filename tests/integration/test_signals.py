@@ -62,6 +62,23 @@ class CheckConfig(harness.DaemonTestCase):
                 pat = re.escape(d.conf_path) + (r":%d:\d+: " % line if line else r":\d+:\d+: ")
                 self.assertRegex(err, pat)
 
+    def test_version(self):
+        exe = harness.impetusd_path()
+        if not os.access(exe, os.X_OK):
+            harness.missing_feature("daemon binary not built: %s" % exe)
+        r = subprocess.run([exe, "-V"], capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, "impetusd -V exit status")
+        self.assertRegex(r.stdout.decode(errors="replace"), r"impetusd \d+\.\d+",
+                         "impetusd -V prints 'impetusd <version>'")
+
+    def test_embedded_default_config_is_valid(self):
+        exe = harness.impetusd_path()
+        if not os.access(exe, os.X_OK):
+            harness.missing_feature("daemon binary not built: %s" % exe)
+        r = subprocess.run([exe, "-t"], capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, "impetusd -t (embedded etc/impetus.conf): %s"
+                         % r.stderr.decode(errors="replace"))
+
     def test_bad_config_fails_startup(self):
         d = self.new_daemon(start=False)
         d.write_config("Bogus_Option = 1\n")
@@ -199,6 +216,31 @@ class Reload(harness.DaemonTestCase):
         self.assertReply(r, 250, "2.1.5", msg="domain added to Relay_Domains before SIGHUP")
         mid = d.send_mail(rcpts=["y@new.example"])
         d.spool_msg(mid)
+
+    def test_sighup_open_session_keeps_its_generation(self):
+        # DESIGN.md: work in flight finishes on the generation it started
+        # with; new sessions get the new one.
+        d = self.new_daemon()
+        old = self.raw(d)
+        self.assertReply(old.ehlo(), 250)
+        d.relay_domains.append("later.example")
+        d.write_config()
+        d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        r = None
+        while time.monotonic() < deadline:
+            with harness.RawClient(d.port) as c:
+                c.ehlo()
+                c.cmd("MAIL FROM:<a@client.test>")
+                r = c.cmd("RCPT TO:<x@later.example>")
+                if r.code == 250:
+                    break
+            time.sleep(0.3)
+        self.assertReply(r, 250, msg="new session after SIGHUP")
+        self.assertReply(old.cmd("MAIL FROM:<a@client.test>"), 250)
+        self.assertReply(old.cmd("RCPT TO:<x@later.example>"), 550, "5.7.1",
+                         msg="a session opened before SIGHUP keeps the old generation")
+        self.assertReply(old.cmd("RCPT TO:<x@example.com>"), 250)
 
     def test_sighup_bad_config_keeps_old(self):
         d = self.new_daemon()

@@ -291,6 +291,29 @@ class Verbs(harness.DaemonTestCase):
         self.assertEqual(m.get("client_ip"), "127.0.0.2")
         self.assertEqual([r["address"] for r in m["recipients"]], ["b@elsewhere.example.org"])
 
+    def test_relay_wildcard_domain_and_plain_host(self):
+        # Relay_Domains "*.d" matches subdomains; Relay_Hosts takes plain
+        # addresses as well as CIDR blocks.
+        d = self.new_daemon(relay_domains=("example.com", "*.wild.example"),
+                            relay_hosts=("127.0.0.3",))
+        c = self.raw(d)
+        self.assertReply(c.ehlo(), 250)
+        self.assertReply(c.cmd("MAIL FROM:<a@client.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<x@a.wild.example>"), 250, "2.1.5",
+                         msg="'*.wild.example' covers a.wild.example")
+        self.assertReply(c.cmd("RCPT TO:<x@wild.example.org>"), 550, "5.7.1")
+        self.assertReply(c.cmd("RCPT TO:<x@notwild.example>"), 550, "5.7.1")
+        c = self.raw(d, source="127.0.0.3")
+        self.assertReply(c.ehlo(), 250)
+        self.assertReply(c.cmd("MAIL FROM:<a@client.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<x@anywhere.example.org>"), 250,
+                         msg="Relay_Hosts entry without a prefix length")
+        c = self.raw(d, source="127.0.0.4")
+        self.assertReply(c.ehlo(), 250)
+        self.assertReply(c.cmd("MAIL FROM:<a@client.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<x@anywhere.example.org>"), 550, "5.7.1",
+                         msg="127.0.0.4 is not 127.0.0.3")
+
     # -- a whole message -------------------------------------------------------
 
     def test_message_spooled_and_logged(self):

@@ -1,0 +1,234 @@
+/*
+ * test_core.c - the event core: loop inbox, drain hook, timers, pools, ids, str
+ *
+ * The loop tests run real threads: several producers post numbered items
+ * to one loop while it runs, and the loop checks that each producer's
+ * items arrive exactly once and in the order that producer posted them.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "check.h"
+#include "core/id.h"
+#include "core/loop.h"
+#include "core/pool.h"
+#include "core/str.h"
+
+#define PRODUCERS 4
+#define PER_PRODUCER 50000
+
+struct inbox_test {
+	struct loop *lp;
+	long next[PRODUCERS];	/* loop thread only */
+	long received;
+	long out_of_order;
+	long drains;
+	bool wrong_thread;
+};
+
+struct item {
+	struct inbox_test *t;
+	int producer;
+	long seq;
+};
+
+static void on_item(void *arg)
+{
+	struct item *it = arg;
+	struct inbox_test *t = it->t;
+
+	if (!loop_is_current(t->lp))
+		t->wrong_thread = true;
+	if (it->seq != t->next[it->producer])
+		t->out_of_order++;
+	t->next[it->producer] = it->seq + 1;
+	if (++t->received == (long)PRODUCERS * PER_PRODUCER)
+		loop_stop(t->lp);
+	free(it);
+}
+
+static void on_drain(void *arg)
+{
+	struct inbox_test *t = arg;
+
+	t->drains++;
+}
+
+struct producer_arg {
+	struct inbox_test *t;
+	int index;
+};
+
+static void *producer(void *arg)
+{
+	struct producer_arg *pa = arg;
+
+	for (long i = 0; i < PER_PRODUCER; i++) {
+		struct item *it = malloc(sizeof(*it));
+		it->t = pa->t;
+		it->producer = pa->index;
+		it->seq = i;
+		loop_post(pa->t->lp, on_item, it);
+	}
+	return NULL;
+}
+
+/* test_inbox_many_producers - every post runs once, per-producer FIFO, on the loop thread. */
+static void test_inbox_many_producers(void)
+{
+	struct inbox_test t = { 0 };
+	pthread_t th[PRODUCERS];
+	struct producer_arg pa[PRODUCERS];
+
+	t.lp = loop_new("test");
+	loop_set_drain_hook(t.lp, on_drain, &t);
+	CHECK_INTEQ(loop_start(t.lp), 0);
+	for (int i = 0; i < PRODUCERS; i++) {
+		pa[i].t = &t;
+		pa[i].index = i;
+		pthread_create(&th[i], NULL, producer, &pa[i]);
+	}
+	for (int i = 0; i < PRODUCERS; i++)
+		pthread_join(th[i], NULL);
+	loop_join(t.lp);
+	CHECK_INTEQ(t.received, (long)PRODUCERS * PER_PRODUCER);
+	CHECK_INTEQ(t.out_of_order, 0);
+	CHECK(!t.wrong_thread);
+	CHECK(t.drains >= 1);
+	/* Wake-ups are coalesced: far fewer drains than posts. */
+	CHECK(t.drains < t.received);
+	loop_free(t.lp);
+}
+
+struct timer_test {
+	struct loop *lp;
+	int fired;
+};
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct timer_test *t = arg;
+
+	t->fired++;
+	loop_stop(t->lp);
+}
+
+static void arm_timer(void *arg)
+{
+	struct timer_test *t = arg;
+	struct timeval tv = { 0, 20000 };
+
+	event_base_once(loop_base(t->lp), -1, EV_TIMEOUT, on_timer, t, &tv);
+}
+
+/* test_timer_from_post - a timed event armed from another thread's post fires. */
+static void test_timer_from_post(void)
+{
+	struct timer_test t = { 0 };
+
+	t.lp = loop_new("timer");
+	CHECK_INTEQ(loop_start(t.lp), 0);
+	loop_post(t.lp, arm_timer, &t);
+	loop_join(t.lp);
+	CHECK_INTEQ(t.fired, 1);
+	loop_free(t.lp);
+}
+
+struct pool_test {
+	struct loop *lp;
+	atomic_int ran;
+	int results;		/* loop thread only */
+};
+
+static void job_done(void *arg)
+{
+	struct pool_test *t = arg;
+
+	if (++t->results == 1000)
+		loop_stop(t->lp);
+}
+
+static void job(void *arg)
+{
+	struct pool_test *t = arg;
+
+	atomic_fetch_add(&t->ran, 1);
+	loop_post(t->lp, job_done, t);
+}
+
+/* test_pool_posts_back - jobs run on workers and report back to a loop. */
+static void test_pool_posts_back(void)
+{
+	struct pool_test t = { 0 };
+	struct pool *p = pool_new("CPU", 3);
+
+	t.lp = loop_new("pooltest");
+	CHECK_INTEQ(loop_start(t.lp), 0);
+	for (int i = 0; i < 1000; i++)
+		pool_submit(p, job, &t);
+	loop_join(t.lp);
+	pool_free(p);
+	CHECK_INTEQ(atomic_load(&t.ran), 1000);
+	CHECK_INTEQ(t.results, 1000);
+	loop_free(t.lp);
+}
+
+/* test_ids - strictly increasing, round-trip through text, observe raises the floor. */
+static void test_ids(void)
+{
+	char buf[ID_BUF_SIZE];
+	impetus_id prev = id_next(), back;
+
+	for (int i = 0; i < 100000; i++) {
+		impetus_id id = id_next();
+		if (id <= prev) {
+			CHECK(id > prev);
+			break;
+		}
+		prev = id;
+	}
+	id_format(prev, buf);
+	CHECK_INTEQ(strlen(buf), ID_TEXT_LEN);
+	CHECK(id_parse(buf, &back));
+	CHECK(back == prev);
+	CHECK(!id_parse("0123", &back));
+	CHECK(!id_parse("0123456789ABCDEG", &back));
+	id_observe(prev + 1000000000ull);
+	CHECK(id_next() > prev + 1000000000ull);
+}
+
+/* test_str - growth, formatting, binary bytes. */
+static void test_str(void)
+{
+	struct str s = STR_INIT;
+
+	CHECK_STREQ(str_cstr(&s), "");
+	for (int i = 0; i < 1000; i++)
+		str_appendf(&s, "%d,", i);
+	CHECK(s.len > 2000);
+	CHECK(strncmp(s.s, "0,1,2,", 6) == 0);
+	str_truncate(&s, 2);
+	CHECK_STREQ(s.s, "0,");
+	str_append(&s, "a\0b", 3);
+	CHECK_INTEQ(s.len, 5);
+	CHECK(s.s[5] == '\0');
+	char *p = str_steal(&s);
+	CHECK(s.s == NULL && s.len == 0);
+	free(p);
+	str_free(&s);
+}
+
+int main(void)
+{
+	test_inbox_many_producers();
+	test_timer_from_post();
+	test_pool_posts_back();
+	test_ids();
+	test_str();
+	return check_done();
+}
