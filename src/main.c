@@ -292,6 +292,8 @@ int main(int argc, char **argv)
 	event_add(d.sig_hup, NULL);
 	d.flush_timer = add_timer(&d, 1, on_flush);
 	d.heartbeat_timer = add_timer(&d, HEARTBEAT_SECONDS, on_heartbeat);
+	/* One heartbeat at start, so a log reader sees the daemon came up. */
+	on_heartbeat(-1, 0, &d);
 	fprintf(stderr, "impetusd: ready\n");
 
 	loop_run(d.scheduler);

@@ -442,7 +442,6 @@ class Daemon:
             missing_feature("daemon binary not built: %s (set IMPETUSD)" % exe)
         env = dict(os.environ)
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        self._err_offset = os.path.getsize(self.stderr_path) if os.path.exists(self.stderr_path) else 0
         out = open(self.stdout_path, "ab")
         err = open(self.stderr_path, "ab")
         try:
@@ -500,7 +499,8 @@ class Daemon:
         rc = self.proc.poll()
         if rc is not None:
             self.returncode = rc
-            raise AssertionError("impetusd died (status %d); stderr:\n%s" % (rc, self.stderr()[-6000:]))
+            raise AssertionError("impetusd died (status %d); stderr:\n%s"
+                                 % (rc, self.stderr()[-6000:]))
 
     def signal(self, sig):
         self.assert_alive()

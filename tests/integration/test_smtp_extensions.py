@@ -126,8 +126,9 @@ class Extensions(harness.DaemonTestCase):
 
     def test_8bitmime(self):
         c = self.session()
-        body = make_message("8bit") + "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\r\n".encode("latin-1") \
-            + "\u00fcber UTF-8 \u2713\r\n".encode("utf-8")
+        body = (make_message("8bit")
+                + "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\r\n".encode("latin-1")
+                + "\u00fcber UTF-8 \u2713\r\n".encode("utf-8"))
         mid = accepted_id(c.transaction("a@client.test", ["b@example.com"], body,
                                         "BODY=8BITMIME"))
         self.d.spool_msg(mid)

@@ -74,6 +74,9 @@ class RestartTest(DaemonTestCase):
             self.assertEqual(f[9], "127.0.0.1")
             self.assertEqual(f[11], "esmtp")
             self.assertTrue(f[0].isdigit())
+        # The heartbeat: "time@@@@M", written at start and every minute.
+        beats = d.wait_log("mainlog", lambda l: l.endswith("@@@@M"))
+        self.assertTrue(beats[0].split("@")[0].isdigit())
 
 
 class DiskFullTest(DaemonTestCase):
