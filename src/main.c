@@ -83,6 +83,12 @@ static void on_recovered(void *ctx, struct spool_msg *msg)
 	queue_recovered(d->queue, msg);
 }
 
+/* on_spool_report - damage found by recovery, write errors: to the paniclog. */
+static void on_spool_report(void *ctx, const char *line)
+{
+	log_panic("%s", line);
+}
+
 static void on_sessions_done(void *arg)
 {
 	struct daemon *d = arg;
@@ -264,6 +270,7 @@ int main(int argc, char **argv)
 		fatal(&err, "spool");
 	}
 	struct spool_options so = { 0 };
+	so.report = on_spool_report;
 	so.no_sync = getenv("IMPETUS_UNSAFE_NO_FSYNC") != NULL;
 	d.spool = spool_open(conf_str(d.conf, CONF_OPT_SPOOLBASE), &so, on_recovered, &d, &err);
 	if (d.spool == NULL)
