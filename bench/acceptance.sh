@@ -232,7 +232,7 @@ start_impetusd() {
 
 # count_impetusd - messages in the impetusd spool (read offline)
 count_impetusd() {
-	"$IMPETUS" spool ls "$IMPETUSD_SPOOL" | wc -l
+	"$IMPETUS" spool ls "$IMPETUSD_SPOOL" 2>/dev/null | wc -l
 }
 
 # ---- Postfix -------------------------------------------------------------
@@ -435,7 +435,7 @@ write_result() {
 		| load average before the run | $LOADAVG |
 		| spool / queue filesystem | $FSTYPE on $DEVICE (both servers, same directory tree under \`$BASE\`) |
 		| Postfix | $PF_VERSION (Debian package) |
-		| load | ${SESSIONS} sessions, ${MESSAGES} messages of ${SIZE} bytes, ${ROUNDS} round(s), new connection per message: $( ((REUSE)) && echo no || echo yes) |
+		| workload | ${SESSIONS} sessions, ${MESSAGES} messages of ${SIZE} bytes, ${ROUNDS} round(s), new connection per message: $( ((REUSE)) && echo no || echo yes) |
 
 		| server | messages/s (median) | per round | seconds per round |
 		| --- | ---: | --- | --- |

@@ -153,7 +153,11 @@ class RawClient:
         if remaining <= 0:
             raise socket.timeout()
         self.sock.settimeout(remaining)
-        chunk = self.sock.recv(65536)
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            raise ConnectionClosed("connection reset by the server; unparsed bytes: %r"
+                                   % self.buf[:300]) from None
         if not chunk:
             raise ConnectionClosed("connection closed by the server; unparsed bytes: %r"
                                    % self.buf[:300])

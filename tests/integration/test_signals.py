@@ -119,7 +119,10 @@ class Shutdown(harness.DaemonTestCase):
             got = None
         if got is not None:
             self.assertNotEqual(got.code, 220, "a new connection was greeted during shutdown")
-        c.cmd("RSET")
+        try:
+            c.cmd("RSET")	# 250, or 421 if the server already let go of it
+        except (OSError, AssertionError):
+            pass
         c.close()
         self.assertEqual(d.stop(), 0)
 
@@ -139,8 +142,19 @@ class Shutdown(harness.DaemonTestCase):
         c.send(data_payload(body)[5000:])
         r = c.read_reply(timeout=30)
         mid = accepted_id(r)
-        r = c.cmd("NOOP", timeout=30)
-        self.assertReply(r, 421, "4.3.2", msg="next command after the finished transaction")
+        # The 421 may come at once (the session is idle now) or as the
+        # answer to the next command; either way it is the next reply.
+        try:
+            r = c.read_reply(timeout=1.0)
+        except harness.ConnectionClosed:
+            raise
+        except AssertionError:
+            try:
+                c.send(b"NOOP\r\n")
+            except OSError:
+                pass
+            r = c.read_reply(timeout=30)
+        self.assertReply(r, 421, "4.3.2", msg="next reply after the finished transaction")
         self.assertTrue(c.wait_closed(10))
         rc = d.stop()
         self.assertEqual(rc, 0, "exit status; stderr:\n%s" % d.stderr()[-3000:])
