@@ -1,0 +1,596 @@
+/*
+ * smtp_client.c - outbound SMTP: the manager side and the protocol helpers
+ *
+ * The queue manager (scheduler thread) opens connections, hands them
+ * batches and closes them through the three posting functions here; the
+ * session state machine (smtp_client_session.c) runs each connection on
+ * its I/O loop and answers through the trampolines here, which run the
+ * scheduler's callbacks on the scheduler loop. Who owns what is written in
+ * smtp_client_int.h: the handle's fixed part is read-only, the in-flight
+ * counter is atomic, everything else belongs to one thread.
+ *
+ * Lifetime of a handle: created by smtp_client_open, freed on the
+ * scheduler right after its `closed` callback returned. `closed` is held
+ * back while any send/close post has not been answered yet, so a batch
+ * sent to a connection that had just decided to close comes back
+ * (SMTP_OUT_NOT_TRIED, more=false) before `closed`, and a late post never
+ * touches freed memory.
+ *
+ * Also here, because both sides and the tests use them and they keep no
+ * state: the EHLO capability parser, the reply parser, the MAIL/RCPT
+ * command builders and the body writer. None of them can fail except by
+ * reporting malformed input (memory exhaustion aborts, core/mem.h).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <openssl/ssl.h>
+
+#include "core/loop.h"
+#include "core/mem.h"
+#include "core/str.h"
+#include "smtp/smtp_client.h"
+#include "smtp/smtp_client_int.h"
+#include "smtp/smtp_parse.h"
+#include "spool/spool.h"
+
+/* ------------------------------------------------------------------ */
+/* EHLO capabilities                                                   */
+
+/* keyword_is - whether line starts with the keyword kw as a whole word. */
+static bool keyword_is(const char *line, const char *kw, const char **rest)
+{
+	size_t n = strlen(kw);
+
+	if (strncasecmp(line, kw, n) != 0)
+		return false;
+	if (line[n] != '\0' && line[n] != ' ' && line[n] != '\t')
+		return false;
+	*rest = line + n;
+	return true;
+}
+
+/*
+ * smtp_caps_parse - lines[0] is the greeting line ("mx.example says hi")
+ * and is skipped; each later line is "KEYWORD [params]". Keywords are
+ * case-insensitive; unknown ones are ignored. A SIZE value that is absent,
+ * 0, not a number or out of range means "no limit announced".
+ */
+void smtp_caps_parse(struct smtp_caps *caps, const char *const *lines, size_t nlines)
+{
+	memset(caps, 0, sizeof(*caps));
+	caps->esmtp = true;
+	for (size_t i = 1; i < nlines; i++) {
+		const char *l = lines[i];
+		const char *rest;
+
+		while (*l == ' ' || *l == '\t')
+			l++;
+		if (keyword_is(l, "PIPELINING", &rest))
+			caps->pipelining = true;
+		else if (keyword_is(l, "8BITMIME", &rest))
+			caps->eightbitmime = true;
+		else if (keyword_is(l, "STARTTLS", &rest))
+			caps->starttls = true;
+		else if (keyword_is(l, "ENHANCEDSTATUSCODES", &rest))
+			caps->enhancedstatuscodes = true;
+		else if (keyword_is(l, "SMTPUTF8", &rest))
+			caps->smtputf8 = true;
+		else if (keyword_is(l, "CHUNKING", &rest))
+			caps->chunking = true;
+		else if (keyword_is(l, "DSN", &rest))
+			caps->dsn = true;
+		else if (keyword_is(l, "SIZE", &rest)) {
+			uint64_t v = 0;
+			bool ok = true;
+
+			caps->size = true;
+			while (*rest == ' ' || *rest == '\t')
+				rest++;
+			if (!isdigit((unsigned char)*rest))
+				ok = false;
+			for (; ok && isdigit((unsigned char)*rest); rest++) {
+				unsigned d = (unsigned)(*rest - '0');
+				if (v > (UINT64_MAX - d) / 10)
+					ok = false;
+				else
+					v = v * 10 + d;
+			}
+			while (*rest == ' ' || *rest == '\t')
+				rest++;
+			if (*rest != '\0')
+				ok = false;
+			caps->size_max = ok ? v : 0;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* replies                                                             */
+
+void smtpc_reply_init(struct smtpc_reply *r)
+{
+	memset(r, 0, sizeof(*r));
+	str_init(&r->text);
+}
+
+void smtpc_reply_reset(struct smtpc_reply *r)
+{
+	for (size_t i = 0; i < r->nlines; i++)
+		free(r->lines[i]);
+	r->nlines = 0;
+	r->code = 0;
+	r->ext[0] = '\0';
+	r->complete = false;
+	str_clear(&r->text);
+}
+
+void smtpc_reply_free(struct smtpc_reply *r)
+{
+	smtpc_reply_reset(r);
+	free(r->lines);
+	str_free(&r->text);
+	memset(r, 0, sizeof(*r));
+}
+
+/*
+ * enhanced_code - length of an RFC 3463 code "c.sss.ddd" at the start of
+ * p (n bytes) whose class matches the reply's first digit, followed by a
+ * space or the end; 0 when there is none.
+ */
+static size_t enhanced_code(const char *p, size_t n, char cls)
+{
+	size_t i = 0, digits;
+
+	if (n < 5 || p[0] != cls || p[1] != '.')
+		return 0;
+	i = 2;
+	for (digits = 0; i < n && isdigit((unsigned char)p[i]); i++)
+		digits++;
+	if (digits < 1 || digits > 3 || i >= n || p[i] != '.')
+		return 0;
+	i++;
+	for (digits = 0; i < n && isdigit((unsigned char)p[i]); i++)
+		digits++;
+	if (digits < 1 || digits > 3)
+		return 0;
+	if (i < n && p[i] != ' ')
+		return 0;
+	return i;
+}
+
+/* append_clean - append text for a log line: control bytes become '?', capped. */
+static void append_clean(struct str *out, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n && out->len < SMTPC_RESPONSE_MAX; i++) {
+		unsigned char c = (unsigned char)p[i];
+		str_appendc(out, c < 0x20 || c == 0x7f ? '?' : (char)c);
+	}
+}
+
+int smtpc_reply_add_line(struct smtpc_reply *r, const char *line, size_t len)
+{
+	if (r->complete)
+		smtpc_reply_reset(r);
+	if (len > SMTPC_LINE_MAX || len < 3 || r->nlines >= SMTPC_REPLY_LINES_MAX)
+		return -1;
+	if (line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '5' ||
+	    !isdigit((unsigned char)line[2]))
+		return -1;
+	if (len > 3 && line[3] != ' ' && line[3] != '-')
+		return -1;
+
+	int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	bool last = len == 3 || line[3] == ' ';
+	const char *text = len > 4 ? line + 4 : "";
+	size_t tlen = len > 4 ? len - 4 : 0;
+
+	if (r->nlines == 0) {
+		size_t e;
+
+		r->code = code;
+		e = enhanced_code(text, tlen, line[0]);
+		if (e > 0 && e < sizeof(r->ext)) {
+			memcpy(r->ext, text, e);
+			r->ext[e] = '\0';
+		}
+		str_appendf(&r->text, "%d", code);
+		if (tlen > 0) {
+			str_appendc(&r->text, ' ');
+			append_clean(&r->text, text, tlen);
+		}
+	} else {
+		const char *t = text;
+		size_t tl = tlen;
+		size_t el = strlen(r->ext);
+
+		if (code != r->code)
+			return -1;
+		/* "550-5.1.1 a" "550 5.1.1 b" reads better as "550 5.1.1 a b". */
+		if (el > 0 && tl >= el && memcmp(t, r->ext, el) == 0 &&
+		    (tl == el || t[el] == ' ')) {
+			t += el;
+			tl -= el;
+			while (tl > 0 && *t == ' ') {
+				t++;
+				tl--;
+			}
+		}
+		if (tl > 0 && r->text.len < SMTPC_RESPONSE_MAX) {
+			str_appendc(&r->text, ' ');
+			append_clean(&r->text, t, tl);
+		}
+	}
+	if ((r->nlines & (r->nlines - 1)) == 0) {
+		/* grow at powers of two: 1, 2, 4, ... */
+		size_t cap = r->nlines ? r->nlines * 2 : 1;
+		r->lines = xrealloc(r->lines, cap * sizeof(*r->lines));
+	}
+	r->lines[r->nlines++] = xstrndup(text, tlen);
+	r->complete = last;
+	return last ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* MAIL and RCPT                                                       */
+
+void smtpc_format_mail(struct str *out, const struct smtp_batch *b, const struct smtp_caps *caps)
+{
+	str_appendf(out, "MAIL FROM:<%s>", b->sender ? b->sender : "");
+	if (caps->size)
+		str_appendf(out, " SIZE=%llu", (unsigned long long)b->loc.length);
+	if (b->body_type == SPOOL_BODY_8BITMIME && caps->eightbitmime)
+		str_appends(out, " BODY=8BITMIME");
+	if (b->smtputf8 && caps->smtputf8)
+		str_appends(out, " SMTPUTF8");
+	if (caps->dsn) {
+		if (b->ret == SPOOL_RET_FULL)
+			str_appends(out, " RET=FULL");
+		else if (b->ret == SPOOL_RET_HDRS)
+			str_appends(out, " RET=HDRS");
+		if (b->envid && b->envid[0]) {
+			str_appends(out, " ENVID=");
+			smtp_xtext_encode(b->envid, strlen(b->envid), out);
+		}
+	}
+	str_append(out, "\r\n", 2);
+}
+
+void smtpc_format_rcpt(struct str *out, const struct smtp_rcpt_result *r,
+		       const struct smtp_caps *caps)
+{
+	str_appendf(out, "RCPT TO:<%s>", r->addr ? r->addr : "");
+	if (caps->dsn && r->notify) {
+		if (r->notify & SPOOL_NOTIFY_NEVER) {
+			str_appends(out, " NOTIFY=NEVER");
+		} else {
+			const char *sep = " NOTIFY=";
+			if (r->notify & SPOOL_NOTIFY_SUCCESS) {
+				str_appendf(out, "%sSUCCESS", sep);
+				sep = ",";
+			}
+			if (r->notify & SPOOL_NOTIFY_FAILURE) {
+				str_appendf(out, "%sFAILURE", sep);
+				sep = ",";
+			}
+			if (r->notify & SPOOL_NOTIFY_DELAY)
+				str_appendf(out, "%sDELAY", sep);
+		}
+	}
+	if (caps->dsn && r->orcpt && r->orcpt[0]) {
+		/* Stored decoded as "type;address": the type is an atom, the address xtext. */
+		const char *semi = strchr(r->orcpt, ';');
+		const char *addr = semi ? semi + 1 : r->orcpt;
+
+		str_appends(out, " ORCPT=");
+		if (semi)
+			str_append(out, r->orcpt, (size_t)(semi - r->orcpt));
+		else
+			str_appends(out, "rfc822");
+		str_appendc(out, ';');
+		smtp_xtext_encode(addr, strlen(addr), out);
+	}
+	str_append(out, "\r\n", 2);
+}
+
+/* ------------------------------------------------------------------ */
+/* the body writer                                                     */
+
+void smtpc_body_init(struct smtpc_body *w)
+{
+	w->at_bol = true;
+	w->cr = false;
+	w->bytes = 0;
+}
+
+static void body_out(struct smtpc_body *w, struct evbuffer *out, const char *p, size_t n)
+{
+	if (n) {
+		evbuffer_add(out, p, n);
+		w->bytes += n;
+	}
+}
+
+/*
+ * smtpc_body_write - copy runs of ordinary bytes as they are and act only
+ * at line ends and at a "." that starts a line, so the common case is a
+ * few large evbuffer_add calls per chunk.
+ */
+void smtpc_body_write(struct smtpc_body *w, struct evbuffer *out, const char *p, size_t len)
+{
+	size_t run = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = p[i];
+
+		if (w->cr) {
+			/* CR LF, or a bare CR: either way the line ends with CRLF. */
+			w->cr = false;
+			body_out(w, out, "\r\n", 2);
+			w->at_bol = true;
+			if (c == '\n') {
+				run = i + 1;
+				continue;
+			}
+			run = i;
+		}
+		if (c == '\r') {
+			body_out(w, out, p + run, i - run);
+			w->cr = true;
+			run = i + 1;
+		} else if (c == '\n') {
+			/* bare LF */
+			body_out(w, out, p + run, i - run);
+			body_out(w, out, "\r\n", 2);
+			w->at_bol = true;
+			run = i + 1;
+		} else {
+			if (w->at_bol && c == '.') {
+				body_out(w, out, p + run, i - run);
+				body_out(w, out, ".", 1);
+				run = i;
+			}
+			w->at_bol = false;
+		}
+	}
+	body_out(w, out, p + run, len - run);
+}
+
+void smtpc_body_end(struct smtpc_body *w, struct evbuffer *out)
+{
+	if (w->cr || !w->at_bol)
+		body_out(w, out, "\r\n", 2);
+	w->cr = false;
+	w->at_bol = true;
+	body_out(w, out, ".\r\n", 3);
+}
+
+/* ------------------------------------------------------------------ */
+/* TLS                                                                 */
+
+static SSL_CTX *tls_ctx;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+/*
+ * tls_ctx_make - the client context: TLS 1.2 or later, no certificate
+ * verification. Opportunistic TLS (RFC 7435) protects against passive
+ * listeners only; verifying MX certificates needs DANE or MTA-STS, which
+ * are not implemented yet.
+ */
+static void tls_ctx_make(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL)
+		return;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	tls_ctx = ctx;
+}
+
+SSL_CTX *smtpc_tls_ctx(void)
+{
+	pthread_once(&tls_once, tls_ctx_make);
+	return tls_ctx;
+}
+
+/* ------------------------------------------------------------------ */
+/* ownership helpers                                                   */
+
+void smtp_batch_free(struct smtp_batch *b)
+{
+	if (b == NULL)
+		return;
+	free(b->sender);
+	free(b->envid);
+	for (size_t i = 0; i < b->nrcpt; i++) {
+		free(b->rcpts[i].addr);
+		free(b->rcpts[i].orcpt);
+		free(b->rcpts[i].response);
+	}
+	free(b->rcpts);
+	free(b);
+}
+
+void smtp_client_params_free(struct smtp_client_params *p)
+{
+	if (p == NULL)
+		return;
+	if (p->addr_names) {
+		for (size_t i = 0; i < p->naddr; i++)
+			free(p->addr_names[i]);
+		free(p->addr_names);
+	}
+	free(p->addrs);
+	free(p->ehlo_name);
+	free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* posting to the I/O loop                                             */
+
+struct send_req {
+	struct smtp_client *c;
+	struct smtp_batch *b;
+};
+
+static void do_start(void *arg)
+{
+	smtpc_session_start(arg);
+}
+
+static void do_send(void *arg)
+{
+	struct send_req *r = arg;
+
+	smtpc_session_send(r->c, r->b);
+	free(r);
+}
+
+static void do_close(void *arg)
+{
+	smtpc_session_close(arg);
+}
+
+struct smtp_client *smtp_client_open(struct loop *io_loop, struct loop *scheduler,
+				     struct spool *sp, struct smtp_client_params *params,
+				     struct smtp_batch *first,
+				     const struct smtp_client_events *ev)
+{
+	struct smtp_client *c = XNEW(struct smtp_client);
+
+	smtpc_trace_init();
+	c->io_loop = io_loop;
+	c->sched = scheduler;
+	c->sp = sp;
+	c->params = params;
+	c->ev = *ev;
+	c->conn = id_next();
+	id_format(c->conn, c->conn_id);
+	atomic_init(&c->inflight, 1);	/* the first batch */
+	c->first = first;
+	loop_post(io_loop, do_start, c);
+	return c;
+}
+
+void smtp_client_send(struct smtp_client *c, struct smtp_batch *b)
+{
+	struct send_req *r = xmalloc(sizeof(*r));
+
+	r->c = c;
+	r->b = b;
+	atomic_fetch_add(&c->inflight, 1);
+	loop_post(c->io_loop, do_send, r);
+}
+
+void smtp_client_close(struct smtp_client *c)
+{
+	atomic_fetch_add(&c->inflight, 1);
+	loop_post(c->io_loop, do_close, c);
+}
+
+/* ------------------------------------------------------------------ */
+/* trampolines: run the scheduler's callbacks on the scheduler loop      */
+
+struct done_msg {
+	struct smtp_client *c;
+	struct smtp_batch *b;
+	bool more;
+};
+
+struct closed_msg {
+	struct smtp_client *c;
+	bool connected;
+	char *reason;
+};
+
+static void client_free(struct smtp_client *c)
+{
+	smtp_client_params_free(c->params);
+	free(c->closed_reason);
+	free(c);
+}
+
+/* run_closed - the last callback for c; the handle dies with it. */
+static void run_closed(struct smtp_client *c)
+{
+	if (c->ev.closed)
+		c->ev.closed(c->ev.ctx, c, c->closed_connected,
+			     c->closed_reason ? c->closed_reason : "");
+	client_free(c);
+}
+
+/* answered - one post to the I/O loop got its answer; run a held-back closed. */
+static void answered(struct smtp_client *c)
+{
+	unsigned before = atomic_fetch_sub(&c->inflight, 1);
+
+	if (before == 1 && c->closed_pending)
+		run_closed(c);
+}
+
+static void on_batch_done(void *arg)
+{
+	struct done_msg *m = arg;
+	struct smtp_client *c = m->c;
+
+	if (c->ev.batch_done)
+		c->ev.batch_done(c->ev.ctx, c, m->b, m->more);
+	else
+		smtp_batch_free(m->b);
+	free(m);
+	answered(c);
+}
+
+static void on_close_ack(void *arg)
+{
+	answered(arg);
+}
+
+static void on_closed(void *arg)
+{
+	struct closed_msg *m = arg;
+	struct smtp_client *c = m->c;
+
+	c->closed_connected = m->connected;
+	c->closed_reason = m->reason;
+	free(m);
+	if (atomic_load(&c->inflight) > 0) {
+		c->closed_pending = true;
+		return;
+	}
+	run_closed(c);
+}
+
+void smtpc_post_batch_done(struct smtp_client *c, struct smtp_batch *b, bool more)
+{
+	struct done_msg *m = xmalloc(sizeof(*m));
+
+	m->c = c;
+	m->b = b;
+	m->more = more;
+	loop_post(c->sched, on_batch_done, m);
+}
+
+void smtpc_post_closed(struct smtp_client *c, bool connected, const char *reason)
+{
+	struct closed_msg *m = xmalloc(sizeof(*m));
+
+	m->c = c;
+	m->connected = connected;
+	m->reason = xstrdup(reason ? reason : "");
+	loop_post(c->sched, on_closed, m);
+}
+
+void smtpc_post_close_ack(struct smtp_client *c)
+{
+	loop_post(c->sched, on_close_ack, c);
+}
