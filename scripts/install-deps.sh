@@ -20,11 +20,14 @@ fi
 # shellcheck disable=SC1091
 if [ -r /etc/os-release ]; then . /etc/os-release; fi
 if [ "${ID:-}" != debian ] || [ "${VERSION_ID:-}" != 12 ]; then
-	echo "install-deps: Debian 12 only (this is ${PRETTY_NAME:-unknown});" >&2
-	# shellcheck disable=SC2086 # one line, package names split on purpose
-	echo "install-deps: install the equivalents of:" $PKGS >&2
-	echo "install-deps: then run again with IMPETUS_SKIP_DEPS=1" >&2
-	exit 1
+	# Made for Debian 12; elsewhere try apt-get anyway when there is one.
+	echo "install-deps: warning: made for Debian 12, this is ${PRETTY_NAME:-unknown}" >&2
+	if ! command -v apt-get >/dev/null 2>&1; then
+		# shellcheck disable=SC2086 # one line, package names split on purpose
+		echo "install-deps: no apt-get; install the equivalents of:" $PKGS >&2
+		echo "install-deps: then run again with IMPETUS_SKIP_DEPS=1" >&2
+		exit 1
+	fi
 fi
 
 missing=""

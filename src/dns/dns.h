@@ -14,7 +14,13 @@
  * domain share one query.
  *
  * Ownership: struct dns belongs to the scheduler thread; callbacks run on
- * it. Nothing here blocks.
+ * it. Nothing here blocks. The full behaviour (address order, TTLs of
+ * partial answers, what is cached) is described in docs/dns.md.
+ *
+ * Callbacks: fn may run before dns_resolve_mx/dns_resolve_host returns (a
+ * cache hit, an IP literal, a bad name, a resolver being freed); callers
+ * must be ready for that. A callback may start new lookups and may call
+ * dns_flush, but must not call dns_free.
  */
 #ifndef IMPETUS_DNS_DNS_H
 #define IMPETUS_DNS_DNS_H
@@ -52,12 +58,30 @@ struct dns_mx_result {
 /* dns_mx_fn - the answer; res is valid only during the call. */
 typedef void (*dns_mx_fn)(void *ctx, const struct dns_mx_result *res);
 
+/* Zero in a numeric field means its default. */
 struct dns_options {
-	const char *servers;	/* "ip[:port],ip[:port]"; NULL = /etc/resolv.conf */
+	const char *servers;	/* "ip[:port],ip[:port]" ("[v6]:port"); NULL = resolv.conf */
 	uint32_t min_ttl;	/* default 60 */
 	uint32_t max_ttl;	/* default 86400 */
 	uint32_t timeout_ms;	/* per try; default 5000 */
 	uint32_t tries;		/* default 3 */
+	const char *resolv_conf; /* read instead of /etc/resolv.conf (Resolv_Conf); NULL = system's */
+};
+
+#define DNS_DEFAULT_MIN_TTL	60
+#define DNS_DEFAULT_MAX_TTL	86400
+#define DNS_DEFAULT_TIMEOUT_MS	5000
+#define DNS_DEFAULT_TRIES	3
+
+/* Counters since dns_new, for the console and the tests. */
+struct dns_stats {
+	uint64_t requests;	/* dns_resolve_mx + dns_resolve_host calls */
+	uint64_t cache_hits;	/* answered from the cache */
+	uint64_t coalesced;	/* joined a lookup already in flight */
+	uint64_t lookups;	/* lookups started (each one or more queries) */
+	uint64_t queries;	/* DNS queries sent (MX, A, AAAA; c-ares retries not counted) */
+	uint64_t inflight;	/* lookups running now */
+	uint64_t cached;	/* entries in the cache now (expired ones until purged) */
 };
 
 /* dns_new - a resolver on base (the scheduler's). NULL + err on failure. */
@@ -68,7 +92,11 @@ void dns_resolve_mx(struct dns *dns, const char *domain, dns_mx_fn fn, void *ctx
 void dns_resolve_host(struct dns *dns, const char *host, dns_mx_fn fn, void *ctx);
 /* dns_flush - forget the cache (console "dns flush", tests). */
 void dns_flush(struct dns *dns);
-/* dns_free - cancel queries (their callbacks run with DNS_TEMPFAIL) and free. */
+/* dns_free - cancel queries (their callbacks run with DNS_TEMPFAIL "cancelled") and free. */
 void dns_free(struct dns *dns);
+/* dns_get_stats - a copy of the counters. */
+void dns_get_stats(const struct dns *dns, struct dns_stats *out);
+/* dns_status_name - "ok", "tempfail" or "permfail", for logs. */
+const char *dns_status_name(enum dns_status st);
 
 #endif

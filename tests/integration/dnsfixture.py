@@ -17,6 +17,8 @@ Records:
   mx        [(domain, host, pref), ...]; host "." is a null MX (RFC 7505)
   hosts     {name: [address, ...]} IPv4 and IPv6 addresses (A / AAAA)
   cnames    {alias: target}
+  txt       {name: text} one TXT record each (a name that exists but has
+            no MX and no address, SPF and DKIM records)
   zones     domains dnsmasq answers for itself ("test" by default): a name
             under a zone that has no record gets NXDOMAIN; an existing name
             asked for a type it lacks gets NOERROR with no answer (NODATA)
@@ -210,12 +212,13 @@ def _set_pdeathsig():
 class DnsServer:
     """DnsServer - dnsmasq on 127.0.0.1:port serving the given records."""
 
-    def __init__(self, mx=(), hosts=None, cnames=None, zones=("test",),
+    def __init__(self, mx=(), hosts=None, cnames=None, txt=None, zones=("test",),
                  servfail=(), timeout=(), ttl=300, log_queries=True,
                  dnsmasq=None):
         self.mx = [tuple(m) for m in mx]
         self.hosts = dict(hosts or {})
         self.cnames = dict(cnames or {})
+        self.txt = dict(txt or {})
         self.zones = list(zones)
         self.servfail = list(servfail)
         self.timeout = list(timeout)
@@ -277,6 +280,8 @@ class DnsServer:
                 lines.append("host-record=" + ",".join(parts))
         for alias, target in self.cnames.items():
             lines.append("cname=%s,%s" % (alias, target))
+        for name, text in self.txt.items():
+            lines.append('txt-record=%s,"%s"' % (name, text.replace("\\", "\\\\").replace('"', '\\"')))
         return "\n".join(lines) + "\n"
 
     # ---- life cycle -------------------------------------------------

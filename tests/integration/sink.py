@@ -16,8 +16,17 @@ special recipients can make the server drop the connection:
     rcpt "drop-at-rcpt@..."   closes the connection instead of answering
     rcpt "drop-at-data@..."   closes after reading the body, before the reply
 
+rcpt_reply and data_reply may also return the word "DROP" to close the
+connection at that point (so a test can drop only the first attempt).
+Both may be replaced while the sink runs (plain attribute assignment).
+
 Options: ehlo_lines (the capabilities offered), banner (e.g. "421 busy"),
 delay (seconds before each reply).
+
+Per connection the sink also records the peer address, the EHLO/HELO
+argument, open/close times and how many messages it carried
+(self.conns, a list of Conn), so tests can check reuse, source
+addresses and EHLO names.
 """
 
 import asyncio
@@ -34,10 +43,27 @@ def _free_port():
     return port
 
 
-class Transaction:
+class Conn:
+    """Conn - what the sink saw of one connection."""
+
     def __init__(self, conn_id, peer):
         self.conn_id = conn_id
+        self.peer = peer            # (ip, port) of the client
+        self.helo = None            # EHLO/HELO argument (the last one given)
+        self.opened = time.monotonic()
+        self.closed = None
+        self.messages = 0           # transactions answered 2xx after the body
+
+    def __repr__(self):
+        return "<conn %d from %r helo=%r %d msgs>" % (self.conn_id, self.peer, self.helo,
+                                                     self.messages)
+
+
+class Transaction:
+    def __init__(self, conn_id, peer, helo=None):
+        self.conn_id = conn_id
         self.peer = peer
+        self.helo = helo            # the connection's EHLO/HELO argument
         self.mail = None            # reverse path
         self.mail_params = ""
         self.rcpts = []             # accepted recipients
@@ -72,6 +98,7 @@ class Sink:
         self.concurrent = 0
         self.peak = 0
         self.peers = []
+        self.conns = []             # Conn, in order of arrival
         self._loop = None
         self._server = None
         self._thread = None
@@ -131,6 +158,24 @@ class Sink:
         with self.lock:
             return [r for t in self.transactions for r in t.rcpts]
 
+    def connections_seen(self):
+        """connections_seen - a copy of the per-connection records."""
+        with self.lock:
+            return list(self.conns)
+
+    def helo_names(self):
+        """helo_names - the EHLO/HELO argument of every connection that gave one."""
+        with self.lock:
+            return [c.helo for c in self.conns if c.helo is not None]
+
+    def with_marker(self, marker, all_attempts=False):
+        """with_marker - accepted (or all) transactions whose body contains marker."""
+        if isinstance(marker, str):
+            marker = marker.encode()
+        with self.lock:
+            src = self.all_transactions if all_attempts else self.transactions
+            return [t for t in src if marker in t.body]
+
     def wait_for(self, count, timeout=30.0, what="recipients"):
         """wait_for - block until `count` recipients (or messages) were accepted."""
         deadline = time.monotonic() + timeout
@@ -154,13 +199,16 @@ class Sink:
             self.concurrent += 1
             self.peak = max(self.peak, self.concurrent)
             self.peers.append(peer)
+            conn = Conn(conn_id, peer)
+            self.conns.append(conn)
         try:
-            await self._converse(conn_id, peer, reader, writer)
+            await self._converse(conn, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             with self.lock:
                 self.concurrent -= 1
+                conn.closed = time.monotonic()
             try:
                 writer.close()
             except Exception:
@@ -172,7 +220,8 @@ class Sink:
         writer.write(line.encode() + b"\r\n")
         await writer.drain()
 
-    async def _converse(self, conn_id, peer, reader, writer):
+    async def _converse(self, conn, reader, writer):
+        conn_id, peer = conn.conn_id, conn.peer
         await self._reply(writer, self.banner)
         if not self.banner.startswith("220"):
             return
@@ -183,6 +232,9 @@ class Sink:
                 return
             cmd = line.rstrip(b"\r\n").decode("utf-8", "replace")
             verb = cmd.split(" ", 1)[0].upper()
+            if verb in ("EHLO", "HELO"):
+                with self.lock:
+                    conn.helo = cmd[5:].strip()
             if verb == "EHLO":
                 if not self.ehlo_lines:
                     await self._reply(writer, "500 5.5.1 EHLO not supported")
@@ -194,7 +246,7 @@ class Sink:
             elif verb == "HELO":
                 await self._reply(writer, "250 sink.test")
             elif verb == "MAIL":
-                txn = Transaction(conn_id, peer)
+                txn = Transaction(conn_id, peer, conn.helo)
                 rest = cmd[10:] if cmd[:10].upper() == "MAIL FROM:" else cmd
                 path, _, params = rest.partition(">")
                 txn.mail = path.lstrip(" <")
@@ -210,6 +262,8 @@ class Sink:
                 if addr.startswith("drop-at-rcpt@"):
                     return
                 r = self.rcpt_reply(addr)
+                if r == "DROP":
+                    return
                 if r.startswith("2"):
                     txn.rcpts.append(addr)
                     txn.rcpt_params[addr] = params.strip()
@@ -238,9 +292,12 @@ class Sink:
                 if any(r.startswith("drop-at-data@") for r in txn.rcpts):
                     return
                 r = self.data_reply(txn)
+                if r == "DROP":
+                    return
                 if r.startswith("2"):
                     with self.lock:
                         self.transactions.append(txn)
+                        conn.messages += 1
                 await self._reply(writer, r)
                 txn = None
             elif verb == "RSET":
