@@ -26,6 +26,7 @@
 #include <event2/event.h>
 
 #include "config/config.h"
+#include "dns/dns.h"
 #include "core/fsutil.h"
 #include "core/loop.h"
 #include "core/mem.h"
@@ -45,6 +46,7 @@ struct daemon {
 	struct loop **io;
 	size_t nio;
 	struct spool *spool;
+	struct dns *dns;
 	struct queue *queue;
 	struct smtp_server *smtp;
 	struct event *sig_term, *sig_int, *sig_hup;
@@ -89,12 +91,20 @@ static void on_spool_report(void *ctx, const char *line)
 	log_panic("%s", line);
 }
 
+static void on_queue_done(void *arg)
+{
+	struct daemon *d = arg;
+
+	log_panic("shutdown outbound=closed");
+	loop_stop(d->scheduler);
+}
+
 static void on_sessions_done(void *arg)
 {
 	struct daemon *d = arg;
 
 	log_panic("shutdown sessions=closed");
-	loop_stop(d->scheduler);
+	queue_shutdown(d->queue, SHUTDOWN_GRACE_SECONDS, on_queue_done, d);
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -119,6 +129,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 		log_panic("reload failed, keeping the running configuration: %s", str_cstr(&err));
 	} else {
 		smtp_server_set_conf(d->smtp, c);
+		queue_set_conf(d->queue, c);
 		conf_unref(d->conf);
 		d->conf = c;
 		log_panic("reload configuration=%s", d->conf_path ? d->conf_path : "(default)");
@@ -175,6 +186,24 @@ static size_t io_loop_count(const struct conf *c)
 		n = cores > 0 ? cores : 1;
 	}
 	return (size_t)n;
+}
+
+/* start_dns - the delivery resolver on the scheduler loop, from the configuration. */
+static int start_dns(struct daemon *d, struct str *err)
+{
+	const struct conf_value *servers = conf_get(d->conf, CONF_OPT_DNS_SERVERS, NULL, NULL);
+	struct str list = STR_INIT;
+	struct dns_options o = { 0 };
+
+	for (size_t i = 0; i < servers->u.list.n; i++)
+		str_appendf(&list, "%s%s", i ? "," : "", servers->u.list.v[i]);
+	o.servers = list.len ? list.s : NULL;
+	o.resolv_conf = conf_str(d->conf, CONF_OPT_RESOLV_CONF);
+	o.min_ttl = (uint32_t)conf_int(d->conf, CONF_OPT_MIN_DNS_TTL);
+	o.max_ttl = (uint32_t)conf_int(d->conf, CONF_OPT_MAX_DNS_TTL);
+	d->dns = dns_new(loop_base(d->scheduler), &o, err);
+	str_free(&list);
+	return d->dns ? 0 : -1;
 }
 
 static struct event *add_timer(struct daemon *d, int seconds, event_callback_fn fn)
@@ -254,7 +283,7 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof(name), "io%zu", i);
 		d.io[i] = loop_new(name);
 	}
-	d.queue = queue_new();
+	d.queue = queue_new(d.conf);
 	d.smtp = smtp_server_new(d.scheduler, d.io, d.nio, NULL, on_message, &d);
 	if (smtp_server_listen(d.smtp, d.conf, &err) < 0)
 		fatal(&err, "listen");
@@ -279,6 +308,8 @@ int main(int argc, char **argv)
 	log_panic("startup version=%s spool=%s recovered_messages=%zu recovered_recipients=%zu io_loops=%zu",
 		  IMPETUS_VERSION, conf_str(d.conf, CONF_OPT_SPOOLBASE),
 		  queue_message_count(d.queue), queue_recipient_count(d.queue), d.nio);
+	if (start_dns(&d, &err) < 0)
+		fatal(&err, "dns");
 	if (spool_start(d.spool) < 0) {
 		str_appendf(&err, "cannot start the spool thread");
 		fatal(&err, "spool");
@@ -288,6 +319,9 @@ int main(int argc, char **argv)
 			str_appendf(&err, "cannot start I/O loop %zu", i);
 			fatal(&err, "threads");
 		}
+
+	struct queue_deps deps = { d.scheduler, d.io, d.nio, d.spool, d.dns };
+	queue_start(d.queue, &deps);
 
 	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 	struct event_base *base = loop_base(d.scheduler);
@@ -311,8 +345,10 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < d.nio; i++)
 		loop_join(d.io[i]);
 	loop_drain_now(d.scheduler);
+	queue_bounce_shutdown();
 	spool_stop(d.spool);
 	loop_drain_now(d.scheduler);
+	dns_free(d.dns);
 	log_panic("shutdown complete messages_queued=%zu", queue_message_count(d.queue));
 
 	event_free(d.sig_term);

@@ -400,6 +400,7 @@ void dns_resolve_host(struct dns *dns, const char *host, dns_mx_fn fn, void *ctx
 
 /* ==== the cache ====================================================== */
 
+/* unref_entry - drop the cache's reference to one answer. */
 static void unref_entry(void *ctx, const char *key, void *value)
 {
 	dns_answer_unref(value);
@@ -413,12 +414,14 @@ void dns_flush(struct dns *dns)
 	dns->stats.cached = 0;
 }
 
+/* The keys of expired entries, gathered before deleting (strmap_each must not). */
 struct expired {
 	uint64_t now;
 	char **keys;
 	size_t n, cap;
 };
 
+/* collect_expired - note one entry's key if its time is up. */
 static void collect_expired(void *ctx, const char *key, void *value)
 {
 	struct expired *ex = ctx;

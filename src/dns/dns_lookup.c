@@ -142,7 +142,13 @@ static const char *ares_reason(int status)
 	case ARES_ESERVFAIL:	return "server failure (SERVFAIL)";
 	case ARES_EREFUSED:	return "query refused (REFUSED)";
 	case ARES_ETIMEOUT:	return "timed out";
-	case ARES_ECONNREFUSED:	return "could not contact the DNS servers";
+	case ARES_ECONNREFUSED:
+		/*
+		 * c-ares 1.18 reports a SERVFAIL or REFUSED answer this way too
+		 * (it tries the next server and keeps no rcode), so the words
+		 * cover all three.
+		 */
+		return "no DNS server answered (SERVFAIL, REFUSED or unreachable)";
 	case ARES_EFORMERR:	return "format error (FORMERR)";
 	case ARES_ENOTIMP:	return "not implemented by the server (NOTIMP)";
 	case ARES_EBADRESP:	return "malformed response";
@@ -235,6 +241,12 @@ static void lookup_release(struct dns_lookup *lk)
 		lookup_finish(lk);
 }
 
+/* ttl_of - a record TTL as c-ares reports it (an int), never negative. */
+static uint32_t ttl_of(int ttl)
+{
+	return ttl > 0 ? (uint32_t)ttl : 0;
+}
+
 /* take_addrs - keep the addresses of a successful A or AAAA reply. */
 static void take_addrs(struct dns_family *fam, int family, const unsigned char *abuf, int alen)
 {
@@ -252,8 +264,8 @@ static void take_addrs(struct dns_family *fam, int family, const unsigned char *
 
 				sin->sin_family = AF_INET;
 				sin->sin_addr = at[i].ipaddr;
-				if ((uint32_t)(at[i].ttl > 0 ? at[i].ttl : 0) < ttl)
-					ttl = (uint32_t)(at[i].ttl > 0 ? at[i].ttl : 0);
+				if (ttl_of(at[i].ttl) < ttl)
+					ttl = ttl_of(at[i].ttl);
 			}
 		}
 	} else {
@@ -267,8 +279,8 @@ static void take_addrs(struct dns_family *fam, int family, const unsigned char *
 
 				sin6->sin6_family = AF_INET6;
 				memcpy(&sin6->sin6_addr, &at[i].ip6addr, sizeof(sin6->sin6_addr));
-				if ((uint32_t)(at[i].ttl > 0 ? at[i].ttl : 0) < ttl)
-					ttl = (uint32_t)(at[i].ttl > 0 ? at[i].ttl : 0);
+				if (ttl_of(at[i].ttl) < ttl)
+					ttl = ttl_of(at[i].ttl);
 			}
 		}
 	}
@@ -375,6 +387,7 @@ static void start_implicit(struct dns_lookup *lk)
 	start_addresses(lk);
 }
 
+/* cmp_pref - qsort order: lowest preference first. */
 static int cmp_pref(const void *a, const void *b)
 {
 	const struct dns_lookup_host *x = a, *y = b;

@@ -11,6 +11,7 @@
 #include "message/dsn.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>

@@ -1,25 +1,76 @@
 /*
  * queue.h - the queue manager (scheduler thread)
  *
- * For now the queue holds every accepted or recovered message and writes
- * its reception (R) lines; delivery, retries and per-domain queues come
- * with the delivery milestone. Owned by the scheduler thread.
+ * Every queued recipient is one entry in the queue of its (binding,
+ * routing domain) pair: an active FIFO of entries ready now and a delayed
+ * min-heap ordered by next attempt. The message itself (envelope, no body)
+ * is held once and shared by its entries; the body stays in the spool.
+ *
+ * The manager resolves where a domain's mail goes (DNS, Routes, Gateway),
+ * decides how many connections each queue should have (queue_goal.c),
+ * respects Max_Outbound_Connections, Server_Max_Outbound_Connections and
+ * the throttles, hands batches of recipients to outbound connections on
+ * the I/O loops, and applies their outcomes: D/T/P log lines, spool
+ * records, retries with exponential back-off, expiry, bounces.
+ *
+ * Ownership: struct queue and everything in it belong to the scheduler
+ * thread. Connections report back by posting to it.
  */
 #ifndef IMPETUS_QUEUE_QUEUE_H
 #define IMPETUS_QUEUE_QUEUE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+struct conf;
+struct dns;
+struct loop;
+struct spool;
 struct spool_msg;
 struct queue;
 
-struct queue *queue_new(void);
-/* queue_accept - take a newly received, durable message; logs R lines. */
+struct queue_deps {
+	struct loop *scheduler;
+	struct loop **io;
+	size_t nio;
+	struct spool *spool;
+	struct dns *dns;
+};
+
+/* queue_new - an empty queue manager; recovered mail may be added before start. */
+struct queue *queue_new(struct conf *conf);
+/* queue_set_conf - a new configuration generation (SIGHUP). */
+void queue_set_conf(struct queue *q, struct conf *conf);
+/* queue_start - begin delivering: timers, DNS, connections. */
+void queue_start(struct queue *q, const struct queue_deps *deps);
+/* queue_accept - a newly received, durable message; logs R lines. */
 void queue_accept(struct queue *q, struct spool_msg *msg);
-/* queue_recovered - take a message found by spool recovery (no R line). */
+/* queue_recovered - a message found by spool recovery (no R line). */
 void queue_recovered(struct queue *q, struct spool_msg *msg);
+/*
+ * queue_shutdown - open no more connections, close idle ones, and call
+ * done(arg) once no connection is left or after grace_seconds.
+ */
+void queue_shutdown(struct queue *q, int grace_seconds, void (*done)(void *), void *arg);
 size_t queue_message_count(const struct queue *q);
 size_t queue_recipient_count(const struct queue *q);
 void queue_free(struct queue *q);
+/* queue_bounce_shutdown - wait for bounces being rendered; after the loops stopped. */
+void queue_bounce_shutdown(void);
+
+/*
+ * The connection goal: how many connections a queue should have now.
+ * Replaceable by a module (the connection_goal hook); the default is
+ * queue_default_connection_goal (queue_goal.c).
+ */
+struct queue_goal_input {
+	uint64_t active;		/* recipients ready now */
+	uint32_t connections;		/* open now */
+	uint32_t max_connections;	/* Max_Outbound_Connections (0 = no limit) */
+	uint32_t batch_size;		/* Max_Recipients_Per_Batch */
+};
+typedef uint32_t (*queue_goal_fn)(const struct queue_goal_input *in);
+uint32_t queue_default_connection_goal(const struct queue_goal_input *in);
+void queue_set_goal_fn(struct queue *q, queue_goal_fn fn);
 
 #endif

@@ -142,7 +142,9 @@ struct smtpc_session {
 	struct smtp_batch *first;	/* until the session is ready */
 	struct bq *qhead, *qtail;
 	struct smtp_batch *b;		/* the transaction in progress */
-	size_t rcpt_reply;		/* next RCPT whose reply is due */
+	size_t *order;			/* indexes of the recipients sent RCPT */
+	size_t norder;
+	size_t rcpt_reply;		/* position in order[] of the next RCPT reply */
 	size_t naccepted;
 	bool mail_failed;
 	bool pipelining;		/* this transaction was pipelined */
@@ -332,8 +334,6 @@ static uint8_t stage(const struct smtpc_session *s)
 static const char *waiting_for(const struct smtpc_session *s)
 {
 	switch (s->state) {
-	case SC_CONNECTING:
-		return "timeout connecting";
 	case SC_BANNER:
 		return "timeout waiting for the greeting";
 	case SC_EHLO:
@@ -489,9 +489,7 @@ static int connect_address(struct smtpc_session *s)
 			return -1;
 		}
 		/* Let connect() pick the port: many connections from one source IP. */
-		if (ss->ss_family == AF_INET)
-			(void)setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
-					 sizeof(one));
+		(void)setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
 		if (bind(s->fd, (const struct sockaddr *)&p->bind, sockaddr_len(&p->bind)) < 0) {
 			snprintf(why, sizeof(why), "cannot bind the source address: %s",
 				 strerror(errno));
@@ -754,6 +752,18 @@ static void on_starttls(struct smtpc_session *s, const struct smtpc_reply *r)
 /* transactions                                                        */
 
 /*
+ * envelope_clean - no control bytes: a CR or LF in an address would let it
+ * inject commands. Our parsers never let one in; other sources might.
+ */
+static bool envelope_clean(const char *p)
+{
+	for (; p && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+/*
  * local_refusal - what we can tell before MAIL: a body over the server's
  * SIZE, 8-bit or UTF-8 mail to a server that cannot take it. No reply was
  * received, so code is 0; the text starts with the RFC 3463 code so the
@@ -763,7 +773,9 @@ static bool local_refusal(struct smtpc_session *s, struct smtp_batch *b)
 {
 	char why[256];
 
-	if (b->body_type == SPOOL_BODY_BINARYMIME)
+	if (!envelope_clean(b->sender) || !envelope_clean(b->envid))
+		snprintf(why, sizeof(why), "5.1.7 invalid characters in the envelope sender");
+	else if (b->body_type == SPOOL_BODY_BINARYMIME)
 		snprintf(why, sizeof(why), "5.6.3 BINARYMIME messages cannot be relayed");
 	else if (s->caps.size && s->caps.size_max > 0 && b->loc.length > s->caps.size_max)
 		snprintf(why, sizeof(why),
@@ -788,8 +800,11 @@ static void send_mail(struct smtpc_session *s)
 	send_str(s, &s->scratch);
 }
 
-static void send_rcpt(struct smtpc_session *s, size_t i)
+/* send_rcpt - RCPT for the k-th recipient of order[]. */
+static void send_rcpt(struct smtpc_session *s, size_t k)
 {
+	size_t i = s->order[k];
+
 	str_clear(&s->scratch);
 	smtpc_format_rcpt(&s->scratch, &s->b->rcpts[i], &s->caps);
 	send_str(s, &s->scratch);
@@ -813,7 +828,16 @@ static void begin_batch(struct smtpc_session *s, struct smtp_batch *b)
 	s->body_queued = s->body_flushed = false;
 	if (local_refusal(s, b))
 		return;
-	if (b->nrcpt == 0) {
+	s->order = xrealloc(s->order, (b->nrcpt ? b->nrcpt : 1) * sizeof(*s->order));
+	s->norder = 0;
+	for (size_t i = 0; i < b->nrcpt; i++) {
+		if (envelope_clean(b->rcpts[i].addr) && envelope_clean(b->rcpts[i].orcpt))
+			s->order[s->norder++] = i;
+		else
+			rcpt_set(&b->rcpts[i], SMTP_OUT_PERMANENT, STAGE_IDLE, 0,
+				 "5.1.3 invalid characters in the recipient address");
+	}
+	if (s->norder == 0) {
 		finish_batch(s, NULL);
 		return;
 	}
@@ -824,8 +848,8 @@ static void begin_batch(struct smtpc_session *s, struct smtp_batch *b)
 	if (!s->need_rset || s->pipelining)
 		smtpc_format_mail(&s->scratch, b, &s->caps);
 	if (s->pipelining) {
-		for (size_t i = 0; i < b->nrcpt; i++)
-			smtpc_format_rcpt(&s->scratch, &b->rcpts[i], &s->caps);
+		for (size_t k = 0; k < s->norder; k++)
+			smtpc_format_rcpt(&s->scratch, &b->rcpts[s->order[k]], &s->caps);
 		str_appends(&s->scratch, "DATA\r\n");
 	}
 	send_str(s, &s->scratch);
@@ -927,7 +951,7 @@ static void on_mail(struct smtpc_session *s, const struct smtpc_reply *r)
 static void on_rcpt(struct smtpc_session *s, const struct smtpc_reply *r)
 {
 	struct smtp_batch *b = s->b;
-	size_t i = s->rcpt_reply++;
+	size_t i = s->order[s->rcpt_reply++];
 
 	if (!s->mail_failed) {
 		struct smtp_rcpt_result *rr = &b->rcpts[i];
@@ -946,7 +970,7 @@ static void on_rcpt(struct smtpc_session *s, const struct smtpc_reply *r)
 			return;
 		}
 	}
-	if (s->rcpt_reply < b->nrcpt) {
+	if (s->rcpt_reply < s->norder) {
 		if (!s->pipelining)
 			send_rcpt(s, s->rcpt_reply);
 		arm_reply(s);
@@ -1244,13 +1268,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
 
-	int err = 0;
+	/* libevent keeps the socket error for deferred callbacks; SO_ERROR is already read. */
+	int err = (what & BEV_EVENT_ERROR) ? EVUTIL_SOCKET_ERROR() : 0;
 	socklen_t elen = sizeof(err);
 
-	if (s->fd >= 0 && getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+	if (err == 0 && s->fd >= 0 && getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
 		err = 0;
-	if (err == 0 && (what & BEV_EVENT_ERROR))
-		err = EVUTIL_SOCKET_ERROR();
 	if (s->state == SC_CONNECTING) {
 		str_appendf(&why, "connect to %s: %s", s->peer_str,
 			    err ? strerror(err) : "connection failed");
@@ -1282,6 +1305,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	case SC_QUIT:
 		session_end(s, true, s->close_reason);
 		break;
+	case SC_CONNECTING: {
+		char why[160];
+
+		snprintf(why, sizeof(why), "connect to %s: timed out", s->peer_str);
+		conn_failed(s, why);
+		break;
+	}
 	default:
 		conn_failed(s, waiting_for(s));
 		break;
@@ -1299,6 +1329,7 @@ static void session_free(struct smtpc_session *s)
 	str_free(&s->scratch);
 	str_free(&s->fail_reason);
 	str_free(&s->body);
+	free(s->order);
 	free(s);
 }
 

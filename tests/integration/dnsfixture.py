@@ -27,6 +27,8 @@ Records:
   timeout   domains whose queries are never answered (dnsmasq forwards
             them to a socket that reads nothing)
   ttl       TTL of every local record (dnsmasq's local-ttl), default 300
+  ttls      {name: ttl} a different TTL for the addresses of some hosts
+  dnsmasq   the binary; default $DNSMASQ, then dnsmasq in PATH or /usr/sbin
 Any name outside the zones gets REFUSED (dnsmasq has no upstream server).
 
 How each answer was found to work with dnsmasq 2.90 (Debian 12):
@@ -44,22 +46,27 @@ ZONE.json holds the keyword arguments above (mx as lists of three). The
 first line printed is the port; the server runs until SIGTERM or SIGINT,
 or, with --exit-on-eof, until standard input is closed (so a test that
 crashes cannot leave dnsmasq behind). Exit status 2 when it cannot start.
+    python3 dnsfixture.py --self-test
+checks that the installed dnsmasq gives every kind of answer above.
 
 Ownership: a DnsServer owns its temporary directory, the dnsmasq process
 and its helper sockets and thread; stop() (or leaving the with block)
-releases all of them and is safe to call twice. dnsmasq also gets SIGTERM
-if this process dies (Linux parent-death signal).
+releases all of them and is safe to call twice. If this process dies
+without cleaning up (SIGKILL), a small watchdog (sh reading a pipe only we
+hold) sees end-of-file, stops dnsmasq and removes the directory. A
+parent-death signal would not do: dnsmasq changes its credentials at
+start, and the kernel then forgets the setting.
 Failure modes: dnsmasq missing, or not answering within START_TIMEOUT,
 raises RuntimeError carrying its log; nothing is ever skipped silently.
 """
 
-import ctypes
 import ipaddress
 import json
 import os
 import pwd
 import random
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -200,20 +207,11 @@ class _ServfailResponder:
         os.close(self._stop_w)
 
 
-def _set_pdeathsig():
-    """_set_pdeathsig - in the child: get SIGTERM when the fixture dies (Linux)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)	# PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class DnsServer:
     """DnsServer - dnsmasq on 127.0.0.1:port serving the given records."""
 
     def __init__(self, mx=(), hosts=None, cnames=None, txt=None, zones=("test",),
-                 servfail=(), timeout=(), ttl=300, log_queries=True,
+                 servfail=(), timeout=(), ttl=300, ttls=None, log_queries=True,
                  dnsmasq=None):
         self.mx = [tuple(m) for m in mx]
         self.hosts = dict(hosts or {})
@@ -223,20 +221,24 @@ class DnsServer:
         self.servfail = list(servfail)
         self.timeout = list(timeout)
         self.ttl = int(ttl)
+        self.ttls = {k: int(v) for k, v in (ttls or {}).items()}
         self.log_queries = log_queries
-        self.dnsmasq = dnsmasq or shutil.which("dnsmasq") or \
+        self.dnsmasq = dnsmasq or os.environ.get("DNSMASQ") or shutil.which("dnsmasq") or \
             next((p for p in ("/usr/sbin/dnsmasq", "/sbin/dnsmasq") if os.path.exists(p)), None)
-        if not self.dnsmasq:
+        if not self.dnsmasq or not os.access(self.dnsmasq, os.X_OK):
             raise RuntimeError("dnsfixture: dnsmasq not found (install the Debian package "
-                               "dnsmasq-base or dnsmasq); DNS tests need a real server")
+                               "dnsmasq-base or dnsmasq); DNS tests need a real server"
+                               + (" (tried %s)" % self.dnsmasq if self.dnsmasq else ""))
         self.port = None
         self.proc = None
+        self.tmpdir = None
+        self._servfail = None
+        self._blackhole = None
+        self._watchdog = None
+        self._validate()
         self.tmpdir = tempfile.mkdtemp(prefix="impetus-dns-")
         self.conf_path = os.path.join(self.tmpdir, "dnsmasq.conf")
         self.log_path = os.path.join(self.tmpdir, "dnsmasq.log")
-        self._servfail = None
-        self._blackhole = None
-        self._validate()
 
     # ---- configuration ------------------------------------------------
 
@@ -277,6 +279,8 @@ class DnsServer:
                     parts.append(v4[i])
                 if i < len(v6):
                     parts.append(v6[i])
+                if name in self.ttls:
+                    parts.append(str(self.ttls[name]))
                 lines.append("host-record=" + ",".join(parts))
         for alias, target in self.cnames.items():
             lines.append("cname=%s,%s" % (alias, target))
@@ -329,21 +333,40 @@ class DnsServer:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=log, preexec_fn=_set_pdeathsig)
+                                         stderr=log)
         finally:
             log.close()
+        self._start_watchdog()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._stop_watchdog()
                 self.proc = None
                 return False
             if query(self.port, "dnsfixture-probe." + (self.zones[0] if self.zones else "test"),
-                     "A", timeout=0.2) is not None:
+                     "A", timeout=0.05) is not None:
                 return True
         self._kill()
         return False
 
+    def _start_watchdog(self):
+        """_start_watchdog - stop dnsmasq and clean up if we die without doing it."""
+        script = "cat >/dev/null; kill -TERM %d 2>/dev/null" % self.proc.pid
+        if not os.environ.get("KEEP_TMP"):
+            script += "; sleep 1; rm -rf %s" % shlex.quote(self.tmpdir)
+        self._watchdog = subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True)
+
+    def _stop_watchdog(self):
+        if self._watchdog:
+            self._watchdog.kill()	# first, so it can never signal a recycled pid
+            self._watchdog.wait()
+            self._watchdog.stdin.close()
+            self._watchdog = None
+
     def _kill(self):
+        self._stop_watchdog()
         if not self.proc:
             return
         self.proc.terminate()
@@ -411,20 +434,67 @@ class DnsServer:
             pass
 
 
+def _self_test():
+    """_self_test - check each kind of answer the fixture promises; exit status."""
+    failures = 0
+    with DnsServer(mx=[("a.test", "mx.a.test", 10), ("null.test", ".", 0)],
+                   hosts={"mx.a.test": ["192.0.2.1", "192.0.2.2", "2001:db8::1"]},
+                   cnames={"c.test": "mx.a.test"}, txt={"t.test": "x"},
+                   servfail=["sf.test"], timeout=["to.test"], ttl=42,
+                   ttls={"mx.a.test": 7}) as dns:
+        cases = [
+            ("a.test", "MX", lambda r: r and r[0] == 0 and [a[0] for a in r[1]] == [15]
+             and r[1][0][1] == 42),
+            ("mx.a.test", "A", lambda r: r and r[0] == 0 and len(r[1]) == 2 and r[1][0][1] == 7),
+            ("mx.a.test", "AAAA", lambda r: r and r[0] == 0 and len(r[1]) == 1),
+            ("null.test", "MX", lambda r: r and r[0] == 0 and r[1][0][2] == b"\0\0\0"),
+            ("t.test", "MX", lambda r: r and r[0] == 0 and r[1] == []),
+            ("c.test", "A", lambda r: r and r[0] == 0 and [a[0] for a in r[1]] == [5, 1, 1]),
+            ("nx.test", "MX", lambda r: r and r[0] == 3),
+            ("sf.test", "MX", lambda r: r and r[0] == 2),
+            ("x.sf.test", "A", lambda r: r and r[0] == 2),
+            ("example.com", "MX", lambda r: r and r[0] == 5),
+            ("to.test", "MX", lambda r: r is None),
+        ]
+        for name, qtype, ok in cases:
+            r = query(dns.port, name, qtype, timeout=1.0)
+            good = bool(ok(r))
+            failures += not good
+            print("%-4s %s %s -> %r" % ("ok" if good else "FAIL", qtype, name, r))
+        dns.stop()
+        dns.start()
+        r = query(dns.port, "a.test", "MX")
+        failures += not (r and r[0] == 0)
+        print("%-4s restart on port %d" % ("ok" if r and r[0] == 0 else "FAIL", dns.port))
+    print("self-test %s" % ("passed" if failures == 0 else "FAILED"))
+    return 1 if failures else 0
+
+
 def _main(argv):
     import argparse
     ap = argparse.ArgumentParser(description="run dnsmasq with a zone given as JSON")
-    ap.add_argument("--zone", required=True, help="JSON file: DnsServer keyword arguments")
+    ap.add_argument("--zone", help="JSON file: DnsServer keyword arguments")
     ap.add_argument("--exit-on-eof", action="store_true",
                     help="stop when standard input is closed")
+    ap.add_argument("--self-test", action="store_true",
+                    help="check that dnsmasq gives every kind of answer, then exit")
     args = ap.parse_args(argv)
+    if args.self_test:
+        try:
+            return _self_test()
+        except RuntimeError as e:
+            print(e, file=sys.stderr)
+            return 2
+    if not args.zone:
+        ap.error("--zone is required")
     try:
         with open(args.zone) as f:
             zone = json.load(f)
         server = DnsServer(**zone)
         server.start()
     except (OSError, ValueError, TypeError, RuntimeError) as e:
-        print("dnsfixture: %s" % e, file=sys.stderr)
+        msg = str(e)
+        print(msg if msg.startswith("dnsfixture:") else "dnsfixture: " + msg, file=sys.stderr)
         return 2
 
     done = threading.Event()

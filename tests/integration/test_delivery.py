@@ -24,10 +24,8 @@ classification codes) and RFC 3461/3464 (DSN parameters and reports).
 """
 
 import email.utils
-import os
 import threading
 import time
-import unittest
 
 from harness import DaemonTestCase, main, make_message
 from deliverykit import (inject, parse_bounce, part_bytes, rcpt_of, received_prefix_ok,

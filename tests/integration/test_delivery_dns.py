@@ -20,7 +20,6 @@ Bounces go to bounces.test, routed to a second sink by a fixed route.
 """
 
 import time
-import unittest
 
 from harness import DaemonTestCase, FeatureMissing, main, make_message
 from deliverykit import (conf_option, inject, option_line, parse_bounce, rcpt_of, records,

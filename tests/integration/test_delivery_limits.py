@@ -17,7 +17,6 @@ connections, arrival times, connections per message, peer address, EHLO.
 
 import signal
 import time
-import unittest
 
 from harness import DaemonTestCase, main, make_message
 from deliverykit import inject, inject_many, records, wait_records, wait_until

@@ -19,10 +19,7 @@ are normally durable; the test waits one more second before kill -9 and
 then allows no duplicate at all.
 """
 
-import os
-import threading
 import time
-import unittest
 
 from harness import DaemonTestCase, main, make_message
 from deliverykit import (inject, inject_many, records, wait_gone_from_spool, wait_records,

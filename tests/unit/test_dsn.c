@@ -768,6 +768,81 @@ static void test_render_hostile(void)
 	str_free(&res);
 }
 
+/* no_bare_crlf - every CR is followed by LF and every LF preceded by CR. */
+static bool no_bare_crlf(const struct str *s)
+{
+	for (size_t i = 0; i < s->len; i++) {
+		if (s->s[i] == '\r' && (i + 1 >= s->len || s->s[i + 1] != '\n'))
+			return false;
+		if (s->s[i] == '\n' && (i == 0 || s->s[i - 1] != '\r'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * test_random - random messages and replies built from the bytes that
+ * matter to the parsers (line ends, colons, blanks, 8-bit, NUL): the
+ * helpers stay in bounds (ASan watches) and every bounce is pure CRLF.
+ */
+static void test_random(void)
+{
+	static const char alphabet[] = "ab:- \t\r\n\r\n5.1\x80\xff";
+	unsigned seed = 12345;
+	char msg[300], diag[200];
+	struct str out = STR_INIT;
+
+	for (int iter = 0; iter < 3000; iter++) {
+		size_t len = 0, dl = 0;
+		seed = seed * 1103515245u + 12345u;
+		size_t want = (seed >> 16) % sizeof(msg);
+		for (len = 0; len < want; len++) {
+			seed = seed * 1103515245u + 12345u;
+			msg[len] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+			if (((seed >> 8) & 0xff) == 0)
+				msg[len] = '\0';
+		}
+		seed = seed * 1103515245u + 12345u;
+		size_t dwant = (seed >> 16) % (sizeof(diag) - 1);
+		for (dl = 0; dl < dwant; dl++) {
+			seed = seed * 1103515245u + 12345u;
+			diag[dl] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+		}
+		diag[dl] = '\0';
+
+		size_t h = rfc5322_header_end(msg, len);
+		size_t b = rfc5322_body_start(msg, len);
+		CHECK(h <= len && b >= h && b <= len);
+		size_t pos = 0, nf = 0;
+		struct rfc5322_field f;
+		while (rfc5322_field_next(msg, h, &pos, &f)) {
+			CHECK(pos <= h && f.value + f.value_len <= msg + h);
+			if (++nf > len)
+				break;
+		}
+		CHECK(nf <= len);
+
+		struct dsn_info info;
+		struct dsn_rcpt r;
+		base_info(&info, &r);
+		info.orig = msg;
+		info.orig_len = len;
+		info.inline_mode = (int)(seed % 3);
+		info.ret = (uint8_t)((seed >> 3) % 3);
+		r.diagnostic = diag;
+		r.addr = diag;
+		str_clear(&out);
+		dsn_render(&info, &out);
+		if (!no_bare_crlf(&out)) {
+			fprintf(stderr, "%s:%d: iteration %d: bare CR or LF\n",
+				__FILE__, __LINE__, iter);
+			check_failures++;
+			break;
+		}
+	}
+	str_free(&out);
+}
+
 int main(void)
 {
 	find_script();
@@ -782,5 +857,6 @@ int main(void)
 	test_render_delay();
 	test_render_success_and_many();
 	test_render_hostile();
+	test_random();
 	return check_done();
 }

@@ -18,6 +18,7 @@
  * bounce is; a crash in between loses that bounce (documented in
  * docs/bounces.md).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
