@@ -278,11 +278,16 @@ static void assign_binding(struct queue *q, struct spool_msg *sm)
 	free(domain);
 }
 
-/* queue_add - enqueue every unfinished recipient of a message. */
+/*
+ * queue_add - enqueue every unfinished recipient of a message, then kick
+ * each queue it touched once, so recipients of one domain that are not
+ * adjacent in the envelope still travel in one batch.
+ */
 static void queue_add(struct queue *q, struct spool_msg *sm, bool kick)
 {
 	struct qmsg *m = XNEW(struct qmsg);
-	struct dq *last = NULL;
+	struct dq **touched = xcalloc(sm->nrcpt ? sm->nrcpt : 1, sizeof(*touched));
+	size_t ntouched = 0;
 
 	m->sm = sm;
 	if (sm->binding == NULL)
@@ -304,20 +309,24 @@ static void queue_add(struct queue *q, struct spool_msg *sm, bool kick)
 		m->pending++;
 		q->nrcpts++;
 		queue_enqueue(q, dq, e);
-		if (kick && dq != last && last)
-			dq_kick(q, last);
-		last = dq;
+		size_t t = 0;
+		while (t < ntouched && touched[t] != dq)
+			t++;
+		if (t == ntouched)
+			touched[ntouched++] = dq;
 	}
 	if (m->pending == 0) {
 		/* Nothing left to do (recovered with every recipient final). */
 		spool_message_done(q->deps.spool, sm->id);
 		spool_msg_free(sm);
 		free(m);
+		free(touched);
 		return;
 	}
 	q->nmsgs++;
-	if (kick && last)
-		dq_kick(q, last);
+	for (size_t t = 0; kick && t < ntouched; t++)
+		dq_kick(q, touched[t]);
+	free(touched);
 }
 
 void queue_accept(struct queue *q, struct spool_msg *msg)
@@ -412,7 +421,8 @@ void queue_entry_defer(struct queue *q, struct dq *dq, struct qentry *e,
 	e->retries++;
 	int64_t next = now_s + retry_delay(q, dq, e->retries);
 	int64_t life = conf_get(q->conf, CONF_OPT_MESSAGE_EXPIRATION, dq->binding, dq->domain)->u.i;
-	if ((max >= 0 && e->retries > (uint64_t)max) || next >= e->m->sm->received + life) {
+	int64_t expiry = e->m->sm->received + life;
+	if ((max >= 0 && e->retries > (uint64_t)max) || now_s >= expiry) {
 		struct queue_outcome final = *o;
 		struct str why = STR_INIT;
 		if (max >= 0 && e->retries > (uint64_t)max)
@@ -426,6 +436,9 @@ void queue_entry_defer(struct queue *q, struct dq *dq, struct qentry *e,
 		str_free(&why);
 		return;
 	}
+	/* Never wait past expiry: the entry then fails as expired (stage 21). */
+	if (next > expiry)
+		next = expiry;
 	queue_log_outcome(q, dq, e, o, 'T');
 	e->next_attempt = next;
 	spool_rcpt_retry(q->deps.spool, e->m->sm->id, e->rcpt, e->retries, next);
@@ -613,7 +626,7 @@ static struct smtp_batch *dq_take_batch(struct queue *q, struct dq *dq)
 		struct queue_outcome o = { 0 };
 		active_pop(dq);
 		o.stage = 21;
-		o.response = "message expired before it could be delivered";
+		o.response = "message expired: Message_Expiration reached before it could be delivered";
 		queue_entry_fail(q, dq, e, &o);
 	}
 	if (e == NULL)

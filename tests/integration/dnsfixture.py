@@ -22,9 +22,9 @@ Records:
   zones     domains dnsmasq answers for itself ("test" by default): a name
             under a zone that has no record gets NXDOMAIN; an existing name
             asked for a type it lacks gets NOERROR with no answer (NODATA)
-  servfail  domains whose queries are answered SERVFAIL (dnsmasq forwards
+  servfail  domains (and names below them) answered SERVFAIL (dnsmasq forwards
             them to a small responder in this process that says SERVFAIL)
-  timeout   domains whose queries are never answered (dnsmasq forwards
+  timeout   domains (and names below them) never answered (dnsmasq forwards
             them to a socket that reads nothing)
   ttl       TTL of every local record (dnsmasq's local-ttl), default 300
   ttls      {name: ttl} a different TTL for the addresses of some hosts
@@ -50,8 +50,9 @@ crashes cannot leave dnsmasq behind). Exit status 2 when it cannot start.
 checks that the installed dnsmasq gives every kind of answer above.
 
 Ownership: a DnsServer owns its temporary directory, the dnsmasq process
-and its helper sockets and thread; stop() (or leaving the with block)
-releases all of them and is safe to call twice. If this process dies
+and its helper sockets and thread; close() (or leaving the with block)
+releases all of them and is safe to call twice, while stop() only stops
+dnsmasq so that start() can bring it back on the same port. If this process dies
 without cleaning up (SIGKILL), a small watchdog (sh reading a pipe only we
 hold) sees end-of-file, stops dnsmasq and removes the directory. A
 parent-death signal would not do: dnsmasq changes its credentials at

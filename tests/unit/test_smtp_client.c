@@ -931,6 +931,7 @@ static void test_refused(void)
 			CHECK(strstr(r.done[0]->rcpts[i].response, "refused") != NULL);
 		}
 		CHECK_STREQ(r.done[0]->remote_ip, "");
+		CHECK(r.done[0]->conn_id != 0);
 	}
 	run_fini(&r);
 
@@ -1177,6 +1178,8 @@ static void test_reuse(void)
 		CHECK_RCPT(r.done[0], 0, SMTP_OUT_PERMANENT, STAGE_RCPT_SENT, 550, "550 5.1.1 nope");
 		CHECK_RCPT(r.done[1], 0, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
 		CHECK_RCPT(r.done[2], 0, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
+		CHECK(r.done[0]->conn_id != 0);
+		CHECK(r.done[0]->conn_id == r.done[1]->conn_id && r.done[1]->conn_id == r.done[2]->conn_id);
 	}
 	peer_stop(&peer);
 	peer_cmds(&peer, &cmds);
