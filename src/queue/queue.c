@@ -290,6 +290,15 @@ static void queue_add(struct queue *q, struct spool_msg *sm, bool kick)
 	size_t ntouched = 0;
 
 	m->sm = sm;
+	/*
+	 * Delivery needs neither where the message came from nor how: drop
+	 * those strings (the spool keeps them) to keep a queued recipient
+	 * small. The R line was written before this.
+	 */
+	free(sm->client_ip);
+	free(sm->helo);
+	free(sm->protocol);
+	sm->client_ip = sm->helo = sm->protocol = NULL;
 	if (sm->binding == NULL)
 		sm->binding = xstrdup("");
 	if (sm->binding_group == NULL)
