@@ -48,6 +48,7 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "log/log.h"
+#include "message/rfc5322.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_server.h"
 #include "smtp/smtp_server_int.h"
@@ -245,16 +246,6 @@ static void transaction_reset(struct smtp_session *s)
 /* ------------------------------------------------------------------ */
 /* message assembly                                                    */
 
-/* rfc5322_date - "Mon, 23 Nov 2026 22:00:00 +0000" for now. */
-static void rfc5322_date(char *buf, size_t len)
-{
-	time_t now = time(NULL);
-	struct tm tm;
-
-	localtime_r(&now, &tm);
-	strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
-}
-
 /*
  * start_body - begin the message with our Received: trace header (RFC 5321
  * 4.4). It is written before the client's data so the data can be appended
@@ -263,11 +254,11 @@ static void rfc5322_date(char *buf, size_t len)
 static void start_body(struct smtp_session *s)
 {
 	struct str *b = &s->msg->body;
-	char date[64];
+	char date[RFC5322_DATE_SIZE];
 	char idbuf[ID_BUF_SIZE];
 	const char *proto = s->esmtp ? (s->tls ? "ESMTPS" : "ESMTP") : (s->tls ? "SMTPS" : "SMTP");
 
-	rfc5322_date(date, sizeof(date));
+	rfc5322_format_date((int64_t)time(NULL), true, date);
 	str_clear(b);
 	str_appendf(b, "Received: from %s (%s [%s])\r\n\tby %s (impetus) with %s id %s",
 		    s->helo ? s->helo : "unknown", s->peer_ip, s->peer_ip, s->hostname, proto,
