@@ -8,7 +8,8 @@
 # the same temporary directory (so on the same filesystem):
 #
 #   impetusd  Release build from this tree, temporary spool, relay allowed
-#             for 127.0.0.0/8. It group-commits (fdatasync) before 250.
+#             for 127.0.0.0/8, delivery suspended (Suspend_Delivery) so it
+#             only receives. It group-commits (fdatasync) before 250.
 #   Postfix   a private instance (own config, queue and data directories,
 #             own master), smtpd on a free loopback port, relay allowed
 #             for 127.0.0.0/8, accepted mail put on hold so it only

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh - shell functions shared by the benchmarks in bench/
 #
 # Sourced (not run) by acceptance.sh and relay.sh. It knows how to build

@@ -144,6 +144,8 @@ static struct qentry *heap_pop(struct dq *dq)
 static void active_append(struct dq *dq, struct qentry *e)
 {
 	e->next = NULL;
+	if (dq->tail == NULL || dq->tail->m != e->m)
+		dq->runs++;
 	if (dq->tail)
 		dq->tail->next = e;
 	else
@@ -154,6 +156,8 @@ static void active_append(struct dq *dq, struct qentry *e)
 
 static void active_prepend(struct dq *dq, struct qentry *e)
 {
+	if (dq->head == NULL || dq->head->m != e->m)
+		dq->runs++;
 	e->next = dq->head;
 	dq->head = e;
 	if (dq->tail == NULL)
@@ -167,6 +171,8 @@ static struct qentry *active_pop(struct dq *dq)
 
 	if (e) {
 		dq->head = e->next;
+		if (dq->head == NULL || dq->head->m != e->m)
+			dq->runs--;
 		if (dq->head == NULL)
 			dq->tail = NULL;
 		e->next = NULL;
@@ -769,6 +775,7 @@ static void dq_kick(struct queue *q, struct dq *dq)
 	int64_t smax = conf_int(q->conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
 	struct queue_goal_input in = {
 		.active = dq->nactive,
+		.runs = dq->runs,
 		.connections = dq->conns,
 		.max_connections = (uint32_t)conf_get(q->conf, CONF_OPT_MAX_OUTBOUND_CONNECTIONS,
 						      dq->binding, dq->domain)->u.i,

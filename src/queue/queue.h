@@ -65,6 +65,7 @@ void queue_bounce_shutdown(void);
  */
 struct queue_goal_input {
 	uint64_t active;		/* recipients ready now */
+	uint64_t runs;			/* how many different messages they belong to, at least */
 	uint32_t connections;		/* open now */
 	uint32_t max_connections;	/* Max_Outbound_Connections (0 = no limit) */
 	uint32_t batch_size;		/* Max_Recipients_Per_Batch */

@@ -72,6 +72,7 @@ struct dq {
 	char *domain;
 	struct qentry *head, *tail;	/* active */
 	uint64_t nactive;
+	uint64_t runs;			/* active entries starting a new message: batches at least */
 	struct qentry **heap;		/* delayed, min-heap on next_attempt */
 	uint32_t nheap, heapcap;
 	uint32_t conns;

@@ -136,6 +136,16 @@ class Sink:
             self._loop.run_until_complete(main())
         except Exception:
             self._ready.set()
+        finally:
+            # Let cancelled sessions finish, then release the loop's resources.
+            try:
+                pending = asyncio.all_tasks(self._loop)
+                if pending:
+                    self._loop.run_until_complete(
+                        asyncio.gather(*pending, return_exceptions=True))
+            except Exception:
+                pass
+            self._loop.close()
 
     def stop(self):
         if self._loop and self._server:
@@ -143,7 +153,10 @@ class Sink:
                 self._server.close()
                 for t in asyncio.all_tasks(self._loop):
                     t.cancel()
-            self._loop.call_soon_threadsafe(close)
+            try:
+                self._loop.call_soon_threadsafe(close)
+            except RuntimeError:
+                pass	# the loop already ended
         if self._thread:
             self._thread.join(10)
 

@@ -127,6 +127,8 @@ class DeliveryDnsTest(DaemonTestCase):
         d = wait_records(self.d, "D", mid)[0]
         self.assertTrue(d["remote"].startswith("127.0.0.1"), "delivered via %s" % d["raw"])
         self.assertEqual(records(self.d, "P", mid), [])
+        self.assertIn(("A", "mx-a.fb.test"), self.dns.queries("mx-a.fb.test"),
+                      "the preference 10 host was never even looked up")
 
     def test_null_mx_fails_at_once(self):
         """null MX -> P line without retries, B class 21, a bounce"""

@@ -22,8 +22,7 @@ then allows no duplicate at all.
 import time
 
 from harness import DaemonTestCase, main, make_message
-from deliverykit import (inject, inject_many, records, wait_gone_from_spool, wait_records,
-                         wait_until)
+from deliverykit import inject, inject_many, records, wait_gone_from_spool, wait_records
 from sink import Sink
 
 HOSTNAME = "mx.test.example"
