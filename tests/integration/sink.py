@@ -71,6 +71,7 @@ class Transaction:
         self.refused = []           # (addr, reply)
         self.body = b""
         self.time = None
+        self.tls = False            # the transaction ran inside TLS
 
     def __repr__(self):
         return "<txn from=%r to=%r %d bytes>" % (self.mail, self.rcpts, len(self.body))
@@ -83,8 +84,15 @@ class Sink:
                     "DSN", "SMTPUTF8"]
 
     def __init__(self, rcpt_reply=None, data_reply=None, ehlo_lines=None,
-                 banner="220 sink.test ESMTP", delay=0.0, host="127.0.0.1", port=None):
+                 banner="220 sink.test ESMTP", delay=0.0, host="127.0.0.1", port=None,
+                 tls_cert=None):
         self.host = host
+        # tls_cert: (certfile, keyfile) -> STARTTLS is offered and works.
+        self.tls_ctx = None
+        if tls_cert:
+            import ssl
+            self.tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls_ctx.load_cert_chain(*tls_cert)
         self.port = port or _free_port()
         self.rcpt_reply = rcpt_reply or (lambda addr: "250 2.1.5 OK")
         self.data_reply = data_reply or (lambda txn: "250 2.0.0 queued")
@@ -239,12 +247,19 @@ class Sink:
         if not self.banner.startswith("220"):
             return
         txn = None
+        conn_tls = False
         while True:
             line = await reader.readline()
             if not line:
                 return
             cmd = line.rstrip(b"\r\n").decode("utf-8", "replace")
             verb = cmd.split(" ", 1)[0].upper()
+            if verb == "STARTTLS" and self.tls_ctx and not conn_tls:
+                await self._reply(writer, "220 2.0.0 go ahead")
+                await writer.start_tls(self.tls_ctx)
+                conn_tls = True
+                txn = None
+                continue
             if verb in ("EHLO", "HELO"):
                 with self.lock:
                     conn.helo = cmd[5:].strip()
@@ -253,6 +268,8 @@ class Sink:
                     await self._reply(writer, "500 5.5.1 EHLO not supported")
                     continue
                 lines = ["sink.test"] + self.ehlo_lines
+                if self.tls_ctx and not conn_tls:
+                    lines.append("STARTTLS")
                 out = "\r\n".join(("250-" if i < len(lines) - 1 else "250 ") + l
                                   for i, l in enumerate(lines))
                 await self._reply(writer, out)
@@ -260,6 +277,7 @@ class Sink:
                 await self._reply(writer, "250 sink.test")
             elif verb == "MAIL":
                 txn = Transaction(conn_id, peer, conn.helo)
+                txn.tls = conn_tls
                 rest = cmd[10:] if cmd[:10].upper() == "MAIL FROM:" else cmd
                 path, _, params = rest.partition(">")
                 txn.mail = path.lstrip(" <")
