@@ -1,0 +1,50 @@
+/*
+ * fuzz_config.c - libFuzzer target for the configuration parser
+ *
+ * Any bytes as a configuration file: the parser must either build a
+ * configuration or fail with a "name:line:col: message" error, never
+ * crash, leak or read out of bounds. A configuration it accepts must also
+ * answer every option lookup (scope fallback included).
+ *
+ * Not part of the CMake build. Build and run by hand (from the repo root):
+ *   clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+ *     -DIMPETUS_SOURCE_DIR=\"$PWD\" -Isrc -Iinclude src/core/[a-z]*.c src/config/[a-z]*.c \
+ *     tests/fuzz/fuzz_config.c -o /tmp/fuzz_config $(pkg-config --libs libpcre2-8 libevent libevent_pthreads) -lpthread
+ *   /tmp/fuzz_config -max_total_time=120 /tmp/fuzz_config_corpus tests/unit/config
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/mem.h"
+#include "core/str.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *text = xmalloc(size + 1);
+	struct str err = STR_INIT;
+
+	memcpy(text, data, size);
+	text[size] = '\0';
+	struct conf *c = conf_load_string(text, "fuzz.conf", &err);
+	if (c == NULL) {
+		/* Every refusal names where: "fuzz.conf:" first. */
+		if (strncmp(str_cstr(&err), "fuzz.conf", 9) != 0)
+			abort();
+	} else {
+		for (int o = 0; o < CONF_OPT__COUNT; o++) {
+			if (conf_get(c, (enum conf_opt)o, "b", "example.com") == NULL)
+				abort();
+		}
+		for (size_t i = 0; i < conf_listener_count(c); i++)
+			(void)conf_listener_get(c, conf_listener_at(c, i), CONF_OPT_MAX_MESSAGE_SIZE);
+		conf_unref(c);
+	}
+	str_free(&err);
+	free(text);
+	return 0;
+}
