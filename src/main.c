@@ -345,7 +345,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < d.nio; i++)
 		loop_join(d.io[i]);
 	loop_drain_now(d.scheduler);
-	queue_bounce_shutdown();
+	queue_bounce_shutdown(d.queue);
 	spool_stop(d.spool);
 	loop_drain_now(d.scheduler);
 	dns_free(d.dns);

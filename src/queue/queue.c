@@ -31,6 +31,7 @@
 #include "core/id.h"
 #include "core/loop.h"
 #include "core/mem.h"
+#include "core/pool.h"
 #include "core/str.h"
 #include "core/strmap.h"
 #include "dns/dns.h"
@@ -52,6 +53,7 @@ struct queue {
 	uint32_t conns;			/* outbound connections, all queues */
 	size_t next_io;
 	queue_goal_fn goal;
+	struct pool *io_pool;		/* bounce rendering; created on first use */
 	struct event *maintainer;
 	struct event *shutdown_timer;
 	void (*shutdown_done)(void *);
@@ -84,6 +86,19 @@ struct spool *queue_spool(struct queue *q)
 struct loop *queue_scheduler(struct queue *q)
 {
 	return q->deps.scheduler;
+}
+
+struct pool *queue_io_pool(struct queue *q)
+{
+	if (q->io_pool == NULL)
+		q->io_pool = pool_new("IO", 1);
+	return q->io_pool;
+}
+
+void queue_bounce_shutdown(struct queue *q)
+{
+	pool_free(q->io_pool);
+	q->io_pool = NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1093,6 +1108,7 @@ void queue_free(struct queue *q)
 	if (q->shutdown_timer)
 		event_free(q->shutdown_timer);
 	free(q->starved);
+	pool_free(q->io_pool);
 	conf_unref(q->conf);
 	free(q);
 }

@@ -56,7 +56,7 @@ size_t queue_message_count(const struct queue *q);
 size_t queue_recipient_count(const struct queue *q);
 void queue_free(struct queue *q);
 /* queue_bounce_shutdown - wait for bounces being rendered; after the loops stopped. */
-void queue_bounce_shutdown(void);
+void queue_bounce_shutdown(struct queue *q);
 
 /*
  * The connection goal: how many connections a queue should have now.

@@ -132,8 +132,6 @@ static void bounce_render(void *arg)
 	job_free(j);
 }
 
-static struct pool *bounce_pool;
-
 void queue_bounce(struct queue *q, struct qmsg *m)
 {
 	const struct spool_msg *sm = m->sm;
@@ -188,14 +186,5 @@ void queue_bounce(struct queue *q, struct qmsg *m)
 	j->arrival = sm->received;
 	j->ret = sm->ret;
 	j->inline_mode = (int)conf_get(c, CONF_OPT_BOUNCES_INLINE_ORIGINAL, sm->binding, NULL)->u.i;
-	if (bounce_pool == NULL)
-		bounce_pool = pool_new("IO", 1);
-	pool_submit(bounce_pool, bounce_render, j);
-}
-
-/* queue_bounce_shutdown - finish pending bounce jobs (main thread, at exit). */
-void queue_bounce_shutdown(void)
-{
-	pool_free(bounce_pool);
-	bounce_pool = NULL;
+	pool_submit(queue_io_pool(q), bounce_render, j);
 }

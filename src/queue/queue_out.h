@@ -15,6 +15,7 @@
 
 struct conf;
 struct loop;
+struct pool;
 struct spool;
 struct spool_msg;
 
@@ -33,6 +34,8 @@ int64_t queue_now_us(void);
 struct conf *queue_conf(struct queue *q);
 struct spool *queue_spool(struct queue *q);
 struct loop *queue_scheduler(struct queue *q);
+/* queue_io_pool - the pool that renders bounces (reads the spool). */
+struct pool *queue_io_pool(struct queue *q);
 const char *queue_hostname(const struct conf *conf);
 
 void queue_enqueue(struct queue *q, struct dq *dq, struct qentry *e);
