@@ -383,3 +383,20 @@ doc_update() {
 		open(path, "w", encoding="utf-8").write(text)
 	EOF
 }
+
+# summarize_rounds - medians of both servers' rounds, their ratio, and the
+# smtp-source flags and environment line the report quotes. Sets I_RATE,
+# P_RATE, RATIO, SOURCE_FLAGS, ENV_LINE.
+summarize_rounds() {
+	I_RATE=""
+	P_RATE=""
+	RATIO=""
+	want impetusd && I_RATE=$(median "${RATES_impetusd[@]}")
+	want postfix && P_RATE=$(median "${RATES_postfix[@]}")
+	if [[ -n $I_RATE && -n $P_RATE ]]; then
+		RATIO=$(awk -v a="$I_RATE" -v b="$P_RATE" 'BEGIN { printf "%.2f\n", a / b }')
+	fi
+	SOURCE_FLAGS="-s $SESSIONS -m $MESSAGES -l $SIZE"
+	((REUSE)) && SOURCE_FLAGS="-d $SOURCE_FLAGS"
+	ENV_LINE="BENCH_MESSAGES=$MESSAGES BENCH_SESSIONS=$SESSIONS BENCH_SIZE=$SIZE BENCH_ROUNDS=$ROUNDS BENCH_REUSE=$REUSE"
+}

@@ -241,21 +241,11 @@ for round in $(seq 1 "$ROUNDS"); do
 	fi
 done
 
-I_RATE=""
-P_RATE=""
-RATIO=""
-want impetusd && I_RATE=$(median "${RATES_impetusd[@]}")
-want postfix && P_RATE=$(median "${RATES_postfix[@]}")
-if [[ -n $I_RATE && -n $P_RATE ]]; then
-	RATIO=$(awk -v a="$I_RATE" -v b="$P_RATE" 'BEGIN { printf "%.2f\n", a / b }')
-fi
+summarize_rounds
 
 # ---- report --------------------------------------------------------------
 
 machine_info
-SOURCE_FLAGS="-s $SESSIONS -m $MESSAGES -l $SIZE"
-((REUSE)) && SOURCE_FLAGS="-d $SOURCE_FLAGS"
-ENV_LINE="BENCH_MESSAGES=$MESSAGES BENCH_SESSIONS=$SESSIONS BENCH_SIZE=$SIZE BENCH_ROUNDS=$ROUNDS BENCH_REUSE=$REUSE"
 
 echo "impetusd: $(fmt_rate "$I_RATE") msg/s end to end  (rounds: $(fmt_list "${RATES_impetusd[@]}"))"
 echo "postfix:  $(fmt_rate "$P_RATE") msg/s end to end  (rounds: $(fmt_list "${RATES_postfix[@]}"))"
