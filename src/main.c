@@ -323,7 +323,6 @@ int main(int argc, char **argv)
 	struct queue_deps deps = { d.scheduler, d.io, d.nio, d.spool, d.dns };
 	queue_start(d.queue, &deps);
 
-	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 	struct event_base *base = loop_base(d.scheduler);
 	d.sig_term = evsignal_new(base, SIGTERM, on_term, &d);
 	d.sig_int = evsignal_new(base, SIGINT, on_term, &d);
@@ -331,6 +330,8 @@ int main(int argc, char **argv)
 	event_add(d.sig_term, NULL);
 	event_add(d.sig_int, NULL);
 	event_add(d.sig_hup, NULL);
+	/* Only now: a signal that came during recovery finds its handler. */
+	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 	d.flush_timer = add_timer(&d, 1, on_flush);
 	d.heartbeat_timer = add_timer(&d, HEARTBEAT_SECONDS, on_heartbeat);
 	/* One heartbeat at start, so a log reader sees the daemon came up. */
@@ -345,10 +346,12 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < d.nio; i++)
 		loop_join(d.io[i]);
 	loop_drain_now(d.scheduler);
+	/* Cancelled lookups call back into the queue: before the spool goes. */
+	dns_free(d.dns);
+	d.dns = NULL;
 	queue_bounce_shutdown(d.queue);
 	spool_stop(d.spool);
 	loop_drain_now(d.scheduler);
-	dns_free(d.dns);
 	log_panic("shutdown complete messages_queued=%zu", queue_message_count(d.queue));
 
 	event_free(d.sig_term);

@@ -376,9 +376,8 @@ void queue_message_final(struct queue *q, struct qmsg *m)
 {
 	if (--m->pending > 0)
 		return;
-	if (m->nfails > 0)
-		queue_bounce(q, m);
-	spool_message_done(q->deps.spool, m->sm->id);
+	if (m->nfails == 0 || !queue_bounce(q, m))
+		spool_message_done(q->deps.spool, m->sm->id);
 	for (size_t i = 0; i < m->nfails; i++) {
 		free(m->fails[i].response);
 		free(m->fails[i].remote);
@@ -575,6 +574,11 @@ static void on_resolved(void *ctx, const struct dns_mx_result *res)
 	int64_t now_s = queue_now_us() / 1000000;
 
 	dq->resolving = false;
+	if (q->stopping) {
+		/* Shutdown cancelled the lookup: leave the entries as they are. */
+		free(rr);
+		return;
+	}
 	if (res->status != DNS_OK) {
 		struct str why = STR_INIT;
 		str_appendf(&why, "DNS lookup of %s failed: %s", dq->domain,
@@ -877,6 +881,12 @@ static void on_batch_done(void *ctx, struct smtp_client *c, struct smtp_batch *b
 
 	if (!more)
 		return;
+	int64_t smax = conf_int(q->conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
+	if (q->nstarved > 0 && smax > 0 && q->conns >= (uint64_t)smax) {
+		/* Other queues wait for a connection slot: hand this one over. */
+		smtp_client_close(c);
+		return;
+	}
 	if (!q->stopping) {
 		qc->idle = true;
 		qc->next_idle = dq->idle;
@@ -912,14 +922,19 @@ static void on_closed(void *ctx, struct smtp_client *c, bool connected, const ch
 		check_shutdown(q);
 		return;
 	}
+	/*
+	 * A slot under Server_Max_Outbound_Connections opened: queues that
+	 * waited for one go first, oldest first (each re-registers if it
+	 * finds none left), the queue that just closed last.
+	 */
+	struct dq **waiting = q->starved;
+	size_t nwaiting = q->nstarved;
+	q->starved = NULL;
+	q->nstarved = q->starvedcap = 0;
+	for (size_t i = 0; i < nwaiting; i++)
+		dq_kick(q, waiting[i]);
+	free(waiting);
 	dq_kick(q, dq);
-	/* A slot under Server_Max_Outbound_Connections opened: wake a starved queue. */
-	while (q->nstarved > 0) {
-		struct dq *s = q->starved[--q->nstarved];
-		dq_kick(q, s);
-		if (q->nstarved > 0 && q->starved[q->nstarved - 1] == s)
-			break;
-	}
 }
 
 /* ------------------------------------------------------------------ */

@@ -14,9 +14,11 @@
  * submitted to the spool like any received message (protocol "internal")
  * and, once durable, queued on the scheduler, which logs its R line.
  *
- * Crash window: the original's "done" record may be durable before the
- * bounce is; a crash in between loses that bounce (documented in
- * docs/bounces.md).
+ * Ordering: the job, not the queue, writes the original's MESSAGE_DONE,
+ * right after submitting the bounce, so the original's segment cannot be
+ * reclaimed while the job still reads it, and a crash never finds the
+ * original done without its bounce (it may find both: then the original
+ * is done and the bounce is queued).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,17 +131,23 @@ static void bounce_render(void *arg)
 	b->rcpts = xcalloc(1, sizeof(*b->rcpts));
 	b->rcpts[0].addr = xstrdup(j->to);
 	spool_submit(j->sp, b, j->scheduler, on_bounce_spooled, j->q);
+	/*
+	 * Posted after the bounce from this same thread, so the spool writes
+	 * it in the same or a later group commit: the original is never
+	 * marked done before its bounce is on disk.
+	 */
+	spool_message_done(j->sp, j->orig_id);
 	job_free(j);
 }
 
-void queue_bounce(struct queue *q, struct qmsg *m)
+bool queue_bounce(struct queue *q, struct qmsg *m)
 {
 	const struct spool_msg *sm = m->sm;
 	const struct conf *c = queue_conf(q);
 	struct bounce_job *j;
 
 	if (sm->sender == NULL || *sm->sender == '\0')
-		return;		/* never bounce a bounce */
+		return false;	/* never bounce a bounce */
 	j = XNEW(struct bounce_job);
 	j->rcpts = xcalloc(m->nfails, sizeof(*j->rcpts));
 	for (size_t i = 0; i < m->nfails; i++) {
@@ -163,7 +171,7 @@ void queue_bounce(struct queue *q, struct qmsg *m)
 	}
 	if (j->nrcpt == 0) {
 		job_free(j);
-		return;
+		return false;
 	}
 	const char *host = queue_hostname(c);
 	const char *md = conf_str(c, CONF_OPT_MAILERDAEMON);
@@ -187,4 +195,5 @@ void queue_bounce(struct queue *q, struct qmsg *m)
 	j->ret = sm->ret;
 	j->inline_mode = (int)conf_get(c, CONF_OPT_BOUNCES_INLINE_ORIGINAL, sm->binding, NULL)->u.i;
 	pool_submit(queue_io_pool(q), bounce_render, j);
+	return true;
 }

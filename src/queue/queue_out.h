@@ -8,6 +8,7 @@
 #ifndef IMPETUS_QUEUE_QUEUE_OUT_H
 #define IMPETUS_QUEUE_QUEUE_OUT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/id.h"
@@ -51,7 +52,12 @@ void queue_log_reception(const struct spool_msg *msg);
 void queue_log_outcome(struct queue *q, const struct dq *dq, const struct qentry *e,
 		       const struct queue_outcome *o, char type);
 
-/* queue_bounce.c: m has permanent failures; send the DSN if one is due. */
-void queue_bounce(struct queue *q, struct qmsg *m);
+/*
+ * queue_bounce.c: m has permanent failures; send the DSN if one is due.
+ * Returns true when a bounce job took over writing m's MESSAGE_DONE (after
+ * the bounce is submitted, so the original's space is not reclaimed before
+ * the bounce has read it, and "done" is never durable before the bounce).
+ */
+bool queue_bounce(struct queue *q, struct qmsg *m);
 
 #endif

@@ -7,6 +7,8 @@
 
 static void refill(struct throttle *t, int64_t now_us)
 {
+	if (now_us < t->last_us)
+		t->last_us = now_us;	/* the clock stepped back: count no time */
 	if (now_us > t->last_us) {
 		t->tokens += (double)(now_us - t->last_us) * t->rate;
 		if (t->tokens > t->burst)

@@ -78,6 +78,26 @@ const char *smtp_server_hostname(const struct conf *conf)
 	return sysname;
 }
 
+/*
+ * smtp_listener_conf - the Listen stanza of this socket in a configuration
+ * generation, found by address: a reload may add, drop or reorder stanzas.
+ * NULL when the stanza is gone (ESMTP_Listener/global settings then apply;
+ * its socket stays open until restart).
+ */
+const struct conf_listener *smtp_listener_conf(const struct conf *conf,
+					       const struct smtp_listener *l)
+{
+	size_t n = conf_listener_count(conf);
+
+	if (l->index < n && strcmp(conf_listener_address(conf_listener_at(conf, l->index)),
+				   l->address) == 0)
+		return conf_listener_at(conf, l->index);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(conf_listener_address(conf_listener_at(conf, i)), l->address) == 0)
+			return conf_listener_at(conf, i);
+	return NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* per-IP counting                                                     */
 
@@ -158,7 +178,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 {
 	struct smtp_listener *l = arg;
 	struct smtp_server *srv = l->srv;
-	const struct conf_listener *cl = conf_listener_at(srv->conf, l->index);
+	const struct conf_listener *cl = smtp_listener_conf(srv->conf, l);
 	const char *host = smtp_server_hostname(srv->conf);
 	struct sockaddr_storage peer;
 	int one = 1;

@@ -341,6 +341,8 @@ static void message_complete(struct smtp_session *s)
 	transaction_reset(s);
 	session_set_state(s, S_SPOOL);
 	bufferevent_disable(s->bev, EV_READ);
+	/* No timeout while the spool works: its answer names this session. */
+	bufferevent_set_timeouts(s->bev, NULL, NULL);
 	spool_submit(smtp_server_spool(s->io->srv), msg, s->io->loop, on_spooled, s);
 }
 
@@ -365,9 +367,15 @@ static void on_spooled(void *ctx, int err, struct spool_msg *msg)
 		session_free(s);
 		return;
 	}
+	if (s->io->shutting_down) {
+		/* The grace period may be over: do not wait for the next command. */
+		reply(s, "421 4.3.2 %s Service shutting down", s->hostname);
+		session_close(s);
+		return;
+	}
 	session_set_state(s, S_CMD);
 	set_timeout(s, s->lim.cmd_timeout);
-	bufferevent_enable(s->bev, EV_READ);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	session_process(s);
 }
 
@@ -928,6 +936,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	struct smtp_session *s = arg;
 
 	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->state == S_SPOOL)
+			return;		/* on_spooled re-arms the timeouts */
 		if (s->state == S_CLOSING) {
 			session_free(s);
 			return;
@@ -994,7 +1004,7 @@ void smtp_session_start(void *arg)
 	s->io = io;
 	s->listener = acc->listener;
 	s->conf = acc->conf;
-	s->clistener = conf_listener_at(s->conf, acc->listener->index);
+	s->clistener = smtp_listener_conf(s->conf, acc->listener);
 	s->fd = acc->fd;
 	s->peer = acc->peer;
 	format_sockaddr(&acc->peer, s->peer_ip, sizeof(s->peer_ip), s->peer_str, sizeof(s->peer_str));
