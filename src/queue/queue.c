@@ -940,6 +940,28 @@ static void on_closed(void *ctx, struct smtp_client *c, bool connected, const ch
 /* ------------------------------------------------------------------ */
 /* maintainer                                                          */
 
+/*
+ * dq_expire_held - fail the expired entries of a queue that is not being
+ * delivered (Suspend_Delivery), which would otherwise wait forever: batch
+ * building is where expiry is noticed for moving queues.
+ */
+static void dq_expire_held(struct queue *q, struct dq *dq, int64_t now_s)
+{
+	uint64_t n = dq->nactive;
+
+	while (n-- > 0) {
+		struct qentry *e = active_pop(dq);
+		if (!expired(q, dq, e->m, now_s)) {
+			active_append(dq, e);
+			continue;
+		}
+		struct queue_outcome o = { 0 };
+		o.stage = 21;
+		o.response = "message expired: Message_Expiration reached while delivery was suspended";
+		queue_entry_fail(q, dq, e, &o);
+	}
+}
+
 static void maintain_one(void *ctx, const char *key, void *value)
 {
 	struct dq *dq = value;
@@ -947,6 +969,8 @@ static void maintain_one(void *ctx, const char *key, void *value)
 	int64_t now_s = queue_now_us() / 1000000;
 
 	dq_promote(dq, now_s);
+	if (q->started && conf_get(q->conf, CONF_OPT_SUSPEND_DELIVERY, dq->binding, dq->domain)->u.b)
+		dq_expire_held(q, dq, now_s);
 	dq_kick(q, dq);
 }
 
