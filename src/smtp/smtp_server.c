@@ -98,6 +98,31 @@ const struct conf_listener *smtp_listener_conf(const struct conf *conf,
 	return NULL;
 }
 
+/* smtp_format_sockaddr - "ip" into ip (may be NULL) and "ip:port" into full (may be NULL). */
+void smtp_format_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
+			    char *full, size_t fulllen)
+{
+	char tmp[64];
+	int port = 0;
+
+	if (ip == NULL) {
+		ip = tmp;
+		iplen = sizeof(tmp);
+	}
+	snprintf(ip, iplen, "?");
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		evutil_inet_ntop(AF_INET, &sin->sin_addr, ip, iplen);
+		port = ntohs(sin->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, ip, iplen);
+		port = ntohs(sin6->sin6_port);
+	}
+	if (full)
+		snprintf(full, fulllen, "%s:%d", ip, port);
+}
+
 /* ------------------------------------------------------------------ */
 /* per-IP counting                                                     */
 
@@ -171,8 +196,6 @@ static void refuse(int fd, const char *hostname, const char *why)
 	close(fd);
 }
 
-static void format_addr(const struct sockaddr *sa, char *buf, size_t len);
-
 static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 		      int salen, void *arg)
 {
@@ -194,14 +217,14 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	int64_t max_ip = conf_listener_get(srv->conf, cl, CONF_OPT_MAX_CONNECTIONS_PER_IP)->u.i;
 	if (max_total > 0 && srv->sessions >= (uint64_t)max_total) {
 		char who[64];
-		format_addr(sa, who, sizeof(who));
+		smtp_format_sockaddr(&peer, NULL, 0, who, sizeof(who));
 		log_reject(who, l->address, "", "connect", "421 4.7.0 too many connections");
 		refuse(fd, host, "too many connections");
 		return;
 	}
 	if (max_ip > 0 && ip_get(srv, &peer) >= (uint64_t)max_ip) {
 		char who[64];
-		format_addr(sa, who, sizeof(who));
+		smtp_format_sockaddr(&peer, NULL, 0, who, sizeof(who));
 		log_reject(who, l->address, "", "connect", "421 4.7.0 too many connections from your address");
 		refuse(fd, host, "too many connections from your address");
 		return;
@@ -233,23 +256,6 @@ static void on_accept_error(struct evconnlistener *evl, void *arg)
 	 * say so once per occurrence.
 	 */
 	log_panic("listener address=%s accept error=\"%s\"", l->address, strerror(e));
-}
-
-static void format_addr(const struct sockaddr *sa, char *buf, size_t len)
-{
-	char host[64] = "?";
-	int port = 0;
-
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-		evutil_inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		port = ntohs(sin->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		port = ntohs(sin6->sin6_port);
-	}
-	snprintf(buf, len, "%s:%d", host, port);
 }
 
 /* ------------------------------------------------------------------ */

@@ -56,6 +56,8 @@ struct spool *smtp_server_spool(struct smtp_server *srv);
 void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_storage *peer);
 void smtp_server_deliver(struct smtp_server *srv, struct spool_msg *msg);
 const char *smtp_server_hostname(const struct conf *conf);
+void smtp_format_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
+			  char *full, size_t fulllen);
 const struct conf_listener *smtp_listener_conf(const struct conf *conf,
 					       const struct smtp_listener *l);
 

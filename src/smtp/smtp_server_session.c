@@ -206,25 +206,6 @@ static void set_timeout(struct smtp_session *s, int64_t seconds)
 		bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
 
-static void format_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
-			    char *full, size_t fulllen)
-{
-	int port = 0;
-
-	snprintf(ip, iplen, "?");
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-		evutil_inet_ntop(AF_INET, &sin->sin_addr, ip, iplen);
-		port = ntohs(sin->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, ip, iplen);
-		port = ntohs(sin6->sin6_port);
-	}
-	if (full)
-		snprintf(full, fulllen, "%s:%d", ip, port);
-}
-
 /* transaction_reset - forget MAIL, RCPTs and any message data. */
 static void transaction_reset(struct smtp_session *s)
 {
@@ -269,22 +250,15 @@ static void start_body(struct smtp_session *s)
 	s->header_len = b->len;
 }
 
-/* has_message_id - whether the header section holds a Message-ID field. */
+/* has_message_id - whether the client's header section holds a Message-ID field. */
 static bool has_message_id(const char *p, size_t len)
 {
-	size_t i = 0;
+	size_t hdrs = rfc5322_header_end(p, len), pos = 0;
+	struct rfc5322_field f;
 
-	while (i < len) {
-		const char *eol = memchr(p + i, '\n', len - i);
-		size_t linelen = eol ? (size_t)(eol - (p + i)) : len - i;
-		if (linelen == 0 || (linelen == 1 && p[i] == '\r'))
-			return false;	/* end of headers */
-		if (linelen >= 11 && strncasecmp(p + i, "Message-ID:", 11) == 0)
+	while (rfc5322_field_next(p, hdrs, &pos, &f))
+		if (f.name_len == 10 && strncasecmp(f.name, "Message-ID", 10) == 0)
 			return true;
-		if (eol == NULL)
-			break;
-		i += linelen + 1;
-	}
 	return false;
 }
 
@@ -1007,11 +981,8 @@ void smtp_session_start(void *arg)
 	s->clistener = smtp_listener_conf(s->conf, acc->listener);
 	s->fd = acc->fd;
 	s->peer = acc->peer;
-	format_sockaddr(&acc->peer, s->peer_ip, sizeof(s->peer_ip), s->peer_str, sizeof(s->peer_str));
-	{
-		char ip[64];
-		format_sockaddr(&acc->local, ip, sizeof(ip), s->local_str, sizeof(s->local_str));
-	}
+	smtp_format_sockaddr(&acc->peer, s->peer_ip, sizeof(s->peer_ip), s->peer_str, sizeof(s->peer_str));
+	smtp_format_sockaddr(&acc->local, NULL, 0, s->local_str, sizeof(s->local_str));
 	s->conn = id_next();
 	id_format(s->conn, s->conn_id);
 	s->hostname = smtp_server_hostname(s->conf);
