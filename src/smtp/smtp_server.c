@@ -119,8 +119,9 @@ void smtp_format_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t ip
 		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, ip, iplen);
 		port = ntohs(sin6->sin6_port);
 	}
-	if (full)
-		snprintf(full, fulllen, "%s:%d", ip, port);
+	/* An IPv6 text and a port always fit callers' 80 bytes; cut if not. */
+	if (full && snprintf(full, fulllen, "%s:%d", ip, port) >= (int)fulllen)
+		full[fulllen - 1] = '\0';
 }
 
 /* ------------------------------------------------------------------ */
