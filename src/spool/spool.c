@@ -55,6 +55,8 @@
 #define RETRY_SECONDS 1			/* retry kept state records after a failed batch */
 #define LOCK_NAME "lock"
 
+#define REPORT(sp, ...) SPOOL_REPORT(sp, __VA_ARGS__)
+
 /* One record on its way to disk. Built by the submitter, owned by the spool thread. */
 struct spool_req {
 	struct spool_req *next;
@@ -71,52 +73,16 @@ struct spool_req {
 	impetus_id id;
 	uint32_t rcpt_index;
 	uint8_t state;
+	uint32_t retries;		/* RCPT_RETRY */
+	int64_t next_attempt;		/* RCPT_RETRY */
 };
 
-/* A live message in the index: which segment holds it, who is still queued. */
-struct live {
-	uint64_t seg;
-	uint32_t nrcpt;
-	uint32_t nqueued;
-	uint8_t states[];	/* enum spool_rcpt_state per recipient */
-};
-
-struct spool {
-	char *dir;
-	int dirfd;
-	int lockfd;
-	struct spool_options opts;
-	struct loop *loop;
-	struct event *retry_ev;
-	bool started;
-
-	/* spool thread (main thread before start and after stop) */
-	struct spool_seg *segs;		/* sorted by seq; the last is open for writing */
-	size_t nsegs, capsegs;
-	int cur_fd;			/* write fd of segs[nsegs - 1], or -1 */
-	bool cur_broken;		/* cutting back failed: start a new segment first */
-	uint64_t next_seq;
-	struct spool_req *pend, **pend_tail;
-	size_t pend_count;
-	uint64_t pend_bytes;
-	struct spool_idmap live;	/* id -> struct live */
-	struct iovec *iov;
-	size_t iovcap;
-
-	struct spool_reader reader;	/* body reads, any thread */
-
-	_Atomic uint64_t st_segments, st_live, st_bytes, st_batches, st_records, st_write_errors;
-};
-
-#define REPORT(sp, ...) spool_reportf((sp)->opts.report, (sp)->opts.report_ctx, __VA_ARGS__)
-
-/* stat_set, stat_add - counters read by spool_get_stats on any thread. */
-static void stat_set(_Atomic uint64_t *a, uint64_t v)
+void spool_stat_set(_Atomic uint64_t *a, uint64_t v)
 {
 	atomic_store_explicit(a, v, memory_order_relaxed);
 }
 
-static void stat_add(_Atomic uint64_t *a, uint64_t v)
+void spool_stat_add(_Atomic uint64_t *a, uint64_t v)
 {
 	atomic_fetch_add_explicit(a, v, memory_order_relaxed);
 }
@@ -129,8 +95,7 @@ static struct spool_seg *cur_seg(struct spool *sp)
 	return &sp->segs[sp->nsegs - 1];
 }
 
-/* seg_find - the segment with sequence number seq, or NULL once removed. */
-static struct spool_seg *seg_find(struct spool *sp, uint64_t seq)
+struct spool_seg *spool_seg_find(struct spool *sp, uint64_t seq)
 {
 	size_t lo = 0, hi = sp->nsegs;
 
@@ -211,8 +176,8 @@ static int seg_create(struct spool *sp)
 		close(sp->cur_fd);
 	sp->cur_fd = fd;
 	sp->cur_broken = false;
-	stat_add(&sp->st_segments, 1);
-	stat_add(&sp->st_bytes, SPOOL_SEG_HDR_SIZE);
+	spool_stat_add(&sp->st_segments, 1);
+	spool_stat_add(&sp->st_bytes, SPOOL_SEG_HDR_SIZE);
 	return 0;
 }
 
@@ -227,7 +192,7 @@ static int seg_create(struct spool *sp)
  */
 static void reclaim(struct spool *sp)
 {
-	while (sp->nsegs > 1 && sp->segs[0].live == 0) {
+	while (sp->nsegs > 1 && sp->segs[0].live == 0 && sp->segs[0].pins == 0) {
 		struct spool_seg *s = &sp->segs[0];
 		char name[SPOOL_SEG_NAME_SIZE], kept[SPOOL_SEG_NAME_SIZE + 16];
 		int rc;
@@ -251,8 +216,8 @@ static void reclaim(struct spool *sp)
 		if (rc < 0)
 			REPORT(sp, "spool: fsync of directory %s: %s", sp->dir, strerror(-rc));
 		spool_reader_forget(&sp->reader, s->seq);
-		stat_add(&sp->st_segments, (uint64_t)-1);
-		stat_add(&sp->st_bytes, (uint64_t)0 - s->size);
+		spool_stat_add(&sp->st_segments, (uint64_t)-1);
+		spool_stat_add(&sp->st_bytes, (uint64_t)0 - s->size);
 		memmove(&sp->segs[0], &sp->segs[1], (sp->nsegs - 1) * sizeof(*sp->segs));
 		sp->nsegs--;
 	}
@@ -260,42 +225,62 @@ static void reclaim(struct spool *sp)
 
 /* ==================== live index ==================== */
 
+/* seg_live - count a message record in (n = 1) or out of (n = -1) segment seq. */
+static void seg_live(struct spool *sp, uint64_t seq, int n, uint64_t bytes)
+{
+	struct spool_seg *s = spool_seg_find(sp, seq);
+
+	if (s == NULL)
+		return;
+	if (n > 0) {
+		s->live++;
+		s->live_bytes += bytes;
+		spool_stat_add(&sp->st_live_bytes, bytes);
+	} else if (s->live) {
+		s->live--;
+		s->live_bytes -= bytes <= s->live_bytes ? bytes : s->live_bytes;
+		spool_stat_add(&sp->st_live_bytes, (uint64_t)0 - bytes);
+	}
+}
+
 /* live_forget - a message is finished: drop it and its segment's live count. */
 static void live_forget(struct spool *sp, impetus_id id)
 {
 	struct live *l = spool_idmap_del(&sp->live, id);
 
 	if (l) {
-		struct spool_seg *s = seg_find(sp, l->seg);
-
-		if (s && s->live)
-			s->live--;
+		seg_live(sp, l->loc.segment, -1, live_rec_len(l));
 		free(l);
 	}
 }
 
-/* live_add - index a durable message; those with nothing queued are born dead. */
-static void live_add(struct spool *sp, const struct spool_msg *msg, uint64_t seg)
+/*
+ * live_add - index a message whose record at rec_off is durable (or was
+ * recovered), with its recipients' states, retries and next attempts;
+ * those with nothing queued are born dead.
+ */
+static void live_add(struct spool *sp, const struct spool_msg *msg, uint64_t rec_off)
 {
 	struct live *l;
 	uint32_t nq = 0;
-	struct spool_seg *s;
 
 	for (size_t i = 0; i < msg->nrcpt; i++)
 		nq += msg->rcpts[i].state == SPOOL_RCPT_QUEUED;
 	live_forget(sp, msg->id);	/* a second copy of an id replaces the first */
 	if (nq == 0)
 		return;
-	l = xmalloc(sizeof(*l) + msg->nrcpt);
-	l->seg = seg;
+	l = xmalloc(sizeof(*l) + msg->nrcpt * sizeof(l->rcpts[0]));
+	l->loc = msg->loc;
+	l->rec_off = rec_off;
 	l->nrcpt = (uint32_t)msg->nrcpt;
 	l->nqueued = nq;
-	for (size_t i = 0; i < msg->nrcpt; i++)
-		l->states[i] = msg->rcpts[i].state;
+	for (size_t i = 0; i < msg->nrcpt; i++) {
+		l->rcpts[i].state = msg->rcpts[i].state;
+		l->rcpts[i].retries = msg->rcpts[i].retries;
+		l->rcpts[i].next_attempt = msg->rcpts[i].next_attempt;
+	}
 	spool_idmap_put(&sp->live, msg->id, l);
-	s = seg_find(sp, seg);
-	if (s)
-		s->live++;
+	seg_live(sp, l->loc.segment, 1, live_rec_len(l));
 }
 
 /* live_rcpt_state - a recipient's durable outcome; the last final one ends the message. */
@@ -305,13 +290,25 @@ static void live_rcpt_state(struct spool *sp, impetus_id id, uint32_t idx, uint8
 
 	if (l == NULL || idx >= l->nrcpt)
 		return;
-	if (l->states[idx] == SPOOL_RCPT_QUEUED && state != SPOOL_RCPT_QUEUED)
+	if (l->rcpts[idx].state == SPOOL_RCPT_QUEUED && state != SPOOL_RCPT_QUEUED)
 		l->nqueued--;
-	else if (l->states[idx] != SPOOL_RCPT_QUEUED && state == SPOOL_RCPT_QUEUED)
+	else if (l->rcpts[idx].state != SPOOL_RCPT_QUEUED && state == SPOOL_RCPT_QUEUED)
 		l->nqueued++;
-	l->states[idx] = state;
+	l->rcpts[idx].state = state;
 	if (l->nqueued == 0)
 		live_forget(sp, id);
+}
+
+/* live_rcpt_retry - a recipient's durable retry schedule (a relocated copy carries it). */
+static void live_rcpt_retry(struct spool *sp, impetus_id id, uint32_t idx, uint32_t retries,
+			    int64_t next_attempt)
+{
+	struct live *l = spool_idmap_get(&sp->live, id);
+
+	if (l == NULL || idx >= l->nrcpt)
+		return;
+	l->rcpts[idx].retries = retries;
+	l->rcpts[idx].next_attempt = next_attempt;
 }
 
 /* ==================== group commit ==================== */
@@ -394,7 +391,7 @@ static void batch_failed(struct spool *sp, struct spool_req *batch, int rc, uint
 	struct spool_req *req, *next;
 	size_t nmsg = 0, nkept = 0;
 
-	stat_add(&sp->st_write_errors, 1);
+	spool_stat_add(&sp->st_write_errors, 1);
 	spool_seg_name(seg->seq, name);
 	if (ftruncate(sp->cur_fd, (off_t)durable) < 0) {
 		REPORT(sp, "spool: segment=%s/%s cannot cut back to offset=%" PRIu64
@@ -440,7 +437,7 @@ static void commit(struct spool *sp)
 	size_t niov = 0, nrec = sp->pend_count;
 	int rc;
 
-	if (batch == NULL)
+	if (batch == NULL && !spool_compact_due(sp))
 		return;
 	sp->pend = NULL;
 	sp->pend_tail = &sp->pend;
@@ -452,7 +449,7 @@ static void commit(struct spool *sp)
 		if (rc < 0) {
 			REPORT(sp, "spool: cannot start a new segment in %s: %s", sp->dir,
 			       strerror(-rc));
-			stat_add(&sp->st_write_errors, 1);
+			spool_stat_add(&sp->st_write_errors, 1);
 			for (req = batch; req; req = next) {
 				next = req->next;
 				if (req->type == SPOOL_REC_MESSAGE) {
@@ -475,6 +472,12 @@ static void commit(struct spool *sp)
 	}
 	seg = cur_seg(sp);
 	start = off = seg->size;
+	/* Relocated copies first: the batch's state records then apply to them. */
+	rc = spool_compact_write(sp, &off);
+	if (rc < 0) {
+		batch_failed(sp, batch, rc, start);
+		return;
+	}
 	for (req = batch; req; req = req->next) {
 		req->at = off;
 		iov_push(sp, &niov, req->rec.s, req->rec.len);
@@ -488,10 +491,12 @@ static void commit(struct spool *sp)
 	if (rc == 0 && !sp->opts.no_sync && fdatasync(sp->cur_fd) < 0)
 		rc = -errno;
 	if (rc < 0) {
+		spool_compact_abort(sp);
 		batch_failed(sp, batch, rc, start);
 		return;
 	}
 	seg->size = off;
+	spool_compact_applied(sp);
 
 	/*
 	 * Durable: now, and only now, the index changes and the answers go
@@ -504,20 +509,24 @@ static void commit(struct spool *sp)
 			req->msg->loc.segment = seg->seq;
 			req->msg->loc.offset = req->at + req->body_off;
 			req->msg->loc.length = req->msg->body.len;
-			live_add(sp, req->msg, seg->seq);
+			live_add(sp, req->msg, req->at);
 			break;
 		case SPOOL_REC_RCPT_STATE:
 			live_rcpt_state(sp, req->id, req->rcpt_index, req->state);
+			break;
+		case SPOOL_REC_RCPT_RETRY:
+			live_rcpt_retry(sp, req->id, req->rcpt_index, req->retries,
+					req->next_attempt);
 			break;
 		case SPOOL_REC_MESSAGE_DONE:
 			live_forget(sp, req->id);
 			break;
 		}
 	}
-	stat_set(&sp->st_live, sp->live.count);
-	stat_add(&sp->st_bytes, off - start);
-	stat_add(&sp->st_records, nrec);
-	stat_add(&sp->st_batches, 1);
+	spool_stat_set(&sp->st_live, sp->live.count);
+	spool_stat_add(&sp->st_bytes, off - start);
+	spool_stat_add(&sp->st_records, nrec);
+	spool_stat_add(&sp->st_batches, 1);
 	for (req = batch; req; req = next) {
 		next = req->next;
 		if (req->type == SPOOL_REC_MESSAGE) {
@@ -536,6 +545,17 @@ static void commit(struct spool *sp)
 			       " segment=%" PRIu64, sp->dir, strerror(-rc), cur_seg(sp)->seq);
 	}
 	reclaim(sp);
+	spool_compact_plan(sp);
+}
+
+void spool_commit_now(struct spool *sp)
+{
+	if (sp->pend || spool_compact_due(sp)) {
+		commit(sp);
+		return;
+	}
+	reclaim(sp);
+	spool_compact_plan(sp);
 }
 
 /* on_drain - the loop ran every post it had: commit them as one batch. */
@@ -619,6 +639,8 @@ void spool_rcpt_retry(struct spool *sp, impetus_id id, uint32_t rcpt_index,
 	req->type = SPOOL_REC_RCPT_RETRY;
 	req->id = id;
 	req->rcpt_index = rcpt_index;
+	req->retries = retries;
+	req->next_attempt = next_attempt;
 	str_init(&req->rec);
 	spool_rec_encode_rcpt_retry(&req->rec, id, rcpt_index, retries, next_attempt);
 	post_req(sp, req);
@@ -650,6 +672,11 @@ void spool_get_stats(struct spool *sp, struct spool_stats *out)
 	out->batches = atomic_load_explicit(&sp->st_batches, memory_order_relaxed);
 	out->records = atomic_load_explicit(&sp->st_records, memory_order_relaxed);
 	out->write_errors = atomic_load_explicit(&sp->st_write_errors, memory_order_relaxed);
+	out->live_bytes = atomic_load_explicit(&sp->st_live_bytes, memory_order_relaxed);
+	out->compacted_segments = atomic_load_explicit(&sp->st_compacted_segments,
+						       memory_order_relaxed);
+	out->moved_messages = atomic_load_explicit(&sp->st_moved_messages, memory_order_relaxed);
+	out->moved_bytes = atomic_load_explicit(&sp->st_moved_bytes, memory_order_relaxed);
 }
 
 /* ==================== open, start, stop ==================== */
@@ -663,6 +690,7 @@ static void spool_free(struct spool *sp)
 		if (sp->live.slots[i].key)
 			free(sp->live.slots[i].val);
 	spool_idmap_free(&sp->live);
+	spool_compact_fini(sp);
 	for (req = sp->pend; req; req = next) {
 		next = req->next;
 		req_free(req);
@@ -731,20 +759,11 @@ struct open_ctx {
 };
 
 /* on_recovered - index a live message, then hand it to the caller. */
-static void on_recovered(void *arg, struct spool_msg *msg, bool done)
+static void on_recovered(void *arg, struct spool_msg *msg, bool done, uint64_t rec_off)
 {
 	struct open_ctx *oc = arg;
-	struct spool *sp = oc->sp;
-	struct live *l = xmalloc(sizeof(*l) + msg->nrcpt);
 
-	l->seg = msg->loc.segment;
-	l->nrcpt = (uint32_t)msg->nrcpt;
-	l->nqueued = 0;
-	for (size_t i = 0; i < msg->nrcpt; i++) {
-		l->states[i] = msg->rcpts[i].state;
-		l->nqueued += msg->rcpts[i].state == SPOOL_RCPT_QUEUED;
-	}
-	free(spool_idmap_put(&sp->live, msg->id, l));
+	live_add(oc->sp, msg, rec_off);
 	if (oc->fn)
 		oc->fn(oc->ctx, msg);
 	else
@@ -768,6 +787,7 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 		sp->opts.segment_size = DEFAULT_SEGMENT_SIZE;
 	sp->pend_tail = &sp->pend;
 	spool_idmap_init(&sp->live);
+	spool_compact_init(sp);
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		str_appendf(err, "cannot create spool directory %s: %s", dir, strerror(errno));
@@ -789,11 +809,20 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 	if (rc < 0)
 		goto fail;
 	sp->capsegs = sp->nsegs;
-	for (size_t i = 0; i < sp->nsegs; i++)
+	/* The index was built before the segment list existed: count per segment now. */
+	for (size_t i = 0; i < sp->nsegs; i++) {
 		bytes += sp->segs[i].size;
-	stat_set(&sp->st_segments, sp->nsegs);
-	stat_set(&sp->st_bytes, bytes);
-	stat_set(&sp->st_live, sp->live.count);
+		sp->segs[i].live = sp->segs[i].live_bytes = 0;
+	}
+	for (size_t i = 0; i < sp->live.cap; i++)
+		if (sp->live.slots[i].key) {
+			struct live *l = sp->live.slots[i].val;
+
+			seg_live(sp, l->loc.segment, 1, live_rec_len(l));
+		}
+	spool_stat_set(&sp->st_segments, sp->nsegs);
+	spool_stat_set(&sp->st_bytes, bytes);
+	spool_stat_set(&sp->st_live, sp->live.count);
 
 	/* Never append to a recovered segment: a fresh one keeps recovery simple. */
 	sp->next_seq = max_seq + 1;
@@ -807,16 +836,25 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 	sp->loop = loop_new("spool");
 	loop_set_drain_hook(sp->loop, on_drain, sp);
 	sp->retry_ev = evtimer_new(loop_base(sp->loop), on_retry, sp);
+	spool_compact_start(sp);
 	return sp;
 fail:
 	spool_free(sp);
 	return NULL;
 }
 
+/* on_started - first turn of the spool thread: look for compaction work. */
+static void on_started(void *arg)
+{
+	spool_compact_plan(arg);
+}
+
 int spool_start(struct spool *sp)
 {
-	int rc = loop_start(sp->loop);
+	int rc;
 
+	loop_post(sp->loop, on_started, sp);
+	rc = loop_start(sp->loop);
 	if (rc == 0)
 		sp->started = true;
 	return rc;
@@ -832,6 +870,7 @@ void spool_stop(struct spool *sp)
 		loop_join(sp->loop);
 		sp->started = false;
 	}
+	sp->stopping = true;	/* the last commit below moves nothing */
 	/*
 	 * Now on this thread: whatever is still pending (never started, or
 	 * state records kept after a failure) gets one last try.
@@ -860,7 +899,7 @@ struct scan_ctx {
 };
 
 /* on_scanned - spool_scan hands every message to its caller. */
-static void on_scanned(void *arg, struct spool_msg *msg, bool done)
+static void on_scanned(void *arg, struct spool_msg *msg, bool done, uint64_t rec_off)
 {
 	struct scan_ctx *sc = arg;
 

@@ -105,11 +105,31 @@ typedef void (*spool_done_fn)(void *ctx, int err, struct spool_msg *msg);
  */
 typedef void (*spool_report_fn)(void *ctx, const char *line);
 
+/*
+ * spool_moved_fn - compaction copied message id to a new place and that
+ * copy is durable: loc is where its body is now. Runs on moved_loop (the
+ * thread that owns the holders of spool_locs). The old location stays
+ * readable until the owner calls spool_moved_ack(id): the owner acks once
+ * nothing it handed out still reads the old location (a delivery in
+ * flight), or right away when it does not know the id.
+ */
+typedef void (*spool_moved_fn)(void *ctx, impetus_id id, const struct spool_loc *loc);
+
 struct spool_options {
 	uint64_t segment_size;	/* start a new segment past this many bytes (default 64 MiB) */
 	bool no_sync;		/* benchmarks only: skip fdatasync (never in production) */
 	spool_report_fn report;	/* NULL: write the lines to stderr */
 	void *report_ctx;
+	/*
+	 * Compaction (docs/spool.md): 0 = off. Otherwise the oldest segment
+	 * with live messages is compacted when its live bytes (with those of
+	 * the segments up to some later one) are at most this percentage of
+	 * the bytes that moving them frees.
+	 */
+	uint32_t compact_threshold;
+	spool_moved_fn moved;	/* NULL: nobody holds locations; moves need no ack */
+	struct loop *moved_loop;
+	void *moved_ctx;
 };
 
 /* spool_recover_fn - called once per live message found by recovery. */
@@ -155,6 +175,12 @@ void spool_rcpt_retry(struct spool *sp, impetus_id id, uint32_t rcpt_index,
 void spool_message_done(struct spool *sp, impetus_id id);
 
 /*
+ * spool_moved_ack - the owner no longer reads the old location of a
+ * message it was told had moved (spool_moved_fn). Any thread.
+ */
+void spool_moved_ack(struct spool *sp, impetus_id id);
+
+/*
  * spool_read_body - read a durable message's bytes into out (appended).
  * Any thread; uses pread on the segment file. Returns 0 or -errno.
  */
@@ -168,6 +194,10 @@ struct spool_stats {
 	uint64_t batches;	/* group commits done */
 	uint64_t records;	/* records written */
 	uint64_t write_errors;
+	uint64_t live_bytes;		/* bytes of the live messages' records */
+	uint64_t compacted_segments;	/* segments emptied by compaction */
+	uint64_t moved_messages;	/* records relocated by compaction */
+	uint64_t moved_bytes;
 };
 void spool_get_stats(struct spool *sp, struct spool_stats *out);
 

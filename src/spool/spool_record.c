@@ -192,12 +192,12 @@ static void put_optstr(struct str *out, const char *s)
 }
 
 /* rec_begin - append a record header with length and crc left zero; returns its offset. */
-static size_t rec_begin(struct str *out, uint8_t type)
+static size_t rec_begin(struct str *out, uint8_t type, uint8_t flags)
 {
 	size_t start = out->len;
 	uint8_t h[SPOOL_REC_HDR_SIZE] = {
 		SPOOL_REC_MAGIC0, SPOOL_REC_MAGIC1, SPOOL_REC_MAGIC2, SPOOL_REC_MAGIC3,
-		type, 0, 0, 0,
+		type, flags, 0, 0,
 	};
 
 	str_append(out, h, sizeof(h));
@@ -222,12 +222,18 @@ static void rec_seal(struct str *out, size_t start, const void *extra, size_t n)
 	store_le32(h + 12, crc);
 }
 
-size_t spool_rec_encode_message(struct str *out, const struct spool_msg *msg)
+/*
+ * encode_envelope - a MESSAGE record's header and envelope for a body of
+ * body_len bytes; returns the record start, or SIZE_MAX when too large
+ * (out unchanged then). Length and CRC are left for the caller.
+ */
+static size_t encode_envelope(struct str *out, const struct spool_msg *msg, uint8_t rflags,
+			      uint64_t body_len)
 {
 	size_t start, envlen_at, envlen;
 	uint8_t flags = msg->smtputf8 ? MSG_FLAG_SMTPUTF8 : 0;
 
-	start = rec_begin(out, SPOOL_REC_MESSAGE);
+	start = rec_begin(out, SPOOL_REC_MESSAGE, rflags);
 	envlen_at = out->len;
 	put_u32(out, 0);
 	put_u64(out, msg->id);
@@ -254,19 +260,59 @@ size_t spool_rec_encode_message(struct str *out, const struct spool_msg *msg)
 		put_u64(out, (uint64_t)r->next_attempt);
 	}
 	envlen = out->len - envlen_at - 4;
-	if (envlen + 4 + msg->body.len > SPOOL_REC_MAX_PAYLOAD || msg->nrcpt > UINT32_MAX) {
+	if (envlen + 4 + body_len > SPOOL_REC_MAX_PAYLOAD || msg->nrcpt > UINT32_MAX) {
 		str_truncate(out, start);
-		return 0;
+		return SIZE_MAX;
 	}
 	store_le32((uint8_t *)out->s + envlen_at, (uint32_t)envlen);
+	return start;
+}
+
+size_t spool_rec_encode_message(struct str *out, const struct spool_msg *msg)
+{
+	size_t start = encode_envelope(out, msg, 0, msg->body.len);
+
+	if (start == SIZE_MAX)
+		return 0;
 	rec_seal(out, start, msg->body.s, msg->body.len);
 	return out->len - start;
+}
+
+size_t spool_rec_encode_relocated(struct str *out, const struct spool_msg *msg,
+				  uint64_t body_len, uint32_t *crc)
+{
+	size_t start = encode_envelope(out, msg, SPOOL_REC_FLAG_RELOCATED, body_len);
+	uint8_t *h;
+	size_t inline_len;
+
+	if (start == SIZE_MAX)
+		return 0;
+	h = (uint8_t *)out->s + start;
+	inline_len = out->len - start - SPOOL_REC_HDR_SIZE;
+	store_le32(h + 8, (uint32_t)(inline_len + body_len));
+	*crc = crc32c(crc32c(0, h, 12), h + SPOOL_REC_HDR_SIZE, inline_len);
+	return out->len - start;
+}
+
+void spool_rec_store_crc(void *rec, uint32_t crc)
+{
+	store_le32((uint8_t *)rec + 12, crc);
+}
+
+uint32_t spool_rec_header_crc(const void *rec)
+{
+	return load_le32((const uint8_t *)rec + 12);
+}
+
+uint32_t spool_rec_header_len(const void *rec)
+{
+	return load_le32((const uint8_t *)rec + 8);
 }
 
 void spool_rec_encode_rcpt_state(struct str *out, impetus_id id, uint32_t rcpt_index,
 				 uint8_t state)
 {
-	size_t start = rec_begin(out, SPOOL_REC_RCPT_STATE);
+	size_t start = rec_begin(out, SPOOL_REC_RCPT_STATE, 0);
 
 	put_u64(out, id);
 	put_u32(out, rcpt_index);
@@ -277,7 +323,7 @@ void spool_rec_encode_rcpt_state(struct str *out, impetus_id id, uint32_t rcpt_i
 void spool_rec_encode_rcpt_retry(struct str *out, impetus_id id, uint32_t rcpt_index,
 				 uint32_t retries, int64_t next_attempt)
 {
-	size_t start = rec_begin(out, SPOOL_REC_RCPT_RETRY);
+	size_t start = rec_begin(out, SPOOL_REC_RCPT_RETRY, 0);
 
 	put_u64(out, id);
 	put_u32(out, rcpt_index);
@@ -288,7 +334,7 @@ void spool_rec_encode_rcpt_retry(struct str *out, impetus_id id, uint32_t rcpt_i
 
 void spool_rec_encode_done(struct str *out, impetus_id id)
 {
-	size_t start = rec_begin(out, SPOOL_REC_MESSAGE_DONE);
+	size_t start = rec_begin(out, SPOOL_REC_MESSAGE_DONE, 0);
 
 	put_u64(out, id);
 	rec_seal(out, start, NULL, 0);
@@ -568,7 +614,8 @@ long long spool_rec_decode(const void *buf, size_t n, bool with_msg, struct spoo
 		*why = "unknown record type";
 		return SPOOL_REC_BAD;
 	}
-	if (p[5] != 0 || p[6] != 0 || p[7] != 0) {
+	if ((p[5] & ~SPOOL_REC_FLAG_RELOCATED) != 0 || p[6] != 0 || p[7] != 0 ||
+	    (p[5] != 0 && p[4] != SPOOL_REC_MESSAGE)) {
 		*why = "unknown record flags";
 		return SPOOL_REC_BAD;
 	}
@@ -590,6 +637,7 @@ long long spool_rec_decode(const void *buf, size_t n, bool with_msg, struct spoo
 	}
 	if (spool_rec_decode_payload(p[4], p + SPOOL_REC_HDR_SIZE, len, with_msg, out, why) < 0)
 		return SPOOL_REC_BAD;
+	out->flags = p[5];
 	if (out->type == SPOOL_REC_MESSAGE)
 		out->body_offset += SPOOL_REC_HDR_SIZE;
 	return (long long)SPOOL_REC_HDR_SIZE + len;

@@ -58,6 +58,14 @@ int spool_seg_check_header(const uint8_t *p, size_t n, uint64_t *seq,
 /* Largest payload accepted; bounds a message body at just under 2 GiB. */
 #define SPOOL_REC_MAX_PAYLOAD 0x7fffffffu
 
+/*
+ * Record header flag (byte 5). RELOCATED marks a MESSAGE record that
+ * compaction copied from an older segment (docs/spool.md, "Compaction"):
+ * recovery lets it replace the earlier copy without reporting a duplicate.
+ * Any other bit, or this one on another type, is invalid.
+ */
+#define SPOOL_REC_FLAG_RELOCATED 0x01u
+
 enum spool_rec_type {
 	SPOOL_REC_MESSAGE = 1,
 	SPOOL_REC_RCPT_STATE = 2,
@@ -68,6 +76,7 @@ enum spool_rec_type {
 /* A decoded record. For MESSAGE, msg is allocated and owned by the caller. */
 struct spool_rec {
 	uint8_t type;			/* enum spool_rec_type */
+	uint8_t flags;			/* SPOOL_REC_FLAG_* (header byte 5) */
 	impetus_id id;
 	uint32_t rcpt_index;		/* RCPT_STATE, RCPT_RETRY */
 	uint8_t state;			/* RCPT_STATE */
@@ -88,6 +97,23 @@ const char *spool_rec_type_name(unsigned type);
  * to encode (out is unchanged then).
  */
 size_t spool_rec_encode_message(struct str *out, const struct spool_msg *msg);
+/*
+ * spool_rec_encode_relocated - append the header and envelope of a
+ * RELOCATED MESSAGE record whose body (body_len bytes) the caller copies
+ * from the old record. The CRC field is left 0: *crc is the CRC32C over
+ * the header's first 12 bytes and the envelope, which the caller extends
+ * over the body bytes and stores with spool_rec_store_crc. Returns the
+ * body offset from the record start, or 0 when too large (out unchanged).
+ */
+size_t spool_rec_encode_relocated(struct str *out, const struct spool_msg *msg,
+				  uint64_t body_len, uint32_t *crc);
+/* spool_rec_store_crc - set the CRC field of the record header at rec. */
+void spool_rec_store_crc(void *rec, uint32_t crc);
+/* spool_rec_header_crc - the CRC field of the record header at rec. */
+uint32_t spool_rec_header_crc(const void *rec);
+/* spool_rec_header_len - the payload length field of the record header at rec. */
+uint32_t spool_rec_header_len(const void *rec);
+
 void spool_rec_encode_rcpt_state(struct str *out, impetus_id id, uint32_t rcpt_index,
 				 uint8_t state);
 void spool_rec_encode_rcpt_retry(struct str *out, impetus_id id, uint32_t rcpt_index,

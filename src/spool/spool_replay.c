@@ -129,6 +129,7 @@ static const uint8_t *rd_get(struct reader *r, uint64_t off, size_t n)
 /* One message being rebuilt; msg is NULL once it is known done and freed. */
 struct rmsg {
 	struct spool_msg *msg;
+	uint64_t rec_off;	/* start of its last MESSAGE record */
 	bool done;
 	struct rmsg *next;
 };
@@ -159,17 +160,36 @@ static void apply(struct replay *rp, struct spool_seg *seg, const char *name, ui
 		msg->loc.segment = seg->seq;
 		msg->loc.offset = off + rec->body_offset;
 		msg->loc.length = rec->body_length;
+		if (m && (rec->flags & SPOOL_REC_FLAG_RELOCATED)) {
+			/*
+			 * Compaction's copy: it carries every state that was
+			 * durable when it was written, and the state records
+			 * after it apply to it. A copy is only ever made of a
+			 * live message, so one met after the message finished
+			 * is older news than the finish: keep it finished.
+			 */
+			if (m->msg == NULL || m->done) {
+				spool_msg_free(msg);
+				return;
+			}
+			spool_msg_free(m->msg);
+			m->msg = msg;
+			m->rec_off = off;
+			return;
+		}
 		if (m) {
 			REPORT(rp, "spool: %s duplicate message record segment=%s offset=%" PRIu64
 			       " (the later copy replaces the earlier)",
 			       id_format(rec->id, idbuf), name, off);
 			spool_msg_free(m->msg);
 			m->msg = msg;
+			m->rec_off = off;
 			m->done = false;
 			return;
 		}
 		m = XNEW(struct rmsg);
 		m->msg = msg;
+		m->rec_off = off;
 		*rp->tail = m;
 		rp->tail = &m->next;
 		spool_idmap_put(&rp->map, rec->id, m);
@@ -547,7 +567,7 @@ int spool_replay(int dirfd, const char *dir, const struct spool_replay_opts *o,
 					s->live++;
 			}
 			if (!done || o->include_done)
-				fn(ctx, m->msg, done);
+				fn(ctx, m->msg, done, m->rec_off);
 			else
 				spool_msg_free(m->msg);
 		}
