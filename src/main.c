@@ -52,6 +52,7 @@ struct daemon {
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_timer, *heartbeat_timer;
 	bool stopping;
+	bool spool_stopped;		/* spool_stop ran: late moved notices are dropped */
 };
 
 static void usage(FILE *f)
@@ -83,6 +84,19 @@ static void on_recovered(void *ctx, struct spool_msg *msg)
 	struct daemon *d = ctx;
 
 	queue_recovered(d->queue, msg);
+}
+
+/*
+ * on_spool_moved - compaction relocated a message (scheduler thread): the
+ * queue's entries follow. After spool_stop the spool is gone and the next
+ * start recovers the copy anyway.
+ */
+static void on_spool_moved(void *ctx, impetus_id id, const struct spool_loc *loc)
+{
+	struct daemon *d = ctx;
+
+	if (!d->spool_stopped)
+		queue_moved(d->queue, id, loc);
 }
 
 /* on_spool_report - damage found by recovery, write errors: to the paniclog. */
@@ -300,6 +314,11 @@ int main(int argc, char **argv)
 	}
 	struct spool_options so = { 0 };
 	so.report = on_spool_report;
+	so.segment_size = (uint64_t)conf_int(d.conf, CONF_OPT_SPOOL_SEGMENT_SIZE);
+	so.compact_threshold = (uint32_t)conf_int(d.conf, CONF_OPT_SPOOL_COMPACTION_THRESHOLD);
+	so.moved = on_spool_moved;
+	so.moved_loop = d.scheduler;
+	so.moved_ctx = &d;
 	so.no_sync = getenv("IMPETUS_UNSAFE_NO_FSYNC") != NULL;
 	d.spool = spool_open(conf_str(d.conf, CONF_OPT_SPOOLBASE), &so, on_recovered, &d, &err);
 	if (d.spool == NULL)
@@ -351,6 +370,7 @@ int main(int argc, char **argv)
 	d.dns = NULL;
 	queue_bounce_shutdown(d.queue);
 	spool_stop(d.spool);
+	d.spool_stopped = true;
 	loop_drain_now(d.scheduler);
 	log_panic("shutdown complete messages_queued=%zu", queue_message_count(d.queue));
 

@@ -41,6 +41,7 @@
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_server.h"
 #include "spool/spool.h"
+#include "spool/spool_idmap.h"
 
 struct queue {
 	struct conf *conf;
@@ -48,6 +49,7 @@ struct queue {
 	bool started;
 	bool stopping;
 	struct strmap *queues;		/* "binding\x01domain" -> struct dq */
+	struct spool_idmap msgs;	/* message id -> struct qmsg, to follow spool moves */
 	size_t nmsgs;
 	size_t nrcpts;			/* entries alive */
 	uint32_t conns;			/* outbound connections, all queues */
@@ -354,6 +356,7 @@ static void queue_add(struct queue *q, struct spool_msg *sm, bool kick)
 		return;
 	}
 	q->nmsgs++;
+	spool_idmap_put(&q->msgs, sm->id, m);
 	for (size_t t = 0; kick && t < ntouched; t++)
 		dq_kick(q, touched[t]);
 	free(touched);
@@ -371,11 +374,38 @@ void queue_recovered(struct queue *q, struct spool_msg *msg)
 	queue_add(q, msg, q->started);
 }
 
+/* move_ack - tell the spool the old location of m is no longer read. */
+static void move_ack(struct queue *q, struct qmsg *m)
+{
+	if (m->ack_pending && q->deps.spool)
+		spool_moved_ack(q->deps.spool, m->sm->id);
+	m->ack_pending = false;
+}
+
+void queue_moved(struct queue *q, uint64_t id, const struct spool_loc *loc)
+{
+	struct qmsg *m = spool_idmap_get(&q->msgs, id);
+
+	if (m == NULL) {
+		/* Finished meanwhile: nothing of ours reads it any more. */
+		if (q->deps.spool)
+			spool_moved_ack(q->deps.spool, id);
+		return;
+	}
+	/* Batches taken from now on read the new copy; those out still read the old one. */
+	m->sm->loc = *loc;
+	m->ack_pending = true;
+	if (m->inflight == 0)
+		move_ack(q, m);
+}
+
 /* queue_message_final - one more recipient of m is final; finish m when none is left. */
 void queue_message_final(struct queue *q, struct qmsg *m)
 {
 	if (--m->pending > 0)
 		return;
+	move_ack(q, m);
+	spool_idmap_del(&q->msgs, m->sm->id);
 	if (m->nfails == 0 || !queue_bounce(q, m))
 		spool_message_done(q->deps.spool, m->sm->id);
 	for (size_t i = 0; i < m->nfails; i++) {
@@ -677,6 +707,7 @@ static struct smtp_batch *dq_take_batch(struct queue *q, struct dq *dq)
 	b->msg_id = m->sm->id;
 	b->batch_id = id_next();
 	b->loc = m->sm->loc;
+	m->inflight++;		/* b->loc is a copy: a move waits for it (queue_moved) */
 	b->sender = xstrdup(m->sm->sender);
 	b->envid = m->sm->envid ? xstrdup(m->sm->envid) : NULL;
 	b->ret = m->sm->ret;
@@ -853,6 +884,12 @@ static void on_batch_done(void *ctx, struct smtp_client *c, struct smtp_batch *b
 	struct dq *dq = qb->dq;
 
 	qc->c = c;
+	if (qb->n > 0) {
+		struct qmsg *m = qb->entries[0]->m;
+
+		if (--m->inflight == 0)
+			move_ack(q, m);
+	}
 	/* Entries not tried go back to the front, in their order. */
 	for (size_t i = qb->n; i-- > 0;) {
 		if (b->rcpts[i].outcome == SMTP_OUT_NOT_TRIED)
@@ -990,6 +1027,7 @@ struct queue *queue_new(struct conf *conf)
 
 	q->conf = conf_ref(conf);
 	q->queues = strmap_new();
+	spool_idmap_init(&q->msgs);
 	q->goal = queue_default_connection_goal;
 	return q;
 }
@@ -1142,6 +1180,7 @@ void queue_free(struct queue *q)
 	strmap_each(msgs, free_msg, NULL);
 	strmap_free(msgs);
 	strmap_free(q->queues);
+	spool_idmap_free(&q->msgs);
 	if (q->maintainer)
 		event_free(q->maintainer);
 	if (q->shutdown_timer)

@@ -36,6 +36,8 @@ struct qfail {
 struct qmsg {
 	struct spool_msg *sm;		/* envelope; no body */
 	uint32_t pending;		/* recipients without a final state */
+	uint32_t inflight;		/* batches out with a copy of sm->loc */
+	bool ack_pending;		/* the spool moved it; ack once inflight is 0 */
 	size_t nfails;
 	struct qfail *fails;
 };
