@@ -30,6 +30,7 @@
 #include "core/fsutil.h"
 #include "core/loop.h"
 #include "core/mem.h"
+#include "core/pool.h"
 #include "core/str.h"
 #include "log/log.h"
 #include "queue/queue.h"
@@ -38,6 +39,7 @@
 
 #define SHUTDOWN_GRACE_SECONDS 30
 #define HEARTBEAT_SECONDS 60
+#define IO_POOL_THREADS 2	/* streaming writes of large inbound bodies */
 
 struct daemon {
 	const char *conf_path;		/* NULL: embedded default */
@@ -46,6 +48,7 @@ struct daemon {
 	struct loop **io;
 	size_t nio;
 	struct spool *spool;
+	struct pool *io_pool;
 	struct dns *dns;
 	struct queue *queue;
 	struct smtp_server *smtp;
@@ -304,7 +307,9 @@ int main(int argc, char **argv)
 	d.spool = spool_open(conf_str(d.conf, CONF_OPT_SPOOLBASE), &so, on_recovered, &d, &err);
 	if (d.spool == NULL)
 		fatal(&err, "spool");
-	smtp_server_set_spool(d.smtp, d.spool);
+	/* Large inbound messages stream to disk through it (blocking writes). */
+	d.io_pool = pool_new("IO", IO_POOL_THREADS);
+	smtp_server_set_spool(d.smtp, d.spool, d.io_pool);
 	log_panic("startup version=%s spool=%s recovered_messages=%zu recovered_recipients=%zu io_loops=%zu",
 		  IMPETUS_VERSION, conf_str(d.conf, CONF_OPT_SPOOLBASE),
 		  queue_message_count(d.queue), queue_recipient_count(d.queue), d.nio);
@@ -340,7 +345,13 @@ int main(int argc, char **argv)
 
 	loop_run(d.scheduler);
 
-	/* Sessions are gone; stop the I/O loops, then let late posts land. */
+	/*
+	 * Sessions are gone; abandoned body writes may still run: finish them
+	 * while their loops can take the answers. Then stop the I/O loops and
+	 * let late posts land.
+	 */
+	pool_free(d.io_pool);
+	d.io_pool = NULL;
 	for (size_t i = 0; i < d.nio; i++)
 		loop_stop(d.io[i]);
 	for (size_t i = 0; i < d.nio; i++)

@@ -42,6 +42,7 @@
 
 #include <event2/event.h>
 
+#include "core/fsutil.h"
 #include "core/loop.h"
 #include "core/mem.h"
 #include "spool/spool_idmap.h"
@@ -156,27 +157,6 @@ static int sync_dir(struct spool *sp)
 	return fsync(sp->dirfd) < 0 ? -errno : 0;
 }
 
-/* pwrite_all - write n bytes at off, retrying partial writes. */
-static int pwrite_all(int fd, const void *p, size_t n, uint64_t off)
-{
-	const char *c = p;
-
-	while (n) {
-		ssize_t k = pwrite(fd, c, n, (off_t)off);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -EIO;
-		c += k;
-		n -= (size_t)k;
-		off += (uint64_t)k;
-	}
-	return 0;
-}
-
 /*
  * seg_create - start a new segment and make it the one written to. The
  * directory is synced before any record goes in, so an acknowledged
@@ -194,7 +174,7 @@ static int seg_create(struct spool *sp)
 	if (fd < 0)
 		return -errno;
 	spool_seg_header(seq, hdr);
-	rc = pwrite_all(fd, hdr, sizeof(hdr), 0);
+	rc = fs_pwrite_all(fd, hdr, sizeof(hdr), 0);
 	if (rc == 0)
 		rc = sync_dir(sp);
 	if (rc < 0) {
@@ -398,7 +378,7 @@ static int copy_range(int in, uint64_t in_off, int out, uint64_t out_off, uint64
 		} else {
 			k = pread(in, buf, want, (off_t)in_off);
 			if (k > 0) {
-				int rc = pwrite_all(out, buf, (size_t)k, out_off);
+				int rc = fs_pwrite_all(out, buf, (size_t)k, out_off);
 
 				if (rc < 0)
 					return rc;
@@ -809,7 +789,7 @@ static int take_lock(struct spool *sp, struct str *err)
 		return -1;
 	}
 	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (ftruncate(sp->lockfd, 0) < 0 || pwrite_all(sp->lockfd, buf, (size_t)len, 0) < 0) {
+	if (ftruncate(sp->lockfd, 0) < 0 || fs_pwrite_all(sp->lockfd, buf, (size_t)len, 0) < 0) {
 		str_appendf(err, "cannot write lock file %s/" LOCK_NAME ": %s", sp->dir,
 			    strerror(errno));
 		return -1;
