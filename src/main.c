@@ -14,6 +14,7 @@
  * never a death.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -60,10 +61,11 @@ struct daemon {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: impetusd [-c FILE] [-t] [-V]\n"
+		"usage: impetusd [-c FILE] [-t] [-V] [--list]\n"
 		"  -c FILE  configuration file (default: the embedded etc/impetus.conf)\n"
 		"  -t       check the configuration and exit 0 (valid) or 1\n"
-		"  -V       print the version and exit\n");
+		"  -V       print the version and exit\n"
+		"  --list   print every option (the table of docs/configuration.md) and exit\n");
 }
 
 static struct conf *load_conf(const char *path, struct str *err)
@@ -234,8 +236,21 @@ int main(int argc, char **argv)
 	int opt;
 	sigset_t sigs;
 
-	while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+	static const struct option longopts[] = {
+		{ "list", no_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'L': {
+			struct str table = STR_INIT;
+
+			conf_doc_option_table(&table);
+			fputs(table.s, stdout);
+			str_free(&table);
+			return 0;
+		}
 		case 'c':
 			d.conf_path = optarg;
 			break;
