@@ -14,6 +14,7 @@
  * never a death.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -30,6 +31,7 @@
 #include "core/fsutil.h"
 #include "core/loop.h"
 #include "core/mem.h"
+#include "core/pool.h"
 #include "core/str.h"
 #include "log/log.h"
 #include "queue/queue.h"
@@ -38,6 +40,7 @@
 
 #define SHUTDOWN_GRACE_SECONDS 30
 #define HEARTBEAT_SECONDS 60
+#define IO_POOL_THREADS 2	/* streaming writes of large inbound bodies */
 
 struct daemon {
 	const char *conf_path;		/* NULL: embedded default */
@@ -46,6 +49,7 @@ struct daemon {
 	struct loop **io;
 	size_t nio;
 	struct spool *spool;
+	struct pool *io_pool;
 	struct dns *dns;
 	struct queue *queue;
 	struct smtp_server *smtp;
@@ -58,10 +62,11 @@ struct daemon {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: impetusd [-c FILE] [-t] [-V]\n"
+		"usage: impetusd [-c FILE] [-t] [-V] [--list]\n"
 		"  -c FILE  configuration file (default: the embedded etc/impetus.conf)\n"
 		"  -t       check the configuration and exit 0 (valid) or 1\n"
-		"  -V       print the version and exit\n");
+		"  -V       print the version and exit\n"
+		"  --list   print every option (the table of docs/configuration.md) and exit\n");
 }
 
 static struct conf *load_conf(const char *path, struct str *err)
@@ -245,8 +250,21 @@ int main(int argc, char **argv)
 	int opt;
 	sigset_t sigs;
 
-	while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+	static const struct option longopts[] = {
+		{ "list", no_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'L': {
+			struct str table = STR_INIT;
+
+			conf_doc_option_table(&table);
+			fputs(table.s, stdout);
+			str_free(&table);
+			return 0;
+		}
 		case 'c':
 			d.conf_path = optarg;
 			break;
@@ -323,7 +341,9 @@ int main(int argc, char **argv)
 	d.spool = spool_open(conf_str(d.conf, CONF_OPT_SPOOLBASE), &so, on_recovered, &d, &err);
 	if (d.spool == NULL)
 		fatal(&err, "spool");
-	smtp_server_set_spool(d.smtp, d.spool);
+	/* Large inbound messages stream to disk through it (blocking writes). */
+	d.io_pool = pool_new("IO", IO_POOL_THREADS);
+	smtp_server_set_spool(d.smtp, d.spool, d.io_pool);
 	log_panic("startup version=%s spool=%s recovered_messages=%zu recovered_recipients=%zu io_loops=%zu",
 		  IMPETUS_VERSION, conf_str(d.conf, CONF_OPT_SPOOLBASE),
 		  queue_message_count(d.queue), queue_recipient_count(d.queue), d.nio);
@@ -359,7 +379,13 @@ int main(int argc, char **argv)
 
 	loop_run(d.scheduler);
 
-	/* Sessions are gone; stop the I/O loops, then let late posts land. */
+	/*
+	 * Sessions are gone; abandoned body writes may still run: finish them
+	 * while their loops can take the answers. Then stop the I/O loops and
+	 * let late posts land.
+	 */
+	pool_free(d.io_pool);
+	d.io_pool = NULL;
 	for (size_t i = 0; i < d.nio; i++)
 		loop_stop(d.io[i]);
 	for (size_t i = 0; i < d.nio; i++)

@@ -206,5 +206,11 @@ const char *conf_type_name(enum conf_type t);
 const char *conf_enum_word(enum conf_opt opt, int64_t index);
 /* conf_value_format - append v as configuration text ("300", "( \"a\" \"b\" )", "(unset)"). */
 void conf_value_format(enum conf_opt opt, const struct conf_value *v, struct str *out);
+/*
+ * conf_doc_option_table - append the Markdown option table of
+ * docs/configuration.md ("Options"), generated from conf_options.def;
+ * what `impetusd -t --list` prints.
+ */
+void conf_doc_option_table(struct str *out);
 
 #endif

@@ -127,6 +127,53 @@ uint32_t crc32c_portable(uint32_t crc, const void *p, size_t n)
 	return ~crc_sw(~crc, p, n);
 }
 
+/*
+ * Combining. A CRC register is a polynomial over GF(2) (bit 31 holds x^0
+ * in this reflected order). Appending n zero bytes to a message multiplies
+ * its raw register by x^(8n) modulo the CRC polynomial, and the CRC is
+ * linear, so crc(a||b) = crc(a) * x^(8|b|) + crc(b): the pre- and
+ * post-inversion terms cancel between the two sides. x^(8n) is built by
+ * square-and-multiply from the table of x^(2^k).
+ */
+
+/* gf2_mulmod - a times b modulo the polynomial, both in register order. */
+static uint32_t gf2_mulmod(uint32_t a, uint32_t b)
+{
+	uint32_t bit = 1u << 31, prod = 0;
+
+	while (a) {
+		if (a & bit) {
+			prod ^= b;
+			a &= ~bit;
+		}
+		bit >>= 1;
+		b = (b & 1) ? (b >> 1) ^ CRC32C_POLY : b >> 1;
+	}
+	return prod;
+}
+
+/* x_pow_8n - x^(8n) modulo the polynomial. */
+static uint32_t x_pow_8n(uint64_t n)
+{
+	uint32_t sq = 1u << 30;		/* x^1 */
+	uint32_t acc = 1u << 31;	/* x^0 */
+
+	/* x^(8n) = product of x^(2^k) over the set bits k of 8n. */
+	for (int k = 0; k < 3; k++)
+		sq = gf2_mulmod(sq, sq);
+	for (; n; n >>= 1) {
+		if (n & 1)
+			acc = gf2_mulmod(acc, sq);
+		sq = gf2_mulmod(sq, sq);
+	}
+	return acc;
+}
+
+uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+	return gf2_mulmod(x_pow_8n(len_b), crc_a) ^ crc_b;
+}
+
 bool crc32c_hw(void)
 {
 	pthread_once(&once, crc_init);

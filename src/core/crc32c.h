@@ -23,6 +23,13 @@
 uint32_t crc32c(uint32_t crc, const void *p, size_t n);
 /* crc32c_portable - the same with the table code only (tests compare the two). */
 uint32_t crc32c_portable(uint32_t crc, const void *p, size_t n);
+/*
+ * crc32c_combine - the CRC of a||b from crc_a = crc32c(0, a, |a|),
+ * crc_b = crc32c(0, b, len_b) and len_b alone, without the bytes. It lets a
+ * record's checksum cover a body that was checksummed piece by piece while
+ * it streamed to a file. O(log len_b).
+ */
+uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 /* crc32c_hw - true when crc32c() uses the CPU's crc32 instruction. */
 bool crc32c_hw(void);
 

@@ -4,9 +4,13 @@
 #ifndef IMPETUS_CORE_FSUTIL_H
 #define IMPETUS_CORE_FSUTIL_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* fs_mkdir_p - create dir and any missing parents. 0 or -errno. */
 int fs_mkdir_p(const char *dir, mode_t mode);
+/* fs_pwrite_all - write n bytes at off, across partial writes and EINTR. 0 or -errno. */
+int fs_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
 
 #endif

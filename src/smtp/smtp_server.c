@@ -47,6 +47,7 @@ struct smtp_server {
 	size_t nio;
 	size_t next_io;
 	struct spool *spool;
+	struct pool *io_pool;		/* large bodies stream to disk on it */
 	smtp_message_fn on_message;
 	void *ctx;
 	struct conf *conf;		/* generation for new sessions */
@@ -372,9 +373,15 @@ void smtp_server_set_conf(struct smtp_server *srv, struct conf *conf)
 		conf_unref(old);
 }
 
-void smtp_server_set_spool(struct smtp_server *srv, struct spool *sp)
+void smtp_server_set_spool(struct smtp_server *srv, struct spool *sp, struct pool *io_pool)
 {
 	srv->spool = sp;
+	srv->io_pool = io_pool;
+}
+
+struct pool *smtp_server_io_pool(struct smtp_server *srv)
+{
+	return srv->io_pool;
 }
 
 struct spool *smtp_server_spool(struct smtp_server *srv)

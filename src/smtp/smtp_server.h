@@ -25,6 +25,7 @@
 
 struct conf;
 struct loop;
+struct pool;
 struct spool;
 struct spool_msg;
 struct smtp_server;
@@ -39,8 +40,12 @@ struct smtp_server *smtp_server_new(struct loop *scheduler, struct loop **io, si
  * certificates. Scheduler thread, before the loops run. 0 or -1 with err.
  */
 int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *err);
-/* smtp_server_set_spool - where sessions submit messages (before the loops run). */
-void smtp_server_set_spool(struct smtp_server *srv, struct spool *sp);
+/*
+ * smtp_server_set_spool - where sessions submit messages, and the IO pool
+ * that streams large ones to disk (NULL: they stay in memory). Before the
+ * loops run.
+ */
+void smtp_server_set_spool(struct smtp_server *srv, struct spool *sp, struct pool *io_pool);
 /*
  * smtp_server_set_conf - new sessions use this generation from now on
  * (listener addresses and certificates are kept; they change on restart).

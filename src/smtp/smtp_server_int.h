@@ -18,6 +18,7 @@
 struct conf;
 struct conf_listener;
 struct loop;
+struct pool;
 struct spool;
 struct smtp_server;
 struct smtp_session;
@@ -53,6 +54,7 @@ struct smtp_accept {
 
 /* Manager functions the sessions call (any thread: they post). */
 struct spool *smtp_server_spool(struct smtp_server *srv);
+struct pool *smtp_server_io_pool(struct smtp_server *srv);
 void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_storage *peer);
 void smtp_server_deliver(struct smtp_server *srv, struct spool_msg *msg);
 const char *smtp_server_hostname(const struct conf *conf);

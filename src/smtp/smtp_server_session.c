@@ -52,6 +52,7 @@
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_server.h"
 #include "smtp/smtp_server_int.h"
+#include "smtp/smtp_spill.h"
 #include "spool/spool.h"
 
 enum session_state {
@@ -67,6 +68,20 @@ static const char *const state_names[] = {
 	[S_CMD] = "CMD", [S_DATA] = "DATA", [S_BDAT] = "BDAT",
 	[S_SPOOL] = "SPOOL", [S_STARTTLS] = "STARTTLS", [S_CLOSING] = "CLOSING",
 };
+
+/*
+ * A message stays in memory up to SPILL_AT bytes (our Received header and,
+ * for all but absurd messages, the whole header section, where the
+ * Message-ID check looks); past that its bytes go to a spill file in
+ * chunks of SPILL_CHUNK, and at most SCAN_PIECE bytes of input are taken
+ * between two looks at the chunk. A session's memory for a message is
+ * thus about SPILL_AT + 2 * (SPILL_CHUNK + SCAN_PIECE) at most, whatever
+ * the message's size. Below SPILL_AT nothing changes: one buffer, one
+ * write by the spool.
+ */
+#define SPILL_AT (256u << 10)
+#define SPILL_CHUNK (256u << 10)
+#define SCAN_PIECE (64u << 10)
 
 /* Settings resolved once per session from the listener's configuration. */
 struct session_limits {
@@ -116,11 +131,15 @@ struct smtp_session {
 	bool bdat_discard;		/* chunk read only to be thrown away */
 	struct smtp_data_scanner scan;
 	size_t header_len;		/* our Received header at the body start */
+	struct smtp_spill *spill;	/* set once the message passed SPILL_AT */
+	struct str stage;		/* bytes past the in-memory part, not yet spilled */
+	bool completing;		/* data is all in; waiting for the last spill write */
 	int64_t declared_size;
 	uint64_t messages;		/* accepted on this connection */
 };
 
 static void session_process(struct smtp_session *s);
+static void message_complete(struct smtp_session *s);
 static void session_close(struct smtp_session *s);
 static void session_free(struct smtp_session *s);
 static void on_read(struct bufferevent *bev, void *arg);
@@ -213,6 +232,12 @@ static void transaction_reset(struct smtp_session *s)
 		spool_msg_free(s->msg);
 		s->msg = NULL;
 	}
+	if (s->spill) {
+		smtp_spill_abandon(s->spill);
+		s->spill = NULL;
+	}
+	str_clear(&s->stage);
+	s->completing = false;
 	s->nrcpt_alloc = 0;
 	s->rcpt_refused = 0;
 	s->bdat_used = false;
@@ -278,6 +303,82 @@ static void add_message_id(struct smtp_session *s)
 	str_free(&hdr);
 }
 
+/* body_out - where the data scanner appends: memory, or the stage once spilling. */
+static struct str *body_out(struct smtp_session *s)
+{
+	return s->spill ? &s->stage : &s->msg->body;
+}
+
+/* on_spill_wake - a spill write finished: go on reading, or finish the message. */
+static void on_spill_wake(void *ctx)
+{
+	struct smtp_session *s = ctx;
+
+	if (!s->completing) {
+		session_process(s);
+		return;
+	}
+	s->completing = false;
+	session_set_state(s, S_CMD);
+	message_complete(s);
+	if (s->state != S_CMD)
+		return;		/* waiting again, or handed to the spool */
+	/* Refused (an error was answered): the session goes on, or ends. */
+	if (s->zombie) {
+		session_free(s);
+		return;
+	}
+	set_timeout(s, s->lim.cmd_timeout);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	session_process(s);
+}
+
+/*
+ * body_spill - after data was added: start spilling once the message is
+ * past SPILL_AT, and hand a full stage to the spill when it is free. A
+ * spill that failed gets no more bytes (the message is refused at its
+ * end).
+ */
+static void body_spill(struct smtp_session *s)
+{
+	struct pool *pool = smtp_server_io_pool(s->io->srv);
+
+	if (s->spill == NULL) {
+		if (s->msg->body.len < SPILL_AT || pool == NULL)
+			return;
+		s->spill = smtp_spill_new(smtp_server_spool(s->io->srv), pool, s->io->loop,
+					  on_spill_wake, s);
+	}
+	if (s->stage.len < SPILL_CHUNK || smtp_spill_busy(s->spill))
+		return;
+	if (smtp_spill_error(s->spill))
+		str_clear(&s->stage);
+	else
+		smtp_spill_write(s->spill, &s->stage);
+}
+
+/* body_blocked - the stage is full and the spill busy: take no more input now. */
+static bool body_blocked(const struct smtp_session *s)
+{
+	return s->spill && s->stage.len >= SPILL_CHUNK && smtp_spill_busy(s->spill);
+}
+
+/*
+ * spill_drained - every byte of the message is in the spill file; else
+ * start the last write (if it is not running yet) and say to wait.
+ */
+static bool spill_drained(struct smtp_session *s)
+{
+	if (smtp_spill_busy(s->spill))
+		return false;
+	if (s->stage.len == 0 || smtp_spill_error(s->spill)) {
+		str_clear(&s->stage);
+		return true;
+	}
+	smtp_spill_write(s->spill, &s->stage);
+	return false;
+}
+
 static void on_spooled(void *ctx, int err, struct spool_msg *msg);
 
 /*
@@ -305,6 +406,31 @@ static void message_complete(struct smtp_session *s)
 		transaction_reset(s);
 		return;
 	}
+	if (s->spill) {
+		if (!spill_drained(s)) {
+			/* on_spill_wake comes back here; nothing is read meanwhile. */
+			s->completing = true;
+			session_set_state(s, S_SPOOL);
+			if (s->bev) {
+				bufferevent_disable(s->bev, EV_READ);
+				bufferevent_set_timeouts(s->bev, NULL, NULL);
+			}
+			return;
+		}
+		int err = smtp_spill_error(s->spill);
+		if (err) {
+			char idbuf[ID_BUF_SIZE];
+
+			log_panic("%s spool write failed error=\"%s\" client=%s (streaming the body)",
+				  id_format(msg->id, idbuf), strerror(-err), s->peer_str);
+			reject(s, "data", "452 4.3.1 Insufficient system storage");
+			transaction_reset(s);
+			return;
+		}
+		smtp_spill_finish(s->spill, &msg->file);
+		s->spill = NULL;
+	}
+	/* The header section is in the in-memory part (see SPILL_AT). */
 	if (s->lim.messageid == 1 ||
 	    (s->lim.messageid == 0 &&
 	     !has_message_id(msg->body.s + s->header_len, msg->body.len - s->header_len)))
@@ -314,9 +440,11 @@ static void message_complete(struct smtp_session *s)
 	s->msg = NULL;
 	transaction_reset(s);
 	session_set_state(s, S_SPOOL);
-	bufferevent_disable(s->bev, EV_READ);
-	/* No timeout while the spool works: its answer names this session. */
-	bufferevent_set_timeouts(s->bev, NULL, NULL);
+	if (s->bev) {
+		bufferevent_disable(s->bev, EV_READ);
+		/* No timeout while the spool works: its answer names this session. */
+		bufferevent_set_timeouts(s->bev, NULL, NULL);
+	}
 	spool_submit(smtp_server_spool(s->io->srv), msg, s->io->loop, on_spooled, s);
 }
 
@@ -809,15 +937,23 @@ static bool process_commands(struct smtp_session *s, struct evbuffer *in)
 static bool process_data(struct smtp_session *s, struct evbuffer *in)
 {
 	struct evbuffer_iovec vec[8];
-	int n = evbuffer_peek(in, -1, NULL, vec, 8);
 	size_t consumed = 0;
 
+	if (body_blocked(s))
+		return false;	/* on_spill_wake resumes */
+	int n = evbuffer_peek(in, SCAN_PIECE, NULL, vec, 8);
 	if (n <= 0)
 		return false;
-	for (int i = 0; i < n && i < 8 && !s->scan.done; i++)
-		consumed += smtp_data_scan(&s->scan, vec[i].iov_base, vec[i].iov_len,
-					   &s->msg->body, scan_limit(s));
+	for (int i = 0; i < n && i < 8 && !s->scan.done && consumed < SCAN_PIECE; i++) {
+		size_t len = vec[i].iov_len;
+
+		if (len > SCAN_PIECE - consumed)
+			len = SCAN_PIECE - consumed;
+		consumed += smtp_data_scan(&s->scan, vec[i].iov_base, len, body_out(s),
+					   scan_limit(s));
+	}
 	evbuffer_drain(in, consumed);
+	body_spill(s);
 	if (!s->scan.done)
 		return evbuffer_get_length(in) > 0;
 	session_set_state(s, S_CMD);
@@ -831,11 +967,15 @@ static bool process_bdat(struct smtp_session *s, struct evbuffer *in)
 {
 	while (s->bdat_remaining > 0) {
 		struct evbuffer_iovec vec[1];
+		if (body_blocked(s))
+			return false;	/* on_spill_wake resumes */
 		if (evbuffer_peek(in, -1, NULL, vec, 1) < 1)
 			return false;
 		size_t take = vec[0].iov_len;
 		if (take > s->bdat_remaining)
 			take = (size_t)s->bdat_remaining;
+		if (take > SCAN_PIECE)
+			take = SCAN_PIECE;
 		if (take == 0)
 			return false;
 		if (!s->bdat_discard) {
@@ -844,8 +984,9 @@ static bool process_bdat(struct smtp_session *s, struct evbuffer *in)
 			if (lim && s->scan.bytes + keep > lim)
 				keep = s->scan.bytes >= lim ? 0 : (size_t)(lim - s->scan.bytes);
 			/* smtp_scan_chunk counts the bytes; keep only what fits. */
-			str_append(&s->msg->body, vec[0].iov_base, keep);
+			str_append(body_out(s), vec[0].iov_base, keep);
 			smtp_scan_chunk(&s->scan, vec[0].iov_base, take);
+			body_spill(s);
 		}
 		evbuffer_drain(in, take);
 		s->bdat_remaining -= take;
@@ -1063,6 +1204,7 @@ static void session_free(struct smtp_session *s)
 	if (s->fd >= 0 && !s->tls)
 		close(s->fd);
 	transaction_reset(s);
+	str_free(&s->stage);
 	free(s->helo);
 	smtp_server_session_closed(io->srv, &s->peer);
 	conf_unref(s->conf);

@@ -42,6 +42,7 @@
 
 #include <event2/event.h>
 
+#include "core/fsutil.h"
 #include "core/loop.h"
 #include "core/mem.h"
 #include "spool/spool_idmap.h"
@@ -54,6 +55,7 @@
 #define BATCH_MAX_RECORDS 4096u		/* ... or this many records */
 #define RETRY_SECONDS 1			/* retry kept state records after a failed batch */
 #define LOCK_NAME "lock"
+#define COPY_CHUNK (1u << 20)		/* bounce buffer when copy_file_range cannot copy */
 
 #define REPORT(sp, ...) SPOOL_REPORT(sp, __VA_ARGS__)
 
@@ -120,27 +122,6 @@ static int sync_dir(struct spool *sp)
 	return fsync(sp->dirfd) < 0 ? -errno : 0;
 }
 
-/* pwrite_all - write n bytes at off, retrying partial writes. */
-static int pwrite_all(int fd, const void *p, size_t n, uint64_t off)
-{
-	const char *c = p;
-
-	while (n) {
-		ssize_t k = pwrite(fd, c, n, (off_t)off);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -EIO;
-		c += k;
-		n -= (size_t)k;
-		off += (uint64_t)k;
-	}
-	return 0;
-}
-
 /*
  * seg_create - start a new segment and make it the one written to. The
  * directory is synced before any record goes in, so an acknowledged
@@ -158,7 +139,7 @@ static int seg_create(struct spool *sp)
 	if (fd < 0)
 		return -errno;
 	spool_seg_header(seq, hdr);
-	rc = pwrite_all(fd, hdr, sizeof(hdr), 0);
+	rc = fs_pwrite_all(fd, hdr, sizeof(hdr), 0);
 	if (rc == 0)
 		rc = sync_dir(sp);
 	if (rc < 0) {
@@ -368,6 +349,46 @@ static int write_all(int fd, struct iovec *iov, size_t n, uint64_t off)
 	return 0;
 }
 
+int spool_copy_range(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len)
+{
+	static char buf[COPY_CHUNK];	/* spool thread only */
+	bool kernel = true;
+
+	while (len > 0) {
+		size_t want = len > COPY_CHUNK ? COPY_CHUNK : (size_t)len;
+		ssize_t k;
+
+		if (kernel) {
+			loff_t ri = (loff_t)in_off, wo = (loff_t)out_off;
+
+			k = copy_file_range(in, &ri, out, &wo, len > SSIZE_MAX ? SSIZE_MAX : (size_t)len, 0);
+			if (k < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+				      errno == EOPNOTSUPP)) {
+				kernel = false;
+				continue;
+			}
+		} else {
+			k = pread(in, buf, want, (off_t)in_off);
+			if (k > 0) {
+				int rc = fs_pwrite_all(out, buf, (size_t)k, out_off);
+
+				if (rc < 0)
+					return rc;
+			}
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;	/* the file is shorter than it said */
+		in_off += (uint64_t)k;
+		out_off += (uint64_t)k;
+		len -= (uint64_t)k;
+	}
+	return 0;
+}
+
 /* iov_push - one more iovec for this batch's pwritev. */
 static void iov_push(struct spool *sp, size_t *n, void *p, size_t len)
 {
@@ -478,16 +499,34 @@ static void commit(struct spool *sp)
 		batch_failed(sp, batch, rc, start);
 		return;
 	}
-	for (req = batch; req; req = req->next) {
+	/*
+	 * One pwritev for the whole batch, except that a body part in a file
+	 * is copied in place: what was gathered before it is written first.
+	 */
+	uint64_t iov_at = off;
+	for (req = batch; req && rc == 0; req = req->next) {
 		req->at = off;
 		iov_push(sp, &niov, req->rec.s, req->rec.len);
 		off += req->rec.len;
-		if (req->type == SPOOL_REC_MESSAGE && req->msg->body.len) {
-			iov_push(sp, &niov, req->msg->body.s, req->msg->body.len);
-			off += req->msg->body.len;
+		if (req->type != SPOOL_REC_MESSAGE)
+			continue;
+		struct spool_msg *msg = req->msg;
+		if (msg->body.len) {
+			iov_push(sp, &niov, msg->body.s, msg->body.len);
+			off += msg->body.len;
+		}
+		if (msg->file.fd >= 0 && msg->file.len) {
+			rc = write_all(sp->cur_fd, sp->iov, niov, iov_at);
+			niov = 0;
+			if (rc == 0)
+				rc = spool_copy_range(msg->file.fd, msg->file.off, sp->cur_fd, off,
+						msg->file.len);
+			off += msg->file.len;
+			iov_at = off;
 		}
 	}
-	rc = write_all(sp->cur_fd, sp->iov, niov, start);
+	if (rc == 0)
+		rc = write_all(sp->cur_fd, sp->iov, niov, iov_at);
 	if (rc == 0 && !sp->opts.no_sync && fdatasync(sp->cur_fd) < 0)
 		rc = -errno;
 	if (rc < 0) {
@@ -508,7 +547,7 @@ static void commit(struct spool *sp)
 		case SPOOL_REC_MESSAGE:
 			req->msg->loc.segment = seg->seq;
 			req->msg->loc.offset = req->at + req->body_off;
-			req->msg->loc.length = req->msg->body.len;
+			req->msg->loc.length = spool_msg_body_len(req->msg);
 			live_add(sp, req->msg, req->at);
 			break;
 		case SPOOL_REC_RCPT_STATE:
@@ -530,7 +569,12 @@ static void commit(struct spool *sp)
 	for (req = batch; req; req = next) {
 		next = req->next;
 		if (req->type == SPOOL_REC_MESSAGE) {
-			str_free(&req->msg->body);
+			struct spool_msg *msg = req->msg;
+
+			str_free(&msg->body);
+			if (msg->file.fd >= 0 && msg->file.owned)
+				close(msg->file.fd);
+			msg->file.fd = -1;
 			req->err = 0;
 			reply(req);
 		} else {
@@ -582,7 +626,7 @@ static void enqueue(void *arg)
 	*sp->pend_tail = req;
 	sp->pend_tail = &req->next;
 	sp->pend_count++;
-	sp->pend_bytes += req->rec.len + (req->msg ? req->msg->body.len : 0);
+	sp->pend_bytes += req->rec.len + (req->msg ? spool_msg_body_len(req->msg) : 0);
 	/* Bound a batch's memory and latency even if the inbox never runs dry. */
 	if (sp->pend_bytes >= BATCH_MAX_BYTES || sp->pend_count >= BATCH_MAX_RECORDS)
 		commit(sp);
@@ -655,6 +699,29 @@ void spool_message_done(struct spool *sp, impetus_id id)
 	str_init(&req->rec);
 	spool_rec_encode_done(&req->rec, id);
 	post_req(sp, req);
+}
+
+int spool_tmpfile(struct spool *sp)
+{
+	int fd = open(sp->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd >= 0)
+		return fd;
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+		return -errno;
+	/* No O_TMPFILE here: a private name, unlinked at once. */
+	struct str path = STR_INIT;
+	str_appendf(&path, "%s/tmp-XXXXXX", sp->dir);
+	fd = mkostemp(path.s, O_CLOEXEC);
+	if (fd < 0) {
+		fd = -errno;
+	} else if (unlink(path.s) < 0) {
+		int e = -errno;
+		close(fd);
+		fd = e;
+	}
+	str_free(&path);
+	return fd;
 }
 
 /* ==================== reading bodies, counters (any thread) ==================== */
@@ -744,7 +811,7 @@ static int take_lock(struct spool *sp, struct str *err)
 		return -1;
 	}
 	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (ftruncate(sp->lockfd, 0) < 0 || pwrite_all(sp->lockfd, buf, (size_t)len, 0) < 0) {
+	if (ftruncate(sp->lockfd, 0) < 0 || fs_pwrite_all(sp->lockfd, buf, (size_t)len, 0) < 0) {
 		str_appendf(err, "cannot write lock file %s/" LOCK_NAME ": %s", sp->dir,
 			    strerror(errno));
 		return -1;

@@ -66,6 +66,23 @@ struct spool_loc {
 };
 
 /*
+ * spool_body_file - the part of a message's bytes that is in a file, not in
+ * memory: bytes [off, off + len) of fd come after the in-memory body in the
+ * record. A large inbound message streams there while it arrives, so its
+ * session never holds more than a bounded prefix; the spool copies the
+ * range into the segment at commit (copy_file_range). crc is
+ * crc32c(0, those bytes), computed as they were written. fd is -1 when
+ * the message has no such part; the message owns fd when owned is true.
+ */
+struct spool_body_file {
+	int fd;
+	bool owned;
+	uint64_t off;
+	uint64_t len;
+	uint32_t crc;
+};
+
+/*
  * A message as submitted to and recovered from the spool. Strings are
  * heap-allocated and owned by the struct; spool_msg_free releases all.
  */
@@ -87,11 +104,15 @@ struct spool_msg {
 	struct spool_rcpt *rcpts;
 	struct str body;	/* the message bytes (headers + body, CRLF lines,
 				   dot-unstuffed); empty once durable/recovered */
+	struct spool_body_file file;	/* the bytes after body, if any (see above) */
 	struct spool_loc loc;	/* set by the spool once durable */
 };
 
 struct spool_msg *spool_msg_new(void);
+/* spool_msg_free - release msg, its strings, body and owned body file. */
 void spool_msg_free(struct spool_msg *msg);
+/* spool_msg_body_len - the bytes the message's record will hold: body + file part. */
+uint64_t spool_msg_body_len(const struct spool_msg *msg);
 
 /* Result of a submission, delivered on the submitter's loop. */
 typedef void (*spool_done_fn)(void *ctx, int err, struct spool_msg *msg);
@@ -158,9 +179,21 @@ void spool_stop(struct spool *sp);
  * The record is encoded and checksummed on the calling thread. Submissions
  * made before spool_start wait for it. Keep reply loops running until
  * spool_stop returns: answers to the last batch are posted during it.
+ * A message with a file part (msg->file) keeps it until its answer: on
+ * success the spool has copied it and closed an owned fd.
  */
 void spool_submit(struct spool *sp, struct spool_msg *msg,
 		  struct loop *reply_loop, spool_done_fn done, void *ctx);
+
+/*
+ * spool_tmpfile - an anonymous file in the spool directory (O_TMPFILE, or
+ * a created and at once unlinked name where the file system lacks it), to
+ * stream a large body into before it is submitted: same file system as the
+ * segments, so commit copies it in the kernel, and nothing is left behind
+ * by a crash. Any thread; it blocks on the file system, so call it from a
+ * pool, not a loop. Returns the fd or -errno.
+ */
+int spool_tmpfile(struct spool *sp);
 
 /*
  * Later state changes, any thread, fire-and-forget (they ride the next

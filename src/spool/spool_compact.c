@@ -24,9 +24,11 @@
  *      state: every state record not reflected in the copy sits after it
  *      in the log and so applies to it on recovery.
  *   3. At most COMPACT_STEP_BYTES of records per commit (at least one
- *      message), bodies copied in COMPACT_CHUNK pieces (copy_file_range
- *      when the kernel can): the group commit is never held up by more
- *      than that and memory stays bounded whatever the message size.
+ *      message); bodies are read in COMPACT_CHUNK pieces and copied with
+ *      spool_copy_range (copy_file_range when the kernel can, the same
+ *      code that copies a streamed body in): the group commit is never
+ *      held up by more than that and memory stays bounded whatever the
+ *      message size.
  *   4. The old record is verified (its CRC over header, envelope and body)
  *      before it is copied, so compaction never launders damage into a
  *      fresh CRC. A message that cannot be read or verified is reported
@@ -51,6 +53,7 @@
 #include <event2/event.h>
 
 #include "core/crc32c.h"
+#include "core/fsutil.h"
 #include "core/loop.h"
 #include "core/mem.h"
 #include "spool/spool_record.h"
@@ -158,67 +161,6 @@ static int pread_full(int fd, void *p, size_t n, uint64_t off)
 		if (k == 0)
 			return -EIO;
 		got += (size_t)k;
-	}
-	return 0;
-}
-
-/* pwrite_full - n bytes at off, or -errno. */
-static int pwrite_full(int fd, const void *p, size_t n, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t k = pwrite(fd, (const char *)p + done, n - done, (off_t)(off + done));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -EIO;
-		done += (size_t)k;
-	}
-	return 0;
-}
-
-/*
- * copy_body - len bytes from in_fd at in_off to out_fd at out_off: in
- * the kernel when it can (no user copy), else through buf in chunks.
- */
-static int copy_body(int in_fd, uint64_t in_off, int out_fd, uint64_t out_off, uint64_t len,
-		     uint8_t *buf)
-{
-	loff_t ip = (loff_t)in_off, op = (loff_t)out_off;
-	bool kernel = true;
-
-	while (len > 0) {
-		size_t n = len > COMPACT_CHUNK ? COMPACT_CHUNK : (size_t)len;
-		int rc;
-
-		if (kernel) {
-			ssize_t k = copy_file_range(in_fd, &ip, out_fd, &op, n, 0);
-
-			if (k > 0) {
-				len -= (uint64_t)k;
-				continue;
-			}
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k == 0 || errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
-			    errno == EOPNOTSUPP || errno == EPERM) {
-				kernel = false;	/* plain reads and writes from here on */
-				continue;
-			}
-			return -errno;
-		}
-		rc = pread_full(in_fd, buf, n, (uint64_t)ip);
-		if (rc == 0)
-			rc = pwrite_full(out_fd, buf, n, (uint64_t)op);
-		if (rc < 0)
-			return rc;
-		ip += (loff_t)n;
-		op += (loff_t)n;
-		len -= n;
 	}
 	return 0;
 }
@@ -352,10 +294,10 @@ static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *o
 		goto out;
 	}
 	spool_rec_store_crc(rec.s, ncrc);
-	rc = pwrite_full(sp->cur_fd, rec.s, rec.len, *off);
+	rc = fs_pwrite_all(sp->cur_fd, rec.s, rec.len, *off);
 	if (rc == 0)
-		rc = copy_body(c->vfd, l->loc.offset, sp->cur_fd, *off + rec.len, l->loc.length,
-			       c->buf);
+		rc = spool_copy_range(c->vfd, l->loc.offset, sp->cur_fd, *off + rec.len,
+				      l->loc.length);
 	if (rc < 0) {
 		int crc = cut_back(sp, *off);
 

@@ -135,6 +135,14 @@ void spool_stat_add(_Atomic uint64_t *a, uint64_t v);
 struct spool_seg *spool_seg_find(struct spool *sp, uint64_t seq);
 
 /*
+ * spool_copy_range - copy len bytes at in_off of in to out_off of out: in
+ * the kernel with copy_file_range (same file system), else through a
+ * bounded buffer. Spool thread (the buffer is static). Returns 0 or -errno
+ * (-EIO when in is shorter than len).
+ */
+int spool_copy_range(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len);
+
+/*
  * spool_commit_now - commit what is pending (and a compaction step); with
  * nothing to write, reclaim and plan. Spool thread.
  */

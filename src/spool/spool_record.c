@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/crc32c.h"
 #include "core/mem.h"
@@ -31,7 +32,13 @@ struct spool_msg *spool_msg_new(void)
 	struct spool_msg *msg = XNEW(struct spool_msg);
 
 	str_init(&msg->body);
+	msg->file.fd = -1;
 	return msg;
+}
+
+uint64_t spool_msg_body_len(const struct spool_msg *msg)
+{
+	return msg->body.len + (msg->file.fd >= 0 ? msg->file.len : 0);
 }
 
 void spool_msg_free(struct spool_msg *msg)
@@ -51,6 +58,8 @@ void spool_msg_free(struct spool_msg *msg)
 	}
 	free(msg->rcpts);
 	str_free(&msg->body);
+	if (msg->file.fd >= 0 && msg->file.owned)
+		close(msg->file.fd);
 	free(msg);
 }
 
@@ -205,21 +214,31 @@ static size_t rec_begin(struct str *out, uint8_t type, uint8_t flags)
 }
 
 /*
- * rec_seal - fill in length and crc of the record starting at start;
- * extra (n bytes) is payload that follows outside out (a body).
+ * rec_seal_file - fill in length and crc of the record starting at start;
+ * extra (n bytes) is payload that follows outside out (a body in memory),
+ * then file_len bytes whose own crc is file_crc (a body part in a file).
  */
-static void rec_seal(struct str *out, size_t start, const void *extra, size_t n)
+static void rec_seal_file(struct str *out, size_t start, const void *extra, size_t n,
+			  uint32_t file_crc, uint64_t file_len)
 {
 	uint8_t *h = (uint8_t *)out->s + start;
 	size_t inline_len = out->len - start - SPOOL_REC_HDR_SIZE;
 	uint32_t crc;
 
-	store_le32(h + 8, (uint32_t)(inline_len + n));
+	store_le32(h + 8, (uint32_t)(inline_len + n + file_len));
 	crc = crc32c(0, h, 12);
 	crc = crc32c(crc, h + SPOOL_REC_HDR_SIZE, inline_len);
 	if (n)
 		crc = crc32c(crc, extra, n);
+	if (file_len)
+		crc = crc32c_combine(crc, file_crc, file_len);
 	store_le32(h + 12, crc);
+}
+
+/* rec_seal - rec_seal_file without a file part. */
+static void rec_seal(struct str *out, size_t start, const void *extra, size_t n)
+{
+	rec_seal_file(out, start, extra, n, 0, 0);
 }
 
 /*
@@ -270,11 +289,12 @@ static size_t encode_envelope(struct str *out, const struct spool_msg *msg, uint
 
 size_t spool_rec_encode_message(struct str *out, const struct spool_msg *msg)
 {
-	size_t start = encode_envelope(out, msg, 0, msg->body.len);
+	uint64_t file_len = msg->file.fd >= 0 ? msg->file.len : 0;
+	size_t start = encode_envelope(out, msg, 0, msg->body.len + file_len);
 
 	if (start == SIZE_MAX)
 		return 0;
-	rec_seal(out, start, msg->body.s, msg->body.len);
+	rec_seal_file(out, start, msg->body.s, msg->body.len, msg->file.crc, file_len);
 	return out->len - start;
 }
 

@@ -92,7 +92,8 @@ const char *spool_rec_type_name(unsigned type);
 /*
  * spool_rec_encode_message - append a MESSAGE record's header and envelope
  * to out; the body is NOT copied but is covered by the CRC and the length,
- * so the caller writes msg->body right after these bytes. Returns the body
+ * so the caller writes msg->body right after these bytes, then the file
+ * part (msg->file) when there is one. Returns the body
  * offset from the start of the record, or 0 when the message is too large
  * to encode (out is unchanged then).
  */

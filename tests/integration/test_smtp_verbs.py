@@ -14,7 +14,7 @@ import harness  # noqa: E402
 from harness import accepted_id, make_message  # noqa: E402
 
 HOST = "mx.test.example"
-CAPS = ["PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN",
+CAPS = ["PIPELINING", "SIZE 52428800", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN",
         "CHUNKING", "HELP"]
 
 
@@ -43,7 +43,7 @@ class Verbs(harness.DaemonTestCase):
                          "first EHLO line should be the Hostname: %s" % (r,))
         caps = r.lines[1:]
         self.assertEqual(sorted(caps), sorted(CAPS),
-                         "EHLO capabilities (no Max_Message_Size, no TLS configured)")
+                         "EHLO capabilities (default Max_Message_Size, no TLS configured)")
         self.assertEqual(caps, CAPS, "EHLO capability order as in docs/smtp-server.md")
         self.assertNotIn("STARTTLS", caps)
 

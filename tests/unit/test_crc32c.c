@@ -80,9 +80,36 @@ static void test_random(void)
 	free(buf);
 }
 
+/* test_combine - crc32c_combine agrees with one pass over a||b, small and large. */
+static void test_combine(void)
+{
+	enum { N = 3 << 20 };
+	unsigned char *buf = malloc(N);
+	static const size_t cuts[] = { 0, 1, 7, 8, 4095, 65536, 1 << 20, (3 << 20) - 1, 3 << 20 };
+
+	srand(6376);
+	for (size_t i = 0; i < N; i++)
+		buf[i] = (unsigned char)rand();
+	uint32_t whole = crc32c(0, buf, N);
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		size_t cut = cuts[i];
+		uint32_t a = crc32c(0, buf, cut), b = crc32c(0, buf + cut, N - cut);
+
+		CHECK_INTEQ(crc32c_combine(a, b, N - cut), whole);
+	}
+	/* Three pieces, as a streamed body is checksummed: combine is associative. */
+	uint32_t p1 = crc32c(0, buf, 1000), p2 = crc32c(0, buf + 1000, 200000);
+	uint32_t p3 = crc32c(0, buf + 201000, N - 201000);
+	CHECK_INTEQ(crc32c_combine(crc32c_combine(p1, p2, 200000), p3, N - 201000), whole);
+	CHECK_INTEQ(crc32c_combine(p1, crc32c_combine(p2, p3, N - 201000), N - 1000), whole);
+	CHECK_INTEQ(crc32c_combine(0x12345678, 0, 0), 0x12345678);
+	free(buf);
+}
+
 int main(void)
 {
 	test_vectors();
 	test_random();
+	test_combine();
 	return check_done();
 }
