@@ -1190,6 +1190,332 @@ static void test_rotation_reclaim(void)
 	remove_dir(dir);
 }
 
+/* ==================== compaction ==================== */
+
+/*
+ * struct mover - the owner side of compaction for the tests: collects
+ * moved notices (on the waiter's loop) and acknowledges them when told.
+ */
+struct mover {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct spool *sp;
+	bool auto_ack;
+	size_t n;
+	impetus_id ids[64];
+	struct spool_loc locs[64];
+};
+
+static void on_moved(void *ctx, impetus_id id, const struct spool_loc *loc)
+{
+	struct mover *mv = ctx;
+
+	pthread_mutex_lock(&mv->mu);
+	if (mv->n < 64) {
+		mv->ids[mv->n] = id;
+		mv->locs[mv->n] = *loc;
+		mv->n++;
+	}
+	pthread_cond_broadcast(&mv->cv);
+	pthread_mutex_unlock(&mv->mu);
+	if (mv->auto_ack)
+		spool_moved_ack(mv->sp, id);
+}
+
+/* mover_wait - until n notices arrived (20 s at most). */
+static void mover_wait(struct mover *mv, size_t n)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 20;
+	pthread_mutex_lock(&mv->mu);
+	while (mv->n < n && pthread_cond_timedwait(&mv->cv, &mv->mu, &ts) == 0)
+		;
+	pthread_mutex_unlock(&mv->mu);
+	CHECK(mv->n >= n);
+}
+
+static struct spool *open_compacting(const char *dir, struct mover *mv, struct waiter *w,
+				     struct recovered *rec, struct reports *rep)
+{
+	struct spool_options o = {
+		.segment_size = 4096,
+		.compact_threshold = 50,
+		.moved = on_moved,
+		.moved_loop = w->loop,
+		.moved_ctx = mv,
+	};
+	struct str err = STR_INIT;
+	struct spool *sp;
+
+	if (rep) {
+		o.report = on_report;
+		o.report_ctx = rep;
+	}
+	sp = spool_open(dir, &o, rec ? on_recover : NULL, rec, &err);
+	if (sp == NULL)
+		fprintf(stderr, "%s:%d: spool_open: %s\n", __FILE__, __LINE__, str_cstr(&err));
+	CHECK(sp != NULL);
+	str_free(&err);
+	mv->sp = sp;
+	return sp;
+}
+
+/*
+ * compact_setup - 20 messages over several 4 KiB segments; the first
+ * keeps one recipient queued with a retry schedule (written before any
+ * copy exists) and one delivered; everything else is finished.
+ */
+static void compact_setup(struct spool *sp, struct waiter *w, struct spool_msg **sent)
+{
+	submit_seq(sp, w, 0, 20, 1000, sent);
+	spool_rcpt_retry(sp, w->res[0].msg->id, 0, 3, 1795479999);
+	spool_rcpt_state(sp, w->res[0].msg->id, 1, SPOOL_RCPT_DELIVERED);
+	for (int i = 1; i < 20; i++)
+		spool_message_done(sp, w->res[i].msg->id);
+}
+
+/* check_moved_msg - the recovered first message: one copy, its states and retries, its body. */
+static void check_moved_msg(struct spool *sp, struct recovered *rec, impetus_id id,
+			    uint32_t retries2)
+{
+	struct spool_msg *m = rec_find(rec, id);
+	struct str body = STR_INIT, want = STR_INIT;
+	size_t copies = 0;
+
+	for (size_t i = 0; i < rec->n; i++)
+		copies += rec->v[i]->id == id;
+	CHECK_INTEQ(copies, 1);
+	CHECK(m != NULL);
+	if (m == NULL)
+		return;
+	CHECK_INTEQ(m->nrcpt, 3);
+	CHECK_INTEQ(m->rcpts[0].state, SPOOL_RCPT_QUEUED);
+	CHECK_INTEQ(m->rcpts[0].retries, 3);
+	CHECK_INTEQ(m->rcpts[0].next_attempt, 1795479999);
+	CHECK_INTEQ(m->rcpts[1].state, SPOOL_RCPT_DELIVERED);
+	CHECK_INTEQ(m->rcpts[2].state, SPOOL_RCPT_QUEUED);
+	CHECK_INTEQ(m->rcpts[2].retries, retries2);
+	CHECK(m->loc.segment > 1);
+	CHECK_INTEQ(spool_read_body(sp, &m->loc, &body), 0);
+	make_body(&want, 0, 1000);
+	CHECK(body.len == want.len && memcmp(body.s, want.s, want.len) == 0);
+	str_free(&body);
+	str_free(&want);
+}
+
+/*
+ * test_codec_relocated - a RELOCATED MESSAGE record (CRC extended over a
+ * body that is not in the buffer) decodes with its flag; the flag on any
+ * other record type is refused.
+ */
+static void test_codec_relocated(void)
+{
+	struct spool_msg *m = make_msg(5, 2, 300);
+	struct str rec = STR_INIT;
+	struct spool_rec r;
+	uint64_t need;
+	const char *why = NULL;
+	uint32_t crc = 0;
+	size_t body_off;
+	long long n;
+
+	m->rcpts[1].state = SPOOL_RCPT_DELIVERED;
+	m->rcpts[0].retries = 4;
+	body_off = spool_rec_encode_relocated(&rec, m, m->body.len, &crc);
+	CHECK(body_off > SPOOL_REC_HDR_SIZE);
+	crc = crc32c(crc, m->body.s, m->body.len);
+	spool_rec_store_crc(rec.s, crc);
+	str_append(&rec, m->body.s, m->body.len);
+	n = spool_rec_decode(rec.s, rec.len, true, &r, &need, &why);
+	CHECK_INTEQ(n, (long long)rec.len);
+	CHECK_INTEQ(r.flags, SPOOL_REC_FLAG_RELOCATED);
+	CHECK(r.msg && same_envelope(r.msg, m));
+	CHECK_INTEQ(r.body_offset, body_off);
+	spool_msg_free(r.msg);
+
+	str_clear(&rec);
+	spool_rec_encode_done(&rec, m->id);
+	rec.s[5] = (char)SPOOL_REC_FLAG_RELOCATED;
+	spool_rec_reseal((uint8_t *)rec.s, rec.len);
+	CHECK_INTEQ(spool_rec_decode(rec.s, rec.len, true, &r, &need, &why), SPOOL_REC_BAD);
+	CHECK(why && strcmp(why, "unknown record flags") == 0);
+	str_free(&rec);
+	spool_msg_free(m);
+}
+
+/*
+ * test_compact_relocate - the oldest segment's one live message moves to
+ * the head with its states; the old segment stays while the move is not
+ * acknowledged, goes once it is; after a restart the message is there
+ * once, silently (no duplicate report), with everything it had.
+ */
+static void test_compact_relocate(void)
+{
+	char *dir = make_dir();
+	struct spool_msg *sent[20], *sync_msg[1];
+	struct mover mv = { .auto_ack = false };
+	struct reports rep = { STR_INIT, 0 };
+	struct recovered rec = { 0 };
+	struct spool_stats st;
+	struct str body = STR_INIT, want = STR_INIT;
+	struct waiter w;
+	struct spool *sp;
+	impetus_id id;
+	uint64_t first = 0;
+	int n;
+
+	pthread_mutex_init(&mv.mu, NULL);
+	pthread_cond_init(&mv.cv, NULL);
+	waiter_init(&w);
+	sp = open_compacting(dir, &mv, &w, NULL, NULL);
+	spool_start(sp);
+	compact_setup(sp, &w, sent);
+	id = w.res[0].msg->id;
+	CHECK_INTEQ(w.res[0].msg->loc.segment, 1);
+	submit_n(sp, &w, 100, 1, 10, sync_msg);	/* a commit after the state records */
+	mover_wait(&mv, 1);
+	CHECK(mv.ids[0] == id);
+	CHECK(mv.locs[0].segment > 1);
+	CHECK_INTEQ(mv.locs[0].length, 1000);
+	/* Not acknowledged: the old copy must still be readable. */
+	usleep(50000);
+	seg_files_range(dir, &first, NULL);
+	CHECK_INTEQ(first, 1);
+	CHECK_INTEQ(spool_read_body(sp, &w.res[0].msg->loc, &body), 0);
+	CHECK_INTEQ(spool_read_body(sp, &mv.locs[0], &want), 0);
+	CHECK(body.len == 1000 && want.len == 1000 && memcmp(body.s, want.s, 1000) == 0);
+	spool_moved_ack(sp, id);
+	for (int tries = 0; tries < 500; tries++) {
+		seg_files_range(dir, &first, NULL);
+		if (first >= mv.locs[0].segment)
+			break;
+		usleep(10000);
+	}
+	CHECK(first >= mv.locs[0].segment);
+	spool_get_stats(sp, &st);
+	CHECK(st.moved_messages >= 1);
+	CHECK(st.compacted_segments >= 1);
+	CHECK(st.live_bytes > 0 && st.live_bytes < st.bytes);
+	spool_message_done(sp, w.res[20].msg->id);
+	spool_stop(sp);
+	n = seg_files(dir, NULL);
+	CHECK(n <= 2);
+
+	sp = open_spool(dir, 4096, &rec, &rep);
+	CHECK_INTEQ(rec.n, 1);
+	check_moved_msg(sp, &rec, id, 0);
+	CHECK(strstr(str_cstr(&rep.all), "duplicate") == NULL);
+	spool_stop(sp);
+	rec_free(&rec);
+	str_free(&rep.all);
+	str_free(&body);
+	str_free(&want);
+	waiter_fini(&w);
+	pthread_mutex_destroy(&mv.mu);
+	pthread_cond_destroy(&mv.cv);
+	remove_dir(dir);
+}
+
+/*
+ * test_compact_crash_between - a crash after the copy is durable but
+ * before the old segment went (the move is never acknowledged), with a
+ * state record written after the copy: recovery keeps one message, the
+ * copy's states plus the later record, reports nothing, and then removes
+ * the old segment itself.
+ */
+static void test_compact_crash_between(void)
+{
+	char *dir = make_dir();
+	struct spool_msg *sent[20], *sync_msg[1];
+	struct mover mv = { .auto_ack = false };
+	struct reports rep = { STR_INIT, 0 };
+	struct recovered rec = { 0 };
+	struct waiter w;
+	struct spool *sp;
+	impetus_id id;
+	uint64_t first = 0;
+
+	pthread_mutex_init(&mv.mu, NULL);
+	pthread_cond_init(&mv.cv, NULL);
+	waiter_init(&w);
+	sp = open_compacting(dir, &mv, &w, NULL, NULL);
+	spool_start(sp);
+	compact_setup(sp, &w, sent);
+	id = w.res[0].msg->id;
+	submit_n(sp, &w, 100, 1, 10, sync_msg);
+	mover_wait(&mv, 1);
+	spool_rcpt_retry(sp, id, 2, 1, 1795470000);	/* after the copy: applies to it */
+	spool_message_done(sp, w.res[20].msg->id);
+	spool_stop(sp);		/* never acknowledged: the old segment is still there */
+	seg_files_range(dir, &first, NULL);
+	CHECK_INTEQ(first, 1);
+
+	sp = open_spool(dir, 4096, &rec, &rep);
+	CHECK_INTEQ(rec.n, 1);
+	check_moved_msg(sp, &rec, id, 1);
+	CHECK_INTEQ(rec_find(&rec, id) ? rec_find(&rec, id)->rcpts[2].next_attempt : 0,
+		    1795470000);
+	CHECK_INTEQ(rep.n, 0);
+	seg_files_range(dir, &first, NULL);
+	CHECK(first > 1);		/* no live message left in it: reclaimed at open */
+	spool_stop(sp);
+	rec_free(&rec);
+	str_free(&rep.all);
+	waiter_fini(&w);
+	pthread_mutex_destroy(&mv.mu);
+	pthread_cond_destroy(&mv.cv);
+	remove_dir(dir);
+}
+
+/*
+ * test_compact_bad_source - a flipped bit in the body of the message to
+ * be moved: compaction must not copy damage under a fresh CRC. The move
+ * is refused with a report and the segment stays.
+ */
+static void test_compact_bad_source(void)
+{
+	char *dir = make_dir();
+	struct spool_msg *sent[20], *sync_msg[1];
+	struct mover mv = { .auto_ack = true };
+	struct reports rep = { STR_INIT, 0 };
+	struct waiter w;
+	struct spool *sp;
+	char path[512];
+	uint64_t first = 0;
+
+	pthread_mutex_init(&mv.mu, NULL);
+	pthread_cond_init(&mv.cv, NULL);
+	waiter_init(&w);
+	/*
+	 * Fill with compaction off; reopen with it on (recovery sees a sound
+	 * record), and damage the body before the spool thread starts moving.
+	 */
+	sp = open_spool(dir, 4096, NULL, NULL);
+	spool_start(sp);
+	compact_setup(sp, &w, sent);
+	spool_stop(sp);
+	sp = open_compacting(dir, &mv, &w, NULL, &rep);
+	seg_path(path, sizeof(path), dir, 1);
+	flip_bit(path, w.res[0].msg->loc.offset + 500, 3);
+	spool_start(sp);
+	submit_n(sp, &w, 100, 1, 10, sync_msg);
+	for (int tries = 0; tries < 300 && strstr(str_cstr(&rep.all), "cannot be relocated") == NULL;
+	     tries++)
+		usleep(10000);
+	CHECK(strstr(str_cstr(&rep.all), "bad record crc") != NULL);
+	CHECK_INTEQ(mv.n, 0);
+	seg_files_range(dir, &first, NULL);
+	CHECK_INTEQ(first, 1);
+	spool_stop(sp);
+	str_free(&rep.all);
+	waiter_fini(&w);
+	pthread_mutex_destroy(&mv.mu);
+	pthread_cond_destroy(&mv.cv);
+	remove_dir(dir);
+}
+
 /* ==================== write errors ==================== */
 
 /*
@@ -1354,6 +1680,10 @@ int main(void)
 	test_flipped_body_middle();
 	test_empty_segments();
 	test_rotation_reclaim();
+	test_codec_relocated();
+	test_compact_relocate();
+	test_compact_crash_between();
+	test_compact_bad_source();
 	test_write_error();
 	test_lock();
 	return check_done();
