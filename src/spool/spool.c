@@ -496,6 +496,7 @@ static void commit(struct spool *sp)
 	/* Relocated copies first: the batch's state records then apply to them. */
 	rc = spool_compact_write(sp, &off);
 	if (rc < 0) {
+		spool_compact_abort(sp);
 		batch_failed(sp, batch, rc, start);
 		return;
 	}

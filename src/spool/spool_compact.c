@@ -61,6 +61,7 @@
 #define COMPACT_STEP_BYTES (4u << 20)	/* relocated bytes per commit, at most (one message more) */
 #define COMPACT_CHUNK (256u << 10)	/* body bytes read or copied at a time */
 #define STATS_INTERVAL_SECONDS 300	/* periodic "spool: stats" line, when something changed */
+#define PAUSE_SECONDS 1			/* no compaction step this long after a failed copy */
 
 /* A move waiting for its owner's acknowledgement. */
 struct spool_pin {
@@ -141,7 +142,8 @@ bool spool_compact_due(const struct spool *sp)
 {
 	const struct spool_compact *c = &sp->compact;
 
-	return c->victim != 0 && c->next < c->nitems && !sp->stopping;
+	return c->victim != 0 && c->next < c->nitems && !sp->stopping &&
+	       (c->pause_until == 0 || mono_seconds() >= c->pause_until);
 }
 
 /* ==================== copying one message ==================== */
@@ -263,11 +265,14 @@ static int cut_back(struct spool *sp, uint64_t off)
 	return ftruncate(sp->cur_fd, (off_t)off) < 0 ? -errno : 0;
 }
 
+#define RELOCATE_LATER 2	/* relocate: the copy failed on our side; same message next step */
+
 /*
  * relocate - copy the message of item it to *off. Returns 1 when copied
  * (*off advanced, the move recorded for spool_compact_applied), 0 when
- * the message was left where it is, -errno when the segment could not be
- * cut back after a failed copy.
+ * the message is left where it is, RELOCATE_LATER after a write error
+ * (the copy was cut away again), -errno when the segment could not be cut
+ * back after a failed copy.
  */
 static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *off)
 {
@@ -291,6 +296,8 @@ static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *o
 			     id_format(it->id, idbuf), sp->dir, spool_seg_name(c->victim, name),
 			     l->rec_off, why ? why : "error", strerror(-rc));
 		c->stuck = c->victim;
+		c->next = c->nitems;	/* its segment cannot go: moving the others is no use */
+		rc = 0;
 		goto out;
 	}
 	spool_rec_store_crc(rec.s, ncrc);
@@ -306,7 +313,7 @@ static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *o
 			     spool_seg_name(sp->segs[sp->nsegs - 1].seq, name), *off,
 			     strerror(-rc));
 		spool_stat_add(&sp->st_write_errors, 1);
-		rc = crc < 0 ? crc : 0;
+		rc = crc < 0 ? crc : RELOCATE_LATER;
 		goto out;
 	}
 	if (c->nbatch == c->capbatch) {
@@ -345,9 +352,12 @@ int spool_compact_write(struct spool *sp, uint64_t *off)
 		rc = relocate(sp, it, off);
 		if (rc < 0)
 			return rc;
-		c->next++;
-		if (c->stuck == c->victim)
+		if (rc == RELOCATE_LATER) {
+			c->pause_until = mono_seconds() + PAUSE_SECONDS;
 			break;
+		}
+		if (c->next < c->nitems)
+			c->next++;
 	}
 	return 0;
 }
@@ -436,6 +446,7 @@ static void on_ack(void *arg)
 	if (pin) {
 		struct spool_seg *s = spool_seg_find(sp, pin->seg);
 
+		sp->compact.waiting = 0;
 		if (s && s->pins)
 			s->pins--;
 		free(pin);
@@ -478,7 +489,7 @@ static uint64_t pick_victim(struct spool *sp)
 		const struct spool_seg *s = &sp->segs[i];
 
 		if (victim == 0 && s->live > 0) {
-			if (s->seq == c->stuck)
+			if (s->seq == c->stuck || s->seq == c->waiting)
 				return 0;
 			victim = s->seq;
 		}
@@ -567,8 +578,13 @@ static void victim_done(struct spool *sp)
 	char name[SPOOL_SEG_NAME_SIZE];
 	unsigned r = ratio_permille(c->v_live_bytes, c->v_size);
 
+	/*
+	 * Messages left behind whose previous move is not acknowledged yet:
+	 * try this segment again after the next acknowledgement, not in a
+	 * loop of empty steps now.
+	 */
 	if (s && s->live > 0 && c->stuck != c->victim)
-		c->stuck = c->victim;	/* cannot happen; never loop on it */
+		c->waiting = c->victim;
 	spool_stat_add(&sp->st_compacted_segments, s && s->live ? 0 : 1);
 	SPOOL_REPORT(sp, "spool: compacted segment=%s/%s live_ratio=%u.%u%% live_messages=%"
 		     PRIu64 " moved_messages=%" PRIu64 " moved_bytes=%" PRIu64 " left=%" PRIu64,
@@ -595,7 +611,14 @@ void spool_compact_plan(struct spool *sp)
 	/* The next commit writes the next step; make sure one comes. */
 	if (c->ev && !c->scheduled) {
 		c->scheduled = true;
-		event_active(c->ev, EV_TIMEOUT, 0);
+		if (c->pause_until && mono_seconds() < c->pause_until) {
+			struct timeval tv = { PAUSE_SECONDS, 0 };
+
+			event_add(c->ev, &tv);
+		} else {
+			c->pause_until = 0;
+			event_active(c->ev, EV_TIMEOUT, 0);
+		}
 	}
 }
 

@@ -78,6 +78,7 @@ struct spool_compact {
 	uint32_t threshold;		/* percent; 0 = off */
 	struct event *ev;		/* runs a commit when no batch is coming */
 	bool scheduled;
+	int64_t pause_until;		/* monotonic seconds: no step before (after a write error) */
 	uint64_t victim;		/* segment being emptied, 0 = none */
 	int vfd;			/* read fd of the victim, -1 */
 	struct compact_item {
@@ -88,6 +89,7 @@ struct spool_compact {
 	uint64_t v_size, v_live_bytes, v_live;	/* victim when chosen (for the log line) */
 	uint64_t v_moved, v_moved_bytes;
 	uint64_t stuck;			/* a segment whose messages could not all be moved */
+	uint64_t waiting;		/* a victim left with messages whose last move is unacknowledged */
 	struct spool_moved *batch;	/* written by this commit */
 	size_t nbatch, capbatch;
 	struct spool_idmap moves;	/* id -> struct spool_pin: moved, not yet acknowledged */
