@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +42,14 @@
 #define SHUTDOWN_GRACE_SECONDS 30
 #define HEARTBEAT_SECONDS 60
 #define IO_POOL_THREADS 2	/* streaming writes of large inbound bodies */
+/*
+ * Descriptors beyond one per session and outbound connection: logs, spool
+ * segments, event loops' epoll and wake-up descriptors, DNS sockets, the
+ * listeners, the accept reserve descriptor, and headroom.
+ */
+#define FD_RESERVE 1024
+/* What "no limit" (0) counts as when sizing RLIMIT_NOFILE. */
+#define FD_UNLIMITED_COUNT (1 << 20)
 
 struct daemon {
 	const char *conf_path;		/* NULL: embedded default */
@@ -171,6 +180,61 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------------ */
 /* start-up helpers                                                    */
+
+/* fd_count_for - descriptors an option's value asks for (0 = no limit). */
+static rlim_t fd_count_for(int64_t v)
+{
+	return v > 0 ? (rlim_t)v : (rlim_t)FD_UNLIMITED_COUNT;
+}
+
+/*
+ * raise_fd_limit - RLIMIT_NOFILE large enough for the configured limits:
+ * the largest Service_Sessions in effect on a listener plus
+ * Server_Max_Outbound_Connections plus FD_RESERVE. The soft limit is
+ * raised up to the hard limit (no privilege needed); if the hard limit is
+ * lower, say so in the paniclog with both numbers, because accept then
+ * fails with EMFILE long before Service_Sessions is reached. Start-up
+ * only: a reload does not change it.
+ */
+static void raise_fd_limit(const struct conf *conf)
+{
+	struct rlimit rl;
+	rlim_t sessions = 0;
+
+	/* Each listener checks its own Service_Sessions against all sessions. */
+	for (size_t i = 0; i < conf_listener_count(conf); i++) {
+		rlim_t n = fd_count_for(conf_listener_get(conf, conf_listener_at(conf, i),
+							  CONF_OPT_CONCURRENCY)->u.i);
+		if (n > sessions)
+			sessions = n;
+	}
+	rlim_t needed = sessions +
+			fd_count_for(conf_int(conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS)) +
+			FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_panic("fd_limit getrlimit error=\"%s\"", strerror(errno));
+		return;
+	}
+	rlim_t want = needed < rl.rlim_max ? needed : rl.rlim_max;
+	if (rl.rlim_cur < want) {
+		struct rlimit nl = { want, rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+			rl.rlim_cur = want;
+		else
+			log_panic("fd_limit setrlimit soft=%llu error=\"%s\"",
+				  (unsigned long long)want, strerror(errno));
+	}
+	if (rl.rlim_cur < needed)
+		log_panic("fd_limit too low needed=%llu have=%llu hard=%llu: Service_Sessions and "
+			  "Server_Max_Outbound_Connections cannot be reached; raise the hard limit "
+			  "(ulimit -Hn, systemd LimitNOFILE=) or lower those options",
+			  (unsigned long long)needed, (unsigned long long)rl.rlim_cur,
+			  (unsigned long long)rl.rlim_max);
+	else
+		log_panic("fd_limit needed=%llu have=%llu", (unsigned long long)needed,
+			  (unsigned long long)rl.rlim_cur);
+}
 
 /* drop_privileges - become User if one is configured and we are root. */
 static int drop_privileges(const char *user, struct str *err)
@@ -323,6 +387,7 @@ int main(int argc, char **argv)
 		fatal(&err, "privileges");
 	if (log_open(conf_str(d.conf, CONF_OPT_LOG_DIRECTORY), &err) < 0)
 		fatal(&err, "logs");
+	raise_fd_limit(d.conf);
 
 	int rc = fs_mkdir_p(conf_str(d.conf, CONF_OPT_SPOOLBASE), 0700);
 	if (rc < 0) {

@@ -10,15 +10,39 @@
  * A refused connection gets its 421 with one non-blocking send on the
  * fresh socket (the kernel buffer always has room for one line) and is
  * closed, so no session is ever built for it.
+ *
+ * Out of descriptors (accept fails with EMFILE/ENFILE): the server keeps
+ * one spare descriptor open (/dev/null). On EMFILE it closes the spare,
+ * accepts the waiting clients one at a time and answers each 421 4.3.2
+ * (one descriptor suffices: each is closed at once), reopens the spare and
+ * pauses the listener for ACCEPT_BACKOFF_MS, because libevent would
+ * otherwise call us again at once for the same waiting client and spin.
+ * Any other accept error pauses the listener the same way. The paniclog
+ * gets at most one line per ACCEPT_LOG_INTERVAL_MS with the counts, and
+ * the tick reports the recovery once accepts work again.
+ *
+ * The rejectlog budget per client IP (Rejectlog_Throttle_Per_IP) is a
+ * token bucket per address, owned here on the scheduler: sessions on any
+ * loop post their (already per-connection limited) lines through
+ * smtp_server_log_reject. Lines over budget are counted; the tick writes
+ * one summary line per address and forgets addresses whose bucket is full
+ * again. The table is capped at REJECT_RATE_MAX_ENTRIES; past that, new
+ * addresses share one bucket, so many addresses cannot buy many budgets.
+ *
+ * The tick (every SERVER_TICK_SECONDS on the scheduler): rejectlog
+ * summaries and table sweep, then the accept recovery line.
  */
 #include "smtp/smtp_server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -41,6 +65,22 @@ struct ip_count {
 
 #define IP_BUCKETS 4096
 
+/* Rejectlog budget of one client address (token bucket), on the scheduler. */
+struct reject_rate {
+	struct reject_rate *next;
+	uint8_t addr[16];
+	char ip[64];			/* for the summary line */
+	double tokens;
+	int64_t refill_ms;		/* when tokens was last brought up to date */
+	uint64_t suppressed;		/* lines not written since the last summary */
+};
+
+#define REJECT_RATE_MAX_ENTRIES 65536
+#define SERVER_TICK_SECONDS 10
+#define ACCEPT_BACKOFF_MS 250		/* listener pause after a failed accept */
+#define ACCEPT_REFUSE_BATCH 32		/* waiting clients answered 421 per EMFILE */
+#define ACCEPT_LOG_INTERVAL_MS 10000	/* at most one paniclog line per interval */
+
 struct smtp_server {
 	struct loop *scheduler;
 	struct smtp_io *io;
@@ -59,7 +99,30 @@ struct smtp_server {
 	void (*shutdown_done)(void *);
 	void *shutdown_arg;
 	struct event *grace_timer;
+	struct event *tick;
+
+	/* descriptor exhaustion and other accept failures */
+	int spare_fd;			/* reserve descriptor; -1 while given up */
+	bool accept_trouble;		/* accepts failed since the last recovery line */
+	int64_t accept_error_ms;	/* last failed accept */
+	int64_t accept_log_ms;		/* last paniclog line about it; 0 = none */
+	uint64_t accept_errors;		/* failed accepts since that line */
+	uint64_t accept_refused;	/* clients answered 421 since that line */
+
+	/* rejectlog budget per client IP */
+	struct reject_rate *rate_table[IP_BUCKETS];
+	size_t rate_entries;
+	struct conf_throttle reject_throttle;	/* cached from the generation */
 };
+
+/* now_ms - a monotonic clock in milliseconds. */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ------------------------------------------------------------------ */
 /* hostname                                                            */
@@ -142,13 +205,19 @@ static void ip_key(const struct sockaddr_storage *ss, uint8_t key[16])
 	}
 }
 
-static struct ip_count **ip_slot(struct smtp_server *srv, const uint8_t key[16])
+/* ip_hash - FNV-1a of an address key, as a bucket index. */
+static uint32_t ip_hash(const uint8_t key[16])
 {
 	uint32_t h = 2166136261u;
 
 	for (int i = 0; i < 16; i++)
 		h = (h ^ key[i]) * 16777619u;
-	struct ip_count **pp = &srv->ip_table[h % IP_BUCKETS];
+	return h % IP_BUCKETS;
+}
+
+static struct ip_count **ip_slot(struct smtp_server *srv, const uint8_t key[16])
+{
+	struct ip_count **pp = &srv->ip_table[ip_hash(key)];
 	while (*pp && memcmp((*pp)->addr, key, 16) != 0)
 		pp = &(*pp)->next;
 	return pp;
@@ -184,13 +253,149 @@ static void ip_add(struct smtp_server *srv, const struct sockaddr_storage *ss, i
 }
 
 /* ------------------------------------------------------------------ */
+/* rejectlog budget per client IP                                      */
+
+/* rate_refill - bring a bucket's tokens up to now. */
+static void rate_refill(const struct smtp_server *srv, struct reject_rate *r, int64_t now)
+{
+	const struct conf_throttle *t = &srv->reject_throttle;
+	double cap = t->count;
+
+	if (now > r->refill_ms && t->period > 0)
+		r->tokens += (double)(now - r->refill_ms) * t->count / (1000.0 * t->period);
+	if (r->tokens > cap)
+		r->tokens = cap;
+	r->refill_ms = now;
+}
+
+/* rate_entry - the bucket of an address, created full; the shared one past the cap. */
+static struct reject_rate *rate_entry(struct smtp_server *srv, const struct sockaddr_storage *peer,
+				      int64_t now)
+{
+	static const uint8_t overflow_key[16] = {
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	};
+	uint8_t key[16];
+	bool overflow = false;
+
+	ip_key(peer, key);
+	for (;;) {
+		struct reject_rate **pp = &srv->rate_table[ip_hash(key)];
+		while (*pp && memcmp((*pp)->addr, key, 16) != 0)
+			pp = &(*pp)->next;
+		if (*pp)
+			return *pp;
+		if (srv->rate_entries >= REJECT_RATE_MAX_ENTRIES && !overflow) {
+			memcpy(key, overflow_key, 16);
+			overflow = true;
+			continue;
+		}
+		struct reject_rate *r = XNEW(struct reject_rate);
+		memcpy(r->addr, key, 16);
+		if (overflow)
+			snprintf(r->ip, sizeof(r->ip), "(other addresses)");
+		else
+			smtp_format_sockaddr(peer, r->ip, sizeof(r->ip), NULL, 0);
+		r->tokens = srv->reject_throttle.count;
+		r->refill_ms = now;
+		*pp = r;
+		srv->rate_entries++;
+		return r;
+	}
+}
+
+/* reject_log - write a rejectlog line if the client's address has budget left. Scheduler. */
+static void reject_log(struct smtp_server *srv, const struct sockaddr_storage *peer,
+		       const char *remote, const char *local, const char *conn_id,
+		       const char *phase, const char *text)
+{
+	if (srv->reject_throttle.count > 0) {
+		int64_t now = now_ms();
+		struct reject_rate *r = rate_entry(srv, peer, now);
+
+		rate_refill(srv, r, now);
+		if (r->tokens < 1.0) {
+			r->suppressed++;
+			return;
+		}
+		r->tokens -= 1.0;
+	}
+	log_reject(remote, local, conn_id, phase, text);
+}
+
+/* rate_sweep - summary lines for suppressed addresses; forget full buckets. */
+static void rate_sweep(struct smtp_server *srv, bool all)
+{
+	int64_t now = now_ms();
+
+	for (size_t i = 0; i < IP_BUCKETS; i++) {
+		struct reject_rate **pp = &srv->rate_table[i];
+		while (*pp) {
+			struct reject_rate *r = *pp;
+			rate_refill(srv, r, now);
+			if (r->suppressed > 0) {
+				char text[96];
+				snprintf(text, sizeof(text), "%llu further rejections from this address not logged",
+					 (unsigned long long)r->suppressed);
+				log_reject(r->ip, "", "", "throttle", text);
+				r->suppressed = 0;
+			}
+			if (all || r->tokens >= srv->reject_throttle.count) {
+				*pp = r->next;
+				free(r);
+				srv->rate_entries--;
+			} else {
+				pp = &r->next;
+			}
+		}
+	}
+}
+
+struct reject_note {
+	struct smtp_server *srv;
+	struct sockaddr_storage peer;
+	char remote[80];
+	char local[80];
+	char conn_id[40];
+	char phase[24];
+	char text[];
+};
+
+/* on_reject_note - scheduler side of smtp_server_log_reject. */
+static void on_reject_note(void *arg)
+{
+	struct reject_note *n = arg;
+
+	reject_log(n->srv, &n->peer, n->remote, n->local, n->conn_id, n->phase, n->text);
+	free(n);
+}
+
+void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_storage *peer,
+			    const char *remote, const char *local, const char *conn_id,
+			    const char *phase, const char *text)
+{
+	size_t tlen = strlen(text);
+	struct reject_note *n = xmalloc(sizeof(*n) + tlen + 1);
+
+	n->srv = srv;
+	n->peer = *peer;
+	snprintf(n->remote, sizeof(n->remote), "%s", remote);
+	snprintf(n->local, sizeof(n->local), "%s", local);
+	snprintf(n->conn_id, sizeof(n->conn_id), "%s", conn_id);
+	snprintf(n->phase, sizeof(n->phase), "%s", phase);
+	memcpy(n->text, text, tlen + 1);
+	loop_post(srv->scheduler, on_reject_note, n);
+}
+
+/* ------------------------------------------------------------------ */
 /* accepting                                                           */
 
 /* refuse - answer 421 on a fresh socket and close it. */
-static void refuse(int fd, const char *hostname, const char *why)
+static void refuse(int fd, const char *ext, const char *hostname, const char *why)
 {
 	char line[512];
-	int n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n", hostname, why);
+	int n = snprintf(line, sizeof(line), "421 %s %s Error: %s\r\n", ext, hostname, why);
 
 	if (send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 		/* The client went away already: nothing to tell it. */
@@ -212,7 +417,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	memcpy(&peer, sa, (size_t)salen < sizeof(peer) ? (size_t)salen : sizeof(peer));
 
 	if (srv->shutting_down) {
-		refuse(fd, host, "service shutting down");
+		refuse(fd, "4.7.0", host, "service shutting down");
 		return;
 	}
 	int64_t max_total = conf_listener_get(srv->conf, cl, CONF_OPT_CONCURRENCY)->u.i;
@@ -220,15 +425,16 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	if (max_total > 0 && srv->sessions >= (uint64_t)max_total) {
 		char who[64];
 		smtp_format_sockaddr(&peer, NULL, 0, who, sizeof(who));
-		log_reject(who, l->address, "", "connect", "421 4.7.0 too many connections");
-		refuse(fd, host, "too many connections");
+		reject_log(srv, &peer, who, l->address, "", "connect", "421 4.7.0 too many connections");
+		refuse(fd, "4.7.0", host, "too many connections");
 		return;
 	}
 	if (max_ip > 0 && ip_get(srv, &peer) >= (uint64_t)max_ip) {
 		char who[64];
 		smtp_format_sockaddr(&peer, NULL, 0, who, sizeof(who));
-		log_reject(who, l->address, "", "connect", "421 4.7.0 too many connections from your address");
-		refuse(fd, host, "too many connections from your address");
+		reject_log(srv, &peer, who, l->address, "", "connect",
+			   "421 4.7.0 too many connections from your address");
+		refuse(fd, "4.7.0", host, "too many connections from your address");
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -247,17 +453,102 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	loop_post(acc->io->loop, smtp_session_start, acc);
 }
 
+/* spare_open - take the reserve descriptor again (no-op when held). */
+static void spare_open(struct smtp_server *srv)
+{
+	if (srv->spare_fd < 0)
+		srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * refuse_waiting - out of descriptors: free the spare, answer the clients
+ * waiting in the backlog 421 one by one, and take the spare back. Each
+ * refused socket is closed before the next accept, so one descriptor is
+ * enough. Another thread may grab the freed number first; then accept
+ * fails again and the back-off alone applies.
+ */
+static void refuse_waiting(struct smtp_server *srv, struct smtp_listener *l)
+{
+	const char *host = smtp_server_hostname(srv->conf);
+
+	if (srv->spare_fd < 0)
+		return;
+	close(srv->spare_fd);
+	srv->spare_fd = -1;
+	for (int i = 0; i < ACCEPT_REFUSE_BATCH; i++) {
+		int fd = accept4(evconnlistener_get_fd(l->evl), NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0)
+			break;
+		refuse(fd, "4.3.2", host, "out of resources, try again later");
+		srv->accept_refused++;
+	}
+	spare_open(srv);
+}
+
+/*
+ * on_accept_error - accept failed with something other than EAGAIN/EINTR.
+ * The waiting client is still in the backlog, so the listener is readable
+ * at once again: pause it, or this loop spins (issue 11: 97% CPU and a
+ * gigabyte of paniclog in 100 s).
+ */
 static void on_accept_error(struct evconnlistener *evl, void *arg)
 {
 	struct smtp_listener *l = arg;
+	struct smtp_server *srv = l->srv;
 	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval backoff = { 0, ACCEPT_BACKOFF_MS * 1000 };
+	int64_t now = now_ms();
 
-	/*
-	 * EMFILE/ENFILE: out of descriptors. libevent keeps the listener
-	 * enabled and retries on the next readiness, which is what we want;
-	 * say so once per occurrence.
-	 */
-	log_panic("listener address=%s accept error=\"%s\"", l->address, strerror(e));
+	srv->accept_errors++;
+	srv->accept_trouble = true;
+	srv->accept_error_ms = now;
+	if (e == EMFILE || e == ENFILE)
+		refuse_waiting(srv, l);
+	evconnlistener_disable(evl);
+	evtimer_add(l->resume, &backoff);
+	if (srv->accept_log_ms == 0 || now - srv->accept_log_ms >= ACCEPT_LOG_INTERVAL_MS) {
+		log_panic("listener address=%s accept error=\"%s\" failed_accepts=%llu refused=%llu "
+			  "paused_ms=%d%s", l->address, strerror(e),
+			  (unsigned long long)srv->accept_errors,
+			  (unsigned long long)srv->accept_refused, ACCEPT_BACKOFF_MS,
+			  (e == EMFILE || e == ENFILE) ?
+			  " hint=\"out of file descriptors: see the fd_limit line at start-up\"" : "");
+		srv->accept_log_ms = now;
+		srv->accept_errors = 0;
+		srv->accept_refused = 0;
+	}
+}
+
+/* on_accept_resume - the back-off is over: listen again. */
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_listener *l = arg;
+
+	spare_open(l->srv);
+	if (l->evl && !l->srv->shutting_down)
+		evconnlistener_enable(l->evl);
+}
+
+/* accept_recovery_check - tick: report once that accepts work again. */
+static void accept_recovery_check(struct smtp_server *srv)
+{
+	if (!srv->accept_trouble || now_ms() - srv->accept_error_ms < SERVER_TICK_SECONDS * 1000)
+		return;
+	log_panic("listener accepting again failed_accepts=%llu refused=%llu",
+		  (unsigned long long)srv->accept_errors, (unsigned long long)srv->accept_refused);
+	srv->accept_trouble = false;
+	srv->accept_errors = 0;
+	srv->accept_refused = 0;
+	srv->accept_log_ms = 0;
+}
+
+/* on_tick - the server's periodic housekeeping (see the file header). */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+
+	rate_sweep(srv, false);
+	accept_recovery_check(srv);
 }
 
 /* ------------------------------------------------------------------ */
@@ -337,6 +628,7 @@ int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *e
 			return -1;
 		}
 		evconnlistener_set_error_cb(l->evl, on_accept_error);
+		l->resume = evtimer_new(loop_base(srv->scheduler), on_accept_resume, l);
 		log_panic("listener address=%s tls=%s", l->address, l->tls ? "yes" : "no");
 	}
 	return 0;
@@ -361,6 +653,11 @@ struct smtp_server *smtp_server_new(struct loop *scheduler, struct loop **io, si
 	srv->spool = sp;
 	srv->on_message = on_message;
 	srv->ctx = ctx;
+	srv->spare_fd = -1;
+	spare_open(srv);
+	struct timeval tick = { SERVER_TICK_SECONDS, 0 };
+	srv->tick = event_new(loop_base(scheduler), -1, EV_PERSIST, on_tick, srv);
+	evtimer_add(srv->tick, &tick);
 	return srv;
 }
 
@@ -369,6 +666,7 @@ void smtp_server_set_conf(struct smtp_server *srv, struct conf *conf)
 	struct conf *old = srv->conf;
 
 	srv->conf = conf_ref(conf);
+	srv->reject_throttle = conf_get(conf, CONF_OPT_REJECTLOG_THROTTLE_PER_IP, NULL, NULL)->u.t;
 	if (old)
 		conf_unref(old);
 }
@@ -468,6 +766,8 @@ void smtp_server_shutdown(struct smtp_server *srv, int grace_seconds,
 	srv->shutdown_done = done;
 	srv->shutdown_arg = arg;
 	for (size_t i = 0; i < srv->nlisteners; i++) {
+		if (srv->listeners[i].resume)
+			evtimer_del(srv->listeners[i].resume);
 		if (srv->listeners[i].evl) {
 			evconnlistener_free(srv->listeners[i].evl);
 			srv->listeners[i].evl = NULL;
@@ -487,6 +787,8 @@ void smtp_server_free(struct smtp_server *srv)
 	for (size_t i = 0; i < srv->nlisteners; i++) {
 		if (srv->listeners[i].evl)
 			evconnlistener_free(srv->listeners[i].evl);
+		if (srv->listeners[i].resume)
+			event_free(srv->listeners[i].resume);
 		if (srv->listeners[i].tls)
 			SSL_CTX_free(srv->listeners[i].tls);
 	}
@@ -499,6 +801,11 @@ void smtp_server_free(struct smtp_server *srv)
 	}
 	if (srv->grace_timer)
 		event_free(srv->grace_timer);
+	if (srv->tick)
+		event_free(srv->tick);
+	rate_sweep(srv, true);
+	if (srv->spare_fd >= 0)
+		close(srv->spare_fd);
 	free(srv->listeners);
 	free(srv->io);
 	if (srv->conf)

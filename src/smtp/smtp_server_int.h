@@ -29,6 +29,7 @@ struct smtp_listener {
 	size_t index;			/* position in the configuration */
 	char address[80];		/* as configured, "ip:port" */
 	struct evconnlistener *evl;	/* scheduler thread */
+	struct event *resume;		/* re-enables evl after an accept back-off */
 	SSL_CTX *tls;			/* NULL when no certificate */
 };
 
@@ -58,6 +59,14 @@ struct pool *smtp_server_io_pool(struct smtp_server *srv);
 void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_storage *peer);
 void smtp_server_deliver(struct smtp_server *srv, struct spool_msg *msg);
 const char *smtp_server_hostname(const struct conf *conf);
+/*
+ * smtp_server_log_reject - a rejectlog line, subject to the per-client-IP
+ * budget (Rejectlog_Throttle_Per_IP) kept on the scheduler. Any thread:
+ * the line is copied and posted; the per-connection limit is the caller's.
+ */
+void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_storage *peer,
+			    const char *remote, const char *local, const char *conn_id,
+			    const char *phase, const char *text);
 void smtp_format_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
 			  char *full, size_t fulllen);
 const struct conf_listener *smtp_listener_conf(const struct conf *conf,

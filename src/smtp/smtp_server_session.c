@@ -18,6 +18,24 @@
  *   STARTTLS the 220 is being flushed before the TLS handshake
  *   CLOSING  flushing the last reply, then the session is freed
  *
+ * Abuse limits (issue 11; docs/smtp-server.md "Limits against abuse"):
+ *
+ *   output   command processing stops while more than OUTPUT_PAUSE_BYTES
+ *            of replies are unsent (reading stops with it) and resumes when
+ *            the output has drained, so a client that never reads costs a
+ *            bounded buffer; input is capped by the bufferevent's read
+ *            high-water mark (INPUT_HIGH_WATER).
+ *   deadline one timer per session: a command line must be complete within
+ *            Idle_Time of the previous reply (bytes trickling in do not
+ *            extend it); DATA and each BDAT chunk must end within
+ *            Data_Timeout + bytes received / Min_Data_Rate. The per-read
+ *            bufferevent timeouts stay as the idle limit inside DATA.
+ *   errors   after Hard_Error_Limit 4xx/5xx replies without an accepted
+ *            message: 421 4.7.0 and close.
+ *   logging  at most Rejectlog_Connection_Limit rejectlog lines per
+ *            connection, one summary line at close; the per-IP budget is
+ *            the manager's (smtp_server_log_reject).
+ *
  * If the client disappears while the spool is busy, the session is kept
  * (as a zombie without a socket) until the spool answers, because the
  * spool's answer names it. A message that became durable is queued even
@@ -64,6 +82,17 @@ enum session_state {
 	S_CLOSING,
 };
 
+/* Unsent replies above this stop command processing until the client reads. */
+#define OUTPUT_PAUSE_BYTES (32 * 1024)
+/*
+ * Read high-water mark: libevent stops reading while this much input
+ * waits. Above the largest Max_Command_Length (65536), so a whole command
+ * line always fits.
+ */
+#define INPUT_HIGH_WATER (128 * 1024)
+/* Longest reply line we format; RFC 5321 4.5.3.1.5 allows 512. */
+#define REPLY_LINE_MAX 1024
+
 static const char *const state_names[] = {
 	[S_CMD] = "CMD", [S_DATA] = "DATA", [S_BDAT] = "BDAT",
 	[S_SPOOL] = "SPOOL", [S_STARTTLS] = "STARTTLS", [S_CLOSING] = "CLOSING",
@@ -91,6 +120,10 @@ struct session_limits {
 	int64_t max_line;		/* 0 = none */
 	int64_t cmd_timeout;
 	int64_t data_timeout;
+	int64_t min_data_rate;		/* bytes/s; 0 = no DATA/BDAT phase deadline */
+	int64_t error_limit;		/* 0 = none */
+	int64_t reject_log_limit;	/* rejectlog lines per connection; 0 = none */
+	bool reject_ip_budget;		/* Rejectlog_Throttle_Per_IP is set */
 	int messageid;			/* 0 ifneeded, 1 always, 2 never */
 };
 
@@ -114,6 +147,18 @@ struct smtp_session {
 	bool tls;
 	bool zombie;			/* client gone while the spool works */
 	bool discarding;		/* skipping the rest of an over-long line */
+	bool out_paused;		/* too much unsent output: not reading */
+
+	/* the deadline of the current phase (command line, DATA, BDAT chunk) */
+	struct event *deadline;
+	int64_t phase_start_ms;
+	uint64_t phase_bytes;		/* DATA/BDAT octets taken in this phase */
+
+	/* Hard_Error_Limit and Rejectlog_Connection_Limit */
+	uint32_t errors;		/* error replies since errors_mark messages */
+	uint64_t errors_mark;
+	uint32_t rejects_logged;
+	uint64_t rejects_suppressed;
 
 	/* what the client told us */
 	char *helo;
@@ -165,30 +210,132 @@ static bool tracing(void)
 	return trace_smtp;
 }
 
+/* now_ms - a monotonic clock in milliseconds. */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ms_timeval - milliseconds as a struct timeval. */
+static struct timeval ms_timeval(int64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+
+	return tv;
+}
+
+/*
+ * deadline_start - start the deadline of the phase the session is in:
+ * Idle_Time for a command line, Data_Timeout (extended by the bytes that
+ * arrive, see on_deadline) for DATA and a BDAT chunk, none while we wait
+ * for the spool, for TLS or to close.
+ */
+static void deadline_start(struct smtp_session *s)
+{
+	struct timeval tv;
+
+	if (s->deadline == NULL)
+		return;
+	s->phase_start_ms = now_ms();
+	s->phase_bytes = 0;
+	switch (s->state) {
+	case S_CMD:
+		tv = ms_timeval(s->lim.cmd_timeout * 1000);
+		break;
+	case S_DATA:
+	case S_BDAT:
+		if (s->lim.min_data_rate == 0) {
+			/* No phase deadline: only the per-read Data_Timeout. */
+			evtimer_del(s->deadline);
+			return;
+		}
+		tv = ms_timeval(s->lim.data_timeout * 1000);
+		break;
+	default:
+		evtimer_del(s->deadline);
+		return;
+	}
+	evtimer_add(s->deadline, &tv);
+}
+
 /* session_set_state - enter a state, tracing "old -> new" when asked. */
 static void session_set_state(struct smtp_session *s, enum session_state st)
 {
-	if (tracing() && s->state != st)
-		log_panic("%s smtp state %s -> %s", s->conn_id, state_names[s->state],
-			  state_names[st]);
+	enum session_state old = s->state;
+
+	if (tracing() && old != st)
+		log_panic("%s smtp state %s -> %s", s->conn_id, state_names[old], state_names[st]);
 	s->state = st;
+	if (old != st)
+		deadline_start(s);
+}
+
+/*
+ * count_error - Hard_Error_Limit bookkeeping for one reply line. 4xx and
+ * 5xx count, except 421 (the session ends anyway) and 4.3.x (our own
+ * trouble, such as a full disk, is not the client's fault). Like Postfix,
+ * errors count "without delivering mail": since the last accepted message.
+ */
+static void count_error(struct smtp_session *s, const char *line)
+{
+	if ((line[0] != '4' && line[0] != '5') || strncmp(line, "421", 3) == 0)
+		return;
+	if (strncmp(line + 3, " 4.3.", 5) == 0)
+		return;
+	if (s->errors_mark != s->messages) {
+		s->errors = 0;
+		s->errors_mark = s->messages;
+	}
+	s->errors++;
 }
 
 static void reply(struct smtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* reply - queue one reply line (CRLF added). */
+/* reply - queue one reply line (CRLF added; cut at REPLY_LINE_MAX). */
 static void reply(struct smtp_session *s, const char *fmt, ...)
 {
+	char line[REPLY_LINE_MAX];
 	va_list ap;
+	int n;
 
 	if (s->bev == NULL)
 		return;
-	struct evbuffer *out = bufferevent_get_output(s->bev);
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)(sizeof(line) - 3);
+	count_error(s, line);
+	memcpy(line + n, "\r\n", 2);
+	evbuffer_add(bufferevent_get_output(s->bev), line, (size_t)n + 2);
+}
+
+/*
+ * session_log_reject - a rejectlog line, at most Rejectlog_Connection_Limit
+ * per connection (the rest are counted for the summary at close); always
+ * is for the one line that says why we closed. Lines go through the
+ * manager's per-IP budget when one is configured.
+ */
+static void session_log_reject(struct smtp_session *s, const char *phase, const char *text,
+			       bool always)
+{
+	if (!always && s->lim.reject_log_limit > 0 &&
+	    s->rejects_logged >= (uint64_t)s->lim.reject_log_limit) {
+		s->rejects_suppressed++;
+		return;
+	}
+	s->rejects_logged++;
+	if (s->lim.reject_ip_budget)
+		smtp_server_log_reject(s->io->srv, &s->peer, s->peer_str, s->local_str, s->conn_id,
+				       phase, text);
+	else
+		log_reject(s->peer_str, s->local_str, s->conn_id, phase, text);
 }
 
 /* reply_parsed - send a parser's error reply. */
@@ -213,7 +360,7 @@ static void reject(struct smtp_session *s, const char *phase, const char *fmt, .
 	str_vappendf(&line, fmt, ap);
 	va_end(ap);
 	reply(s, "%s", line.s);
-	log_reject(s->peer_str, s->local_str, s->conn_id, phase, line.s);
+	session_log_reject(s, phase, line.s, false);
 	str_free(&line);
 }
 
@@ -544,7 +691,7 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	memset(&m, 0, sizeof(m));
 	if (!smtp_parse_mail(args, &ext, &m, &r)) {
 		reply_parsed(s, &r);
-		log_reject(s->peer_str, s->local_str, s->conn_id, "mailfrom", r.text);
+		session_log_reject(s, "mailfrom", r.text, false);
 		return;
 	}
 	if (s->lim.max_size > 0 && m.size > s->lim.max_size) {
@@ -601,7 +748,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 	memset(&a, 0, sizeof(a));
 	if (!smtp_parse_rcpt(args, &ext, s->msg->smtputf8, &a, &r)) {
 		reply_parsed(s, &r);
-		log_reject(s->peer_str, s->local_str, s->conn_id, "rcptto", r.text);
+		session_log_reject(s, "rcptto", r.text, false);
 		s->rcpt_refused++;
 		return;
 	}
@@ -794,6 +941,7 @@ static void start_tls(struct smtp_session *s)
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH_WATER);
 	s->tls = true;
 	/* RFC 3207 4.2: forget everything learnt before TLS. */
 	transaction_reset(s);
@@ -994,18 +1142,53 @@ static bool process_bdat(struct smtp_session *s, struct evbuffer *in)
 	return true;
 }
 
+/* too_many_errors - Hard_Error_Limit reached: 421 4.7.0 and close. */
+static void too_many_errors(struct smtp_session *s)
+{
+	reply(s, "421 4.7.0 %s Error: too many errors", s->hostname);
+	session_log_reject(s, "command", "421 4.7.0 too many errors", true);
+	transaction_reset(s);
+	session_close(s);
+}
+
+/* error_limit_reached - whether this session has used up Hard_Error_Limit. */
+static bool error_limit_reached(const struct smtp_session *s)
+{
+	return s->lim.error_limit > 0 && s->errors_mark == s->messages &&
+	       s->errors >= (uint64_t)s->lim.error_limit;
+}
+
+/*
+ * session_process - take what the input holds, step by step, until it is
+ * used up or a step waits. Before each step: stop (and stop reading) when
+ * too much output waits for a client that does not read; after each step:
+ * enforce Hard_Error_Limit and count DATA/BDAT octets for the deadline.
+ * A command line consumed restarts the command deadline once per batch.
+ */
 static void session_process(struct smtp_session *s)
 {
 	if (s->bev == NULL)
 		return;
 	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	bool commands = false;
 
 	for (;;) {
+		enum session_state st = s->state;
+		size_t before = evbuffer_get_length(in);
 		bool more = false;
 
-		switch (s->state) {
+		if (st != S_SPOOL && st != S_STARTTLS && st != S_CLOSING &&
+		    evbuffer_get_length(out) > OUTPUT_PAUSE_BYTES) {
+			/* on_write resumes once the client has read it all. */
+			s->out_paused = true;
+			bufferevent_disable(s->bev, EV_READ);
+			break;
+		}
+		switch (st) {
 		case S_CMD:
 			more = process_commands(s, in);
+			commands |= more;
 			break;
 		case S_DATA:
 			more = process_data(s, in);
@@ -1022,9 +1205,17 @@ static void session_process(struct smtp_session *s)
 		case S_CLOSING:
 			return;
 		}
-		if (!more || s->bev == NULL)
+		if ((st == S_DATA || st == S_BDAT) && s->state == st)
+			s->phase_bytes += before - evbuffer_get_length(in);
+		if (s->state != S_CLOSING && error_limit_reached(s)) {
+			too_many_errors(s);
 			return;
+		}
+		if (!more || s->bev == NULL)
+			break;
 	}
+	if (commands && s->state == S_CMD)
+		deadline_start(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1040,10 +1231,94 @@ static void on_write(struct bufferevent *bev, void *arg)
 	struct smtp_session *s = arg;
 
 	/* Called when the output buffer has drained completely. */
-	if (s->state == S_CLOSING)
+	if (s->state == S_CLOSING) {
 		session_free(s);
-	else if (s->state == S_STARTTLS)
+	} else if (s->state == S_STARTTLS) {
 		start_tls(s);
+	} else if (s->out_paused) {
+		/* The client read its replies: take its input again. */
+		s->out_paused = false;
+		bufferevent_enable(bev, EV_READ);
+		session_process(s);
+	}
+}
+
+/* session_timeout - 421 4.4.2 and close: an idle limit or a deadline passed. */
+static void session_timeout(struct smtp_session *s)
+{
+	const char *phase = s->state == S_CMD ? "command" : "data";
+
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
+	session_log_reject(s, phase, "421 4.4.2 timeout exceeded", true);
+	transaction_reset(s);
+	session_close(s);
+}
+
+/*
+ * on_deadline - the phase's deadline timer. In DATA and BDAT the deadline
+ * is Data_Timeout + bytes / Min_Data_Rate from the phase start; the timer
+ * is set for Data_Timeout and, when it fires, moved to the deadline the
+ * bytes received so far have earned (no per-read work).
+ */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->state == S_DATA || s->state == S_BDAT) {
+		int64_t allowed = s->lim.data_timeout * 1000 +
+				  (int64_t)(s->phase_bytes * 1000 / (uint64_t)s->lim.min_data_rate);
+		int64_t elapsed = now_ms() - s->phase_start_ms;
+		if (elapsed < allowed) {
+			struct timeval tv = ms_timeval(allowed - elapsed);
+			evtimer_add(s->deadline, &tv);
+			return;
+		}
+	} else if (s->state != S_CMD) {
+		return;
+	}
+	session_timeout(s);
+}
+
+/*
+ * log_tls_failure - one paniclog line for a failed TLS session. Before
+ * OpenSSL's own codes libevent queues its SSL_get_error() result as a
+ * fake code of library 0 ("error:00000001:lib(0)::reason(1)"), which
+ * only says "see the others": it is named only when nothing else is there.
+ */
+static void log_tls_failure(struct smtp_session *s, struct bufferevent *bev)
+{
+	struct str why = STR_INIT;
+	unsigned long e, pseudo = 0;
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		char buf[256];
+
+		if (ERR_GET_LIB(e) == 0) {
+			pseudo = e;
+			continue;
+		}
+		ERR_error_string_n(e, buf, sizeof(buf));
+		if (why.len)
+			str_append(&why, "; ", 2);
+		str_appendf(&why, "%s", buf);
+	}
+	if (why.len == 0 && pseudo == 0) {
+		str_free(&why);
+		return;		/* a plain socket error: the client went away */
+	}
+	if (why.len == 0) {
+		if (pseudo == SSL_ERROR_SYSCALL)
+			str_appendf(&why, "connection lost (SSL_ERROR_SYSCALL)");
+		else if (pseudo == SSL_ERROR_SSL)
+			str_appendf(&why, "protocol error (SSL_ERROR_SSL)");
+		else
+			str_appendf(&why, "ssl_error=%lu", pseudo);
+	}
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	bool established = ssl != NULL && SSL_is_init_finished(ssl);
+	log_panic("%s tls %s client=%s error=\"%s\"", s->conn_id,
+		  established ? "error" : "handshake failed", s->peer_str, why.s);
+	str_free(&why);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -1057,23 +1332,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 			session_free(s);
 			return;
 		}
-		reply(s, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
-		log_reject(s->peer_str, s->local_str, s->conn_id,
-			   s->state == S_CMD ? "command" : "data", "421 4.4.2 timeout exceeded");
-		transaction_reset(s);
-		session_close(s);
+		session_timeout(s);
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (what & BEV_EVENT_ERROR) {
-			unsigned long e;
-			while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-				char buf[256];
-				ERR_error_string_n(e, buf, sizeof(buf));
-				log_panic("%s tls error client=%s error=\"%s\"", s->conn_id,
-					  s->peer_str, buf);
-			}
-		}
+		if (what & BEV_EVENT_ERROR)
+			log_tls_failure(s, bev);
 		if (s->state == S_SPOOL) {
 			/* Keep the session until the spool answers; drop the socket. */
 			bufferevent_free(s->bev);
@@ -1103,6 +1367,11 @@ static void load_limits(struct smtp_session *s)
 	s->lim.cmd_timeout = conf_listener_get(c, l, CONF_OPT_SERVER_TIMEOUT)->u.i;
 	s->lim.data_timeout = conf_listener_get(c, l, CONF_OPT_DATA_TIMEOUT)->u.i;
 	s->lim.messageid = (int)conf_listener_get(c, l, CONF_OPT_RFC2822_MESSAGEID_HEADER)->u.i;
+	s->lim.min_data_rate = conf_listener_get(c, l, CONF_OPT_MIN_DATA_RATE)->u.i;
+	s->lim.error_limit = conf_listener_get(c, l, CONF_OPT_HARD_ERROR_LIMIT)->u.i;
+	s->lim.reject_log_limit = conf_listener_get(c, l, CONF_OPT_REJECTLOG_CONNECTION_LIMIT)->u.i;
+	s->lim.reject_ip_budget =
+		conf_get(c, CONF_OPT_REJECTLOG_THROTTLE_PER_IP, NULL, NULL)->u.t.count > 0;
 }
 
 void smtp_session_trace_init(void)
@@ -1142,12 +1411,15 @@ void smtp_session_start(void *arg)
 		return;
 	}
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH_WATER);
+	s->deadline = evtimer_new(loop_base(io->loop), on_deadline, s);
 	s->next = io->sessions;
 	if (io->sessions)
 		io->sessions->prev = s;
 	io->sessions = s;
 
 	session_set_state(s, S_CMD);
+	deadline_start(s);	/* the state was CMD already: start it by hand */
 	set_timeout(s, s->lim.cmd_timeout);
 	if (io->shutting_down) {
 		reply(s, "421 4.3.2 %s Service shutting down", s->hostname);
@@ -1191,6 +1463,15 @@ static void session_free(struct smtp_session *s)
 {
 	struct smtp_io *io = s->io;
 
+	/* Before the socket goes: a client that saw the close finds the line. */
+	if (s->rejects_suppressed > 0) {
+		char text[80];
+		snprintf(text, sizeof(text), "%llu further rejections not logged",
+			 (unsigned long long)s->rejects_suppressed);
+		s->rejects_suppressed = 0;
+		session_log_reject(s, "close", text, true);
+	}
+
 	if (s->prev)
 		s->prev->next = s->next;
 	else if (io->sessions == s)
@@ -1203,6 +1484,8 @@ static void session_free(struct smtp_session *s)
 	}
 	if (s->fd >= 0 && !s->tls)
 		close(s->fd);
+	if (s->deadline)
+		event_free(s->deadline);
 	transaction_reset(s);
 	str_free(&s->stage);
 	free(s->helo);

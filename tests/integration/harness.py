@@ -360,7 +360,7 @@ class Daemon:
 
     def __init__(self, hostname="mx.test.example", relay_domains=("example.com",),
                  relay_hosts=(), global_text="", listen_text="", listener_text="",
-                 tls=False, hold_delivery=True, start=True, config=None):
+                 tls=False, hold_delivery=True, start=True, config=None, preexec_fn=None):
         self.tmp = tempfile.mkdtemp(prefix="impetus-it-")
         self.spool_dir = os.path.join(self.tmp, "spool")
         self.log_dir = os.path.join(self.tmp, "log")
@@ -384,6 +384,7 @@ class Daemon:
         self.proc = None
         self.returncode = None
         self.config_text = config
+        self.preexec_fn = preexec_fn	# run in the child before exec (e.g. setrlimit)
         self.write_config()
         if start:
             try:
@@ -450,7 +451,8 @@ class Daemon:
         err = open(self.stderr_path, "ab")
         try:
             self.proc = subprocess.Popen([exe, "-c", self.conf_path], stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL, env=env, cwd=self.tmp)
+                                         stdin=subprocess.DEVNULL, env=env, cwd=self.tmp,
+                                         preexec_fn=self.preexec_fn)
         finally:
             out.close()
             err.close()
