@@ -264,7 +264,23 @@ static void live_add(struct spool *sp, const struct spool_msg *msg, uint64_t rec
 	seg_live(sp, l->loc.segment, 1, live_rec_len(l));
 }
 
-/* live_rcpt_state - a recipient's durable outcome; the last final one ends the message. */
+/* live_has_failed - whether a recipient of l failed for good (a bounce is due). */
+static bool live_has_failed(const struct live *l)
+{
+	for (uint32_t i = 0; i < l->nrcpt; i++)
+		if (l->rcpts[i].state == SPOOL_RCPT_FAILED)
+			return true;
+	return false;
+}
+
+/*
+ * live_rcpt_state - a recipient's durable outcome. The last final one ends
+ * the message when all were delivered. With a failed recipient the queue
+ * still renders a bounce from this body on the IO pool: the message stays
+ * live, so its segment is neither reclaimed nor compacted away under the
+ * bounce job, until the MESSAGE_DONE the queue writes after it submitted
+ * the bounce. (Recovery still counts such a message finished.)
+ */
 static void live_rcpt_state(struct spool *sp, impetus_id id, uint32_t idx, uint8_t state)
 {
 	struct live *l = spool_idmap_get(&sp->live, id);
@@ -276,7 +292,7 @@ static void live_rcpt_state(struct spool *sp, impetus_id id, uint32_t idx, uint8
 	else if (l->rcpts[idx].state != SPOOL_RCPT_QUEUED && state == SPOOL_RCPT_QUEUED)
 		l->nqueued++;
 	l->rcpts[idx].state = state;
-	if (l->nqueued == 0)
+	if (l->nqueued == 0 && !live_has_failed(l))
 		live_forget(sp, id);
 }
 

@@ -289,6 +289,9 @@ static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *o
 	if (l == NULL || l->loc.segment != c->victim || l->rec_off != it->rec_off ||
 	    spool_idmap_get(&c->moves, it->id))
 		return 0;	/* finished, or already moved and not yet acknowledged */
+	if (l->nqueued == 0)
+		return 0;	/* only its bounce is due: MESSAGE_DONE comes soon, a move
+				   would pull the body from under the bounce job */
 	rc = read_old(sp, l, &rec, &msg, &ncrc, &body_off, &why);
 	if (rc < 0) {
 		SPOOL_REPORT(sp, "spool: %s cannot be relocated from segment=%s/%s offset=%" PRIu64

@@ -833,6 +833,59 @@ static void test_big_batch(void)
 	remove_dir(dir);
 }
 
+/* ==================== liveness while a bounce is due ==================== */
+
+/* wait_records - until the spool has committed n records in all (or 10 s passed). */
+static void wait_records(struct spool *sp, uint64_t n)
+{
+	struct spool_stats st;
+
+	for (int i = 0; i < 1000; i++) {
+		spool_get_stats(sp, &st);
+		if (st.records >= n)
+			return;
+		usleep(10000);
+	}
+	CHECK(st.records >= n);
+}
+
+/*
+ * test_failed_stays_live - a message with a failed recipient stays live
+ * (its segment is not reclaimed under the bounce job that reads its body)
+ * until MESSAGE_DONE; one whose recipients were all delivered ends with
+ * its last state record.
+ */
+static void test_failed_stays_live(void)
+{
+	char *dir = make_dir();
+	struct spool_msg *sent[2];
+	struct spool_stats st;
+	struct waiter w;
+	struct spool *sp;
+
+	waiter_init(&w);
+	sp = open_spool(dir, 0, NULL, NULL);
+	if (sp == NULL)
+		return;
+	CHECK_INTEQ(spool_start(sp), 0);
+	submit_n(sp, &w, 0, 2, 200, sent);
+	spool_rcpt_state(sp, sent[0]->id, 0, SPOOL_RCPT_FAILED);
+	for (uint32_t j = 1; j < 3; j++)
+		spool_rcpt_state(sp, sent[0]->id, j, SPOOL_RCPT_DELIVERED);
+	for (uint32_t j = 0; j < 3; j++)
+		spool_rcpt_state(sp, sent[1]->id, j, SPOOL_RCPT_DELIVERED);
+	wait_records(sp, 8);
+	spool_get_stats(sp, &st);
+	CHECK_INTEQ(st.live_messages, 1);	/* the one with a bounce due */
+	spool_message_done(sp, sent[0]->id);
+	wait_records(sp, 9);
+	spool_get_stats(sp, &st);
+	CHECK_INTEQ(st.live_messages, 0);
+	spool_stop(sp);
+	waiter_fini(&w);
+	remove_dir(dir);
+}
+
 /* ==================== body parts in a file ==================== */
 
 /*
@@ -1674,6 +1727,7 @@ int main(void)
 	test_concurrent();
 	test_big_batch();
 	test_file_body();
+	test_failed_stays_live();
 	test_torn_tail();
 	test_flipped_last();
 	test_flipped_middle();
