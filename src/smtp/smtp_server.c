@@ -124,24 +124,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ------------------------------------------------------------------ */
-/* hostname                                                            */
-
-const char *smtp_server_hostname(const struct conf *conf)
-{
-	static char sysname[256];
-	const char *h = conf_str(conf, CONF_OPT_HOSTNAME);
-
-	if (h && *h)
-		return h;
-	if (sysname[0] == '\0') {
-		/* First call happens on the main thread before loops start. */
-		if (gethostname(sysname, sizeof(sysname) - 1) < 0 || sysname[0] == '\0')
-			snprintf(sysname, sizeof(sysname), "localhost");
-	}
-	return sysname;
-}
-
 /*
  * smtp_listener_conf - the Listen stanza of this socket in a configuration
  * generation, found by address: a reload may add, drop or reorder stanzas.
@@ -409,7 +391,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	struct smtp_listener *l = arg;
 	struct smtp_server *srv = l->srv;
 	const struct conf_listener *cl = smtp_listener_conf(srv->conf, l);
-	const char *host = smtp_server_hostname(srv->conf);
+	const char *host = conf_hostname(srv->conf);
 	struct sockaddr_storage peer;
 	int one = 1;
 
@@ -469,7 +451,7 @@ static void spare_open(struct smtp_server *srv)
  */
 static void refuse_waiting(struct smtp_server *srv, struct smtp_listener *l)
 {
-	const char *host = smtp_server_hostname(srv->conf);
+	const char *host = conf_hostname(srv->conf);
 
 	if (srv->spare_fd < 0)
 		return;

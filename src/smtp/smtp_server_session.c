@@ -1395,7 +1395,7 @@ void smtp_session_start(void *arg)
 	smtp_format_sockaddr(&acc->local, NULL, 0, s->local_str, sizeof(s->local_str));
 	s->conn = id_next();
 	id_format(s->conn, s->conn_id);
-	s->hostname = smtp_server_hostname(s->conf);
+	s->hostname = conf_hostname(s->conf);
 	s->declared_size = -1;
 	load_limits(s);
 	free(acc);
