@@ -52,6 +52,7 @@
 #include "config/config.h"
 #include "core/loop.h"
 #include "core/mem.h"
+#include "core/sockaddr.h"
 #include "log/log.h"
 #include "smtp/smtp_server_int.h"
 #include "spool/spool.h"
@@ -144,48 +145,8 @@ const struct conf_listener *smtp_listener_conf(const struct conf *conf,
 	return NULL;
 }
 
-/* smtp_format_sockaddr - "ip" into ip (may be NULL) and "ip:port" into full (may be NULL). */
-void smtp_format_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
-			    char *full, size_t fulllen)
-{
-	char tmp[64];
-	int port = 0;
-
-	if (ip == NULL) {
-		ip = tmp;
-		iplen = sizeof(tmp);
-	}
-	snprintf(ip, iplen, "?");
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-		evutil_inet_ntop(AF_INET, &sin->sin_addr, ip, iplen);
-		port = ntohs(sin->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, ip, iplen);
-		port = ntohs(sin6->sin6_port);
-	}
-	/* An IPv6 text and a port always fit callers' 80 bytes; cut if not. */
-	if (full && snprintf(full, fulllen, "%s:%d", ip, port) >= (int)fulllen)
-		full[fulllen - 1] = '\0';
-}
-
 /* ------------------------------------------------------------------ */
 /* per-IP counting                                                     */
-
-/* ip_key - the 16-byte key of an address (IPv4 as v4-mapped v6). */
-static void ip_key(const struct sockaddr_storage *ss, uint8_t key[16])
-{
-	memset(key, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &sin->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-		memcpy(key, &sin6->sin6_addr, 16);
-	}
-}
 
 /* ip_hash - FNV-1a of an address key, as a bucket index. */
 static uint32_t ip_hash(const uint8_t key[16])
@@ -209,7 +170,7 @@ static uint32_t ip_get(struct smtp_server *srv, const struct sockaddr_storage *s
 {
 	uint8_t key[16];
 
-	ip_key(ss, key);
+	sockaddr_ip16((const struct sockaddr *)ss, key);
 	struct ip_count *e = *ip_slot(srv, key);
 	return e ? e->count : 0;
 }
@@ -218,7 +179,7 @@ static void ip_add(struct smtp_server *srv, const struct sockaddr_storage *ss, i
 {
 	uint8_t key[16];
 
-	ip_key(ss, key);
+	sockaddr_ip16((const struct sockaddr *)ss, key);
 	struct ip_count **pp = ip_slot(srv, key);
 	if (*pp == NULL) {
 		if (delta < 0)
@@ -261,7 +222,7 @@ static struct reject_rate *rate_entry(struct smtp_server *srv, const struct sock
 	uint8_t key[16];
 	bool overflow = false;
 
-	ip_key(peer, key);
+	sockaddr_ip16((const struct sockaddr *)peer, key);
 	for (;;) {
 		struct reject_rate **pp = &srv->rate_table[ip_hash(key)];
 		while (*pp && memcmp((*pp)->addr, key, 16) != 0)
@@ -278,7 +239,7 @@ static struct reject_rate *rate_entry(struct smtp_server *srv, const struct sock
 		if (overflow)
 			snprintf(r->ip, sizeof(r->ip), "(other addresses)");
 		else
-			smtp_format_sockaddr(peer, r->ip, sizeof(r->ip), NULL, 0);
+			sockaddr_format((const struct sockaddr *)peer, r->ip, sizeof(r->ip), NULL, 0);
 		r->tokens = srv->reject_throttle.count;
 		r->refill_ms = now;
 		*pp = r;
@@ -405,15 +366,15 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	int64_t max_total = conf_listener_get(srv->conf, cl, CONF_OPT_CONCURRENCY)->u.i;
 	int64_t max_ip = conf_listener_get(srv->conf, cl, CONF_OPT_MAX_CONNECTIONS_PER_IP)->u.i;
 	if (max_total > 0 && srv->sessions >= (uint64_t)max_total) {
-		char who[64];
-		smtp_format_sockaddr(&peer, NULL, 0, who, sizeof(who));
+		char who[SOCKADDR_TEXT_MAX];
+		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
 		reject_log(srv, &peer, who, l->address, "", "connect", "421 4.7.0 too many connections");
 		refuse(fd, "4.7.0", host, "too many connections");
 		return;
 	}
 	if (max_ip > 0 && ip_get(srv, &peer) >= (uint64_t)max_ip) {
-		char who[64];
-		smtp_format_sockaddr(&peer, NULL, 0, who, sizeof(who));
+		char who[SOCKADDR_TEXT_MAX];
+		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
 		reject_log(srv, &peer, who, l->address, "", "connect",
 			   "421 4.7.0 too many connections from your address");
 		refuse(fd, "4.7.0", host, "too many connections from your address");

@@ -66,8 +66,6 @@ void smtp_server_deliver(struct smtp_server *srv, struct spool_msg *msg);
 void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_storage *peer,
 			    const char *remote, const char *local, const char *conn_id,
 			    const char *phase, const char *text);
-void smtp_format_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
-			  char *full, size_t fulllen);
 const struct conf_listener *smtp_listener_conf(const struct conf *conf,
 					       const struct smtp_listener *l);
 
