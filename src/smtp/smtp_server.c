@@ -47,12 +47,12 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <openssl/err.h>
 
 #include "config/config.h"
 #include "core/loop.h"
 #include "core/mem.h"
 #include "core/sockaddr.h"
+#include "core/tls.h"
 #include "log/log.h"
 #include "smtp/smtp_server_int.h"
 #include "spool/spool.h"
@@ -497,39 +497,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 /* listening                                                           */
 
-/* tls_context - a server SSL_CTX for a listener, or NULL with err set. */
-static SSL_CTX *tls_context(const char *cert, const char *key, struct str *err)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-
-	if (ctx == NULL) {
-		str_appendf(err, "cannot create TLS context");
-		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		str_appendf(err, "cannot load TLS_Certificate %s: %s", cert,
-			    ERR_reason_error_string(ERR_get_error()));
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		str_appendf(err, "cannot load TLS_Key %s: %s", key,
-			    ERR_reason_error_string(ERR_get_error()));
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		str_appendf(err, "TLS_Key %s does not match TLS_Certificate %s", key, cert);
-		goto fail;
-	}
-	return ctx;
-fail:
-	ERR_clear_error();
-	SSL_CTX_free(ctx);
-	return NULL;
-}
-
 int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *err)
 {
 	size_t n = conf_listener_count(conf);
@@ -558,7 +525,7 @@ int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *e
 					    l->address);
 				return -1;
 			}
-			l->tls = tls_context(cert, key, err);
+			l->tls = tls_server_ctx_new(cert, key, err);
 			if (l->tls == NULL)
 				return -1;
 		}
