@@ -50,6 +50,12 @@ void conf_arena_free(struct conf_arena *a);
 
 /* ---- case-insensitive name map ---------------------------------------- */
 
+/*
+ * Not core/strmap: ASCII case-insensitive, length-delimited keys borrowed
+ * from the arena, insert-only, and one hash probed in several maps
+ * (conf_map_get_h). docs/internals.md, "Hash tables", says why in full.
+ */
+
 struct conf_map_slot {
 	const char *key;	/* not owned; must outlive the map */
 	size_t len;
