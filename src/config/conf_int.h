@@ -31,6 +31,10 @@
 #define CONF_FILE_MAX (64u << 20)	/* bytes per configuration file */
 #define CONF_INCLUDE_DEPTH_MAX 16	/* nested includes */
 
+/* The system's name when Hostname is unset (conf_hostname). */
+#define CONF_HOSTNAME_MAX 255			/* longest name gethostname() gives (HOST_NAME_MAX is 64 on Linux) */
+#define CONF_HOSTNAME_FALLBACK "localhost"	/* when gethostname() fails or is empty */
+
 /* ---- arena ----------------------------------------------------------- */
 
 struct conf_arena_block;
@@ -45,6 +49,12 @@ char *conf_arena_strdup(struct conf_arena *a, const char *s);
 void conf_arena_free(struct conf_arena *a);
 
 /* ---- case-insensitive name map ---------------------------------------- */
+
+/*
+ * Not core/strmap: ASCII case-insensitive, length-delimited keys borrowed
+ * from the arena, insert-only, and one hash probed in several maps
+ * (conf_map_get_h). docs/internals.md, "Hash tables", says why in full.
+ */
 
 struct conf_map_slot {
 	const char *key;	/* not owned; must outlive the map */
@@ -179,6 +189,7 @@ struct conf {
 	atomic_int refs;
 	struct conf_arena arena;
 	const char *source;
+	const char *hostname;			/* conf_hostname(): set once loaded */
 
 	struct conf_node *global;
 	struct conf_node *esmtp;		/* ESMTP_Listener; NULL when absent */

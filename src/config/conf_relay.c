@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "config/conf_int.h"
+#include "core/sockaddr.h"
 
 /* ======================================================================
  * Parsing
@@ -101,7 +102,7 @@ bool conf_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *le
 	size_t hlen;
 	bool v6 = false;
 	unsigned long port = 0;
-	char hbuf[INET6_ADDRSTRLEN + 1], pbuf[INET6_ADDRSTRLEN];
+	char hbuf[INET6_ADDRSTRLEN + 1];
 
 	if (s[0] == '[') {
 		const char *close = strchr(s, ']');
@@ -146,8 +147,6 @@ bool conf_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *le
 		a->sin6_family = AF_INET6;
 		a->sin6_port = htons((uint16_t)port);
 		*len = sizeof(*a);
-		inet_ntop(AF_INET6, &a->sin6_addr, pbuf, sizeof(pbuf));
-		snprintf(canon, canonlen, "[%s]:%lu", pbuf, port);
 	} else {
 		struct sockaddr_in *a = (struct sockaddr_in *)ss;
 
@@ -156,9 +155,8 @@ bool conf_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *le
 		a->sin_family = AF_INET;
 		a->sin_port = htons((uint16_t)port);
 		*len = sizeof(*a);
-		inet_ntop(AF_INET, &a->sin_addr, pbuf, sizeof(pbuf));
-		snprintf(canon, canonlen, "%s:%lu", pbuf, port);
 	}
+	sockaddr_format((const struct sockaddr *)ss, NULL, 0, canon, canonlen);
 	return true;
 }
 
@@ -186,13 +184,7 @@ bool conf_relay_host_match(const struct conf *c, const struct conf_listener *l,
 	const struct conf_cidr_set *set = s->extra;
 	uint8_t addr[16];
 
-	if (sa == NULL || set == NULL)
-		return false;
-	if (sa->sa_family == AF_INET)
-		v4_mapped(addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr);
-	else if (sa->sa_family == AF_INET6)
-		memcpy(addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-	else
+	if (set == NULL || !sockaddr_ip16(sa, addr))
 		return false;
 	for (size_t i = 0; i < set->n; i++)
 		if (cidr_contains(&set->v[i], addr))

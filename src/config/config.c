@@ -17,6 +17,15 @@
  * options that at least one of them sets (regex_sets), so options no regex
  * touches never pay for PCRE2.
  *
+ * The server's own name (conf_hostname) is resolved here, once per
+ * generation when it is loaded: Hostname if set, else the system's name.
+ * It lives in the configuration and not in the SMTP server because the
+ * banner, EHLO, Received and Message-ID (smtp/) and bounces and the
+ * default EHLO_Hostname of deliveries (queue/) all need the same answer,
+ * and a queue that included an SMTP server header to learn it had its
+ * layers upside down. Resolving at load time keeps gethostname() off
+ * every hot path; a reload (SIGHUP) picks up a changed system name.
+ *
  * Ownership: read-only after conf_load_*; the count is atomic, so any
  * thread holding a reference may read and conf_unref(). Failures: loads
  * return NULL with the error in err; lookups cannot fail.
@@ -24,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/conf_int.h"
 #include "core/mem.h"
@@ -259,6 +269,22 @@ void conf_unref(struct conf *c)
 	free(c);
 }
 
+/* resolve_hostname - fix the generation's own name: Hostname, else the system's name. */
+static void resolve_hostname(struct conf *c)
+{
+	const char *h = conf_str(c, CONF_OPT_HOSTNAME);
+	char sysname[CONF_HOSTNAME_MAX + 1] = "";
+
+	if (h && *h) {
+		c->hostname = h;
+		return;
+	}
+	/* gethostname() need not terminate a truncated name: leave it room. */
+	if (gethostname(sysname, sizeof(sysname) - 1) < 0 || sysname[0] == '\0')
+		snprintf(sysname, sizeof(sysname), "%s", CONF_HOSTNAME_FALLBACK);
+	c->hostname = conf_arena_strdup(&c->arena, sysname);
+}
+
 struct conf *conf_load_string(const char *text, const char *name, struct str *err)
 {
 	struct conf *c = conf_new(name ? name : "(string)");
@@ -269,6 +295,7 @@ struct conf *conf_load_string(const char *text, const char *name, struct str *er
 		conf_unref(c);
 		return NULL;
 	}
+	resolve_hostname(c);
 	return c;
 }
 
@@ -280,6 +307,7 @@ struct conf *conf_load_file(const char *path, struct str *err)
 		conf_unref(c);
 		return NULL;
 	}
+	resolve_hostname(c);
 	return c;
 }
 
@@ -291,6 +319,11 @@ struct conf *conf_load_default(struct str *err)
 const char *conf_source(const struct conf *c)
 {
 	return c->source;
+}
+
+const char *conf_hostname(const struct conf *c)
+{
+	return c->hostname;
 }
 
 /* ======================================================================

@@ -196,6 +196,14 @@ const struct sockaddr *conf_listener_sockaddr(const struct conf_listener *l, soc
 /* conf_source - the file (or name) the configuration was loaded from. */
 const char *conf_source(const struct conf *c);
 
+/*
+ * conf_hostname - the server's own name: Hostname, or the system's name
+ * (gethostname(), "localhost" if that fails) when unset. Resolved once
+ * when the generation is loaded, so it costs a pointer read; never NULL.
+ * Any thread holding a reference.
+ */
+const char *conf_hostname(const struct conf *c);
+
 /* More table access: scopes (CONF_S_* bits), default text (NULL: none), range, enum words. */
 unsigned conf_option_scopes(enum conf_opt opt);
 const char *conf_option_default(enum conf_opt opt);

@@ -2,7 +2,9 @@
  * strmap.h - a hash map from NUL-terminated strings to pointers
  *
  * Open hashing with chaining; keys are copied. Owned by one thread, like
- * everything that uses it. Iteration order is unspecified.
+ * everything that uses it. Iteration order is unspecified. Keys are exact
+ * bytes; names in a configuration use conf_map, IP addresses core/ipmap.h
+ * (docs/internals.md, "Hash tables", says which table is for which key).
  */
 #ifndef IMPETUS_CORE_STRMAP_H
 #define IMPETUS_CORE_STRMAP_H

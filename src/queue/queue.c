@@ -39,7 +39,6 @@
 #include "queue/queue_int.h"
 #include "queue/queue_out.h"
 #include "smtp/smtp_client.h"
-#include "smtp/smtp_server.h"
 #include "spool/spool.h"
 #include "spool/spool_idmap.h"
 
@@ -1193,5 +1192,5 @@ void queue_free(struct queue *q)
 
 const char *queue_hostname(const struct conf *conf)
 {
-	return smtp_server_hostname(conf);
+	return conf_hostname(conf);
 }

@@ -35,6 +35,7 @@
 #include "core/loop.h"
 #include "core/mem.h"
 #include "core/str.h"
+#include "core/tls.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_client_int.h"
 #include "smtp/smtp_parse.h"
@@ -378,22 +379,16 @@ static SSL_CTX *tls_ctx;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 
 /*
- * tls_ctx_make - the client context: TLS 1.2 or later, no certificate
- * verification. Opportunistic TLS (RFC 7435) protects against passive
- * listeners only; verifying MX certificates needs DANE or MTA-STS, which
- * are not implemented yet.
+ * tls_ctx_make - the process's client context, policy in core/tls.c. On
+ * failure tls_ctx stays NULL and each STARTTLS attempt fails with "cannot
+ * create TLS state" (start_tls), handled as the TLS option says.
  */
 static void tls_ctx_make(void)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	struct str err = STR_INIT;
 
-	if (ctx == NULL)
-		return;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	tls_ctx = ctx;
+	tls_ctx = tls_client_ctx_new(&err);
+	str_free(&err);
 }
 
 SSL_CTX *smtpc_tls_ctx(void)

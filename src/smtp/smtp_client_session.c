@@ -68,6 +68,7 @@
 
 #include "core/loop.h"
 #include "core/mem.h"
+#include "core/sockaddr.h"
 #include "core/str.h"
 #include "log/log.h"
 #include "smtp/smtp_client.h"
@@ -131,7 +132,7 @@ struct smtpc_session {
 	size_t ai;
 	unsigned attempts;		/* addresses tried */
 	char peer_ip[64];
-	char peer_str[80];		/* "ip:port" for logs */
+	char peer_str[80];		/* "ip:port" / "[v6]:port" for logs */
 	char last_ip[64];		/* last address a TCP connection reached */
 	bool all_5xx;			/* every address so far refused us with 5xx */
 	int fail_code;
@@ -273,24 +274,11 @@ static socklen_t sockaddr_len(const struct sockaddr_storage *ss)
 	return 0;
 }
 
+/* format_peer - the peer's "ip" and "ip:port" texts for logs (core/sockaddr.h). */
 static void format_peer(struct smtpc_session *s, const struct sockaddr_storage *ss)
 {
-	int port = 0;
-
-	snprintf(s->peer_ip, sizeof(s->peer_ip), "?");
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-		evutil_inet_ntop(AF_INET, &sin->sin_addr, s->peer_ip, sizeof(s->peer_ip));
-		port = ntohs(sin->sin_port);
-		snprintf(s->peer_str, sizeof(s->peer_str), "%s:%d", s->peer_ip, port);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, s->peer_ip, sizeof(s->peer_ip));
-		port = ntohs(sin6->sin6_port);
-		snprintf(s->peer_str, sizeof(s->peer_str), "[%s]:%d", s->peer_ip, port);
-	} else {
-		snprintf(s->peer_str, sizeof(s->peer_str), "?");
-	}
+	sockaddr_format((const struct sockaddr *)ss, s->peer_ip, sizeof(s->peer_ip),
+			s->peer_str, sizeof(s->peer_str));
 }
 
 /* stage - the Momentum connection stage of the current state. */

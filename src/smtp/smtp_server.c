@@ -29,6 +29,13 @@
  * again. The table is capped at REJECT_RATE_MAX_ENTRIES; past that, new
  * addresses share one bucket, so many addresses cannot buy many budgets.
  *
+ * Both per-address tables, the connection counts (conns) and the
+ * rejectlog budgets (rates), are maps of core/ipmap.h keyed by the
+ * 16-byte address (sockaddr_ip16). Two maps of one implementation rather
+ * than one entry holding both, because the entries live by different
+ * rules: a count goes when the address's last session closes, a budget
+ * when its bucket is full again at a tick, and only budgets are capped.
+ *
  * The tick (every SERVER_TICK_SECONDS on the scheduler): rejectlog
  * summaries and table sweep, then the accept recovery line.
  */
@@ -47,29 +54,27 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <openssl/err.h>
 
 #include "config/config.h"
 #include "core/loop.h"
+#include "core/ipmap.h"
 #include "core/mem.h"
+#include "core/sockaddr.h"
+#include "core/tls.h"
 #include "log/log.h"
 #include "smtp/smtp_server_int.h"
 #include "spool/spool.h"
 
-/* Per-client-address connection count, chained hash on the scheduler. */
+/* Per-client-address connection count (srv->conns), on the scheduler. */
 struct ip_count {
-	struct ip_count *next;
-	uint8_t addr[16];
+	struct ipmap_node node;		/* key: the client address */
 	uint32_t count;
 };
 
-#define IP_BUCKETS 4096
-
-/* Rejectlog budget of one client address (token bucket), on the scheduler. */
+/* Rejectlog budget of one client address (srv->rates, token bucket), on the scheduler. */
 struct reject_rate {
-	struct reject_rate *next;
-	uint8_t addr[16];
-	char ip[64];			/* for the summary line */
+	struct ipmap_node node;		/* key: the client address, or all 0xff for the rest */
+	char ip[SOCKADDR_IP_TEXT_MAX];	/* for the summary line */
 	double tokens;
 	int64_t refill_ms;		/* when tokens was last brought up to date */
 	uint64_t suppressed;		/* lines not written since the last summary */
@@ -94,7 +99,7 @@ struct smtp_server {
 	struct smtp_listener *listeners;
 	size_t nlisteners;
 	uint32_t sessions;		/* open sessions, all loops */
-	struct ip_count *ip_table[IP_BUCKETS];
+	struct ipmap conns;		/* struct ip_count by client address */
 	bool shutting_down;
 	void (*shutdown_done)(void *);
 	void *shutdown_arg;
@@ -110,8 +115,7 @@ struct smtp_server {
 	uint64_t accept_refused;	/* clients answered 421 since that line */
 
 	/* rejectlog budget per client IP */
-	struct reject_rate *rate_table[IP_BUCKETS];
-	size_t rate_entries;
+	struct ipmap rates;		/* struct reject_rate by client address */
 	struct conf_throttle reject_throttle;	/* cached from the generation */
 };
 
@@ -122,24 +126,6 @@ static int64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ------------------------------------------------------------------ */
-/* hostname                                                            */
-
-const char *smtp_server_hostname(const struct conf *conf)
-{
-	static char sysname[256];
-	const char *h = conf_str(conf, CONF_OPT_HOSTNAME);
-
-	if (h && *h)
-		return h;
-	if (sysname[0] == '\0') {
-		/* First call happens on the main thread before loops start. */
-		if (gethostname(sysname, sizeof(sysname) - 1) < 0 || sysname[0] == '\0')
-			snprintf(sysname, sizeof(sysname), "localhost");
-	}
-	return sysname;
 }
 
 /*
@@ -162,93 +148,40 @@ const struct conf_listener *smtp_listener_conf(const struct conf *conf,
 	return NULL;
 }
 
-/* smtp_format_sockaddr - "ip" into ip (may be NULL) and "ip:port" into full (may be NULL). */
-void smtp_format_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
-			    char *full, size_t fulllen)
-{
-	char tmp[64];
-	int port = 0;
-
-	if (ip == NULL) {
-		ip = tmp;
-		iplen = sizeof(tmp);
-	}
-	snprintf(ip, iplen, "?");
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-		evutil_inet_ntop(AF_INET, &sin->sin_addr, ip, iplen);
-		port = ntohs(sin->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, ip, iplen);
-		port = ntohs(sin6->sin6_port);
-	}
-	/* An IPv6 text and a port always fit callers' 80 bytes; cut if not. */
-	if (full && snprintf(full, fulllen, "%s:%d", ip, port) >= (int)fulllen)
-		full[fulllen - 1] = '\0';
-}
-
 /* ------------------------------------------------------------------ */
 /* per-IP counting                                                     */
 
-/* ip_key - the 16-byte key of an address (IPv4 as v4-mapped v6). */
-static void ip_key(const struct sockaddr_storage *ss, uint8_t key[16])
-{
-	memset(key, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &sin->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-		memcpy(key, &sin6->sin6_addr, 16);
-	}
-}
-
-/* ip_hash - FNV-1a of an address key, as a bucket index. */
-static uint32_t ip_hash(const uint8_t key[16])
-{
-	uint32_t h = 2166136261u;
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h % IP_BUCKETS;
-}
-
-static struct ip_count **ip_slot(struct smtp_server *srv, const uint8_t key[16])
-{
-	struct ip_count **pp = &srv->ip_table[ip_hash(key)];
-	while (*pp && memcmp((*pp)->addr, key, 16) != 0)
-		pp = &(*pp)->next;
-	return pp;
-}
-
+/* ip_get - open sessions of the peer's address. */
 static uint32_t ip_get(struct smtp_server *srv, const struct sockaddr_storage *ss)
 {
-	uint8_t key[16];
+	uint8_t key[IPMAP_KEY_LEN];
 
-	ip_key(ss, key);
-	struct ip_count *e = *ip_slot(srv, key);
-	return e ? e->count : 0;
+	sockaddr_ip16((const struct sockaddr *)ss, key);
+	struct ipmap_node *n = ipmap_get(&srv->conns, key);
+	return n ? IPMAP_ENTRY(n, struct ip_count, node)->count : 0;
 }
 
+/* ip_add - count a session of the peer's address in (+1) or out (-1). */
 static void ip_add(struct smtp_server *srv, const struct sockaddr_storage *ss, int delta)
 {
-	uint8_t key[16];
+	uint8_t key[IPMAP_KEY_LEN];
+	struct ip_count *e;
 
-	ip_key(ss, key);
-	struct ip_count **pp = ip_slot(srv, key);
-	if (*pp == NULL) {
+	sockaddr_ip16((const struct sockaddr *)ss, key);
+	struct ipmap_node *n = ipmap_get(&srv->conns, key);
+	if (n == NULL) {
 		if (delta < 0)
 			return;
-		*pp = XNEW(struct ip_count);
-		memcpy((*pp)->addr, key, 16);
+		e = XNEW(struct ip_count);
+		memcpy(e->node.addr, key, IPMAP_KEY_LEN);
+		ipmap_insert(&srv->conns, &e->node);
+	} else {
+		e = IPMAP_ENTRY(n, struct ip_count, node);
 	}
-	(*pp)->count += delta;
-	if ((*pp)->count == 0) {
-		struct ip_count *dead = *pp;
-		*pp = dead->next;
-		free(dead);
+	e->count += delta;
+	if (e->count == 0) {
+		ipmap_remove(&srv->conns, &e->node);
+		free(e);
 	}
 }
 
@@ -272,35 +205,32 @@ static void rate_refill(const struct smtp_server *srv, struct reject_rate *r, in
 static struct reject_rate *rate_entry(struct smtp_server *srv, const struct sockaddr_storage *peer,
 				      int64_t now)
 {
-	static const uint8_t overflow_key[16] = {
+	static const uint8_t overflow_key[IPMAP_KEY_LEN] = {
 		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 	};
-	uint8_t key[16];
+	uint8_t key[IPMAP_KEY_LEN];
 	bool overflow = false;
 
-	ip_key(peer, key);
+	sockaddr_ip16((const struct sockaddr *)peer, key);
 	for (;;) {
-		struct reject_rate **pp = &srv->rate_table[ip_hash(key)];
-		while (*pp && memcmp((*pp)->addr, key, 16) != 0)
-			pp = &(*pp)->next;
-		if (*pp)
-			return *pp;
-		if (srv->rate_entries >= REJECT_RATE_MAX_ENTRIES && !overflow) {
-			memcpy(key, overflow_key, 16);
+		struct ipmap_node *n = ipmap_get(&srv->rates, key);
+		if (n)
+			return IPMAP_ENTRY(n, struct reject_rate, node);
+		if (ipmap_count(&srv->rates) >= REJECT_RATE_MAX_ENTRIES && !overflow) {
+			memcpy(key, overflow_key, IPMAP_KEY_LEN);
 			overflow = true;
 			continue;
 		}
 		struct reject_rate *r = XNEW(struct reject_rate);
-		memcpy(r->addr, key, 16);
+		memcpy(r->node.addr, key, IPMAP_KEY_LEN);
 		if (overflow)
 			snprintf(r->ip, sizeof(r->ip), "(other addresses)");
 		else
-			smtp_format_sockaddr(peer, r->ip, sizeof(r->ip), NULL, 0);
+			sockaddr_format((const struct sockaddr *)peer, r->ip, sizeof(r->ip), NULL, 0);
 		r->tokens = srv->reject_throttle.count;
 		r->refill_ms = now;
-		*pp = r;
-		srv->rate_entries++;
+		ipmap_insert(&srv->rates, &r->node);
 		return r;
 	}
 }
@@ -324,32 +254,39 @@ static void reject_log(struct smtp_server *srv, const struct sockaddr_storage *p
 	log_reject(remote, local, conn_id, phase, text);
 }
 
-/* rate_sweep - summary lines for suppressed addresses; forget full buckets. */
+struct rate_sweep_ctx {
+	struct smtp_server *srv;
+	int64_t now;
+	bool all;
+};
+
+/* rate_sweep_one - one address: its summary line; true (freed) when forgotten. */
+static bool rate_sweep_one(void *arg, struct ipmap_node *n)
+{
+	struct rate_sweep_ctx *c = arg;
+	struct reject_rate *r = IPMAP_ENTRY(n, struct reject_rate, node);
+
+	rate_refill(c->srv, r, c->now);
+	if (r->suppressed > 0) {
+		char text[96];
+		snprintf(text, sizeof(text), "%llu further rejections from this address not logged",
+			 (unsigned long long)r->suppressed);
+		log_reject(r->ip, "", "", "throttle", text);
+		r->suppressed = 0;
+	}
+	if (c->all || r->tokens >= c->srv->reject_throttle.count) {
+		free(r);
+		return true;
+	}
+	return false;
+}
+
+/* rate_sweep - summary lines for suppressed addresses; forget full buckets (all: every one). */
 static void rate_sweep(struct smtp_server *srv, bool all)
 {
-	int64_t now = now_ms();
+	struct rate_sweep_ctx c = { srv, now_ms(), all };
 
-	for (size_t i = 0; i < IP_BUCKETS; i++) {
-		struct reject_rate **pp = &srv->rate_table[i];
-		while (*pp) {
-			struct reject_rate *r = *pp;
-			rate_refill(srv, r, now);
-			if (r->suppressed > 0) {
-				char text[96];
-				snprintf(text, sizeof(text), "%llu further rejections from this address not logged",
-					 (unsigned long long)r->suppressed);
-				log_reject(r->ip, "", "", "throttle", text);
-				r->suppressed = 0;
-			}
-			if (all || r->tokens >= srv->reject_throttle.count) {
-				*pp = r->next;
-				free(r);
-				srv->rate_entries--;
-			} else {
-				pp = &r->next;
-			}
-		}
-	}
+	ipmap_sweep(&srv->rates, rate_sweep_one, &c);
 }
 
 struct reject_note {
@@ -409,7 +346,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	struct smtp_listener *l = arg;
 	struct smtp_server *srv = l->srv;
 	const struct conf_listener *cl = smtp_listener_conf(srv->conf, l);
-	const char *host = smtp_server_hostname(srv->conf);
+	const char *host = conf_hostname(srv->conf);
 	struct sockaddr_storage peer;
 	int one = 1;
 
@@ -423,15 +360,15 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	int64_t max_total = conf_listener_get(srv->conf, cl, CONF_OPT_CONCURRENCY)->u.i;
 	int64_t max_ip = conf_listener_get(srv->conf, cl, CONF_OPT_MAX_CONNECTIONS_PER_IP)->u.i;
 	if (max_total > 0 && srv->sessions >= (uint64_t)max_total) {
-		char who[64];
-		smtp_format_sockaddr(&peer, NULL, 0, who, sizeof(who));
+		char who[SOCKADDR_TEXT_MAX];
+		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
 		reject_log(srv, &peer, who, l->address, "", "connect", "421 4.7.0 too many connections");
 		refuse(fd, "4.7.0", host, "too many connections");
 		return;
 	}
 	if (max_ip > 0 && ip_get(srv, &peer) >= (uint64_t)max_ip) {
-		char who[64];
-		smtp_format_sockaddr(&peer, NULL, 0, who, sizeof(who));
+		char who[SOCKADDR_TEXT_MAX];
+		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
 		reject_log(srv, &peer, who, l->address, "", "connect",
 			   "421 4.7.0 too many connections from your address");
 		refuse(fd, "4.7.0", host, "too many connections from your address");
@@ -469,7 +406,7 @@ static void spare_open(struct smtp_server *srv)
  */
 static void refuse_waiting(struct smtp_server *srv, struct smtp_listener *l)
 {
-	const char *host = smtp_server_hostname(srv->conf);
+	const char *host = conf_hostname(srv->conf);
 
 	if (srv->spare_fd < 0)
 		return;
@@ -554,39 +491,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 /* listening                                                           */
 
-/* tls_context - a server SSL_CTX for a listener, or NULL with err set. */
-static SSL_CTX *tls_context(const char *cert, const char *key, struct str *err)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-
-	if (ctx == NULL) {
-		str_appendf(err, "cannot create TLS context");
-		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		str_appendf(err, "cannot load TLS_Certificate %s: %s", cert,
-			    ERR_reason_error_string(ERR_get_error()));
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		str_appendf(err, "cannot load TLS_Key %s: %s", key,
-			    ERR_reason_error_string(ERR_get_error()));
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		str_appendf(err, "TLS_Key %s does not match TLS_Certificate %s", key, cert);
-		goto fail;
-	}
-	return ctx;
-fail:
-	ERR_clear_error();
-	SSL_CTX_free(ctx);
-	return NULL;
-}
-
 int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *err)
 {
 	size_t n = conf_listener_count(conf);
@@ -615,7 +519,7 @@ int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *e
 					    l->address);
 				return -1;
 			}
-			l->tls = tls_context(cert, key, err);
+			l->tls = tls_server_ctx_new(cert, key, err);
 			if (l->tls == NULL)
 				return -1;
 		}
@@ -654,6 +558,8 @@ struct smtp_server *smtp_server_new(struct loop *scheduler, struct loop **io, si
 	srv->on_message = on_message;
 	srv->ctx = ctx;
 	srv->spare_fd = -1;
+	ipmap_init(&srv->conns);
+	ipmap_init(&srv->rates);
 	spare_open(srv);
 	struct timeval tick = { SERVER_TICK_SECONDS, 0 };
 	srv->tick = event_new(loop_base(scheduler), -1, EV_PERSIST, on_tick, srv);
@@ -780,6 +686,13 @@ void smtp_server_shutdown(struct smtp_server *srv, int grace_seconds,
 	check_shutdown_done(srv);
 }
 
+/* ip_count_free - ipmap_sweep callback: free every connection count. */
+static bool ip_count_free(void *ctx, struct ipmap_node *n)
+{
+	free(IPMAP_ENTRY(n, struct ip_count, node));
+	return true;
+}
+
 void smtp_server_free(struct smtp_server *srv)
 {
 	if (srv == NULL)
@@ -792,18 +705,14 @@ void smtp_server_free(struct smtp_server *srv)
 		if (srv->listeners[i].tls)
 			SSL_CTX_free(srv->listeners[i].tls);
 	}
-	for (size_t i = 0; i < IP_BUCKETS; i++) {
-		while (srv->ip_table[i]) {
-			struct ip_count *e = srv->ip_table[i];
-			srv->ip_table[i] = e->next;
-			free(e);
-		}
-	}
+	ipmap_sweep(&srv->conns, ip_count_free, NULL);
+	ipmap_destroy(&srv->conns);
 	if (srv->grace_timer)
 		event_free(srv->grace_timer);
 	if (srv->tick)
 		event_free(srv->tick);
 	rate_sweep(srv, true);
+	ipmap_destroy(&srv->rates);
 	if (srv->spare_fd >= 0)
 		close(srv->spare_fd);
 	free(srv->listeners);

@@ -59,7 +59,5 @@ void smtp_server_set_conf(struct smtp_server *srv, struct conf *conf);
 void smtp_server_shutdown(struct smtp_server *srv, int grace_seconds,
 			  void (*done)(void *arg), void *arg);
 void smtp_server_free(struct smtp_server *srv);
-/* smtp_server_hostname - Hostname, or the system's name when unset. Any thread after start-up. */
-const char *smtp_server_hostname(const struct conf *conf);
 
 #endif

@@ -58,7 +58,6 @@ struct spool *smtp_server_spool(struct smtp_server *srv);
 struct pool *smtp_server_io_pool(struct smtp_server *srv);
 void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_storage *peer);
 void smtp_server_deliver(struct smtp_server *srv, struct spool_msg *msg);
-const char *smtp_server_hostname(const struct conf *conf);
 /*
  * smtp_server_log_reject - a rejectlog line, subject to the per-client-IP
  * budget (Rejectlog_Throttle_Per_IP) kept on the scheduler. Any thread:
@@ -67,8 +66,6 @@ const char *smtp_server_hostname(const struct conf *conf);
 void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_storage *peer,
 			    const char *remote, const char *local, const char *conn_id,
 			    const char *phase, const char *text);
-void smtp_format_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
-			  char *full, size_t fulllen);
 const struct conf_listener *smtp_listener_conf(const struct conf *conf,
 					       const struct smtp_listener *l);
 

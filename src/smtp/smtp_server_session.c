@@ -64,6 +64,7 @@
 #include "core/id.h"
 #include "core/loop.h"
 #include "core/mem.h"
+#include "core/sockaddr.h"
 #include "core/str.h"
 #include "log/log.h"
 #include "message/rfc5322.h"
@@ -138,7 +139,7 @@ struct smtp_session {
 	enum session_state state;
 	struct sockaddr_storage peer;
 	char peer_ip[64];
-	char peer_str[80];		/* ip:port for the rejectlog */
+	char peer_str[80];		/* "ip:port" / "[v6]:port" for logs */
 	char local_str[80];
 	impetus_id conn;
 	char conn_id[ID_BUF_SIZE];
@@ -1391,11 +1392,12 @@ void smtp_session_start(void *arg)
 	s->clistener = smtp_listener_conf(s->conf, acc->listener);
 	s->fd = acc->fd;
 	s->peer = acc->peer;
-	smtp_format_sockaddr(&acc->peer, s->peer_ip, sizeof(s->peer_ip), s->peer_str, sizeof(s->peer_str));
-	smtp_format_sockaddr(&acc->local, NULL, 0, s->local_str, sizeof(s->local_str));
+	sockaddr_format((const struct sockaddr *)&acc->peer, s->peer_ip, sizeof(s->peer_ip),
+			s->peer_str, sizeof(s->peer_str));
+	sockaddr_format((const struct sockaddr *)&acc->local, NULL, 0, s->local_str, sizeof(s->local_str));
 	s->conn = id_next();
 	id_format(s->conn, s->conn_id);
-	s->hostname = smtp_server_hostname(s->conf);
+	s->hostname = conf_hostname(s->conf);
 	s->declared_size = -1;
 	load_limits(s);
 	free(acc);

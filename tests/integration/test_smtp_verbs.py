@@ -7,6 +7,7 @@ client on 127.0.0.1) and relaying (a client bound to 127.0.0.2).
 """
 
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -278,6 +279,26 @@ class Verbs(harness.DaemonTestCase):
         lines = self.d.wait_log("rejectlog", tag)
         self.assertTrue(any("E=550" in l for l in lines),
                         "rejectlog line for the relay denial lacks E=550: %r" % lines)
+
+    def test_ipv6_client_logged_bracketed(self):
+        # An IPv6 client's address is logged "[ip]:port", the form Listen
+        # takes, so the port cannot pass for one more group of the address
+        # (the server used to write "::1:port").
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+                port6 = s.getsockname()[1]
+        except OSError as e:
+            self.skipTest("no IPv6 loopback: %s" % e)
+        d = self.new_daemon(listener_text='Listen "[::1]:%d" { }' % port6)
+        c = harness.RawClient(port6, host="::1")
+        self.addCleanup(c.close)
+        self.assertReply(c.ehlo(), 250)
+        self.assertReply(c.cmd("MAIL FROM:<a@client.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<victim@elsewhere.example.org>"), 550, "5.7.1")
+        tag = 'R="[::1]:%d" L="[::1]:%d"' % (c.sock.getsockname()[1], port6)
+        lines = d.wait_log("rejectlog", tag)
+        self.assertTrue(any("E=550" in l for l in lines), lines)
 
     def test_relay_host_may_relay(self):
         c = self.session(source="127.0.0.2")

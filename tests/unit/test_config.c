@@ -1293,6 +1293,33 @@ static void test_threads(void)
 	}
 }
 
+/* test_hostname - Hostname wins; unset, the system's name, fixed per generation. */
+static void test_hostname(void)
+{
+	struct conf *c = must_load(__LINE__, "Hostname = \"mx.example.test\"\n");
+	char sysname[256] = "";
+
+	if (c) {
+		CHECK_STREQ(conf_hostname(c), "mx.example.test");
+		conf_unref(c);
+	}
+	c = must_load(__LINE__, "");
+	if (c == NULL)
+		return;
+	if (gethostname(sysname, sizeof(sysname) - 1) < 0 || sysname[0] == '\0')
+		snprintf(sysname, sizeof(sysname), "localhost");
+	CHECK_STREQ(conf_hostname(c), sysname);
+	/* The same pointer each time: resolved at load, not per call. */
+	CHECK(conf_hostname(c) == conf_hostname(c));
+	conf_unref(c);
+	/* An empty Hostname counts as unset. */
+	c = must_load(__LINE__, "Hostname = \"\"\n");
+	if (c) {
+		CHECK_STREQ(conf_hostname(c), sysname);
+		conf_unref(c);
+	}
+}
+
 int main(void)
 {
 	test_table();
@@ -1310,5 +1337,6 @@ int main(void)
 	test_default();
 	test_adversarial();
 	test_threads();
+	test_hostname();
 	return check_done();
 }
