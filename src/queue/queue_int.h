@@ -1,7 +1,21 @@
 /*
  * queue_int.h - the queue manager's structures (private to src/queue/)
  *
- * All of these belong to the scheduler thread.
+ * All of these belong to the scheduler thread. The files of src/queue/
+ * and what each owns:
+ *
+ *   queue.c          struct queue: the manager that kicks (connection
+ *                    goal, batches, client connections, throttles,
+ *                    starvation, maintenance scan, shutdown, life cycle)
+ *   queue_dest.c     struct queue_dest: one (binding, domain) queue, its
+ *                    active FIFO, delayed heap and timer
+ *   queue_route.c    where a destination's mail goes: routing domain,
+ *                    binding assignment, Routes/Gateway, DNS resolution
+ *   queue_outcome.c  delivered / deferred / failed, message finalisation,
+ *                    the spool's moved/ack bookkeeping for compaction
+ *   queue_goal.c     the default connection goal
+ *   queue_log.c      mainlog/bouncelog lines
+ *   queue_bounce.c   RFC 3464 bounces
  *
  * Memory per queued recipient: one struct qentry (40 bytes) plus its share
  * of the struct qmsg and the spool_msg envelope (the recipient's address
@@ -11,16 +25,20 @@
 #define IMPETUS_QUEUE_QUEUE_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "queue/queue.h"
 #include "queue/throttle.h"
+#include "spool/spool_idmap.h"
 
 struct event;
+struct pool;
 struct smtp_client;
 struct spool_msg;
-struct dq;
+struct strmap;
+struct queue_dest;
 
 /* A permanent failure remembered for the message's bounce. */
 struct qfail {
@@ -55,7 +73,7 @@ struct qentry {
 /* An outbound connection as the scheduler sees it. */
 struct qconn {
 	struct queue *q;
-	struct dq *dq;
+	struct queue_dest *dq;
 	struct smtp_client *c;		/* NULL until the first batch_done */
 	struct qconn *next_idle;
 	bool idle;
@@ -63,33 +81,89 @@ struct qconn {
 
 /* The batch's side record: which entries its recipients are. */
 struct qbatch {
-	struct dq *dq;
+	struct queue_dest *dq;
 	size_t n;
 	struct qentry *entries[];
 };
 
-/* The queue of one (binding, routing domain) pair. */
-struct dq {
+/*
+ * The queue of one (binding, routing domain) pair. Fields are grouped by
+ * the file that writes them; all on the scheduler thread.
+ */
+struct queue_dest {
 	char *binding;			/* "" = default */
 	char *domain;
+	struct queue *q;
+	/* queue_dest.c: the entries and the timer */
 	struct qentry *head, *tail;	/* active */
 	uint64_t nactive;
 	uint64_t runs;			/* active entries starting a new message: batches at least */
 	struct qentry **heap;		/* delayed, min-heap on next_attempt */
 	uint32_t nheap, heapcap;
+	struct event *timer;
+	int64_t timer_at_us;		/* 0 when not armed */
+	/* queue.c: connections and shaping */
 	uint32_t conns;
 	struct qconn *idle;		/* idle connections, LIFO */
-	/* where the mail goes */
+	struct throttle msg_tb, conn_tb;
+	/* queue_route.c: where the mail goes */
 	bool resolving;
 	int64_t hosts_expiry;		/* unix seconds; 0 = never resolved */
 	size_t naddr;
 	struct sockaddr_storage *addrs;
 	char **names;
-	/* shaping */
-	struct throttle msg_tb, conn_tb;
-	struct event *timer;
-	int64_t timer_at_us;		/* 0 when not armed */
-	struct queue *q;
 };
+
+/* The queue manager (queue.c). */
+struct queue {
+	struct conf *conf;
+	struct queue_deps deps;
+	bool started;
+	bool stopping;
+	struct strmap *queues;		/* "binding\x01domain" -> struct queue_dest */
+	struct spool_idmap msgs;	/* message id -> struct qmsg, to follow spool moves */
+	size_t nmsgs;
+	size_t nrcpts;			/* entries alive */
+	uint32_t conns;			/* outbound connections, all queues */
+	size_t next_io;
+	queue_goal_fn goal;
+	struct pool *io_pool;		/* bounce rendering; created on first use */
+	struct event *maintainer;
+	struct event *shutdown_timer;
+	void (*shutdown_done)(void *);
+	void *shutdown_arg;
+	/* queues waiting for the server-wide connection limit */
+	struct queue_dest **starved;
+	size_t nstarved, starvedcap;
+};
+
+/* queue.c */
+/* queue_kick - make progress on a queue; cheap when there is nothing to do. */
+void queue_kick(struct queue *q, struct queue_dest *dq);
+
+/* queue_dest.c */
+/* queue_dest_get - the queue of (binding, domain), created empty on first use. */
+struct queue_dest *queue_dest_get(struct queue *q, const char *binding, const char *domain);
+/* queue_dest_enqueue - an entry into the active FIFO, or the delayed heap if not due. */
+void queue_dest_enqueue(struct queue_dest *dq, struct qentry *e);
+void queue_dest_append(struct queue_dest *dq, struct qentry *e);
+void queue_dest_prepend(struct queue_dest *dq, struct qentry *e);
+struct qentry *queue_dest_pop(struct queue_dest *dq);
+/* queue_dest_arm - make sure the queue's timer fires no later than at_us. */
+void queue_dest_arm(struct queue_dest *dq, int64_t at_us);
+/* queue_dest_promote - move every delayed entry that is due to the active FIFO. */
+void queue_dest_promote(struct queue_dest *dq, int64_t now_s);
+/* queue_dest_free - release a queue; its entries go into msgs (id -> qmsg) for the caller. */
+void queue_dest_free(struct queue_dest *dq, struct strmap *msgs);
+
+/* queue_route.c */
+/* queue_route_domain - the lower-cased domain of an address ("" for none); caller frees. */
+char *queue_route_domain(const char *addr);
+/* queue_route_assign_binding - Assign_Binding of the first recipient's domain, if unset. */
+void queue_route_assign_binding(struct queue *q, struct spool_msg *sm);
+/* queue_route_resolve - start finding where the queue's mail goes; kicks it when known. */
+void queue_route_resolve(struct queue *q, struct queue_dest *dq);
+/* queue_route_clear - forget the resolved hosts. */
+void queue_route_clear(struct queue_dest *dq);
 
 #endif

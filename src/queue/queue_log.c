@@ -89,7 +89,7 @@ void queue_log_reception(const struct spool_msg *msg)
 	str_free(&line);
 }
 
-void queue_log_outcome(struct queue *q, const struct dq *dq, const struct qentry *e,
+void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struct qentry *e,
 		       const struct queue_outcome *o, char type)
 {
 	const struct spool_msg *sm = e->m->sm;

@@ -1,9 +1,9 @@
 /*
  * queue_out.h - what the queue manager's files share (private to src/queue/)
  *
- * queue.c owns the queues; queue_log.c writes the mainlog/bouncelog lines
- * of outcomes; queue_bounce.c builds and injects bounces. All run on the
- * scheduler thread.
+ * queue_outcome.c applies outcomes; queue_log.c writes the mainlog/bouncelog
+ * lines of outcomes; queue_bounce.c builds and injects bounces. All run on
+ * the scheduler thread (see queue_int.h for the map of the files).
  */
 #ifndef IMPETUS_QUEUE_QUEUE_OUT_H
 #define IMPETUS_QUEUE_QUEUE_OUT_H
@@ -18,6 +18,7 @@ struct conf;
 struct loop;
 struct pool;
 struct spool;
+struct spool_loc;
 struct spool_msg;
 
 /* The result of one attempt for one recipient. */
@@ -39,17 +40,38 @@ struct loop *queue_scheduler(struct queue *q);
 struct pool *queue_io_pool(struct queue *q);
 const char *queue_hostname(const struct conf *conf);
 
-void queue_enqueue(struct queue *q, struct dq *dq, struct qentry *e);
-void queue_entry_fail(struct queue *q, struct dq *dq, struct qentry *e,
-		      const struct queue_outcome *o);
-void queue_entry_defer(struct queue *q, struct dq *dq, struct qentry *e,
-		       const struct queue_outcome *o);
-void queue_message_final(struct queue *q, struct qmsg *m);
+/*
+ * queue_outcome.c: the outcome of one recipient. fail and delivered free
+ * e and may finish (and free) its message; defer puts e back in dq.
+ */
+void queue_outcome_delivered(struct queue *q, struct queue_dest *dq, struct qentry *e,
+			     const struct queue_outcome *o);
+void queue_outcome_defer(struct queue *q, struct queue_dest *dq, struct qentry *e,
+			 const struct queue_outcome *o);
+void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e,
+			const struct queue_outcome *o);
+/* queue_outcome_expire - e (taken from dq) fails as expired: stage 21, out of band. */
+void queue_outcome_expire(struct queue *q, struct queue_dest *dq, struct qentry *e,
+			  const char *why);
+/* queue_outcome_fail_all - fail or defer every ready entry (the whole destination failed). */
+void queue_outcome_fail_all(struct queue *q, struct queue_dest *dq, bool permanent,
+			    const char *why);
+/* queue_outcome_expired - whether m is past Message_Expiration for dq. */
+bool queue_outcome_expired(struct queue *q, struct queue_dest *dq, const struct qmsg *m,
+			   int64_t now_s);
+/* queue_outcome_message_final - one more recipient of m is final; finish m when none is left. */
+void queue_outcome_message_final(struct queue *q, struct qmsg *m);
+/* queue_outcome_msg_free - free a message and what it remembered. */
+void queue_outcome_msg_free(struct qmsg *m);
+/* queue_outcome_moved - compaction moved message id (queue_moved). */
+void queue_outcome_moved(struct queue *q, uint64_t id, const struct spool_loc *loc);
+/* queue_outcome_batch_back - a batch of m came back: its copy of the location is no longer read. */
+void queue_outcome_batch_back(struct queue *q, struct qmsg *m);
 
 /* queue_log.c */
 void queue_log_reception(const struct spool_msg *msg);
 /* type: 'D', 'T' or 'P' (P also writes the bouncelog B line). */
-void queue_log_outcome(struct queue *q, const struct dq *dq, const struct qentry *e,
+void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struct qentry *e,
 		       const struct queue_outcome *o, char type);
 
 /*

@@ -1,0 +1,231 @@
+/*
+ * queue_dest.c - the queue of one (binding, routing domain) pair
+ *
+ * A passive container: an active FIFO of entries that may be tried now
+ * and a delayed min-heap ordered by next attempt, plus one timer that
+ * fires when the earliest delayed entry is due (or when a throttle has a
+ * token again, armed by the manager). It decides nothing: the manager
+ * (queue.c) takes batches from the FIFO, the outcomes (queue_outcome.c)
+ * put deferred entries back, and the timer hands the queue to
+ * queue_kick.
+ *
+ * The FIFO counts "runs" (maximal stretches of entries of one message),
+ * which is how many batches its entries need at least: the connection
+ * goal uses it.
+ *
+ * Ownership: scheduler thread; the queue is in the manager's map
+ * (struct queue.queues) from queue_dest_get until queue_dest_free.
+ * Failures: none but out of memory (which aborts).
+ */
+#include <stdlib.h>
+
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "core/id.h"
+#include "core/loop.h"
+#include "core/mem.h"
+#include "core/str.h"
+#include "core/strmap.h"
+#include "queue/queue_int.h"
+#include "queue/queue_out.h"
+#include "spool/spool.h"
+
+/* ------------------------------------------------------------------ */
+/* the delayed heap                                                    */
+
+static void heap_swap(struct queue_dest *dq, uint32_t a, uint32_t b)
+{
+	struct qentry *t = dq->heap[a];
+
+	dq->heap[a] = dq->heap[b];
+	dq->heap[b] = t;
+	dq->heap[a]->heap_idx = a;
+	dq->heap[b]->heap_idx = b;
+}
+
+static void heap_push(struct queue_dest *dq, struct qentry *e)
+{
+	if (dq->nheap == dq->heapcap) {
+		dq->heapcap = dq->heapcap ? dq->heapcap * 2 : 16;
+		dq->heap = xrealloc(dq->heap, dq->heapcap * sizeof(*dq->heap));
+	}
+	uint32_t i = dq->nheap++;
+	dq->heap[i] = e;
+	e->heap_idx = i;
+	while (i > 0) {
+		uint32_t parent = (i - 1) / 2;
+		if (dq->heap[parent]->next_attempt <= dq->heap[i]->next_attempt)
+			break;
+		heap_swap(dq, i, parent);
+		i = parent;
+	}
+}
+
+static struct qentry *heap_pop(struct queue_dest *dq)
+{
+	struct qentry *top = dq->heap[0];
+	uint32_t i = 0;
+
+	dq->heap[0] = dq->heap[--dq->nheap];
+	dq->heap[0]->heap_idx = 0;
+	for (;;) {
+		uint32_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < dq->nheap && dq->heap[l]->next_attempt < dq->heap[m]->next_attempt)
+			m = l;
+		if (r < dq->nheap && dq->heap[r]->next_attempt < dq->heap[m]->next_attempt)
+			m = r;
+		if (m == i)
+			break;
+		heap_swap(dq, i, m);
+		i = m;
+	}
+	return top;
+}
+
+/* ------------------------------------------------------------------ */
+/* the active FIFO                                                     */
+
+/* queue_dest_append - an entry at the end of the active FIFO. */
+void queue_dest_append(struct queue_dest *dq, struct qentry *e)
+{
+	e->next = NULL;
+	if (dq->tail == NULL || dq->tail->m != e->m)
+		dq->runs++;
+	if (dq->tail)
+		dq->tail->next = e;
+	else
+		dq->head = e;
+	dq->tail = e;
+	dq->nactive++;
+}
+
+/* queue_dest_prepend - an entry back at the front (not tried). */
+void queue_dest_prepend(struct queue_dest *dq, struct qentry *e)
+{
+	if (dq->head == NULL || dq->head->m != e->m)
+		dq->runs++;
+	e->next = dq->head;
+	dq->head = e;
+	if (dq->tail == NULL)
+		dq->tail = e;
+	dq->nactive++;
+}
+
+/* queue_dest_pop - the head of the active FIFO, or NULL. */
+struct qentry *queue_dest_pop(struct queue_dest *dq)
+{
+	struct qentry *e = dq->head;
+
+	if (e) {
+		dq->head = e->next;
+		if (dq->head == NULL || dq->head->m != e->m)
+			dq->runs--;
+		if (dq->head == NULL)
+			dq->tail = NULL;
+		e->next = NULL;
+		dq->nactive--;
+	}
+	return e;
+}
+
+/* ------------------------------------------------------------------ */
+/* the timer                                                           */
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue_dest *dq = arg;
+
+	dq->timer_at_us = 0;
+	queue_dest_promote(dq, queue_now_us() / 1000000);
+	queue_kick(dq->q, dq);
+}
+
+void queue_dest_arm(struct queue_dest *dq, int64_t at_us)
+{
+	struct queue *q = dq->q;
+	int64_t now = queue_now_us();
+
+	if (!q->started)
+		return;
+	if (dq->timer_at_us && dq->timer_at_us <= at_us)
+		return;
+	if (dq->timer == NULL)
+		dq->timer = evtimer_new(loop_base(q->deps.scheduler), on_timer, dq);
+	int64_t delay = at_us > now ? at_us - now : 0;
+	struct timeval tv = { (time_t)(delay / 1000000), (suseconds_t)(delay % 1000000) };
+	evtimer_add(dq->timer, &tv);
+	dq->timer_at_us = at_us;
+}
+
+void queue_dest_promote(struct queue_dest *dq, int64_t now_s)
+{
+	while (dq->nheap > 0 && dq->heap[0]->next_attempt <= now_s)
+		queue_dest_append(dq, heap_pop(dq));
+	if (dq->nheap > 0)
+		queue_dest_arm(dq, dq->heap[0]->next_attempt * 1000000);
+}
+
+/* ------------------------------------------------------------------ */
+/* life cycle                                                          */
+
+struct queue_dest *queue_dest_get(struct queue *q, const char *binding, const char *domain)
+{
+	struct str key = STR_INIT;
+
+	str_appendf(&key, "%s\x01%s", binding, domain);
+	struct queue_dest *dq = strmap_get(q->queues, key.s);
+	if (dq == NULL) {
+		dq = XNEW(struct queue_dest);
+		dq->q = q;
+		dq->binding = xstrdup(binding);
+		dq->domain = xstrdup(domain);
+		strmap_put(q->queues, key.s, dq);
+	}
+	str_free(&key);
+	return dq;
+}
+
+void queue_dest_enqueue(struct queue_dest *dq, struct qentry *e)
+{
+	int64_t now_s = queue_now_us() / 1000000;
+
+	if (e->next_attempt <= now_s) {
+		queue_dest_append(dq, e);
+	} else {
+		heap_push(dq, e);
+		queue_dest_arm(dq, e->next_attempt * 1000000);
+	}
+}
+
+/* collect_msgs - free the entries, remembering their messages (once each) in msgs. */
+static void collect_msgs(struct queue_dest *dq, struct strmap *msgs)
+{
+	char key[ID_BUF_SIZE];
+	struct qentry *e = dq->head;
+
+	while (e) {
+		struct qentry *next = e->next;
+		id_format(e->m->sm->id, key);
+		strmap_put(msgs, key, e->m);
+		free(e);
+		e = next;
+	}
+	for (uint32_t i = 0; i < dq->nheap; i++) {
+		id_format(dq->heap[i]->m->sm->id, key);
+		strmap_put(msgs, key, dq->heap[i]->m);
+		free(dq->heap[i]);
+	}
+}
+
+void queue_dest_free(struct queue_dest *dq, struct strmap *msgs)
+{
+	collect_msgs(dq, msgs);
+	queue_route_clear(dq);
+	if (dq->timer)
+		event_free(dq->timer);
+	free(dq->heap);
+	free(dq->binding);
+	free(dq->domain);
+	free(dq);
+}

@@ -1,0 +1,197 @@
+/*
+ * queue_outcome.c - what happens to a recipient after an attempt
+ *
+ *   delivered  D line, RCPT_STATE delivered in the spool, final
+ *   deferred   T line, retry after Retry_Interval doubled per earlier
+ *              failure (capped by Max_Retry_Interval), never past the
+ *              message's expiry; RCPT_RETRY in the spool. Past
+ *              Max_Retries or Message_Expiration: failed instead
+ *   failed     P and B lines, RCPT_STATE failed, remembered for the bounce
+ *
+ * When a message's last recipient is final the message is finished: its
+ * bounce (queue_bounce.c) or its MESSAGE_DONE record, then it is freed.
+ *
+ * Compaction: the spool may move a message's body while batches are out
+ * reading it from the old place. Each batch carries a copy of the
+ * location and counts in qmsg.inflight; the spool is told the old copy is
+ * no longer read (spool_moved_ack) once none is out, or at once when
+ * nothing of ours reads it.
+ *
+ * Ownership: scheduler thread. Failures: none; the spool records ride
+ * the next group commit (delivery is at least once).
+ */
+#include <stdlib.h>
+
+#include "config/config.h"
+#include "core/mem.h"
+#include "core/str.h"
+#include "queue/queue_int.h"
+#include "queue/queue_out.h"
+#include "spool/spool.h"
+
+/* move_ack - tell the spool the old location of m is no longer read. */
+static void move_ack(struct queue *q, struct qmsg *m)
+{
+	if (m->ack_pending && q->deps.spool)
+		spool_moved_ack(q->deps.spool, m->sm->id);
+	m->ack_pending = false;
+}
+
+void queue_outcome_moved(struct queue *q, uint64_t id, const struct spool_loc *loc)
+{
+	struct qmsg *m = spool_idmap_get(&q->msgs, id);
+
+	if (m == NULL) {
+		/* Finished meanwhile: nothing of ours reads it any more. */
+		if (q->deps.spool)
+			spool_moved_ack(q->deps.spool, id);
+		return;
+	}
+	/* Batches taken from now on read the new copy; those out still read the old one. */
+	m->sm->loc = *loc;
+	m->ack_pending = true;
+	if (m->inflight == 0)
+		move_ack(q, m);
+}
+
+void queue_outcome_batch_back(struct queue *q, struct qmsg *m)
+{
+	if (--m->inflight == 0)
+		move_ack(q, m);
+}
+
+void queue_outcome_message_final(struct queue *q, struct qmsg *m)
+{
+	if (--m->pending > 0)
+		return;
+	move_ack(q, m);
+	spool_idmap_del(&q->msgs, m->sm->id);
+	if (m->nfails == 0 || !queue_bounce(q, m))
+		spool_message_done(q->deps.spool, m->sm->id);
+	queue_outcome_msg_free(m);
+	q->nmsgs--;
+}
+
+void queue_outcome_msg_free(struct qmsg *m)
+{
+	for (size_t i = 0; i < m->nfails; i++) {
+		free(m->fails[i].response);
+		free(m->fails[i].remote);
+	}
+	free(m->fails);
+	spool_msg_free(m->sm);
+	free(m);
+}
+
+void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e,
+			const struct queue_outcome *o)
+{
+	struct qmsg *m = e->m;
+
+	queue_log_outcome(q, dq, e, o, 'P');
+	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, SPOOL_RCPT_FAILED);
+	m->sm->rcpts[e->rcpt].state = SPOOL_RCPT_FAILED;
+	m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
+	struct qfail *f = &m->fails[m->nfails++];
+	f->rcpt = e->rcpt;
+	f->code = o->code;
+	f->stage = o->stage;
+	f->response = xstrdup(o->response ? o->response : "");
+	f->remote = o->remote && *o->remote ? xstrdup(o->remote) : NULL;
+	f->when = queue_now_us() / 1000000;
+	q->nrcpts--;
+	free(e);
+	queue_outcome_message_final(q, m);
+}
+
+/* retry_delay - Retry_Interval doubled per earlier failure, capped. */
+static int64_t retry_delay(struct queue *q, struct queue_dest *dq, uint32_t retries)
+{
+	int64_t base = conf_get(q->conf, CONF_OPT_RETRY_INTERVAL, dq->binding, dq->domain)->u.i;
+	int64_t cap = conf_get(q->conf, CONF_OPT_MAX_RETRY_INTERVAL, dq->binding, dq->domain)->u.i;
+	int64_t d = base;
+
+	for (uint32_t i = 1; i < retries && d < cap; i++)
+		d *= 2;
+	return d < cap ? d : cap;
+}
+
+bool queue_outcome_expired(struct queue *q, struct queue_dest *dq, const struct qmsg *m,
+			   int64_t now_s)
+{
+	int64_t life = conf_get(q->conf, CONF_OPT_MESSAGE_EXPIRATION, dq->binding, dq->domain)->u.i;
+
+	return now_s >= m->sm->received + life;
+}
+
+void queue_outcome_defer(struct queue *q, struct queue_dest *dq, struct qentry *e,
+			 const struct queue_outcome *o)
+{
+	int64_t now_s = queue_now_us() / 1000000;
+	int64_t max = conf_get(q->conf, CONF_OPT_MAX_RETRIES, dq->binding, dq->domain)->u.i;
+
+	e->retries++;
+	int64_t next = now_s + retry_delay(q, dq, e->retries);
+	int64_t life = conf_get(q->conf, CONF_OPT_MESSAGE_EXPIRATION, dq->binding, dq->domain)->u.i;
+	int64_t expiry = e->m->sm->received + life;
+	if ((max >= 0 && e->retries > (uint64_t)max) || now_s >= expiry) {
+		struct queue_outcome final = *o;
+		struct str why = STR_INIT;
+		if (max >= 0 && e->retries > (uint64_t)max)
+			str_appendf(&why, "Max_Retries (%lld) reached; last error: %s", (long long)max,
+				    o->response ? o->response : "");
+		else
+			str_appendf(&why, "message expired after %lld seconds; last error: %s",
+				    (long long)life, o->response ? o->response : "");
+		final.response = why.s;
+		queue_outcome_fail(q, dq, e, &final);
+		str_free(&why);
+		return;
+	}
+	/* Never wait past expiry: the entry then fails as expired (stage 21). */
+	if (next > expiry)
+		next = expiry;
+	queue_log_outcome(q, dq, e, o, 'T');
+	e->next_attempt = next;
+	spool_rcpt_retry(q->deps.spool, e->m->sm->id, e->rcpt, e->retries, next);
+	queue_dest_enqueue(dq, e);
+}
+
+void queue_outcome_delivered(struct queue *q, struct queue_dest *dq, struct qentry *e,
+			     const struct queue_outcome *o)
+{
+	struct qmsg *m = e->m;
+
+	queue_log_outcome(q, dq, e, o, 'D');
+	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, SPOOL_RCPT_DELIVERED);
+	m->sm->rcpts[e->rcpt].state = SPOOL_RCPT_DELIVERED;
+	q->nrcpts--;
+	free(e);
+	queue_outcome_message_final(q, m);
+}
+
+void queue_outcome_fail_all(struct queue *q, struct queue_dest *dq, bool permanent, const char *why)
+{
+	struct qentry *e;
+	uint64_t n = dq->nactive;
+	struct queue_outcome o = { 0 };
+
+	o.stage = 0;	/* not connected */
+	o.response = why;
+	while (n-- > 0 && (e = queue_dest_pop(dq)) != NULL) {
+		if (permanent)
+			queue_outcome_fail(q, dq, e, &o);
+		else
+			queue_outcome_defer(q, dq, e, &o);
+	}
+}
+
+void queue_outcome_expire(struct queue *q, struct queue_dest *dq, struct qentry *e,
+			  const char *why)
+{
+	struct queue_outcome o = { 0 };
+
+	o.stage = 21;
+	o.response = why;
+	queue_outcome_fail(q, dq, e, &o);
+}

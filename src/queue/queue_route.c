@@ -1,0 +1,198 @@
+/*
+ * queue_route.c - where a destination's mail goes
+ *
+ * The routing domain of a recipient is its domain, lower-cased. A message
+ * is sent from the binding it was given, else Assign_Binding of its first
+ * recipient's domain, else the default binding "".
+ *
+ * The hosts of a (binding, domain) queue, in this order:
+ *
+ *   1. Routes = ( "smtp://host:port" ): the first route's host and port
+ *      ("__mx__" means: use DNS);
+ *   2. Gateway = "host:port": a smart host;
+ *   3. DNS MX (or implicit MX) of the domain, on Outbound_SMTP_Port.
+ *
+ * The answer (addresses with their host names) is kept in the queue for
+ * its TTL. A failed lookup fails (NXDOMAIN, null MX) or defers (SERVFAIL,
+ * timeout) every ready entry of the queue.
+ *
+ * Ownership: scheduler thread; a lookup in flight holds the queue (its
+ * `resolving` flag), so the queue is not freed under it. The DNS answer
+ * may arrive before dns_resolve_* returns (cache hit).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <netinet/in.h>
+
+#include "config/config.h"
+#include "core/mem.h"
+#include "core/str.h"
+#include "dns/dns.h"
+#include "log/log.h"
+#include "queue/queue_int.h"
+#include "queue/queue_out.h"
+#include "spool/spool.h"
+
+/* The port when a route names none, and the default for MX hosts. */
+#define ROUTE_DEFAULT_PORT 25
+/* How long an answer without a TTL is kept (seconds). */
+#define ROUTE_DEFAULT_TTL 60
+
+struct resolve_req {
+	struct queue *q;
+	struct queue_dest *dq;
+	uint16_t port;
+};
+
+char *queue_route_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	char *d = xstrdup(at ? at + 1 : "");
+
+	for (char *p = d; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return d;
+}
+
+void queue_route_assign_binding(struct queue *q, struct spool_msg *sm)
+{
+	if (sm->binding && *sm->binding)
+		return;
+	if (sm->nrcpt == 0)
+		return;
+	char *domain = queue_route_domain(sm->rcpts[0].addr);
+	const char *b = conf_get(q->conf, CONF_OPT_ASSIGN_BINDING, NULL, domain)->u.s;
+	if (b && *b && conf_binding_exists(q->conf, b)) {
+		free(sm->binding);
+		sm->binding = xstrdup(b);
+		free(sm->binding_group);
+		const char *g = conf_binding_group_of(q->conf, b);
+		sm->binding_group = xstrdup(g ? g : "");
+	}
+	free(domain);
+}
+
+/* parse_route - host and port of "smtp://host:port", "host:port", "[v6]:port", "host". */
+static void parse_route(const char *route, struct str *host, uint16_t *port)
+{
+	const char *p = route;
+
+	*port = ROUTE_DEFAULT_PORT;
+	if (strncasecmp(p, "smtp://", 7) == 0)
+		p += 7;
+	str_clear(host);
+	if (*p == '[') {
+		const char *end = strchr(p, ']');
+		if (end) {
+			str_append(host, p + 1, (size_t)(end - p - 1));
+			if (end[1] == ':')
+				*port = (uint16_t)atoi(end + 2);
+			return;
+		}
+	}
+	const char *colon = strrchr(p, ':');
+	if (colon && strchr(p, ':') == colon) {
+		str_append(host, p, (size_t)(colon - p));
+		*port = (uint16_t)atoi(colon + 1);
+	} else {
+		str_appends(host, p);
+	}
+	/* A trailing "/" of a URL is not part of the host. */
+	if (host->len && host->s[host->len - 1] == '/')
+		str_truncate(host, host->len - 1);
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+void queue_route_clear(struct queue_dest *dq)
+{
+	for (size_t i = 0; i < dq->naddr; i++)
+		free(dq->names[i]);
+	free(dq->names);
+	free(dq->addrs);
+	dq->names = NULL;
+	dq->addrs = NULL;
+	dq->naddr = 0;
+}
+
+/* on_resolved - the answer: keep the addresses and kick, or fail/defer the ready entries. */
+static void on_resolved(void *ctx, const struct dns_mx_result *res)
+{
+	struct resolve_req *rr = ctx;
+	struct queue *q = rr->q;
+	struct queue_dest *dq = rr->dq;
+	int64_t now_s = queue_now_us() / 1000000;
+
+	dq->resolving = false;
+	if (q->stopping) {
+		/* Shutdown cancelled the lookup: leave the entries as they are. */
+		free(rr);
+		return;
+	}
+	if (res->status != DNS_OK) {
+		struct str why = STR_INIT;
+		str_appendf(&why, "DNS lookup of %s failed: %s", dq->domain,
+			    res->error ? res->error : "unknown error");
+		log_panic("dns domain=%s status=%s error=\"%s\"", dq->domain,
+			  res->status == DNS_PERMFAIL ? "permanent" : "transient",
+			  res->error ? res->error : "");
+		queue_outcome_fail_all(q, dq, res->status == DNS_PERMFAIL, why.s);
+		str_free(&why);
+		free(rr);
+		return;
+	}
+	queue_route_clear(dq);
+	for (size_t h = 0; h < res->nhosts; h++)
+		dq->naddr += res->hosts[h].naddr;
+	dq->addrs = xcalloc(dq->naddr ? dq->naddr : 1, sizeof(*dq->addrs));
+	dq->names = xcalloc(dq->naddr ? dq->naddr : 1, sizeof(*dq->names));
+	size_t k = 0;
+	for (size_t h = 0; h < res->nhosts; h++) {
+		for (size_t a = 0; a < res->hosts[h].naddr; a++, k++) {
+			dq->addrs[k] = res->hosts[h].addrs[a];
+			set_port(&dq->addrs[k], rr->port);
+			dq->names[k] = xstrdup(res->hosts[h].name ? res->hosts[h].name : "");
+		}
+	}
+	dq->hosts_expiry = now_s + (res->ttl ? res->ttl : ROUTE_DEFAULT_TTL);
+	free(rr);
+	if (dq->naddr == 0) {
+		queue_outcome_fail_all(q, dq, false, "no address for the destination");
+		return;
+	}
+	queue_kick(q, dq);
+}
+
+void queue_route_resolve(struct queue *q, struct queue_dest *dq)
+{
+	const struct conf_value *routes = conf_get(q->conf, CONF_OPT_ROUTES, dq->binding, dq->domain);
+	const char *gateway = conf_get(q->conf, CONF_OPT_GATEWAY, dq->binding, dq->domain)->u.s;
+	struct resolve_req *rr = XNEW(struct resolve_req);
+	const char *route = NULL;
+
+	rr->q = q;
+	rr->dq = dq;
+	rr->port = (uint16_t)conf_get(q->conf, CONF_OPT_OUTBOUND_SMTP_PORT, dq->binding, dq->domain)->u.i;
+	if (routes->u.list.n > 0 && strcasecmp(routes->u.list.v[0], "__mx__") != 0)
+		route = routes->u.list.v[0];
+	else if (gateway && *gateway)
+		route = gateway;
+	dq->resolving = true;
+	if (route) {
+		struct str host = STR_INIT;
+		parse_route(route, &host, &rr->port);
+		dns_resolve_host(q->deps.dns, host.s, on_resolved, rr);
+		str_free(&host);
+	} else {
+		dns_resolve_mx(q->deps.dns, dq->domain, on_resolved, rr);
+	}
+}
