@@ -152,6 +152,8 @@ static void queue_add(struct queue *q, struct spool_msg *sm, bool kick)
 	spool_idmap_put(&q->msgs, sm->id, m);
 	for (size_t t = 0; kick && t < ntouched; t++)
 		queue_kick(q, touched[t]);
+	for (size_t t = 0; kick && t < ntouched; t++)
+		queue_dest_release(touched[t]);	/* all its entries may have expired */
 	free(touched);
 }
 
@@ -272,9 +274,9 @@ static void throttles_refresh(struct queue *q, struct queue_dest *dq, int64_t no
 /* starve - dq waits for a slot under Server_Max_Outbound_Connections (once in the list). */
 static void starve(struct queue *q, struct queue_dest *dq)
 {
-	for (size_t i = 0; i < q->nstarved; i++)
-		if (q->starved[i] == dq)
-			return;
+	if (dq->starving)
+		return;
+	dq->starving = true;
 	if (q->nstarved == q->starvedcap) {
 		q->starvedcap = q->starvedcap ? q->starvedcap * 2 : 16;
 		q->starved = xrealloc(q->starved, q->starvedcap * sizeof(*q->starved));
@@ -472,9 +474,16 @@ static void on_closed(void *ctx, struct smtp_client *c, bool connected, const ch
 	q->starved = NULL;
 	q->nstarved = q->starvedcap = 0;
 	for (size_t i = 0; i < nwaiting; i++)
+		waiting[i]->starving = false;
+	for (size_t i = 0; i < nwaiting; i++)
 		queue_kick(q, waiting[i]);
-	free(waiting);
 	queue_kick(q, dq);
+	/* Now, and not in between: a kick never frees, so every pointer above stayed valid. */
+	for (size_t i = 0; i < nwaiting; i++)
+		if (waiting[i] != dq)
+			queue_dest_release(waiting[i]);
+	queue_dest_release(dq);
+	free(waiting);
 }
 
 /* ------------------------------------------------------------------ */
@@ -501,10 +510,8 @@ static void expire_held(struct queue *q, struct queue_dest *dq, int64_t now_s)
 }
 
 /* maintain_one - the safety net for one queue: due entries, held expiry, a kick. */
-static void maintain_one(void *ctx, const char *key, void *value)
+static void maintain_one(struct queue *q, struct queue_dest *dq)
 {
-	struct queue_dest *dq = value;
-	struct queue *q = ctx;
 	int64_t now_s = queue_now_us() / 1000000;
 
 	queue_dest_promote(dq, now_s);
@@ -513,12 +520,40 @@ static void maintain_one(void *ctx, const char *key, void *value)
 	queue_kick(q, dq);
 }
 
+struct dest_list {
+	struct queue_dest **v;
+	size_t n;
+};
+
+static void collect_dest(void *ctx, const char *key, void *value)
+{
+	struct dest_list *l = ctx;
+
+	l->v[l->n++] = value;
+}
+
+/*
+ * maintain_all - maintain every queue, then free those nothing holds any
+ * more. The map may not change while it is walked, so the walk takes a
+ * list first; kicks never free a queue, so the list stays valid until the
+ * releases at the end.
+ */
+static void maintain_all(struct queue *q)
+{
+	struct dest_list l = { xcalloc(strmap_count(q->queues) + 1, sizeof(*l.v)), 0 };
+
+	strmap_each(q->queues, collect_dest, &l);
+	for (size_t i = 0; i < l.n; i++)
+		maintain_one(q, l.v[i]);
+	for (size_t i = 0; i < l.n; i++)
+		queue_dest_release(l.v[i]);
+	free(l.v);
+}
+
 /* on_maintain - every Delayed_Queue_Scan_Interval seconds. */
 static void on_maintain(evutil_socket_t fd, short what, void *arg)
 {
-	struct queue *q = arg;
-
-	strmap_each(q->queues, maintain_one, q);
+	maintain_all(arg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -547,7 +582,10 @@ void queue_set_conf(struct queue *q, struct conf *conf)
 	q->conf = conf_ref(conf);
 	conf_unref(old);
 	if (q->started)
-		strmap_each(q->queues, maintain_one, q);
+		maintain_all(q);
+	/* What the queue holds after the reload: a check for operators and tests. */
+	log_panic("queue reload destinations=%zu messages=%zu recipients=%zu",
+		  queue_destination_count(q), q->nmsgs, q->nrcpts);
 }
 
 void queue_start(struct queue *q, const struct queue_deps *deps)
@@ -560,7 +598,7 @@ void queue_start(struct queue *q, const struct queue_deps *deps)
 	q->maintainer = event_new(loop_base(deps->scheduler), -1, EV_PERSIST, on_maintain, q);
 	event_add(q->maintainer, &tv);
 	/* Recovered mail: arm the timers and start what is due. */
-	strmap_each(q->queues, maintain_one, q);
+	maintain_all(q);
 }
 
 static void close_idle(void *ctx, const char *key, void *value)
@@ -625,6 +663,11 @@ size_t queue_message_count(const struct queue *q)
 size_t queue_recipient_count(const struct queue *q)
 {
 	return q->nrcpts;
+}
+
+size_t queue_destination_count(const struct queue *q)
+{
+	return strmap_count(q->queues);
 }
 
 static void free_dest(void *ctx, const char *key, void *value)

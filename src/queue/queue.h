@@ -61,6 +61,11 @@ void queue_moved(struct queue *q, uint64_t id, const struct spool_loc *loc);
 void queue_shutdown(struct queue *q, int grace_seconds, void (*done)(void *), void *arg);
 size_t queue_message_count(const struct queue *q);
 size_t queue_recipient_count(const struct queue *q);
+/*
+ * queue_destination_count - (binding, domain) queues in memory: those
+ * with entries, connections or a lookup in flight (an unused one is freed).
+ */
+size_t queue_destination_count(const struct queue *q);
 void queue_free(struct queue *q);
 /* queue_bounce_shutdown - wait for bounces being rendered; after the loops stopped. */
 void queue_bounce_shutdown(struct queue *q);

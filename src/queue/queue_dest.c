@@ -13,8 +13,30 @@
  * which is how many batches its entries need at least: the connection
  * goal uses it.
  *
+ * Freeing: a queue exists while something holds it and is freed by
+ * queue_dest_release as soon as nothing does, so a million domains seen
+ * once do not stay in memory or in the maintainer's scan. What holds a
+ * queue:
+ *
+ *   - entries, active or delayed (the delayed ones own its timer);
+ *   - connections, busy or idle (a batch out is on a connection, and
+ *     holds the queue through qbatch.dq and qconn.dq);
+ *   - a DNS lookup in flight (resolving: the request points at it);
+ *   - a place in the manager's starved list (starving);
+ *   - a throttle bucket that is empty: a new queue would start with a
+ *     token, so freeing it early would let mail through faster than
+ *     Outbound_Throttle_* allows; the maintainer frees it once the token
+ *     is back.
+ *
+ * Release is called at the top of the event handlers that can leave a
+ * queue unused (its timer, a DNS answer, a connection closing, a message
+ * queued, the maintainer's scan), never from code a caller further up
+ * the stack may still be using the queue in. A queue freed and needed
+ * again is simply created again: what it cached is either in the DNS
+ * cache (addresses) or in the configuration (settings).
+ *
  * Ownership: scheduler thread; the queue is in the manager's map
- * (struct queue.queues) from queue_dest_get until queue_dest_free.
+ * (struct queue.queues) from queue_dest_get until it is freed.
  * Failures: none but out of memory (which aborts).
  */
 #include <stdlib.h>
@@ -139,6 +161,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	dq->timer_at_us = 0;
 	queue_dest_promote(dq, queue_now_us() / 1000000);
 	queue_kick(dq->q, dq);
+	queue_dest_release(dq);
 }
 
 void queue_dest_arm(struct queue_dest *dq, int64_t at_us)
@@ -169,11 +192,17 @@ void queue_dest_promote(struct queue_dest *dq, int64_t now_s)
 /* ------------------------------------------------------------------ */
 /* life cycle                                                          */
 
+/* dest_key - the manager's map key of (binding, domain). */
+static void dest_key(struct str *key, const char *binding, const char *domain)
+{
+	str_appendf(key, "%s\x01%s", binding, domain);
+}
+
 struct queue_dest *queue_dest_get(struct queue *q, const char *binding, const char *domain)
 {
 	struct str key = STR_INIT;
 
-	str_appendf(&key, "%s\x01%s", binding, domain);
+	dest_key(&key, binding, domain);
 	struct queue_dest *dq = strmap_get(q->queues, key.s);
 	if (dq == NULL) {
 		dq = XNEW(struct queue_dest);
@@ -204,6 +233,8 @@ static void collect_msgs(struct queue_dest *dq, struct strmap *msgs)
 	char key[ID_BUF_SIZE];
 	struct qentry *e = dq->head;
 
+	if (msgs == NULL)
+		return;		/* released: it has no entries */
 	while (e) {
 		struct qentry *next = e->next;
 		id_format(e->m->sm->id, key);
@@ -216,6 +247,30 @@ static void collect_msgs(struct queue_dest *dq, struct strmap *msgs)
 		strmap_put(msgs, key, dq->heap[i]->m);
 		free(dq->heap[i]);
 	}
+}
+
+/* unused - whether nothing holds dq (the list in the file header). */
+static bool unused(struct queue_dest *dq, int64_t now_us)
+{
+	return dq->nactive == 0 && dq->nheap == 0 && dq->conns == 0 && dq->idle == NULL &&
+	       !dq->resolving && !dq->starving &&
+	       throttle_wait_us(&dq->msg_tb, now_us) == 0 &&
+	       throttle_wait_us(&dq->conn_tb, now_us) == 0;
+}
+
+void queue_dest_release(struct queue_dest *dq)
+{
+	struct queue *q = dq->q;
+	struct str key = STR_INIT;
+
+	if (!unused(dq, queue_now_us()))
+		return;
+	dest_key(&key, dq->binding, dq->domain);
+	struct queue_dest *was = strmap_del(q->queues, key.s);
+	str_free(&key);
+	if (was != dq)
+		abort();	/* the map and the queue disagree: a broken invariant */
+	queue_dest_free(dq, NULL);
 }
 
 void queue_dest_free(struct queue_dest *dq, struct strmap *msgs)

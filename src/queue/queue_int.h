@@ -104,10 +104,12 @@ struct queue_dest {
 	int64_t timer_at_us;		/* 0 when not armed */
 	/* queue.c: connections and shaping */
 	uint32_t conns;
+	bool starving;			/* in the manager's starved list */
 	struct qconn *idle;		/* idle connections, LIFO */
 	struct throttle msg_tb, conn_tb;
 	/* queue_route.c: where the mail goes */
-	bool resolving;
+	bool resolving;			/* a lookup in flight holds the queue */
+	bool in_resolve_call;		/* inside dns_resolve_*: an answer now is synchronous */
 	int64_t hosts_expiry;		/* unix seconds; 0 = never resolved */
 	size_t naddr;
 	struct sockaddr_storage *addrs;
@@ -153,6 +155,12 @@ struct qentry *queue_dest_pop(struct queue_dest *dq);
 void queue_dest_arm(struct queue_dest *dq, int64_t at_us);
 /* queue_dest_promote - move every delayed entry that is due to the active FIFO. */
 void queue_dest_promote(struct queue_dest *dq, int64_t now_s);
+/*
+ * queue_dest_release - free dq if nothing holds it (see queue_dest.c for
+ * what holds a queue). Only from the top of an event handler: no caller
+ * up the stack may still use dq.
+ */
+void queue_dest_release(struct queue_dest *dq);
 /* queue_dest_free - release a queue; its entries go into msgs (id -> qmsg) for the caller. */
 void queue_dest_free(struct queue_dest *dq, struct strmap *msgs);
 

@@ -125,6 +125,20 @@ void queue_route_clear(struct queue_dest *dq)
 }
 
 /* on_resolved - the answer: keep the addresses and kick, or fail/defer the ready entries. */
+static void on_resolved(void *ctx, const struct dns_mx_result *res);
+
+/*
+ * answered - what to do after the answer: an answer that came inside
+ * dns_resolve_* (cache hit) returns to queue_kick, whose caller releases
+ * the queue; one that came later is the top of an event, so release it
+ * here (a failed lookup may have failed every entry).
+ */
+static void answered(struct queue_dest *dq)
+{
+	if (!dq->in_resolve_call)
+		queue_dest_release(dq);
+}
+
 static void on_resolved(void *ctx, const struct dns_mx_result *res)
 {
 	struct resolve_req *rr = ctx;
@@ -148,6 +162,7 @@ static void on_resolved(void *ctx, const struct dns_mx_result *res)
 		queue_outcome_fail_all(q, dq, res->status == DNS_PERMFAIL, why.s);
 		str_free(&why);
 		free(rr);
+		answered(dq);
 		return;
 	}
 	queue_route_clear(dq);
@@ -167,9 +182,11 @@ static void on_resolved(void *ctx, const struct dns_mx_result *res)
 	free(rr);
 	if (dq->naddr == 0) {
 		queue_outcome_fail_all(q, dq, false, "no address for the destination");
+		answered(dq);
 		return;
 	}
 	queue_kick(q, dq);
+	answered(dq);
 }
 
 void queue_route_resolve(struct queue *q, struct queue_dest *dq)
@@ -187,6 +204,7 @@ void queue_route_resolve(struct queue *q, struct queue_dest *dq)
 	else if (gateway && *gateway)
 		route = gateway;
 	dq->resolving = true;
+	dq->in_resolve_call = true;
 	if (route) {
 		struct str host = STR_INIT;
 		parse_route(route, &host, &rr->port);
@@ -195,4 +213,5 @@ void queue_route_resolve(struct queue *q, struct queue_dest *dq)
 	} else {
 		dns_resolve_mx(q->deps.dns, dq->domain, on_resolved, rr);
 	}
+	dq->in_resolve_call = false;
 }
