@@ -51,6 +51,10 @@
 #include "spool/spool.h"
 #include "spool/spool_idmap.h"
 
+/* Reply and DATA timeouts of outbound connections (seconds; RFC 5321 4.5.3.2). */
+#define CONN_REPLY_TIMEOUT 300
+#define CONN_DATA_TIMEOUT 600
+
 /* ------------------------------------------------------------------ */
 /* what the other files of src/queue/ share                            */
 
@@ -183,7 +187,7 @@ static void on_closed(void *ctx, struct smtp_client *c, bool connected, const ch
 static struct smtp_batch *take_batch(struct queue *q, struct queue_dest *dq)
 {
 	int64_t now_s = queue_now_us() / 1000000;
-	int64_t max = conf_get(q->conf, CONF_OPT_MAX_RECIPIENTS_PER_BATCH, dq->binding, dq->domain)->u.i;
+	int64_t max = queue_dest_settings(dq)->batch_size;
 	struct qentry *e;
 
 	while ((e = dq->head) != NULL && queue_outcome_expired(q, dq, e->m, now_s)) {
@@ -236,39 +240,32 @@ static size_t pick_io(struct queue *q)
 static struct smtp_client_params *conn_params(struct queue *q, struct queue_dest *dq)
 {
 	struct smtp_client_params *p = XNEW(struct smtp_client_params);
-	const char *b = dq->binding, *d = dq->domain;
-	const char *bind = conf_get(q->conf, CONF_OPT_BIND_ADDRESS, b, d)->u.s;
-	const char *ehlo = conf_get(q->conf, CONF_OPT_EHLO_HOSTNAME, b, d)->u.s;
+	const struct queue_dest_settings *s = queue_dest_settings(dq);
 
 	p->naddr = dq->naddr;
 	p->addrs = xmemdup(dq->addrs, dq->naddr * sizeof(*dq->addrs));
 	p->addr_names = xcalloc(dq->naddr, sizeof(char *));
 	for (size_t i = 0; i < dq->naddr; i++)
 		p->addr_names[i] = xstrdup(dq->names[i]);
-	if (bind && *bind) {
-		int len = sizeof(p->bind);
-		if (evutil_parse_sockaddr_port(bind, (struct sockaddr *)&p->bind, &len) < 0)
-			memset(&p->bind, 0, sizeof(p->bind));
-	}
-	p->ehlo_name = xstrdup(ehlo && *ehlo ? ehlo : queue_hostname(q->conf));
-	p->tls_mode = (uint8_t)conf_get(q->conf, CONF_OPT_TLS, b, d)->u.i;
-	p->connect_timeout = (uint32_t)conf_get(q->conf, CONF_OPT_CONNECT_TIMEOUT, b, d)->u.i;
-	p->idle_timeout = (uint32_t)conf_get(q->conf, CONF_OPT_IDLE_TIMEOUT, b, d)->u.i;
-	p->reply_timeout = 300;
-	p->data_timeout = 600;
-	p->max_deliveries = (uint32_t)conf_get(q->conf, CONF_OPT_MAX_DELIVERIES_PER_CONNECTION, b, d)->u.i;
+	if (s->has_bind)
+		p->bind = s->bind;
+	p->ehlo_name = xstrdup(s->ehlo);
+	p->tls_mode = s->tls_mode;
+	p->connect_timeout = s->connect_timeout;
+	p->idle_timeout = s->idle_timeout;
+	p->reply_timeout = CONN_REPLY_TIMEOUT;
+	p->data_timeout = CONN_DATA_TIMEOUT;
+	p->max_deliveries = s->max_deliveries;
 	return p;
 }
 
 /* throttles_refresh - the token buckets follow the configuration (a reload may change them). */
-static void throttles_refresh(struct queue *q, struct queue_dest *dq, int64_t now_us)
+static void throttles_refresh(struct queue_dest *dq, int64_t now_us)
 {
-	throttle_configure(&dq->msg_tb,
-			   &conf_get(q->conf, CONF_OPT_OUTBOUND_THROTTLE_MESSAGES, dq->binding, dq->domain)->u.t,
-			   now_us);
-	throttle_configure(&dq->conn_tb,
-			   &conf_get(q->conf, CONF_OPT_OUTBOUND_THROTTLE_CONNECTIONS, dq->binding, dq->domain)->u.t,
-			   now_us);
+	const struct queue_dest_settings *s = queue_dest_settings(dq);
+
+	throttle_configure(&dq->msg_tb, &s->throttle_msgs, now_us);
+	throttle_configure(&dq->conn_tb, &s->throttle_conns, now_us);
 }
 
 /* starve - dq waits for a slot under Server_Max_Outbound_Connections (once in the list). */
@@ -295,7 +292,8 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 
 	if (!q->started || q->stopping || dq->nactive == 0)
 		return;
-	if (conf_get(q->conf, CONF_OPT_SUSPEND_DELIVERY, dq->binding, dq->domain)->u.b)
+	const struct queue_dest_settings *s = queue_dest_settings(dq);
+	if (s->suspend)
 		return;
 	if (dq->resolving)
 		return;
@@ -303,7 +301,7 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		queue_route_resolve(q, dq);
 		return;
 	}
-	throttles_refresh(q, dq, now_us);
+	throttles_refresh(dq, now_us);
 
 	/* Idle connections first: no connect cost. */
 	while (dq->idle && dq->nactive > 0) {
@@ -323,15 +321,13 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		smtp_client_send(qc->c, b);
 	}
 
-	int64_t smax = conf_int(q->conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
+	int64_t smax = q->server_max_conns;
 	struct queue_goal_input in = {
 		.active = dq->nactive,
 		.runs = dq->runs,
 		.connections = dq->conns,
-		.max_connections = (uint32_t)conf_get(q->conf, CONF_OPT_MAX_OUTBOUND_CONNECTIONS,
-						      dq->binding, dq->domain)->u.i,
-		.batch_size = (uint32_t)conf_get(q->conf, CONF_OPT_MAX_RECIPIENTS_PER_BATCH,
-						 dq->binding, dq->domain)->u.i,
+		.max_connections = s->max_conns,
+		.batch_size = s->batch_size,
 	};
 	uint32_t goal = q->goal(&in);
 	while (dq->conns < goal && dq->nactive > 0) {
@@ -422,7 +418,7 @@ static void on_batch_done(void *ctx, struct smtp_client *c, struct smtp_batch *b
 
 	if (!more)
 		return;
-	int64_t smax = conf_int(q->conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
+	int64_t smax = q->server_max_conns;
 	if (q->nstarved > 0 && smax > 0 && q->conns >= (uint64_t)smax) {
 		/* Other queues wait for a connection slot: hand this one over. */
 		smtp_client_close(c);
@@ -515,7 +511,7 @@ static void maintain_one(struct queue *q, struct queue_dest *dq)
 	int64_t now_s = queue_now_us() / 1000000;
 
 	queue_dest_promote(dq, now_s);
-	if (q->started && conf_get(q->conf, CONF_OPT_SUSPEND_DELIVERY, dq->binding, dq->domain)->u.b)
+	if (q->started && queue_dest_settings(dq)->suspend)
 		expire_held(q, dq, now_s);
 	queue_kick(q, dq);
 }
@@ -564,6 +560,8 @@ struct queue *queue_new(struct conf *conf)
 	struct queue *q = XNEW(struct queue);
 
 	q->conf = conf_ref(conf);
+	q->conf_gen = 1;
+	q->server_max_conns = conf_int(conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
 	q->queues = strmap_new();
 	spool_idmap_init(&q->msgs);
 	q->goal = queue_default_connection_goal;
@@ -580,6 +578,9 @@ void queue_set_conf(struct queue *q, struct conf *conf)
 	struct conf *old = q->conf;
 
 	q->conf = conf_ref(conf);
+	/* Every queue reads its settings again on its next event (queue_dest_settings). */
+	q->conf_gen++;
+	q->server_max_conns = conf_int(conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
 	conf_unref(old);
 	if (q->started)
 		maintain_all(q);

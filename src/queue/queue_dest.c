@@ -35,15 +35,24 @@
  * again is simply created again: what it cached is either in the DNS
  * cache (addresses) or in the configuration (settings).
  *
+ * Settings: a queue caches what it needs of the configuration (struct
+ * queue_dest_settings) and reads it again only when a reload gave the
+ * manager a new generation, because the scoped lookup may run the
+ * /regex/ Domain stanzas and the hot paths (every kick, batch and
+ * outcome) need the same answer every time until the next reload.
+ *
  * Ownership: scheduler thread; the queue is in the manager's map
  * (struct queue.queues) from queue_dest_get until it is freed.
  * Failures: none but out of memory (which aborts).
  */
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "config/config.h"
 #include "core/id.h"
 #include "core/loop.h"
 #include "core/mem.h"
@@ -187,6 +196,63 @@ void queue_dest_promote(struct queue_dest *dq, int64_t now_s)
 		queue_dest_append(dq, heap_pop(dq));
 	if (dq->nheap > 0)
 		queue_dest_arm(dq, dq->heap[0]->next_attempt * 1000000);
+}
+
+/* ------------------------------------------------------------------ */
+/* settings                                                            */
+
+/* read_settings - every option the queue uses, for its (binding, domain), from q->conf. */
+static void read_settings(struct queue_dest *dq, struct queue_dest_settings *s)
+{
+	const struct conf *c = dq->q->conf;
+	const char *b = dq->binding, *d = dq->domain;
+#define GET(opt) conf_get(c, CONF_OPT_##opt, b, d)
+
+	s->suspend = GET(SUSPEND_DELIVERY)->u.b;
+	s->max_conns = (uint32_t)GET(MAX_OUTBOUND_CONNECTIONS)->u.i;
+	s->batch_size = (uint32_t)GET(MAX_RECIPIENTS_PER_BATCH)->u.i;
+	s->throttle_msgs = GET(OUTBOUND_THROTTLE_MESSAGES)->u.t;
+	s->throttle_conns = GET(OUTBOUND_THROTTLE_CONNECTIONS)->u.t;
+	s->retry_interval = GET(RETRY_INTERVAL)->u.i;
+	s->max_retry_interval = GET(MAX_RETRY_INTERVAL)->u.i;
+	s->max_retries = GET(MAX_RETRIES)->u.i;
+	s->expiration = GET(MESSAGE_EXPIRATION)->u.i;
+
+	const struct conf_value *routes = GET(ROUTES);
+	const char *gateway = GET(GATEWAY)->u.s;
+	s->route = NULL;
+	if (routes->u.list.n > 0 && strcasecmp(routes->u.list.v[0], "__mx__") != 0)
+		s->route = routes->u.list.v[0];
+	else if (gateway && *gateway)
+		s->route = gateway;
+	s->port = (uint16_t)GET(OUTBOUND_SMTP_PORT)->u.i;
+
+	const char *bind = GET(BIND_ADDRESS)->u.s;
+	memset(&s->bind, 0, sizeof(s->bind));
+	s->has_bind = false;
+	if (bind && *bind) {
+		int len = sizeof(s->bind);
+		s->has_bind = evutil_parse_sockaddr_port(bind, (struct sockaddr *)&s->bind, &len) == 0;
+		if (!s->has_bind)
+			memset(&s->bind, 0, sizeof(s->bind));
+	}
+	const char *ehlo = GET(EHLO_HOSTNAME)->u.s;
+	s->ehlo = ehlo && *ehlo ? ehlo : queue_hostname(c);
+	s->tls_mode = (uint8_t)GET(TLS)->u.i;
+	s->connect_timeout = (uint32_t)GET(CONNECT_TIMEOUT)->u.i;
+	s->idle_timeout = (uint32_t)GET(IDLE_TIMEOUT)->u.i;
+	s->max_deliveries = (uint32_t)GET(MAX_DELIVERIES_PER_CONNECTION)->u.i;
+#undef GET
+}
+
+const struct queue_dest_settings *queue_dest_settings(struct queue_dest *dq)
+{
+	if (dq->set.gen != dq->q->conf_gen) {
+		read_settings(dq, &dq->set);
+		dq->set.gen = dq->q->conf_gen;
+		dq->set.reads++;
+	}
+	return &dq->set;
 }
 
 /* ------------------------------------------------------------------ */

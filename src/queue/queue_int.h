@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "config/config.h"
 #include "queue/queue.h"
 #include "queue/throttle.h"
 #include "spool/spool_idmap.h"
@@ -87,6 +88,38 @@ struct qbatch {
 };
 
 /*
+ * The settings a queue needs, read from one configuration generation.
+ * Reading them goes through the scoped lookup (binding::domain, group,
+ * global Domain with its /regex/ stanzas, ...), so it is done once per
+ * generation and queue, not on every event: queue_dest_settings()
+ * refreshes them when the manager's generation (struct queue.conf_gen)
+ * moved on. The strings point into that generation, which the manager
+ * holds, and are never used after it changed without a refresh first.
+ */
+struct queue_dest_settings {
+	uint64_t gen;			/* struct queue.conf_gen read from; 0 = never */
+	uint64_t reads;			/* how many times they were read (for tests) */
+	/* the manager */
+	bool suspend;			/* Suspend_Delivery */
+	uint32_t max_conns;		/* Max_Outbound_Connections (0 = no limit) */
+	uint32_t batch_size;		/* Max_Recipients_Per_Batch */
+	struct conf_throttle throttle_msgs, throttle_conns;
+	/* outcomes */
+	int64_t retry_interval, max_retry_interval;
+	int64_t max_retries;		/* CONF_T_RETRIES: < 0 = no count limit */
+	int64_t expiration;		/* Message_Expiration, seconds */
+	/* routing */
+	const char *route;		/* Routes' first (not __mx__), else Gateway, else NULL */
+	uint16_t port;			/* Outbound_SMTP_Port */
+	/* connections */
+	bool has_bind;
+	struct sockaddr_storage bind;	/* Bind_Address, parsed */
+	const char *ehlo;		/* EHLO_Hostname, else the server's name */
+	uint8_t tls_mode;		/* enum conf_tls */
+	uint32_t connect_timeout, idle_timeout, max_deliveries;
+};
+
+/*
  * The queue of one (binding, routing domain) pair. Fields are grouped by
  * the file that writes them; all on the scheduler thread.
  */
@@ -94,6 +127,7 @@ struct queue_dest {
 	char *binding;			/* "" = default */
 	char *domain;
 	struct queue *q;
+	struct queue_dest_settings set;	/* through queue_dest_settings() only */
 	/* queue_dest.c: the entries and the timer */
 	struct qentry *head, *tail;	/* active */
 	uint64_t nactive;
@@ -119,6 +153,8 @@ struct queue_dest {
 /* The queue manager (queue.c). */
 struct queue {
 	struct conf *conf;
+	uint64_t conf_gen;		/* bumped by every queue_set_conf: queues re-read settings */
+	int64_t server_max_conns;	/* Server_Max_Outbound_Connections of conf */
 	struct queue_deps deps;
 	bool started;
 	bool stopping;
@@ -146,6 +182,8 @@ void queue_kick(struct queue *q, struct queue_dest *dq);
 /* queue_dest.c */
 /* queue_dest_get - the queue of (binding, domain), created empty on first use. */
 struct queue_dest *queue_dest_get(struct queue *q, const char *binding, const char *domain);
+/* queue_dest_settings - dq's settings, read again if the configuration changed. */
+const struct queue_dest_settings *queue_dest_settings(struct queue_dest *dq);
 /* queue_dest_enqueue - an entry into the active FIFO, or the delayed heap if not due. */
 void queue_dest_enqueue(struct queue_dest *dq, struct qentry *e);
 void queue_dest_append(struct queue_dest *dq, struct qentry *e);

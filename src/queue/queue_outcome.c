@@ -22,7 +22,6 @@
  */
 #include <stdlib.h>
 
-#include "config/config.h"
 #include "core/mem.h"
 #include "core/str.h"
 #include "queue/queue_int.h"
@@ -105,11 +104,10 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 }
 
 /* retry_delay - Retry_Interval doubled per earlier failure, capped. */
-static int64_t retry_delay(struct queue *q, struct queue_dest *dq, uint32_t retries)
+static int64_t retry_delay(const struct queue_dest_settings *s, uint32_t retries)
 {
-	int64_t base = conf_get(q->conf, CONF_OPT_RETRY_INTERVAL, dq->binding, dq->domain)->u.i;
-	int64_t cap = conf_get(q->conf, CONF_OPT_MAX_RETRY_INTERVAL, dq->binding, dq->domain)->u.i;
-	int64_t d = base;
+	int64_t cap = s->max_retry_interval;
+	int64_t d = s->retry_interval;
 
 	for (uint32_t i = 1; i < retries && d < cap; i++)
 		d *= 2;
@@ -119,20 +117,19 @@ static int64_t retry_delay(struct queue *q, struct queue_dest *dq, uint32_t retr
 bool queue_outcome_expired(struct queue *q, struct queue_dest *dq, const struct qmsg *m,
 			   int64_t now_s)
 {
-	int64_t life = conf_get(q->conf, CONF_OPT_MESSAGE_EXPIRATION, dq->binding, dq->domain)->u.i;
-
-	return now_s >= m->sm->received + life;
+	return now_s >= m->sm->received + queue_dest_settings(dq)->expiration;
 }
 
 void queue_outcome_defer(struct queue *q, struct queue_dest *dq, struct qentry *e,
 			 const struct queue_outcome *o)
 {
+	const struct queue_dest_settings *s = queue_dest_settings(dq);
 	int64_t now_s = queue_now_us() / 1000000;
-	int64_t max = conf_get(q->conf, CONF_OPT_MAX_RETRIES, dq->binding, dq->domain)->u.i;
+	int64_t max = s->max_retries;
 
 	e->retries++;
-	int64_t next = now_s + retry_delay(q, dq, e->retries);
-	int64_t life = conf_get(q->conf, CONF_OPT_MESSAGE_EXPIRATION, dq->binding, dq->domain)->u.i;
+	int64_t next = now_s + retry_delay(s, e->retries);
+	int64_t life = s->expiration;
 	int64_t expiry = e->m->sm->received + life;
 	if ((max >= 0 && e->retries > (uint64_t)max) || now_s >= expiry) {
 		struct queue_outcome final = *o;

@@ -191,18 +191,13 @@ static void on_resolved(void *ctx, const struct dns_mx_result *res)
 
 void queue_route_resolve(struct queue *q, struct queue_dest *dq)
 {
-	const struct conf_value *routes = conf_get(q->conf, CONF_OPT_ROUTES, dq->binding, dq->domain);
-	const char *gateway = conf_get(q->conf, CONF_OPT_GATEWAY, dq->binding, dq->domain)->u.s;
+	const struct queue_dest_settings *s = queue_dest_settings(dq);
 	struct resolve_req *rr = XNEW(struct resolve_req);
-	const char *route = NULL;
+	const char *route = s->route;
 
 	rr->q = q;
 	rr->dq = dq;
-	rr->port = (uint16_t)conf_get(q->conf, CONF_OPT_OUTBOUND_SMTP_PORT, dq->binding, dq->domain)->u.i;
-	if (routes->u.list.n > 0 && strcasecmp(routes->u.list.v[0], "__mx__") != 0)
-		route = routes->u.list.v[0];
-	else if (gateway && *gateway)
-		route = gateway;
+	rr->port = s->port;
 	dq->resolving = true;
 	dq->in_resolve_call = true;
 	if (route) {
