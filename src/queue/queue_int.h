@@ -199,7 +199,10 @@ void queue_dest_promote(struct queue_dest *dq, int64_t now_s);
  * up the stack may still use dq.
  */
 void queue_dest_release(struct queue_dest *dq);
-/* queue_dest_free - release a queue; its entries go into msgs (id -> qmsg) for the caller. */
+/*
+ * queue_dest_free - release a queue; its entries go into msgs (id -> qmsg)
+ * for the caller to free (msgs may be NULL when it has none: a release).
+ */
 void queue_dest_free(struct queue_dest *dq, struct strmap *msgs);
 
 /* queue_route.c */

@@ -1417,13 +1417,15 @@ void smtpc_session_close(struct smtp_client *c)
 {
 	struct smtpc_session *s = c->sess;
 
-	smtpc_post_close_ack(c);
-	if (c->io_done || s == NULL)
-		return;
-	if (s->state == SC_IDLE) {
-		quit(s, "closed on request");
-		return;
+	if (!c->io_done && s != NULL) {
+		if (s->state == SC_IDLE)
+			quit(s, "closed on request");
+		else
+			s->close_requested = true;	/* busy: QUIT after the batch in flight */
 	}
-	/* Busy: QUIT after the batch in flight. */
-	s->close_requested = true;
+	/*
+	 * The ack goes last: it may be the scheduler's last reason to keep c
+	 * (run_closed frees it), so c is not read once it is posted.
+	 */
+	smtpc_post_close_ack(c);
 }
