@@ -8,8 +8,8 @@
 # executable per tests/fuzz/fuzz_*.c in BUILD_DIR/tests/fuzz/. The build is
 # incremental, so after the first time it costs only what changed.
 #
-# --smoke then runs every target for SMOKE_RUNS executions (default 20000,
-# capped at SMOKE_SECONDS seconds each, default 15) from its seed corpus
+# --smoke then runs every target for SMOKE_RUNS executions (default 5000,
+# capped at SMOKE_SECONDS seconds each, default 10) from its seed corpus
 # (tests/fuzz/corpus/<target>/ when present, read-only: new inputs go to a
 # temporary directory) and fails on the first finding. This is the ctest
 # entry fuzz.smoke; the long runs are in docs/fuzzing.md.
@@ -56,8 +56,8 @@ cmake -S "$ROOT" -B "$dir" -DCMAKE_C_COMPILER="$CLANG" -DCMAKE_BUILD_TYPE=RelWit
 cmake --build "$dir" --target fuzz_all -j "${IMPETUS_JOBS:-2}" || exit 1
 $smoke || exit 0
 
-runs=${SMOKE_RUNS:-20000}
-secs=${SMOKE_SECONDS:-15}
+runs=${SMOKE_RUNS:-5000}
+secs=${SMOKE_SECONDS:-10}
 status=0
 for exe in "$dir"/tests/fuzz/fuzz_*; do
 	[ -x "$exe" ] || continue
