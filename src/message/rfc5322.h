@@ -89,10 +89,11 @@ bool rfc5322_header_get(const char *hdrs, size_t len, const char *name,
  * first starts with SP or HT, and no line passes RFC5322_LINE_HARD except
  * "name:" alone when the name itself is that long. Only abuse changes the
  * unfolded value: CR and LF are written as SP (callers should clean them
- * first), a run of blanks too long for one line is cut to one, trailing
- * blanks that do not fit are dropped, and a word too long for a line of
- * its own is cut with an inserted fold. name must be a field name (a
- * non-empty run of printable US-ASCII without ':'), chosen by the program.
+ * first), a run of blanks too long to share a line with its word is cut
+ * to what fits (one blank at least), trailing blanks that do not fit are
+ * dropped, and a word too long for a line of its own is cut with an
+ * inserted fold. name must be a field name (a non-empty run of printable
+ * US-ASCII without ':'), chosen by the program.
  */
 void rfc5322_fold_field(struct str *out, const char *name, const char *value);
 
