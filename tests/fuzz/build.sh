@@ -56,6 +56,11 @@ cmake -S "$ROOT" -B "$dir" -DCMAKE_C_COMPILER="$CLANG" -DCMAKE_BUILD_TYPE=RelWit
 cmake --build "$dir" --target fuzz_all -j "${IMPETUS_JOBS:-2}" || exit 1
 $smoke || exit 0
 
+# Scratch directories of targets that need files (fuzz_spool_replay): on
+# tmpfs when there is one, and removed with the rest even after a crash.
+shm=$(mktemp -d /dev/shm/impetus-fuzz-smoke.XXXXXX 2>/dev/null || mktemp -d)
+trap 'rm -rf "$probe" "$shm"' EXIT
+export IMPETUS_FUZZ_TMPDIR=$shm
 runs=${SMOKE_RUNS:-5000}
 secs=${SMOKE_SECONDS:-10}
 status=0
@@ -77,7 +82,7 @@ for exe in "$dir"/tests/fuzz/fuzz_*; do
 		cp "$work"/art/* "$dir" 2>/dev/null && echo "fuzz: reproducer copied to $dir"
 		status=1
 	else
-		grep -E "^#[0-9]+ +DONE" "$work/log" | tail -1
+		grep -E "^#[0-9]+[[:space:]]+DONE" "$work/log" | tail -1
 	fi
 done
 exit $status

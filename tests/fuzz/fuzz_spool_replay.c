@@ -7,7 +7,8 @@
  * a crash (src/spool/spool_replay.c): the windowed reader, resync after
  * damage, tail cutting, removal of empty segments, and the application of
  * state records to messages. The input becomes one segment file in a
- * directory on tmpfs (reused between runs, emptied before each), and the
+ * directory on tmpfs ($IMPETUS_FUZZ_TMPDIR, default /dev/shm; reused
+ * between runs, emptied before each, removed at exit), and the
  * directory is replayed the two ways the program does it: read-only with
  * spool_scan_ex (`impetus spool ls`) and, when asked, in repair mode with
  * spool_open + spool_stop (impetusd starting; the spool thread is never
@@ -82,7 +83,7 @@ struct collect {
 	bool check_loc;
 };
 
-static char dir[64];
+static char dir[256];
 
 /* ==================== building the directory ==================== */
 
@@ -164,7 +165,7 @@ static void add_framed(struct str *seg, const uint8_t *p, size_t n)
 static void write_seg(struct collect *c, uint64_t seq, const struct str *seg)
 {
 	char name[SPOOL_SEG_NAME_SIZE];
-	char path[128];
+	char path[320];
 
 	snprintf(path, sizeof(path), "%s/%s", dir, spool_seg_name(seq, name));
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -249,7 +250,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct str seg = STR_INIT;
 
 	if (dir[0] == '\0') {
-		snprintf(dir, sizeof(dir), "/dev/shm/impetus-fuzz-replay.%d", (int)getpid());
+		const char *parent = getenv("IMPETUS_FUZZ_TMPDIR");
+		if (parent == NULL || parent[0] == '\0' || strlen(parent) > 200)
+			parent = "/dev/shm";
+		snprintf(dir, sizeof(dir), "%s/impetus-fuzz-replay.%d", parent, (int)getpid());
 		MUST(mkdir(dir, 0700) == 0 || errno == EEXIST);
 		atexit(remove_dir);
 	}
