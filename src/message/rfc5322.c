@@ -19,6 +19,10 @@ static const char *const months[12] = {
 	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 };
 
+/* The years a date-time is written for (RFC 5322 3.3: 4DIGIT, 1900 or later). */
+#define DATE_YEAR_MIN 1900
+#define DATE_YEAR_MAX 9999
+
 /* rfc5322_format_date - RFC 5322 date-time of t (see rfc5322.h). */
 char *rfc5322_format_date(int64_t t, bool local, char buf[RFC5322_DATE_SIZE])
 {
@@ -28,10 +32,14 @@ char *rfc5322_format_date(int64_t t, bool local, char buf[RFC5322_DATE_SIZE])
 
 	/*
 	 * strftime would follow LC_TIME; RFC 5322 wants the English names,
-	 * so the fields are written by hand. A time gmtime cannot represent
-	 * falls back to the epoch rather than producing garbage.
+	 * so the fields are written by hand. A time gmtime cannot represent,
+	 * or whose year is outside the four digits RFC 5322 3.3 writes (1900
+	 * to 9999), falls back to the epoch rather than producing garbage.
+	 * The year is checked on tm_year itself: tm_year + 1900 overflows int
+	 * near gmtime's limit.
 	 */
-	if (local ? localtime_r(&tt, &tm) == NULL : gmtime_r(&tt, &tm) == NULL) {
+	if ((local ? localtime_r(&tt, &tm) == NULL : gmtime_r(&tt, &tm) == NULL) ||
+	    tm.tm_year < DATE_YEAR_MIN - 1900 || tm.tm_year > DATE_YEAR_MAX - 1900) {
 		tt = 0;
 		gmtime_r(&tt, &tm);
 		local = false;
@@ -40,7 +48,7 @@ char *rfc5322_format_date(int64_t t, bool local, char buf[RFC5322_DATE_SIZE])
 		off = tm.tm_gmtoff / 60;
 	char sign = off < 0 ? '-' : '+';
 	unsigned long aoff = (unsigned long)(off < 0 ? -off : off);
-	unsigned year = (unsigned)(tm.tm_year + 1900) % 10000u;
+	unsigned year = (unsigned)tm.tm_year + 1900u;
 
 	snprintf(buf, RFC5322_DATE_SIZE, "%s, %02u %s %04u %02u:%02u:%02u %c%02lu%02lu",
 		 wdays[(unsigned)tm.tm_wday % 7u], (unsigned)tm.tm_mday % 100u,
@@ -196,47 +204,93 @@ bool rfc5322_header_get(const char *hdrs, size_t len, const char *name,
 /*
  * rfc5322_fold_field - append a folded "name: value" line (see rfc5322.h).
  *
- * The value is taken as units of (white space run, word). A unit that
- * would push the line past RFC5322_LINE_SOFT starts a new line instead,
- * its white space becoming the continuation's indent, so unfolding (which
- * only deletes the CRLF) restores the value byte for byte. A unit without
- * white space in front cannot be moved; a single word longer than the hard
- * limit is split by an inserted CRLF SP, and an absurdly long run of
- * blanks is cut to one.
+ * The text after the colon is " " + value, taken as units of (white space
+ * run, word); the inserted SP makes the first unit like every other one,
+ * so it too can move to a continuation line when the name is long. A unit
+ * that would push the line past RFC5322_LINE_SOFT starts a new line
+ * instead (not the first unit: folding right after "name:" gains nothing
+ * unless the hard limit forces it), its white space becoming the
+ * continuation's indent, so unfolding (which only deletes the CRLF)
+ * restores the value byte for byte.
+ *
+ * Invariants that keep the output one well-formed field, whatever value
+ * holds: a fold is only ever made in front of a unit that has a word, so
+ * no line is empty or only white space; every continuation starts with
+ * the unit's white space (at least one blank) or an inserted SP; CR and
+ * LF in the value count as blanks, so no line break is ever copied. Three
+ * cases change the unfolded value: a blank run too long to share a line
+ * with its word is cut to what fits (one blank at least), trailing blanks
+ * that do not fit are dropped, and a word that cannot fit on a line of its
+ * own is cut with an inserted CRLF SP. Only "name:" itself can pass
+ * RFC5322_LINE_HARD, when the name is that long.
  */
+/* is_blank - white space between words; line breaks count as blanks. */
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* append_blanks - n blanks of ws; CR and LF written as SP. */
+static void append_blanks(struct str *out, const char *ws, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		str_appendc(out, ws[i] == '\t' ? '\t' : ' ');
+}
+
 void rfc5322_fold_field(struct str *out, const char *name, const char *value)
 {
-	size_t line = strlen(name) + 2;
-	size_t start = line;
+	size_t line = strlen(name) + 1;
 	const char *p = value;
+	bool first = true;
 
 	str_appends(out, name);
-	str_appends(out, ": ");
-	while (*p) {
+	str_appendc(out, ':');
+	do {
+		/* The first unit's white space is the SP after the colon. */
+		size_t lead = first ? 1 : 0;
 		const char *ws = p;
-		while (*p == ' ' || *p == '\t')
+		while (is_blank(*p))
 			p++;
 		const char *w = p;
-		while (*p && *p != ' ' && *p != '\t')
+		while (*p && !is_blank(*p))
 			p++;
-		size_t wsn = (size_t)(w - ws), wn = (size_t)(p - w);
+		size_t wsn = (size_t)(w - ws) + lead, wn = (size_t)(p - w);
 
-		if (wn > 0 && wsn > 0 && line > start &&
-		    line + wsn + wn > RFC5322_LINE_SOFT) {
+		if (wn == 0) {
+			/* Trailing blanks: keep what fits, never fold for them. */
+			size_t room = line < RFC5322_LINE_HARD ? RFC5322_LINE_HARD - line : 0;
+			if (wsn > room)
+				wsn = room;
+			if (lead && wsn > 0) {
+				str_appendc(out, ' ');
+				wsn--;
+				lead = 0;
+			}
+			append_blanks(out, ws, wsn);
+			break;
+		}
+		if (wsn + wn > RFC5322_LINE_HARD)
+			/* an absurd run of blanks: keep what fits with the word, one at least */
+			wsn = wn < RFC5322_LINE_HARD - 1 ? RFC5322_LINE_HARD - wn : 1;
+		if (line + wsn + wn > RFC5322_LINE_HARD ||
+		    (!first && line + wsn + wn > RFC5322_LINE_SOFT)) {
 			str_appends(out, "\r\n");
 			line = 0;
 		}
-		if (line + wsn > RFC5322_LINE_HARD) {
-			/* an absurd run of blanks: fold, keep one */
-			str_appends(out, "\r\n");
-			line = 0;
-			wsn = 1;
+		if (lead) {
+			str_appendc(out, ' ');
+			append_blanks(out, ws, wsn - 1);
+		} else {
+			append_blanks(out, ws, wsn);
 		}
-		str_append(out, ws, wsn);
 		line += wsn;
+		/*
+		 * A word longer than the rest of the line: only possible on a
+		 * fresh continuation (we folded above) after a single blank,
+		 * so every piece has at least one byte.
+		 */
 		while (line + wn > RFC5322_LINE_HARD) {
-			size_t room = line < RFC5322_LINE_HARD ?
-				      RFC5322_LINE_HARD - line : 0;
+			size_t room = RFC5322_LINE_HARD - line;
 			str_append(out, w, room);
 			str_appends(out, "\r\n ");
 			w += room;
@@ -245,6 +299,7 @@ void rfc5322_fold_field(struct str *out, const char *name, const char *value)
 		}
 		str_append(out, w, wn);
 		line += wn;
-	}
+		first = false;
+	} while (*p);
 	str_appends(out, "\r\n");
 }

@@ -28,7 +28,9 @@
 /*
  * rfc5322_format_date - unix time t as an RFC 5322 date-time, in English
  * whatever the locale: UTC ("+0000") unless local is true, then the
- * process's local zone with its numeric offset. Returns buf.
+ * process's local zone with its numeric offset. A time that has no such
+ * date (gmtime fails, or the year is outside 1900..9999) is written as
+ * the epoch. Returns buf.
  */
 char *rfc5322_format_date(int64_t t, bool local, char buf[RFC5322_DATE_SIZE]);
 
@@ -79,13 +81,19 @@ bool rfc5322_header_get(const char *hdrs, size_t len, const char *name,
 			struct str *value);
 
 /*
- * rfc5322_fold_field - append "name: value" CRLF to out, folded (CRLF
- * before existing white space) so lines stay within RFC5322_LINE_SOFT
- * where the value's words allow; unfolding gives the value back exactly.
- * A word too long for RFC5322_LINE_HARD is cut with an inserted fold, and
- * a run of blanks that long is cut to one (the only cases that change the
- * unfolded value). The value must not contain line breaks; callers clean
- * it first.
+ * rfc5322_fold_field - append "name: value" CRLF to out as one well-formed
+ * field, folded (CRLF before existing white space) so lines stay within
+ * RFC5322_LINE_SOFT where the value's words allow; unfolding gives the
+ * value back exactly in the ordinary case. Whatever value holds, the
+ * output has no empty or white-space-only line, every line after the
+ * first starts with SP or HT, and no line passes RFC5322_LINE_HARD except
+ * "name:" alone when the name itself is that long. Only abuse changes the
+ * unfolded value: CR and LF are written as SP (callers should clean them
+ * first), a run of blanks too long to share a line with its word is cut
+ * to what fits (one blank at least), trailing blanks that do not fit are
+ * dropped, and a word too long for a line of its own is cut with an
+ * inserted fold. name must be a field name (a non-empty run of printable
+ * US-ASCII without ':'), chosen by the program.
  */
 void rfc5322_fold_field(struct str *out, const char *name, const char *value);
 

@@ -12,7 +12,8 @@
  *      binding-group@binding@stage@class@size@remote-ip@response
  *
  * "@" and line breaks inside free text (responses) are replaced so every
- * event stays one line with a fixed number of fields. Scheduler thread.
+ * event stays one line with a fixed number of fields; control bytes, 8-bit
+ * bytes and '\\' in it are escaped as \xHH (append_text). Scheduler thread.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +31,29 @@ static const char *or_default(const char *s)
 	return s && *s ? s : "default";
 }
 
-/* append_text - free text with '@', CR and LF made harmless. */
+/*
+ * append_text - free text (a remote reply) made safe for one log line.
+ * '@' would shift the fields: it becomes '_'. CR and LF become a space, as
+ * between the lines of a multi-line reply. Every other control byte, DEL,
+ * every byte with the high bit set (a remote server's raw 8-bit or broken
+ * UTF-8) and the backslash itself are written as \xHH, so the log stays
+ * 7-bit printable ASCII, a terminal showing it cannot be driven by escape
+ * sequences, and the original bytes can be recovered exactly.
+ */
 static void append_text(struct str *line, const char *s)
 {
-	for (; s && *s; s++)
-		str_appendc(line, (*s == '@') ? '_' : (*s == '\r' || *s == '\n') ? ' ' : *s);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '@')
+			str_appendc(line, '_');
+		else if (c == '\r' || c == '\n')
+			str_appendc(line, ' ');
+		else if (c < 0x20 || c >= 0x7f || c == '\\')
+			str_appendf(line, "\\x%02X", c);
+		else
+			str_appendc(line, (char)c);
+	}
 }
 
 /* append_addr - local part and domain of an address as two fields. */

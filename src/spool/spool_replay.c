@@ -86,13 +86,20 @@ struct reader {
 	int err;		/* first read error, as -errno */
 };
 
-/* rd_get - n bytes at off, or NULL when they are not in the file (or a read failed). */
+/*
+ * rd_get - n bytes at off, or NULL when they are not in the file (or a read failed).
+ * Zero bytes are always there: a 0-byte file has no window (buf NULL), and
+ * NULL + 0 is undefined behaviour.
+ */
 static const uint8_t *rd_get(struct reader *r, uint64_t off, size_t n)
 {
+	static const uint8_t nothing[1];
 	size_t want, got = 0;
 
 	if (off > r->size || n > r->size - off)
 		return NULL;
+	if (n == 0)
+		return nothing;
 	if (off >= r->base && off + n <= r->base + r->len)
 		return r->buf + (off - r->base);
 	want = n > READ_WINDOW ? n : READ_WINDOW;

@@ -6,11 +6,9 @@
  * crash, leak or read out of bounds. A configuration it accepts must also
  * answer every option lookup (scope fallback included).
  *
- * Not part of the CMake build. Build and run by hand (from the repo root):
- *   clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
- *     -DIMPETUS_SOURCE_DIR=\"$PWD\" -Isrc -Iinclude src/core/[a-z]*.c src/config/[a-z]*.c \
- *     tests/fuzz/fuzz_config.c -o /tmp/fuzz_config $(pkg-config --libs libpcre2-8 libevent libevent_pthreads) -lpthread
- *   /tmp/fuzz_config -max_total_time=120 /tmp/fuzz_config_corpus tests/unit/config
+ * Built by tests/fuzz/build.sh with the other targets (clang, ASan+UBSan,
+ * see docs/fuzzing.md); by hand:
+ *   tests/fuzz/build.sh build/fuzz && mkdir -p /tmp/c && build/fuzz/tests/fuzz/fuzz_config -runs=1000000 /tmp/c tests/unit/config
  */
 #include <stdint.h>
 #include <stdio.h>

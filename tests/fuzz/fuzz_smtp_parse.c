@@ -15,11 +15,9 @@
  *     consumes past the terminator; the limit only truncates out;
  *   - the BDAT scanner's flags do not depend on chunk boundaries.
  *
- * Not part of the CMake build. Build and run by hand:
- *   clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
- *     -Isrc -Iinclude src/core/mem.c src/core/str.c src/smtp/smtp_parse.c \
- *     src/smtp/smtp_reply.c tests/fuzz/fuzz_smtp_parse.c -o /tmp/fuzz_smtp_parse
- *   /tmp/fuzz_smtp_parse -max_total_time=120 /tmp/fuzz_smtp_parse_corpus
+ * Built by tests/fuzz/build.sh with the other targets (clang, ASan+UBSan,
+ * see docs/fuzzing.md); by hand:
+ *   tests/fuzz/build.sh build/fuzz && build/fuzz/tests/fuzz/fuzz_smtp_parse -runs=1000000
  */
 #include <stdint.h>
 #include <stdio.h>

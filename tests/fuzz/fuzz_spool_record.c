@@ -8,11 +8,9 @@
  * a size within the input, SHORT, or BAD with a reason - never crash or
  * read past the input.
  *
- * Not part of the CMake build. Build and run by hand (from the repo root):
- *   clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
- *     -Isrc -Iinclude src/core/[a-z]*.c src/spool/spool_record.c \
- *     tests/fuzz/fuzz_spool_record.c -o /tmp/fuzz_spool_record $(pkg-config --libs libevent libevent_pthreads) -lpthread
- *   /tmp/fuzz_spool_record -max_total_time=120
+ * Built by tests/fuzz/build.sh with the other targets (clang, ASan+UBSan,
+ * see docs/fuzzing.md); by hand:
+ *   tests/fuzz/build.sh build/fuzz && build/fuzz/tests/fuzz/fuzz_spool_record -runs=1000000
  */
 #include <stdint.h>
 #include <stdlib.h>
