@@ -5,12 +5,14 @@
 # apt-get when all of them are installed. Debian 12 packages only; nothing
 # is downloaded from anywhere else. Run as root (or via sudo). On another
 # system it stops with a message; set IMPETUS_SKIP_DEPS=1 to skip it when
-# you have installed the equivalents yourself.
+# you have installed the equivalents yourself. clang with its libFuzzer
+# runtime builds the fuzz targets (ctest fuzz.smoke, docs/fuzzing.md).
 set -eu
 
 PKGS="build-essential cmake pkg-config
 libevent-dev libc-ares-dev libssl-dev libpcre2-dev libjansson-dev
-python3 openssl postfix dnsmasq-base"
+python3 openssl postfix dnsmasq-base
+clang libclang-rt-14-dev"
 
 if [ "${IMPETUS_SKIP_DEPS:-0}" = 1 ]; then
 	echo "install-deps: skipped (IMPETUS_SKIP_DEPS=1)"
