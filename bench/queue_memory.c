@@ -15,8 +15,8 @@
 #include "config/config.h"
 #include "core/id.h"
 #include "core/mem.h"
+#include "message/envelope.h"
 #include "queue/queue.h"
-#include "spool/spool.h"
 
 static long rss_kib(void)
 {
@@ -43,7 +43,7 @@ int main(int argc, char **argv)
 	long before = rss_kib();
 
 	for (long i = 0; i < nmsg; i++) {
-		struct spool_msg *m = spool_msg_new();
+		struct envelope *m = envelope_new();
 		char addr[128];
 		m->id = id_next();
 		m->received = 1800000000;

@@ -9,7 +9,7 @@
  *
  * Not built by CMake. Build by hand from the repository root:
  *   gcc -std=c17 -D_GNU_SOURCE -O2 -Isrc bench/spool_bench.c \
- *       src/core/{mem,str,id,loop,crc32c}.c src/spool/spool*.c \
+ *       src/core/{mem,str,id,loop,crc32c,fsutil}.c src/message/envelope.c src/spool/spool*.c \
  *       -o /tmp/spool_bench \
  *       $(pkg-config --cflags --libs libevent libevent_pthreads) -lpthread
  * Run: /tmp/spool_bench [-c CONCURRENCY] [-n MESSAGES] [-s BODYSIZE]
@@ -50,9 +50,9 @@ struct submitter {
 	struct loop *loop;
 };
 
-static struct spool_msg *make_msg(size_t body)
+static struct envelope *make_msg(size_t body)
 {
-	struct spool_msg *m = spool_msg_new();
+	struct envelope *m = envelope_new();
 
 	m->id = id_next();
 	m->received = time(NULL);
@@ -72,7 +72,7 @@ static struct spool_msg *make_msg(size_t body)
 	return m;
 }
 
-static void on_done(void *ctx, int err, struct spool_msg *msg);
+static void on_done(void *ctx, int err, struct envelope *msg);
 
 /* next - submit another message unless the total is reached. */
 static void next(struct submitter *s)
@@ -84,7 +84,7 @@ static void next(struct submitter *s)
 	spool_submit(b->sp, make_msg(b->body), s->loop, on_done, s);
 }
 
-static void on_done(void *ctx, int err, struct spool_msg *msg)
+static void on_done(void *ctx, int err, struct envelope *msg)
 {
 	struct submitter *s = ctx;
 	struct bench *b = s->b;
@@ -93,7 +93,7 @@ static void on_done(void *ctx, int err, struct spool_msg *msg)
 		atomic_fetch_add(&b->failed, 1);
 	else if (b->mark_done)
 		spool_message_done(b->sp, msg->id);
-	spool_msg_free(msg);
+	envelope_free(msg);
 	if (atomic_fetch_add(&b->acked, 1) + 1 == b->total) {
 		pthread_mutex_lock(&b->mu);
 		pthread_cond_signal(&b->cv);

@@ -86,14 +86,14 @@ static struct conf *load_conf(const char *path, struct str *err)
 /* ------------------------------------------------------------------ */
 /* scheduler events                                                    */
 
-static void on_message(void *ctx, struct spool_msg *msg)
+static void on_message(void *ctx, struct envelope *msg)
 {
 	struct daemon *d = ctx;
 
 	queue_accept(d->queue, msg);
 }
 
-static void on_recovered(void *ctx, struct spool_msg *msg)
+static void on_recovered(void *ctx, struct envelope *msg)
 {
 	struct daemon *d = ctx;
 
@@ -105,7 +105,7 @@ static void on_recovered(void *ctx, struct spool_msg *msg)
  * queue's entries follow. After spool_stop the spool is gone and the next
  * start recovers the copy anyway.
  */
-static void on_spool_moved(void *ctx, impetus_id id, const struct spool_loc *loc)
+static void on_spool_moved(void *ctx, impetus_id id, const struct envelope_loc *loc)
 {
 	struct daemon *d = ctx;
 

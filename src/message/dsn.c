@@ -233,17 +233,17 @@ bool dsn_wanted(const char *sender, uint8_t notify, const char *action)
 {
 	if (sender == NULL || sender[0] == '\0' || action == NULL)
 		return false;
-	if (notify & DSN_NOTIFY_NEVER)
+	if (notify & ENVELOPE_NOTIFY_NEVER)
 		return false;
 	/* RFC 3461 4.1: without NOTIFY, FAILURE (and DELAY at our choice). */
 	if (strcasecmp(action, "failed") == 0)
-		return notify == 0 || (notify & DSN_NOTIFY_FAILURE);
+		return notify == 0 || (notify & ENVELOPE_NOTIFY_FAILURE);
 	if (strcasecmp(action, "delayed") == 0)
-		return notify == 0 || (notify & DSN_NOTIFY_DELAY);
+		return notify == 0 || (notify & ENVELOPE_NOTIFY_DELAY);
 	if (strcasecmp(action, "delivered") == 0 ||
 	    strcasecmp(action, "relayed") == 0 ||
 	    strcasecmp(action, "expanded") == 0)
-		return (notify & DSN_NOTIFY_SUCCESS) != 0;
+		return (notify & ENVELOPE_NOTIFY_SUCCESS) != 0;
 	return false;
 }
 
@@ -342,9 +342,9 @@ static enum dsn_orig_part orig_part(const struct dsn_info *info, enum dsn_kind k
 
 	if (info->orig == NULL || info->orig_len == 0)
 		return ORIG_NONE;
-	if (info->ret == DSN_RET_FULL)
+	if (info->ret == ENVELOPE_RET_FULL)
 		p = ORIG_FULL;
-	else if (info->ret == DSN_RET_HDRS)
+	else if (info->ret == ENVELOPE_RET_HDRS)
 		p = ORIG_HEADERS;
 	else if (info->inline_mode == DSN_INLINE_ALL)
 		p = ORIG_FULL;

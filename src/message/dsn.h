@@ -28,19 +28,7 @@
 #include <stdint.h>
 
 #include "core/str.h"
-
-/*
- * NOTIFY bits and RET values (RFC 3461). The values are those the spool
- * stores (SPOOL_NOTIFY_*, enum spool_ret in spool/spool.h), repeated here
- * because message/ sits below spool/; tests/unit/test_dsn.c asserts they
- * agree.
- */
-#define DSN_NOTIFY_NEVER   0x01
-#define DSN_NOTIFY_SUCCESS 0x02
-#define DSN_NOTIFY_FAILURE 0x04
-#define DSN_NOTIFY_DELAY   0x08
-
-enum dsn_ret { DSN_RET_NONE = 0, DSN_RET_FULL = 1, DSN_RET_HDRS = 2 };
+#include "message/envelope.h"
 
 /* One recipient's block of the report. All strings are borrowed. */
 struct dsn_rcpt {
@@ -65,8 +53,8 @@ struct dsn_info {
 	const char *envid;		/* original ENVID (xtext decoded) or NULL */
 	const char *orig_msg_id;	/* our queue id of the original, for the text part */
 	int64_t arrival;		/* unix time the original was received, 0 = unknown */
-	uint8_t ret;			/* enum dsn_ret (= SPOOL_RET_*) of the original */
-	int inline_mode;		/* enum dsn_inline, used when ret is DSN_RET_NONE */
+	uint8_t ret;			/* enum envelope_ret of the original */
+	int inline_mode;		/* enum dsn_inline, used when ret is ENVELOPE_RET_NONE */
 	const char *orig;		/* original message bytes (headers + body) or NULL */
 	size_t orig_len;
 	size_t nrcpt;
@@ -99,7 +87,7 @@ const char *dsn_status_from_reply(int code, const char *text, bool permanent,
 /*
  * dsn_wanted - must a DSN with this action ("failed", "delayed",
  * "delivered", "relayed", "expanded") be sent for a recipient with these
- * NOTIFY bits (DSN_NOTIFY_*, 0 = not given: failure and delay) to this
+ * NOTIFY bits (ENVELOPE_NOTIFY_*, 0 = not given: failure and delay) to this
  * envelope sender? Never to the null sender "" (RFC 5321 4.5.5).
  */
 bool dsn_wanted(const char *sender, uint8_t notify, const char *action);

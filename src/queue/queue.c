@@ -103,7 +103,7 @@ void queue_bounce_shutdown(struct queue *q)
  * each queue it touched once, so recipients of one domain that are not
  * adjacent in the envelope still travel in one batch.
  */
-static void queue_add(struct queue *q, struct spool_msg *sm, bool kick)
+static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 {
 	struct qmsg *m = XNEW(struct qmsg);
 	struct queue_dest **touched = xcalloc(sm->nrcpt ? sm->nrcpt : 1, sizeof(*touched));
@@ -124,8 +124,8 @@ static void queue_add(struct queue *q, struct spool_msg *sm, bool kick)
 	if (sm->binding_group == NULL)
 		sm->binding_group = xstrdup("");
 	for (size_t i = 0; i < sm->nrcpt; i++) {
-		struct spool_rcpt *r = &sm->rcpts[i];
-		if (r->state != SPOOL_RCPT_QUEUED)
+		struct envelope_rcpt *r = &sm->rcpts[i];
+		if (r->state != ENVELOPE_RCPT_QUEUED)
 			continue;
 		char *domain = queue_route_domain(r->addr);
 		struct queue_dest *dq = queue_dest_get(q, sm->binding, domain);
@@ -147,7 +147,7 @@ static void queue_add(struct queue *q, struct spool_msg *sm, bool kick)
 	if (m->pending == 0) {
 		/* Nothing left to do (recovered with every recipient final). */
 		spool_message_done(q->deps.spool, sm->id);
-		spool_msg_free(sm);
+		envelope_free(sm);
 		free(m);
 		free(touched);
 		return;
@@ -161,14 +161,14 @@ static void queue_add(struct queue *q, struct spool_msg *sm, bool kick)
 	free(touched);
 }
 
-void queue_accept(struct queue *q, struct spool_msg *msg)
+void queue_accept(struct queue *q, struct envelope *msg)
 {
 	queue_route_assign_binding(q, msg);
 	queue_log_reception(msg);
 	queue_add(q, msg, q->started);
 }
 
-void queue_recovered(struct queue *q, struct spool_msg *msg)
+void queue_recovered(struct queue *q, struct envelope *msg)
 {
 	queue_add(q, msg, q->started);
 }
@@ -220,7 +220,7 @@ static struct smtp_batch *take_batch(struct queue *q, struct queue_dest *dq)
 	b->qctx = qb;
 	for (size_t i = 0; i < n; i++) {
 		struct qentry *x = queue_dest_pop(dq);
-		const struct spool_rcpt *r = &m->sm->rcpts[x->rcpt];
+		const struct envelope_rcpt *r = &m->sm->rcpts[x->rcpt];
 		qb->entries[i] = x;
 		b->rcpts[i].index = x->rcpt;
 		b->rcpts[i].addr = xstrdup(r->addr);
@@ -681,7 +681,7 @@ static void free_msg(void *ctx, const char *key, void *value)
 	queue_outcome_msg_free(value);
 }
 
-void queue_moved(struct queue *q, uint64_t id, const struct spool_loc *loc)
+void queue_moved(struct queue *q, uint64_t id, const struct envelope_loc *loc)
 {
 	queue_outcome_moved(q, id, loc);
 }

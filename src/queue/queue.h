@@ -26,8 +26,8 @@ struct conf;
 struct dns;
 struct loop;
 struct spool;
-struct spool_loc;
-struct spool_msg;
+struct envelope_loc;
+struct envelope;
 struct queue;
 
 struct queue_deps {
@@ -45,15 +45,15 @@ void queue_set_conf(struct queue *q, struct conf *conf);
 /* queue_start - begin delivering: timers, DNS, connections. */
 void queue_start(struct queue *q, const struct queue_deps *deps);
 /* queue_accept - a newly received, durable message; logs R lines. */
-void queue_accept(struct queue *q, struct spool_msg *msg);
+void queue_accept(struct queue *q, struct envelope *msg);
 /* queue_recovered - a message found by spool recovery (no R line). */
-void queue_recovered(struct queue *q, struct spool_msg *msg);
+void queue_recovered(struct queue *q, struct envelope *msg);
 /*
  * queue_moved - spool compaction relocated message id to loc (durable).
  * Its entries read the body from there from now on; the spool is told
  * (spool_moved_ack) once no batch still out holds the old location.
  */
-void queue_moved(struct queue *q, uint64_t id, const struct spool_loc *loc);
+void queue_moved(struct queue *q, uint64_t id, const struct envelope_loc *loc);
 /*
  * queue_shutdown - open no more connections, close idle ones, and call
  * done(arg) once no connection is left or after grace_seconds.

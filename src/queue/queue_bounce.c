@@ -40,7 +40,7 @@ struct bounce_job {
 	struct queue *q;
 	struct spool *sp;
 	struct loop *scheduler;
-	struct spool_loc loc;
+	struct envelope_loc loc;
 	impetus_id orig_id;
 	char *hostname, *from, *to, *envid, *binding, *binding_group;
 	int64_t arrival;
@@ -75,7 +75,7 @@ static void job_free(struct bounce_job *j)
 	free(j);
 }
 
-static void on_bounce_spooled(void *ctx, int err, struct spool_msg *msg)
+static void on_bounce_spooled(void *ctx, int err, struct envelope *msg)
 {
 	struct queue *q = ctx;
 	char id[ID_BUF_SIZE];
@@ -83,7 +83,7 @@ static void on_bounce_spooled(void *ctx, int err, struct spool_msg *msg)
 	if (err < 0) {
 		log_panic("%s bounce could not be spooled error=%d; bounce lost",
 			  id_format(msg->id, id), err);
-		spool_msg_free(msg);
+		envelope_free(msg);
 		return;
 	}
 	queue_accept(q, msg);
@@ -94,7 +94,7 @@ static void bounce_render(void *arg)
 {
 	struct bounce_job *j = arg;
 	struct str orig = STR_INIT;
-	struct spool_msg *b = spool_msg_new();
+	struct envelope *b = envelope_new();
 	char idbuf[ID_BUF_SIZE], msgid[256];
 	struct dsn_info info;
 
@@ -142,7 +142,7 @@ static void bounce_render(void *arg)
 
 bool queue_bounce(struct queue *q, struct qmsg *m)
 {
-	const struct spool_msg *sm = m->sm;
+	const struct envelope *sm = m->sm;
 	const struct conf *c = queue_conf(q);
 	struct bounce_job *j;
 
@@ -152,7 +152,7 @@ bool queue_bounce(struct queue *q, struct qmsg *m)
 	j->rcpts = xcalloc(m->nfails, sizeof(*j->rcpts));
 	for (size_t i = 0; i < m->nfails; i++) {
 		const struct qfail *f = &m->fails[i];
-		const struct spool_rcpt *r = &sm->rcpts[f->rcpt];
+		const struct envelope_rcpt *r = &sm->rcpts[f->rcpt];
 		const char *at = strrchr(r->addr, '@');
 		char status[16];
 

@@ -58,9 +58,9 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "core/strmap.h"
+#include "message/envelope.h"
 #include "queue/queue_int.h"
 #include "queue/queue_out.h"
-#include "spool/spool.h"
 
 /* ------------------------------------------------------------------ */
 /* the delayed heap                                                    */

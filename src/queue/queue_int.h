@@ -18,8 +18,8 @@
  *   queue_bounce.c   RFC 3464 bounces
  *
  * Memory per queued recipient: one struct qentry (40 bytes) plus its share
- * of the struct qmsg and the spool_msg envelope (the recipient's address
- * and ~40 bytes of struct spool_rcpt). See docs/queue.md for measurements.
+ * of the struct qmsg and its struct envelope (the recipient's address
+ * and ~40 bytes of struct envelope_rcpt). See docs/queue.md for measurements.
  */
 #ifndef IMPETUS_QUEUE_QUEUE_INT_H
 #define IMPETUS_QUEUE_QUEUE_INT_H
@@ -37,7 +37,7 @@
 struct event;
 struct pool;
 struct smtp_client;
-struct spool_msg;
+struct envelope;
 struct strmap;
 struct queue_dest;
 
@@ -53,7 +53,7 @@ struct qfail {
 
 /* One message with recipients still to deliver. */
 struct qmsg {
-	struct spool_msg *sm;		/* envelope; no body */
+	struct envelope *sm;		/* envelope; no body */
 	uint32_t pending;		/* recipients without a final state */
 	uint32_t inflight;		/* batches out with a copy of sm->loc */
 	bool ack_pending;		/* the spool moved it; ack once inflight is 0 */
@@ -209,7 +209,7 @@ void queue_dest_free(struct queue_dest *dq, struct strmap *msgs);
 /* queue_route_domain - the lower-cased domain of an address ("" for none); caller frees. */
 char *queue_route_domain(const char *addr);
 /* queue_route_assign_binding - Assign_Binding of the first recipient's domain, if unset. */
-void queue_route_assign_binding(struct queue *q, struct spool_msg *sm);
+void queue_route_assign_binding(struct queue *q, struct envelope *sm);
 /* queue_route_resolve - start finding where the queue's mail goes; kicks it when known. */
 void queue_route_resolve(struct queue *q, struct queue_dest *dq);
 /* queue_route_clear - forget the resolved hosts. */

@@ -22,9 +22,9 @@
 #include "core/str.h"
 #include "log/log.h"
 #include "message/dsn.h"
+#include "message/envelope.h"
 #include "policy/bounce_class.h"
 #include "queue/queue_out.h"
-#include "spool/spool.h"
 
 static const char *or_default(const char *s)
 {
@@ -90,7 +90,7 @@ static void prefix(struct str *line, impetus_id msg, impetus_id batch, impetus_i
 	str_appendf(line, "@%c@", type);
 }
 
-void queue_log_reception(const struct spool_msg *msg)
+void queue_log_reception(const struct envelope *msg)
 {
 	struct str line = STR_INIT;
 
@@ -111,7 +111,7 @@ void queue_log_reception(const struct spool_msg *msg)
 void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struct qentry *e,
 		       const struct queue_outcome *o, char type)
 {
-	const struct spool_msg *sm = e->m->sm;
+	const struct envelope *sm = e->m->sm;
 	struct str line = STR_INIT;
 	long long age = (long long)(queue_now_us() / 1000000 - sm->received);
 

@@ -18,8 +18,8 @@ struct conf;
 struct loop;
 struct pool;
 struct spool;
-struct spool_loc;
-struct spool_msg;
+struct envelope_loc;
+struct envelope;
 
 /* The result of one attempt for one recipient. */
 struct queue_outcome {
@@ -64,12 +64,12 @@ void queue_outcome_message_final(struct queue *q, struct qmsg *m);
 /* queue_outcome_msg_free - free a message and what it remembered. */
 void queue_outcome_msg_free(struct qmsg *m);
 /* queue_outcome_moved - compaction moved message id (queue_moved). */
-void queue_outcome_moved(struct queue *q, uint64_t id, const struct spool_loc *loc);
+void queue_outcome_moved(struct queue *q, uint64_t id, const struct envelope_loc *loc);
 /* queue_outcome_batch_back - a batch of m came back: its copy of the location is no longer read. */
 void queue_outcome_batch_back(struct queue *q, struct qmsg *m);
 
 /* queue_log.c */
-void queue_log_reception(const struct spool_msg *msg);
+void queue_log_reception(const struct envelope *msg);
 /* type: 'D', 'T' or 'P' (P also writes the bouncelog B line). */
 void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struct qentry *e,
 		       const struct queue_outcome *o, char type);

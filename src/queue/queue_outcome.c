@@ -36,7 +36,7 @@ static void move_ack(struct queue *q, struct qmsg *m)
 	m->ack_pending = false;
 }
 
-void queue_outcome_moved(struct queue *q, uint64_t id, const struct spool_loc *loc)
+void queue_outcome_moved(struct queue *q, uint64_t id, const struct envelope_loc *loc)
 {
 	struct qmsg *m = spool_idmap_get(&q->msgs, id);
 
@@ -78,7 +78,7 @@ void queue_outcome_msg_free(struct qmsg *m)
 		free(m->fails[i].remote);
 	}
 	free(m->fails);
-	spool_msg_free(m->sm);
+	envelope_free(m->sm);
 	free(m);
 }
 
@@ -88,8 +88,8 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 	struct qmsg *m = e->m;
 
 	queue_log_outcome(q, dq, e, o, 'P');
-	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, SPOOL_RCPT_FAILED);
-	m->sm->rcpts[e->rcpt].state = SPOOL_RCPT_FAILED;
+	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_FAILED);
+	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_FAILED;
 	m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
 	struct qfail *f = &m->fails[m->nfails++];
 	f->rcpt = e->rcpt;
@@ -160,8 +160,8 @@ void queue_outcome_delivered(struct queue *q, struct queue_dest *dq, struct qent
 	struct qmsg *m = e->m;
 
 	queue_log_outcome(q, dq, e, o, 'D');
-	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, SPOOL_RCPT_DELIVERED);
-	m->sm->rcpts[e->rcpt].state = SPOOL_RCPT_DELIVERED;
+	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_DELIVERED);
+	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_DELIVERED;
 	q->nrcpts--;
 	free(e);
 	queue_outcome_message_final(q, m);

@@ -31,9 +31,9 @@
 #include "core/str.h"
 #include "dns/dns.h"
 #include "log/log.h"
+#include "message/envelope.h"
 #include "queue/queue_int.h"
 #include "queue/queue_out.h"
-#include "spool/spool.h"
 
 /* The port when a route names none, and the default for MX hosts. */
 #define ROUTE_DEFAULT_PORT 25
@@ -57,7 +57,7 @@ char *queue_route_domain(const char *addr)
 	return d;
 }
 
-void queue_route_assign_binding(struct queue *q, struct spool_msg *sm)
+void queue_route_assign_binding(struct queue *q, struct envelope *sm)
 {
 	if (sm->binding && *sm->binding)
 		return;

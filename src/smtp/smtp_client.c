@@ -36,10 +36,10 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "core/tls.h"
+#include "message/envelope.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_client_int.h"
 #include "smtp/smtp_parse.h"
-#include "spool/spool.h"
 
 /* ------------------------------------------------------------------ */
 /* EHLO capabilities                                                   */
@@ -246,14 +246,14 @@ void smtpc_format_mail(struct str *out, const struct smtp_batch *b, const struct
 	str_appendf(out, "MAIL FROM:<%s>", b->sender ? b->sender : "");
 	if (caps->size)
 		str_appendf(out, " SIZE=%llu", (unsigned long long)b->loc.length);
-	if (b->body_type == SPOOL_BODY_8BITMIME && caps->eightbitmime)
+	if (b->body_type == ENVELOPE_BODY_8BITMIME && caps->eightbitmime)
 		str_appends(out, " BODY=8BITMIME");
 	if (b->smtputf8 && caps->smtputf8)
 		str_appends(out, " SMTPUTF8");
 	if (caps->dsn) {
-		if (b->ret == SPOOL_RET_FULL)
+		if (b->ret == ENVELOPE_RET_FULL)
 			str_appends(out, " RET=FULL");
-		else if (b->ret == SPOOL_RET_HDRS)
+		else if (b->ret == ENVELOPE_RET_HDRS)
 			str_appends(out, " RET=HDRS");
 		if (b->envid && b->envid[0]) {
 			str_appends(out, " ENVID=");
@@ -268,19 +268,19 @@ void smtpc_format_rcpt(struct str *out, const struct smtp_rcpt_result *r,
 {
 	str_appendf(out, "RCPT TO:<%s>", r->addr ? r->addr : "");
 	if (caps->dsn && r->notify) {
-		if (r->notify & SPOOL_NOTIFY_NEVER) {
+		if (r->notify & ENVELOPE_NOTIFY_NEVER) {
 			str_appends(out, " NOTIFY=NEVER");
 		} else {
 			const char *sep = " NOTIFY=";
-			if (r->notify & SPOOL_NOTIFY_SUCCESS) {
+			if (r->notify & ENVELOPE_NOTIFY_SUCCESS) {
 				str_appendf(out, "%sSUCCESS", sep);
 				sep = ",";
 			}
-			if (r->notify & SPOOL_NOTIFY_FAILURE) {
+			if (r->notify & ENVELOPE_NOTIFY_FAILURE) {
 				str_appendf(out, "%sFAILURE", sep);
 				sep = ",";
 			}
-			if (r->notify & SPOOL_NOTIFY_DELAY)
+			if (r->notify & ENVELOPE_NOTIFY_DELAY)
 				str_appendf(out, "%sDELAY", sep);
 		}
 	}

@@ -35,7 +35,7 @@
 #include <sys/socket.h>
 
 #include "core/id.h"
-#include "spool/spool.h"
+#include "message/envelope.h"
 
 struct loop;
 struct spool;
@@ -105,7 +105,7 @@ struct smtp_rcpt_result {
 struct smtp_batch {
 	impetus_id msg_id;
 	impetus_id batch_id;
-	struct spool_loc loc;	/* body in the spool */
+	struct envelope_loc loc;	/* body in the spool */
 	char *sender;		/* owned; "" for the null sender */
 	char *envid;		/* owned or NULL */
 	uint8_t ret, body_type;

@@ -764,13 +764,13 @@ static bool local_refusal(struct smtpc_session *s, struct smtp_batch *b)
 
 	if (!envelope_clean(b->sender) || !envelope_clean(b->envid))
 		snprintf(why, sizeof(why), "5.1.7 invalid characters in the envelope sender");
-	else if (b->body_type == SPOOL_BODY_BINARYMIME)
+	else if (b->body_type == ENVELOPE_BODY_BINARYMIME)
 		snprintf(why, sizeof(why), "5.6.3 BINARYMIME messages cannot be relayed");
 	else if (s->caps.size && s->caps.size_max > 0 && b->loc.length > s->caps.size_max)
 		snprintf(why, sizeof(why),
 			 "5.3.4 message size %llu exceeds the server's limit of %llu",
 			 (unsigned long long)b->loc.length, (unsigned long long)s->caps.size_max);
-	else if (b->body_type == SPOOL_BODY_8BITMIME && !s->caps.eightbitmime)
+	else if (b->body_type == ENVELOPE_BODY_8BITMIME && !s->caps.eightbitmime)
 		snprintf(why, sizeof(why), "5.6.3 server does not support 8BITMIME");
 	else if (b->smtputf8 && !s->caps.smtputf8)
 		snprintf(why, sizeof(why), "5.6.7 server does not support SMTPUTF8");

@@ -22,8 +22,8 @@
 #include <strings.h>
 
 #include "core/mem.h"
+#include "message/envelope.h"
 #include "smtp/smtp_reply.h"
-#include "spool/spool.h"
 
 /* ------------------------------------------------------------------ */
 /* Character classes                                                   */
@@ -763,11 +763,11 @@ static bool parse_mail_param(const struct param *pm, const struct smtp_ext_allow
 		if (pm->val == NULL)
 			goto bad;
 		if (val_is(pm, "7BIT"))
-			out->body = SPOOL_BODY_7BIT;
+			out->body = ENVELOPE_BODY_7BIT;
 		else if (val_is(pm, "8BITMIME") && ext->eightbitmime)
-			out->body = SPOOL_BODY_8BITMIME;
+			out->body = ENVELOPE_BODY_8BITMIME;
 		else if (val_is(pm, "BINARYMIME") && ext->binarymime)
-			out->body = SPOOL_BODY_BINARYMIME;
+			out->body = ENVELOPE_BODY_BINARYMIME;
 		else
 			goto bad;
 		return true;
@@ -778,9 +778,9 @@ static bool parse_mail_param(const struct param *pm, const struct smtp_ext_allow
 		return true;
 	case P_RET:
 		if (pm->val && val_is(pm, "FULL"))
-			out->ret = SPOOL_RET_FULL;
+			out->ret = ENVELOPE_RET_FULL;
 		else if (pm->val && val_is(pm, "HDRS"))
-			out->ret = SPOOL_RET_HDRS;
+			out->ret = ENVELOPE_RET_HDRS;
 		else
 			goto bad;
 		return true;
@@ -901,20 +901,20 @@ static bool parse_notify(const struct param *pm, uint8_t *out)
 		size_t n = (size_t)(e - p);
 
 		if (n == 5 && strncasecmp(p, "NEVER", 5) == 0)
-			bits |= SPOOL_NOTIFY_NEVER;
+			bits |= ENVELOPE_NOTIFY_NEVER;
 		else if (n == 7 && strncasecmp(p, "SUCCESS", 7) == 0)
-			bits |= SPOOL_NOTIFY_SUCCESS;
+			bits |= ENVELOPE_NOTIFY_SUCCESS;
 		else if (n == 7 && strncasecmp(p, "FAILURE", 7) == 0)
-			bits |= SPOOL_NOTIFY_FAILURE;
+			bits |= ENVELOPE_NOTIFY_FAILURE;
 		else if (n == 5 && strncasecmp(p, "DELAY", 5) == 0)
-			bits |= SPOOL_NOTIFY_DELAY;
+			bits |= ENVELOPE_NOTIFY_DELAY;
 		else
 			return false;
 		if (comma == NULL)
 			break;
 		p = comma + 1;
 	}
-	if ((bits & SPOOL_NOTIFY_NEVER) && bits != SPOOL_NOTIFY_NEVER)
+	if ((bits & ENVELOPE_NOTIFY_NEVER) && bits != ENVELOPE_NOTIFY_NEVER)
 		return false;
 	*out = bits;
 	return true;

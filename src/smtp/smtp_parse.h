@@ -76,7 +76,7 @@ struct smtp_mail_args {
 
 struct smtp_rcpt_args {
 	char *path;		/* forward-path without <>; heap */
-	uint8_t notify;		/* SPOOL_NOTIFY_* bits, 0 when absent */
+	uint8_t notify;		/* ENVELOPE_NOTIFY_* bits, 0 when absent */
 	char *orcpt;		/* "addr-type;addr" xtext-decoded, heap, or NULL */
 };
 

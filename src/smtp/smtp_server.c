@@ -63,7 +63,6 @@
 #include "core/tls.h"
 #include "log/log.h"
 #include "smtp/smtp_server_int.h"
-#include "spool/spool.h"
 
 /* Per-client-address connection count (srv->conns), on the scheduler. */
 struct ip_count {
@@ -634,7 +633,7 @@ void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_s
 
 struct deliver_note {
 	struct smtp_server *srv;
-	struct spool_msg *msg;
+	struct envelope *msg;
 };
 
 static void on_deliver(void *arg)
@@ -645,7 +644,7 @@ static void on_deliver(void *arg)
 	free(note);
 }
 
-void smtp_server_deliver(struct smtp_server *srv, struct spool_msg *msg)
+void smtp_server_deliver(struct smtp_server *srv, struct envelope *msg)
 {
 	struct deliver_note *note = XNEW(struct deliver_note);
 

@@ -27,11 +27,11 @@ struct conf;
 struct loop;
 struct pool;
 struct spool;
-struct spool_msg;
+struct envelope;
 struct smtp_server;
 
 /* on_message - a durable message, on the scheduler thread; callee owns msg. */
-typedef void (*smtp_message_fn)(void *ctx, struct spool_msg *msg);
+typedef void (*smtp_message_fn)(void *ctx, struct envelope *msg);
 
 struct smtp_server *smtp_server_new(struct loop *scheduler, struct loop **io, size_t nio,
 				    struct spool *sp, smtp_message_fn on_message, void *ctx);

@@ -57,7 +57,7 @@ struct smtp_accept {
 struct spool *smtp_server_spool(struct smtp_server *srv);
 struct pool *smtp_server_io_pool(struct smtp_server *srv);
 void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_storage *peer);
-void smtp_server_deliver(struct smtp_server *srv, struct spool_msg *msg);
+void smtp_server_deliver(struct smtp_server *srv, struct envelope *msg);
 /*
  * smtp_server_log_reject - a rejectlog line, subject to the per-client-IP
  * budget (Rejectlog_Throttle_Per_IP) kept on the scheduler. Any thread:

@@ -166,7 +166,7 @@ struct smtp_session {
 	bool esmtp;
 
 	/* the transaction */
-	struct spool_msg *msg;		/* non-NULL between MAIL and the end */
+	struct envelope *msg;		/* non-NULL between MAIL and the end */
 	size_t nrcpt_alloc;
 	uint32_t rcpt_refused;
 	bool bdat_used;
@@ -377,7 +377,7 @@ static void set_timeout(struct smtp_session *s, int64_t seconds)
 static void transaction_reset(struct smtp_session *s)
 {
 	if (s->msg) {
-		spool_msg_free(s->msg);
+		envelope_free(s->msg);
 		s->msg = NULL;
 	}
 	if (s->spill) {
@@ -527,7 +527,7 @@ static bool spill_drained(struct smtp_session *s)
 	return false;
 }
 
-static void on_spooled(void *ctx, int err, struct spool_msg *msg);
+static void on_spooled(void *ctx, int err, struct envelope *msg);
 
 /*
  * message_complete - the data has all arrived: check it and hand it to the
@@ -536,7 +536,7 @@ static void on_spooled(void *ctx, int err, struct spool_msg *msg);
  */
 static void message_complete(struct smtp_session *s)
 {
-	struct spool_msg *msg = s->msg;
+	struct envelope *msg = s->msg;
 	uint64_t size = s->scan.bytes;
 
 	if (s->lim.max_size > 0 && size > (uint64_t)s->lim.max_size) {
@@ -597,7 +597,7 @@ static void message_complete(struct smtp_session *s)
 }
 
 /* on_spooled - the spool's answer, on this session's loop. */
-static void on_spooled(void *ctx, int err, struct spool_msg *msg)
+static void on_spooled(void *ctx, int err, struct envelope *msg)
 {
 	struct smtp_session *s = ctx;
 	char idbuf[ID_BUF_SIZE];
@@ -611,7 +611,7 @@ static void on_spooled(void *ctx, int err, struct spool_msg *msg)
 		log_panic("%s spool write failed error=\"%s\" client=%s", idbuf, strerror(-err),
 			  s->peer_str);
 		reject(s, "data", "452 4.3.1 Insufficient system storage");
-		spool_msg_free(msg);
+		envelope_free(msg);
 	}
 	if (s->zombie) {
 		session_free(s);
@@ -701,7 +701,7 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 		return;
 	}
 
-	struct spool_msg *msg = spool_msg_new();
+	struct envelope *msg = envelope_new();
 	msg->id = id_next();
 	msg->conn_id = s->conn;
 	msg->sender = m.path;
@@ -764,12 +764,12 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		s->rcpt_refused++;
 		return;
 	}
-	struct spool_msg *msg = s->msg;
+	struct envelope *msg = s->msg;
 	if (msg->nrcpt == s->nrcpt_alloc) {
 		s->nrcpt_alloc = s->nrcpt_alloc ? s->nrcpt_alloc * 2 : 4;
 		msg->rcpts = xrealloc(msg->rcpts, s->nrcpt_alloc * sizeof(*msg->rcpts));
 	}
-	struct spool_rcpt *rc = &msg->rcpts[msg->nrcpt++];
+	struct envelope_rcpt *rc = &msg->rcpts[msg->nrcpt++];
 	memset(rc, 0, sizeof(*rc));
 	rc->addr = a.path;
 	rc->orcpt = a.orcpt;

@@ -128,7 +128,7 @@ uint64_t smtp_spill_length(const struct smtp_spill *sp)
 	return sp->len;
 }
 
-void smtp_spill_finish(struct smtp_spill *sp, struct spool_body_file *out)
+void smtp_spill_finish(struct smtp_spill *sp, struct envelope_body_file *out)
 {
 	out->fd = sp->fd;
 	out->owned = sp->fd >= 0;

@@ -7,7 +7,7 @@
  * an anonymous file in the spool directory by a job on the IO pool, one
  * write at a time, each answered on the session's loop. The running
  * length and CRC32C of what was written become the message's file part
- * (struct spool_body_file), which the spool copies into its segment at
+ * (struct envelope_body_file), which the spool copies into its segment at
  * commit. So a session's memory does not depend on the message's size.
  *
  * Ownership: the spill belongs to the session's I/O loop. While a write
@@ -31,7 +31,7 @@
 struct loop;
 struct pool;
 struct spool;
-struct spool_body_file;
+struct envelope_body_file;
 struct smtp_spill;
 
 /* smtp_spill_wake_fn - a write finished; called on the owner's loop. */
@@ -55,7 +55,7 @@ uint64_t smtp_spill_length(const struct smtp_spill *sp);
  * smtp_spill_finish - hand the written file to a message (out owns the fd
  * afterwards) and free the spill. Only when not busy and without error.
  */
-void smtp_spill_finish(struct smtp_spill *sp, struct spool_body_file *out);
+void smtp_spill_finish(struct smtp_spill *sp, struct envelope_body_file *out);
 /* smtp_spill_abandon - the session is done with it: free now, or when the write answers. */
 void smtp_spill_abandon(struct smtp_spill *sp);
 

@@ -65,7 +65,7 @@ struct spool_req {
 	struct spool *sp;
 	uint8_t type;			/* enum spool_rec_type */
 	struct str rec;			/* encoded record; for MESSAGE without the body */
-	struct spool_msg *msg;		/* MESSAGE: the submission */
+	struct envelope *msg;		/* MESSAGE: the submission */
 	size_t body_off;		/* MESSAGE: body offset from the record start */
 	struct loop *reply_loop;
 	spool_done_fn done;
@@ -240,13 +240,13 @@ static void live_forget(struct spool *sp, impetus_id id)
  * recovered), with its recipients' states, retries and next attempts;
  * those with nothing queued are born dead.
  */
-static void live_add(struct spool *sp, const struct spool_msg *msg, uint64_t rec_off)
+static void live_add(struct spool *sp, const struct envelope *msg, uint64_t rec_off)
 {
 	struct live *l;
 	uint32_t nq = 0;
 
 	for (size_t i = 0; i < msg->nrcpt; i++)
-		nq += msg->rcpts[i].state == SPOOL_RCPT_QUEUED;
+		nq += msg->rcpts[i].state == ENVELOPE_RCPT_QUEUED;
 	live_forget(sp, msg->id);	/* a second copy of an id replaces the first */
 	if (nq == 0)
 		return;
@@ -268,7 +268,7 @@ static void live_add(struct spool *sp, const struct spool_msg *msg, uint64_t rec
 static bool live_has_failed(const struct live *l)
 {
 	for (uint32_t i = 0; i < l->nrcpt; i++)
-		if (l->rcpts[i].state == SPOOL_RCPT_FAILED)
+		if (l->rcpts[i].state == ENVELOPE_RCPT_FAILED)
 			return true;
 	return false;
 }
@@ -287,9 +287,9 @@ static void live_rcpt_state(struct spool *sp, impetus_id id, uint32_t idx, uint8
 
 	if (l == NULL || idx >= l->nrcpt)
 		return;
-	if (l->rcpts[idx].state == SPOOL_RCPT_QUEUED && state != SPOOL_RCPT_QUEUED)
+	if (l->rcpts[idx].state == ENVELOPE_RCPT_QUEUED && state != ENVELOPE_RCPT_QUEUED)
 		l->nqueued--;
-	else if (l->rcpts[idx].state != SPOOL_RCPT_QUEUED && state == SPOOL_RCPT_QUEUED)
+	else if (l->rcpts[idx].state != ENVELOPE_RCPT_QUEUED && state == ENVELOPE_RCPT_QUEUED)
 		l->nqueued++;
 	l->rcpts[idx].state = state;
 	if (l->nqueued == 0 && !live_has_failed(l))
@@ -527,7 +527,7 @@ static void commit(struct spool *sp)
 		off += req->rec.len;
 		if (req->type != SPOOL_REC_MESSAGE)
 			continue;
-		struct spool_msg *msg = req->msg;
+		struct envelope *msg = req->msg;
 		if (msg->body.len) {
 			iov_push(sp, &niov, msg->body.s, msg->body.len);
 			off += msg->body.len;
@@ -564,7 +564,7 @@ static void commit(struct spool *sp)
 		case SPOOL_REC_MESSAGE:
 			req->msg->loc.segment = seg->seq;
 			req->msg->loc.offset = req->at + req->body_off;
-			req->msg->loc.length = spool_msg_body_len(req->msg);
+			req->msg->loc.length = envelope_body_len(req->msg);
 			live_add(sp, req->msg, req->at);
 			break;
 		case SPOOL_REC_RCPT_STATE:
@@ -586,7 +586,7 @@ static void commit(struct spool *sp)
 	for (req = batch; req; req = next) {
 		next = req->next;
 		if (req->type == SPOOL_REC_MESSAGE) {
-			struct spool_msg *msg = req->msg;
+			struct envelope *msg = req->msg;
 
 			str_free(&msg->body);
 			if (msg->file.fd >= 0 && msg->file.owned)
@@ -643,7 +643,7 @@ static void enqueue(void *arg)
 	*sp->pend_tail = req;
 	sp->pend_tail = &req->next;
 	sp->pend_count++;
-	sp->pend_bytes += req->rec.len + (req->msg ? spool_msg_body_len(req->msg) : 0);
+	sp->pend_bytes += req->rec.len + (req->msg ? envelope_body_len(req->msg) : 0);
 	/* Bound a batch's memory and latency even if the inbox never runs dry. */
 	if (sp->pend_bytes >= BATCH_MAX_BYTES || sp->pend_count >= BATCH_MAX_RECORDS)
 		commit(sp);
@@ -656,7 +656,7 @@ static void post_req(struct spool *sp, struct spool_req *req)
 	loop_post(sp->loop, enqueue, req);
 }
 
-void spool_submit(struct spool *sp, struct spool_msg *msg,
+void spool_submit(struct spool *sp, struct envelope *msg,
 		  struct loop *reply_loop, spool_done_fn done, void *ctx)
 {
 	struct spool_req *req = XNEW(struct spool_req);
@@ -679,7 +679,7 @@ void spool_submit(struct spool *sp, struct spool_msg *msg,
 }
 
 void spool_rcpt_state(struct spool *sp, impetus_id id, uint32_t rcpt_index,
-		      enum spool_rcpt_state state)
+		      enum envelope_rcpt_state state)
 {
 	struct spool_req *req = XNEW(struct spool_req);
 
@@ -743,7 +743,7 @@ int spool_tmpfile(struct spool *sp)
 
 /* ==================== reading bodies, counters (any thread) ==================== */
 
-int spool_read_body(struct spool *sp, const struct spool_loc *loc, struct str *out)
+int spool_read_body(struct spool *sp, const struct envelope_loc *loc, struct str *out)
 {
 	return spool_reader_read(&sp->reader, loc, out);
 }
@@ -843,7 +843,7 @@ struct open_ctx {
 };
 
 /* on_recovered - index a live message, then hand it to the caller. */
-static void on_recovered(void *arg, struct spool_msg *msg, bool done, uint64_t rec_off)
+static void on_recovered(void *arg, struct envelope *msg, bool done, uint64_t rec_off)
 {
 	struct open_ctx *oc = arg;
 
@@ -851,7 +851,7 @@ static void on_recovered(void *arg, struct spool_msg *msg, bool done, uint64_t r
 	if (oc->fn)
 		oc->fn(oc->ctx, msg);
 	else
-		spool_msg_free(msg);
+		envelope_free(msg);
 }
 
 struct spool *spool_open(const char *dir, const struct spool_options *opts,
@@ -983,7 +983,7 @@ struct scan_ctx {
 };
 
 /* on_scanned - spool_scan hands every message to its caller. */
-static void on_scanned(void *arg, struct spool_msg *msg, bool done, uint64_t rec_off)
+static void on_scanned(void *arg, struct envelope *msg, bool done, uint64_t rec_off)
 {
 	struct scan_ctx *sc = arg;
 

@@ -17,6 +17,10 @@
  * the newest segment (it was never acknowledged) and reports, but skips
  * past, corruption anywhere else.
  *
+ * What it stores is a struct envelope (message/envelope.h) with its
+ * bytes; this header is the spool's own API, for code that submits,
+ * records state changes, reads bodies or recovers.
+ *
  * Ownership: struct spool is created on the main thread, then driven only
  * by its own thread (spool_start) except where a function says "any thread".
  */
@@ -29,93 +33,13 @@
 
 #include "core/id.h"
 #include "core/str.h"
+#include "message/envelope.h"
 
 struct loop;
 struct spool;
 
-/* DSN NOTIFY bits (RFC 3461); 0 means the client gave no NOTIFY. */
-#define SPOOL_NOTIFY_NEVER   0x01
-#define SPOOL_NOTIFY_SUCCESS 0x02
-#define SPOOL_NOTIFY_FAILURE 0x04
-#define SPOOL_NOTIFY_DELAY   0x08
-
-enum spool_ret { SPOOL_RET_NONE = 0, SPOOL_RET_FULL = 1, SPOOL_RET_HDRS = 2 };
-enum spool_body_type { SPOOL_BODY_7BIT = 0, SPOOL_BODY_8BITMIME = 1, SPOOL_BODY_BINARYMIME = 2 };
-
-/* Per-recipient delivery state, as stored. */
-enum spool_rcpt_state {
-	SPOOL_RCPT_QUEUED = 0,
-	SPOOL_RCPT_DELIVERED = 1,
-	SPOOL_RCPT_FAILED = 2,		/* permanent failure, bounced or not */
-};
-
-struct spool_rcpt {
-	char *addr;		/* envelope recipient without <> */
-	char *orcpt;		/* DSN ORCPT as given ("rfc822;a@b", xtext decoded), or NULL */
-	uint8_t notify;		/* SPOOL_NOTIFY_* bits */
-	uint8_t state;		/* enum spool_rcpt_state */
-	uint32_t retries;	/* transient failures so far */
-	int64_t next_attempt;	/* unix seconds; 0 = now */
-};
-
-/* Where a message's record lives, for pread of the body. */
-struct spool_loc {
-	uint64_t segment;	/* segment sequence number */
-	uint64_t offset;	/* offset of the body bytes in the segment file */
-	uint64_t length;	/* body length in bytes */
-};
-
-/*
- * spool_body_file - the part of a message's bytes that is in a file, not in
- * memory: bytes [off, off + len) of fd come after the in-memory body in the
- * record. A large inbound message streams there while it arrives, so its
- * session never holds more than a bounded prefix; the spool copies the
- * range into the segment at commit (copy_file_range). crc is
- * crc32c(0, those bytes), computed as they were written. fd is -1 when
- * the message has no such part; the message owns fd when owned is true.
- */
-struct spool_body_file {
-	int fd;
-	bool owned;
-	uint64_t off;
-	uint64_t len;
-	uint32_t crc;
-};
-
-/*
- * A message as submitted to and recovered from the spool. Strings are
- * heap-allocated and owned by the struct; spool_msg_free releases all.
- */
-struct spool_msg {
-	impetus_id id;
-	impetus_id conn_id;	/* connection it arrived on; 0 for internal injection */
-	int64_t received;	/* unix seconds of reception */
-	char *sender;		/* envelope sender without <>; "" for the null sender */
-	char *envid;		/* DSN ENVID (xtext decoded) or NULL */
-	uint8_t ret;		/* enum spool_ret */
-	uint8_t body_type;	/* enum spool_body_type */
-	bool smtputf8;
-	char *client_ip;	/* text form; "" for internal injection */
-	char *helo;		/* what the client said in EHLO/HELO, or "" */
-	char *protocol;		/* "esmtp", "smtp", "http", "internal" */
-	char *binding_group;	/* may be "" */
-	char *binding;		/* may be "" (default binding) */
-	size_t nrcpt;
-	struct spool_rcpt *rcpts;
-	struct str body;	/* the message bytes (headers + body, CRLF lines,
-				   dot-unstuffed); empty once durable/recovered */
-	struct spool_body_file file;	/* the bytes after body, if any (see above) */
-	struct spool_loc loc;	/* set by the spool once durable */
-};
-
-struct spool_msg *spool_msg_new(void);
-/* spool_msg_free - release msg, its strings, body and owned body file. */
-void spool_msg_free(struct spool_msg *msg);
-/* spool_msg_body_len - the bytes the message's record will hold: body + file part. */
-uint64_t spool_msg_body_len(const struct spool_msg *msg);
-
 /* Result of a submission, delivered on the submitter's loop. */
-typedef void (*spool_done_fn)(void *ctx, int err, struct spool_msg *msg);
+typedef void (*spool_done_fn)(void *ctx, int err, struct envelope *msg);
 
 /*
  * spool_report_fn - receives one line (no newline) about damage found by
@@ -129,12 +53,12 @@ typedef void (*spool_report_fn)(void *ctx, const char *line);
 /*
  * spool_moved_fn - compaction copied message id to a new place and that
  * copy is durable: loc is where its body is now. Runs on moved_loop (the
- * thread that owns the holders of spool_locs). The old location stays
+ * thread that owns the holders of envelope_locs). The old location stays
  * readable until the owner calls spool_moved_ack(id): the owner acks once
  * nothing it handed out still reads the old location (a delivery in
  * flight), or right away when it does not know the id.
  */
-typedef void (*spool_moved_fn)(void *ctx, impetus_id id, const struct spool_loc *loc);
+typedef void (*spool_moved_fn)(void *ctx, impetus_id id, const struct envelope_loc *loc);
 
 struct spool_options {
 	uint64_t segment_size;	/* start a new segment past this many bytes (default 64 MiB) */
@@ -154,7 +78,7 @@ struct spool_options {
 };
 
 /* spool_recover_fn - called once per live message found by recovery. */
-typedef void (*spool_recover_fn)(void *ctx, struct spool_msg *msg);
+typedef void (*spool_recover_fn)(void *ctx, struct envelope *msg);
 
 /*
  * spool_open - open (creating if needed) the spool directory, take its
@@ -182,7 +106,7 @@ void spool_stop(struct spool *sp);
  * A message with a file part (msg->file) keeps it until its answer: on
  * success the spool has copied it and closed an owned fd.
  */
-void spool_submit(struct spool *sp, struct spool_msg *msg,
+void spool_submit(struct spool *sp, struct envelope *msg,
 		  struct loop *reply_loop, spool_done_fn done, void *ctx);
 
 /*
@@ -202,7 +126,7 @@ int spool_tmpfile(struct spool *sp);
  * changed; the whole message is finished (its space becomes reclaimable).
  */
 void spool_rcpt_state(struct spool *sp, impetus_id id, uint32_t rcpt_index,
-		      enum spool_rcpt_state state);
+		      enum envelope_rcpt_state state);
 void spool_rcpt_retry(struct spool *sp, impetus_id id, uint32_t rcpt_index,
 		      uint32_t retries, int64_t next_attempt);
 void spool_message_done(struct spool *sp, impetus_id id);
@@ -217,7 +141,7 @@ void spool_moved_ack(struct spool *sp, impetus_id id);
  * spool_read_body - read a durable message's bytes into out (appended).
  * Any thread; uses pread on the segment file. Returns 0 or -errno.
  */
-int spool_read_body(struct spool *sp, const struct spool_loc *loc, struct str *out);
+int spool_read_body(struct spool *sp, const struct envelope_loc *loc, struct str *out);
 
 /* Counters for the console and tests. Any thread (approximate). */
 struct spool_stats {

@@ -73,7 +73,7 @@ struct moved_post {
 	spool_moved_fn fn;
 	void *ctx;
 	impetus_id id;
-	struct spool_loc loc;
+	struct envelope_loc loc;
 };
 
 /* An acknowledgement on its way to the spool thread. */
@@ -174,7 +174,7 @@ static int pread_full(int fd, void *p, size_t n, uint64_t off)
  * in *rec (built here). Returns 0, or -errno / -EBADMSG with *why.
  */
 static int read_old(struct spool *sp, const struct live *l, struct str *rec,
-		    struct spool_msg **msg, uint32_t *ncrc, size_t *body_off, const char **why)
+		    struct envelope **msg, uint32_t *ncrc, size_t *body_off, const char **why)
 {
 	struct spool_compact *c = &sp->compact;
 	uint8_t hdr[SPOOL_REC_HDR_SIZE + 4];
@@ -214,7 +214,7 @@ static int read_old(struct spool *sp, const struct live *l, struct str *rec,
 	}
 	if (r.msg->nrcpt != l->nrcpt) {
 		*why = "recipient count differs from the index";
-		spool_msg_free(r.msg);
+		envelope_free(r.msg);
 		rc = -EBADMSG;
 		goto out;
 	}
@@ -253,7 +253,7 @@ static int read_old(struct spool *sp, const struct live *l, struct str *rec,
 out:
 	str_free(&env);
 	if (rc < 0) {
-		spool_msg_free(*msg);
+		envelope_free(*msg);
 		*msg = NULL;
 	}
 	return rc;
@@ -278,7 +278,7 @@ static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *o
 {
 	struct spool_compact *c = &sp->compact;
 	struct live *l = spool_idmap_get(&sp->live, it->id);
-	struct spool_msg *msg = NULL;
+	struct envelope *msg = NULL;
 	struct str rec = STR_INIT;
 	char idbuf[ID_BUF_SIZE], name[SPOOL_SEG_NAME_SIZE];
 	const char *why = NULL;
@@ -335,7 +335,7 @@ static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *o
 	*off += rec.len + l->loc.length;
 	rc = 1;
 out:
-	spool_msg_free(msg);
+	envelope_free(msg);
 	str_free(&rec);
 	return rc;
 }

@@ -44,14 +44,14 @@ struct spool_seg {
  * copy must carry). Spool thread only.
  */
 struct live {
-	struct spool_loc loc;	/* body of the current record */
+	struct envelope_loc loc;	/* body of the current record */
 	uint64_t rec_off;	/* start of that record in loc.segment */
 	uint32_t nrcpt;
 	uint32_t nqueued;
 	struct live_rcpt {
 		int64_t next_attempt;
 		uint32_t retries;
-		uint8_t state;	/* enum spool_rcpt_state */
+		uint8_t state;	/* enum envelope_rcpt_state */
 	} rcpts[];
 };
 
@@ -65,7 +65,7 @@ static inline uint64_t live_rec_len(const struct live *l)
 struct spool_moved {
 	impetus_id id;
 	uint64_t rec_off;	/* in the current segment */
-	struct spool_loc loc;	/* the new body location */
+	struct envelope_loc loc;	/* the new body location */
 };
 
 /*
@@ -190,7 +190,7 @@ struct spool_replay_opts {
  * spool_replay_fn - one message; the callee owns msg. done: finished.
  * rec_off: where its (last) MESSAGE record starts in msg->loc.segment.
  */
-typedef void (*spool_replay_fn)(void *ctx, struct spool_msg *msg, bool done, uint64_t rec_off);
+typedef void (*spool_replay_fn)(void *ctx, struct envelope *msg, bool done, uint64_t rec_off);
 
 /*
  * spool_replay - replay the segments under dirfd (dir is its name, for
@@ -211,6 +211,6 @@ void spool_reportf(spool_report_fn fn, void *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* spool_msg_all_final - true when no recipient is still queued. */
-bool spool_msg_all_final(const struct spool_msg *msg);
+bool spool_msg_all_final(const struct envelope *msg);
 
 #endif

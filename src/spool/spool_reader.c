@@ -82,7 +82,7 @@ static int pread_body(int fd, uint64_t off, uint64_t len, struct str *out)
  * one meanwhile, the table is full, or the segment was removed while we
  * read (an fd of a removed segment would never be closed).
  */
-int spool_reader_read(struct spool_reader *r, const struct spool_loc *loc, struct str *out)
+int spool_reader_read(struct spool_reader *r, const struct envelope_loc *loc, struct str *out)
 {
 	char name[SPOOL_SEG_NAME_SIZE];
 	size_t i;

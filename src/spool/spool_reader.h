@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "core/str.h"
-#include "spool/spool.h"
+#include "message/envelope.h"
 
 struct spool_reader {
 	int dirfd;			/* borrowed from the spool */
@@ -35,7 +35,7 @@ void spool_reader_init(struct spool_reader *r, int dirfd);
 /* spool_reader_fini - close every cached fd; no reader may be running. */
 void spool_reader_fini(struct spool_reader *r);
 /* spool_reader_read - append the body at loc to out. Any thread. Returns 0 or -errno. */
-int spool_reader_read(struct spool_reader *r, const struct spool_loc *loc, struct str *out);
+int spool_reader_read(struct spool_reader *r, const struct envelope_loc *loc, struct str *out);
 /*
  * spool_reader_forget - segment seq was removed (always the oldest): close
  * its fd and never cache it again. Spool thread.

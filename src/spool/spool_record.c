@@ -6,8 +6,6 @@
  * u32 length then the bytes (no NUL); an optional string uses length
  * 0xFFFFFFFF for "absent". The decoder walks a cursor that refuses any
  * read past its end, so the worst a hostile file can do is be rejected.
- *
- * Also home of spool_msg_new/spool_msg_free, the record's in-memory form.
  */
 #include "spool/spool_record.h"
 
@@ -24,44 +22,6 @@
 /* smallest encoded recipient: addr len, orcpt len, notify, state, retries, next */
 #define RCPT_MIN_SIZE (4 + 4 + 1 + 1 + 4 + 8)
 #define MSG_FLAG_SMTPUTF8 0x01
-
-/* ==================== spool_msg ==================== */
-
-struct spool_msg *spool_msg_new(void)
-{
-	struct spool_msg *msg = XNEW(struct spool_msg);
-
-	str_init(&msg->body);
-	msg->file.fd = -1;
-	return msg;
-}
-
-uint64_t spool_msg_body_len(const struct spool_msg *msg)
-{
-	return msg->body.len + (msg->file.fd >= 0 ? msg->file.len : 0);
-}
-
-void spool_msg_free(struct spool_msg *msg)
-{
-	if (msg == NULL)
-		return;
-	free(msg->sender);
-	free(msg->envid);
-	free(msg->client_ip);
-	free(msg->helo);
-	free(msg->protocol);
-	free(msg->binding_group);
-	free(msg->binding);
-	for (size_t i = 0; i < msg->nrcpt; i++) {
-		free(msg->rcpts[i].addr);
-		free(msg->rcpts[i].orcpt);
-	}
-	free(msg->rcpts);
-	str_free(&msg->body);
-	if (msg->file.fd >= 0 && msg->file.owned)
-		close(msg->file.fd);
-	free(msg);
-}
 
 /* ==================== segment names and header ==================== */
 
@@ -246,7 +206,7 @@ static void rec_seal(struct str *out, size_t start, const void *extra, size_t n)
  * body_len bytes; returns the record start, or SIZE_MAX when too large
  * (out unchanged then). Length and CRC are left for the caller.
  */
-static size_t encode_envelope(struct str *out, const struct spool_msg *msg, uint8_t rflags,
+static size_t encode_envelope(struct str *out, const struct envelope *msg, uint8_t rflags,
 			      uint64_t body_len)
 {
 	size_t start, envlen_at, envlen;
@@ -269,7 +229,7 @@ static size_t encode_envelope(struct str *out, const struct spool_msg *msg, uint
 	put_str(out, msg->binding);
 	put_u32(out, (uint32_t)msg->nrcpt);
 	for (size_t i = 0; i < msg->nrcpt; i++) {
-		const struct spool_rcpt *r = &msg->rcpts[i];
+		const struct envelope_rcpt *r = &msg->rcpts[i];
 
 		put_str(out, r->addr);
 		put_optstr(out, r->orcpt);
@@ -287,7 +247,7 @@ static size_t encode_envelope(struct str *out, const struct spool_msg *msg, uint
 	return start;
 }
 
-size_t spool_rec_encode_message(struct str *out, const struct spool_msg *msg)
+size_t spool_rec_encode_message(struct str *out, const struct envelope *msg)
 {
 	uint64_t file_len = msg->file.fd >= 0 ? msg->file.len : 0;
 	size_t start = encode_envelope(out, msg, 0, msg->body.len + file_len);
@@ -298,7 +258,7 @@ size_t spool_rec_encode_message(struct str *out, const struct spool_msg *msg)
 	return out->len - start;
 }
 
-size_t spool_rec_encode_relocated(struct str *out, const struct spool_msg *msg,
+size_t spool_rec_encode_relocated(struct str *out, const struct envelope *msg,
 				  uint64_t body_len, uint32_t *crc)
 {
 	size_t start = encode_envelope(out, msg, SPOOL_REC_FLAG_RELOCATED, body_len);
@@ -469,8 +429,8 @@ static char *get_str(struct cur *c, bool optional, bool keep, bool *ok)
 /* decode_envelope - the envelope of a MESSAGE; must use all n bytes. */
 static int decode_envelope(struct cur *c, bool keep, struct spool_rec *out)
 {
-	struct spool_msg *msg = keep ? spool_msg_new() : NULL;
-	struct spool_msg scratch;
+	struct envelope *msg = keep ? envelope_new() : NULL;
+	struct envelope scratch;
 	bool ok = true;
 	uint8_t flags;
 	uint32_t nrcpt;
@@ -499,11 +459,11 @@ static int decode_envelope(struct cur *c, bool keep, struct spool_rec *out)
 		c->why = "message id 0";
 		goto fail;
 	}
-	if (msg->ret > SPOOL_RET_HDRS) {
+	if (msg->ret > ENVELOPE_RET_HDRS) {
 		c->why = "bad RET value";
 		goto fail;
 	}
-	if (msg->body_type > SPOOL_BODY_BINARYMIME) {
+	if (msg->body_type > ENVELOPE_BODY_BINARYMIME) {
 		c->why = "bad body type";
 		goto fail;
 	}
@@ -521,8 +481,8 @@ static int decode_envelope(struct cur *c, bool keep, struct spool_rec *out)
 		msg->nrcpt = nrcpt;
 	}
 	for (uint32_t i = 0; i < nrcpt; i++) {
-		struct spool_rcpt tmp = { 0 };
-		struct spool_rcpt *r = keep ? &msg->rcpts[i] : &tmp;
+		struct envelope_rcpt tmp = { 0 };
+		struct envelope_rcpt *r = keep ? &msg->rcpts[i] : &tmp;
 
 		r->addr = get_str(c, false, keep, &ok);
 		r->orcpt = get_str(c, true, keep, &ok);
@@ -536,7 +496,7 @@ static int decode_envelope(struct cur *c, bool keep, struct spool_rec *out)
 			c->why = "bad NOTIFY bits";
 			goto fail;
 		}
-		if (r->state > SPOOL_RCPT_FAILED) {
+		if (r->state > ENVELOPE_RCPT_FAILED) {
 			c->why = "bad recipient state";
 			goto fail;
 		}
@@ -552,7 +512,7 @@ fail:
 	if (!c->why)
 		c->why = "malformed envelope";
 	if (keep)
-		spool_msg_free(msg);
+		envelope_free(msg);
 	return -1;
 }
 
@@ -587,7 +547,7 @@ int spool_rec_decode_payload(unsigned type, const uint8_t *p, size_t n, bool wit
 		out->id = get_u64(&c);
 		out->rcpt_index = get_u32(&c);
 		out->state = get_u8(&c);
-		if (!c.why && out->state > SPOOL_RCPT_FAILED)
+		if (!c.why && out->state > ENVELOPE_RCPT_FAILED)
 			c.why = "bad recipient state";
 		break;
 	case SPOOL_REC_RCPT_RETRY:

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "core/str.h"
-#include "spool/spool.h"
+#include "message/envelope.h"
 
 /* ---- segment files ---- */
 
@@ -82,7 +82,7 @@ struct spool_rec {
 	uint8_t state;			/* RCPT_STATE */
 	uint32_t retries;		/* RCPT_RETRY */
 	int64_t next_attempt;		/* RCPT_RETRY */
-	struct spool_msg *msg;		/* MESSAGE: envelope, no body, loc unset */
+	struct envelope *msg;		/* MESSAGE: envelope, no body, loc unset */
 	uint64_t body_offset;		/* MESSAGE: body start, from the record start */
 	uint64_t body_length;		/* MESSAGE */
 };
@@ -97,7 +97,7 @@ const char *spool_rec_type_name(unsigned type);
  * offset from the start of the record, or 0 when the message is too large
  * to encode (out is unchanged then).
  */
-size_t spool_rec_encode_message(struct str *out, const struct spool_msg *msg);
+size_t spool_rec_encode_message(struct str *out, const struct envelope *msg);
 /*
  * spool_rec_encode_relocated - append the header and envelope of a
  * RELOCATED MESSAGE record whose body (body_len bytes) the caller copies
@@ -106,7 +106,7 @@ size_t spool_rec_encode_message(struct str *out, const struct spool_msg *msg);
  * over the body bytes and stores with spool_rec_store_crc. Returns the
  * body offset from the record start, or 0 when too large (out unchanged).
  */
-size_t spool_rec_encode_relocated(struct str *out, const struct spool_msg *msg,
+size_t spool_rec_encode_relocated(struct str *out, const struct envelope *msg,
 				  uint64_t body_len, uint32_t *crc);
 /* spool_rec_store_crc - set the CRC field of the record header at rec. */
 void spool_rec_store_crc(void *rec, uint32_t crc);

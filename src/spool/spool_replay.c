@@ -61,10 +61,10 @@ void spool_reportf(spool_report_fn fn, void *ctx, const char *fmt, ...)
 	str_free(&line);
 }
 
-bool spool_msg_all_final(const struct spool_msg *msg)
+bool spool_msg_all_final(const struct envelope *msg)
 {
 	for (size_t i = 0; i < msg->nrcpt; i++)
-		if (msg->rcpts[i].state == SPOOL_RCPT_QUEUED)
+		if (msg->rcpts[i].state == ENVELOPE_RCPT_QUEUED)
 			return false;
 	return true;
 }
@@ -135,7 +135,7 @@ static const uint8_t *rd_get(struct reader *r, uint64_t off, size_t n)
 
 /* One message being rebuilt; msg is NULL once it is known done and freed. */
 struct rmsg {
-	struct spool_msg *msg;
+	struct envelope *msg;
 	uint64_t rec_off;	/* start of its last MESSAGE record */
 	bool done;
 	struct rmsg *next;
@@ -162,7 +162,7 @@ static void apply(struct replay *rp, struct spool_seg *seg, const char *name, ui
 
 	id_observe(rec->id);
 	if (rec->type == SPOOL_REC_MESSAGE) {
-		struct spool_msg *msg = rec->msg;
+		struct envelope *msg = rec->msg;
 
 		msg->loc.segment = seg->seq;
 		msg->loc.offset = off + rec->body_offset;
@@ -176,10 +176,10 @@ static void apply(struct replay *rp, struct spool_seg *seg, const char *name, ui
 			 * is older news than the finish: keep it finished.
 			 */
 			if (m->msg == NULL || m->done) {
-				spool_msg_free(msg);
+				envelope_free(msg);
 				return;
 			}
-			spool_msg_free(m->msg);
+			envelope_free(m->msg);
 			m->msg = msg;
 			m->rec_off = off;
 			return;
@@ -188,7 +188,7 @@ static void apply(struct replay *rp, struct spool_seg *seg, const char *name, ui
 			REPORT(rp, "spool: %s duplicate message record segment=%s offset=%" PRIu64
 			       " (the later copy replaces the earlier)",
 			       id_format(rec->id, idbuf), name, off);
-			spool_msg_free(m->msg);
+			envelope_free(m->msg);
 			m->msg = msg;
 			m->rec_off = off;
 			m->done = false;
@@ -207,7 +207,7 @@ static void apply(struct replay *rp, struct spool_seg *seg, const char *name, ui
 	if (rec->type == SPOOL_REC_MESSAGE_DONE) {
 		m->done = true;
 		if (!rp->o->include_done) {
-			spool_msg_free(m->msg);
+			envelope_free(m->msg);
 			m->msg = NULL;
 		}
 		return;
@@ -576,7 +576,7 @@ int spool_replay(int dirfd, const char *dir, const struct spool_replay_opts *o,
 			if (!done || o->include_done)
 				fn(ctx, m->msg, done, m->rec_off);
 			else
-				spool_msg_free(m->msg);
+				envelope_free(m->msg);
 		}
 		free(m);
 	}
@@ -591,7 +591,7 @@ int spool_replay(int dirfd, const char *dir, const struct spool_replay_opts *o,
 out:
 	for (m = rp.head; m; m = next) {
 		next = m->next;
-		spool_msg_free(m->msg);
+		envelope_free(m->msg);
 		free(m);
 	}
 	spool_idmap_free(&rp.map);

@@ -100,11 +100,11 @@ struct ls_ctx {
 static const char *state_name(uint8_t state)
 {
 	switch (state) {
-	case SPOOL_RCPT_QUEUED:
+	case ENVELOPE_RCPT_QUEUED:
 		return "queued";
-	case SPOOL_RCPT_DELIVERED:
+	case ENVELOPE_RCPT_DELIVERED:
 		return "delivered";
-	case SPOOL_RCPT_FAILED:
+	case ENVELOPE_RCPT_FAILED:
 		return "failed";
 	}
 	return "unknown";
@@ -140,7 +140,7 @@ static json_t *jstr(const char *s)
 	return j ? j : json_null();
 }
 
-static void ls_json(const struct spool_msg *msg)
+static void ls_json(const struct envelope *msg)
 {
 	char idbuf[ID_BUF_SIZE];
 	json_t *o = json_object(), *rcpts = json_array();
@@ -151,7 +151,7 @@ static void ls_json(const struct spool_msg *msg)
 	json_object_set_new(o, "received", json_integer((json_int_t)msg->received));
 	json_object_set_new(o, "sender", jstr(msg->sender));
 	for (size_t i = 0; i < msg->nrcpt; i++) {
-		const struct spool_rcpt *r = &msg->rcpts[i];
+		const struct envelope_rcpt *r = &msg->rcpts[i];
 		json_t *jr = json_object();
 
 		json_object_set_new(jr, "address", jstr(r->addr));
@@ -172,7 +172,7 @@ static void ls_json(const struct spool_msg *msg)
 }
 
 /* ls_text - ID, SIZE, RECEIVED, <SENDER>, then STATE:<RCPT> per recipient, tab-separated. */
-static void ls_text(const struct spool_msg *msg)
+static void ls_text(const struct envelope *msg)
 {
 	char idbuf[ID_BUF_SIZE], when[32];
 	struct str line = STR_INIT;
@@ -194,18 +194,18 @@ static void ls_text(const struct spool_msg *msg)
 	str_free(&line);
 }
 
-static void ls_one(void *arg, struct spool_msg *msg)
+static void ls_one(void *arg, struct envelope *msg)
 {
 	struct ls_ctx *c = arg;
 
 	c->messages++;
 	for (size_t i = 0; i < msg->nrcpt; i++)
-		c->queued += msg->rcpts[i].state == SPOOL_RCPT_QUEUED;
+		c->queued += msg->rcpts[i].state == ENVELOPE_RCPT_QUEUED;
 	if (c->json)
 		ls_json(msg);
 	else
 		ls_text(msg);
-	spool_msg_free(msg);
+	envelope_free(msg);
 }
 
 static int cmd_spool_ls(int argc, char **argv)

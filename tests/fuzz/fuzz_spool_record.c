@@ -33,7 +33,7 @@ static void check(const uint8_t *p, size_t n)
 	if (r > 0) {
 		if ((unsigned long long)r > n)
 			abort();
-		spool_msg_free(rec.msg);
+		envelope_free(rec.msg);
 	} else if (r == SPOOL_REC_BAD && why == NULL) {
 		abort();
 	}
@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const char *why = NULL;
 			memset(&rec, 0, sizeof(rec));
 			if (spool_rec_decode_payload(type, data, size, true, &rec, &why) == 0)
-				spool_msg_free(rec.msg);
+				envelope_free(rec.msg);
 			else if (why == NULL)
 				abort();
 		}

@@ -18,16 +18,6 @@
 #include "core/str.h"
 #include "message/dsn.h"
 #include "message/rfc5322.h"
-#include "spool/spool.h"
-
-/* The DSN constants must be the spool's (dsn.h repeats them). */
-_Static_assert(DSN_NOTIFY_NEVER == SPOOL_NOTIFY_NEVER, "NOTIFY NEVER");
-_Static_assert(DSN_NOTIFY_SUCCESS == SPOOL_NOTIFY_SUCCESS, "NOTIFY SUCCESS");
-_Static_assert(DSN_NOTIFY_FAILURE == SPOOL_NOTIFY_FAILURE, "NOTIFY FAILURE");
-_Static_assert(DSN_NOTIFY_DELAY == SPOOL_NOTIFY_DELAY, "NOTIFY DELAY");
-_Static_assert((int)DSN_RET_NONE == (int)SPOOL_RET_NONE, "RET NONE");
-_Static_assert((int)DSN_RET_FULL == (int)SPOOL_RET_FULL, "RET FULL");
-_Static_assert((int)DSN_RET_HDRS == (int)SPOOL_RET_HDRS, "RET HDRS");
 
 #define T0 1700000000	/* Tue, 14 Nov 2023 22:13:20 +0000 */
 
@@ -339,18 +329,18 @@ static void test_wanted(void)
 		{ "a@b", 0, "relayed", false },
 		{ "", 0, "failed", false },			/* never to <> */
 		{ NULL, 0, "failed", false },
-		{ "a@b", DSN_NOTIFY_NEVER, "failed", false },
-		{ "a@b", DSN_NOTIFY_NEVER, "delayed", false },
-		{ "a@b", DSN_NOTIFY_SUCCESS, "failed", false },
-		{ "a@b", DSN_NOTIFY_SUCCESS, "delivered", true },
-		{ "a@b", DSN_NOTIFY_SUCCESS, "relayed", true },
-		{ "a@b", DSN_NOTIFY_SUCCESS, "expanded", true },
-		{ "a@b", DSN_NOTIFY_FAILURE, "failed", true },
-		{ "a@b", DSN_NOTIFY_FAILURE, "delayed", false },
-		{ "a@b", DSN_NOTIFY_DELAY, "delayed", true },
-		{ "a@b", DSN_NOTIFY_DELAY, "failed", false },
-		{ "a@b", DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY, "FAILED", true },
-		{ "a@b", DSN_NOTIFY_FAILURE, "bogus", false },
+		{ "a@b", ENVELOPE_NOTIFY_NEVER, "failed", false },
+		{ "a@b", ENVELOPE_NOTIFY_NEVER, "delayed", false },
+		{ "a@b", ENVELOPE_NOTIFY_SUCCESS, "failed", false },
+		{ "a@b", ENVELOPE_NOTIFY_SUCCESS, "delivered", true },
+		{ "a@b", ENVELOPE_NOTIFY_SUCCESS, "relayed", true },
+		{ "a@b", ENVELOPE_NOTIFY_SUCCESS, "expanded", true },
+		{ "a@b", ENVELOPE_NOTIFY_FAILURE, "failed", true },
+		{ "a@b", ENVELOPE_NOTIFY_FAILURE, "delayed", false },
+		{ "a@b", ENVELOPE_NOTIFY_DELAY, "delayed", true },
+		{ "a@b", ENVELOPE_NOTIFY_DELAY, "failed", false },
+		{ "a@b", ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY, "FAILED", true },
+		{ "a@b", ENVELOPE_NOTIFY_FAILURE, "bogus", false },
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -394,7 +384,7 @@ static void base_info(struct dsn_info *info, struct dsn_rcpt *r)
 	info->envid = "QQ314159";
 	info->orig_msg_id = "0005F0A1B2C3D4E5";
 	info->arrival = T0;
-	info->ret = DSN_RET_NONE;
+	info->ret = ENVELOPE_RET_NONE;
 	info->inline_mode = DSN_INLINE_HEADERS;
 	info->orig = orig_msg;
 	info->orig_len = sizeof(orig_msg) - 1;
@@ -532,26 +522,26 @@ static void test_render_orig_modes(void)
 	CONTAINS(out.s, "The delivery report and your original message are attached.\r\n");
 
 	/* RET=HDRS beats inline all */
-	info.ret = DSN_RET_HDRS;
+	info.ret = ENVELOPE_RET_HDRS;
 	render_check(&info, &out, &res, __LINE__);
 	CONTAINS(res.s, "part.2=text/rfc822-headers\n");
 	LACKS(out.s, "the numbers are attached");
 
 	/* RET=FULL beats inline none */
-	info.ret = DSN_RET_FULL;
+	info.ret = ENVELOPE_RET_FULL;
 	info.inline_mode = DSN_INLINE_NONE;
 	render_check(&info, &out, &res, __LINE__);
 	CONTAINS(res.s, "part.2=message/rfc822\n");
 	CONTAINS(out.s, "the numbers are attached.\r\n");
 
 	/* no RET, inline none: two parts */
-	info.ret = DSN_RET_NONE;
+	info.ret = ENVELOPE_RET_NONE;
 	render_check(&info, &out, &res, __LINE__);
 	LACKS(res.s, "part.2=");
 	CONTAINS(out.s, "The delivery report is attached.");
 
 	/* no original bytes at all: two parts whatever is asked */
-	info.ret = DSN_RET_FULL;
+	info.ret = ENVELOPE_RET_FULL;
 	info.orig = NULL;
 	info.orig_len = 0;
 	render_check(&info, &out, &res, __LINE__);
@@ -580,7 +570,7 @@ static void test_render_orig_modes(void)
 	static const char hdr_only[] = "Subject: only headers\r\nX-A: 1\r\n";
 	info.orig = hdr_only;
 	info.orig_len = sizeof(hdr_only) - 1;
-	info.ret = DSN_RET_HDRS;
+	info.ret = ENVELOPE_RET_HDRS;
 	render_check(&info, &out, &res, __LINE__);
 	CONTAINS(res.s, "orig.headers=2\n");
 
@@ -599,7 +589,7 @@ static void test_render_delay(void)
 	r.status = "4.4.1";
 	r.diagnostic = "connect to mx1.example.net[192.0.2.25]:25: Connection timed out";
 	r.will_retry_until = T0 + 5 * 86400;
-	info.ret = DSN_RET_FULL;	/* a delay notice still gets the header only */
+	info.ret = ENVELOPE_RET_FULL;	/* a delay notice still gets the header only */
 	render_check(&info, &out, &res, __LINE__);
 	CONTAINS(res.s, "subject=Delayed Mail (still being retried)\n");
 	CONTAINS(res.s, "rcpt.0.action=delayed\n");

@@ -231,9 +231,9 @@ static void test_commands(void)
 	memset(&b, 0, sizeof(b));
 	b.sender = "a@b.example";
 	b.loc.length = 1234;
-	b.body_type = SPOOL_BODY_8BITMIME;
+	b.body_type = ENVELOPE_BODY_8BITMIME;
 	b.smtputf8 = true;
-	b.ret = SPOOL_RET_FULL;
+	b.ret = ENVELOPE_RET_FULL;
 	b.envid = "id with space+plus=eq";
 
 	smtpc_format_mail(&out, &b, &none);
@@ -244,9 +244,9 @@ static void test_commands(void)
 				    "RET=FULL ENVID=id+20with+20space+2Bplus+3Deq\r\n");
 	str_clear(&out);
 	b.sender = "";
-	b.body_type = SPOOL_BODY_7BIT;
+	b.body_type = ENVELOPE_BODY_7BIT;
 	b.smtputf8 = false;
-	b.ret = SPOOL_RET_HDRS;
+	b.ret = ENVELOPE_RET_HDRS;
 	b.envid = NULL;
 	smtpc_format_mail(&out, &b, &all);
 	CHECK_STREQ(str_cstr(&out), "MAIL FROM:<> SIZE=1234 RET=HDRS\r\n");
@@ -257,18 +257,18 @@ static void test_commands(void)
 	smtpc_format_rcpt(&out, &r, &all);
 	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example>\r\n");
 	str_clear(&out);
-	r.notify = SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE | SPOOL_NOTIFY_DELAY;
+	r.notify = ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY;
 	r.orcpt = "rfc822;Jo+Smith@y.example";
 	smtpc_format_rcpt(&out, &r, &all);
 	CHECK_STREQ(str_cstr(&out),
 		    "RCPT TO:<x@y.example> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;Jo+2BSmith@y.example\r\n");
 	str_clear(&out);
-	r.notify = SPOOL_NOTIFY_DELAY;
+	r.notify = ENVELOPE_NOTIFY_DELAY;
 	r.orcpt = "plain@y.example";
 	smtpc_format_rcpt(&out, &r, &all);
 	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example> NOTIFY=DELAY ORCPT=rfc822;plain@y.example\r\n");
 	str_clear(&out);
-	r.notify = SPOOL_NOTIFY_NEVER;
+	r.notify = ENVELOPE_NOTIFY_NEVER;
 	r.orcpt = NULL;
 	smtpc_format_rcpt(&out, &r, &all);
 	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example> NOTIFY=NEVER\r\n");
@@ -386,10 +386,10 @@ struct spooled {
 	pthread_cond_t cv;
 	bool done;
 	int err;
-	struct spool_loc loc;
+	struct envelope_loc loc;
 };
 
-static void on_spooled(void *ctx, int err, struct spool_msg *msg)
+static void on_spooled(void *ctx, int err, struct envelope *msg)
 {
 	struct spooled *sp = ctx;
 
@@ -399,14 +399,14 @@ static void on_spooled(void *ctx, int err, struct spool_msg *msg)
 	sp->done = true;
 	pthread_cond_broadcast(&sp->cv);
 	pthread_mutex_unlock(&sp->mu);
-	spool_msg_free(msg);
+	envelope_free(msg);
 }
 
 /* spool_body - store a message with these bytes; its location. */
-static struct spool_loc spool_body(const char *bytes, size_t len)
+static struct envelope_loc spool_body(const char *bytes, size_t len)
 {
 	struct spooled w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, { 0, 0, 0 } };
-	struct spool_msg *m = spool_msg_new();
+	struct envelope *m = envelope_new();
 	struct timespec ts;
 
 	m->id = id_next();
@@ -441,7 +441,7 @@ struct rcpt_spec {
 	const char *orcpt;
 };
 
-static struct smtp_batch *make_batch(struct spool_loc loc, uint8_t body_type, bool utf8,
+static struct smtp_batch *make_batch(struct envelope_loc loc, uint8_t body_type, bool utf8,
 				     const struct rcpt_spec *r, size_t n)
 {
 	struct smtp_batch *b = XNEW(struct smtp_batch);
@@ -743,10 +743,10 @@ static void test_pipelined(void)
 {
 	static const char body[] = "Subject: t\r\n\r\n.leading dot\r\nbare\nlf\rcr\r\n..two\r\nlast";
 	static const char wire[] = "Subject: t\r\n\r\n..leading dot\r\nbare\r\nlf\r\ncr\r\n...two\r\nlast\r\n.\r\n";
-	struct spool_loc loc = spool_body(body, strlen(body));
+	struct envelope_loc loc = spool_body(body, strlen(body));
 	struct rcpt_spec rs[] = {
-		{ "a@x.test", SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE, "rfc822;a@x.test" },
-		{ "b@x.test", SPOOL_NOTIFY_NEVER, NULL },
+		{ "a@x.test", ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_FAILURE, "rfc822;a@x.test" },
+		{ "b@x.test", ENVELOPE_NOTIFY_NEVER, NULL },
 		{ "c@x.test", 0, NULL },
 	};
 	struct peer peer;
@@ -760,9 +760,9 @@ static void test_pipelined(void)
 		return;
 	run_init(&r);
 	r.close_when_idle = true;
-	struct smtp_batch *b = make_batch(loc, SPOOL_BODY_8BITMIME, true, rs, 3);
+	struct smtp_batch *b = make_batch(loc, ENVELOPE_BODY_8BITMIME, true, rs, 3);
 	b->envid = xstrdup("env id+1");
-	b->ret = SPOOL_RET_HDRS;
+	b->ret = ENVELOPE_RET_HDRS;
 	open_run(&r, make_params(1, ip, peer.port), b);
 	if (run_wait(&r, __LINE__)) {
 		CHECK(r.callbacks_on_sched);
@@ -802,8 +802,8 @@ static void test_pipelined(void)
 /* A server without PIPELINING: one command per reply, no parameters it did not offer. */
 static void test_no_pipelining(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
-	struct rcpt_spec rs[] = { { "a@x.test", SPOOL_NOTIFY_FAILURE, "rfc822;a@x.test" },
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct rcpt_spec rs[] = { { "a@x.test", ENVELOPE_NOTIFY_FAILURE, "rfc822;a@x.test" },
 				  { "b@x.test", 0, NULL } };
 	struct peer peer;
 	struct run r;
@@ -836,8 +836,8 @@ static void test_no_pipelining(void)
 /* EHLO refused with 502: HELO, and plain MAIL/RCPT. */
 static void test_helo_fallback(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
-	struct rcpt_spec rs[] = { { "a@x.test", SPOOL_NOTIFY_FAILURE, NULL } };
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct rcpt_spec rs[] = { { "a@x.test", ENVELOPE_NOTIFY_FAILURE, NULL } };
 	struct peer peer;
 	struct run r;
 	struct str cmds = STR_INIT;
@@ -863,7 +863,7 @@ static void test_helo_fallback(void)
 /* 421 greeting at the first address, the second works; source address bound. */
 static void test_second_address(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL } };
 	struct peer peer;
 	struct run r;
@@ -913,7 +913,7 @@ static int closed_port(void)
 /* Every address refuses the connection. */
 static void test_refused(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL }, { "b@x.test", 0, NULL } };
 	struct run r;
 	const char *ip[] = { "127.0.0.1", "127.0.0.1" };
@@ -953,7 +953,7 @@ static void test_refused(void)
  */
 static void test_connect_timeout(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL } };
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
@@ -991,7 +991,7 @@ static void test_connect_timeout(void)
 /* Every address greets with 5xx: permanent. A malformed EHLO reply: transient. */
 static void test_bad_greetings(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL } };
 	struct peer peer;
 	struct run r;
@@ -1049,7 +1049,7 @@ static void test_bad_greetings(void)
 /* The server hangs up after the body; a RCPT reply never comes. */
 static void test_lost(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL }, { "b@x.test", 0, NULL } };
 	struct peer peer;
 	struct run r;
@@ -1104,13 +1104,13 @@ static void test_local_refusals(void)
 	const char *ip[] = { "127.0.0.1" };
 
 	memset(big, 'x', sizeof(big));
-	struct spool_loc bigloc = spool_body(big, sizeof(big));
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct envelope_loc bigloc = spool_body(big, sizeof(big));
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	if (!peer_start(&peer, NULL, "[{\"ehlo\": \"250-peer.test\\n250-PIPELINING\\n250 SIZE 100\"}]"))
 		return;
 	run_init(&r);
 	r.close_when_idle = true;
-	r.next[r.nnext++] = make_batch(loc, SPOOL_BODY_8BITMIME, false, rs, 1);
+	r.next[r.nnext++] = make_batch(loc, ENVELOPE_BODY_8BITMIME, false, rs, 1);
 	r.next[r.nnext++] = make_batch(loc, 0, true, rs, 1);
 	r.next[r.nnext++] = make_batch(loc, 0, false, rs, 1);
 	/* control bytes in the envelope would inject commands */
@@ -1155,7 +1155,7 @@ static void test_local_refusals(void)
  */
 static void test_reuse(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	struct rcpt_spec bad[] = { { "bad@x.test", 0, NULL } };
 	struct rcpt_spec good[] = { { "good@x.test", 0, NULL } };
 	struct peer peer;
@@ -1202,7 +1202,7 @@ static void test_reuse(void)
 /* DATA accepted with no accepted recipient: "." alone; MAIL refused in a pipeline. */
 static void test_refused_transactions(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL }, { "b@x.test", 0, NULL } };
 	struct peer peer;
 	struct run r;
@@ -1275,7 +1275,7 @@ static void test_refused_transactions(void)
  */
 static void test_late_send(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL }, { "b@x.test", 0, NULL } };
 	struct peer peer;
 	struct run r;
@@ -1312,7 +1312,7 @@ static void test_late_send(void)
 /* STARTTLS: a working handshake; a broken one (retry in plain text); required without it. */
 static void test_tls(void)
 {
-	struct spool_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL } };
 	struct peer peer;
 	struct run r;
@@ -1437,7 +1437,7 @@ static void test_large_body(void)
 		str_appendc(&wire, body.s[i]);
 	}
 	str_appends(&wire, ".\r\n");
-	struct spool_loc loc = spool_body(body.s, body.len);
+	struct envelope_loc loc = spool_body(body.s, body.len);
 	if (!peer_start(&peer, NULL, "[{}]"))
 		return;
 	run_init(&r);

@@ -15,9 +15,9 @@
 
 #include "check.h"
 #include "core/str.h"
+#include "message/envelope.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_reply.h"
-#include "spool/spool.h"
 
 /* ------------------------------------------------------------------ */
 /* Command lines                                                       */
@@ -204,13 +204,13 @@ static const struct mail_case mail_cases[] = {
 	{ __LINE__, " FROM:<a@b.example>", E_ALL, MSYNTAX },
 	{ __LINE__, "FROM:<a@b.example> ", E_ALL, .path = "a@b.example" },
 	{ __LINE__, "FROM:<a@b.example>   SIZE=100    BODY=8BITMIME  ", E_ALL,
-	  .path = "a@b.example", .size = "100", .body = SPOOL_BODY_8BITMIME },
+	  .path = "a@b.example", .size = "100", .body = ENVELOPE_BODY_8BITMIME },
 
 	/* null sender */
 	{ __LINE__, "FROM:<>", E_ALL, .path = "" },
 	{ __LINE__, "FROM: <>", E_ALL, .path = "" },
 	{ __LINE__, "FROM:<> SIZE=2048", E_ALL, .path = "", .size = "2048" },
-	{ __LINE__, "FROM:<> RET=HDRS", E_ALL, .path = "", .ret = SPOOL_RET_HDRS },
+	{ __LINE__, "FROM:<> RET=HDRS", E_ALL, .path = "", .ret = ENVELOPE_RET_HDRS },
 
 	/* address syntax */
 	{ __LINE__, "FROM:<a>", E_ALL, MBADADDR },
@@ -323,17 +323,17 @@ static const struct mail_case mail_cases[] = {
 
 	/* BODY (RFC 6152, RFC 3030) */
 	{ __LINE__, "FROM:<a@b.example> BODY=7BIT", E_ALL, .path = "a@b.example",
-	  .body = SPOOL_BODY_7BIT },
+	  .body = ENVELOPE_BODY_7BIT },
 	{ __LINE__, "FROM:<a@b.example> BODY=8BITMIME", E_ALL, .path = "a@b.example",
-	  .body = SPOOL_BODY_8BITMIME },
+	  .body = ENVELOPE_BODY_8BITMIME },
 	{ __LINE__, "FROM:<a@b.example> body=8bitmime", E_ALL, .path = "a@b.example",
-	  .body = SPOOL_BODY_8BITMIME },
+	  .body = ENVELOPE_BODY_8BITMIME },
 	{ __LINE__, "FROM:<a@b.example> BODY=BINARYMIME", E_ALL, .path = "a@b.example",
-	  .body = SPOOL_BODY_BINARYMIME },
+	  .body = ENVELOPE_BODY_BINARYMIME },
 	{ __LINE__, "FROM:<a@b.example> BODY=BINARYMIME", E_ALL & ~E_BIN, BADPARAM("BODY") },
 	{ __LINE__, "FROM:<a@b.example> BODY=8BITMIME", E_BIN, BADPARAM("BODY") },
 	{ __LINE__, "FROM:<a@b.example> BODY=BINARYMIME", E_BIN, .path = "a@b.example",
-	  .body = SPOOL_BODY_BINARYMIME },
+	  .body = ENVELOPE_BODY_BINARYMIME },
 	{ __LINE__, "FROM:<a@b.example> BODY=9BIT", E_ALL, BADPARAM("BODY") },
 	{ __LINE__, "FROM:<a@b.example> BODY=8BITMIMEX", E_ALL, BADPARAM("BODY") },
 	{ __LINE__, "FROM:<a@b.example> BODY=", E_ALL, BADPARAM("BODY") },
@@ -343,9 +343,9 @@ static const struct mail_case mail_cases[] = {
 
 	/* RET, ENVID (RFC 3461) */
 	{ __LINE__, "FROM:<a@b.example> RET=FULL", E_ALL, .path = "a@b.example",
-	  .ret = SPOOL_RET_FULL },
+	  .ret = ENVELOPE_RET_FULL },
 	{ __LINE__, "FROM:<a@b.example> ret=hdrs", E_ALL, .path = "a@b.example",
-	  .ret = SPOOL_RET_HDRS },
+	  .ret = ENVELOPE_RET_HDRS },
 	{ __LINE__, "FROM:<a@b.example> RET=NONE", E_ALL, BADPARAM("RET") },
 	{ __LINE__, "FROM:<a@b.example> RET=", E_ALL, BADPARAM("RET") },
 	{ __LINE__, "FROM:<a@b.example> RET", E_ALL, BADPARAM("RET") },
@@ -366,8 +366,8 @@ static const struct mail_case mail_cases[] = {
 	{ __LINE__, "FROM:<a@b.example> ENVID=x ENVID=y", E_ALL, DUP("ENVID") },
 	{ __LINE__, "FROM:<a@b.example> ENVID=x", E_ALL & ~E_DSN, UNSUPP("ENVID") },
 	{ __LINE__, "FROM:<a@b.example> RET=HDRS ENVID=id1 SIZE=10 BODY=8BITMIME SMTPUTF8",
-	  E_ALL, .path = "a@b.example", .size = "10", .body = SPOOL_BODY_8BITMIME,
-	  .utf8 = true, .ret = SPOOL_RET_HDRS, .envid = "id1" },
+	  E_ALL, .path = "a@b.example", .size = "10", .body = ENVELOPE_BODY_8BITMIME,
+	  .utf8 = true, .ret = ENVELOPE_RET_HDRS, .envid = "id1" },
 
 	/* AUTH (RFC 4954 5) */
 	{ __LINE__, "FROM:<a@b.example> AUTH=<>", E_ALL, .path = "a@b.example", .auth = "<>" },
@@ -490,7 +490,7 @@ static const struct rcpt_case rcpt_cases[] = {
 	{ __LINE__, "TO:<a@b..example>", E_ALL, false, RBADADDR },
 	{ __LINE__, "TO:<@a.example,@b.example:u@h.example>", E_ALL, false, .path = "u@h.example" },
 	{ __LINE__, "TO:<\"x y\"@h.example> NOTIFY=NEVER", E_ALL, false,
-	  .path = "\"x y\"@h.example", .notify = SPOOL_NOTIFY_NEVER },
+	  .path = "\"x y\"@h.example", .notify = ENVELOPE_NOTIFY_NEVER },
 	{ __LINE__, "TO:<a@[IPv6:::1]>", E_ALL, false, .path = "a@[IPv6:::1]" },
 
 	/* UTF-8: depends on the transaction's SMTPUTF8 */
@@ -503,16 +503,16 @@ static const struct rcpt_case rcpt_cases[] = {
 
 	/* NOTIFY */
 	{ __LINE__, "TO:<a@b.example> NOTIFY=NEVER", E_ALL, false, .path = "a@b.example",
-	  .notify = SPOOL_NOTIFY_NEVER },
+	  .notify = ENVELOPE_NOTIFY_NEVER },
 	{ __LINE__, "TO:<a@b.example> NOTIFY=SUCCESS", E_ALL, false, .path = "a@b.example",
-	  .notify = SPOOL_NOTIFY_SUCCESS },
+	  .notify = ENVELOPE_NOTIFY_SUCCESS },
 	{ __LINE__, "TO:<a@b.example> NOTIFY=SUCCESS,FAILURE", E_ALL, false,
-	  .path = "a@b.example", .notify = SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE },
+	  .path = "a@b.example", .notify = ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_FAILURE },
 	{ __LINE__, "TO:<a@b.example> notify=delay,failure,success", E_ALL, false,
 	  .path = "a@b.example",
-	  .notify = SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE | SPOOL_NOTIFY_DELAY },
+	  .notify = ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY },
 	{ __LINE__, "TO:<a@b.example> NOTIFY=FAILURE,FAILURE", E_ALL, false,
-	  .path = "a@b.example", .notify = SPOOL_NOTIFY_FAILURE },
+	  .path = "a@b.example", .notify = ENVELOPE_NOTIFY_FAILURE },
 	{ __LINE__, "TO:<a@b.example> NOTIFY=NEVER,SUCCESS", E_ALL, false, BADPARAM("NOTIFY") },
 	{ __LINE__, "TO:<a@b.example> NOTIFY=DELAY,NEVER", E_ALL, false, BADPARAM("NOTIFY") },
 	{ __LINE__, "TO:<a@b.example> NOTIFY=SUCCESS,,DELAY", E_ALL, false, BADPARAM("NOTIFY") },
@@ -530,7 +530,7 @@ static const struct rcpt_case rcpt_cases[] = {
 	{ __LINE__, "TO:<a@b.example> ORCPT=rfc822;x+2By+3Dz@b.example", E_ALL, false,
 	  .path = "a@b.example", .orcpt = "rfc822;x+y=z@b.example" },
 	{ __LINE__, "TO:<a@b.example>  NOTIFY=FAILURE,DELAY  ORCPT=RFC822;a@b.example", E_ALL,
-	  false, .path = "a@b.example", .notify = SPOOL_NOTIFY_FAILURE | SPOOL_NOTIFY_DELAY,
+	  false, .path = "a@b.example", .notify = ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY,
 	  .orcpt = "RFC822;a@b.example" },
 	{ __LINE__, "TO:<a@b.example> ORCPT=rfc822", E_ALL, false, BADPARAM("ORCPT") },
 	{ __LINE__, "TO:<a@b.example> ORCPT=;a@b.example", E_ALL, false, BADPARAM("ORCPT") },

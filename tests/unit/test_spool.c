@@ -47,9 +47,9 @@ static void make_body(struct str *b, unsigned i, size_t len)
 	str_truncate(b, len);
 }
 
-static struct spool_msg *make_msg(unsigned i, size_t nrcpt, size_t bodylen)
+static struct envelope *make_msg(unsigned i, size_t nrcpt, size_t bodylen)
 {
-	struct spool_msg *m = spool_msg_new();
+	struct envelope *m = envelope_new();
 	struct str s = STR_INIT;
 
 	m->id = id_next();
@@ -85,7 +85,7 @@ static bool str_eq_null(const char *a, const char *b)
 }
 
 /* same_envelope - every envelope field of a and b is equal. */
-static bool same_envelope(const struct spool_msg *a, const struct spool_msg *b)
+static bool same_envelope(const struct envelope *a, const struct envelope *b)
 {
 	if (a->id != b->id || a->received != b->received || a->ret != b->ret ||
 	    a->body_type != b->body_type || a->smtputf8 != b->smtputf8 || a->nrcpt != b->nrcpt)
@@ -97,7 +97,7 @@ static bool same_envelope(const struct spool_msg *a, const struct spool_msg *b)
 	    !str_eq_null(a->binding, b->binding))
 		return false;
 	for (size_t j = 0; j < a->nrcpt; j++) {
-		const struct spool_rcpt *x = &a->rcpts[j], *y = &b->rcpts[j];
+		const struct envelope_rcpt *x = &a->rcpts[j], *y = &b->rcpts[j];
 
 		if (!str_eq_null(x->addr, y->addr) || !str_eq_null(x->orcpt, y->orcpt) ||
 		    x->notify != y->notify || x->state != y->state || x->retries != y->retries ||
@@ -219,7 +219,7 @@ static void on_report(void *ctx, const char *line)
 
 struct result {
 	int err;
-	struct spool_msg *msg;
+	struct envelope *msg;
 };
 
 struct waiter {
@@ -247,13 +247,13 @@ static void waiter_fini(struct waiter *w)
 	loop_join(w->loop);
 	loop_free(w->loop);
 	for (size_t i = 0; i < w->n; i++)
-		spool_msg_free(w->res[i].msg);
+		envelope_free(w->res[i].msg);
 	free(w->res);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
 }
 
-static void on_done(void *ctx, int err, struct spool_msg *msg)
+static void on_done(void *ctx, int err, struct envelope *msg)
 {
 	struct waiter *w = ctx;
 
@@ -300,11 +300,11 @@ static struct result *find_result(struct waiter *w, impetus_id id)
 /* ---- recovery collection ---- */
 
 struct recovered {
-	struct spool_msg **v;
+	struct envelope **v;
 	size_t n;
 };
 
-static void on_recover(void *ctx, struct spool_msg *msg)
+static void on_recover(void *ctx, struct envelope *msg)
 {
 	struct recovered *r = ctx;
 
@@ -312,7 +312,7 @@ static void on_recover(void *ctx, struct spool_msg *msg)
 	r->v[r->n++] = msg;
 }
 
-static struct spool_msg *rec_find(struct recovered *r, impetus_id id)
+static struct envelope *rec_find(struct recovered *r, impetus_id id)
 {
 	for (size_t i = 0; i < r->n; i++)
 		if (r->v[i]->id == id)
@@ -323,7 +323,7 @@ static struct spool_msg *rec_find(struct recovered *r, impetus_id id)
 static void rec_free(struct recovered *r)
 {
 	for (size_t i = 0; i < r->n; i++)
-		spool_msg_free(r->v[i]);
+		envelope_free(r->v[i]);
 	free(r->v);
 	r->v = NULL;
 	r->n = 0;
@@ -353,12 +353,12 @@ static struct spool *open_spool(const char *dir, uint64_t segsize, struct recove
  * wait for them; ids and locs land in out[] in submission order.
  */
 static void submit_n(struct spool *sp, struct waiter *w, unsigned first, unsigned n,
-		     size_t bodylen, struct spool_msg **out)
+		     size_t bodylen, struct envelope **out)
 {
 	size_t before = w->n;
 
 	for (unsigned i = 0; i < n; i++) {
-		struct spool_msg *m = make_msg(first + i, 3, bodylen ? bodylen : 100 + (first + i) * 37);
+		struct envelope *m = make_msg(first + i, 3, bodylen ? bodylen : 100 + (first + i) * 37);
 
 		out[i] = m;
 		spool_submit(sp, m, w->loop, on_done, w);
@@ -371,7 +371,7 @@ static void submit_n(struct spool *sp, struct waiter *w, unsigned first, unsigne
  * message is its own commit (segment rotation happens between commits).
  */
 static void submit_seq(struct spool *sp, struct waiter *w, unsigned first, unsigned n,
-		       size_t bodylen, struct spool_msg **out)
+		       size_t bodylen, struct envelope **out)
 {
 	for (unsigned i = 0; i < n; i++)
 		submit_n(sp, w, first + i, 1, bodylen, &out[i]);
@@ -382,7 +382,7 @@ static void submit_seq(struct spool *sp, struct waiter *w, unsigned first, unsig
 static void test_codec_roundtrip(void)
 {
 	for (unsigned i = 0; i < 6; i++) {
-		struct spool_msg *m = make_msg(i, i, i * 1000);
+		struct envelope *m = make_msg(i, i, i * 1000);
 		struct str rec = STR_INIT;
 		struct spool_rec out;
 		uint64_t need;
@@ -391,7 +391,7 @@ static void test_codec_roundtrip(void)
 		long long n;
 
 		if (i > 1) {
-			m->rcpts[1].state = SPOOL_RCPT_FAILED;
+			m->rcpts[1].state = ENVELOPE_RCPT_FAILED;
 			m->rcpts[1].retries = 7;
 			m->rcpts[1].next_attempt = -5;
 		}
@@ -408,7 +408,7 @@ static void test_codec_roundtrip(void)
 			CHECK_INTEQ(out.body_length, m->body.len);
 			CHECK(same_envelope(out.msg, m));
 			CHECK(memcmp(rec.s + out.body_offset, m->body.s, m->body.len) == 0);
-			spool_msg_free(out.msg);
+			envelope_free(out.msg);
 		} else {
 			fprintf(stderr, "decode: %s\n", why);
 		}
@@ -418,7 +418,7 @@ static void test_codec_roundtrip(void)
 			CHECK_INTEQ(n, SPOOL_REC_SHORT);
 		}
 		str_free(&rec);
-		spool_msg_free(m);
+		envelope_free(m);
 	}
 
 	/* The small records. */
@@ -430,7 +430,7 @@ static void test_codec_roundtrip(void)
 		long long n;
 		size_t off = 0;
 
-		spool_rec_encode_rcpt_state(&rec, 0x1234, 7, SPOOL_RCPT_DELIVERED);
+		spool_rec_encode_rcpt_state(&rec, 0x1234, 7, ENVELOPE_RCPT_DELIVERED);
 		spool_rec_encode_rcpt_retry(&rec, 0x1235, 3, 4, 1795473001);
 		spool_rec_encode_done(&rec, 0x1236);
 		n = spool_rec_decode(rec.s + off, rec.len - off, true, &out, &need, &why);
@@ -438,7 +438,7 @@ static void test_codec_roundtrip(void)
 		CHECK_INTEQ(out.type, SPOOL_REC_RCPT_STATE);
 		CHECK_INTEQ(out.id, 0x1234);
 		CHECK_INTEQ(out.rcpt_index, 7);
-		CHECK_INTEQ(out.state, SPOOL_RCPT_DELIVERED);
+		CHECK_INTEQ(out.state, ENVELOPE_RCPT_DELIVERED);
 		off += (size_t)n;
 		n = spool_rec_decode(rec.s + off, rec.len - off, true, &out, &need, &why);
 		CHECK(n > 0);
@@ -496,13 +496,13 @@ static void test_codec_fuzz(void)
 
 	srand(20261123);
 	for (unsigned i = 0; i < 4; i++) {
-		struct spool_msg *m = make_msg(i, 1 + i, 40 + i * 10);
+		struct envelope *m = make_msg(i, 1 + i, 40 + i * 10);
 
 		spool_rec_encode_message(&good, m);
 		str_append(&good, m->body.s, m->body.len);
-		spool_msg_free(m);
+		envelope_free(m);
 	}
-	spool_rec_encode_rcpt_state(&good, 99, 1, SPOOL_RCPT_FAILED);
+	spool_rec_encode_rcpt_state(&good, 99, 1, ENVELOPE_RCPT_FAILED);
 	spool_rec_encode_rcpt_retry(&good, 99, 1, 2, 3);
 	spool_rec_encode_done(&good, 99);
 
@@ -544,7 +544,7 @@ static void test_codec_fuzz(void)
 				if (out.type == SPOOL_REC_MESSAGE) {
 					CHECK(out.msg != NULL);
 					CHECK(out.body_offset + out.body_length == (uint64_t)n);
-					spool_msg_free(out.msg);
+					envelope_free(out.msg);
 				}
 				nok++;
 				off += (size_t)n;
@@ -585,12 +585,12 @@ static void test_codec_fuzz(void)
 		}
 		n = spool_rec_decode(buf, len, true, &out, &need, &why);
 		if (n > 0 && out.type == SPOOL_REC_MESSAGE)
-			spool_msg_free(out.msg);
+			envelope_free(out.msg);
 		/* The payload decoder directly, on every type. */
 		for (unsigned t = 0; t < 6; t++) {
 			if (spool_rec_decode_payload(t, buf, len, true, &out, &why) == 0 &&
 			    out.type == SPOOL_REC_MESSAGE)
-				spool_msg_free(out.msg);
+				envelope_free(out.msg);
 		}
 		free(buf);
 	}
@@ -610,7 +610,7 @@ static void test_submit_reopen(void)
 {
 	enum { N = 120 };
 	char *dir = make_dir();
-	struct spool_msg *sent[N];
+	struct envelope *sent[N];
 	struct waiter w;
 	struct recovered rec = { 0 };
 	struct spool *sp;
@@ -654,8 +654,8 @@ static void test_submit_reopen(void)
 
 	/* State changes: 0 delivered to all, 1 one rcpt failed + retry, 2 done. */
 	for (uint32_t j = 0; j < 3; j++)
-		spool_rcpt_state(sp, ids[0], j, SPOOL_RCPT_DELIVERED);
-	spool_rcpt_state(sp, ids[1], 2, SPOOL_RCPT_FAILED);
+		spool_rcpt_state(sp, ids[0], j, ENVELOPE_RCPT_DELIVERED);
+	spool_rcpt_state(sp, ids[1], 2, ENVELOPE_RCPT_FAILED);
 	spool_rcpt_retry(sp, ids[1], 0, 3, 1795480000);
 	spool_message_done(sp, ids[2]);
 	spool_stop(sp);
@@ -667,18 +667,18 @@ static void test_submit_reopen(void)
 	CHECK(rec_find(&rec, ids[0]) == NULL);	/* all recipients final */
 	CHECK(rec_find(&rec, ids[2]) == NULL);	/* done */
 	{
-		struct spool_msg *m1 = rec_find(&rec, ids[1]);
+		struct envelope *m1 = rec_find(&rec, ids[1]);
 
 		CHECK(m1 != NULL);
 		if (m1) {
-			CHECK_INTEQ(m1->rcpts[2].state, SPOOL_RCPT_FAILED);
-			CHECK_INTEQ(m1->rcpts[0].state, SPOOL_RCPT_QUEUED);
+			CHECK_INTEQ(m1->rcpts[2].state, ENVELOPE_RCPT_FAILED);
+			CHECK_INTEQ(m1->rcpts[0].state, ENVELOPE_RCPT_QUEUED);
 			CHECK_INTEQ(m1->rcpts[0].retries, 3);
 			CHECK_INTEQ(m1->rcpts[0].next_attempt, 1795480000);
 		}
 	}
 	for (unsigned i = 0; i < N; i++) {
-		struct spool_msg *m = rec_find(&rec, ids[i]);
+		struct envelope *m = rec_find(&rec, ids[i]);
 		struct result *r = find_result(&w, ids[i]);
 
 		if (i == 0 || i == 2)
@@ -812,7 +812,7 @@ static void test_big_batch(void)
 	sp = open_spool(dir, 0, &rec, NULL);
 	CHECK_INTEQ(rec.n, N);
 	for (size_t k = 0; sp && k < rec.n; k++) {
-		struct spool_msg *m = rec.v[k];
+		struct envelope *m = rec.v[k];
 		unsigned i;
 
 		/* Recovery hands messages over in write order, which was submission order. */
@@ -858,7 +858,7 @@ static void wait_records(struct spool *sp, uint64_t n)
 static void test_failed_stays_live(void)
 {
 	char *dir = make_dir();
-	struct spool_msg *sent[2];
+	struct envelope *sent[2];
 	struct spool_stats st;
 	struct waiter w;
 	struct spool *sp;
@@ -869,11 +869,11 @@ static void test_failed_stays_live(void)
 		return;
 	CHECK_INTEQ(spool_start(sp), 0);
 	submit_n(sp, &w, 0, 2, 200, sent);
-	spool_rcpt_state(sp, sent[0]->id, 0, SPOOL_RCPT_FAILED);
+	spool_rcpt_state(sp, sent[0]->id, 0, ENVELOPE_RCPT_FAILED);
 	for (uint32_t j = 1; j < 3; j++)
-		spool_rcpt_state(sp, sent[0]->id, j, SPOOL_RCPT_DELIVERED);
+		spool_rcpt_state(sp, sent[0]->id, j, ENVELOPE_RCPT_DELIVERED);
 	for (uint32_t j = 0; j < 3; j++)
-		spool_rcpt_state(sp, sent[1]->id, j, SPOOL_RCPT_DELIVERED);
+		spool_rcpt_state(sp, sent[1]->id, j, ENVELOPE_RCPT_DELIVERED);
 	wait_records(sp, 8);
 	spool_get_stats(sp, &st);
 	CHECK_INTEQ(st.live_messages, 1);	/* the one with a bounce due */
@@ -912,7 +912,7 @@ static void test_file_body(void)
 	CHECK_INTEQ(spool_start(sp), 0);
 	make_body(&whole, 7, HEAD + TAIL + SKIP);
 	for (int k = 0; k < 3; k++) {
-		struct spool_msg *m = make_msg(700 + k, 2, 1);
+		struct envelope *m = make_msg(700 + k, 2, 1);
 		int fd = spool_tmpfile(sp);
 		size_t head = k == 1 ? 0 : HEAD, skip = k == 2 ? SKIP : 0;
 
@@ -922,7 +922,7 @@ static void test_file_body(void)
 		/* k == 2: the file starts with bytes that are not part of the body. */
 		CHECK_INTEQ(pwrite(fd, whole.s + HEAD + TAIL, skip, 0), skip);
 		CHECK_INTEQ(pwrite(fd, whole.s + head, TAIL, (off_t)skip), TAIL);
-		m->file = (struct spool_body_file){ .fd = fd, .owned = true, .off = skip,
+		m->file = (struct envelope_body_file){ .fd = fd, .owned = true, .off = skip,
 						    .len = TAIL,
 						    .crc = crc32c(0, whole.s + head, TAIL) };
 		ids[k] = m->id;
@@ -948,7 +948,7 @@ static void test_file_body(void)
 	sp = open_spool(dir, 0, &rec, NULL);
 	CHECK_INTEQ(rec.n, 3);
 	for (int k = 0; k < 3; k++) {
-		struct spool_msg *m = rec_find(&rec, ids[k]);
+		struct envelope *m = rec_find(&rec, ids[k]);
 
 		CHECK(m != NULL);
 		if (m)
@@ -972,7 +972,7 @@ static void test_file_body(void)
 struct damage {
 	char *dir;
 	char path[512];
-	struct spool_loc loc[5];
+	struct envelope_loc loc[5];
 	impetus_id id[5];
 	struct recovered rec;
 	struct reports rep;
@@ -982,7 +982,7 @@ struct damage {
 static void damage_setup(struct damage *d, uint64_t segsize)
 {
 	struct waiter w;
-	struct spool_msg *sent[5];
+	struct envelope *sent[5];
 	struct spool *sp;
 
 	memset(d, 0, sizeof(*d));
@@ -1028,7 +1028,7 @@ static void check_first_four(struct damage *d)
 	struct str body = STR_INIT, want = STR_INIT;
 
 	for (int i = 0; i < 4; i++) {
-		struct spool_msg *m = rec_find(&d->rec, d->id[i]);
+		struct envelope *m = rec_find(&d->rec, d->id[i]);
 
 		CHECK(m != NULL);
 		if (m == NULL || d->sp == NULL)
@@ -1187,7 +1187,7 @@ static void test_rotation_reclaim(void)
 {
 	enum { N = 40 };
 	char *dir = make_dir();
-	struct spool_msg *sent[N], *sync_msg[1];
+	struct envelope *sent[N], *sync_msg[1];
 	struct waiter w;
 	struct spool *sp;
 	struct spool_stats st;
@@ -1256,10 +1256,10 @@ struct mover {
 	bool auto_ack;
 	size_t n;
 	impetus_id ids[64];
-	struct spool_loc locs[64];
+	struct envelope_loc locs[64];
 };
 
-static void on_moved(void *ctx, impetus_id id, const struct spool_loc *loc)
+static void on_moved(void *ctx, impetus_id id, const struct envelope_loc *loc)
 {
 	struct mover *mv = ctx;
 
@@ -1320,11 +1320,11 @@ static struct spool *open_compacting(const char *dir, struct mover *mv, struct w
  * keeps one recipient queued with a retry schedule (written before any
  * copy exists) and one delivered; everything else is finished.
  */
-static void compact_setup(struct spool *sp, struct waiter *w, struct spool_msg **sent)
+static void compact_setup(struct spool *sp, struct waiter *w, struct envelope **sent)
 {
 	submit_seq(sp, w, 0, 20, 1000, sent);
 	spool_rcpt_retry(sp, w->res[0].msg->id, 0, 3, 1795479999);
-	spool_rcpt_state(sp, w->res[0].msg->id, 1, SPOOL_RCPT_DELIVERED);
+	spool_rcpt_state(sp, w->res[0].msg->id, 1, ENVELOPE_RCPT_DELIVERED);
 	for (int i = 1; i < 20; i++)
 		spool_message_done(sp, w->res[i].msg->id);
 }
@@ -1333,7 +1333,7 @@ static void compact_setup(struct spool *sp, struct waiter *w, struct spool_msg *
 static void check_moved_msg(struct spool *sp, struct recovered *rec, impetus_id id,
 			    uint32_t retries2)
 {
-	struct spool_msg *m = rec_find(rec, id);
+	struct envelope *m = rec_find(rec, id);
 	struct str body = STR_INIT, want = STR_INIT;
 	size_t copies = 0;
 
@@ -1344,11 +1344,11 @@ static void check_moved_msg(struct spool *sp, struct recovered *rec, impetus_id 
 	if (m == NULL)
 		return;
 	CHECK_INTEQ(m->nrcpt, 3);
-	CHECK_INTEQ(m->rcpts[0].state, SPOOL_RCPT_QUEUED);
+	CHECK_INTEQ(m->rcpts[0].state, ENVELOPE_RCPT_QUEUED);
 	CHECK_INTEQ(m->rcpts[0].retries, 3);
 	CHECK_INTEQ(m->rcpts[0].next_attempt, 1795479999);
-	CHECK_INTEQ(m->rcpts[1].state, SPOOL_RCPT_DELIVERED);
-	CHECK_INTEQ(m->rcpts[2].state, SPOOL_RCPT_QUEUED);
+	CHECK_INTEQ(m->rcpts[1].state, ENVELOPE_RCPT_DELIVERED);
+	CHECK_INTEQ(m->rcpts[2].state, ENVELOPE_RCPT_QUEUED);
 	CHECK_INTEQ(m->rcpts[2].retries, retries2);
 	CHECK(m->loc.segment > 1);
 	CHECK_INTEQ(spool_read_body(sp, &m->loc, &body), 0);
@@ -1365,7 +1365,7 @@ static void check_moved_msg(struct spool *sp, struct recovered *rec, impetus_id 
  */
 static void test_codec_relocated(void)
 {
-	struct spool_msg *m = make_msg(5, 2, 300);
+	struct envelope *m = make_msg(5, 2, 300);
 	struct str rec = STR_INIT;
 	struct spool_rec r;
 	uint64_t need;
@@ -1374,7 +1374,7 @@ static void test_codec_relocated(void)
 	size_t body_off;
 	long long n;
 
-	m->rcpts[1].state = SPOOL_RCPT_DELIVERED;
+	m->rcpts[1].state = ENVELOPE_RCPT_DELIVERED;
 	m->rcpts[0].retries = 4;
 	body_off = spool_rec_encode_relocated(&rec, m, m->body.len, &crc);
 	CHECK(body_off > SPOOL_REC_HDR_SIZE);
@@ -1386,7 +1386,7 @@ static void test_codec_relocated(void)
 	CHECK_INTEQ(r.flags, SPOOL_REC_FLAG_RELOCATED);
 	CHECK(r.msg && same_envelope(r.msg, m));
 	CHECK_INTEQ(r.body_offset, body_off);
-	spool_msg_free(r.msg);
+	envelope_free(r.msg);
 
 	str_clear(&rec);
 	spool_rec_encode_done(&rec, m->id);
@@ -1395,7 +1395,7 @@ static void test_codec_relocated(void)
 	CHECK_INTEQ(spool_rec_decode(rec.s, rec.len, true, &r, &need, &why), SPOOL_REC_BAD);
 	CHECK(why && strcmp(why, "unknown record flags") == 0);
 	str_free(&rec);
-	spool_msg_free(m);
+	envelope_free(m);
 }
 
 /*
@@ -1407,7 +1407,7 @@ static void test_codec_relocated(void)
 static void test_compact_relocate(void)
 {
 	char *dir = make_dir();
-	struct spool_msg *sent[20], *sync_msg[1];
+	struct envelope *sent[20], *sync_msg[1];
 	struct mover mv = { .auto_ack = false };
 	struct reports rep = { STR_INIT, 0 };
 	struct recovered rec = { 0 };
@@ -1481,7 +1481,7 @@ static void test_compact_relocate(void)
 static void test_compact_crash_between(void)
 {
 	char *dir = make_dir();
-	struct spool_msg *sent[20], *sync_msg[1];
+	struct envelope *sent[20], *sync_msg[1];
 	struct mover mv = { .auto_ack = false };
 	struct reports rep = { STR_INIT, 0 };
 	struct recovered rec = { 0 };
@@ -1530,7 +1530,7 @@ static void test_compact_crash_between(void)
 static void test_compact_bad_source(void)
 {
 	char *dir = make_dir();
-	struct spool_msg *sent[20], *sync_msg[1];
+	struct envelope *sent[20], *sync_msg[1];
 	struct mover mv = { .auto_ack = true };
 	struct reports rep = { STR_INIT, 0 };
 	struct waiter w;
@@ -1581,7 +1581,7 @@ static int write_error_child(const char *dir, impetus_id *ok_ids, impetus_id *ba
 {
 	struct waiter w;
 	struct spool *sp;
-	struct spool_msg *m[3];
+	struct envelope *m[3];
 	struct spool_stats st;
 	struct rlimit rl;
 	char path[512];
@@ -1615,7 +1615,7 @@ static int write_error_child(const char *dir, impetus_id *ok_ids, impetus_id *ba
 	/* B: no room at all; a state record in a failing batch is kept for later. */
 	rl.rlim_cur = (rlim_t)before;
 	CHECK_INTEQ(setrlimit(RLIMIT_FSIZE, &rl), 0);
-	spool_rcpt_state(sp, ok_ids[0], 1, SPOOL_RCPT_DELIVERED);
+	spool_rcpt_state(sp, ok_ids[0], 1, ENVELOPE_RCPT_DELIVERED);
 	submit_n(sp, &w, 1, 1, 100, m);
 	bad_ids[1] = m[0]->id;
 	r = find_result(&w, bad_ids[1]);
@@ -1672,13 +1672,13 @@ static void test_write_error(void)
 	CHECK(rec_find(&rec, ids[2]) == NULL);		/* the refused ones are not there */
 	CHECK(rec_find(&rec, ids[3]) == NULL);
 	{
-		struct spool_msg *a = rec_find(&rec, ids[0]);
-		struct spool_msg *b = rec_find(&rec, ids[1]);
+		struct envelope *a = rec_find(&rec, ids[0]);
+		struct envelope *b = rec_find(&rec, ids[1]);
 		struct str body = STR_INIT, want = STR_INIT;
 
 		CHECK(a != NULL && b != NULL);
 		if (a)
-			CHECK_INTEQ(a->rcpts[1].state, SPOOL_RCPT_DELIVERED);
+			CHECK_INTEQ(a->rcpts[1].state, ENVELOPE_RCPT_DELIVERED);
 		if (b && sp) {
 			CHECK_INTEQ(spool_read_body(sp, &b->loc, &body), 0);
 			make_body(&want, 2, 4000);
