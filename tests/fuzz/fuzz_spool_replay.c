@@ -110,7 +110,7 @@ static void remove_dir(void)
 static void add_builtin(struct str *seg)
 {
 	static const char body[] = "Subject: fuzz\r\n\r\nhello\r\n";
-	struct spool_msg *m = spool_msg_new();
+	struct envelope *m = envelope_new();
 
 	m->id = BUILTIN_ID;
 	m->conn_id = 7;
@@ -131,7 +131,7 @@ static void add_builtin(struct str *seg)
 	str_append(&m->body, body, sizeof(body) - 1);
 	MUST(spool_rec_encode_message(seg, m) > 0);
 	str_append(seg, body, sizeof(body) - 1);
-	spool_msg_free(m);
+	envelope_free(m);
 }
 
 /* add_framed - p[0..n) cut into records with valid headers and CRCs. */
@@ -187,7 +187,7 @@ static void on_report(void *ctx, const char *line)
 }
 
 /* on_msg - check one recovered message and remember its identity. */
-static void on_msg(void *ctx, struct spool_msg *m)
+static void on_msg(void *ctx, struct envelope *m)
 {
 	struct collect *c = ctx;
 
@@ -214,7 +214,7 @@ static void on_msg(void *ctx, struct spool_msg *m)
 			s->states |= (uint64_t)(m->rcpts[i].state & 15) << (4 * i);
 	}
 	c->total++;
-	spool_msg_free(m);
+	envelope_free(m);
 }
 
 /* same_live - the two replays handed over the same messages, in the same order. */

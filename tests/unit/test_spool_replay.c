@@ -30,12 +30,12 @@ struct seen {
 	struct str last;
 };
 
-static void on_msg(void *ctx, struct spool_msg *m)
+static void on_msg(void *ctx, struct envelope *m)
 {
 	struct seen *s = ctx;
 
 	s->msgs++;
-	spool_msg_free(m);
+	envelope_free(m);
 }
 
 static void on_report(void *ctx, const char *line)
