@@ -53,3 +53,21 @@ int fs_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
 	}
 	return 0;
 }
+
+int fs_pread_all(int fd, void *p, size_t n, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t k = pread(fd, (char *)p + got, n - got, (off_t)(off + got));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;
+		got += (size_t)k;
+	}
+	return 0;
+}

@@ -148,25 +148,6 @@ bool spool_compact_due(const struct spool *sp)
 
 /* ==================== copying one message ==================== */
 
-/* pread_full - n bytes at off, or -errno (-EIO when the file ends early). */
-static int pread_full(int fd, void *p, size_t n, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t k = pread(fd, (char *)p + got, n - got, (off_t)(off + got));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -EIO;
-		got += (size_t)k;
-	}
-	return 0;
-}
-
 /*
  * read_old - read and verify the old MESSAGE record of l: header and
  * envelope into *msg (states from the index applied), the CRC checked over
@@ -185,7 +166,7 @@ static int read_old(struct spool *sp, const struct live *l, struct str *rec,
 	int rc;
 
 	*msg = NULL;
-	rc = pread_full(c->vfd, hdr, sizeof(hdr), l->rec_off);
+	rc = fs_pread_all(c->vfd, hdr, sizeof(hdr), l->rec_off);
 	if (rc < 0) {
 		*why = "cannot read the record header";
 		return rc;
@@ -200,7 +181,7 @@ static int read_old(struct spool *sp, const struct live *l, struct str *rec,
 	}
 	str_reserve(&env, 4 + (size_t)envlen);
 	memcpy(env.s, hdr + SPOOL_REC_HDR_SIZE, 4);
-	rc = pread_full(c->vfd, env.s + 4, envlen, l->rec_off + sizeof(hdr));
+	rc = fs_pread_all(c->vfd, env.s + 4, envlen, l->rec_off + sizeof(hdr));
 	if (rc < 0) {
 		*why = "cannot read the envelope";
 		goto out;
@@ -236,7 +217,7 @@ static int read_old(struct spool *sp, const struct live *l, struct str *rec,
 	for (pos = l->loc.offset, left = l->loc.length; left > 0;) {
 		size_t n = left > COMPACT_CHUNK ? COMPACT_CHUNK : (size_t)left;
 
-		rc = pread_full(c->vfd, c->buf, n, pos);
+		rc = fs_pread_all(c->vfd, c->buf, n, pos);
 		if (rc < 0) {
 			*why = "cannot read the body";
 			goto out;

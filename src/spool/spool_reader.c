@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/fsutil.h"
 #include "core/mem.h"
 #include "spool/spool_record.h"
 
@@ -54,23 +55,13 @@ static size_t find(const struct spool_reader *r, uint64_t seq)
 /* pread_body - append len bytes at off of fd to out. */
 static int pread_body(int fd, uint64_t off, uint64_t len, struct str *out)
 {
-	uint64_t got = 0;
-
 	if (len > SPOOL_REC_MAX_PAYLOAD)
 		return -EINVAL;
 	str_reserve(out, (size_t)len);
-	while (got < len) {
-		ssize_t k = pread(fd, out->s + out->len + got, (size_t)(len - got),
-				  (off_t)(off + got));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -EIO;	/* the file is shorter than the location says */
-		got += (uint64_t)k;
-	}
+	/* -EIO: the file is shorter than the location says. */
+	int rc = fs_pread_all(fd, out->s + out->len, (size_t)len, off);
+	if (rc < 0)
+		return rc;
 	out->len += (size_t)len;
 	out->s[out->len] = '\0';
 	return 0;
