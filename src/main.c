@@ -35,6 +35,7 @@
 #include "core/pool.h"
 #include "core/str.h"
 #include "log/log.h"
+#include "msgs/msgs.h"
 #include "queue/queue.h"
 #include "smtp/smtp_server.h"
 #include "spool/spool.h"
@@ -371,13 +372,13 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	d.scheduler = loop_new("scheduler");
+	d.scheduler = loop_new("scheduler", MSGS_SCHEDULER);
 	d.nio = io_loop_count(d.conf);
 	d.io = xcalloc(d.nio, sizeof(*d.io));
 	for (size_t i = 0; i < d.nio; i++) {
 		char name[32];
 		snprintf(name, sizeof(name), "io%zu", i);
-		d.io[i] = loop_new(name);
+		d.io[i] = loop_new(name, MSGS_IO);
 	}
 	d.queue = queue_new(d.conf);
 	d.smtp = smtp_server_new(d.scheduler, d.io, d.nio, NULL, on_message, &d);

@@ -4,6 +4,11 @@
  * Ownership: the event_base and everything registered on it belong to the
  * loop's thread. The inbox head and the wake flag are the only fields other
  * threads touch, and only through atomics.
+ *
+ * Owner checks: LOOP_CHECK_OWNER is on in debug and sanitizer builds. A
+ * mismatch is a broken invariant (a message sent to a thread that does not
+ * own its state), so it prints one line naming the kind and the loops and
+ * aborts, leaving a core to look at.
  */
 #include "core/loop.h"
 
@@ -22,14 +27,19 @@
 
 #include "core/mem.h"
 
+#if !defined(NDEBUG) || defined(IMPETUS_SANITIZE)
+#define LOOP_CHECK_OWNER 1
+#endif
+
 struct post {
 	struct post *next;
-	loop_fn fn;
+	const struct loop_kind *kind;
 	void *arg;
 };
 
 struct loop {
 	char name[32];
+	unsigned role;			/* one bit; kinds name the roles that own them */
 	struct event_base *base;
 	struct event *wake_ev;
 	int wake_fd;
@@ -42,6 +52,34 @@ struct loop {
 };
 
 static _Thread_local struct loop *current_loop;
+
+/* do_stop - loop_stop's message: break out of the event loop. */
+static void do_stop(void *arg);
+
+/* Core's own kind: any loop owns its stop request. */
+static const struct loop_kind loop_kind_stop = {
+	.name = "loop.stop", .from = "any", .owners = ~0u, .handler = do_stop,
+};
+
+bool loop_owner_checks(void)
+{
+#ifdef LOOP_CHECK_OWNER
+	return true;
+#else
+	return false;
+#endif
+}
+
+#ifdef LOOP_CHECK_OWNER
+/* owner_fail - a kind met a loop that does not own it: say which, then dump core. */
+static void owner_fail(const struct loop_kind *kind, const char *what, const struct loop *lp)
+{
+	fprintf(stderr, "impetus: message %s (from %s, owners %#x) %s loop %s (role %#x): "
+		"not its owner\n", kind->name, kind->from, kind->owners, what,
+		lp ? lp->name : "(none)", lp ? lp->role : 0u);
+	abort();
+}
+#endif
 
 /* inbox_take - detach all posts, oldest first. Owner thread only. */
 static struct post *inbox_take(struct loop *lp)
@@ -73,7 +111,12 @@ static void loop_drain(struct loop *lp)
 	while ((p = inbox_take(lp)) != NULL) {
 		while (p) {
 			struct post *next = p->next;
-			p->fn(p->arg);
+#ifdef LOOP_CHECK_OWNER
+			/* The handler is about to touch state only the owner may touch. */
+			if (current_loop == NULL || !(current_loop->role & p->kind->owners))
+				owner_fail(p->kind, "dispatched on", current_loop);
+#endif
+			p->kind->handler(p->arg);
 			free(p);
 			p = next;
 		}
@@ -93,13 +136,14 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	loop_drain(lp);
 }
 
-struct loop *loop_new(const char *name)
+struct loop *loop_new(const char *name, unsigned role)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct loop *lp = XNEW(struct loop);
 
 	pthread_once(&once, (void (*)(void))evthread_use_pthreads);
 	snprintf(lp->name, sizeof(lp->name), "%s", name);
+	lp->role = role;
 	lp->base = event_base_new();
 	if (lp->base == NULL) {
 		fprintf(stderr, "impetus: loop %s: event_base_new failed\n", name);
@@ -117,12 +161,19 @@ struct loop *loop_new(const char *name)
 	return lp;
 }
 
-void loop_post(struct loop *lp, loop_fn fn, void *arg)
+void loop_post(struct loop *lp, const struct loop_kind *kind, void *arg)
 {
-	struct post *p = xmalloc(sizeof(*p));
-	struct post *head = atomic_load_explicit(&lp->inbox, memory_order_relaxed);
+	struct post *p;
+	struct post *head;
 
-	p->fn = fn;
+#ifdef LOOP_CHECK_OWNER
+	/* Catch the mistake at the sender, where the stack still says who made it. */
+	if (!(lp->role & kind->owners))
+		owner_fail(kind, "posted to", lp);
+#endif
+	p = xmalloc(sizeof(*p));
+	head = atomic_load_explicit(&lp->inbox, memory_order_relaxed);
+	p->kind = kind;
 	p->arg = arg;
 	do {
 		p->next = head;
@@ -180,7 +231,7 @@ static void do_stop(void *arg)
 void loop_stop(struct loop *lp)
 {
 	/* Posting the break keeps it ordered after everything posted before. */
-	loop_post(lp, do_stop, lp);
+	loop_post(lp, &loop_kind_stop, lp);
 }
 
 void loop_join(struct loop *lp)
@@ -217,6 +268,11 @@ struct event_base *loop_base(struct loop *lp)
 const char *loop_name(const struct loop *lp)
 {
 	return lp->name;
+}
+
+unsigned loop_role(const struct loop *lp)
+{
+	return lp->role;
 }
 
 struct loop *loop_current(void)

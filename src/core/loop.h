@@ -2,9 +2,20 @@
  * loop.h - an event loop thread with a cross-thread inbox
  *
  * A struct loop is one libevent event_base run by exactly one thread, plus
- * an inbox that any thread may post closures to. This is the only way work
- * crosses threads in impetus: the state a loop's callbacks touch belongs to
- * that loop's thread, and everyone else asks by posting.
+ * an inbox that any thread may post typed messages to. This is the only way
+ * work crosses threads in impetus: the state a loop's callbacks touch
+ * belongs to that loop's thread, and everyone else asks by posting.
+ *
+ * Messages are typed: a post names a struct loop_kind (its name, which
+ * threads send it, which loop roles own it, its handler) instead of a bare
+ * function pointer. Core only carries the kind and checks it; the list of
+ * impetus's own kinds lives above core, in src/msgs/msgs.def. Each loop is
+ * created with a role (one bit the layer above gives meaning to: scheduler,
+ * I/O, spool). In debug and sanitizer builds (!NDEBUG or IMPETUS_SANITIZE)
+ * a post to a loop whose role does not own the kind, or a handler run on
+ * such a loop, prints the kind and both loops and aborts: ownership is
+ * decided, never guessed. Release builds compile the checks out, so a post
+ * costs what an untyped one did (one pointer per post).
  *
  * The inbox is a lock-free multi-producer, single-consumer stack: producers
  * push with one compare-and-swap, the owner takes the whole stack with one
@@ -28,14 +39,32 @@ struct loop;
 
 typedef void (*loop_fn)(void *arg);
 
-/* loop_new - create a loop (not running yet); name shows in thread names and logs. */
-struct loop *loop_new(const char *name);
+/*
+ * A message kind. Immutable, defined once in a table (src/msgs/msgs.c for
+ * impetus's own kinds); posts carry a pointer to it.
+ */
+struct loop_kind {
+	const char *name;	/* "smtp.deliver": shows in the owner check's abort */
+	const char *from;	/* the threads that send it, for the docs and the abort */
+	unsigned owners;	/* mask of loop roles whose thread may run the handler */
+	loop_fn handler;	/* runs on the owner loop with the post's arg */
+};
+
+/* loop_owner_checks - true when this build checks message owners (debug or sanitizer). */
+bool loop_owner_checks(void);
+
+/* loop_new - create a loop (not running yet) with role (one bit); name shows in thread names and logs. */
+struct loop *loop_new(const char *name, unsigned role);
 /* loop_start - run the loop on a new thread. Returns 0 or -errno. */
 int loop_start(struct loop *lp);
 /* loop_run - run the loop on the calling thread until loop_stop(). */
 void loop_run(struct loop *lp);
-/* loop_post - run fn(arg) on lp's thread soon. Any thread; never blocks. */
-void loop_post(struct loop *lp, loop_fn fn, void *arg);
+/*
+ * loop_post - run kind->handler(arg) on lp's thread soon. Any thread; never
+ * blocks. Debug/sanitizer builds abort when lp's role does not own kind.
+ * Callers outside core use the typed wrapper msgs_post (src/msgs/msgs.h).
+ */
+void loop_post(struct loop *lp, const struct loop_kind *kind, void *arg);
 /* loop_set_drain_hook - call fn(arg) on lp's thread after each inbox batch. */
 void loop_set_drain_hook(struct loop *lp, loop_fn fn, void *arg);
 /* loop_stop - make the loop return after its current callbacks. Any thread. */
@@ -49,6 +78,8 @@ void loop_drain_now(struct loop *lp);
 
 struct event_base *loop_base(struct loop *lp);
 const char *loop_name(const struct loop *lp);
+/* loop_role - the role bit lp was created with. */
+unsigned loop_role(const struct loop *lp);
 /* loop_current - the loop whose thread is calling, or NULL. */
 struct loop *loop_current(void);
 /* loop_is_current - true when called from lp's own thread. */

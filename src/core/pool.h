@@ -4,8 +4,8 @@
  * Loops must never block, so work that does (a slow file-system call, a
  * DKIM signature over a large body, a policy script) runs on a pool: the
  * job gets its argument, does its work, and posts the result back to the
- * loop that asked (loop_post). Pools hold no state between jobs. impetus
- * has two, named after Momentum's: "CPU" and "IO".
+ * loop that asked (a typed message, src/msgs/msgs.def). Pools hold no state
+ * between jobs. impetus has two, named after Momentum's: "CPU" and "IO".
  *
  * Ownership: the job queue is the pool's, guarded by its mutex; any thread
  * may submit. Jobs run in submission order, in parallel up to the number

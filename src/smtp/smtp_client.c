@@ -37,6 +37,7 @@
 #include "core/str.h"
 #include "core/tls.h"
 #include "message/envelope.h"
+#include "msgs/msgs.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_client_int.h"
 #include "smtp/smtp_parse.h"
@@ -437,12 +438,14 @@ struct send_req {
 	struct smtp_batch *b;
 };
 
-static void do_start(void *arg)
+/* smtp_client_on_start - I/O loop (MSGS_SMTPC_START): connect and send the first batch. */
+void smtp_client_on_start(void *arg)
 {
 	smtpc_session_start(arg);
 }
 
-static void do_send(void *arg)
+/* smtp_client_on_send - I/O loop (MSGS_SMTPC_SEND): hand one more batch to the session. */
+void smtp_client_on_send(void *arg)
 {
 	struct send_req *r = arg;
 
@@ -450,7 +453,8 @@ static void do_send(void *arg)
 	free(r);
 }
 
-static void do_close(void *arg)
+/* smtp_client_on_close - I/O loop (MSGS_SMTPC_CLOSE): QUIT and close the session. */
+void smtp_client_on_close(void *arg)
 {
 	smtpc_session_close(arg);
 }
@@ -472,7 +476,7 @@ struct smtp_client *smtp_client_open(struct loop *io_loop, struct loop *schedule
 	id_format(c->conn, c->conn_id);
 	atomic_init(&c->inflight, 1);	/* the first batch */
 	c->first = first;
-	loop_post(io_loop, do_start, c);
+	msgs_post(io_loop, MSGS_SMTPC_START, c);
 	return c;
 }
 
@@ -483,13 +487,13 @@ void smtp_client_send(struct smtp_client *c, struct smtp_batch *b)
 	r->c = c;
 	r->b = b;
 	atomic_fetch_add(&c->inflight, 1);
-	loop_post(c->io_loop, do_send, r);
+	msgs_post(c->io_loop, MSGS_SMTPC_SEND, r);
 }
 
 void smtp_client_close(struct smtp_client *c)
 {
 	atomic_fetch_add(&c->inflight, 1);
-	loop_post(c->io_loop, do_close, c);
+	msgs_post(c->io_loop, MSGS_SMTPC_CLOSE, c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -532,7 +536,8 @@ static void answered(struct smtp_client *c)
 		run_closed(c);
 }
 
-static void on_batch_done(void *arg)
+/* smtp_client_on_batch_done - scheduler (MSGS_SMTPC_BATCH_DONE): the batch's results to the queue. */
+void smtp_client_on_batch_done(void *arg)
 {
 	struct done_msg *m = arg;
 	struct smtp_client *c = m->c;
@@ -545,12 +550,14 @@ static void on_batch_done(void *arg)
 	answered(c);
 }
 
-static void on_close_ack(void *arg)
+/* smtp_client_on_close_ack - scheduler (MSGS_SMTPC_CLOSE_ACK): the close request was seen. */
+void smtp_client_on_close_ack(void *arg)
 {
 	answered(arg);
 }
 
-static void on_closed(void *arg)
+/* smtp_client_on_closed - scheduler (MSGS_SMTPC_CLOSED): the connection is gone; maybe the last callback. */
+void smtp_client_on_closed(void *arg)
 {
 	struct closed_msg *m = arg;
 	struct smtp_client *c = m->c;
@@ -572,7 +579,7 @@ void smtpc_post_batch_done(struct smtp_client *c, struct smtp_batch *b, bool mor
 	m->c = c;
 	m->b = b;
 	m->more = more;
-	loop_post(c->sched, on_batch_done, m);
+	msgs_post(c->sched, MSGS_SMTPC_BATCH_DONE, m);
 }
 
 void smtpc_post_closed(struct smtp_client *c, bool connected, const char *reason)
@@ -582,10 +589,10 @@ void smtpc_post_closed(struct smtp_client *c, bool connected, const char *reason
 	m->c = c;
 	m->connected = connected;
 	m->reason = xstrdup(reason ? reason : "");
-	loop_post(c->sched, on_closed, m);
+	msgs_post(c->sched, MSGS_SMTPC_CLOSED, m);
 }
 
 void smtpc_post_close_ack(struct smtp_client *c)
 {
-	loop_post(c->sched, on_close_ack, c);
+	msgs_post(c->sched, MSGS_SMTPC_CLOSE_ACK, c);
 }

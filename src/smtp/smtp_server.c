@@ -62,6 +62,7 @@
 #include "core/sockaddr.h"
 #include "core/tls.h"
 #include "log/log.h"
+#include "msgs/msgs.h"
 #include "smtp/smtp_server_int.h"
 
 /* Per-client-address connection count (srv->conns), on the scheduler. */
@@ -298,8 +299,8 @@ struct reject_note {
 	char text[];
 };
 
-/* on_reject_note - scheduler side of smtp_server_log_reject. */
-static void on_reject_note(void *arg)
+/* smtp_server_on_reject_note - scheduler side of smtp_server_log_reject. */
+void smtp_server_on_reject_note(void *arg)
 {
 	struct reject_note *n = arg;
 
@@ -321,7 +322,7 @@ void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_stora
 	snprintf(n->conn_id, sizeof(n->conn_id), "%s", conn_id);
 	snprintf(n->phase, sizeof(n->phase), "%s", phase);
 	memcpy(n->text, text, tlen + 1);
-	loop_post(srv->scheduler, on_reject_note, n);
+	msgs_post(srv->scheduler, MSGS_SMTP_REJECT_NOTE, n);
 }
 
 /* ------------------------------------------------------------------ */
@@ -386,7 +387,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	getsockname(fd, (struct sockaddr *)&acc->local, &acc->local_len);
 	srv->sessions++;
 	ip_add(srv, &peer, 1);
-	loop_post(acc->io->loop, smtp_session_start, acc);
+	msgs_post(acc->io->loop, MSGS_SMTP_SESSION_START, acc);
 }
 
 /* spare_open - take the reserve descriptor again (no-op when held). */
@@ -610,8 +611,8 @@ static void check_shutdown_done(struct smtp_server *srv)
 	}
 }
 
-/* on_session_closed - scheduler side of smtp_server_session_closed. */
-static void on_session_closed(void *arg)
+/* smtp_server_on_session_closed - scheduler side of smtp_server_session_closed. */
+void smtp_server_on_session_closed(void *arg)
 {
 	struct closed_note *note = arg;
 	struct smtp_server *srv = note->srv;
@@ -628,7 +629,7 @@ void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_s
 
 	note->srv = srv;
 	note->peer = *peer;
-	loop_post(srv->scheduler, on_session_closed, note);
+	msgs_post(srv->scheduler, MSGS_SMTP_SESSION_CLOSED, note);
 }
 
 struct deliver_note {
@@ -636,7 +637,8 @@ struct deliver_note {
 	struct envelope *msg;
 };
 
-static void on_deliver(void *arg)
+/* smtp_server_on_deliver - scheduler side of smtp_server_deliver: the queue takes the message. */
+void smtp_server_on_deliver(void *arg)
 {
 	struct deliver_note *note = arg;
 
@@ -650,7 +652,7 @@ void smtp_server_deliver(struct smtp_server *srv, struct envelope *msg)
 
 	note->srv = srv;
 	note->msg = msg;
-	loop_post(srv->scheduler, on_deliver, note);
+	msgs_post(srv->scheduler, MSGS_SMTP_DELIVER, note);
 }
 
 static void on_grace_expired(evutil_socket_t fd, short what, void *arg)
@@ -659,7 +661,7 @@ static void on_grace_expired(evutil_socket_t fd, short what, void *arg)
 
 	log_panic("shutdown grace period over; closing sessions=%u", srv->sessions);
 	for (size_t i = 0; i < srv->nio; i++)
-		loop_post(srv->io[i].loop, smtp_session_close_all, &srv->io[i]);
+		msgs_post(srv->io[i].loop, MSGS_SMTP_CLOSE_ALL, &srv->io[i]);
 }
 
 void smtp_server_shutdown(struct smtp_server *srv, int grace_seconds,
@@ -679,7 +681,7 @@ void smtp_server_shutdown(struct smtp_server *srv, int grace_seconds,
 		}
 	}
 	for (size_t i = 0; i < srv->nio; i++)
-		loop_post(srv->io[i].loop, smtp_session_shutdown_io, &srv->io[i]);
+		msgs_post(srv->io[i].loop, MSGS_SMTP_SHUTDOWN_IO, &srv->io[i]);
 	srv->grace_timer = evtimer_new(loop_base(srv->scheduler), on_grace_expired, srv);
 	evtimer_add(srv->grace_timer, &tv);
 	check_shutdown_done(srv);

@@ -73,8 +73,8 @@ const struct conf_listener *smtp_listener_conf(const struct conf *conf,
 void smtp_session_trace_init(void);
 
 /* Session functions the manager calls, on the session's loop. */
-void smtp_session_start(void *accept);		/* loop_fn: struct smtp_accept * */
-void smtp_session_shutdown_io(void *io);	/* loop_fn: struct smtp_io * */
-void smtp_session_close_all(void *io);		/* loop_fn: struct smtp_io * */
+void smtp_session_start(void *accept);		/* MSGS_SMTP_SESSION_START: struct smtp_accept * */
+void smtp_session_shutdown_io(void *io);	/* MSGS_SMTP_SHUTDOWN_IO: struct smtp_io * */
+void smtp_session_close_all(void *io);		/* MSGS_SMTP_CLOSE_ALL: struct smtp_io * */
 
 #endif

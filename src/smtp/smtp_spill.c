@@ -17,6 +17,7 @@
 #include "core/loop.h"
 #include "core/mem.h"
 #include "core/pool.h"
+#include "msgs/msgs.h"
 #include "spool/spool.h"
 
 struct smtp_spill {
@@ -48,8 +49,8 @@ static void spill_free(struct smtp_spill *sp)
 	free(sp);
 }
 
-/* spill_answer - on the loop: the write is over; resume the session or finish freeing. */
-static void spill_answer(void *arg)
+/* smtp_spill_on_done - on the loop: the write is over; resume the session or finish freeing. */
+void smtp_spill_on_done(void *arg)
 {
 	struct smtp_spill *sp = arg;
 
@@ -85,7 +86,7 @@ static void spill_job(void *arg)
 			sp->len += sp->chunk.len;
 		}
 	}
-	loop_post(sp->loop, spill_answer, sp);
+	msgs_post(sp->loop, MSGS_SMTP_SPILL_DONE, sp);
 }
 
 struct smtp_spill *smtp_spill_new(struct spool *spool, struct pool *pool, struct loop *loop,

@@ -7,7 +7,7 @@
  *     thread is not running.
  *   - Spool thread (a struct loop named "spool"): the segment list, the
  *     write fd, the pending batch, the live-message index. Other threads
- *     reach them only by loop_post (spool_submit and the state calls).
+ *     reach them only by typed posts (msgs_post: spool_submit and the state calls).
  *   - Any thread: spool_read_body, through spool_reader.c (cached
  *     read-only fds under a rwlock); spool_get_stats, relaxed atomics.
  *
@@ -45,6 +45,7 @@
 #include "core/fsutil.h"
 #include "core/loop.h"
 #include "core/mem.h"
+#include "msgs/msgs.h"
 #include "spool/spool_idmap.h"
 #include "spool/spool_int.h"
 #include "spool/spool_reader.h"
@@ -310,8 +311,8 @@ static void live_rcpt_retry(struct spool *sp, impetus_id id, uint32_t idx, uint3
 
 /* ==================== group commit ==================== */
 
-/* run_reply - on the submitter's loop: the answer, then the request is gone. */
-static void run_reply(void *arg)
+/* spool_on_reply - on the submitter's loop: the answer, then the request is gone. */
+void spool_on_reply(void *arg)
 {
 	struct spool_req *req = arg;
 
@@ -324,9 +325,9 @@ static void reply(struct spool_req *req)
 {
 	str_free(&req->rec);
 	if (req->reply_loop)
-		loop_post(req->reply_loop, run_reply, req);
+		msgs_post(req->reply_loop, MSGS_SPOOL_REPLY, req);
 	else
-		run_reply(req);
+		spool_on_reply(req);
 }
 
 /* req_free - a state record after its commit. */
@@ -633,8 +634,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 
 /* ==================== submission (any thread) ==================== */
 
-/* enqueue - a record arrives on the spool thread: queue it for the next commit. */
-static void enqueue(void *arg)
+/* spool_on_enqueue - a record arrives on the spool thread: queue it for the next commit. */
+void spool_on_enqueue(void *arg)
 {
 	struct spool_req *req = arg;
 	struct spool *sp = req->sp;
@@ -653,7 +654,7 @@ static void enqueue(void *arg)
 static void post_req(struct spool *sp, struct spool_req *req)
 {
 	req->sp = sp;
-	loop_post(sp->loop, enqueue, req);
+	msgs_post(sp->loop, MSGS_SPOOL_ENQUEUE, req);
 }
 
 void spool_submit(struct spool *sp, struct envelope *msg,
@@ -917,7 +918,7 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 	}
 	reclaim(sp);
 
-	sp->loop = loop_new("spool");
+	sp->loop = loop_new("spool", MSGS_SPOOL);
 	loop_set_drain_hook(sp->loop, on_drain, sp);
 	sp->retry_ev = evtimer_new(loop_base(sp->loop), on_retry, sp);
 	spool_compact_start(sp);
@@ -927,8 +928,8 @@ fail:
 	return NULL;
 }
 
-/* on_started - first turn of the spool thread: look for compaction work. */
-static void on_started(void *arg)
+/* spool_on_started - first turn of the spool thread: look for compaction work. */
+void spool_on_started(void *arg)
 {
 	spool_compact_plan(arg);
 }
@@ -937,7 +938,7 @@ int spool_start(struct spool *sp)
 {
 	int rc;
 
-	loop_post(sp->loop, on_started, sp);
+	msgs_post(sp->loop, MSGS_SPOOL_STARTED, sp);
 	rc = loop_start(sp->loop);
 	if (rc == 0)
 		sp->started = true;

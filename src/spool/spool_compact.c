@@ -56,6 +56,7 @@
 #include "core/fsutil.h"
 #include "core/loop.h"
 #include "core/mem.h"
+#include "msgs/msgs.h"
 #include "spool/spool_record.h"
 
 #define COMPACT_STEP_BYTES (4u << 20)	/* relocated bytes per commit, at most (one message more) */
@@ -362,8 +363,8 @@ void spool_compact_abort(struct spool *sp)
 
 /* ==================== after the commit ==================== */
 
-/* run_moved - on the owner's loop: tell it the new location. */
-static void run_moved(void *arg)
+/* spool_compact_on_moved - on the owner's loop: tell it the new location. */
+void spool_compact_on_moved(void *arg)
 {
 	struct moved_post *mp = arg;
 
@@ -412,16 +413,16 @@ void spool_compact_applied(struct spool *sp)
 			mp->id = mv->id;
 			mp->loc = mv->loc;
 			if (sp->opts.moved_loop)
-				loop_post(sp->opts.moved_loop, run_moved, mp);
+				msgs_post(sp->opts.moved_loop, MSGS_SPOOL_MOVED, mp);
 			else
-				run_moved(mp);
+				spool_compact_on_moved(mp);
 		}
 	}
 	c->nbatch = 0;
 }
 
-/* on_ack - spool thread: the owner is done with an old location. */
-static void on_ack(void *arg)
+/* spool_compact_on_moved_ack - spool thread: the owner is done with an old location. */
+void spool_compact_on_moved_ack(void *arg)
 {
 	struct ack_post *ap = arg;
 	struct spool *sp = ap->sp;
@@ -449,7 +450,7 @@ void spool_moved_ack(struct spool *sp, impetus_id id)
 
 	ap->sp = sp;
 	ap->id = id;
-	loop_post(sp->loop, on_ack, ap);
+	msgs_post(sp->loop, MSGS_SPOOL_MOVED_ACK, ap);
 }
 
 /* ==================== choosing the victim ==================== */

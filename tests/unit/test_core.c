@@ -22,6 +22,17 @@
 #define PRODUCERS 4
 #define PER_PRODUCER 50000
 
+/* This test's own loop role and message kinds: core knows nothing of impetus's. */
+#define TEST_ROLE 1u
+
+static void on_item(void *arg);
+static void arm_timer(void *arg);
+static void job_done(void *arg);
+
+static const struct loop_kind kind_item = { "test.item", "producers", TEST_ROLE, on_item };
+static const struct loop_kind kind_arm = { "test.arm_timer", "main", TEST_ROLE, arm_timer };
+static const struct loop_kind kind_job_done = { "test.job_done", "pool", TEST_ROLE, job_done };
+
 struct inbox_test {
 	struct loop *lp;
 	long next[PRODUCERS];	/* loop thread only */
@@ -73,7 +84,7 @@ static void *producer(void *arg)
 		it->t = pa->t;
 		it->producer = pa->index;
 		it->seq = i;
-		loop_post(pa->t->lp, on_item, it);
+		loop_post(pa->t->lp, &kind_item, it);
 	}
 	return NULL;
 }
@@ -85,7 +96,7 @@ static void test_inbox_many_producers(void)
 	pthread_t th[PRODUCERS];
 	struct producer_arg pa[PRODUCERS];
 
-	t.lp = loop_new("test");
+	t.lp = loop_new("test", TEST_ROLE);
 	loop_set_drain_hook(t.lp, on_drain, &t);
 	CHECK_INTEQ(loop_start(t.lp), 0);
 	for (int i = 0; i < PRODUCERS; i++) {
@@ -131,9 +142,9 @@ static void test_timer_from_post(void)
 {
 	struct timer_test t = { 0 };
 
-	t.lp = loop_new("timer");
+	t.lp = loop_new("timer", TEST_ROLE);
 	CHECK_INTEQ(loop_start(t.lp), 0);
-	loop_post(t.lp, arm_timer, &t);
+	loop_post(t.lp, &kind_arm, &t);
 	loop_join(t.lp);
 	CHECK_INTEQ(t.fired, 1);
 	loop_free(t.lp);
@@ -158,7 +169,7 @@ static void job(void *arg)
 	struct pool_test *t = arg;
 
 	atomic_fetch_add(&t->ran, 1);
-	loop_post(t->lp, job_done, t);
+	loop_post(t->lp, &kind_job_done, t);
 }
 
 /* test_pool_posts_back - jobs run on workers and report back to a loop. */
@@ -167,7 +178,7 @@ static void test_pool_posts_back(void)
 	struct pool_test t = { 0 };
 	struct pool *p = pool_new("CPU", 3);
 
-	t.lp = loop_new("pooltest");
+	t.lp = loop_new("pooltest", TEST_ROLE);
 	CHECK_INTEQ(loop_start(t.lp), 0);
 	for (int i = 0; i < 1000; i++)
 		pool_submit(p, job, &t);

@@ -40,6 +40,7 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "log/log.h"
+#include "msgs/msgs.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_client_int.h"
 #include "spool/spool.h"
@@ -1502,8 +1503,8 @@ static void live_tests(void)
 		 "-keyout %s -out %s -days 2 -subj /CN=mx.test >/dev/null 2>&1", keyfile, certfile);
 	have_cert = system(cmd) == 0;
 
-	io_loop = loop_new("io");
-	sched_loop = loop_new("sched");
+	io_loop = loop_new("io", MSGS_IO);
+	sched_loop = loop_new("sched", MSGS_SCHEDULER);
 	if (loop_start(io_loop) != 0 || loop_start(sched_loop) != 0) {
 		fprintf(stderr, "cannot start loops\n");
 		exit(2);

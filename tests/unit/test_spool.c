@@ -32,6 +32,7 @@
 #include "core/loop.h"
 #include "core/mem.h"
 #include "core/str.h"
+#include "msgs/msgs.h"
 #include "spool/spool.h"
 #include "spool/spool_record.h"
 
@@ -236,7 +237,8 @@ static void waiter_init(struct waiter *w)
 	pthread_cond_init(&w->cv, NULL);
 	w->res = NULL;
 	w->n = w->cap = 0;
-	w->loop = loop_new("replies");
+	/* Stands in for the scheduler: it gets the spool replies and the moved notes. */
+	w->loop = loop_new("replies", MSGS_SCHEDULER);
 	if (loop_start(w->loop) != 0)
 		exit(2);
 }
