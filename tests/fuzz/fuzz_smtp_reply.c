@@ -6,7 +6,9 @@
  * the lines with libevent (evbuffer_search_eol, EVBUFFER_EOL_CRLF: CRLF
  * or a bare LF) and gives up on the first malformed line. This target
  * frames the input the same way, with the same limits, and feeds it three
- * times: whole, split in two where the first byte says, and byte by byte.
+ * times: whole, split in two where the first byte says (its low 7 bits,
+ * in 128ths of the input), and byte by byte; with bit 7 of the first byte
+ * set, FF n in the rest stands for 32n 'x' bytes (long lines).
  * Besides memory safety and UB it checks:
  *   - the three feeds give the same sequence of events (line accepted,
  *     reply complete with its code, enhanced code, text and lines, or
@@ -137,7 +139,8 @@ static void feed(const uint8_t *buf, size_t len, size_t chunk, size_t split, str
 			struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 
 			if (p.pos < 0) {
-				if (evbuffer_get_length(in) > SMTPC_LINE_MAX) {
+				/* the session's rule: room for the CR of a full line */
+				if (evbuffer_get_length(in) > SMTPC_LINE_MAX + 1) {
 					str_append(&t->ev, "M;", 2);
 					t->malformed = true;
 				}
@@ -195,16 +198,37 @@ static void feed(const uint8_t *buf, size_t len, size_t chunk, size_t split, str
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct trace whole, split, bytes;
-	size_t at;
+	uint8_t *buf = NULL;
+	size_t at, n = 0;
 
 	if (size < 1)
 		return 0;
-	at = size > 1 ? data[0] % size : 0;
-	data++;
-	size--;
-	feed(data, size, size ? size : 1, 0, &whole);
-	feed(data, size, 0, at, &split);
-	feed(data, size, 1, 0, &bytes);
+	/*
+	 * Lines near SMTPC_LINE_MAX are out of reach of byte mutations (and of
+	 * -max_len=4096), so with bit 7 of byte 0 set, FF n stands for 32n 'x'.
+	 */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1 && (buf = malloc(n + 1)) == NULL)
+			abort();
+		n = 0;
+		for (size_t i = 1; i < size; i++) {
+			if ((data[0] & 0x80) && data[i] == 0xff && i + 1 < size && data[i + 1] > 0) {
+				if (pass == 1)
+					memset(buf + n, 'x', 32u * data[i + 1]);
+				n += 32u * data[i + 1];
+				i++;
+			} else {
+				if (pass == 1)
+					buf[n] = data[i];
+				n++;
+			}
+		}
+	}
+	at = (size_t)(data[0] & 0x7f) * n / 128;
+	feed(buf, n, n ? n : 1, 0, &whole);
+	feed(buf, n, 0, at, &split);
+	feed(buf, n, 1, 0, &bytes);
+	free(buf);
 	MUST(whole.malformed == split.malformed && whole.malformed == bytes.malformed);
 	MUST(whole.ev.len == split.ev.len && whole.ev.len == bytes.ev.len);
 	MUST(whole.ev.len == 0 || memcmp(whole.ev.s, split.ev.s, whole.ev.len) == 0);
