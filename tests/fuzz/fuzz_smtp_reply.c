@@ -8,7 +8,8 @@
  * frames the input the same way, with the same limits, and feeds it three
  * times: whole, split in two where the first byte says (its low 7 bits,
  * in 128ths of the input), and byte by byte; with bit 7 of the first byte
- * set, FF n in the rest stands for 32n 'x' bytes (long lines).
+ * set, FF n in the rest stands for 32n 'x' bytes (long lines; expansion
+ * stops at EXPANDED_MAX bytes, as byte-by-byte feeding is the slow part).
  * Besides memory safety and UB it checks:
  *   - the three feeds give the same sequence of events (line accepted,
  *     reply complete with its code, enhanced code, text and lines, or
@@ -132,11 +133,25 @@ static void feed(const uint8_t *buf, size_t len, size_t chunk, size_t split, str
 
 		if (n > len - off)
 			n = len - off;
+		bool lf = memchr(buf + off, '\n', n) != NULL;
+
 		evbuffer_add(in, buf + off, n);
 		off += n;
 		for (;;) {
-			size_t eol_len;
-			struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+			size_t eol_len = 0;
+			struct evbuffer_ptr p;
+
+			/*
+			 * Every line end seen so far was taken: without a new LF
+			 * the search (which the session repeats on every read)
+			 * cannot succeed, and skipping it keeps byte-by-byte
+			 * feeding of long lines linear.
+			 */
+			if (lf)
+				p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+			else
+				p.pos = -1;
+			lf = true;	/* after a line is taken, look again */
 
 			if (p.pos < 0) {
 				/* the session's rule: room for the CR of a full line */
@@ -195,6 +210,9 @@ static void feed(const uint8_t *buf, size_t len, size_t chunk, size_t split, str
 	evbuffer_free(in);
 }
 
+/* Expansion stops here: four lines of the longest length are enough. */
+#define EXPANDED_MAX	(4 * (SMTPC_LINE_MAX + 2))
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct trace whole, split, bytes;
@@ -212,7 +230,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		n = 0;
 		for (size_t i = 1; i < size; i++) {
-			if ((data[0] & 0x80) && data[i] == 0xff && i + 1 < size && data[i + 1] > 0) {
+			if ((data[0] & 0x80) && data[i] == 0xff && i + 1 < size && data[i + 1] > 0 &&
+			    n + 32u * data[i + 1] <= EXPANDED_MAX) {
 				if (pass == 1)
 					memset(buf + n, 'x', 32u * data[i + 1]);
 				n += 32u * data[i + 1];
