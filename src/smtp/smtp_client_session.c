@@ -1200,7 +1200,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 		if (p.pos < 0) {
 			size_t avail = evbuffer_get_length(in);
-			if (avail > SMTPC_LINE_MAX) {
+			/* + 1: a line of SMTPC_LINE_MAX bytes whose CR came without its LF. */
+			if (avail > SMTPC_LINE_MAX + 1) {
 				evbuffer_copyout(in, line, 80);
 				malformed(s, line, 80);
 			}

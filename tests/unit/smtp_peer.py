@@ -22,6 +22,8 @@ DATA gets "554 5.5.1 no valid recipients" when no RCPT was accepted in
 the transaction, unless "data_always_354" is true.
 "tls": "real" (with "cert" and "key") runs a TLS server after a 220 to
 STARTTLS; "garbage" answers the client's handshake with junk instead.
+"split_before_lf": true sends the final LF of every reply in a write of
+its own, 0.2 s after the rest, so the client reads the CR without its LF.
 
 The record file gets one line per event, flushed at once:
   CONNECT <n> <local-ip> <client-ip>
@@ -40,6 +42,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 
 DEFAULTS = {
     "banner": "220 peer.test ESMTP scripted",
@@ -102,7 +105,12 @@ class Conn:
                 pass
             raise Dropped()
         lines = reply.split("\n")
-        self.sock.sendall(b"".join(l.encode() + b"\r\n" for l in lines))
+        data = b"".join(l.encode() + b"\r\n" for l in lines)
+        if self.conf.get("split_before_lf"):
+            self.sock.sendall(data[:-1])
+            time.sleep(0.2)
+            data = data[-1:]
+        self.sock.sendall(data)
 
     def fill(self):
         data = self.sock.recv(65536)

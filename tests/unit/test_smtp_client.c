@@ -1047,6 +1047,55 @@ static void test_bad_greetings(void)
 	run_fini(&r);
 }
 
+/*
+ * A reply line of SMTPC_LINE_MAX bytes is accepted however it arrives:
+ * here its CR comes in one read and its LF in the next (fuzz_smtp_reply
+ * found that the client then counted the CR into the line and called the
+ * reply malformed, though the same bytes in one read were fine). One
+ * byte more is still refused.
+ */
+static void test_long_line_split(void)
+{
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL } };
+	struct peer peer;
+	struct run r;
+	const char *ip[] = { "127.0.0.1" };
+	char text[SMTPC_LINE_MAX + 1], sessions[SMTPC_LINE_MAX + 200];
+
+	/* "220 " + text: SMTPC_LINE_MAX bytes before the CRLF */
+	memset(text, 'a', SMTPC_LINE_MAX - 4);
+	text[SMTPC_LINE_MAX - 4] = '\0';
+	snprintf(sessions, sizeof(sessions), "[{\"banner\": \"220 %s\", \"split_before_lf\": true}]",
+		 text);
+	if (!peer_start(&peer, NULL, sessions))
+		return;
+	run_init(&r);
+	r.close_when_idle = true;
+	open_run(&r, make_params(1, ip, peer.port), make_batch(loc, 0, false, rs, 1));
+	if (run_wait(&r, __LINE__)) {
+		CHECK(r.connected);
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
+	}
+	peer_stop(&peer);
+	run_fini(&r);
+
+	/* one byte longer: malformed */
+	snprintf(sessions, sizeof(sessions), "[{\"banner\": \"220 %sb\", \"split_before_lf\": true}]",
+		 text);
+	if (!peer_start(&peer, NULL, sessions))
+		return;
+	run_init(&r);
+	open_run(&r, make_params(1, ip, peer.port), make_batch(loc, 0, false, rs, 1));
+	if (run_wait(&r, __LINE__)) {
+		CHECK(!r.connected);
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_TRANSIENT, STAGE_AWAITING_BANNER, 0,
+			   "malformed reply from server");
+	}
+	peer_stop(&peer);
+	run_fini(&r);
+}
+
 /* The server hangs up after the body; a RCPT reply never comes. */
 static void test_lost(void)
 {
@@ -1522,6 +1571,7 @@ static void live_tests(void)
 	test_refused();
 	test_connect_timeout();
 	test_bad_greetings();
+	test_long_line_split();
 	test_lost();
 	test_local_refusals();
 	test_reuse();
