@@ -53,15 +53,7 @@
 #include "core/mem.h"
 #include "dns/dns_int.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define MUST(cond) do {							\
-	if (!(cond)) {							\
-		fprintf(stderr, "fuzz property failed: %s (line %d)\n",	\
-			#cond, __LINE__);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 #define F_HOST		0x01
 #define F_INLINE	0x02

@@ -33,15 +33,7 @@
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_client_int.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define MUST(cond) do {							\
-	if (!(cond)) {							\
-		fprintf(stderr, "fuzz property failed: %s (line %d)\n",	\
-			#cond, __LINE__);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 #define MAX_LINES (SMTPC_REPLY_LINES_MAX - 1)
 

@@ -38,15 +38,7 @@
 #include "core/str.h"
 #include "message/rfc5322.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define MUST(cond) do {							\
-	if (!(cond)) {							\
-		fprintf(stderr, "fuzz property failed: %s (line %d)\n",	\
-			#cond, __LINE__);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 /* Values are cut here: several lines' worth, and fast to check. */
 #define VALUE_MAX 8192

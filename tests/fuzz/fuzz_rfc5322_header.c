@@ -35,15 +35,7 @@
 #include "core/str.h"
 #include "message/rfc5322.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define MUST(cond) do {							\
-	if (!(cond)) {							\
-		fprintf(stderr, "fuzz property failed: %s (line %d)\n",	\
-			#cond, __LINE__);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 /* eol - offset just past the line at p (past its LF, or len). */
 static size_t eol(const char *m, size_t len, size_t p)

@@ -28,15 +28,7 @@
 #include "core/str.h"
 #include "smtp/smtp_parse.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define MUST(cond) do {							\
-	if (!(cond)) {							\
-		fprintf(stderr, "fuzz property failed: %s (line %d)\n",	\
-			#cond, __LINE__);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 static void check_reply(const struct smtp_reply *r)
 {

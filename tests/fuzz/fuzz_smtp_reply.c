@@ -38,15 +38,7 @@
 #include "core/str.h"
 #include "smtp/smtp_client_int.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define MUST(cond) do {							\
-	if (!(cond)) {							\
-		fprintf(stderr, "fuzz property failed: %s (line %d)\n",	\
-			#cond, __LINE__);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 /* The record of one feed: what the parser said, line by line. */
 struct trace {

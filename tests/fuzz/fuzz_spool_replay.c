@@ -52,15 +52,7 @@
 #include "spool/spool.h"
 #include "spool/spool_record.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define MUST(cond) do {							\
-	if (!(cond)) {							\
-		fprintf(stderr, "fuzz property failed: %s (line %d)\n",	\
-			#cond, __LINE__);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 #define BUILTIN_ID ((impetus_id)0x0123456789abcdefULL)
 #define MAX_LIVE 64		/* live messages compared; more are counted only */
