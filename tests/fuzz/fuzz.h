@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -22,5 +23,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 		abort();						\
 	}								\
 } while (0)
+
+/*
+ * fuzz_strndup - n bytes of p as a C string. Not strndup: the input is not
+ * NUL-terminated, and strndup may read past n to find a NUL (ASan's
+ * strict_string_checks, which the suite sets, reports exactly that).
+ */
+static inline char *fuzz_strndup(const void *p, size_t n)
+{
+	char *s = malloc(n + 1);
+
+	if (s == NULL)
+		abort();
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
 
 #endif

@@ -140,7 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (l > 0 && data[off + l - 1] == '\r')
 			l--;
-		lines[n] = strndup((const char *)data + off, l);
+		lines[n] = fuzz_strndup((const char *)data + off, l);
 		MUST(lines[n] != NULL);
 		n++;
 		off = e + 1;

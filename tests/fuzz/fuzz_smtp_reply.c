@@ -179,7 +179,7 @@ static void feed(const uint8_t *buf, size_t len, size_t chunk, size_t split, str
 			}
 			MUST(ref >= 0 && r.code == ref);
 			MUST(rc == (l == 3 || line[3] == ' ' ? 1 : 0));
-			texts[ntexts] = strndup(l > 4 ? line + 4 : "", l > 4 ? l - 4 : 0);
+			texts[ntexts] = fuzz_strndup(l > 4 ? line + 4 : "", l > 4 ? l - 4 : 0);
 			MUST(texts[ntexts] != NULL);
 			ntexts++;
 			MUST(r.nlines == ntexts && !r.complete == (rc == 0));
