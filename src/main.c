@@ -42,7 +42,7 @@
 
 #define SHUTDOWN_GRACE_SECONDS 30
 #define HEARTBEAT_SECONDS 60
-#define IO_POOL_THREADS 2	/* streaming writes of large inbound bodies */
+#define IO_POOL_THREADS 2	/* streamed inbound bodies, bounce rendering */
 /*
  * Descriptors beyond one per session and outbound connection: logs, spool
  * segments, event loops' epoll and wake-up descriptors, DNS sockets, the
@@ -407,7 +407,10 @@ int main(int argc, char **argv)
 	d.spool = spool_open(conf_str(d.conf, CONF_OPT_SPOOLBASE), &so, on_recovered, &d, &err);
 	if (d.spool == NULL)
 		fatal(&err, "spool");
-	/* Large inbound messages stream to disk through it (blocking writes). */
+	/*
+	 * The IO pool: blocking file work off the loops. Large inbound
+	 * messages stream to disk through it; bounces are rendered on it.
+	 */
 	d.io_pool = pool_new("IO", IO_POOL_THREADS);
 	smtp_server_set_spool(d.smtp, d.spool, d.io_pool);
 	log_panic("startup version=%s spool=%s recovered_messages=%zu recovered_recipients=%zu io_loops=%zu",
@@ -425,7 +428,7 @@ int main(int argc, char **argv)
 			fatal(&err, "threads");
 		}
 
-	struct queue_deps deps = { d.scheduler, d.io, d.nio, d.spool, d.dns };
+	struct queue_deps deps = { d.scheduler, d.io, d.nio, d.spool, d.dns, d.io_pool };
 	queue_start(d.queue, &deps);
 
 	struct event_base *base = loop_base(d.scheduler);
@@ -450,8 +453,7 @@ int main(int argc, char **argv)
 	 * while their loops can take the answers. Then stop the I/O loops and
 	 * let late posts land.
 	 */
-	pool_free(d.io_pool);
-	d.io_pool = NULL;
+	pool_wait_idle(d.io_pool);
 	for (size_t i = 0; i < d.nio; i++)
 		loop_stop(d.io[i]);
 	for (size_t i = 0; i < d.nio; i++)
@@ -460,7 +462,9 @@ int main(int argc, char **argv)
 	/* Cancelled lookups call back into the queue: before the spool goes. */
 	dns_free(d.dns);
 	d.dns = NULL;
-	queue_bounce_shutdown(d.queue);
+	/* Bounces rendered from outcomes that landed in the drain above. */
+	pool_free(d.io_pool);
+	d.io_pool = NULL;
 	spool_stop(d.spool);
 	d.spool_stopped = true;
 	loop_drain_now(d.scheduler);

@@ -24,8 +24,10 @@ struct pool {
 	char name[16];
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	pthread_cond_t idle_cv;		/* signalled when nothing is queued or running */
 	struct job *head, **tail;
 	size_t pending;
+	size_t running;
 	bool stopping;
 	size_t nthreads;
 	pthread_t *threads;
@@ -47,10 +49,13 @@ static void *worker(void *arg)
 		if (p->head == NULL)
 			p->tail = &p->head;
 		p->pending--;
+		p->running++;
 		pthread_mutex_unlock(&p->mu);
 		j->fn(j->arg);
 		free(j);
 		pthread_mutex_lock(&p->mu);
+		if (--p->running == 0 && p->head == NULL)
+			pthread_cond_broadcast(&p->idle_cv);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
@@ -63,6 +68,7 @@ struct pool *pool_new(const char *name, size_t nthreads)
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
+	pthread_cond_init(&p->idle_cv, NULL);
 	p->tail = &p->head;
 	p->nthreads = nthreads ? nthreads : 1;
 	p->threads = xcalloc(p->nthreads, sizeof(*p->threads));
@@ -99,6 +105,14 @@ size_t pool_pending(struct pool *p)
 	return n;
 }
 
+void pool_wait_idle(struct pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	while (p->head != NULL || p->running > 0)
+		pthread_cond_wait(&p->idle_cv, &p->mu);
+	pthread_mutex_unlock(&p->mu);
+}
+
 void pool_free(struct pool *p)
 {
 	if (p == NULL)
@@ -111,6 +125,7 @@ void pool_free(struct pool *p)
 		pthread_join(p->threads[i], NULL);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
+	pthread_cond_destroy(&p->idle_cv);
 	free(p->threads);
 	free(p);
 }

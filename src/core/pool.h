@@ -26,6 +26,11 @@ struct pool *pool_new(const char *name, size_t nthreads);
 void pool_submit(struct pool *p, pool_fn fn, void *arg);
 /* pool_pending - jobs waiting for a worker (for the console; approximate). */
 size_t pool_pending(struct pool *p);
+/*
+ * pool_wait_idle - block until no job is queued or running. Jobs submitted
+ * meanwhile are waited for too. Any thread but a worker of p.
+ */
+void pool_wait_idle(struct pool *p);
 /* pool_free - finish every submitted job, stop the workers, free the pool. */
 void pool_free(struct pool *p);
 

@@ -84,15 +84,7 @@ struct loop *queue_scheduler(struct queue *q)
 
 struct pool *queue_io_pool(struct queue *q)
 {
-	if (q->io_pool == NULL)
-		q->io_pool = pool_new("IO", 1);
-	return q->io_pool;
-}
-
-void queue_bounce_shutdown(struct queue *q)
-{
-	pool_free(q->io_pool);
-	q->io_pool = NULL;
+	return q->deps.io_pool;
 }
 
 /* ------------------------------------------------------------------ */
@@ -701,7 +693,6 @@ void queue_free(struct queue *q)
 	if (q->shutdown_timer)
 		event_free(q->shutdown_timer);
 	free(q->starved);
-	pool_free(q->io_pool);
 	conf_unref(q->conf);
 	free(q);
 }

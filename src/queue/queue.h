@@ -36,6 +36,7 @@ struct queue_deps {
 	size_t nio;
 	struct spool *spool;
 	struct dns *dns;
+	struct pool *io_pool;		/* renders bounces; the daemon's IO pool */
 };
 
 /* queue_new - an empty queue manager; recovered mail may be added before start. */
@@ -67,8 +68,6 @@ size_t queue_recipient_count(const struct queue *q);
  */
 size_t queue_destination_count(const struct queue *q);
 void queue_free(struct queue *q);
-/* queue_bounce_shutdown - wait for bounces being rendered; after the loops stopped. */
-void queue_bounce_shutdown(struct queue *q);
 
 /*
  * The connection goal: how many connections a queue should have now.

@@ -165,7 +165,6 @@ struct queue {
 	uint32_t conns;			/* outbound connections, all queues */
 	size_t next_io;
 	queue_goal_fn goal;
-	struct pool *io_pool;		/* bounce rendering; created on first use */
 	struct event *maintainer;
 	struct event *shutdown_timer;
 	void (*shutdown_done)(void *);

@@ -36,7 +36,7 @@ int64_t queue_now_us(void);
 struct conf *queue_conf(struct queue *q);
 struct spool *queue_spool(struct queue *q);
 struct loop *queue_scheduler(struct queue *q);
-/* queue_io_pool - the pool that renders bounces (reads the spool). */
+/* queue_io_pool - the daemon's IO pool, where bounces are rendered (reads the spool). */
 struct pool *queue_io_pool(struct queue *q);
 const char *queue_hostname(const struct conf *conf);
 
