@@ -234,11 +234,38 @@ static void test_str(void)
 	str_free(&s);
 }
 
+/* slow_job - a job that takes a while, then counts itself done. */
+static void slow_job(void *arg)
+{
+	_Atomic int *done = arg;
+
+	usleep(20000);
+	atomic_fetch_add(done, 1);
+}
+
+/* test_pool_wait_idle - returns only once every job, queued or running, is over. */
+static void test_pool_wait_idle(void)
+{
+	_Atomic int done = 0;
+	struct pool *p = pool_new("IO", 2);
+
+	for (int i = 0; i < 9; i++)
+		pool_submit(p, slow_job, &done);
+	pool_wait_idle(p);
+	CHECK_INTEQ(atomic_load(&done), 9);
+	pool_wait_idle(p);	/* idle already: returns at once */
+	pool_submit(p, slow_job, &done);	/* the pool still works afterwards */
+	pool_wait_idle(p);
+	CHECK_INTEQ(atomic_load(&done), 10);
+	pool_free(p);
+}
+
 int main(void)
 {
 	test_inbox_many_producers();
 	test_timer_from_post();
 	test_pool_posts_back();
+	test_pool_wait_idle();
 	test_ids();
 	test_str();
 	return check_done();
