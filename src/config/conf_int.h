@@ -187,6 +187,8 @@ struct conf_listener {
 
 struct conf {
 	atomic_int refs;
+	void *attached;				/* conf_attach(): the module generation */
+	void (*attached_release)(void *);
 	struct conf_arena arena;
 	const char *source;
 	const char *hostname;			/* conf_hostname(): set once loaded */

@@ -253,6 +253,8 @@ void conf_unref(struct conf *c)
 {
 	if (c == NULL || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	if (c->attached_release)
+		c->attached_release(c->attached);
 	for (size_t i = 0; i < c->nnodes; i++) {
 		struct conf_node *n = c->nodes[i];
 
@@ -267,6 +269,17 @@ void conf_unref(struct conf *c)
 	conf_map_free(&c->all_domains);
 	conf_arena_free(&c->arena);
 	free(c);
+}
+
+void conf_attach(struct conf *c, void *ext, void (*release)(void *ext))
+{
+	c->attached = ext;
+	c->attached_release = release;
+}
+
+void *conf_attached(const struct conf *c)
+{
+	return c->attached;
 }
 
 /* resolve_hostname - fix the generation's own name: Hostname, else the system's name. */

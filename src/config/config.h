@@ -204,6 +204,16 @@ const char *conf_source(const struct conf *c);
  */
 const char *conf_hostname(const struct conf *c);
 
+/*
+ * conf_attach - hang ext on the generation before it is shared (the
+ * module generation, src/api/api.h); release(ext) runs when the last
+ * reference goes, on whatever thread drops it. conf_attached returns it
+ * (NULL when nothing is attached). The configuration does not look
+ * inside ext.
+ */
+void conf_attach(struct conf *c, void *ext, void (*release)(void *ext));
+void *conf_attached(const struct conf *c);
+
 /* More table access: scopes (CONF_S_* bits), default text (NULL: none), range, enum words. */
 unsigned conf_option_scopes(enum conf_opt opt);
 const char *conf_option_default(enum conf_opt opt);

@@ -1,0 +1,71 @@
+/*
+ * impetus/event.h - threads, posted events, timers and thread pools
+ *
+ * impetusd runs one scheduler thread, a few I/O loops and a spool thread,
+ * each an event loop that never blocks, plus two thread pools: CPU (for
+ * work such as signing) and IO (for blocking file or network work). State
+ * belongs to one loop; to act on another loop's state, post an event to
+ * it. A module follows the same rule: a pool job or another thread never
+ * touches a loop's data, it posts.
+ */
+#ifndef IMPETUS_EVENT_H
+#define IMPETUS_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct imp_loop;
+struct imp_timer;
+
+typedef void (*imp_event_fn)(void *arg);
+
+/* The scheduler loop (queues, DNS, logs, configuration). Any thread. */
+struct imp_loop *imp_loop_scheduler(void);
+/* imp_loop_io - I/O loop i (0 <= i < imp_loop_io_count()), or NULL. Any thread. */
+struct imp_loop *imp_loop_io(size_t i);
+size_t imp_loop_io_count(void);
+/* imp_loop_current - the loop of the calling thread, or NULL on a pool or foreign thread. */
+struct imp_loop *imp_loop_current(void);
+
+/*
+ * imp_post - run fn(arg) on loop's thread soon, after what is already
+ * queued there. Any thread; never blocks, never fails. When the daemon
+ * stops before fn ran, fn is not run: arg must not need it to be freed
+ * at shutdown (or be freed by the instance's fini).
+ */
+void imp_post(struct imp_loop *loop, imp_event_fn fn, void *arg);
+
+/*
+ * imp_timer_add - run fn(arg) on the calling loop's thread after ms
+ * milliseconds; with periodic, every ms milliseconds until cancelled.
+ * Returns the timer, or NULL when the caller is not on a loop thread.
+ * A one-shot timer frees itself after it fires (do not cancel it then).
+ */
+struct imp_timer *imp_timer_add(uint64_t ms, bool periodic, imp_event_fn fn, void *arg);
+/* imp_timer_cancel - stop and free a timer; on the loop that added it, before it fired (or a periodic one). */
+void imp_timer_cancel(struct imp_timer *t);
+
+/* Thread pools: CPU-bound work and blocking I/O. Sizes: CPU_Threads, IO_Threads. */
+enum imp_pool { IMP_POOL_CPU, IMP_POOL_IO };
+
+/*
+ * imp_pool_submit - run job(arg) on a thread of the pool, then done(arg)
+ * on the calling loop's thread (done may be NULL). From a loop thread
+ * only: returns 0, or -EINVAL off a loop. Jobs must not touch loop state;
+ * they hand results back through arg to done.
+ */
+int imp_pool_submit(enum imp_pool pool, imp_event_fn job, imp_event_fn done, void *arg);
+
+/* imp_now_ms - the calling loop's cached clock (CLOCK_MONOTONIC, ms); any thread. */
+uint64_t imp_now_ms(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

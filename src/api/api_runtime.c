@@ -1,0 +1,16 @@
+/*
+ * api_runtime.c - the daemon objects the module services reach (api_runtime.h)
+ */
+#include "api/api_runtime.h"
+
+static struct api_runtime runtime;
+
+void api_runtime_set(const struct api_runtime *rt)
+{
+	runtime = *rt;
+}
+
+const struct api_runtime *api_runtime(void)
+{
+	return &runtime;
+}

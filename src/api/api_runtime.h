@@ -1,0 +1,40 @@
+/*
+ * api_runtime.h - the daemon objects the module services reach
+ *
+ * main.c fills one struct api_runtime before the first module
+ * initialises (api_runtime_set) and clears it after the last generation
+ * is released. The services of include/impetus/ (event.h, inject.h,
+ * queue.h, message.h) find the loops, pools, spool and queue here.
+ * Written once by the scheduler thread before the other threads start;
+ * read-only afterwards, so any thread may read it.
+ *
+ * Tools and unit tests that never call api_runtime_set see a runtime
+ * with every pointer NULL; services then fail with -ENOTCONN (or run
+ * inline where that is meaningful, as the generation release does).
+ */
+#ifndef IMPETUS_API_API_RUNTIME_H
+#define IMPETUS_API_API_RUNTIME_H
+
+#include <stddef.h>
+
+struct loop;
+struct pool;
+struct spool;
+struct queue;
+struct conf;
+
+struct api_runtime {
+	struct loop *scheduler;
+	struct loop **io;
+	size_t nio;
+	struct pool *cpu_pool;
+	struct pool *io_pool;
+	struct spool *spool;
+	struct queue *queue;
+};
+
+void api_runtime_set(const struct api_runtime *rt);
+/* api_runtime - the runtime (all NULL before api_runtime_set). Any thread. */
+const struct api_runtime *api_runtime(void);
+
+#endif
