@@ -27,6 +27,7 @@
 
 #include <event2/event.h>
 
+#include "api/api.h"
 #include "config/config.h"
 #include "dns/dns.h"
 #include "core/fsutil.h"
@@ -79,9 +80,30 @@ static void usage(FILE *f)
 		"  --list   print every option (the table of docs/configuration.md) and exit\n");
 }
 
+/*
+ * ---- TEMPORARY (wt-delivery): until the module loader lands ----
+ * attach_builtins - give conf a generation holding the built-in hook
+ * subscribers (connection goal, binding choice, classification, log
+ * writers), so they run as subscribers. The module loader replaces this
+ * with the full load (built-ins, then each module's init) at start-up and
+ * on SIGHUP; remove this function then.
+ */
+static void attach_builtins(struct conf *conf)
+{
+	struct api_gen *g = api_gen_new();
+
+	api_builtins_register(g);
+	api_gen_freeze(g);
+	api_gen_attach(g, conf);
+}
+
 static struct conf *load_conf(const char *path, struct str *err)
 {
-	return path ? conf_load_file(path, err) : conf_load_default(err);
+	struct conf *c = path ? conf_load_file(path, err) : conf_load_default(err);
+
+	if (c)
+		attach_builtins(c);	/* before the conf is handed to anyone */
+	return c;
 }
 
 /* ------------------------------------------------------------------ */
