@@ -28,6 +28,8 @@
 #include <event2/event.h>
 
 #include "api/api.h"
+#include "api/api_module.h"
+#include "api/api_runtime.h"
 #include "config/config.h"
 #include "dns/dns.h"
 #include "core/fsutil.h"
@@ -43,7 +45,8 @@
 
 #define SHUTDOWN_GRACE_SECONDS 30
 #define HEARTBEAT_SECONDS 60
-#define IO_POOL_THREADS 2	/* streamed inbound bodies, bounce rendering */
+#define IO_POOL_THREADS 2	/* streamed inbound bodies, bounce rendering, modules' blocking work */
+#define CPU_POOL_THREADS 2	/* modules' CPU work: signing */
 /*
  * Descriptors beyond one per session and outbound connection: logs, spool
  * segments, event loops' epoll and wake-up descriptors, DNS sockets, the
@@ -61,6 +64,7 @@ struct daemon {
 	size_t nio;
 	struct spool *spool;
 	struct pool *io_pool;
+	struct pool *cpu_pool;
 	struct dns *dns;
 	struct queue *queue;
 	struct smtp_server *smtp;
@@ -80,30 +84,9 @@ static void usage(FILE *f)
 		"  --list   print every option (the table of docs/configuration.md) and exit\n");
 }
 
-/*
- * ---- TEMPORARY (wt-delivery): until the module loader lands ----
- * attach_builtins - give conf a generation holding the built-in hook
- * subscribers (connection goal, binding choice, classification, log
- * writers), so they run as subscribers. The module loader replaces this
- * with the full load (built-ins, then each module's init) at start-up and
- * on SIGHUP; remove this function then.
- */
-static void attach_builtins(struct conf *conf)
-{
-	struct api_gen *g = api_gen_new();
-
-	api_builtins_register(g);
-	api_gen_freeze(g);
-	api_gen_attach(g, conf);
-}
-
 static struct conf *load_conf(const char *path, struct str *err)
 {
-	struct conf *c = path ? conf_load_file(path, err) : conf_load_default(err);
-
-	if (c)
-		attach_builtins(c);	/* before the conf is handed to anyone */
-	return c;
+	return path ? conf_load_file(path, err) : conf_load_default(err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -176,8 +159,12 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 
 	log_reopen();
 	struct conf *c = load_conf(d->conf_path, &err);
-	if (c == NULL) {
+	struct api_gen *g = c ? api_modules_load(c, &err) : NULL;
+	if (g && api_modules_start(g, &err) < 0)
+		g = NULL;
+	if (g == NULL) {
 		log_panic("reload failed, keeping the running configuration: %s", str_cstr(&err));
+		conf_unref(c);
 	} else {
 		smtp_server_set_conf(d->smtp, c);
 		queue_set_conf(d->queue, c);
@@ -375,13 +362,17 @@ int main(int argc, char **argv)
 	}
 
 	d.conf = load_conf(d.conf_path, &err);
-	if (d.conf == NULL) {
+	/* Modules are found and their stanzas checked now, before any port is bound. */
+	struct api_gen *gen = d.conf ? api_modules_load(d.conf, &err) : NULL;
+	if (gen == NULL) {
 		fprintf(stderr, "%s\n", str_cstr(&err));
 		str_free(&err);
+		conf_unref(d.conf);
 		return 1;
 	}
 	if (check_only) {
 		printf("impetusd: configuration %s is valid\n", d.conf_path ? d.conf_path : "(default)");
+		api_gen_release(gen);
 		conf_unref(d.conf);
 		return 0;
 	}
@@ -434,7 +425,19 @@ int main(int argc, char **argv)
 	 * messages stream to disk through it; bounces are rendered on it.
 	 */
 	d.io_pool = pool_new("IO", IO_POOL_THREADS);
+	d.cpu_pool = pool_new("CPU", CPU_POOL_THREADS);
 	smtp_server_set_spool(d.smtp, d.spool, d.io_pool);
+	struct api_runtime rt = {
+		.scheduler = d.scheduler, .io = d.io, .nio = d.nio, .cpu_pool = d.cpu_pool,
+		.io_pool = d.io_pool, .spool = d.spool, .queue = d.queue,
+	};
+	api_runtime_set(&rt);
+	/*
+	 * Module instances start now: the daemon's objects exist, no session
+	 * or delivery has begun, and the I/O loops are not running yet.
+	 */
+	if (api_modules_start(gen, &err) < 0)
+		fatal(&err, "modules");
 	log_panic("startup version=%s spool=%s recovered_messages=%zu recovered_recipients=%zu io_loops=%zu",
 		  IMPETUS_VERSION, conf_str(d.conf, CONF_OPT_SPOOLBASE),
 		  queue_message_count(d.queue), queue_recipient_count(d.queue), d.nio);
@@ -487,6 +490,8 @@ int main(int argc, char **argv)
 	/* Bounces rendered from outcomes that landed in the drain above. */
 	pool_free(d.io_pool);
 	d.io_pool = NULL;
+	pool_free(d.cpu_pool);
+	d.cpu_pool = NULL;
 	spool_stop(d.spool);
 	d.spool_stopped = true;
 	loop_drain_now(d.scheduler);
@@ -502,8 +507,10 @@ int main(int argc, char **argv)
 		loop_free(d.io[i]);
 	free(d.io);
 	queue_free(d.queue);
-	loop_free(d.scheduler);
+	/* The last generation's instances end (fini) as the scheduler, whose base still exists. */
+	api_runtime_stop();
 	conf_unref(d.conf);
+	loop_free(d.scheduler);
 	log_close();
 	str_free(&err);
 	return 0;

@@ -115,13 +115,6 @@ struct api_gen *api_gen_of(const struct conf *conf);
 struct imp_instance *api_core_instance(struct api_gen *g);
 
 /*
- * api_builtins_register - register every built-in subscriber (connection
- * goal, binding choice, classification, log writers, ...) into g while it
- * is building, before the modules' init (api_builtin.c).
- */
-void api_builtins_register(struct api_gen *g);
-
-/*
  * api_hook_add - register a subscriber (what the typed imp_hook_*
  * functions do). -EINVAL when the generation is not building or fn NULL.
  */

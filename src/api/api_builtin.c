@@ -1,24 +1,21 @@
 /*
- * api_builtin.c - the built-in subscribers of a generation
+ * api_builtin.c - the daemon's own subscribers
  *
- * Built-in features are hook subscribers like any module (DESIGN.md,
- * "Extension API"): each component registers its own through the core
- * instance (api_core_instance) when a generation is built, before the
- * modules' init, so the order numbers alone decide who runs first. This
- * file is only the list of those registrations; what each one does is
- * in its component.
- *
- * Scheduler thread, while the generation is building. Fails only on a
- * programming error (a hook refusing a registration), which aborts.
+ * Built-in behaviour that modules may precede, override or extend is
+ * registered here, into every generation, through the core instance, the
+ * same way a module registers (DESIGN.md: no private side doors). One
+ * call per component; each registers its subscribers at the orders its
+ * hooks document (the connection goal at IMP_ORDER_FIRST, the binding
+ * round robin at IMP_ORDER_LAST, the classification rules and the log
+ * writers at IMP_ORDER_BUILTIN). A refused registration is a programming
+ * error and aborts.
  */
-#include <stdlib.h>
-
 #include "api/api.h"
+#include "api/api_module.h"
 #include "log/log_event.h"
 #include "policy/bounce_class.h"
 #include "queue/queue.h"
 
-/* api_builtins_register - register every built-in subscriber into g (building). */
 void api_builtins_register(struct api_gen *g)
 {
 	queue_builtins_register(g);

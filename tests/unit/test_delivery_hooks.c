@@ -20,6 +20,7 @@
 #include "check.h"
 
 #include "api/api.h"
+#include "api/api_module.h"
 #include "config/config.h"
 #include "core/mem.h"
 #include "core/str.h"
