@@ -179,6 +179,25 @@ static void on_batch_done(void *ctx, struct smtp_client *c, struct smtp_batch *b
 static void on_closed(void *ctx, struct smtp_client *c, bool connected, const char *reason);
 
 /*
+ * hooks_refresh - look up the hooks the hot paths run, again only when
+ * the conf's generation is not the one they came from: a reload gives a
+ * new conf, and at start-up the generation is attached to the conf after
+ * the queue got it (the modules' init runs once the loops exist). One
+ * pointer compare per kick or batch.
+ */
+static void hooks_refresh(struct queue *q)
+{
+	struct api_gen *g = api_gen_of(q->conf);
+
+	if (g == q->hooks_gen && q->hooks_conf == q->conf)
+		return;
+	q->hooks_gen = g;
+	q->hooks_conf = q->conf;
+	q->goal_hook = api_hook_of(q->conf, API_HOOK_CONNECTION_GOAL);
+	q->params_hook = api_hook_of(q->conf, API_HOOK_CLIENT_PARAMS);
+}
+
+/*
  * batch_view - what the client_params subscribers see of the batch's
  * message, on the connection's I/O loop: a snapshot of the envelope with
  * the batch's recipients only (so rcpt_index is the batch's order), which
@@ -339,6 +358,7 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		return;
 	}
 	throttles_refresh(dq, now_us);
+	hooks_refresh(q);
 
 	/* Idle connections first: no connect cost. */
 	while (dq->idle && dq->nactive > 0) {
@@ -606,13 +626,6 @@ static void on_maintain(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------------ */
 /* life cycle                                                          */
-
-/* hooks_refresh - look up the hooks the hot paths run, once per generation. */
-static void hooks_refresh(struct queue *q)
-{
-	q->goal_hook = api_hook_of(q->conf, API_HOOK_CONNECTION_GOAL);
-	q->params_hook = api_hook_of(q->conf, API_HOOK_CLIENT_PARAMS);
-}
 
 struct queue *queue_new(struct conf *conf)
 {

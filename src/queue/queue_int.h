@@ -43,6 +43,7 @@ struct strmap;
 struct queue_dest;
 struct queue_groups;
 struct api_hook;
+struct api_gen;
 
 /* A permanent failure remembered for the message's bounce. */
 struct qfail {
@@ -169,10 +170,13 @@ struct queue {
 	uint32_t conns;			/* outbound connections, all queues */
 	size_t next_io;
 	/*
-	 * The hooks of conf's generation the hot paths run, looked up once
-	 * per generation (queue_new, queue_set_conf): NULL when nobody
-	 * subscribed or conf has no generation (the built-in behaviour).
+	 * The hooks of conf's generation the hot paths run, looked up again
+	 * only when conf or its generation changed (hooks_refresh in
+	 * queue.c): NULL when nobody subscribed or conf has no generation
+	 * (the built-in behaviour).
 	 */
+	const struct api_gen *hooks_gen;
+	const struct conf *hooks_conf;
 	const struct api_hook *goal_hook;
 	const struct api_hook *params_hook;
 	struct queue_groups *groups;	/* Binding_Group members (queue_binding.c) */

@@ -1,5 +1,5 @@
 /*
- * test_delivery_hooks.c - the delivery-side hooks of impetus/hooks.h
+ * test_hooks_delivery.c - the delivery-side hooks of impetus/hooks.h (C unit test)
  *
  * Each test builds a generation the way the daemon does (api_gen_new,
  * the built-ins, the test's own subscribers, freeze, attach to a conf
@@ -488,7 +488,7 @@ static void test_choose_binding(void)
 
 int main(void)
 {
-	char dir[] = "/tmp/test_delivery_hooks.XXXXXX";
+	char dir[] = "/tmp/test_hooks_delivery.XXXXXX";
 	struct str err = STR_INIT;
 
 	if (mkdtemp(dir) == NULL || log_open(dir, &err) < 0) {
