@@ -236,7 +236,7 @@ void queue_route_clear(struct queue_dest *dq);
  * round robin built in). No-op when it has a binding or no group.
  */
 void queue_binding_choose(struct queue *q, struct envelope *sm);
-/* queue_binding_group_exists - the configured name of group (any case), or NULL. */
+/* queue_binding_group_name - the configured name of the Binding_Group group (any case), or NULL. */
 const char *queue_binding_group_name(struct queue *q, const char *group);
 /* queue_binding_free - forget the group table (queue_free). */
 void queue_binding_free(struct queue *q);
