@@ -27,6 +27,8 @@
 
 #include <event2/event.h>
 
+#include "api/api_runtime.h"
+#include "api/api_services.h"
 #include "config/config.h"
 #include "dns/dns.h"
 #include "core/fsutil.h"
@@ -42,7 +44,6 @@
 
 #define SHUTDOWN_GRACE_SECONDS 30
 #define HEARTBEAT_SECONDS 60
-#define IO_POOL_THREADS 2	/* streamed inbound bodies, bounce rendering */
 /*
  * Descriptors beyond one per session and outbound connection: logs, spool
  * segments, event loops' epoll and wake-up descriptors, DNS sockets, the
@@ -60,6 +61,7 @@ struct daemon {
 	size_t nio;
 	struct spool *spool;
 	struct pool *io_pool;
+	struct pool *cpu_pool;
 	struct dns *dns;
 	struct queue *queue;
 	struct smtp_server *smtp;
@@ -159,6 +161,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	} else {
 		smtp_server_set_conf(d->smtp, c);
 		queue_set_conf(d->queue, c);
+		api_runtime_set_conf(c);
 		conf_unref(d->conf);
 		d->conf = c;
 		log_panic("reload configuration=%s", d->conf_path ? d->conf_path : "(default)");
@@ -408,11 +411,21 @@ int main(int argc, char **argv)
 	if (d.spool == NULL)
 		fatal(&err, "spool");
 	/*
-	 * The IO pool: blocking file work off the loops. Large inbound
-	 * messages stream to disk through it; bounces are rendered on it.
+	 * The pools, sized at start-up (IO_Threads, CPU_Threads). IO:
+	 * blocking file work off the loops (large inbound messages stream to
+	 * disk through it; bounces are rendered on it; imp_message_read).
+	 * CPU: signing and modules' CPU-bound jobs.
 	 */
-	d.io_pool = pool_new("IO", IO_POOL_THREADS);
+	d.io_pool = pool_new("IO", (size_t)conf_int(d.conf, CONF_OPT_IO_THREADS));
+	d.cpu_pool = pool_new("CPU", (size_t)conf_int(d.conf, CONF_OPT_CPU_THREADS));
 	smtp_server_set_spool(d.smtp, d.spool, d.io_pool);
+	/* What the module services reach (src/api/api_runtime.h). */
+	struct api_runtime rt = {
+		.scheduler = d.scheduler, .io = d.io, .nio = d.nio, .cpu_pool = d.cpu_pool,
+		.io_pool = d.io_pool, .spool = d.spool, .queue = d.queue,
+	};
+	api_runtime_set(&rt);
+	api_runtime_set_conf(d.conf);
 	log_panic("startup version=%s spool=%s recovered_messages=%zu recovered_recipients=%zu io_loops=%zu",
 		  IMPETUS_VERSION, conf_str(d.conf, CONF_OPT_SPOOLBASE),
 		  queue_message_count(d.queue), queue_recipient_count(d.queue), d.nio);
@@ -428,7 +441,7 @@ int main(int argc, char **argv)
 			fatal(&err, "threads");
 		}
 
-	struct queue_deps deps = { d.scheduler, d.io, d.nio, d.spool, d.dns, d.io_pool };
+	struct queue_deps deps = { d.scheduler, d.io, d.nio, d.spool, d.dns, d.io_pool, d.cpu_pool };
 	queue_start(d.queue, &deps);
 
 	struct event_base *base = loop_base(d.scheduler);
@@ -449,10 +462,11 @@ int main(int argc, char **argv)
 	loop_run(d.scheduler);
 
 	/*
-	 * Sessions are gone; abandoned body writes may still run: finish them
-	 * while their loops can take the answers. Then stop the I/O loops and
-	 * let late posts land.
+	 * Sessions are gone; abandoned body writes and modules' jobs may
+	 * still run: finish them while their loops can take the answers.
+	 * Then stop the I/O loops and let late posts land.
 	 */
+	pool_wait_idle(d.cpu_pool);
 	pool_wait_idle(d.io_pool);
 	for (size_t i = 0; i < d.nio; i++)
 		loop_stop(d.io[i]);
@@ -462,13 +476,23 @@ int main(int argc, char **argv)
 	/* Cancelled lookups call back into the queue: before the spool goes. */
 	dns_free(d.dns);
 	d.dns = NULL;
-	/* Bounces rendered from outcomes that landed in the drain above. */
+	/*
+	 * Bounces rendered from outcomes that landed in the drain above, and
+	 * signing jobs: both submit to the spool, so before it stops.
+	 */
+	pool_free(d.cpu_pool);
+	d.cpu_pool = NULL;
 	pool_free(d.io_pool);
 	d.io_pool = NULL;
 	spool_stop(d.spool);
 	d.spool_stopped = true;
 	loop_drain_now(d.scheduler);
 	log_panic("shutdown complete messages_queued=%zu", queue_message_count(d.queue));
+	/* Every loop has stopped: posts that never ran are freed, not run. */
+	struct api_runtime none = { 0 };
+	api_runtime_set(&none);
+	api_runtime_set_conf(NULL);
+	api_post_drop_all();
 
 	event_free(d.sig_term);
 	event_free(d.sig_int);

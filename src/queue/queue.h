@@ -37,6 +37,7 @@ struct queue_deps {
 	struct spool *spool;
 	struct dns *dns;
 	struct pool *io_pool;		/* renders bounces; the daemon's IO pool */
+	struct pool *cpu_pool;		/* signs injected messages (queue_inject); may be NULL */
 };
 
 /* queue_new - an empty queue manager; recovered mail may be added before start. */
