@@ -27,6 +27,8 @@
 
 #include <event2/event.h>
 
+#include "api/api.h"
+#include "api/api_module.h"
 #include "api/api_runtime.h"
 #include "api/api_services.h"
 #include "config/config.h"
@@ -156,8 +158,12 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 
 	log_reopen();
 	struct conf *c = load_conf(d->conf_path, &err);
-	if (c == NULL) {
+	struct api_gen *g = c ? api_modules_load(c, &err) : NULL;
+	if (g && api_modules_start(g, &err) < 0)
+		g = NULL;
+	if (g == NULL) {
 		log_panic("reload failed, keeping the running configuration: %s", str_cstr(&err));
+		conf_unref(c);
 	} else {
 		smtp_server_set_conf(d->smtp, c);
 		queue_set_conf(d->queue, c);
@@ -356,13 +362,17 @@ int main(int argc, char **argv)
 	}
 
 	d.conf = load_conf(d.conf_path, &err);
-	if (d.conf == NULL) {
+	/* Modules are found and their stanzas checked now, before any port is bound. */
+	struct api_gen *gen = d.conf ? api_modules_load(d.conf, &err) : NULL;
+	if (gen == NULL) {
 		fprintf(stderr, "%s\n", str_cstr(&err));
 		str_free(&err);
+		conf_unref(d.conf);
 		return 1;
 	}
 	if (check_only) {
 		printf("impetusd: configuration %s is valid\n", d.conf_path ? d.conf_path : "(default)");
+		api_gen_release(gen);
 		conf_unref(d.conf);
 		return 0;
 	}
@@ -411,21 +421,24 @@ int main(int argc, char **argv)
 	if (d.spool == NULL)
 		fatal(&err, "spool");
 	/*
-	 * The pools, sized at start-up (IO_Threads, CPU_Threads). IO:
-	 * blocking file work off the loops (large inbound messages stream to
-	 * disk through it; bounces are rendered on it; imp_message_read).
-	 * CPU: signing and modules' CPU-bound jobs.
+	 * The IO pool: blocking file work off the loops. Large inbound
+	 * messages stream to disk through it; bounces are rendered on it.
 	 */
 	d.io_pool = pool_new("IO", (size_t)conf_int(d.conf, CONF_OPT_IO_THREADS));
 	d.cpu_pool = pool_new("CPU", (size_t)conf_int(d.conf, CONF_OPT_CPU_THREADS));
 	smtp_server_set_spool(d.smtp, d.spool, d.io_pool);
-	/* What the module services reach (src/api/api_runtime.h). */
 	struct api_runtime rt = {
 		.scheduler = d.scheduler, .io = d.io, .nio = d.nio, .cpu_pool = d.cpu_pool,
 		.io_pool = d.io_pool, .spool = d.spool, .queue = d.queue,
 	};
 	api_runtime_set(&rt);
 	api_runtime_set_conf(d.conf);
+	/*
+	 * Module instances start now: the daemon's objects exist, no session
+	 * or delivery has begun, and the I/O loops are not running yet.
+	 */
+	if (api_modules_start(gen, &err) < 0)
+		fatal(&err, "modules");
 	log_panic("startup version=%s spool=%s recovered_messages=%zu recovered_recipients=%zu io_loops=%zu",
 		  IMPETUS_VERSION, conf_str(d.conf, CONF_OPT_SPOOLBASE),
 		  queue_message_count(d.queue), queue_recipient_count(d.queue), d.nio);
@@ -478,7 +491,8 @@ int main(int argc, char **argv)
 	d.dns = NULL;
 	/*
 	 * Bounces rendered from outcomes that landed in the drain above, and
-	 * signing jobs: both submit to the spool, so before it stops.
+	 * signing jobs of injected messages: both submit to the spool, so
+	 * before it stops.
 	 */
 	pool_free(d.cpu_pool);
 	d.cpu_pool = NULL;
@@ -488,11 +502,6 @@ int main(int argc, char **argv)
 	d.spool_stopped = true;
 	loop_drain_now(d.scheduler);
 	log_panic("shutdown complete messages_queued=%zu", queue_message_count(d.queue));
-	/* Every loop has stopped: posts that never ran are freed, not run. */
-	struct api_runtime none = { 0 };
-	api_runtime_set(&none);
-	api_runtime_set_conf(NULL);
-	api_post_drop_all();
 
 	event_free(d.sig_term);
 	event_free(d.sig_int);
@@ -504,8 +513,13 @@ int main(int argc, char **argv)
 		loop_free(d.io[i]);
 	free(d.io);
 	queue_free(d.queue);
-	loop_free(d.scheduler);
+	/* The last generation's instances end (fini) as the scheduler, whose base still exists. */
+	api_runtime_stop();
+	api_runtime_set_conf(NULL);
 	conf_unref(d.conf);
+	loop_free(d.scheduler);
+	/* Every loop is gone: module posts that never ran are freed, not run. */
+	api_post_drop_all();
 	log_close();
 	str_free(&err);
 	return 0;

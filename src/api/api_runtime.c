@@ -12,6 +12,7 @@
 #include "config/config.h"
 
 static struct api_runtime runtime;
+static bool stopped;
 
 static pthread_mutex_t conf_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct conf *current_conf;	/* a reference; guarded by conf_lock */
@@ -48,4 +49,14 @@ struct conf *api_runtime_conf(void)
 	c = current_conf ? conf_ref(current_conf) : NULL;
 	pthread_mutex_unlock(&conf_lock);
 	return c;
+}
+
+void api_runtime_stop(void)
+{
+	stopped = true;
+}
+
+bool api_runtime_stopped(void)
+{
+	return stopped;
 }
