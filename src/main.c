@@ -454,7 +454,7 @@ int main(int argc, char **argv)
 			fatal(&err, "threads");
 		}
 
-	struct queue_deps deps = { d.scheduler, d.io, d.nio, d.spool, d.dns, d.io_pool, d.cpu_pool };
+	struct queue_deps deps = { d.scheduler, d.io, d.nio, d.spool, d.dns, d.io_pool };
 	queue_start(d.queue, &deps);
 
 	struct event_base *base = loop_base(d.scheduler);

@@ -10,6 +10,10 @@
  * A struct imp_loop, to a module, is a core struct loop: the public type
  * only hides it.
  *
+ * The other helpers here are exposed for the unit tests: the paniclog
+ * line format of a module (api_log.c) and imp_inject's request checks
+ * (api_inject.c).
+ *
  * Posts that never ran (the daemon stopped first) are remembered so
  * api_post_drop_all can free them after the loops ended: their functions
  * are not run (impetus/event.h says so).
@@ -33,6 +37,12 @@ void api_post(struct loop *lp, void (*fn)(void *arg), void *arg);
 struct loop *api_reply_loop(void);
 /* api_post_drop_all - free the posts that never ran (main, after every loop stopped). */
 void api_post_drop_all(void);
+
+/* ---- api_inject.c ---- */
+
+struct imp_inject;
+/* api_inject_check - imp_inject's checks that need no configuration: 0 or -EINVAL. */
+int api_inject_check(const struct imp_inject *req);
 
 /* ---- api_log.c ---- */
 

@@ -160,6 +160,12 @@ void queue_accept(struct queue *q, struct envelope *msg)
 	queue_add(q, msg, q->started);
 }
 
+void queue_accept_quiet(struct queue *q, struct envelope *msg)
+{
+	queue_route_assign_binding(q, msg);
+	queue_add(q, msg, q->started);
+}
+
 void queue_recovered(struct queue *q, struct envelope *msg)
 {
 	queue_add(q, msg, q->started);

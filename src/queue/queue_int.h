@@ -185,6 +185,8 @@ struct queue {
 };
 
 /* queue.c */
+/* queue_accept_quiet - queue_accept without the R lines (an injection without IMP_INJECT_LOG). */
+void queue_accept_quiet(struct queue *q, struct envelope *msg);
 /* queue_kick - make progress on a queue; cheap when there is nothing to do. */
 void queue_kick(struct queue *q, struct queue_dest *dq);
 
