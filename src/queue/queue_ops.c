@@ -23,7 +23,7 @@
  * struct qmsg only: a restart forgets it and Message_Expiration applies.
  *
  * Ownership: scheduler thread. Failures: -ENOENT (no such message, or
- * none of its recipients is queued here), -EINVAL (no such binding).
+ * none of its recipients is queued here, or no such binding).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -203,7 +203,7 @@ int queue_op_rebind(struct queue *q, uint64_t id, const char *binding)
 	if (binding == NULL)
 		binding = "";
 	if (*binding && !conf_binding_exists(q->conf, binding))
-		return -EINVAL;
+		return -ENOENT;	/* impetus/queue.h: no such binding is -ENOENT too */
 	if (m == NULL)
 		return -ENOENT;
 	m->op_mark = true;
