@@ -27,6 +27,7 @@
 #include <impetus/queue.h>
 
 #include "api/api.h"
+#include "api/api_message.h"
 #include "api/api_runtime.h"
 #include "api/api_services.h"
 #include "check.h"
@@ -36,6 +37,7 @@
 #include "log/log.h"
 #include "msgs/msgs.h"
 #include "queue/queue.h"
+#include "spool/spool.h"
 
 static struct loop *sched, *io;
 
@@ -395,6 +397,114 @@ static void test_inject_crlf(void)
 	crlf("\n\n", 2, "\r\n\r\n");
 }
 
+/* ---- imp_message_read: a spooled message on the IO pool, an in-memory one ---- */
+
+static const char read_body[] = "Subject: read me\r\n\r\nline one\r\nline two\r\n";
+
+static struct {
+	struct envelope *env;		/* spooled, loc set */
+	int spool_err;
+	int read_err, mem_err;
+	bool read_ok, mem_ok, read_on_sched, mem_on_sched;
+	int rc_off_loop;
+} rd;
+
+static void mem_done(void *arg, int err, const char *bytes, size_t len)
+{
+	rd.mem_err = err;
+	rd.mem_on_sched = loop_is_current(sched);
+	rd.mem_ok = err == 0 && len == 5 && memcmp(bytes, "abcde", 5) == 0;
+	loop_stop(sched);
+}
+
+static void read_done(void *arg, int err, const char *bytes, size_t len)
+{
+	static struct envelope mem_env;
+	static struct imp_message mem_view;
+
+	rd.read_err = err;
+	rd.read_on_sched = loop_is_current(sched);
+	rd.read_ok = err == 0 && len == strlen(read_body) && memcmp(bytes, read_body, len) == 0;
+	/* A message still being received: its bytes come from memory, later, on this loop. */
+	mem_env.file.fd = -1;
+	str_init(&mem_env.body);
+	str_appends(&mem_env.body, "abcde");
+	mem_view.env = &mem_env;
+	if (imp_message_read(&mem_view, mem_done, NULL) != 0)
+		loop_stop(sched);
+	str_free(&mem_env.body);	/* copied by imp_message_read */
+}
+
+static void on_spooled(void *ctx, int err, struct envelope *env)
+{
+	static struct imp_message view;
+
+	rd.spool_err = err;
+	rd.env = env;
+	view.env = env;
+	if (err != 0 || imp_message_read(&view, read_done, NULL) != 0)
+		loop_stop(sched);
+}
+
+static void test_message_read(void)
+{
+	char dir[] = "/tmp/test_api_read.XXXXXX";
+	struct str err = STR_INIT;
+	struct pool *iop = pool_new("IO", 1);
+
+	CHECK(mkdtemp(dir) != NULL);
+	sched = loop_new("scheduler", MSGS_SCHEDULER);
+	struct spool *sp = spool_open(dir, &(struct spool_options){ .no_sync = true }, NULL, NULL,
+				      &err);
+	CHECK(sp != NULL);
+	if (sp == NULL)
+		return;
+	struct api_runtime rt = { .scheduler = sched, .io_pool = iop, .spool = sp };
+	api_runtime_set(&rt);
+	CHECK_INTEQ(spool_start(sp), 0);
+
+	struct envelope *env = envelope_new();
+	env->id = 0x1234;
+	env->received = 1;
+	env->sender = strdup("s@example.com");
+	env->client_ip = strdup("");
+	env->helo = strdup("");
+	env->protocol = strdup("internal");
+	env->binding = strdup("");
+	env->binding_group = strdup("");
+	env->nrcpt = 1;
+	env->rcpts = calloc(1, sizeof(*env->rcpts));
+	env->rcpts[0].addr = strdup("r@example.com");
+	str_appends(&env->body, read_body);
+	/* Off a loop thread: refused at once. */
+	struct imp_message off = { .env = env };
+	rd.rc_off_loop = imp_message_read(&off, read_done, NULL);
+	spool_submit(sp, env, sched, on_spooled, NULL);
+	loop_run(sched);
+
+	CHECK_INTEQ(rd.rc_off_loop, -EINVAL);
+	CHECK_INTEQ(rd.spool_err, 0);
+	CHECK_INTEQ(rd.read_err, 0);
+	CHECK(rd.read_ok);
+	CHECK(rd.read_on_sched);
+	CHECK_INTEQ(rd.mem_err, 0);
+	CHECK(rd.mem_ok);
+	CHECK(rd.mem_on_sched);
+
+	pool_free(iop);
+	spool_stop(sp);
+	loop_drain_now(sched);
+	envelope_free(rd.env);
+	loop_free(sched);
+	api_post_drop_all();
+	struct api_runtime none = { 0 };
+	api_runtime_set(&none);
+	str_free(&err);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_INTEQ(system(cmd), 0);
+}
+
 int main(void)
 {
 	test_log_format();
@@ -402,5 +512,6 @@ int main(void)
 	test_inject_checks();
 	test_inject_crlf();
 	test_event_services();
+	test_message_read();
 	return check_done();
 }
