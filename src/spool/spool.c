@@ -226,6 +226,14 @@ static void seg_live(struct spool *sp, uint64_t seq, int n, uint64_t bytes)
 	}
 }
 
+/* live_free - free an index entry and what it owns. */
+static void live_free(struct live *l)
+{
+	free(l->binding);
+	free(l->binding_group);
+	free(l);
+}
+
 /* live_forget - a message is finished: drop it and its segment's live count. */
 static void live_forget(struct spool *sp, impetus_id id)
 {
@@ -233,9 +241,7 @@ static void live_forget(struct spool *sp, impetus_id id)
 
 	if (l) {
 		seg_live(sp, l->loc.segment, -1, live_rec_len(l));
-		free(l->binding);
-		free(l->binding_group);
-		free(l);
+		live_free(l);
 	}
 }
 
@@ -812,7 +818,7 @@ static void spool_free(struct spool *sp)
 
 	for (size_t i = 0; i < sp->live.cap; i++)
 		if (sp->live.slots[i].key)
-			free(sp->live.slots[i].val);
+			live_free(sp->live.slots[i].val);
 	spool_idmap_free(&sp->live);
 	spool_compact_fini(sp);
 	for (req = sp->pend; req; req = next) {
