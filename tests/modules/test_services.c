@@ -14,7 +14,10 @@
  *     journaling "<command> <id> err=<n>" when done answers.
  *
  * Ids are the 16 hex digits of the logs. The journal is appended to with
- * one line per event. fini cancels the timers.
+ * one line per event. fini cancels the timers. A test module: a reload
+ * while a control read is on the IO pool would leave its done with a
+ * freed state (the tests do not reload it; a real module would count
+ * jobs in flight and free in the last done).
  */
 #include <errno.h>
 #include <inttypes.h>
