@@ -391,7 +391,9 @@ int imp_charset_convert(const char *from, const char *to, const char *in, size_t
 	*out = NULL;
 	if (outlen)
 		*outlen = 0;
-	if (from == NULL || to == NULL || (in == NULL && len > 0))
+	/* "" is glibc's "the locale's charset": a missing name must not mean that. */
+	if (from == NULL || to == NULL || from[0] == '\0' || to[0] == '\0' ||
+	    (in == NULL && len > 0))
 		return -EINVAL;
 	/* The first guess (and any doubling) must not overflow size_t. */
 	if (len > SIZE_MAX / 8)
