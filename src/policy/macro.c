@@ -382,7 +382,14 @@ int macro_expand(struct api_gen *g, const char *in, const struct imp_macro_ctx *
 	*out = NULL;
 	if (in == NULL)
 		return -EINVAL;
-	int rc = expand_level(&x, in, strlen(in), 0, &o);
+	/*
+	 * The syntax first, alone: a syntax error is -EINVAL whatever the
+	 * expanders would have done before the walk reached it (-E2BIG).
+	 */
+	int rc = macro_needs(NULL, in);
+	if (rc < 0)
+		return rc;
+	rc = expand_level(&x, in, strlen(in), 0, &o);
 	if (rc == 0 && o.over)
 		rc = -E2BIG;
 	if (rc < 0) {

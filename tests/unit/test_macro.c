@@ -192,6 +192,7 @@ static const struct {
 	/* Budgets. */
 	{ "%{big}", NULL, 40000 },		/* (rc: the length, checked below) */
 	{ "%{big}%{big}", NULL, -E2BIG },
+	{ "%{big}%{big}%{", NULL, -EINVAL },	/* the syntax is checked first */
 	{ "%{huge}", NULL, -E2BIG },
 	{ "%{rhuge}", NULL, -E2BIG },
 	{ "%{fan}", NULL, -E2BIG },
