@@ -184,7 +184,7 @@ static const char *var_lookup(const struct imp_macro_ctx *ctx, const char *name,
 
 void imp_macro_out_append(struct imp_macro_out *out, const char *s, size_t len)
 {
-	if (out == NULL || out->over || len == 0)
+	if (out == NULL || s == NULL || out->over || len == 0)
 		return;
 	if (len > IMP_MACRO_OUT_MAX - out->s.len) {
 		out->over = true;
