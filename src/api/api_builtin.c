@@ -14,6 +14,7 @@
 #include "api/api_module.h"
 #include "log/log_event.h"
 #include "policy/bounce_class.h"
+#include "policy/macro.h"
 #include "queue/queue.h"
 
 void api_builtins_register(struct api_gen *g)
@@ -21,4 +22,5 @@ void api_builtins_register(struct api_gen *g)
 	queue_builtins_register(g);
 	bounce_class_builtins_register(g);
 	log_builtins_register(g);
+	macro_builtins_register(g);
 }

@@ -271,8 +271,10 @@ static void instance_free(struct imp_instance *inst)
 static void call_fini(void *arg)
 {
 	struct imp_instance *inst = arg;
+	struct api_gen *prev = api_gen_enter(inst->gen);
 
 	inst->mod->fini(inst);
+	api_gen_leave(prev);
 }
 
 /* instance_fini - api_instance_fini_hook: fini if init succeeded, then free. */
@@ -285,7 +287,7 @@ static void instance_fini(struct imp_instance *inst)
 		if (sched && loop_current() == NULL)
 			loop_call_as(sched, call_fini, inst);
 		else
-			inst->mod->fini(inst);
+			call_fini(inst);
 	}
 	inst->initialised = false;
 	instance_free(inst);
@@ -498,7 +500,9 @@ static void init_all(void *arg)
 			inst->initialised = inst->enabled;
 			continue;
 		}
+		struct api_gen *prev = api_gen_enter(g);
 		int r = inst->mod->init(inst, &e);
+		api_gen_leave(prev);
 		if (r < 0) {
 			str_appendf(sc->err, "%s:%d: module %s%s%s%s: init failed: %s", inst->file,
 				    inst->line, inst->module_name, *inst->name ? " \"" : "", inst->name,

@@ -29,7 +29,4 @@ struct conf;
 struct api_gen *api_modules_load(struct conf *conf, struct str *err);
 int api_modules_start(struct api_gen *g, struct str *err);
 
-/* api_builtins_register - the daemon's own subscribers, into g (api_builtin.c). */
-void api_builtins_register(struct api_gen *g);
-
 #endif
