@@ -124,6 +124,12 @@ struct envelope {
 	 * Stored in the MESSAGE record, so it survives restarts.
 	 */
 	struct vctx *vctx;
+	/*
+	 * In memory only: the set_binding phase of the reception chose the
+	 * binding (or a module accepted without one), so the queue must not
+	 * apply Assign_Binding again. Clear for bounces and recovered mail.
+	 */
+	bool binding_chosen;
 };
 
 /* envelope_new - an empty envelope: no recipients, empty body, no file part. */
