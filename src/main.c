@@ -27,6 +27,8 @@
 
 #include <event2/event.h>
 
+#include "api/api.h"
+#include "api/api_runtime.h"
 #include "config/config.h"
 #include "dns/dns.h"
 #include "core/fsutil.h"
@@ -43,6 +45,7 @@
 #define SHUTDOWN_GRACE_SECONDS 30
 #define HEARTBEAT_SECONDS 60
 #define IO_POOL_THREADS 2	/* streamed inbound bodies, bounce rendering */
+#define CPU_POOL_THREADS 2	/* the sign subscribers (impetus/hooks.h) */
 /*
  * Descriptors beyond one per session and outbound connection: logs, spool
  * segments, event loops' epoll and wake-up descriptors, DNS sockets, the
@@ -60,6 +63,7 @@ struct daemon {
 	size_t nio;
 	struct spool *spool;
 	struct pool *io_pool;
+	struct pool *cpu_pool;
 	struct dns *dns;
 	struct queue *queue;
 	struct smtp_server *smtp;
@@ -82,6 +86,27 @@ static void usage(FILE *f)
 static struct conf *load_conf(const char *path, struct str *err)
 {
 	return path ? conf_load_file(path, err) : conf_load_default(err);
+}
+
+/*
+ * attach_builtins - TEMPORARY, until the module loader (api_module.c)
+ * lands: give conf a generation holding only the built-in subscribers
+ * (relay control, binding assignment...), so they run. The loader
+ * replaces this with the full load (built-ins, then each instance's
+ * init) at start-up and on SIGHUP.
+ */
+static int attach_builtins(struct conf *conf)
+{
+	struct api_gen *g = api_gen_new();
+	int rc = api_builtins_register(g);
+
+	if (rc < 0) {
+		api_gen_release(g);
+		return rc;
+	}
+	api_gen_freeze(g);
+	api_gen_attach(g, conf);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -154,6 +179,11 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 
 	log_reopen();
 	struct conf *c = load_conf(d->conf_path, &err);
+	if (c != NULL && attach_builtins(c) < 0) {
+		str_appendf(&err, "cannot register the built-in hook subscribers");
+		conf_unref(c);
+		c = NULL;
+	}
 	if (c == NULL) {
 		log_panic("reload failed, keeping the running configuration: %s", str_cstr(&err));
 	} else {
@@ -364,6 +394,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	if (attach_builtins(d.conf) < 0) {
+		fprintf(stderr, "impetusd: cannot register the built-in hook subscribers\n");
+		conf_unref(d.conf);
+		return 1;
+	}
+
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN);
 	sigemptyset(&sigs);
@@ -412,7 +448,14 @@ int main(int argc, char **argv)
 	 * messages stream to disk through it; bounces are rendered on it.
 	 */
 	d.io_pool = pool_new("IO", IO_POOL_THREADS);
+	/* The CPU pool: the sign subscribers run there, off the I/O loops. */
+	d.cpu_pool = pool_new("CPU", CPU_POOL_THREADS);
 	smtp_server_set_spool(d.smtp, d.spool, d.io_pool);
+	struct api_runtime rt = {
+		.scheduler = d.scheduler, .io = d.io, .nio = d.nio, .cpu_pool = d.cpu_pool,
+		.io_pool = d.io_pool, .spool = d.spool, .queue = d.queue,
+	};
+	api_runtime_set(&rt);
 	log_panic("startup version=%s spool=%s recovered_messages=%zu recovered_recipients=%zu io_loops=%zu",
 		  IMPETUS_VERSION, conf_str(d.conf, CONF_OPT_SPOOLBASE),
 		  queue_message_count(d.queue), queue_recipient_count(d.queue), d.nio);
@@ -453,6 +496,7 @@ int main(int argc, char **argv)
 	 * while their loops can take the answers. Then stop the I/O loops and
 	 * let late posts land.
 	 */
+	pool_wait_idle(d.cpu_pool);
 	pool_wait_idle(d.io_pool);
 	for (size_t i = 0; i < d.nio; i++)
 		loop_stop(d.io[i]);
@@ -465,11 +509,15 @@ int main(int argc, char **argv)
 	/* Bounces rendered from outcomes that landed in the drain above. */
 	pool_free(d.io_pool);
 	d.io_pool = NULL;
+	pool_free(d.cpu_pool);
+	d.cpu_pool = NULL;
 	spool_stop(d.spool);
 	d.spool_stopped = true;
 	loop_drain_now(d.scheduler);
 	log_panic("shutdown complete messages_queued=%zu", queue_message_count(d.queue));
 
+	/* The threads are gone: the last generations are released inline from here on. */
+	api_runtime_set(&(struct api_runtime){ 0 });
 	event_free(d.sig_term);
 	event_free(d.sig_int);
 	event_free(d.sig_hup);
@@ -480,8 +528,8 @@ int main(int argc, char **argv)
 		loop_free(d.io[i]);
 	free(d.io);
 	queue_free(d.queue);
-	loop_free(d.scheduler);
 	conf_unref(d.conf);
+	loop_free(d.scheduler);
 	log_close();
 	str_free(&err);
 	return 0;
