@@ -28,6 +28,7 @@
 #include <event2/event.h>
 
 #include "api/api.h"
+#include "api/api_module.h"
 #include "api/api_runtime.h"
 #include "config/config.h"
 #include "dns/dns.h"
@@ -44,8 +45,8 @@
 
 #define SHUTDOWN_GRACE_SECONDS 30
 #define HEARTBEAT_SECONDS 60
-#define IO_POOL_THREADS 2	/* streamed inbound bodies, bounce rendering */
-#define CPU_POOL_THREADS 2	/* the sign subscribers (impetus/hooks.h) */
+#define IO_POOL_THREADS 2	/* streamed inbound bodies, bounce rendering, modules' blocking work */
+#define CPU_POOL_THREADS 2	/* modules' CPU work: signing */
 /*
  * Descriptors beyond one per session and outbound connection: logs, spool
  * segments, event loops' epoll and wake-up descriptors, DNS sockets, the
@@ -86,27 +87,6 @@ static void usage(FILE *f)
 static struct conf *load_conf(const char *path, struct str *err)
 {
 	return path ? conf_load_file(path, err) : conf_load_default(err);
-}
-
-/*
- * attach_builtins - TEMPORARY, until the module loader (api_module.c)
- * lands: give conf a generation holding only the built-in subscribers
- * (relay control, binding assignment...), so they run. The loader
- * replaces this with the full load (built-ins, then each instance's
- * init) at start-up and on SIGHUP.
- */
-static int attach_builtins(struct conf *conf)
-{
-	struct api_gen *g = api_gen_new();
-	int rc = api_builtins_register(g);
-
-	if (rc < 0) {
-		api_gen_release(g);
-		return rc;
-	}
-	api_gen_freeze(g);
-	api_gen_attach(g, conf);
-	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -179,13 +159,12 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 
 	log_reopen();
 	struct conf *c = load_conf(d->conf_path, &err);
-	if (c != NULL && attach_builtins(c) < 0) {
-		str_appendf(&err, "cannot register the built-in hook subscribers");
-		conf_unref(c);
-		c = NULL;
-	}
-	if (c == NULL) {
+	struct api_gen *g = c ? api_modules_load(c, &err) : NULL;
+	if (g && api_modules_start(g, &err) < 0)
+		g = NULL;
+	if (g == NULL) {
 		log_panic("reload failed, keeping the running configuration: %s", str_cstr(&err));
+		conf_unref(c);
 	} else {
 		smtp_server_set_conf(d->smtp, c);
 		queue_set_conf(d->queue, c);
@@ -383,21 +362,19 @@ int main(int argc, char **argv)
 	}
 
 	d.conf = load_conf(d.conf_path, &err);
-	if (d.conf == NULL) {
+	/* Modules are found and their stanzas checked now, before any port is bound. */
+	struct api_gen *gen = d.conf ? api_modules_load(d.conf, &err) : NULL;
+	if (gen == NULL) {
 		fprintf(stderr, "%s\n", str_cstr(&err));
 		str_free(&err);
+		conf_unref(d.conf);
 		return 1;
 	}
 	if (check_only) {
 		printf("impetusd: configuration %s is valid\n", d.conf_path ? d.conf_path : "(default)");
+		api_gen_release(gen);
 		conf_unref(d.conf);
 		return 0;
-	}
-
-	if (attach_builtins(d.conf) < 0) {
-		fprintf(stderr, "impetusd: cannot register the built-in hook subscribers\n");
-		conf_unref(d.conf);
-		return 1;
 	}
 
 	signal(SIGPIPE, SIG_IGN);
@@ -448,7 +425,6 @@ int main(int argc, char **argv)
 	 * messages stream to disk through it; bounces are rendered on it.
 	 */
 	d.io_pool = pool_new("IO", IO_POOL_THREADS);
-	/* The CPU pool: the sign subscribers run there, off the I/O loops. */
 	d.cpu_pool = pool_new("CPU", CPU_POOL_THREADS);
 	smtp_server_set_spool(d.smtp, d.spool, d.io_pool);
 	struct api_runtime rt = {
@@ -456,6 +432,12 @@ int main(int argc, char **argv)
 		.io_pool = d.io_pool, .spool = d.spool, .queue = d.queue,
 	};
 	api_runtime_set(&rt);
+	/*
+	 * Module instances start now: the daemon's objects exist, no session
+	 * or delivery has begun, and the I/O loops are not running yet.
+	 */
+	if (api_modules_start(gen, &err) < 0)
+		fatal(&err, "modules");
 	log_panic("startup version=%s spool=%s recovered_messages=%zu recovered_recipients=%zu io_loops=%zu",
 		  IMPETUS_VERSION, conf_str(d.conf, CONF_OPT_SPOOLBASE),
 		  queue_message_count(d.queue), queue_recipient_count(d.queue), d.nio);
@@ -496,7 +478,7 @@ int main(int argc, char **argv)
 	 * while their loops can take the answers. Then stop the I/O loops and
 	 * let late posts land.
 	 */
-	pool_wait_idle(d.cpu_pool);
+	pool_wait_idle(d.cpu_pool);	/* sign jobs post to the I/O loops */
 	pool_wait_idle(d.io_pool);
 	for (size_t i = 0; i < d.nio; i++)
 		loop_stop(d.io[i]);
@@ -516,8 +498,6 @@ int main(int argc, char **argv)
 	loop_drain_now(d.scheduler);
 	log_panic("shutdown complete messages_queued=%zu", queue_message_count(d.queue));
 
-	/* The threads are gone: the last generations are released inline from here on. */
-	api_runtime_set(&(struct api_runtime){ 0 });
 	event_free(d.sig_term);
 	event_free(d.sig_int);
 	event_free(d.sig_hup);
@@ -528,6 +508,8 @@ int main(int argc, char **argv)
 		loop_free(d.io[i]);
 	free(d.io);
 	queue_free(d.queue);
+	/* The last generation's instances end (fini) as the scheduler, whose base still exists. */
+	api_runtime_stop();
 	conf_unref(d.conf);
 	loop_free(d.scheduler);
 	log_close();

@@ -92,11 +92,6 @@ struct imp_instance {
 
 /* api_gen_new - an empty generation in building state (scheduler thread). */
 struct api_gen *api_gen_new(void);
-/*
- * api_builtins_register - subscribe the built-in features to g (building;
- * scheduler thread), before the modules' init (api_builtin.c). 0 or -errno.
- */
-int api_builtins_register(struct api_gen *g);
 /* api_gen_freeze - no more registrations; the lists are final. */
 void api_gen_freeze(struct api_gen *g);
 /*

@@ -63,6 +63,8 @@ static void on_conf_released(void *arg)
 
 	if (sched == NULL || loop_current() == sched)
 		api_gen_release(g);
+	else if (api_runtime_stopped())
+		loop_call_as(sched, api_gen_on_release, g);
 	else
 		msgs_post(sched, MSGS_API_GEN_RELEASE, g);
 }

@@ -15,6 +15,7 @@
 #ifndef IMPETUS_API_API_RUNTIME_H
 #define IMPETUS_API_API_RUNTIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct loop;
@@ -34,6 +35,13 @@ struct api_runtime {
 };
 
 void api_runtime_set(const struct api_runtime *rt);
+/*
+ * api_runtime_stop - the loops have stopped (shutdown, main thread, after
+ * every other thread is joined): from now on generations are released
+ * inline, as the scheduler, instead of being posted to it.
+ */
+void api_runtime_stop(void);
+bool api_runtime_stopped(void);
 /* api_runtime - the runtime (all NULL before api_runtime_set). Any thread. */
 const struct api_runtime *api_runtime(void);
 

@@ -196,6 +196,9 @@ struct conf {
 	struct conf_node *global;
 	struct conf_node *esmtp;		/* ESMTP_Listener; NULL when absent */
 
+	struct conf_module_stanza *modules;	/* heap; file order (strings in the arena) */
+	size_t nmodules, modules_cap;
+
 	struct conf_listener **listeners;	/* arena; file order */
 	size_t nlisteners, listeners_cap;
 

@@ -359,6 +359,28 @@ static int parse_bool(const char *s, bool *out)
 	return -1;
 }
 
+int conf_scalar_parse(enum conf_type type, const char *text, int64_t *out)
+{
+	bool b;
+	int r;
+
+	switch (type) {
+	case CONF_T_BOOL:
+		r = parse_bool(text, &b);
+		if (r == 0)
+			*out = b;
+		return r;
+	case CONF_T_INT:
+		return parse_int(text, out);
+	case CONF_T_INTERVAL:
+		return parse_interval(text, out);
+	case CONF_T_SIZE:
+		return parse_size(text, out);
+	default:
+		return -1;
+	}
+}
+
 bool conf_parse_throttle(const char *s, struct conf_throttle *out)
 {
 	uint64_t count;

@@ -499,6 +499,106 @@ static struct conf_node *new_binding(struct lexer *L, struct conf_node *parent, 
 	return n;
 }
 
+/* module_name_ok - whether name can name a module: [A-Za-z0-9_]+. */
+static bool module_name_ok(const char *name)
+{
+	if (*name == '\0')
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
+}
+
+/*
+ * parse_module - "module [instance] {" has been read at global scope: keep
+ * the stanza's options as written for the module loader (config.h,
+ * "Module stanzas"). Only "option = value" statements are allowed inside.
+ */
+static bool parse_module(struct lexer *L, const struct token *name, const struct token *arg)
+{
+	struct parser *P = L->P;
+	struct conf *c = P->c;
+	struct conf_module_option *opts = NULL;
+	size_t nopts = 0, cap = 0;
+	struct token t, t2;
+	char buf[96];
+
+	if (arg && arg->text[0] == '\0')
+		return perr(L, arg->line, arg->col, "empty instance name for module \"%s\"", name->text);
+	for (size_t i = 0; i < c->nmodules; i++) {
+		const struct conf_module_stanza *m = &c->modules[i];
+
+		if (conf_ascii_caseeq(m->module, name->text) &&
+		    ((m->instance == NULL && arg == NULL) ||
+		     (m->instance && arg && strcmp(m->instance, arg->text) == 0)))
+			return perr(L, name->line, name->col,
+				    "duplicate stanza %s%s%s%s (first at %s:%d)", name->text,
+				    arg ? " \"" : "", arg ? arg->text : "", arg ? "\"" : "",
+				    m->file, m->line);
+	}
+	for (;;) {
+		if (!lex(L, &t))
+			goto fail;
+		if (t.kind == T_RBRACE)
+			break;
+		if (t.kind == T_EOF) {
+			perr(L, t.line, t.col, "expected \"}\"");
+			goto fail;
+		}
+		if (t.kind != T_WORD) {
+			perr(L, t.line, t.col, "unexpected %s", describe(&t, buf, sizeof(buf)));
+			goto fail;
+		}
+		if (!lex(L, &t2))
+			goto fail;
+		if (t2.kind != T_EQ) {
+			perr(L, t2.line, t2.col, "expected \"=\" after \"%s\" (a module stanza holds options only)",
+			     t.text);
+			goto fail;
+		}
+		for (size_t i = 0; i < nopts; i++)
+			if (conf_ascii_caseeq(opts[i].name, t.text)) {
+				perr(L, t.line, t.col,
+				     "duplicate option \"%s\" in this scope (first set at %s:%d)",
+				     t.text, L->name, opts[i].line);
+				goto fail;
+			}
+		bool is_list;
+		struct token open;
+		if (!parse_value(L, &t, &is_list, &open))
+			goto fail;
+		struct conf_module_value *v = conf_arena_alloc(&c->arena,
+							       (P->nitems ? P->nitems : 1) * sizeof(*v));
+		for (size_t i = 0; i < P->nitems; i++) {
+			v[i].text = conf_arena_strdup(&c->arena, P->items[i].text);
+			v[i].line = P->items[i].line;
+			v[i].col = P->items[i].col;
+		}
+		if (nopts == cap) {
+			cap = cap ? cap * 2 : 8;
+			opts = xrealloc(opts, cap * sizeof(*opts));
+		}
+		opts[nopts++] = (struct conf_module_option){
+			.name = t.text, .line = t.line, .col = t.col, .is_list = is_list,
+			.v = v, .n = P->nitems,
+		};
+	}
+	if (c->nmodules == c->modules_cap) {
+		c->modules_cap = c->modules_cap ? c->modules_cap * 2 : 8;
+		c->modules = xrealloc(c->modules, c->modules_cap * sizeof(*c->modules));
+	}
+	c->modules[c->nmodules++] = (struct conf_module_stanza){
+		.module = name->text, .instance = arg ? arg->text : NULL, .file = L->name,
+		.line = name->line, .col = name->col, .opts = opts, .nopts = nopts,
+	};
+	return true;
+fail:
+	free(opts);
+	return false;
+}
+
 /* parse_scope - "Name [arg] {" has been read: make the node, read its body. */
 static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct token *name,
 			const struct token *arg)
@@ -516,7 +616,13 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 			return perr(L, name->line, name->col,
 				    "\"%s\" is an option, not a scope (write %s = value)",
 				    name->text, name->text);
-		return perr(L, name->line, name->col, "unknown scope \"%.100s\"", name->text);
+		if (parent->kind == CONF_N_GLOBAL && module_name_ok(name->text))
+			return parse_module(L, name, arg);
+		if (parent->kind == CONF_N_GLOBAL)
+			return perr(L, name->line, name->col, "unknown scope \"%.100s\"", name->text);
+		return perr(L, name->line, name->col,
+			    "unknown scope \"%.100s\" (modules are declared at global scope)",
+			    name->text);
 	}
 	const char *kname = conf_node_kind_name((enum conf_node_kind)k);
 	if (!scope_allowed(k, parent->kind))

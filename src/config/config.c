@@ -264,11 +264,24 @@ void conf_unref(struct conf *c)
 			pcre2_code_free(n->re);
 	}
 	free(c->nodes);
+	for (size_t i = 0; i < c->nmodules; i++)
+		free((void *)c->modules[i].opts);
+	free(c->modules);
 	conf_map_free(&c->binding_map);
 	conf_map_free(&c->group_map);
 	conf_map_free(&c->all_domains);
 	conf_arena_free(&c->arena);
 	free(c);
+}
+
+size_t conf_module_count(const struct conf *c)
+{
+	return c->nmodules;
+}
+
+const struct conf_module_stanza *conf_module_at(const struct conf *c, size_t i)
+{
+	return i < c->nmodules ? &c->modules[i] : NULL;
 }
 
 void conf_attach(struct conf *c, void *ext, void (*release)(void *ext))

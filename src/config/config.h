@@ -214,6 +214,53 @@ const char *conf_hostname(const struct conf *c);
 void conf_attach(struct conf *c, void *ext, void (*release)(void *ext));
 void *conf_attached(const struct conf *c);
 
+/*
+ * Module stanzas. At global scope, a stanza whose name is neither a scope
+ * nor an option declares a module instance, Momentum's way:
+ *
+ *     header_stamp "stamp1" { header = "X-Stamp" value = "%{msg:id}" }
+ *     json_log { path = "/var/log/impetus/events.jsonl" }
+ *
+ * The parser keeps such a stanza as written (options and their items with
+ * locations); the module loader (src/api/api_module.c) finds the module,
+ * checks the options against its table and reports file:line:col errors.
+ * A module name is [A-Za-z0-9_]+; an option set twice in one stanza, two
+ * stanzas with the same module and instance name, and nested stanzas are
+ * parse errors.
+ */
+struct conf_module_value {
+	const char *text;
+	int line, col;
+};
+
+struct conf_module_option {
+	const char *name;		/* as written */
+	int line, col;
+	bool is_list;			/* written "( ... )" */
+	const struct conf_module_value *v;
+	size_t n;
+};
+
+struct conf_module_stanza {
+	const char *module;		/* as written */
+	const char *instance;		/* NULL: written without a name */
+	const char *file;
+	int line, col;
+	const struct conf_module_option *opts;
+	size_t nopts;
+};
+
+size_t conf_module_count(const struct conf *c);
+/* conf_module_at - the i-th module stanza, in file order. */
+const struct conf_module_stanza *conf_module_at(const struct conf *c, size_t i);
+
+/*
+ * conf_scalar_parse - parse text as a BOOL (0/1 in *out), INT, INTERVAL
+ * (seconds) or SIZE (bytes) the way option values are parsed. Returns 0,
+ * -1 for bad syntax, -2 for a number that does not fit in 64 bits.
+ */
+int conf_scalar_parse(enum conf_type type, const char *text, int64_t *out);
+
 /* More table access: scopes (CONF_S_* bits), default text (NULL: none), range, enum words. */
 unsigned conf_option_scopes(enum conf_opt opt);
 const char *conf_option_default(enum conf_opt opt);

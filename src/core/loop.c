@@ -293,3 +293,12 @@ void loop_drain_now(struct loop *lp)
 	loop_drain(lp);
 	current_loop = saved;
 }
+
+void loop_call_as(struct loop *lp, loop_fn fn, void *arg)
+{
+	struct loop *saved = current_loop;
+
+	current_loop = lp;
+	fn(arg);
+	current_loop = saved;
+}

@@ -73,6 +73,12 @@ void loop_stop(struct loop *lp);
 void loop_join(struct loop *lp);
 /* loop_free - release a stopped loop. Unrun posts are dropped. */
 void loop_free(struct loop *lp);
+/*
+ * loop_call_as - run fn(arg) now, on the calling thread, as if on lp's
+ * thread (loop_current() is lp meanwhile): for start-up work on the
+ * thread that will run lp, before loop_run.
+ */
+void loop_call_as(struct loop *lp, loop_fn fn, void *arg);
 /* loop_drain_now - run everything posted so far on the calling thread (after the loop ended). */
 void loop_drain_now(struct loop *lp);
 

@@ -11,7 +11,7 @@
 
 struct api_gen;
 
-/* smtp_policy_register - subscribe the built-ins to g (building; scheduler thread). 0 or -errno. */
-int smtp_policy_register(struct api_gen *g);
+/* smtp_policy_register - subscribe the built-ins to g (building; scheduler thread). */
+void smtp_policy_register(struct api_gen *g);
 
 #endif

@@ -68,6 +68,16 @@ def impetus_path():
     return _program("IMPETUS", "impetus")
 
 
+def modules_dir():
+    """modules_dir - where CMake put the test modules (tests/modules), for Module_Path."""
+    d = os.environ.get("IMPETUS_TEST_MODULES")
+    if not d:
+        d = os.path.join(os.path.dirname(impetusd_path()), "modules")
+    if not os.path.isdir(d):
+        missing_feature("test modules not built: %s (set IMPETUS_TEST_MODULES)" % d)
+    return d
+
+
 def free_port():
     """free_port - a TCP port on 127.0.0.1 that nothing listens on right now."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

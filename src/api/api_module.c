@@ -1,0 +1,592 @@
+/*
+ * api_module.c - finding, checking and starting modules (see api_module.h)
+ *
+ * A module is <dir>/<name>.so for the first directory of Module_Path
+ * that has it (default: the installed module directory). Each shared
+ * object is opened once per process (RTLD_NOW | RTLD_LOCAL: a missing
+ * symbol is an error at load, not a crash later) and never closed, so a
+ * pointer into a module stays valid however generations come and go;
+ * its `impetus_module` symbol is checked for the API version first.
+ *
+ * An instance owns a copy of its option values (heap), because a
+ * generation may outlive the struct conf that declared it by the time
+ * its instances' fini runs.
+ *
+ * Ownership: the loaded-module list and every generation being built
+ * belong to the scheduler thread (and to main() before the loops run);
+ * instances of a frozen generation are read-only.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "api/api.h"
+#include "api/api_module.h"
+#include "api/api_runtime.h"
+#include "config/config.h"
+#include "core/loop.h"
+#include "core/mem.h"
+#include "log/log.h"
+
+#ifndef IMPETUS_MODULE_DIR
+#define IMPETUS_MODULE_DIR "/usr/local/lib/impetus/modules"
+#endif
+
+/* The options every instance has, whatever its module declares. */
+#define OPT_ENABLED "enabled"
+#define OPT_DEBUG_LEVEL "debug_level"
+#define DEBUG_LEVEL_MAX 9
+
+/* One shared object, opened once. */
+struct loaded {
+	char *name;			/* lower-cased stanza name */
+	char *path;
+	const struct imp_module *mod;
+};
+
+static struct loaded *loaded;
+static size_t nloaded, loaded_cap;
+
+/* One option value of an instance, typed by the module's table. */
+struct opt_val {
+	bool set;			/* written in the stanza (else the default) */
+	bool has;			/* has a value: set, or a default exists */
+	int64_t i;			/* BOOL (0/1), INT, INTERVAL, SIZE */
+	char *s;			/* STRING */
+	char **list;			/* LIST */
+	size_t n;
+};
+
+struct imp_error {
+	struct str msg;
+};
+
+/* ---- finding a module ------------------------------------------------- */
+
+/* lower - a lower-cased copy of name. */
+static char *lower(const char *name)
+{
+	char *s = xstrdup(name);
+
+	for (char *p = s; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return s;
+}
+
+/*
+ * module_open - the module name, from the loaded list or Module_Path.
+ * NULL with a message (without location) in msg.
+ */
+static const struct loaded *module_open(const struct conf *conf, const char *name, struct str *msg)
+{
+	char *lname = lower(name);
+	const struct conf_value *mp = conf_get(conf, CONF_OPT_MODULE_PATH, NULL, NULL);
+	static const char *const default_path[] = { IMPETUS_MODULE_DIR };
+	const char *const *dirs = mp->u.list.n ? mp->u.list.v : default_path;
+	size_t ndirs = mp->u.list.n ? mp->u.list.n : 1;
+	struct str path = STR_INIT;
+	const struct loaded *found = NULL;
+
+	for (size_t i = 0; i < nloaded; i++)
+		if (strcmp(loaded[i].name, lname) == 0) {
+			found = &loaded[i];
+			goto out;
+		}
+	for (size_t i = 0; i < ndirs; i++) {
+		struct stat st;
+
+		str_clear(&path);
+		str_appendf(&path, "%s/%s.so", dirs[i], lname);
+		if (stat(str_cstr(&path), &st) == 0)
+			break;
+		str_clear(&path);
+	}
+	if (path.len == 0) {
+		str_appendf(msg, "unknown scope or module \"%.100s\": no %s.so in Module_Path (", name, lname);
+		for (size_t i = 0; i < ndirs; i++)
+			str_appendf(msg, "%s%s", i ? " " : "", dirs[i]);
+		str_appendc(msg, ')');
+		goto out;
+	}
+	void *h = dlopen(str_cstr(&path), RTLD_NOW | RTLD_LOCAL);
+	if (h == NULL) {
+		const char *e = dlerror();
+		str_appendf(msg, "cannot load module %s: %s", str_cstr(&path), e ? e : "unknown error");
+		goto out;
+	}
+	const struct imp_module *mod = dlsym(h, "impetus_module");
+	if (mod == NULL) {
+		str_appendf(msg, "%s is not an impetus module (no impetus_module symbol)", str_cstr(&path));
+		dlclose(h);
+		goto out;
+	}
+	if (mod->api_major != IMP_API_MAJOR || mod->api_minor > IMP_API_MINOR) {
+		str_appendf(msg,
+			    "module %s was built for impetus module API %u.%u; this impetusd has API %u.%u "
+			    "(a module runs on the same major version and an equal or newer minor)",
+			    str_cstr(&path), mod->api_major, mod->api_minor, IMP_API_MAJOR, IMP_API_MINOR);
+		dlclose(h);
+		goto out;
+	}
+	if (mod->name == NULL || strcasecmp(mod->name, lname) != 0) {
+		str_appendf(msg, "module %s calls itself \"%s\", not \"%s\"", str_cstr(&path),
+			    mod->name ? mod->name : "(null)", lname);
+		dlclose(h);
+		goto out;
+	}
+	if (nloaded == loaded_cap) {
+		loaded_cap = loaded_cap ? loaded_cap * 2 : 8;
+		loaded = xrealloc(loaded, loaded_cap * sizeof(*loaded));
+	}
+	loaded[nloaded] = (struct loaded){ .name = lname, .path = xstrdup(str_cstr(&path)), .mod = mod };
+	lname = NULL;
+	found = &loaded[nloaded++];
+out:
+	free(lname);
+	str_free(&path);
+	return found;
+}
+
+/* ---- options ---------------------------------------------------------- */
+
+static enum conf_type conf_type_of(enum imp_option_type t)
+{
+	switch (t) {
+	case IMP_OPT_BOOL: return CONF_T_BOOL;
+	case IMP_OPT_INT: return CONF_T_INT;
+	case IMP_OPT_INTERVAL: return CONF_T_INTERVAL;
+	case IMP_OPT_SIZE: return CONF_T_SIZE;
+	case IMP_OPT_STRING: return CONF_T_STRING;
+	case IMP_OPT_LIST: return CONF_T_LIST;
+	}
+	return CONF_T_STRING;
+}
+
+static void opt_val_clear(struct opt_val *v)
+{
+	free(v->s);
+	for (size_t i = 0; i < v->n; i++)
+		free(v->list[i]);
+	free(v->list);
+	memset(v, 0, sizeof(*v));
+}
+
+/*
+ * opt_parse - parse the items of one option into v. Returns -1 with
+ * msg and *bad (the item at fault) on error.
+ */
+static int opt_parse(const struct imp_option *o, const struct conf_module_value *items, size_t n,
+		     bool is_list, struct opt_val *v, size_t *bad, struct str *msg)
+{
+	*bad = 0;
+	if (o->type == IMP_OPT_LIST) {
+		v->list = xcalloc(n ? n : 1, sizeof(*v->list));
+		for (size_t i = 0; i < n; i++)
+			v->list[i] = xstrdup(items[i].text);
+		v->n = n;
+		v->has = true;
+		return 0;
+	}
+	if (is_list || n != 1) {
+		str_appendf(msg, "option \"%s\" takes a single value, not a list", o->name);
+		return -1;
+	}
+	if (o->type == IMP_OPT_STRING) {
+		v->s = xstrdup(items[0].text);
+		v->has = true;
+		return 0;
+	}
+	int64_t x = 0;
+	int r = conf_scalar_parse(conf_type_of(o->type), items[0].text, &x);
+	if (r == -1) {
+		str_appendf(msg, "\"%.200s\" is not a valid %s for %s", items[0].text,
+			    conf_type_name(conf_type_of(o->type)), o->name);
+		return -1;
+	}
+	if (o->type != IMP_OPT_BOOL && (o->min != 0 || o->max != 0) &&
+	    (r == -2 || x < o->min || x > o->max)) {
+		str_appendf(msg, "value %.200s out of range for %s (%lld..%lld)", items[0].text, o->name,
+			    (long long)o->min, (long long)o->max);
+		return -1;
+	}
+	if (r == -2) {
+		str_appendf(msg, "value %.200s out of range for %s", items[0].text, o->name);
+		return -1;
+	}
+	v->i = x;
+	v->has = true;
+	return 0;
+}
+
+/* split_default - the items of a default text: one value, or a "( a b )" list of words. */
+static size_t split_default(const char *def, struct conf_module_value *items, char *buf, size_t max,
+			    bool *is_list)
+{
+	size_t n = 0;
+
+	*is_list = false;
+	while (*def == ' ')
+		def++;
+	if (*def != '(') {
+		items[0].text = def;
+		return 1;
+	}
+	*is_list = true;
+	strcpy(buf, def + 1);
+	for (char *tok = strtok(buf, " \t,()\""); tok && n < max; tok = strtok(NULL, " \t,()\""))
+		items[n++].text = tok;
+	return n;
+}
+
+/* find_option - index of name in mod's table, or -1. */
+static int find_option(const struct imp_module *mod, const char *name)
+{
+	for (size_t i = 0; i < mod->noptions; i++)
+		if (strcasecmp(mod->options[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* ---- instances -------------------------------------------------------- */
+
+static void instance_free(struct imp_instance *inst)
+{
+	struct opt_val *vals = inst->opts;
+
+	if (vals)
+		for (size_t i = 0; i < inst->mod->noptions; i++)
+			opt_val_clear(&vals[i]);
+	free(vals);
+	free((char *)inst->name);
+	free((char *)inst->file);
+	free(inst);
+}
+
+static void call_fini(void *arg)
+{
+	struct imp_instance *inst = arg;
+
+	inst->mod->fini(inst);
+}
+
+/* instance_fini - api_instance_fini_hook: fini if init succeeded, then free. */
+static void instance_fini(struct imp_instance *inst)
+{
+	if (inst->initialised && inst->mod->fini) {
+		struct loop *sched = api_runtime()->scheduler;
+
+		/* Timers and posts a fini cancels belong to the scheduler loop. */
+		if (sched && loop_current() == NULL)
+			loop_call_as(sched, call_fini, inst);
+		else
+			inst->mod->fini(inst);
+	}
+	inst->initialised = false;
+	instance_free(inst);
+}
+
+/* where - "file:line:col: " of a stanza item. */
+static void where(struct str *err, const char *file, int line, int col)
+{
+	str_appendf(err, "%s:%d:%d: ", file, line, col);
+}
+
+/* instance_new - check one stanza against its module and make the instance. */
+static struct imp_instance *instance_new(struct api_gen *g, const struct conf_module_stanza *st,
+					 const struct loaded *lm, struct str *err)
+{
+	const struct imp_module *mod = lm->mod;
+	struct imp_instance *inst = xcalloc(1, sizeof(*inst));
+	struct opt_val *vals = xcalloc(mod->noptions ? mod->noptions : 1, sizeof(*vals));
+	struct str msg = STR_INIT;
+	size_t bad;
+
+	inst->gen = g;
+	inst->mod = mod;
+	inst->module_name = mod->name;
+	inst->name = xstrdup(st->instance ? st->instance : "");
+	inst->file = xstrdup(st->file);
+	inst->line = st->line;
+	inst->enabled = true;
+	inst->opts = vals;
+
+	if ((mod->flags & IMP_MODULE_SINGLETON) && st->instance) {
+		where(err, st->file, st->line, st->col);
+		str_appendf(err, "module \"%s\" has one instance only: write %s { ... } without a name",
+			    mod->name, mod->name);
+		goto fail;
+	}
+	for (size_t k = 0; k < st->nopts; k++) {
+		const struct conf_module_option *o = &st->opts[k];
+
+		if (strcasecmp(o->name, OPT_ENABLED) == 0 || strcasecmp(o->name, OPT_DEBUG_LEVEL) == 0) {
+			bool en = strcasecmp(o->name, OPT_ENABLED) == 0;
+			int64_t x = 0;
+			int r = (o->is_list || o->n != 1) ? -1 :
+				conf_scalar_parse(en ? CONF_T_BOOL : CONF_T_INT, o->v[0].text, &x);
+
+			if (r != 0 || (!en && (x < 0 || x > DEBUG_LEVEL_MAX))) {
+				where(err, st->file, o->n ? o->v[0].line : o->line,
+				      o->n ? o->v[0].col : o->col);
+				if (en)
+					str_appendf(err, "\"%.200s\" is not a valid boolean for enabled",
+						    o->n ? o->v[0].text : "");
+				else
+					str_appendf(err, "debug_level takes a number from 0 to %d",
+						    DEBUG_LEVEL_MAX);
+				goto fail;
+			}
+			if (en)
+				inst->enabled = x != 0;
+			else
+				inst->debug_level = (int)x;
+			continue;
+		}
+		int idx = find_option(mod, o->name);
+		if (idx < 0) {
+			where(err, st->file, o->line, o->col);
+			str_appendf(err, "unknown option \"%.100s\" for module %s (it takes:", o->name,
+				    mod->name);
+			for (size_t i = 0; i < mod->noptions; i++)
+				str_appendf(err, " %s", mod->options[i].name);
+			str_appends(err, " enabled debug_level)");
+			goto fail;
+		}
+		str_clear(&msg);
+		if (opt_parse(&mod->options[idx], o->v, o->n, o->is_list, &vals[idx], &bad, &msg) < 0) {
+			if (bad < o->n && !o->is_list)
+				where(err, st->file, o->v[bad].line, o->v[bad].col);
+			else
+				where(err, st->file, o->line, o->col);
+			str_append(err, msg.s, msg.len);
+			goto fail;
+		}
+		vals[idx].set = true;
+	}
+	for (size_t i = 0; i < mod->noptions; i++) {
+		const struct imp_option *o = &mod->options[i];
+
+		if (vals[i].set)
+			continue;
+		if (o->required) {
+			where(err, st->file, st->line, st->col);
+			str_appendf(err, "module %s needs option \"%s\" (%s)", mod->name, o->name,
+				    o->help ? o->help : "no help");
+			goto fail;
+		}
+		if (o->def == NULL)
+			continue;
+		struct conf_module_value items[32];
+		char buf[1024];
+		bool is_list;
+		size_t n;
+
+		if (strlen(o->def) >= sizeof(buf)) {
+			str_appendf(err, "%s: module %s: default of option \"%s\" too long", lm->path,
+				    mod->name, o->name);
+			goto fail;
+		}
+		n = split_default(o->def, items, buf, 32, &is_list);
+		str_clear(&msg);
+		if (opt_parse(o, items, n, is_list, &vals[i], &bad, &msg) < 0) {
+			str_appendf(err, "%s: module %s: bad default for option \"%s\": %s", lm->path,
+				    mod->name, o->name, str_cstr(&msg));
+			goto fail;
+		}
+	}
+	str_free(&msg);
+	return inst;
+fail:
+	str_free(&msg);
+	instance_free(inst);
+	return NULL;
+}
+
+/* check_table - a module's option table must be usable before any stanza is read. */
+static int check_table(const struct loaded *lm, struct str *msg)
+{
+	const struct imp_module *mod = lm->mod;
+
+	if (mod->noptions && mod->options == NULL) {
+		str_appendf(msg, "%s: module %s declares %zu options but no table", lm->path, mod->name,
+			    mod->noptions);
+		return -1;
+	}
+	for (size_t i = 0; i < mod->noptions; i++) {
+		const char *n = mod->options[i].name;
+
+		if (n == NULL || *n == '\0' || strcasecmp(n, OPT_ENABLED) == 0 ||
+		    strcasecmp(n, OPT_DEBUG_LEVEL) == 0 || (unsigned)mod->options[i].type > IMP_OPT_LIST) {
+			str_appendf(msg, "%s: module %s: option %zu has a bad name or type", lm->path,
+				    mod->name, i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- generations ------------------------------------------------------- */
+
+struct api_gen *api_modules_load(struct conf *conf, struct str *err)
+{
+	struct api_gen *g = api_gen_new();
+	struct str msg = STR_INIT;
+
+	g->conf = conf;
+	api_instance_fini_hook = instance_fini;
+	for (size_t i = 0; i < conf_module_count(conf); i++) {
+		const struct conf_module_stanza *st = conf_module_at(conf, i);
+		const struct loaded *lm;
+
+		str_clear(&msg);
+		lm = module_open(conf, st->module, &msg);
+		if (lm == NULL) {
+			where(err, st->file, st->line, st->col);
+			str_append(err, msg.s, msg.len);
+			goto fail;
+		}
+		if (check_table(lm, err) < 0)
+			goto fail;
+		for (size_t k = 1; k < g->ninst; k++)
+			if (g->inst[k]->mod == lm->mod && (lm->mod->flags & IMP_MODULE_SINGLETON)) {
+				where(err, st->file, st->line, st->col);
+				str_appendf(err, "module \"%s\" has one instance only (first at %s:%d)",
+					    lm->mod->name, g->inst[k]->file, g->inst[k]->line);
+				goto fail;
+			}
+		struct imp_instance *inst = instance_new(g, st, lm, err);
+		if (inst == NULL)
+			goto fail;
+		if (g->ninst == g->inst_cap) {
+			g->inst_cap *= 2;
+			g->inst = xrealloc(g->inst, g->inst_cap * sizeof(*g->inst));
+		}
+		g->inst[g->ninst++] = inst;
+	}
+	str_free(&msg);
+	return g;
+fail:
+	str_free(&msg);
+	api_gen_release(g);
+	return NULL;
+}
+
+/* init_all - the built-ins, then each enabled instance's init (on the scheduler loop). */
+struct start_ctx {
+	struct api_gen *g;
+	struct str *err;
+	int rc;
+};
+
+static void init_all(void *arg)
+{
+	struct start_ctx *sc = arg;
+	struct api_gen *g = sc->g;
+
+	api_builtins_register(g);
+	for (size_t i = 1; i < g->ninst; i++) {
+		struct imp_instance *inst = g->inst[i];
+		struct imp_error e = { STR_INIT };
+
+		if (!inst->enabled || inst->mod->init == NULL) {
+			inst->initialised = inst->enabled;
+			continue;
+		}
+		int r = inst->mod->init(inst, &e);
+		if (r < 0) {
+			str_appendf(sc->err, "%s:%d: module %s%s%s%s: init failed: %s", inst->file,
+				    inst->line, inst->module_name, *inst->name ? " \"" : "", inst->name,
+				    *inst->name ? "\"" : "",
+				    e.msg.len ? str_cstr(&e.msg) : "(no reason given)");
+			str_free(&e.msg);
+			sc->rc = -1;
+			return;
+		}
+		str_free(&e.msg);
+		inst->initialised = true;
+	}
+}
+
+int api_modules_start(struct api_gen *g, struct str *err)
+{
+	struct start_ctx sc = { g, err, 0 };
+	struct loop *sched = api_runtime()->scheduler;
+
+	/* An init that starts a timer or posts needs to run as the scheduler loop. */
+	if (sched && loop_current() == NULL)
+		loop_call_as(sched, init_all, &sc);
+	else
+		init_all(&sc);
+	if (sc.rc < 0) {
+		api_gen_release(g);
+		return -1;
+	}
+	api_gen_freeze(g);
+	api_gen_attach(g, g->conf);
+	return 0;
+}
+
+/* ---- what modules call ---------------------------------------------------- */
+
+void imp_error_set(struct imp_error *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	str_clear(&err->msg);
+	va_start(ap, fmt);
+	str_vappendf(&err->msg, fmt, ap);
+	va_end(ap);
+}
+
+/* option_of - the value of name; aborts on a name or type the table does not declare. */
+static const struct opt_val *option_of(const struct imp_instance *inst, const char *name,
+				       unsigned types)
+{
+	int idx = inst->mod ? find_option(inst->mod, name) : -1;
+
+	if (idx < 0 || !(types & (1u << inst->mod->options[idx].type))) {
+		log_panic("module %s: BUG: option \"%s\" %s", inst->module_name, name,
+			  idx < 0 ? "is not in its option table" : "asked for with the wrong type");
+		abort();
+	}
+	return &((const struct opt_val *)inst->opts)[idx];
+}
+
+bool imp_option_bool(const struct imp_instance *inst, const char *name)
+{
+	if (strcasecmp(name, OPT_ENABLED) == 0)
+		return inst->enabled;
+	return option_of(inst, name, 1u << IMP_OPT_BOOL)->i != 0;
+}
+
+int64_t imp_option_int(const struct imp_instance *inst, const char *name)
+{
+	if (strcasecmp(name, OPT_DEBUG_LEVEL) == 0)
+		return inst->debug_level;
+	return option_of(inst, name,
+			 1u << IMP_OPT_INT | 1u << IMP_OPT_INTERVAL | 1u << IMP_OPT_SIZE)->i;
+}
+
+const char *imp_option_string(const struct imp_instance *inst, const char *name)
+{
+	return option_of(inst, name, 1u << IMP_OPT_STRING)->s;
+}
+
+const char *const *imp_option_list(const struct imp_instance *inst, const char *name, size_t *n)
+{
+	const struct opt_val *v = option_of(inst, name, 1u << IMP_OPT_LIST);
+
+	*n = v->n;
+	return (const char *const *)v->list;
+}
+
+bool imp_option_is_set(const struct imp_instance *inst, const char *name)
+{
+	return option_of(inst, name, ~0u)->set;
+}
