@@ -71,8 +71,9 @@ enum imp_verdict {
 
 /*
  * The reply a REJECT, TEMPFAIL or DISCONNECT sends. Unset fields get the
- * phase's default ("550 5.7.1 rejected by policy", "451 4.7.1 try again
- * later", "421 4.7.0 closing"). code must match the verdict's class (5xx
+ * phase's default ("550 5.7.1 rejected by policy" (554 in the connect
+ * phase, RFC 5321 3.1), "451 4.7.1 try again later", "421 4.7.0
+ * closing"). code must match the verdict's class (5xx
  * for REJECT, 4xx otherwise) or the default is used and a paniclog line
  * names the instance. text is one line, at most 400 bytes, no CR/LF.
  */

@@ -32,7 +32,7 @@ struct imp_inject {
 	const char *protocol;			/* NULL: "internal"; "http" for the HTTP API */
 	unsigned flags;				/* IMP_INJECT_* */
 	const char *const *vctx;		/* message context: key, value, key, value, ... */
-	size_t nvctx;				/* number of pairs (checked; not stored yet) */
+	size_t nvctx;				/* number of pairs; stored with the message (session.h limits) */
 	/*
 	 * retention: how long the message may wait in the queues, in
 	 * seconds, before it expires and bounces; 0 = Message_Expiration.

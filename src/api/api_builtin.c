@@ -16,9 +16,11 @@
 #include "policy/bounce_class.h"
 #include "policy/macro.h"
 #include "queue/queue.h"
+#include "smtp/smtp_policy.h"
 
 void api_builtins_register(struct api_gen *g)
 {
+	smtp_policy_register(g);
 	queue_builtins_register(g);
 	bounce_class_builtins_register(g);
 	log_builtins_register(g);

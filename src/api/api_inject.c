@@ -14,9 +14,9 @@
  * at least one recipient; addresses without CR, LF, '<' or '>' (a
  * recipient is not empty); a header block at the start of the message;
  * the size against the global Max_Message_Size; a named binding that
- * exists. The message-scope context (vctx pairs) is checked for shape
- * (key and value present, key not empty) but not stored: the envelope
- * has no field for it yet (another branch adds one).
+ * exists; the message-scope context (vctx pairs) within the limits of
+ * impetus/session.h. The context is stored with the message like a
+ * received message's.
  *
  * Retention is applied by the queue in memory (queue_set_retention): a
  * restart forgets it and Message_Expiration applies again.
@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include <impetus/inject.h>
+#include <impetus/session.h>
 
 #include "api/api_runtime.h"
 #include "api/api_services.h"
@@ -38,6 +39,7 @@
 #include "core/mem.h"
 #include "message/envelope.h"
 #include "message/rfc5322.h"
+#include "message/vctx.h"
 #include "queue/queue.h"
 
 #define INJECT_FLAGS (IMP_INJECT_SIGN | IMP_INJECT_LOG | IMP_INJECT_NO_TRACE | IMP_INJECT_NEW_ID)
@@ -71,8 +73,11 @@ int api_inject_check(const struct imp_inject *req)
 		return -EINVAL;
 	if (req->nvctx && req->vctx == NULL)
 		return -EINVAL;
+	if (req->nvctx > IMP_VCTX_ENTRIES_MAX)
+		return -EINVAL;
 	for (size_t i = 0; i < req->nvctx; i++)
-		if (req->vctx[2 * i] == NULL || *req->vctx[2 * i] == '\0' || req->vctx[2 * i + 1] == NULL)
+		if (req->vctx[2 * i] == NULL || !vctx_key_ok(req->vctx[2 * i]) ||
+		    req->vctx[2 * i + 1] == NULL || strlen(req->vctx[2 * i + 1]) > IMP_VCTX_VALUE_MAX)
 			return -EINVAL;
 	if (req->protocol && (*req->protocol == '\0' || strpbrk(req->protocol, " \t\r\n@")))
 		return -EINVAL;
@@ -143,6 +148,11 @@ int imp_inject(const struct imp_inject *req, imp_inject_done_fn done, void *arg)
 	for (size_t i = 0; i < req->nrcpts; i++)
 		env->rcpts[i].addr = xstrdup(req->rcpts[i]);
 	queue_inject_crlf(&env->body, req->data, req->len);
+	if (req->nvctx) {
+		env->vctx = vctx_new();
+		for (size_t i = 0; i < req->nvctx; i++)
+			vctx_set(env->vctx, req->vctx[2 * i], req->vctx[2 * i + 1]);
+	}
 
 	struct inject_answer *a = NULL;
 	if (done) {

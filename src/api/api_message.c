@@ -19,7 +19,7 @@
 
 #include <impetus/message.h>
 
-#include "api/api_message.h"
+#include "message/message_view.h"
 #include "api/api_runtime.h"
 #include "api/api_services.h"
 #include "core/loop.h"

@@ -159,7 +159,15 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 
 void queue_accept(struct queue *q, struct envelope *msg)
 {
-	queue_route_assign_binding(q, msg);
+	/*
+	 * Mail received by an SMTP session had its binding chosen by the
+	 * set_binding phase (the built-in Assign_Binding subscriber in
+	 * smtp/smtp_policy.c, or a module before it). This fallback is for
+	 * messages that never went through a session: bounces and other
+	 * internal messages.
+	 */
+	if (!msg->binding_chosen)
+		queue_route_assign_binding(q, msg);
 	queue_binding_choose(q, msg);
 	queue_log_reception(q, msg);
 	queue_add(q, msg, q->started);
@@ -167,7 +175,9 @@ void queue_accept(struct queue *q, struct envelope *msg)
 
 void queue_accept_quiet(struct queue *q, struct envelope *msg)
 {
-	queue_route_assign_binding(q, msg);
+	if (!msg->binding_chosen)
+		queue_route_assign_binding(q, msg);
+	queue_binding_choose(q, msg);
 	queue_add(q, msg, q->started);
 }
 

@@ -34,7 +34,7 @@
 #include <impetus/inject.h>
 
 #include "api/api.h"
-#include "api/api_message.h"
+#include "message/message_view.h"
 #include "config/config.h"
 #include "core/id.h"
 #include "core/mem.h"
@@ -150,11 +150,12 @@ static void sign_job(void *arg)
 {
 	struct inject_job *j = arg;
 	const struct api_hook *h = api_hook_of(j->r.conf, API_HOOK_SIGN);
-	struct imp_message view = { .env = j->env, .receiving = true, .scratch = STR_INIT };
+	struct imp_message view;
 
+	message_view_init(&view, j->env, true);
 	for (size_t i = 0; h && i < h->n; i++)
 		((imp_sign_fn)h->v[i].fn)(h->v[i].closure, &view);
-	str_free(&view.scratch);
+	message_view_done(&view);
 	submit(j);
 }
 

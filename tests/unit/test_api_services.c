@@ -27,7 +27,7 @@
 #include <impetus/queue.h>
 
 #include "api/api.h"
-#include "api/api_message.h"
+#include "message/message_view.h"
 #include "api/api_runtime.h"
 #include "api/api_services.h"
 #include "check.h"
