@@ -104,8 +104,15 @@ static int parse_code(const char **p)
 static int check_repeats(const char *re, char *err, size_t errsize)
 {
 	uint64_t product = 1;
+	bool after_quantifier = false;	/* the previous token was *, +, ? or {..} */
 
 	for (const char *p = re; *p; p++) {
+		bool quantifier = *p == '*' || *p == '+' || *p == '?' || *p == '{';
+		if (quantifier && after_quantifier)
+			return fail(err, errsize, "a quantifier right after another (\"%c\" at offset %zu): "
+				    "undefined in POSIX, and glibc's matcher takes exponential time on it",
+				    *p, (size_t)(p - re));
+		after_quantifier = quantifier;
 		if (*p == '\\') {
 			if (p[1])
 				p++;
@@ -150,6 +157,10 @@ static int check_repeats(const char *re, char *err, size_t errsize)
 				bound = v;
 			q--;
 		}
+		while (*p && *p != '}')
+			p++;
+		if (!*p)
+			break;
 		if (bound > 1) {
 			product *= bound;
 			if (product > OVR_REPEAT_PRODUCT)

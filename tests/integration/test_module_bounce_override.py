@@ -161,6 +161,7 @@ class BounceOverrideErrorsTest(DaemonTestCase):
             (b"x51 abc\n", "", ["PATH: line 1: expected a class code"]),
             (b"51 a{300}\n", "", ["PATH: line 1: repetition bound above 255"]),
             (b"51 ab\x00c\n", "", ["PATH: line 1: NUL byte"]),
+            (b"51 u++++z\n", "", ["PATH: line 1: a quantifier right after another"]),
             (b"\n\n130 abc\n", "", ["PATH:3: class 130 is neither built in nor declared"]),
             (b"51 abc\n", 'classes = ( "10 Mine" )',
              ['classes: class 10 "Mine": the code is taken by "Invalid Recipient"']),
