@@ -5,12 +5,20 @@
  * registered here, into every generation, through the core instance, the
  * same way a module registers (DESIGN.md: no private side doors). One
  * call per component; each registers its subscribers at the orders its
- * hooks document.
+ * hooks document (the connection goal at IMP_ORDER_FIRST, the binding
+ * round robin at IMP_ORDER_LAST, the classification rules and the log
+ * writers at IMP_ORDER_BUILTIN). A refused registration is a programming
+ * error and aborts.
  */
 #include "api/api.h"
 #include "api/api_module.h"
+#include "log/log_event.h"
+#include "policy/bounce_class.h"
+#include "queue/queue.h"
 
 void api_builtins_register(struct api_gen *g)
 {
-	(void)g;
+	queue_builtins_register(g);
+	bounce_class_builtins_register(g);
+	log_builtins_register(g);
 }

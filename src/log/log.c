@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "core/fsutil.h"
 #include "core/mem.h"
+#include "log/log_event.h"
 
 #define LOG_FLUSH_THRESHOLD (64 * 1024)
 
@@ -193,13 +195,26 @@ void log_panic(const char *fmt, ...)
 	str_free(&line);
 }
 
-void log_reject(const char *remote, const char *local, const char *conn_id,
-		const char *phase, const char *reply)
+void log_reject(const struct conf *conf, const char *remote, const char *local,
+		const char *conn_id, const char *phase, const char *reply)
 {
 	struct str line = STR_INIT;
+	int64_t now = (int64_t)time(NULL);
 
 	str_appendf(&line, "%lld: R=\"%s\" L=\"%s\" C=\"%s\" P=\"%s\" E=%s",
-		    (long long)time(NULL), remote, local, conn_id, phase, reply);
-	log_line(LOG_REJECT, line.s, line.len);
+		    (long long)now, remote, local, conn_id, phase, reply);
+	/* The reply code, when the text starts with one ("550 5.7.1 ..."). */
+	int code = 0;
+	if (reply[0] >= '2' && reply[0] <= '5' && reply[1] >= '0' && reply[1] <= '9' &&
+	    reply[2] >= '0' && reply[2] <= '9' && (reply[3] == ' ' || reply[3] == '-' || !reply[3]))
+		code = (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0');
+	struct imp_log_event ev = {
+		.type = IMP_LOG_REJECTION, .time = now,
+		.message_id = "", .conn_id = conn_id, .sender = "", .recipient = "",
+		.binding_group = "", .binding = "", .domain = "",
+		.peer = remote, .peer_host = "", .protocol = "", .phase = phase,
+		.code = code, .reply = reply, .line = line.s,
+	};
+	log_event_emit(conf, &ev);
 	str_free(&line);
 }

@@ -46,8 +46,12 @@ void log_set_stderr_echo(bool on);
 void log_line(enum log_file f, const char *line, size_t len);
 /* log_panic - a daemon event line in the paniclog, prefixed with the time. */
 void log_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* log_reject - a rejectlog line. */
-void log_reject(const char *remote, const char *local, const char *conn_id,
-		const char *phase, const char *reply);
+/*
+ * log_reject - a rejectlog line, and its X event for the log hook of
+ * conf's generation (log_event.h; conf may be NULL: the line only).
+ */
+struct conf;
+void log_reject(const struct conf *conf, const char *remote, const char *local,
+		const char *conn_id, const char *phase, const char *reply);
 
 #endif

@@ -19,11 +19,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "api/api.h"
+#include "config/config.h"
 #include "core/mem.h"
 
 /* How much of a reply text is looked at; phrases that matter come early. */
@@ -507,4 +510,51 @@ int bounce_classify_rule(int code, const char *status, const char *text,
 int bounce_classify(int code, const char *status, const char *text)
 {
 	return bounce_classify_rule(code, status, text, NULL);
+}
+
+/* ============================================================ the hook */
+
+/* builtin_classify - the rule table as a classify subscriber. */
+static int builtin_classify(void *closure, int code, const char *status, const char *text,
+			    const char *domain)
+{
+	(void)closure;
+	(void)domain;
+	return bounce_classify(code, status, text);
+}
+
+void bounce_class_builtins_register(struct api_gen *g)
+{
+	if (imp_hook_classify(api_core_instance(g), builtin_classify, NULL, IMP_ORDER_BUILTIN) < 0)
+		abort();
+}
+
+int bounce_classify_conf(const struct conf *conf, int code, const char *status,
+			 const char *text, const char *domain)
+{
+	if (conf && !conf_bool(conf, CONF_OPT_BOUNCE_CLASSIFICATION))
+		return BOUNCE_UNDETERMINED;
+	const struct api_hook *h = api_hook_of(conf, API_HOOK_CLASSIFY);
+	if (h == NULL)
+		return bounce_classify(code, status, text);
+	/* Subscribers get strings, never NULL. */
+	status = status ? status : "";
+	text = text ? text : "";
+	domain = domain ? domain : "";
+	for (size_t i = 0; i < h->n; i++) {
+		int cls = ((imp_classify_fn)h->v[i].fn)(h->v[i].closure, code, status, text, domain);
+		if (cls > 0)
+			return cls;
+	}
+	return BOUNCE_UNDETERMINED;
+}
+
+int imp_bounce_class_register(int code, const char *name, const char *description)
+{
+	return bounce_class_register(code, name, description);
+}
+
+const char *imp_bounce_class_name(int code)
+{
+	return bounce_class_name(code);
 }

@@ -11,6 +11,10 @@
  * Code 30 (Generic Bounce: No RCPT) is never returned: only the caller
  * knows that no recipient of the transaction was accepted, and sets it.
  *
+ * Modules take part through the classify hook (impetus/hooks.h) and
+ * register classes with imp_bounce_class_register: bounce_classify_conf
+ * runs them.
+ *
  * Thread safety: bounce_classify and the lookups may be called from any
  * thread. bounce_class_register takes a lock; strings it returns (names,
  * descriptions) stay valid for the life of the process.
@@ -59,6 +63,23 @@ int bounce_classify(int code, const char *status, const char *text);
  */
 int bounce_classify_rule(int code, const char *status, const char *text,
 			 const char **rule);
+
+/*
+ * bounce_classify_conf - the classification of conf's generation: off
+ * (Bounce_Classification = false) every failure is 1 (Undetermined);
+ * else the classify hook's subscribers in order, the first answer > 0
+ * deciding (the built-in rules of bounce_classify are one, at
+ * IMP_ORDER_BUILTIN); without a generation (conf NULL or none attached)
+ * bounce_classify alone. domain is the routing domain ("" or NULL when
+ * none). Any thread.
+ */
+struct conf;
+struct api_gen;
+int bounce_classify_conf(const struct conf *conf, int code, const char *status,
+			 const char *text, const char *domain);
+
+/* bounce_class_builtins_register - the rule table as a classify subscriber of g. */
+void bounce_class_builtins_register(struct api_gen *g);
 
 /* bounce_class_name - "Invalid Recipient" etc., NULL for an unknown code. */
 const char *bounce_class_name(int code);

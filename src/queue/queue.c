@@ -44,7 +44,11 @@
 #include "core/pool.h"
 #include "core/str.h"
 #include "core/strmap.h"
+#include "api/api.h"
 #include "log/log.h"
+#include "log/log_event.h"
+#include "message/message_view.h"
+#include "queue/queue_goal.h"
 #include "queue/queue_int.h"
 #include "queue/queue_out.h"
 #include "smtp/smtp_client.h"
@@ -156,12 +160,15 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 void queue_accept(struct queue *q, struct envelope *msg)
 {
 	queue_route_assign_binding(q, msg);
-	queue_log_reception(msg);
+	queue_binding_choose(q, msg);
+	queue_log_reception(q, msg);
 	queue_add(q, msg, q->started);
 }
 
 void queue_recovered(struct queue *q, struct envelope *msg)
 {
+	/* The binding chosen in a group is not stored: choose again. */
+	queue_binding_choose(q, msg);
 	queue_add(q, msg, q->started);
 }
 
@@ -170,6 +177,61 @@ void queue_recovered(struct queue *q, struct envelope *msg)
 
 static void on_batch_done(void *ctx, struct smtp_client *c, struct smtp_batch *b, bool more);
 static void on_closed(void *ctx, struct smtp_client *c, bool connected, const char *reason);
+
+/*
+ * hooks_refresh - look up the hooks the hot paths run, again only when
+ * the conf's generation is not the one they came from: a reload gives a
+ * new conf, and at start-up the generation is attached to the conf after
+ * the queue got it (the modules' init runs once the loops exist). One
+ * pointer compare per kick or batch.
+ */
+static void hooks_refresh(struct queue *q)
+{
+	struct api_gen *g = api_gen_of(q->conf);
+
+	if (g == q->hooks_gen && q->hooks_conf == q->conf)
+		return;
+	q->hooks_gen = g;
+	q->hooks_conf = q->conf;
+	q->goal_hook = api_hook_of(q->conf, API_HOOK_CONNECTION_GOAL);
+	q->params_hook = api_hook_of(q->conf, API_HOOK_CLIENT_PARAMS);
+}
+
+/*
+ * batch_view - what the client_params subscribers see of the batch's
+ * message, on the connection's I/O loop: a snapshot of the envelope with
+ * the batch's recipients only (so rcpt_index is the batch's order), which
+ * nobody changes while the batch is out, unlike the queue's envelope.
+ * The batch holds a reference to the configuration, so the generation
+ * (and its hook list) lives as long as the batch. Only made when someone
+ * subscribed.
+ */
+static void batch_view(struct queue *q, struct smtp_batch *b, const struct envelope *sm)
+{
+	struct envelope *v = envelope_new();
+
+	v->id = sm->id;
+	v->conn_id = sm->conn_id;
+	v->received = sm->received;
+	v->sender = xstrdup(sm->sender ? sm->sender : "");
+	v->envid = sm->envid ? xstrdup(sm->envid) : NULL;
+	v->ret = sm->ret;
+	v->body_type = sm->body_type;
+	v->smtputf8 = sm->smtputf8;
+	v->binding = xstrdup(sm->binding ? sm->binding : "");
+	v->binding_group = xstrdup(sm->binding_group ? sm->binding_group : "");
+	v->loc = sm->loc;
+	v->nrcpt = b->nrcpt;
+	v->rcpts = xcalloc(b->nrcpt ? b->nrcpt : 1, sizeof(*v->rcpts));
+	for (size_t i = 0; i < b->nrcpt; i++) {
+		v->rcpts[i].addr = xstrdup(b->rcpts[i].addr);
+		v->rcpts[i].orcpt = b->rcpts[i].orcpt ? xstrdup(b->rcpts[i].orcpt) : NULL;
+		v->rcpts[i].notify = b->rcpts[i].notify;
+	}
+	b->view = message_view_new(v, true);
+	b->params_hook = q->params_hook;
+	b->hook_conf = conf_ref(q->conf);
+}
 
 /*
  * take_batch - the next transaction: the head entry's message and up
@@ -219,6 +281,8 @@ static struct smtp_batch *take_batch(struct queue *q, struct queue_dest *dq)
 		b->rcpts[i].orcpt = r->orcpt ? xstrdup(r->orcpt) : NULL;
 		b->rcpts[i].notify = r->notify;
 	}
+	if (q->params_hook)
+		batch_view(q, b, m->sm);
 	return b;
 }
 
@@ -294,6 +358,7 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		return;
 	}
 	throttles_refresh(dq, now_us);
+	hooks_refresh(q);
 
 	/* Idle connections first: no connect cost. */
 	while (dq->idle && dq->nactive > 0) {
@@ -310,18 +375,24 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		dq->idle = qc->next_idle;
 		qc->idle = false;
 		qc->next_idle = NULL;
+		/* Before the send: from then on the batch is the connection's. */
+		queue_log_attempt(q, dq, b->qctx, smtp_client_id(qc->c));
 		smtp_client_send(qc->c, b);
 	}
 
 	int64_t smax = q->server_max_conns;
-	struct queue_goal_input in = {
+	struct imp_goal_input in = {
+		.binding = dq->binding,
+		.domain = dq->domain,
 		.active = dq->nactive,
 		.runs = dq->runs,
+		.delayed = dq->nheap,
 		.connections = dq->conns,
 		.max_connections = s->max_conns,
 		.batch_size = s->batch_size,
+		.recent_failures = dq->recent_failures,
 	};
-	uint32_t goal = q->goal(&in);
+	uint32_t goal = queue_goal(q->goal_hook, &in);
 	while (dq->conns < goal && dq->nactive > 0) {
 		if (smax > 0 && q->conns >= (uint64_t)smax) {
 			starve(q, dq);
@@ -346,8 +417,11 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		struct smtp_client_events ev = { on_batch_done, on_closed, qc };
 		dq->conns++;
 		q->conns++;
+		/* qb stays the scheduler's while b is out: the A events read it after the open. */
+		struct qbatch *qb = b->qctx;
 		qc->c = smtp_client_open(q->deps.io[pick_io(q)], q->deps.scheduler, q->deps.spool,
 					 conn_params(q, dq), b, &ev);
+		queue_log_attempt(q, dq, qb, smtp_client_id(qc->c));
 	}
 }
 
@@ -377,6 +451,8 @@ static void on_batch_done(void *ctx, struct smtp_client *c, struct smtp_batch *b
 	struct queue_dest *dq = qb->dq;
 
 	qc->c = c;
+	if (b->remote_ip[0])
+		dq->recent_failures = 0;	/* a server answered */
 	if (qb->n > 0) {
 		struct qmsg *m = qb->entries[0]->m;
 
@@ -442,6 +518,10 @@ static void on_closed(void *ctx, struct smtp_client *c, bool connected, const ch
 		if (*pp)
 			*pp = qc->next_idle;
 	}
+	if (connected)
+		dq->recent_failures = 0;
+	else if (dq->recent_failures < UINT32_MAX)
+		dq->recent_failures++;
 	if (!connected)
 		log_panic("delivery domain=%s binding=%s connect failed: %s", dq->domain,
 			  *dq->binding ? dq->binding : "default", reason ? reason : "");
@@ -556,13 +636,8 @@ struct queue *queue_new(struct conf *conf)
 	q->server_max_conns = conf_int(conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
 	q->queues = strmap_new();
 	spool_idmap_init(&q->msgs);
-	q->goal = queue_default_connection_goal;
+	hooks_refresh(q);
 	return q;
-}
-
-void queue_set_goal_fn(struct queue *q, queue_goal_fn fn)
-{
-	q->goal = fn ? fn : queue_default_connection_goal;
 }
 
 void queue_set_conf(struct queue *q, struct conf *conf)
@@ -573,6 +648,7 @@ void queue_set_conf(struct queue *q, struct conf *conf)
 	/* Every queue reads its settings again on its next event (queue_dest_settings). */
 	q->conf_gen++;
 	q->server_max_conns = conf_int(conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
+	hooks_refresh(q);
 	conf_unref(old);
 	if (q->started)
 		maintain_all(q);
@@ -693,6 +769,7 @@ void queue_free(struct queue *q)
 	if (q->shutdown_timer)
 		event_free(q->shutdown_timer);
 	free(q->starved);
+	queue_binding_free(q);
 	conf_unref(q->conf);
 	free(q);
 }

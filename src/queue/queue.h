@@ -70,19 +70,22 @@ size_t queue_destination_count(const struct queue *q);
 void queue_free(struct queue *q);
 
 /*
- * The connection goal: how many connections a queue should have now.
- * Replaceable by a module (the connection_goal hook); the default is
- * queue_default_connection_goal (queue_goal.c).
+ * The connection goal: how many connections a queue should have now. It
+ * is the connection_goal hook (impetus/hooks.h): its subscribers run in
+ * order from the built-in one, queue_default_connection_goal at
+ * IMP_ORDER_FIRST (queue_goal.c); a conf without a generation (tests,
+ * tools) uses the built-in one alone. The manager caps the answer at
+ * Max_Outbound_Connections either way.
  */
-struct queue_goal_input {
-	uint64_t active;		/* recipients ready now */
-	uint64_t runs;			/* how many different messages they belong to, at least */
-	uint32_t connections;		/* open now */
-	uint32_t max_connections;	/* Max_Outbound_Connections (0 = no limit) */
-	uint32_t batch_size;		/* Max_Recipients_Per_Batch */
-};
-typedef uint32_t (*queue_goal_fn)(const struct queue_goal_input *in);
-uint32_t queue_default_connection_goal(const struct queue_goal_input *in);
-void queue_set_goal_fn(struct queue *q, queue_goal_fn fn);
+struct imp_goal_input;
+struct api_gen;
+uint32_t queue_default_connection_goal(const struct imp_goal_input *in);
+
+/*
+ * queue_builtins_register - the queue's built-in subscribers into g: the
+ * default connection goal (IMP_ORDER_FIRST) and the round-robin binding
+ * choice (IMP_ORDER_LAST).
+ */
+void queue_builtins_register(struct api_gen *g);
 
 #endif

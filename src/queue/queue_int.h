@@ -13,7 +13,8 @@
  *                    binding assignment, Routes/Gateway, DNS resolution
  *   queue_outcome.c  delivered / deferred / failed, message finalisation,
  *                    the spool's moved/ack bookkeeping for compaction
- *   queue_goal.c     the default connection goal
+ *   queue_goal.c     the connection_goal hook and its default
+ *   queue_binding.c  choosing a binding within a Binding_Group
  *   queue_log.c      mainlog/bouncelog lines
  *   queue_bounce.c   RFC 3464 bounces
  *
@@ -40,6 +41,9 @@ struct smtp_client;
 struct envelope;
 struct strmap;
 struct queue_dest;
+struct queue_groups;
+struct api_hook;
+struct api_gen;
 
 /* A permanent failure remembered for the message's bounce. */
 struct qfail {
@@ -141,6 +145,7 @@ struct queue_dest {
 	bool starving;			/* in the manager's starved list */
 	struct qconn *idle;		/* idle connections, LIFO */
 	struct throttle msg_tb, conn_tb;
+	uint32_t recent_failures;	/* failed connection attempts since the last success */
 	/* queue_route.c: where the mail goes */
 	bool resolving;			/* a lookup in flight holds the queue */
 	bool in_resolve_call;		/* inside dns_resolve_*: an answer now is synchronous */
@@ -164,7 +169,17 @@ struct queue {
 	size_t nrcpts;			/* entries alive */
 	uint32_t conns;			/* outbound connections, all queues */
 	size_t next_io;
-	queue_goal_fn goal;
+	/*
+	 * The hooks of conf's generation the hot paths run, looked up again
+	 * only when conf or its generation changed (hooks_refresh in
+	 * queue.c): NULL when nobody subscribed or conf has no generation
+	 * (the built-in behaviour).
+	 */
+	const struct api_gen *hooks_gen;
+	const struct conf *hooks_conf;
+	const struct api_hook *goal_hook;
+	const struct api_hook *params_hook;
+	struct queue_groups *groups;	/* Binding_Group members (queue_binding.c) */
 	struct event *maintainer;
 	struct event *shutdown_timer;
 	void (*shutdown_done)(void *);
@@ -213,5 +228,17 @@ void queue_route_assign_binding(struct queue *q, struct envelope *sm);
 void queue_route_resolve(struct queue *q, struct queue_dest *dq);
 /* queue_route_clear - forget the resolved hosts. */
 void queue_route_clear(struct queue_dest *dq);
+
+/* queue_binding.c */
+/*
+ * queue_binding_choose - a message in a Binding_Group without a binding
+ * gets one of the group's bindings (binding_group_choose_binding hook,
+ * round robin built in). No-op when it has a binding or no group.
+ */
+void queue_binding_choose(struct queue *q, struct envelope *sm);
+/* queue_binding_group_name - the configured name of the Binding_Group group (any case), or NULL. */
+const char *queue_binding_group_name(struct queue *q, const char *group);
+/* queue_binding_free - forget the group table (queue_free). */
+void queue_binding_free(struct queue *q);
 
 #endif

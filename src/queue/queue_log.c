@@ -13,7 +13,13 @@
  *
  * "@" and line breaks inside free text (responses) are replaced so every
  * event stays one line with a fixed number of fields; control bytes, 8-bit
- * bytes and '\\' in it are escaped as \xHH (append_text). Scheduler thread.
+ * bytes and '\\' in it are escaped as \xHH (append_text).
+ *
+ * Each line is also a log event (impetus/hooks.h): the line is formatted
+ * once, the event points at it and at the fields it came from, and
+ * log_event_emit runs the log hook, whose built-in subscriber writes the
+ * line. A events (a batch handed to a connection) have no line and are
+ * built only when someone subscribed. Scheduler thread.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +27,7 @@
 
 #include "core/str.h"
 #include "log/log.h"
+#include "log/log_event.h"
 #include "message/dsn.h"
 #include "message/envelope.h"
 #include "policy/bounce_class.h"
@@ -79,9 +86,10 @@ static void append_id(struct str *line, impetus_id id)
 		str_appends(line, id_format(id, buf));
 }
 
-static void prefix(struct str *line, impetus_id msg, impetus_id batch, impetus_id conn, char type)
+static void prefix(struct str *line, int64_t now, impetus_id msg, impetus_id batch,
+		   impetus_id conn, char type)
 {
-	str_appendf(line, "%lld@", (long long)time(NULL));
+	str_appendf(line, "%lld@", (long long)now);
 	append_id(line, msg);
 	str_appendc(line, '@');
 	append_id(line, batch);
@@ -90,20 +98,47 @@ static void prefix(struct str *line, impetus_id msg, impetus_id batch, impetus_i
 	str_appendf(line, "@%c@", type);
 }
 
-void queue_log_reception(const struct envelope *msg)
+/* id_text - the text form of an id, "" for none. */
+static const char *id_text(impetus_id id, char buf[ID_BUF_SIZE])
+{
+	if (id == 0) {
+		buf[0] = '\0';
+		return buf;
+	}
+	return id_format(id, buf);
+}
+
+void queue_log_reception(struct queue *q, const struct envelope *msg)
 {
 	struct str line = STR_INIT;
+	int64_t now = (int64_t)time(NULL);
+	char mid[ID_BUF_SIZE], cid[ID_BUF_SIZE];
+	struct imp_log_event ev = {
+		.type = IMP_LOG_RECEPTION, .time = now,
+		.message_id = id_text(msg->id, mid), .conn_id = id_text(msg->conn_id, cid),
+		.sender = msg->sender ? msg->sender : "",
+		.nrecipients = msg->nrcpt, .size = msg->loc.length,
+		.binding_group = msg->binding_group ? msg->binding_group : "",
+		.binding = msg->binding ? msg->binding : "",
+		.peer = msg->client_ip ? msg->client_ip : "", .peer_host = "",
+		.protocol = msg->protocol ? msg->protocol : "", .phase = "", .reply = "",
+	};
 
 	for (size_t i = 0; i < msg->nrcpt; i++) {
 		str_clear(&line);
-		prefix(&line, msg->id, 0, msg->conn_id, 'R');
+		prefix(&line, now, msg->id, 0, msg->conn_id, 'R');
 		append_addr(&line, msg->rcpts[i].addr);
 		str_appendc(&line, '@');
 		append_addr(&line, msg->sender);
 		str_appendf(&line, "@%s@%llu@%s@%s@%s", msg->client_ip,
 			    (unsigned long long)msg->loc.length, msg->protocol,
 			    or_default(msg->binding_group), or_default(msg->binding));
-		log_line(LOG_MAIN, line.s, line.len);
+		char *domain = queue_route_domain(msg->rcpts[i].addr);
+		ev.recipient = msg->rcpts[i].addr;
+		ev.domain = domain;
+		ev.line = line.s;
+		log_event_emit(queue_conf(q), &ev);
+		free(domain);
 	}
 	str_free(&line);
 }
@@ -113,9 +148,20 @@ void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struc
 {
 	const struct envelope *sm = e->m->sm;
 	struct str line = STR_INIT;
+	int64_t now = (int64_t)time(NULL);
 	long long age = (long long)(queue_now_us() / 1000000 - sm->received);
+	const char *resp = o->response ? o->response : "";
+	char mid[ID_BUF_SIZE], cid[ID_BUF_SIZE];
+	int cls = 0;
 
-	prefix(&line, sm->id, o->batch_id, o->conn_id, type);
+	if (type == 'P') {
+		/* Classified once: the P event and the B line carry the same class. */
+		char status[16];
+		cls = bounce_classify_conf(queue_conf(q), o->code,
+					   dsn_status_from_reply(o->code, resp, true, status), resp,
+					   dq->domain);
+	}
+	prefix(&line, now, sm->id, o->batch_id, o->conn_id, type);
 	if (type == 'D') {
 		str_appendf(&line, "%s@%llu@%s@%s@%u@%lld@%s", dq->domain,
 			    (unsigned long long)sm->loc.length, or_default(sm->binding_group),
@@ -127,14 +173,24 @@ void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struc
 			    o->remote ? o->remote : "");
 		append_text(&line, o->response);
 	}
-	log_line(LOG_MAIN, line.s, line.len);
+	struct imp_log_event ev = {
+		.type = (enum imp_log_type)type, .time = now,
+		.message_id = id_text(sm->id, mid), .conn_id = id_text(o->conn_id, cid),
+		.sender = sm->sender ? sm->sender : "", .recipient = sm->rcpts[e->rcpt].addr,
+		.nrecipients = 1, .size = sm->loc.length,
+		.binding_group = sm->binding_group ? sm->binding_group : "",
+		.binding = sm->binding ? sm->binding : "", .domain = dq->domain,
+		.peer = o->remote ? o->remote : "", .peer_host = "", .protocol = "", .phase = "",
+		.code = o->code, .reply = resp, .bounce_class = cls,
+		/* T counted this failure in retries already; P and D did not. */
+		.attempts = type == 'T' ? e->retries : e->retries + 1,
+		.line = line.s,
+	};
+	log_event_emit(queue_conf(q), &ev);
 
 	if (type == 'P') {
-		char status[16];
-		const char *resp = o->response ? o->response : "";
-		int cls = bounce_classify(o->code, dsn_status_from_reply(o->code, resp, true, status), resp);
 		str_clear(&line);
-		prefix(&line, sm->id, o->batch_id, o->conn_id, 'B');
+		prefix(&line, now, sm->id, o->batch_id, o->conn_id, 'B');
 		append_addr(&line, sm->rcpts[e->rcpt].addr);
 		str_appendc(&line, '@');
 		append_addr(&line, sm->sender);
@@ -142,7 +198,33 @@ void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struc
 			    or_default(sm->binding), o->stage, cls,
 			    (unsigned long long)sm->loc.length, o->remote ? o->remote : "");
 		append_text(&line, resp);
-		log_line(LOG_BOUNCE, line.s, line.len);
+		ev.type = IMP_LOG_BOUNCE;
+		ev.line = line.s;
+		log_event_emit(queue_conf(q), &ev);
 	}
 	str_free(&line);
+}
+
+void queue_log_attempt(struct queue *q, const struct queue_dest *dq, const struct qbatch *qb,
+		       impetus_id conn)
+{
+	if (qb->n == 0 || !log_event_wanted(queue_conf(q), IMP_LOG_ATTEMPT))
+		return;
+	const struct envelope *sm = qb->entries[0]->m->sm;
+	char mid[ID_BUF_SIZE], cid[ID_BUF_SIZE];
+	struct imp_log_event ev = {
+		.type = IMP_LOG_ATTEMPT, .time = (int64_t)time(NULL),
+		.message_id = id_text(sm->id, mid), .conn_id = id_text(conn, cid),
+		.sender = sm->sender ? sm->sender : "", .nrecipients = qb->n,
+		.size = sm->loc.length,
+		.binding_group = sm->binding_group ? sm->binding_group : "",
+		.binding = sm->binding ? sm->binding : "", .domain = dq->domain,
+		.peer = "", .peer_host = "", .protocol = "", .phase = "", .reply = "", .line = "",
+	};
+
+	for (size_t i = 0; i < qb->n; i++) {
+		ev.recipient = sm->rcpts[qb->entries[i]->rcpt].addr;
+		ev.attempts = qb->entries[i]->retries;
+		log_event_emit(queue_conf(q), &ev);
+	}
 }

@@ -68,11 +68,19 @@ void queue_outcome_moved(struct queue *q, uint64_t id, const struct envelope_loc
 /* queue_outcome_batch_back - a batch of m came back: its copy of the location is no longer read. */
 void queue_outcome_batch_back(struct queue *q, struct qmsg *m);
 
-/* queue_log.c */
-void queue_log_reception(const struct envelope *msg);
+/* queue_log.c: each line is also a log event (impetus/hooks.h), built once. */
+/* queue_log_reception - the R lines of a newly accepted message (one per recipient). */
+void queue_log_reception(struct queue *q, const struct envelope *msg);
 /* type: 'D', 'T' or 'P' (P also writes the bouncelog B line). */
 void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struct qentry *e,
 		       const struct queue_outcome *o, char type);
+/*
+ * queue_log_attempt - the A events of a batch handed to connection conn
+ * (one per recipient; no log line). Nothing is built unless someone
+ * subscribed to A.
+ */
+void queue_log_attempt(struct queue *q, const struct queue_dest *dq, const struct qbatch *qb,
+		       impetus_id conn);
 
 /*
  * queue_bounce.c: m has permanent failures; send the DSN if one is due.

@@ -3,7 +3,9 @@
  *
  * The routing domain of a recipient is its domain, lower-cased. A message
  * is sent from the binding it was given, else Assign_Binding of its first
- * recipient's domain, else the default binding "".
+ * recipient's domain, else the default binding "". A message given a
+ * Binding_Group only (by policy, or Assign_Binding naming a group) gets
+ * one of the group's bindings from queue_binding.c.
  *
  * The hosts of a (binding, domain) queue, in this order:
  *
@@ -61,16 +63,23 @@ void queue_route_assign_binding(struct queue *q, struct envelope *sm)
 {
 	if (sm->binding && *sm->binding)
 		return;
+	if (sm->binding_group && *sm->binding_group)
+		return;		/* a group was chosen: queue_binding_choose picks in it */
 	if (sm->nrcpt == 0)
 		return;
 	char *domain = queue_route_domain(sm->rcpts[0].addr);
 	const char *b = conf_get(q->conf, CONF_OPT_ASSIGN_BINDING, NULL, domain)->u.s;
+	const char *group;
 	if (b && *b && conf_binding_exists(q->conf, b)) {
 		free(sm->binding);
 		sm->binding = xstrdup(b);
 		free(sm->binding_group);
 		const char *g = conf_binding_group_of(q->conf, b);
 		sm->binding_group = xstrdup(g ? g : "");
+	} else if (b && *b && (group = queue_binding_group_name(q, b)) != NULL) {
+		/* A Binding_Group: one of its bindings is chosen next. */
+		free(sm->binding_group);
+		sm->binding_group = xstrdup(group);
 	}
 	free(domain);
 }

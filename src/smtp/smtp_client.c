@@ -35,8 +35,10 @@
 #include "core/loop.h"
 #include "core/mem.h"
 #include "core/str.h"
+#include "config/config.h"
 #include "core/tls.h"
 #include "message/envelope.h"
+#include "message/message_view.h"
 #include "msgs/msgs.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_client_int.h"
@@ -58,6 +60,22 @@ static bool keyword_is(const char *line, const char *kw, const char **rest)
 	return true;
 }
 
+/* keyword_remember - append line's keyword, upper-cased, to caps->keywords if it fits. */
+static void keyword_remember(struct smtp_caps *caps, size_t *len, const char *line)
+{
+	size_t n = 0;
+
+	while (line[n] && line[n] != ' ' && line[n] != '\t')
+		n++;
+	if (n == 0 || *len + n + 2 > sizeof(caps->keywords))
+		return;
+	for (size_t k = 0; k < n; k++)
+		caps->keywords[*len + k] = (char)toupper((unsigned char)line[k]);
+	*len += n;
+	caps->keywords[(*len)++] = ' ';
+	caps->keywords[*len] = '\0';
+}
+
 /*
  * smtp_caps_parse - lines[0] is the greeting line ("mx.example says hi")
  * and is skipped; each later line is "KEYWORD [params]". Keywords are
@@ -66,6 +84,8 @@ static bool keyword_is(const char *line, const char *kw, const char **rest)
  */
 void smtp_caps_parse(struct smtp_caps *caps, const char *const *lines, size_t nlines)
 {
+	size_t kwlen = 0;
+
 	memset(caps, 0, sizeof(*caps));
 	caps->esmtp = true;
 	for (size_t i = 1; i < nlines; i++) {
@@ -74,6 +94,7 @@ void smtp_caps_parse(struct smtp_caps *caps, const char *const *lines, size_t nl
 
 		while (*l == ' ' || *l == '\t')
 			l++;
+		keyword_remember(caps, &kwlen, l);
 		if (keyword_is(l, "PIPELINING", &rest))
 			caps->pipelining = true;
 		else if (keyword_is(l, "8BITMIME", &rest))
@@ -245,6 +266,7 @@ int smtpc_reply_add_line(struct smtpc_reply *r, const char *line, size_t len)
 void smtpc_format_mail(struct str *out, const struct smtp_batch *b, const struct smtp_caps *caps)
 {
 	str_appendf(out, "MAIL FROM:<%s>", b->sender ? b->sender : "");
+	size_t at = out->len;
 	if (caps->size)
 		str_appendf(out, " SIZE=%llu", (unsigned long long)b->loc.length);
 	if (b->body_type == ENVELOPE_BODY_8BITMIME && caps->eightbitmime)
@@ -261,13 +283,18 @@ void smtpc_format_mail(struct str *out, const struct smtp_batch *b, const struct
 			smtp_xtext_encode(b->envid, strlen(b->envid), out);
 		}
 	}
+	if (b->params_hook)
+		smtpc_params_run(out, at, b, SIZE_MAX, caps);
 	str_append(out, "\r\n", 2);
 }
 
-void smtpc_format_rcpt(struct str *out, const struct smtp_rcpt_result *r,
+void smtpc_format_rcpt(struct str *out, const struct smtp_batch *b, size_t i,
 		       const struct smtp_caps *caps)
 {
+	const struct smtp_rcpt_result *r = &b->rcpts[i];
+
 	str_appendf(out, "RCPT TO:<%s>", r->addr ? r->addr : "");
+	size_t at = out->len;
 	if (caps->dsn && r->notify) {
 		if (r->notify & ENVELOPE_NOTIFY_NEVER) {
 			str_appends(out, " NOTIFY=NEVER");
@@ -298,6 +325,8 @@ void smtpc_format_rcpt(struct str *out, const struct smtp_rcpt_result *r,
 		str_appendc(out, ';');
 		smtp_xtext_encode(addr, strlen(addr), out);
 	}
+	if (b->params_hook)
+		smtpc_params_run(out, at, b, i, caps);
 	str_append(out, "\r\n", 2);
 }
 
@@ -413,7 +442,14 @@ void smtp_batch_free(struct smtp_batch *b)
 		free(b->rcpts[i].response);
 	}
 	free(b->rcpts);
+	message_view_free(b->view);
+	conf_unref(b->hook_conf);
 	free(b);
+}
+
+impetus_id smtp_client_id(const struct smtp_client *c)
+{
+	return c->conn;
 }
 
 void smtp_client_params_free(struct smtp_client_params *p)

@@ -40,6 +40,9 @@
 struct loop;
 struct spool;
 struct smtp_client;
+struct api_hook;
+struct imp_message;
+struct conf;
 
 /* Connection stages, Momentum's numbering (shared/REFERENCE.md). */
 enum smtp_stage {
@@ -68,6 +71,9 @@ enum smtp_stage {
 
 enum smtp_tls_mode { SMTP_TLS_IFAVAILABLE = 0, SMTP_TLS_REQUIRED = 1, SMTP_TLS_NO = 2 };
 
+/* Room for the EHLO keywords a session remembers (struct smtp_caps.keywords). */
+#define SMTP_CAPS_KEYWORDS_MAX 512
+
 /* What the server offered in its EHLO reply. */
 struct smtp_caps {
 	bool esmtp;		/* EHLO worked (false: HELO fallback) */
@@ -75,6 +81,12 @@ struct smtp_caps {
 	bool smtputf8, chunking, dsn;
 	bool size;		/* SIZE offered */
 	uint64_t size_max;	/* its value; 0 = no limit given */
+	/*
+	 * Every EHLO keyword offered, upper-cased, each followed by one
+	 * space ("PIPELINING SIZE X-FOO "), for imp_params_peer_has; keywords
+	 * that do not fit are left out.
+	 */
+	char keywords[SMTP_CAPS_KEYWORDS_MAX];
 };
 
 /* The outcome of one recipient (or of a whole failed attempt). */
@@ -113,6 +125,16 @@ struct smtp_batch {
 	size_t nrcpt;
 	struct smtp_rcpt_result *rcpts;	/* owned */
 	void *qctx;		/* the scheduler's own pointer, untouched by the client */
+	/*
+	 * The client_params hook (impetus/hooks.h), NULL when nobody
+	 * subscribed: set by the scheduler with view (a snapshot of the
+	 * message with this batch's recipients, read-only on the I/O loop)
+	 * and hook_conf (a reference that keeps the hook's generation). All
+	 * three are released by smtp_batch_free.
+	 */
+	const struct api_hook *params_hook;
+	struct imp_message *view;
+	struct conf *hook_conf;
 	/* filled by the connection: */
 	impetus_id conn_id;	/* the connection's id (for log lines), 0 if none */
 	char remote_ip[64];	/* the server it talked to, "" if none */
@@ -163,6 +185,8 @@ struct smtp_client *smtp_client_open(struct loop *io_loop, struct loop *schedule
 				     const struct smtp_client_events *ev);
 /* smtp_client_send - hand an idle connection its next batch (posts). */
 void smtp_client_send(struct smtp_client *c, struct smtp_batch *b);
+/* smtp_client_id - the connection's id (fixed at open; any thread). */
+impetus_id smtp_client_id(const struct smtp_client *c);
 /* smtp_client_close - QUIT an idle connection now (posts). */
 void smtp_client_close(struct smtp_client *c);
 

@@ -81,8 +81,19 @@ int smtpc_reply_add_line(struct smtpc_reply *r, const char *line, size_t len);
  * (NOTIFY=, ORCPT= with DSN).
  */
 void smtpc_format_mail(struct str *out, const struct smtp_batch *b, const struct smtp_caps *caps);
-void smtpc_format_rcpt(struct str *out, const struct smtp_rcpt_result *r,
+void smtpc_format_rcpt(struct str *out, const struct smtp_batch *b, size_t i,
 		       const struct smtp_caps *caps);
+
+/*
+ * smtpc_params_run - the client_params hook (smtp_params.c): out holds a
+ * command whose ESMTP parameters start at offset at (" KEY=VALUE ...",
+ * as the format functions wrote them, no CRLF yet). The subscribers of
+ * b->params_hook change them through struct imp_params; the parameters
+ * are written again in their new order. rcpt_index is SIZE_MAX for MAIL.
+ * I/O loop.
+ */
+void smtpc_params_run(struct str *out, size_t at, const struct smtp_batch *b,
+		      size_t rcpt_index, const struct smtp_caps *caps);
 
 /* ------------------------------------------------------------------ */
 /* the body writer                                                     */

@@ -795,7 +795,7 @@ static void send_rcpt(struct smtpc_session *s, size_t k)
 	size_t i = s->order[k];
 
 	str_clear(&s->scratch);
-	smtpc_format_rcpt(&s->scratch, &s->b->rcpts[i], &s->caps);
+	smtpc_format_rcpt(&s->scratch, s->b, i, &s->caps);
 	send_str(s, &s->scratch);
 }
 
@@ -839,7 +839,7 @@ static void begin_batch(struct smtpc_session *s, struct smtp_batch *b)
 		smtpc_format_mail(&s->scratch, b, &s->caps);
 	if (s->pipelining) {
 		for (size_t k = 0; k < s->norder; k++)
-			smtpc_format_rcpt(&s->scratch, &b->rcpts[s->order[k]], &s->caps);
+			smtpc_format_rcpt(&s->scratch, b, s->order[k], &s->caps);
 		str_appends(&s->scratch, "DATA\r\n");
 	}
 	send_str(s, &s->scratch);

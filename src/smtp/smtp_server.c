@@ -251,7 +251,7 @@ static void reject_log(struct smtp_server *srv, const struct sockaddr_storage *p
 		}
 		r->tokens -= 1.0;
 	}
-	log_reject(remote, local, conn_id, phase, text);
+	log_reject(srv->conf, remote, local, conn_id, phase, text);
 }
 
 struct rate_sweep_ctx {
@@ -271,7 +271,7 @@ static bool rate_sweep_one(void *arg, struct ipmap_node *n)
 		char text[96];
 		snprintf(text, sizeof(text), "%llu further rejections from this address not logged",
 			 (unsigned long long)r->suppressed);
-		log_reject(r->ip, "", "", "throttle", text);
+		log_reject(c->srv->conf, r->ip, "", "", "throttle", text);
 		r->suppressed = 0;
 	}
 	if (c->all || r->tokens >= c->srv->reject_throttle.count) {

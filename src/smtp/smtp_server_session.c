@@ -336,7 +336,7 @@ static void session_log_reject(struct smtp_session *s, const char *phase, const 
 		smtp_server_log_reject(s->io->srv, &s->peer, s->peer_str, s->local_str, s->conn_id,
 				       phase, text);
 	else
-		log_reject(s->peer_str, s->local_str, s->conn_id, phase, text);
+		log_reject(s->conf, s->peer_str, s->local_str, s->conn_id, phase, text);
 }
 
 /* reply_parsed - send a parser's error reply. */

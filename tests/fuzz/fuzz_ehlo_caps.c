@@ -16,6 +16,9 @@
  *     before; esmtp is set; size_max != 0 only with size;
  *   - the greeting line does not count; upper- and lower-casing every
  *     line changes nothing;
+ *   - keywords (the list imp_params_peer_has reads) is NUL-terminated
+ *     inside its array, each keyword upper-case, non-empty and followed
+ *     by exactly one space, and the same whatever the case of the input;
  *   - the same lines sent as a real reply ("250-" ... "250 ") through
  *     smtpc_reply_add_line, as the session does, give the same caps.
  *
@@ -23,6 +26,7 @@
  *   tests/fuzz/build.sh build/fuzz && build/fuzz/tests/fuzz/fuzz_ehlo_caps -runs=1000000
  */
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +131,23 @@ static void via_reply(char **lines, size_t n, struct smtp_caps *out)
 	smtpc_reply_free(&r);
 }
 
+/* keywords_ok - the keyword list's shape (see the header). */
+static bool keywords_ok(const struct smtp_caps *c)
+{
+	size_t len = strnlen(c->keywords, sizeof(c->keywords));
+
+	if (len == sizeof(c->keywords))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = c->keywords[i];
+		if (ch == '\t' || (ch >= 'a' && ch <= 'z'))
+			return false;
+		if (ch == ' ' && (i == 0 || c->keywords[i - 1] == ' '))
+			return false;
+	}
+	return len == 0 || c->keywords[len - 1] == ' ';
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *lines[MAX_LINES];
@@ -168,12 +189,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	MUST(caps_eq(&got, &other));
 	lines[0] = greeting;
 
+	MUST(keywords_ok(&got));
 	map_case(lines, n, toupper);
 	smtp_caps_parse(&other, (const char *const *)lines, n);
 	MUST(caps_eq(&got, &other));
+	MUST(strcmp(got.keywords, other.keywords) == 0);
 	map_case(lines, n, tolower);
 	smtp_caps_parse(&other, (const char *const *)lines, n);
 	MUST(caps_eq(&got, &other));
+	MUST(strcmp(got.keywords, other.keywords) == 0);
 
 	for (size_t i = 0; i < n; i++)
 		free(lines[i]);

@@ -2,6 +2,7 @@
  * test_queue.c - the queue manager's pure parts: connection goal, token buckets
  */
 #include "check.h"
+#include <impetus/hooks.h>
 #include "config/config.h"
 #include "queue/queue.h"
 #include "queue/throttle.h"
@@ -25,7 +26,7 @@ static void test_goal(void)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct queue_goal_input in = {
+		struct imp_goal_input in = {
 			.active = cases[i].active, .runs = cases[i].runs,
 			.max_connections = cases[i].max, .batch_size = cases[i].batch,
 		};

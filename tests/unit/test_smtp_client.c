@@ -255,27 +255,29 @@ static void test_commands(void)
 
 	memset(&r, 0, sizeof(r));
 	r.addr = "x@y.example";
-	smtpc_format_rcpt(&out, &r, &all);
+	b.rcpts = &r;
+	b.nrcpt = 1;
+	smtpc_format_rcpt(&out, &b, 0, &all);
 	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example>\r\n");
 	str_clear(&out);
 	r.notify = ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY;
 	r.orcpt = "rfc822;Jo+Smith@y.example";
-	smtpc_format_rcpt(&out, &r, &all);
+	smtpc_format_rcpt(&out, &b, 0, &all);
 	CHECK_STREQ(str_cstr(&out),
 		    "RCPT TO:<x@y.example> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;Jo+2BSmith@y.example\r\n");
 	str_clear(&out);
 	r.notify = ENVELOPE_NOTIFY_DELAY;
 	r.orcpt = "plain@y.example";
-	smtpc_format_rcpt(&out, &r, &all);
+	smtpc_format_rcpt(&out, &b, 0, &all);
 	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example> NOTIFY=DELAY ORCPT=rfc822;plain@y.example\r\n");
 	str_clear(&out);
 	r.notify = ENVELOPE_NOTIFY_NEVER;
 	r.orcpt = NULL;
-	smtpc_format_rcpt(&out, &r, &all);
+	smtpc_format_rcpt(&out, &b, 0, &all);
 	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example> NOTIFY=NEVER\r\n");
 	str_clear(&out);
 	r.orcpt = "rfc822;a@b";
-	smtpc_format_rcpt(&out, &r, &none);
+	smtpc_format_rcpt(&out, &b, 0, &none);
 	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example>\r\n");
 	str_free(&out);
 }
