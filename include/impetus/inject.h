@@ -32,11 +32,12 @@ struct imp_inject {
 	const char *protocol;			/* NULL: "internal"; "http" for the HTTP API */
 	unsigned flags;				/* IMP_INJECT_* */
 	const char *const *vctx;		/* message context: key, value, key, value, ... */
-	size_t nvctx;				/* number of pairs */
+	size_t nvctx;				/* number of pairs (checked; not stored yet) */
 	/*
 	 * retention: how long the message may wait in the queues, in
 	 * seconds, before it expires and bounces; 0 = Message_Expiration.
-	 * Stored with the message (a restart keeps it).
+	 * Kept by the running daemon's queue only: after a restart
+	 * Message_Expiration applies.
 	 */
 	uint32_t retention;
 };
@@ -51,10 +52,14 @@ typedef void (*imp_inject_done_fn)(void *arg, int err, uint64_t id);
 
 /*
  * imp_inject - submit a message. Any thread; never blocks. Everything in
- * req is copied before imp_inject returns. Returns 0 when submitted (done
- * will be called exactly once), or -EINVAL at once for a malformed
- * request (no recipient, an address with CR/LF, a message without a
- * header block), in which case done is not called.
+ * req is copied before imp_inject returns. Returns 0 when submitted (done,
+ * which may be NULL, will be called exactly once), or at once, without
+ * calling done: -EINVAL for a malformed request (no recipient, an empty
+ * recipient, an address with CR, LF, '<' or '>', a message that does not
+ * start with a header block or holds a NUL byte, unknown flags, a binding
+ * no Binding stanza names), -EFBIG for a message larger than the global
+ * Max_Message_Size, -ENOTCONN without a daemon (tools, tests) and
+ * -ESHUTDOWN once the daemon is stopping.
  */
 int imp_inject(const struct imp_inject *req, imp_inject_done_fn done, void *arg);
 

@@ -92,7 +92,9 @@ const char *imp_message_bytes(const struct imp_message *m, size_t *len);
  * imp_message_read - read the whole message (headers and body) on the
  * IO pool and call done(arg, err, bytes, len) on the calling loop's
  * thread: err 0 and the bytes (valid during the call only), or a
- * negative errno. Returns 0 or -EINVAL when called off a loop thread.
+ * negative errno (-ENOENT / -EIO when the message finished meanwhile).
+ * Returns 0, -EINVAL when called off a loop thread, or -ENOTCONN
+ * without a daemon.
  */
 typedef void (*imp_read_done_fn)(void *arg, int err, const char *bytes, size_t len);
 int imp_message_read(const struct imp_message *m, imp_read_done_fn done, void *arg);

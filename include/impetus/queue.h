@@ -6,7 +6,10 @@
  * called from any thread, posts the request there, and reports through
  * done(arg, err) on the calling loop's thread (the scheduler's for a
  * pool or foreign thread); done may be NULL. err is 0, -ENOENT (no such
- * message, or nothing of it is queued any more) or -EINVAL.
+ * message, or nothing of it is queued any more), -EINVAL (a bad
+ * argument), or -ENOTCONN without a daemon (then done runs at once).
+ * Recipients out on a connection finish their attempt; if it does not
+ * deliver them, a fail or rebind applies to them when they come back.
  */
 #ifndef IMPETUS_QUEUE_H
 #define IMPETUS_QUEUE_H
@@ -26,8 +29,9 @@ void imp_queue_requeue(uint64_t id, imp_queue_done_fn done, void *arg);
 
 /*
  * imp_queue_fail - fail the message's queued recipients permanently: a P
- * line with code and text (e.g. 554, "5.7.1 removed by policy"), then a
- * bounce to the sender unless quiet. The message leaves the spool.
+ * line with code and text (e.g. 554, "5.7.1 removed by policy"; code
+ * 500..599 and text one line, else -EINVAL), then a bounce to the sender
+ * unless quiet. The message leaves the spool.
  */
 void imp_queue_fail(uint64_t id, int code, const char *text, bool quiet,
 		    imp_queue_done_fn done, void *arg);

@@ -435,6 +435,7 @@ static void test_codec_roundtrip(void)
 		spool_rec_encode_rcpt_state(&rec, 0x1234, 7, ENVELOPE_RCPT_DELIVERED);
 		spool_rec_encode_rcpt_retry(&rec, 0x1235, 3, 4, 1795473001);
 		spool_rec_encode_done(&rec, 0x1236);
+		spool_rec_encode_binding(&rec, 0x1237, "out2", "group1");
 		n = spool_rec_decode(rec.s + off, rec.len - off, true, &out, &need, &why);
 		CHECK(n > 0);
 		CHECK_INTEQ(out.type, SPOOL_REC_RCPT_STATE);
@@ -455,7 +456,30 @@ static void test_codec_roundtrip(void)
 		CHECK_INTEQ(out.type, SPOOL_REC_MESSAGE_DONE);
 		CHECK_INTEQ(out.id, 0x1236);
 		off += (size_t)n;
+		size_t binding_at = off;
+		n = spool_rec_decode(rec.s + off, rec.len - off, true, &out, &need, &why);
+		CHECK(n > 0);
+		CHECK_INTEQ(out.type, SPOOL_REC_BINDING);
+		CHECK_INTEQ(out.id, 0x1237);
+		CHECK(out.binding_len == 4 && memcmp(out.binding, "out2", 4) == 0);
+		CHECK(out.binding_group_len == 6 && memcmp(out.binding_group, "group1", 6) == 0);
+		CHECK_STREQ(spool_rec_type_name(SPOOL_REC_BINDING), "BINDING");
+		off += (size_t)n;
 		CHECK_INTEQ(off, rec.len);
+		/* A NUL inside the binding, resealed so only the payload check can catch it. */
+		{
+			uint8_t *b = (uint8_t *)rec.s + binding_at;
+			b[SPOOL_REC_HDR_SIZE + 8 + 4 + 1] = 0;
+			spool_rec_reseal(b, rec.len - binding_at);
+			CHECK_INTEQ(spool_rec_decode(b, rec.len - binding_at, true, &out, &need, &why),
+				    SPOOL_REC_BAD);
+			CHECK_STREQ(why, "NUL byte in string");
+		}
+		str_free(&rec);
+		/* The empty binding (the default) is a valid record. */
+		spool_rec_encode_binding(&rec, 0x1238, "", "");
+		CHECK(spool_rec_decode(rec.s, rec.len, true, &out, &need, &why) > 0);
+		CHECK(out.binding_len == 0 && out.binding_group_len == 0);
 		str_free(&rec);
 	}
 
