@@ -238,7 +238,8 @@ class Sink:
     async def _reply(self, writer, line):
         if self.delay:
             await asyncio.sleep(self.delay)
-        writer.write(line.encode() + b"\r\n")
+        # surrogateescape: a test can send bytes that are not UTF-8 ("\udcff" -> 0xff).
+        writer.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
         await writer.drain()
 
     async def _converse(self, conn, reader, writer):
