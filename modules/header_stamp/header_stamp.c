@@ -24,6 +24,9 @@
  * without the header. Bytes an expansion may bring that a header cannot
  * hold (CR, LF, other control characters) become spaces.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L	/* strdup, strcasecmp under -std=c17 (out-of-tree builds) */
+#endif
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
