@@ -545,7 +545,11 @@ static enum imp_verdict filter_rcptto(void *closure, struct imp_session *s,
 			   j->session_id, j->rcpt, strerror(-rc));
 		imp_session_resume(j->token, IMP_TEMPFAIL, &r);
 		job_free(j);
+		return IMP_SUSPEND;
 	}
+	/* j may be gone already (the job ran): log from what is still ours. */
+	imp_log_debug(f->inst, 2, "conn=%" PRIu64 " rcpt=%s suspended for the lookup",
+		      imp_session_id(s), rcpt);
 	return IMP_SUSPEND;
 }
 
