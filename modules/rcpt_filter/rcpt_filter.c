@@ -20,6 +20,8 @@
  * answers 550 5.1.1, "tempfail" 451 4.7.1, no entry lets the next
  * subscriber decide (relay control, other modules).
  *
+ * The file's syntax, its parser and the lookup are rcpt_list.c.
+ *
  * Suspend and resume. The lookup runs on the IO pool, never on the
  * session's loop: it stat()s the file and re-reads it when it changed
  * (mtime, size or inode), which may block on the disk. The subscriber
@@ -46,7 +48,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* getline, st_mtim; the tree's build defines it already */
 #endif
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -60,10 +61,7 @@
 
 #include <impetus/impetus.h>
 
-/* An entry line longer than this is an error (a mail address is at most 254 bytes). */
-#define FILTER_LINE_MAX 1024
-/* A reply text longer than struct imp_reply holds is an error, not a silent cut. */
-#define FILTER_TEXT_MAX 400
+#include "rcpt_list.h"
 
 static const struct imp_option options[] = {
 	{ "file", IMP_OPT_STRING, NULL, 0, 0, true,
@@ -74,21 +72,6 @@ static const struct imp_option options[] = {
 	  0, 0, false, "reply text of a tempfail entry that gives none (451 4.7.1)" },
 	{ "delay_ms", IMP_OPT_INT, "0", 0, 60000, false,
 	  "sleep this long in every lookup job (simulates a slow lookup; tests)" },
-};
-
-enum action { ACT_REJECT, ACT_TEMPFAIL };
-
-struct entry {
-	char *key;		/* lower-cased "user@domain" or "@domain" */
-	enum action action;
-	char *text;		/* NULL: the instance's default text */
-};
-
-/* One version of the file, sorted by key; immutable once built. */
-struct table {
-	struct entry *v;
-	size_t n;
-	int refs;		/* under filter.lock: the filter's + lookups in progress */
 };
 
 /* What identifies one version of the file on disk. */
@@ -104,7 +87,7 @@ struct filter {
 	pthread_mutex_t reload_lock;
 	int refs;			/* under lock */
 	struct imp_instance *inst;	/* under lock; NULL once fini ran */
-	struct table *table;		/* under lock */
+	struct rcpt_list *table;	/* under lock */
 	struct file_sig sig;		/* under lock: the version `table` came from */
 	struct file_sig bad_sig;	/* under lock: a version already reported as bad */
 	bool have_bad_sig;
@@ -123,124 +106,17 @@ struct job {
 };
 
 /* ------------------------------------------------------------------ */
-/* the list file                                                       */
-
-/* table_free - free a table and its entries. */
-static void table_free(struct table *t)
-{
-	if (t == NULL)
-		return;
-	for (size_t i = 0; i < t->n; i++) {
-		free(t->v[i].key);
-		free(t->v[i].text);
-	}
-	free(t->v);
-	free(t);
-}
-
-/* entry_cmp - qsort/bsearch order of entries: by key. */
-static int entry_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct entry *)a)->key, ((const struct entry *)b)->key);
-}
-
-/* lower - lower-case s in place (ASCII: domains and the usual local parts). */
-static void lower(char *s)
-{
-	for (; *s; s++)
-		*s = (char)tolower((unsigned char)*s);
-}
-
-/* key_ok - whether key is "x@y" or "@y" with printable bytes, one '@' at least, no trailing '@'. */
-static bool key_ok(const char *key)
-{
-	const char *at = strrchr(key, '@');
-
-	if (at == NULL || at[1] == '\0')
-		return false;
-	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-		if (*p <= 32 || *p >= 127)
-			return false;
-	return true;
-}
+/* versions of the file                                                */
 
 /*
- * table_parse_line - parse one line into e (owning key and text), or set
- * why. Returns 1 for an entry, 0 for a blank or comment line, -1 on error.
+ * table_load - read path into a new list and its signature; NULL with err
+ * (one line) on failure. Blocks on the disk: init (scheduler, once) or an
+ * IO pool job, never a loop.
  */
-static int table_parse_line(char *line, struct entry *e, const char **why)
-{
-	char *p = line;
-
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (*p == '\0' || *p == '#')
-		return 0;
-	char *key = p;
-	while (*p && *p != ' ' && *p != '\t')
-		p++;
-	if (*p)
-		*p++ = '\0';
-	while (*p == ' ' || *p == '\t')
-		p++;
-	char *act = p;
-	while (*p && *p != ' ' && *p != '\t')
-		p++;
-	if (*p)
-		*p++ = '\0';
-	while (*p == ' ' || *p == '\t')
-		p++;
-	char *text = p;
-	size_t tl = strlen(text);
-	while (tl > 0 && (text[tl - 1] == ' ' || text[tl - 1] == '\t'))
-		text[--tl] = '\0';
-
-	if (!key_ok(key)) {
-		*why = "expected an address or @domain first";
-		return -1;
-	}
-	if (strcasecmp(act, "reject") == 0) {
-		e->action = ACT_REJECT;
-	} else if (strcasecmp(act, "tempfail") == 0) {
-		e->action = ACT_TEMPFAIL;
-	} else {
-		*why = *act ? "the action must be reject or tempfail" : "missing action (reject or tempfail)";
-		return -1;
-	}
-	if (tl > FILTER_TEXT_MAX) {
-		*why = "reply text over 400 bytes";
-		return -1;
-	}
-	for (const unsigned char *q = (const unsigned char *)text; *q; q++)
-		if (*q < 32 && *q != '\t') {
-			*why = "control character in the reply text";
-			return -1;
-		}
-	e->key = strdup(key);
-	e->text = tl ? strdup(text) : NULL;
-	if (e->key == NULL || (tl && e->text == NULL)) {
-		free(e->key);
-		free(e->text);
-		*why = "out of memory";
-		return -1;
-	}
-	lower(e->key);
-	return 1;
-}
-
-/*
- * table_load - read path into a new sorted table and its signature.
- * Returns NULL with err (one line, "path:line: why") on failure. Blocks
- * on the disk: init (scheduler, once) or an IO pool job.
- */
-static struct table *table_load(const char *path, struct file_sig *sig, char *err,
-				size_t errsize)
+static struct rcpt_list *table_load(const char *path, struct file_sig *sig, char *err,
+				    size_t errsize)
 {
 	FILE *fp = fopen(path, "re");
-	struct table *t = NULL;
-	char *line = NULL;
-	size_t cap = 0, alloc = 0;
-	unsigned lineno = 0;
 	struct stat st;
 
 	if (fp == NULL) {
@@ -249,76 +125,18 @@ static struct table *table_load(const char *path, struct file_sig *sig, char *er
 	}
 	if (fstat(fileno(fp), &st) < 0) {
 		snprintf(err, errsize, "cannot stat %s: %s", path, strerror(errno));
-		goto fail;
+		fclose(fp);
+		return NULL;
 	}
-	t = calloc(1, sizeof(*t));
-	if (t == NULL)
-		goto nomem;
-	ssize_t len;
-	while ((len = getline(&line, &cap, fp)) >= 0) {
-		lineno++;
-		if (len > 0 && line[len - 1] == '\n')
-			line[--len] = '\0';
-		if (len > 0 && line[len - 1] == '\r')
-			line[--len] = '\0';
-		if ((size_t)len > FILTER_LINE_MAX) {
-			snprintf(err, errsize, "%s:%u: line over %d bytes", path, lineno,
-				 FILTER_LINE_MAX);
-			goto fail;
-		}
-		if (strlen(line) != (size_t)len) {
-			snprintf(err, errsize, "%s:%u: NUL byte in the line", path, lineno);
-			goto fail;
-		}
-		struct entry e = { 0 };
-		const char *why = NULL;
-		int rc = table_parse_line(line, &e, &why);
-		if (rc < 0) {
-			snprintf(err, errsize, "%s:%u: %s", path, lineno, why);
-			goto fail;
-		}
-		if (rc == 0)
-			continue;
-		if (t->n == alloc) {
-			size_t na = alloc ? alloc * 2 : 64;
-			struct entry *nv = realloc(t->v, na * sizeof(*nv));
-			if (nv == NULL) {
-				free(e.key);
-				free(e.text);
-				goto nomem;
-			}
-			t->v = nv;
-			alloc = na;
-		}
-		t->v[t->n++] = e;
-	}
-	if (ferror(fp)) {
-		snprintf(err, errsize, "cannot read %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (t->n > 1)
-		qsort(t->v, t->n, sizeof(*t->v), entry_cmp);
-	/* A key listed twice: the later line wins would need a stable sort; refuse instead. */
-	for (size_t i = 1; i < t->n; i++)
-		if (strcmp(t->v[i - 1].key, t->v[i].key) == 0) {
-			snprintf(err, errsize, "%s: %s is listed twice", path, t->v[i].key);
-			goto fail;
-		}
-	sig->dev = st.st_dev;
-	sig->ino = st.st_ino;
-	sig->size = st.st_size;
-	sig->mtime = st.st_mtim;
-	free(line);
+	struct rcpt_list *l = rcpt_list_read(fp, path, err, errsize);
 	fclose(fp);
-	return t;
-
-nomem:
-	snprintf(err, errsize, "%s: out of memory", path);
-fail:
-	free(line);
-	fclose(fp);
-	table_free(t);
-	return NULL;
+	if (l != NULL) {
+		sig->dev = st.st_dev;
+		sig->ino = st.st_ino;
+		sig->size = st.st_size;
+		sig->mtime = st.st_mtim;
+	}
+	return l;
 }
 
 /* sig_equal - whether two signatures name the same version of the file. */
@@ -360,7 +178,7 @@ static void filter_unref(struct filter *f)
 	pthread_mutex_unlock(&f->lock);
 	if (!last)
 		return;
-	table_free(f->table);
+	rcpt_list_free(f->table);
 	pthread_mutex_destroy(&f->lock);
 	pthread_mutex_destroy(&f->reload_lock);
 	free(f->path);
@@ -398,8 +216,8 @@ static void filter_refresh(struct filter *f)
 
 	char err[512];
 	struct file_sig sig;
-	struct table *t = table_load(f->path, &sig, err, sizeof(err));
-	struct table *old = NULL;
+	struct rcpt_list *t = table_load(f->path, &sig, err, sizeof(err));
+	struct rcpt_list *old = NULL;
 	pthread_mutex_lock(&f->lock);
 	if (t != NULL) {
 		old = f->table;
@@ -415,7 +233,7 @@ static void filter_refresh(struct filter *f)
 	}
 	size_t n = t ? t->n : 0;
 	pthread_mutex_unlock(&f->lock);
-	table_free(old);
+	rcpt_list_free(old);
 	pthread_mutex_unlock(&f->reload_lock);
 	if (t != NULL)
 		filter_log(f, 1, "reloaded %s: %zu entries", f->path, n);
@@ -424,31 +242,23 @@ static void filter_refresh(struct filter *f)
 }
 
 /*
- * filter_lookup - the action for rcpt (lower-cased), with its text; false
- * when no entry matches. text is copied into buf.
+ * filter_lookup - the action for rcpt (lower-cased), its reply text and the
+ * key that matched, copied out; false when no entry matches.
  */
-static bool filter_lookup(struct filter *f, const char *rcpt, enum action *action,
+static bool filter_lookup(struct filter *f, const char *rcpt, enum rcpt_action *action,
 			  char *text, size_t textsize, char *matched, size_t matchedsize)
 {
 	pthread_mutex_lock(&f->lock);
-	struct table *t = f->table;
+	struct rcpt_list *t = f->table;
 	t->refs++;
 	pthread_mutex_unlock(&f->lock);
 
-	const char *at = strrchr(rcpt, '@');
-	const char *keys[2] = { rcpt, at };
-	const struct entry *hit = NULL;
-	for (size_t i = 0; i < 2 && hit == NULL; i++) {
-		if (keys[i] == NULL)
-			continue;
-		struct entry probe = { .key = (char *)keys[i] };
-		hit = bsearch(&probe, t->v, t->n, sizeof(*t->v), entry_cmp);
-	}
+	const struct rcpt_entry *hit = rcpt_list_lookup(t, rcpt);
 	if (hit != NULL) {
 		*action = hit->action;
 		snprintf(text, textsize, "%s",
 			 hit->text ? hit->text
-				   : (hit->action == ACT_REJECT ? f->reject_text : f->tempfail_text));
+				   : (hit->action == RCPT_REJECT ? f->reject_text : f->tempfail_text));
 		snprintf(matched, matchedsize, "%s", hit->key);
 	}
 
@@ -456,7 +266,7 @@ static bool filter_lookup(struct filter *f, const char *rcpt, enum action *actio
 	bool last = --t->refs == 0;
 	pthread_mutex_unlock(&f->lock);
 	if (last)
-		table_free(t);
+		rcpt_list_free(t);
 	return hit != NULL;
 }
 
@@ -478,9 +288,9 @@ static void job_run(void *arg)
 	struct filter *f = j->f;
 	struct imp_reply reply = { 0 };
 	enum imp_verdict verdict = IMP_CONTINUE;
-	enum action action;
-	char text[FILTER_TEXT_MAX + 1];
-	char matched[FILTER_LINE_MAX + 1];
+	enum rcpt_action action;
+	char text[RCPT_LIST_TEXT_MAX + 1];
+	char matched[RCPT_LIST_LINE_MAX + 1];
 
 	if (f->delay_ms > 0) {
 		struct timespec ts = { f->delay_ms / 1000, (f->delay_ms % 1000) * 1000000L };
@@ -489,7 +299,7 @@ static void job_run(void *arg)
 	}
 	filter_refresh(f);
 	if (filter_lookup(f, j->rcpt, &action, text, sizeof(text), matched, sizeof(matched))) {
-		if (action == ACT_REJECT) {
+		if (action == RCPT_REJECT) {
 			verdict = IMP_REJECT;
 			imp_reply_set(&reply, 550, "5.1.1", "%s", text);
 		} else {
@@ -497,7 +307,7 @@ static void job_run(void *arg)
 			imp_reply_set(&reply, 451, "4.7.1", "%s", text);
 		}
 		filter_log(f, 1, "conn=%" PRIu64 " rcpt=%s entry=%s action=%s", j->session_id,
-			   j->rcpt, matched, action == ACT_REJECT ? "reject" : "tempfail");
+			   j->rcpt, matched, action == RCPT_REJECT ? "reject" : "tempfail");
 	} else {
 		filter_log(f, 2, "conn=%" PRIu64 " rcpt=%s not listed", j->session_id, j->rcpt);
 	}
@@ -522,7 +332,7 @@ static enum imp_verdict filter_rcptto(void *closure, struct imp_session *s,
 		imp_reply_set(reply, 451, "4.3.0", "temporary local problem");
 		return IMP_TEMPFAIL;
 	}
-	lower(copy);
+	rcpt_list_lower(copy);
 	j->rcpt = copy;
 	j->session_id = imp_session_id(s);
 	pthread_mutex_lock(&f->lock);
@@ -564,19 +374,12 @@ static int filter_init(struct imp_instance *inst, struct imp_error *err)
 				 imp_option_string(inst, "tempfail_text") };
 	char why[512];
 
-	for (size_t i = 0; i < 2; i++) {
-		if (strlen(texts[i]) > FILTER_TEXT_MAX) {
-			imp_error_set(err, "%s is over %d bytes", i ? "tempfail_text" : "reject_text",
-				      FILTER_TEXT_MAX);
+	for (size_t i = 0; i < 2; i++)
+		if (!rcpt_list_text_ok(texts[i])) {
+			imp_error_set(err, "%s: at most %d bytes, no control characters",
+				      i ? "tempfail_text" : "reject_text", RCPT_LIST_TEXT_MAX);
 			return -1;
 		}
-		for (const unsigned char *q = (const unsigned char *)texts[i]; *q; q++)
-			if (*q < 32 && *q != '\t') {
-				imp_error_set(err, "%s holds a control character",
-					      i ? "tempfail_text" : "reject_text");
-				return -1;
-			}
-	}
 	struct filter *f = calloc(1, sizeof(*f));
 	if (f == NULL) {
 		imp_error_set(err, "out of memory");
