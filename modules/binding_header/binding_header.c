@@ -15,10 +15,12 @@
  * in the configuration). With `strip`, every field of that name is then
  * removed, whatever its value, so the next hop never sees it.
  *
- * A name the configuration has no Binding for is logged to the paniclog
- * with the message id and ignored: the message keeps the binding the
- * later subscribers (the built-in Assign_Binding) give it. A message
- * without the header is left alone.
+ * A binding chosen this way ends the set_binding phase (IMP_ACCEPT): later
+ * subscribers, the built-in Assign_Binding included, do not run for that
+ * message. A name the configuration has no Binding for is logged to the
+ * paniclog with the message id and ignored, like a message without the
+ * header: the phase goes on and the message gets the binding later
+ * subscribers (Assign_Binding of its domain) give it, or the default.
  *
  * Ownership: a singleton; its struct chooser is built by init on the
  * scheduler thread and only read by the subscriber (on the I/O loops)
@@ -85,6 +87,7 @@ static enum imp_verdict chooser_set_binding(void *closure, struct imp_session *s
 	struct imp_message *m = imp_session_message(s);
 	char id[IMP_ID_TEXT_MAX];
 	char name[CHOOSER_NAME_MAX + 1];
+	enum imp_verdict verdict = IMP_CONTINUE;
 
 	(void)reply;
 	if (m == NULL)
@@ -105,8 +108,10 @@ static enum imp_verdict chooser_set_binding(void *closure, struct imp_session *s
 		else if (rc < 0)
 			imp_log_panic(c->inst, "%s: cannot set binding %s: %s", id, b,
 				      strerror(-rc));
-		else
+		else {
 			imp_log_debug(c->inst, 1, "%s: binding %s from %s", id, b, c->header);
+			verdict = IMP_ACCEPT;	/* decided: the built-in Assign_Binding must not undo it */
+		}
 	}
 	if (c->strip) {
 		/* v points into the message: it dies with the first delete. */
@@ -115,7 +120,7 @@ static enum imp_verdict chooser_set_binding(void *closure, struct imp_session *s
 			n++;
 		imp_log_debug(c->inst, 2, "%s: removed %zu %s field(s)", id, n, c->header);
 	}
-	return IMP_CONTINUE;
+	return verdict;
 }
 
 /* chooser_init - read the options, subscribe to set_binding. */
@@ -137,8 +142,10 @@ static int chooser_init(struct imp_instance *inst, struct imp_error *err)
 	c->header = header;
 	c->strip = imp_option_bool(inst, "strip");
 	/*
-	 * Before the built-in binding assignment (IMP_ORDER_BUILTIN), which
-	 * only fills in a binding nobody chose.
+	 * Before the built-in binding assignment (Assign_Binding, at
+	 * IMP_ORDER_BUILTIN); a chosen binding answers ACCEPT, which ends the
+	 * phase, so the built-in applies only to messages the header did not
+	 * place.
 	 */
 	int rc = imp_hook_validate(inst, IMP_PHASE_SET_BINDING, chooser_set_binding, c,
 				   IMP_ORDER_DEFAULT);

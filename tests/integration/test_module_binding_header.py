@@ -36,12 +36,15 @@ class BindingHeader(harness.DaemonTestCase):
             self.addCleanup(s.__exit__, None, None, None)
             self.sinks[name] = s
 
-    def daemon(self, stanza="binding_header { }", header_name=None):
+    def daemon(self, stanza="binding_header { }", assign=None):
         route = 'Domain "%s" { Routes = ( "smtp://127.0.0.1:%d" ) }'
+        top = route % (DOMAIN, self.sinks["default"].port)
+        if assign:
+            top = top[:-1] + 'Assign_Binding = "%s" }' % assign
         g = "\n".join([
             'Module_Path = ( "%s" )' % harness.modules_dir(),
             stanza,
-            route % (DOMAIN, self.sinks["default"].port),
+            top,
             'Binding "b1" { %s }' % (route % (DOMAIN, self.sinks["b1"].port)),
             'Binding "b2" { %s }' % (route % (DOMAIN, self.sinks["b2"].port)),
         ])
@@ -89,6 +92,20 @@ class BindingHeader(harness.DaemonTestCase):
         self.assertIn("binding_header", lines[0])
         self.assertIn(mid, lines[0])
         self.assertIn("nosuch", lines[0])
+
+    def test_header_wins_over_assign_binding(self):
+        # Assign_Binding (the built-in set_binding subscriber) places mail
+        # for the domain on b2; the header's choice ends the phase before it.
+        d = self.daemon(assign="b2")
+        for marker, headers, want in [("a1", ["X-Binding: b1"], "b1"),
+                                      ("a2", [], "b2"),
+                                      ("a3", ["X-Binding: nosuch"], "b2")]:
+            with self.subTest(marker=marker):
+                _, rec = self.send(d, marker, headers)
+                sink, txn = self.arrived_at(marker)
+                self.assertEqual(sink, want)
+                self.assertEqual(rec["binding"].lower(), want, rec["raw"])
+                self.assertNotIn(b"x-binding", txn.body.lower())
 
     def test_strip_false_and_other_header(self):
         d = self.daemon('binding_header { header = "X-Route-Via" strip = false }')
