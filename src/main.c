@@ -478,6 +478,7 @@ int main(int argc, char **argv)
 	 * while their loops can take the answers. Then stop the I/O loops and
 	 * let late posts land.
 	 */
+	pool_wait_idle(d.cpu_pool);	/* sign jobs post to the I/O loops */
 	pool_wait_idle(d.io_pool);
 	for (size_t i = 0; i < d.nio; i++)
 		loop_stop(d.io[i]);

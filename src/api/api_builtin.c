@@ -9,8 +9,9 @@
  */
 #include "api/api.h"
 #include "api/api_module.h"
+#include "smtp/smtp_policy.h"
 
 void api_builtins_register(struct api_gen *g)
 {
-	(void)g;
+	smtp_policy_register(g);
 }

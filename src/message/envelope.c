@@ -40,6 +40,7 @@ void envelope_free(struct envelope *env)
 		free(env->rcpts[i].orcpt);
 	}
 	free(env->rcpts);
+	vctx_free(env->vctx);
 	str_free(&env->body);
 	/* Still set when the spool never took the bytes (failed or no submission). */
 	if (env->file.fd >= 0 && env->file.owned)

@@ -36,6 +36,7 @@
 
 #include "core/id.h"
 #include "core/str.h"
+#include "message/vctx.h"
 
 /* DSN NOTIFY bits (RFC 3461); 0 means the client gave no NOTIFY. */
 #define ENVELOPE_NOTIFY_NEVER   0x01
@@ -117,6 +118,18 @@ struct envelope {
 				   dot-unstuffed); empty once durable/recovered */
 	struct envelope_body_file file;	/* the bytes after body, if any (see above) */
 	struct envelope_loc loc;	/* set by the spool once durable */
+	/*
+	 * The message-scope validation context (impetus/session.h
+	 * IMP_VCTX_MESS), set by the reception's hooks; NULL when empty.
+	 * Stored in the MESSAGE record, so it survives restarts.
+	 */
+	struct vctx *vctx;
+	/*
+	 * In memory only: the set_binding phase of the reception chose the
+	 * binding (or a module accepted without one), so the queue must not
+	 * apply Assign_Binding again. Clear for bounces and recovered mail.
+	 */
+	bool binding_chosen;
 };
 
 /* envelope_new - an empty envelope: no recipients, empty body, no file part. */

@@ -155,7 +155,15 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 
 void queue_accept(struct queue *q, struct envelope *msg)
 {
-	queue_route_assign_binding(q, msg);
+	/*
+	 * Mail received by an SMTP session had its binding chosen by the
+	 * set_binding phase (the built-in Assign_Binding subscriber in
+	 * smtp/smtp_policy.c, or a module before it). This fallback is for
+	 * messages that never went through a session: bounces and other
+	 * internal messages.
+	 */
+	if (!msg->binding_chosen)
+		queue_route_assign_binding(q, msg);
 	queue_log_reception(msg);
 	queue_add(q, msg, q->started);
 }

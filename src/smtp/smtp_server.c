@@ -706,6 +706,8 @@ void smtp_server_free(struct smtp_server *srv)
 		if (srv->listeners[i].tls)
 			SSL_CTX_free(srv->listeners[i].tls);
 	}
+	for (size_t i = 0; i < srv->nio; i++)
+		smtp_session_tokens_free(&srv->io[i]);
 	ipmap_sweep(&srv->conns, ip_count_free, NULL);
 	ipmap_destroy(&srv->conns);
 	if (srv->grace_timer)

@@ -22,6 +22,9 @@ struct pool;
 struct spool;
 struct smtp_server;
 struct smtp_session;
+struct imp_session;
+struct imp_resume;
+struct envelope;
 
 /* One Listen stanza: fixed at start-up. */
 struct smtp_listener {
@@ -38,6 +41,7 @@ struct smtp_io {
 	struct smtp_server *srv;
 	struct loop *loop;
 	struct smtp_session *sessions;	/* doubly linked, this loop's sessions */
+	struct imp_resume *tokens;	/* suspensions not resumed yet (imp_session_suspend) */
 	bool shutting_down;
 };
 
@@ -72,9 +76,23 @@ const struct conf_listener *smtp_listener_conf(const struct conf *conf,
 /* smtp_session_trace_init - read IMPETUS_TRACE; before any loop runs. */
 void smtp_session_trace_init(void);
 
+/*
+ * smtp_session_tokens_free - free the suspension tokens never resumed
+ * (a module that did not answer before the daemon stopped). Only after
+ * io's loop has ended: a resume posted later would find freed memory,
+ * which the API forbids (fini cancels what the instance started).
+ */
+void smtp_session_tokens_free(struct smtp_io *io);
+
+/* What the built-in subscribers (smtp_policy.c) read of a session, on its loop. */
+const struct conf *smtp_session_conf_of(const struct imp_session *is);
+const struct conf_listener *smtp_session_listener_conf_of(const struct imp_session *is);
+
 /* Session functions the manager calls, on the session's loop. */
 void smtp_session_start(void *accept);		/* MSGS_SMTP_SESSION_START: struct smtp_accept * */
 void smtp_session_shutdown_io(void *io);	/* MSGS_SMTP_SHUTDOWN_IO: struct smtp_io * */
 void smtp_session_close_all(void *io);		/* MSGS_SMTP_CLOSE_ALL: struct smtp_io * */
+void smtp_session_on_resume(void *token);	/* MSGS_SMTP_RESUME: struct imp_resume * */
+void smtp_session_on_signed(void *job);		/* MSGS_SMTP_SIGNED: struct sign_job * */
 
 #endif

@@ -16,7 +16,23 @@
  *   BDAT     reading the octets of one BDAT chunk
  *   SPOOL    waiting for the spool; reading is paused
  *   STARTTLS the 220 is being flushed before the TLS handshake
+ *   HOOK     a validation subscriber suspended (imp_session_suspend):
+ *            commands are not processed (pipelined ones wait in the
+ *            input, in order), the deadlines are off; the socket is still
+ *            read so a client that leaves is noticed
  *   CLOSING  flushing the last reply, then the session is freed
+ *
+ * Validation hooks (include/impetus/hooks.h; docs/api.md "Inbound
+ * validation"): each phase runs the subscribers of the session's
+ * configuration generation (api_hook_of(conf, ...), NULL when nobody
+ * subscribed: then the command goes on as it always did). A phase is
+ * started by phase_run and ended by the phase's finisher (phase_finish
+ * dispatches), either at once or, after a suspension, from the posted
+ * resume (smtp_session_on_resume). A token outlives its session when the
+ * client leaves first: session_free detaches it, and the resume then only
+ * frees it. The end of a message runs data_spool, data_spool_each_rcpt
+ * per recipient and set_binding (reception_run), then the sign
+ * subscribers on the CPU pool when there are any, then the spool.
  *
  * Abuse limits (issue 11; docs/smtp-server.md "Limits against abuse"):
  *
@@ -60,14 +76,24 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <impetus/hooks.h>
+#include <impetus/message.h>
+#include <impetus/session.h>
+
+#include "api/api.h"
+#include "api/api_runtime.h"
 #include "config/config.h"
 #include "core/id.h"
 #include "core/loop.h"
 #include "core/mem.h"
+#include "core/pool.h"
 #include "core/sockaddr.h"
 #include "core/str.h"
 #include "log/log.h"
+#include "message/message_view.h"
 #include "message/rfc5322.h"
+#include "message/vctx.h"
+#include "msgs/msgs.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_server.h"
 #include "smtp/smtp_server_int.h"
@@ -80,6 +106,7 @@ enum session_state {
 	S_BDAT,
 	S_SPOOL,
 	S_STARTTLS,
+	S_HOOK,
 	S_CLOSING,
 };
 
@@ -96,7 +123,8 @@ enum session_state {
 
 static const char *const state_names[] = {
 	[S_CMD] = "CMD", [S_DATA] = "DATA", [S_BDAT] = "BDAT",
-	[S_SPOOL] = "SPOOL", [S_STARTTLS] = "STARTTLS", [S_CLOSING] = "CLOSING",
+	[S_SPOOL] = "SPOOL", [S_STARTTLS] = "STARTTLS", [S_HOOK] = "HOOK",
+	[S_CLOSING] = "CLOSING",
 };
 
 /*
@@ -128,6 +156,31 @@ struct session_limits {
 	int messageid;			/* 0 ifneeded, 1 always, 2 never */
 };
 
+/*
+ * A suspension (impetus/hooks.h imp_session_suspend). io and the reply
+ * fields are written before the token is posted (the post orders them
+ * for the loop); s and the list links belong to io's loop. s is NULL once
+ * the session is gone or the subscriber answered without waiting.
+ */
+struct imp_resume {
+	struct smtp_io *io;
+	struct smtp_session *s;
+	struct imp_resume *prev, *next;	/* io->tokens */
+	enum imp_verdict verdict;
+	struct imp_reply reply;
+};
+
+/* The validation phase in progress. */
+struct phase_run {
+	enum imp_phase phase;
+	const struct api_hook *hook;	/* the generation's list; NULL: no subscriber */
+	size_t next;			/* the next subscriber to call */
+	const struct imp_instance *inst; /* the subscriber that answered last */
+	bool in_sub;			/* a subscriber is running: suspend allowed */
+	struct imp_resume *token;	/* the outstanding suspension */
+	bool bdat;			/* the data phase is for a first BDAT, not DATA */
+};
+
 struct smtp_session {
 	struct smtp_session *prev, *next;	/* smtp_io's list */
 	struct smtp_io *io;
@@ -138,6 +191,8 @@ struct smtp_session {
 	int fd;
 	enum session_state state;
 	struct sockaddr_storage peer;
+	struct sockaddr_storage local;
+	socklen_t peer_len, local_len;
 	char peer_ip[64];
 	char peer_str[80];		/* "ip:port" / "[v6]:port" for logs */
 	char local_str[80];
@@ -182,6 +237,18 @@ struct smtp_session {
 	bool completing;		/* data is all in; waiting for the last spill write */
 	int64_t declared_size;
 	uint64_t messages;		/* accepted on this connection */
+
+	/* validation hooks */
+	struct phase_run ph;
+	struct vctx *conn_vctx;		/* IMP_VCTX_CONN */
+	struct smtp_rcpt_args rcpt;	/* the RCPT being validated */
+	const char *cur_rcpt;		/* imp_session_rcpt: rcptto, data_spool_each_rcpt */
+	char *bdat_refusal;		/* the data phase refused a BDAT: answered at the chunk end */
+	struct imp_message view;	/* imp_session_message during the reception phases */
+	bool view_live;
+	size_t rx_rcpt;			/* data_spool_each_rcpt: the recipient at hand */
+	bool *rx_dropped;		/* per recipient: refused by data_spool_each_rcpt */
+	struct str rx_refusal;		/* the last of those refusals' reply */
 };
 
 static void session_process(struct smtp_session *s);
@@ -395,6 +462,18 @@ static void transaction_reset(struct smtp_session *s)
 	s->bdat_discard = false;
 	s->header_len = 0;
 	s->declared_size = -1;
+	smtp_rcpt_args_free(&s->rcpt);
+	memset(&s->rcpt, 0, sizeof(s->rcpt));
+	s->cur_rcpt = NULL;
+	free(s->bdat_refusal);
+	s->bdat_refusal = NULL;
+	if (s->view_live) {
+		message_view_done(&s->view);
+		s->view_live = false;
+	}
+	free(s->rx_dropped);
+	s->rx_dropped = NULL;
+	str_clear(&s->rx_refusal);
 }
 
 /* ------------------------------------------------------------------ */
@@ -528,6 +607,7 @@ static bool spill_drained(struct smtp_session *s)
 }
 
 static void on_spooled(void *ctx, int err, struct envelope *msg);
+static void reception_begin(struct smtp_session *s);
 
 /*
  * message_complete - the data has all arrived: check it and hand it to the
@@ -585,15 +665,7 @@ static void message_complete(struct smtp_session *s)
 		add_message_id(s);
 
 	msg->received = (int64_t)time(NULL);
-	s->msg = NULL;
-	transaction_reset(s);
-	session_set_state(s, S_SPOOL);
-	if (s->bev) {
-		bufferevent_disable(s->bev, EV_READ);
-		/* No timeout while the spool works: its answer names this session. */
-		bufferevent_set_timeouts(s->bev, NULL, NULL);
-	}
-	spool_submit(smtp_server_spool(s->io->srv), msg, s->io->loop, on_spooled, s);
+	reception_begin(s);
 }
 
 /* on_spooled - the spool's answer, on this session's loop. */
@@ -630,6 +702,511 @@ static void on_spooled(void *ctx, int err, struct envelope *msg)
 }
 
 /* ------------------------------------------------------------------ */
+/* validation hooks: running a phase, verdicts, suspension             */
+
+/* The finishers: what a phase's end does to the command that started it. */
+static void connect_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r);
+static void ehlo_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r);
+static void mail_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r);
+static void rcpt_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r);
+static void data_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r);
+static void reception_run(struct smtp_session *s, bool have, enum imp_verdict v,
+			  const struct imp_reply *r);
+
+/* refused - whether a verdict ends the phase with a refusal. */
+static bool refused(enum imp_verdict v)
+{
+	return v == IMP_REJECT || v == IMP_TEMPFAIL || v == IMP_DISCONNECT;
+}
+
+/* status_ok - an enhanced status code "c.x.y" whose class is the reply code's. */
+static bool status_ok(const char *st, int code)
+{
+	int cls, a, b, n = 0;
+
+	if (sscanf(st, "%d.%3d.%3d%n", &cls, &a, &b, &n) != 3 || st[n] != '\0')
+		return false;
+	return cls == code / 100 && a >= 0 && b >= 0;
+}
+
+/*
+ * verdict_line - the reply line of a refusal: the subscriber's code,
+ * status and text where it gave them, the phase's default where not. A
+ * code of the wrong class (5xx for REJECT, 4xx for TEMPFAIL and
+ * DISCONNECT) is a module bug: the whole default is used, and the
+ * paniclog names the instance. The connect phase answers 554 by default
+ * (RFC 5321 3.1); DISCONNECT always means 421 to the client.
+ */
+static void verdict_line(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r,
+			 struct str *out)
+{
+	int code;
+	const char *status, *text;
+
+	switch (v) {
+	case IMP_REJECT:
+		code = s->ph.phase == IMP_PHASE_CONNECT ? 554 : 550;
+		status = "5.7.1";
+		text = "rejected by policy";
+		break;
+	case IMP_TEMPFAIL:
+		code = 451;
+		status = "4.7.1";
+		text = "try again later";
+		break;
+	default:
+		code = 421;
+		status = "4.7.0";
+		text = "closing";
+		break;
+	}
+	bool use = r != NULL;
+	if (use && r->code != 0) {
+		bool good = v == IMP_REJECT ? (r->code >= 500 && r->code <= 599)
+					    : (r->code >= 400 && r->code <= 499);
+		if (!good) {
+			const struct imp_instance *i = s->ph.inst;
+
+			log_panic("%s api bad reply module=%s instance=\"%s\" phase=%s verdict=%s code=%d: using the default",
+				  s->conn_id, i ? imp_instance_module(i) : "?",
+				  i ? imp_instance_name(i) : "", imp_phase_name(s->ph.phase),
+				  v == IMP_REJECT ? "reject" : v == IMP_TEMPFAIL ? "tempfail" : "disconnect",
+				  r->code);
+			use = false;
+		} else {
+			code = r->code;
+			if (r->status[0] == '\0')
+				status = code / 100 == 5 ? "5.7.1" : "4.7.1";
+		}
+	}
+	if (use && r->status[0] != '\0')
+		status = status_ok(r->status, code) ? r->status
+						     : (code / 100 == 5 ? "5.7.1" : "4.7.1");
+	if (use && r->text[0] != '\0')
+		text = r->text;
+	str_clear(out);
+	str_appendf(out, "%d %s ", code, status);
+	/* One line of printable text: a module's CR, LF or NUL never reaches the client. */
+	for (const unsigned char *p = (const unsigned char *)text; *p && out->len < 460; p++)
+		str_appendc(out, (*p < 0x20 || *p == 0x7f) ? ' ' : (char)*p);
+}
+
+/*
+ * refuse - answer a refusal and log it in the rejectlog with the phase's
+ * name. DISCONNECT also closes (the 421 goes out first).
+ */
+static void refuse(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r)
+{
+	struct str line = STR_INIT;
+
+	verdict_line(s, v, r, &line);
+	reply(s, "%s", line.s);
+	session_log_reject(s, imp_phase_name(s->ph.phase), line.s, v == IMP_DISCONNECT);
+	str_free(&line);
+	if (v == IMP_DISCONNECT) {
+		transaction_reset(s);
+		session_close(s);
+	}
+}
+
+/*
+ * phase_step - call the subscribers from ph.next on until one ends the
+ * phase; CONTINUE when all passed, SUSPEND when one waits (its token is
+ * ph.token). A verdict outside the enum, or SUSPEND without a token, is
+ * a module bug answered as TEMPFAIL with the default reply.
+ */
+static enum imp_verdict phase_step(struct smtp_session *s, struct imp_reply *reply)
+{
+	const struct api_hook *h = s->ph.hook;
+
+	while (h != NULL && s->ph.next < h->n) {
+		const struct api_sub *sub = &h->v[s->ph.next++];
+		imp_validate_fn fn = (imp_validate_fn)sub->fn;
+		enum imp_verdict v;
+
+		memset(reply, 0, sizeof(*reply));
+		s->ph.inst = sub->inst;
+		s->ph.in_sub = true;
+		v = fn(sub->closure, (struct imp_session *)s, reply);
+		s->ph.in_sub = false;
+		if (v == IMP_SUSPEND && s->ph.token != NULL)
+			return IMP_SUSPEND;
+		if (s->ph.token != NULL) {
+			/* Suspended, then answered anyway: the later resume finds nobody. */
+			s->ph.token->s = NULL;
+			s->ph.token = NULL;
+		}
+		if ((unsigned)v > IMP_SUSPEND || v == IMP_SUSPEND) {
+			log_panic("%s api bad verdict module=%s instance=\"%s\" phase=%s verdict=%d: tempfail",
+				  s->conn_id, imp_instance_module(sub->inst), imp_instance_name(sub->inst),
+				  imp_phase_name(s->ph.phase), (int)v);
+			memset(reply, 0, sizeof(*reply));
+			return IMP_TEMPFAIL;
+		}
+		if (v != IMP_CONTINUE)
+			return v;
+	}
+	return IMP_CONTINUE;
+}
+
+/*
+ * phase_run - start phase: CONTINUE at once when nobody subscribed (one
+ * load and compare), else the subscribers' verdict, or SUSPEND after
+ * entering S_HOOK (the resume calls the phase's finisher).
+ */
+static enum imp_verdict phase_run(struct smtp_session *s, enum imp_phase phase,
+				  struct imp_reply *reply)
+{
+	const struct api_hook *h = api_hook_of(s->conf, (enum api_hook_id)(API_HOOK_VALIDATE_FIRST + phase));
+
+	s->ph.phase = phase;
+	if (h == NULL)
+		return IMP_CONTINUE;
+	s->ph.hook = h;
+	s->ph.next = 0;
+	enum imp_verdict v = phase_step(s, reply);
+
+	if (v == IMP_SUSPEND) {
+		/* Input stays buffered in order; reading goes on only to notice a departure. */
+		session_set_state(s, S_HOOK);
+		if (s->bev)
+			bufferevent_set_timeouts(s->bev, NULL, NULL);
+	}
+	return v;
+}
+
+/* phase_finish - hand a phase's verdict to the finisher of the phase. */
+static void phase_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r)
+{
+	switch (s->ph.phase) {
+	case IMP_PHASE_CONNECT:
+		connect_finish(s, v, r);
+		break;
+	case IMP_PHASE_EHLO:
+		ehlo_finish(s, v, r);
+		break;
+	case IMP_PHASE_MAILFROM:
+		mail_finish(s, v, r);
+		break;
+	case IMP_PHASE_RCPTTO:
+		rcpt_finish(s, v, r);
+		break;
+	case IMP_PHASE_DATA:
+		data_finish(s, v, r);
+		break;
+	default:
+		reception_run(s, true, v, r);
+		break;
+	}
+}
+
+/* token_unlink - take t off its loop's list of outstanding tokens. */
+static void token_unlink(struct imp_resume *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else if (t->io->tokens == t)
+		t->io->tokens = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	t->prev = t->next = NULL;
+}
+
+struct imp_resume *imp_session_suspend(struct imp_session *is)
+{
+	struct smtp_session *s = (struct smtp_session *)is;
+
+	if (s == NULL || !s->ph.in_sub || s->ph.token != NULL) {
+		log_panic("%s api imp_session_suspend outside a validation subscriber or twice",
+			  s ? s->conn_id : "-");
+		return NULL;
+	}
+	struct imp_resume *t = XNEW(struct imp_resume);
+
+	t->io = s->io;
+	t->s = s;
+	t->next = s->io->tokens;
+	if (t->next)
+		t->next->prev = t;
+	s->io->tokens = t;
+	s->ph.token = t;
+	return t;
+}
+
+void imp_session_resume(struct imp_resume *t, enum imp_verdict verdict,
+			const struct imp_reply *reply)
+{
+	if (t == NULL)
+		return;
+	t->verdict = verdict;
+	if (reply)
+		t->reply = *reply;
+	else
+		memset(&t->reply, 0, sizeof(t->reply));
+	msgs_post(t->io->loop, MSGS_SMTP_RESUME, t);
+}
+
+/*
+ * session_after_phase - a resumed phase has ended: unless the finisher
+ * closed the session or handed the message on, take the waiting input
+ * again with fresh deadlines.
+ */
+static void session_after_phase(struct smtp_session *s)
+{
+	if (s->bev == NULL)
+		return;
+	switch (s->state) {
+	case S_CMD:
+		set_timeout(s, s->lim.cmd_timeout);
+		break;
+	case S_DATA:
+	case S_BDAT:
+		break;		/* the finisher set the data timeouts */
+	default:
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	session_process(s);
+}
+
+void smtp_session_on_resume(void *arg)
+{
+	struct imp_resume *t = arg;
+	struct smtp_session *s = t->s;
+	enum imp_verdict v = t->verdict;
+	struct imp_reply r = t->reply;
+
+	token_unlink(t);
+	free(t);
+	if (s == NULL)
+		return;		/* the client left, or the subscriber answered already */
+	s->ph.token = NULL;
+	if (v == IMP_SUSPEND || (unsigned)v > IMP_SUSPEND) {
+		log_panic("%s api bad resume verdict=%d phase=%s: tempfail", s->conn_id, (int)v,
+			  imp_phase_name(s->ph.phase));
+		v = IMP_TEMPFAIL;
+		memset(&r, 0, sizeof(r));
+	}
+	/* Back to where the phase started; the finisher moves on from there. */
+	session_set_state(s, S_CMD);
+	if (v == IMP_CONTINUE) {
+		v = phase_step(s, &r);
+		if (v == IMP_SUSPEND) {
+			session_set_state(s, S_HOOK);
+			if (s->bev)
+				bufferevent_set_timeouts(s->bev, NULL, NULL);
+			return;
+		}
+	}
+	phase_finish(s, v, &r);
+	if (s->state == S_HOOK)
+		return;		/* a later phase of the same step suspended */
+	session_after_phase(s);
+}
+
+void smtp_session_tokens_free(struct smtp_io *io)
+{
+	while (io->tokens) {
+		struct imp_resume *t = io->tokens;
+
+		token_unlink(t);
+		free(t);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* the end of a message: reception phases, signing, spool              */
+
+static void reception_spool(struct smtp_session *s);
+
+/*
+ * reception_refuse - the message is refused by a reception phase: answer
+ * (the client is in sync, the data is all read) and forget it.
+ */
+static void reception_refuse(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r)
+{
+	refuse(s, v, r);
+	if (v != IMP_DISCONNECT)
+		transaction_reset(s);
+}
+
+/*
+ * reception_drop_refused - remove the recipients data_spool_each_rcpt
+ * refused; false when none is left (the last refusal was answered).
+ */
+static bool reception_drop_refused(struct smtp_session *s)
+{
+	struct envelope *msg = s->msg;
+	size_t kept = 0;
+
+	if (s->rx_dropped == NULL)
+		return true;
+	for (size_t i = 0; i < msg->nrcpt; i++) {
+		if (s->rx_dropped[i]) {
+			free(msg->rcpts[i].addr);
+			free(msg->rcpts[i].orcpt);
+			continue;
+		}
+		msg->rcpts[kept++] = msg->rcpts[i];
+	}
+	msg->nrcpt = kept;
+	if (kept > 0)
+		return true;
+	reply(s, "%s", s->rx_refusal.s);
+	transaction_reset(s);
+	return false;
+}
+
+/*
+ * reception_run - data_spool, then data_spool_each_rcpt once per
+ * recipient, then set_binding, then the spool. Called first with have
+ * false; a resumed phase comes back with have and its verdict. Iterative,
+ * so a thousand recipients do not make a thousand stack frames.
+ */
+static void reception_run(struct smtp_session *s, bool have, enum imp_verdict v,
+			  const struct imp_reply *r)
+{
+	struct imp_reply rep;
+
+	for (;;) {
+		if (!have) {
+			enum imp_phase ph = s->ph.phase;
+
+			if (ph == IMP_PHASE_DATA_SPOOL_EACH_RCPT) {
+				if (s->rx_rcpt >= s->msg->nrcpt) {
+					s->cur_rcpt = NULL;
+					s->ph.phase = IMP_PHASE_SET_BINDING;
+					continue;
+				}
+				s->cur_rcpt = s->msg->rcpts[s->rx_rcpt].addr;
+			}
+			v = phase_run(s, ph, &rep);
+			r = &rep;
+			if (v == IMP_SUSPEND)
+				return;
+		}
+		have = false;
+		switch (s->ph.phase) {
+		case IMP_PHASE_DATA_SPOOL:
+			if (refused(v)) {
+				reception_refuse(s, v, r);
+				return;
+			}
+			s->ph.phase = IMP_PHASE_DATA_SPOOL_EACH_RCPT;
+			s->rx_rcpt = 0;
+			continue;
+		case IMP_PHASE_DATA_SPOOL_EACH_RCPT:
+			if (v == IMP_DISCONNECT) {
+				reception_refuse(s, v, r);
+				return;
+			}
+			if (refused(v)) {
+				/* This recipient only: logged now, answered only if none is left. */
+				if (s->rx_dropped == NULL)
+					s->rx_dropped = xcalloc(s->msg->nrcpt, sizeof(bool));
+				s->rx_dropped[s->rx_rcpt] = true;
+				verdict_line(s, v, r, &s->rx_refusal);
+				struct str why = STR_INIT;
+				str_appendf(&why, "%s (recipient <%s>)", s->rx_refusal.s, s->cur_rcpt);
+				session_log_reject(s, imp_phase_name(s->ph.phase), why.s, false);
+				str_free(&why);
+			}
+			s->rx_rcpt++;
+			continue;
+		case IMP_PHASE_SET_BINDING:
+			s->cur_rcpt = NULL;
+			if (refused(v)) {
+				reception_refuse(s, v, r);
+				return;
+			}
+			if (!reception_drop_refused(s))
+				return;
+			reception_spool(s);
+			return;
+		default:
+			return;
+		}
+	}
+}
+
+/* reception_begin - the message is complete and checked: run its phases. */
+static void reception_begin(struct smtp_session *s)
+{
+	message_view_init(&s->view, s->msg, true);
+	s->view_live = true;
+	/* With no generation (tools, tests) the queue applies Assign_Binding. */
+	s->msg->binding_chosen = api_gen_of(s->conf) != NULL;
+	s->ph.phase = IMP_PHASE_DATA_SPOOL;
+	reception_run(s, false, IMP_CONTINUE, NULL);
+}
+
+/* A message on its way through the sign subscribers (CPU pool). */
+struct sign_job {
+	struct smtp_session *s;
+	struct envelope *msg;
+	const struct api_hook *hook;	/* in the session's generation, which the session holds */
+	struct loop *loop;
+};
+
+/* sign_run - CPU pool thread: the sign subscribers, in order, on the unshared message. */
+static void sign_run(void *arg)
+{
+	struct sign_job *j = arg;
+	struct imp_message m;
+
+	message_view_init(&m, j->msg, true);
+	for (size_t i = 0; i < j->hook->n; i++) {
+		imp_sign_fn fn = (imp_sign_fn)j->hook->v[i].fn;
+
+		fn(j->hook->v[i].closure, &m);
+	}
+	message_view_done(&m);
+	msgs_post(j->loop, MSGS_SMTP_SIGNED, j);
+}
+
+void smtp_session_on_signed(void *arg)
+{
+	struct sign_job *j = arg;
+	struct smtp_session *s = j->s;
+
+	spool_submit(smtp_server_spool(s->io->srv), j->msg, s->io->loop, on_spooled, s);
+	free(j);
+}
+
+/*
+ * reception_spool - hand the message to the spool, through the sign
+ * subscribers on the CPU pool when there are any (without subscribers,
+ * or without a pool, no hop). The session waits in SPOOL either way:
+ * the answer names it, so a client that leaves makes it a zombie.
+ */
+static void reception_spool(struct smtp_session *s)
+{
+	struct envelope *msg = s->msg;
+	const struct api_hook *sign = api_hook_of(s->conf, API_HOOK_SIGN);
+	struct pool *cpu = sign ? api_runtime()->cpu_pool : NULL;
+
+	s->msg = NULL;
+	transaction_reset(s);
+	session_set_state(s, S_SPOOL);
+	if (s->bev) {
+		bufferevent_disable(s->bev, EV_READ);
+		/* No timeout while the spool works: its answer names this session. */
+		bufferevent_set_timeouts(s->bev, NULL, NULL);
+	}
+	if (cpu != NULL) {
+		struct sign_job *j = XNEW(struct sign_job);
+
+		j->s = s;
+		j->msg = msg;
+		j->hook = sign;
+		j->loop = s->io->loop;
+		pool_submit(cpu, sign_run, j);
+		return;
+	}
+	spool_submit(smtp_server_spool(s->io->srv), msg, s->io->loop, on_spooled, s);
+}
+
+/* ------------------------------------------------------------------ */
 /* commands                                                            */
 
 static bool check_helo_arg(struct smtp_session *s, const char *args, const char *verb)
@@ -653,7 +1230,25 @@ static void cmd_helo(struct smtp_session *s, const char *args, bool esmtp)
 	free(s->helo);
 	s->helo = xstrndup(args, 255);
 	s->esmtp = esmtp;
-	if (!esmtp) {
+
+	struct imp_reply r;
+	enum imp_verdict v = phase_run(s, IMP_PHASE_EHLO, &r);
+
+	if (v != IMP_SUSPEND)
+		ehlo_finish(s, v, &r);
+}
+
+/* ehlo_finish - the ehlo phase ended: the greeting, or the refusal (no HELO/EHLO then). */
+static void ehlo_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r)
+{
+	if (refused(v)) {
+		free(s->helo);
+		s->helo = NULL;
+		s->esmtp = false;
+		refuse(s, v, r);
+		return;
+	}
+	if (!s->esmtp) {
 		reply(s, "250 %s", s->hostname);
 		return;
 	}
@@ -719,6 +1314,22 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	s->msg = msg;
 	s->declared_size = m.size;
 	smtp_mail_args_free(&m);
+
+	struct imp_reply ir;
+	enum imp_verdict v = phase_run(s, IMP_PHASE_MAILFROM, &ir);
+
+	if (v != IMP_SUSPEND)
+		mail_finish(s, v, &ir);
+}
+
+/* mail_finish - the mailfrom phase ended: the transaction starts, or is forgotten. */
+static void mail_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r)
+{
+	if (refused(v)) {
+		transaction_reset(s);
+		refuse(s, v, r);
+		return;
+	}
 	reply(s, "250 2.1.0 Sender OK");
 }
 
@@ -758,10 +1369,39 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_rcpt_args_free(&a);
 		return;
 	}
-	if (!relay_allowed(s, a.path)) {
+	/*
+	 * Relay control is the built-in rcptto subscriber (smtp_policy.c), so
+	 * a module that accepts before it lets the recipient through. A
+	 * configuration without a generation (no daemon start-up: tools,
+	 * tests) still gets it, inline.
+	 */
+	if (api_gen_of(s->conf) == NULL && !relay_allowed(s, a.path)) {
 		reject(s, "rcptto", "550 5.7.1 Relaying denied");
 		smtp_rcpt_args_free(&a);
 		s->rcpt_refused++;
+		return;
+	}
+	s->rcpt = a;
+	s->cur_rcpt = s->rcpt.path;
+
+	struct imp_reply ir;
+	enum imp_verdict v = phase_run(s, IMP_PHASE_RCPTTO, &ir);
+
+	if (v != IMP_SUSPEND)
+		rcpt_finish(s, v, &ir);
+}
+
+/* rcpt_finish - the rcptto phase ended: add the recipient, or refuse it. */
+static void rcpt_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r)
+{
+	struct smtp_rcpt_args a = s->rcpt;
+
+	memset(&s->rcpt, 0, sizeof(s->rcpt));
+	s->cur_rcpt = NULL;
+	if (refused(v)) {
+		smtp_rcpt_args_free(&a);
+		s->rcpt_refused++;
+		refuse(s, v, r);
 		return;
 	}
 	struct envelope *msg = s->msg;
@@ -807,10 +1447,52 @@ static void cmd_data(struct smtp_session *s, const char *args)
 	}
 	if (!transaction_ready(s))
 		return;
-	start_body(s);
-	smtp_data_scanner_init(&s->scan);
-	reply(s, "354 End data with <CR><LF>.<CR><LF>");
-	session_set_state(s, S_DATA);
+	s->ph.bdat = false;
+
+	struct imp_reply r;
+	enum imp_verdict v = phase_run(s, IMP_PHASE_DATA, &r);
+
+	if (v != IMP_SUSPEND)
+		data_finish(s, v, &r);
+}
+
+/*
+ * data_finish - the data phase ended. For DATA: 354, or the refusal (the
+ * transaction is forgotten). For the first BDAT: its chunk is read
+ * either way (RFC 3030), kept or, after a refusal, dropped and answered
+ * with the refusal at its end.
+ */
+static void data_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r)
+{
+	if (v == IMP_DISCONNECT) {
+		refuse(s, v, r);
+		return;
+	}
+	if (!s->ph.bdat) {
+		if (refused(v)) {
+			transaction_reset(s);
+			refuse(s, v, r);
+			return;
+		}
+		start_body(s);
+		smtp_data_scanner_init(&s->scan);
+		reply(s, "354 End data with <CR><LF>.<CR><LF>");
+		session_set_state(s, S_DATA);
+		set_timeout(s, s->lim.data_timeout);
+		return;
+	}
+	if (refused(v)) {
+		struct str line = STR_INIT;
+
+		verdict_line(s, v, r, &line);
+		s->bdat_refusal = str_steal(&line);
+		s->bdat_discard = true;
+	} else {
+		s->bdat_used = true;
+		start_body(s);
+		smtp_data_scanner_init(&s->scan);
+	}
+	session_set_state(s, S_BDAT);
 	set_timeout(s, s->lim.data_timeout);
 }
 
@@ -852,9 +1534,15 @@ static void cmd_bdat(struct smtp_session *s, const char *args)
 	if (s->msg == NULL || s->msg->nrcpt == 0 || s->bdat_failed) {
 		s->bdat_discard = true;
 	} else if (!s->bdat_used) {
-		s->bdat_used = true;
-		start_body(s);
-		smtp_data_scanner_init(&s->scan);
+		/* The first chunk: the data phase decides before its octets are taken. */
+		s->ph.bdat = true;
+
+		struct imp_reply r;
+		enum imp_verdict v = phase_run(s, IMP_PHASE_DATA, &r);
+
+		if (v != IMP_SUSPEND)
+			data_finish(s, v, &r);
+		return;
 	}
 	session_set_state(s, S_BDAT);
 	set_timeout(s, s->lim.data_timeout);
@@ -865,6 +1553,17 @@ static void bdat_chunk_done(struct smtp_session *s, uint64_t size)
 {
 	session_set_state(s, S_CMD);
 	set_timeout(s, s->lim.cmd_timeout);
+	if (s->bdat_discard && s->bdat_refusal) {
+		/* The data phase refused this transaction at its first BDAT. */
+		char *line = s->bdat_refusal;
+
+		s->bdat_refusal = NULL;
+		reply(s, "%s", line);
+		session_log_reject(s, "data", line, false);
+		free(line);
+		transaction_reset(s);
+		return;
+	}
 	if (s->bdat_discard) {
 		if (s->msg && s->msg->nrcpt == 0 && s->rcpt_refused > 0)
 			reply(s, "554 5.5.1 Error: no valid recipients");
@@ -1179,7 +1878,7 @@ static void session_process(struct smtp_session *s)
 		size_t before = evbuffer_get_length(in);
 		bool more = false;
 
-		if (st != S_SPOOL && st != S_STARTTLS && st != S_CLOSING &&
+		if (st != S_SPOOL && st != S_STARTTLS && st != S_CLOSING && st != S_HOOK &&
 		    evbuffer_get_length(out) > OUTPUT_PAUSE_BYTES) {
 			/* on_write resumes once the client has read it all. */
 			s->out_paused = true;
@@ -1203,6 +1902,7 @@ static void session_process(struct smtp_session *s)
 			break;
 		case S_SPOOL:
 		case S_STARTTLS:
+		case S_HOOK:
 		case S_CLOSING:
 			return;
 		}
@@ -1327,8 +2027,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	struct smtp_session *s = arg;
 
 	if (what & BEV_EVENT_TIMEOUT) {
-		if (s->state == S_SPOOL)
-			return;		/* on_spooled re-arms the timeouts */
+		if (s->state == S_SPOOL || s->state == S_HOOK)
+			return;		/* on_spooled / the resume re-arm the timeouts */
 		if (s->state == S_CLOSING) {
 			session_free(s);
 			return;
@@ -1392,6 +2092,9 @@ void smtp_session_start(void *arg)
 	s->clistener = smtp_listener_conf(s->conf, acc->listener);
 	s->fd = acc->fd;
 	s->peer = acc->peer;
+	s->local = acc->local;
+	s->peer_len = acc->peer_len;
+	s->local_len = acc->local_len;
 	sockaddr_format((const struct sockaddr *)&acc->peer, s->peer_ip, sizeof(s->peer_ip),
 			s->peer_str, sizeof(s->peer_str));
 	sockaddr_format((const struct sockaddr *)&acc->local, NULL, 0, s->local_str, sizeof(s->local_str));
@@ -1401,6 +2104,10 @@ void smtp_session_start(void *arg)
 	s->declared_size = -1;
 	load_limits(s);
 	free(acc);
+	s->conn_vctx = vctx_new();
+	/* Relay_Hosts is a property of the connection; modules may read or change it. */
+	if (conf_relay_host_match(s->conf, s->clistener, (const struct sockaddr *)&s->peer))
+		vctx_set(s->conn_vctx, IMP_VCTX_CAN_RELAY, "1");
 
 	evutil_make_socket_nonblocking(s->fd);
 	/* No CLOSE_ON_FREE: STARTTLS replaces the bufferevent on the same fd. */
@@ -1428,8 +2135,25 @@ void smtp_session_start(void *arg)
 		session_close(s);
 		return;
 	}
+	struct imp_reply r;
+	enum imp_verdict v = phase_run(s, IMP_PHASE_CONNECT, &r);
+
+	if (v != IMP_SUSPEND)
+		connect_finish(s, v, &r);
+	if (s->state != S_CLOSING)
+		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* connect_finish - the connect phase ended: the banner, or the refusal and the close. */
+static void connect_finish(struct smtp_session *s, enum imp_verdict v, const struct imp_reply *r)
+{
+	if (refused(v)) {
+		refuse(s, v, r);
+		if (v != IMP_DISCONNECT)
+			session_close(s);
+		return;
+	}
 	reply(s, "220 %s ESMTP impetus", s->hostname);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
 static void free_later(evutil_socket_t fd, short what, void *arg)
@@ -1488,8 +2212,13 @@ static void session_free(struct smtp_session *s)
 		close(s->fd);
 	if (s->deadline)
 		event_free(s->deadline);
+	/* A suspension outlives us: its resume only frees the token. */
+	if (s->ph.token)
+		s->ph.token->s = NULL;
 	transaction_reset(s);
 	str_free(&s->stage);
+	str_free(&s->rx_refusal);
+	vctx_free(s->conn_vctx);
 	free(s->helo);
 	smtp_server_session_closed(io->srv, &s->peer);
 	conf_unref(s->conf);
@@ -1532,4 +2261,141 @@ void smtp_session_close_all(void *arg)
 		}
 		s = next;
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* impetus/session.h: what a validation subscriber sees                */
+
+/* SESSION - the session behind a module's handle (the handle is the session). */
+static struct smtp_session *SESSION(const struct imp_session *is)
+{
+	return (struct smtp_session *)is;
+}
+
+const struct conf *smtp_session_conf_of(const struct imp_session *is)
+{
+	return SESSION(is)->conf;
+}
+
+const struct conf_listener *smtp_session_listener_conf_of(const struct imp_session *is)
+{
+	return SESSION(is)->clistener;
+}
+
+int imp_vctx_set(struct imp_session *is, enum imp_vctx_scope scope, const char *key,
+		 const char *value)
+{
+	struct smtp_session *s = SESSION(is);
+
+	if (scope == IMP_VCTX_CONN)
+		return vctx_set(s->conn_vctx, key, value);
+	if (scope != IMP_VCTX_MESS || s->msg == NULL)
+		return -EINVAL;
+	if (s->msg->vctx == NULL) {
+		if (value == NULL)
+			return vctx_key_ok(key) ? 0 : -EINVAL;
+		s->msg->vctx = vctx_new();
+	}
+	return vctx_set(s->msg->vctx, key, value);
+}
+
+const char *imp_vctx_get(const struct imp_session *is, enum imp_vctx_scope scope, const char *key)
+{
+	const struct smtp_session *s = SESSION(is);
+
+	if (scope == IMP_VCTX_CONN)
+		return vctx_get(s->conn_vctx, key);
+	if (scope == IMP_VCTX_MESS && s->msg != NULL)
+		return vctx_get(s->msg->vctx, key);
+	return NULL;
+}
+
+uint64_t imp_session_id(const struct imp_session *is)
+{
+	return SESSION(is)->conn;
+}
+
+const struct sockaddr *imp_session_peer(const struct imp_session *is, socklen_t *len)
+{
+	if (len)
+		*len = SESSION(is)->peer_len;
+	return (const struct sockaddr *)&SESSION(is)->peer;
+}
+
+const struct sockaddr *imp_session_local(const struct imp_session *is, socklen_t *len)
+{
+	if (len)
+		*len = SESSION(is)->local_len;
+	return (const struct sockaddr *)&SESSION(is)->local;
+}
+
+const char *imp_session_peer_ip(const struct imp_session *is)
+{
+	return SESSION(is)->peer_ip;
+}
+
+const char *imp_session_helo(const struct imp_session *is)
+{
+	return SESSION(is)->helo ? SESSION(is)->helo : "";
+}
+
+bool imp_session_tls(const struct imp_session *is)
+{
+	return SESSION(is)->tls;
+}
+
+const char *imp_session_listener(const struct imp_session *is)
+{
+	return SESSION(is)->listener->address;
+}
+
+const char *imp_session_mailfrom(const struct imp_session *is)
+{
+	const struct smtp_session *s = SESSION(is);
+
+	return s->msg ? s->msg->sender : NULL;
+}
+
+const char *imp_session_rcpt(const struct imp_session *is)
+{
+	return SESSION(is)->cur_rcpt;
+}
+
+size_t imp_session_rcpt_count(const struct imp_session *is)
+{
+	const struct smtp_session *s = SESSION(is);
+
+	return s->msg ? s->msg->nrcpt : 0;
+}
+
+const char *imp_session_rcpt_at(const struct imp_session *is, size_t i)
+{
+	const struct smtp_session *s = SESSION(is);
+
+	return s->msg && i < s->msg->nrcpt ? s->msg->rcpts[i].addr : NULL;
+}
+
+struct imp_message *imp_session_message(struct imp_session *is)
+{
+	struct smtp_session *s = SESSION(is);
+
+	return s->view_live ? &s->view : NULL;
+}
+
+int imp_session_set_binding(struct imp_session *is, const char *binding)
+{
+	struct smtp_session *s = SESSION(is);
+
+	if (s->msg == NULL || s->ph.phase != IMP_PHASE_SET_BINDING || !s->view_live ||
+	    binding == NULL)
+		return -EINVAL;
+	if (*binding != '\0' && !conf_binding_exists(s->conf, binding))
+		return -ENOENT;
+	const char *group = *binding ? conf_binding_group_of(s->conf, binding) : NULL;
+
+	free(s->msg->binding);
+	s->msg->binding = xstrdup(binding);
+	free(s->msg->binding_group);
+	s->msg->binding_group = xstrdup(group ? group : "");
+	return 0;
 }

@@ -15,6 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <errno.h>
+
+#include <impetus/session.h>
+
 #include "core/crc32c.h"
 #include "core/mem.h"
 
@@ -22,6 +26,16 @@
 /* smallest encoded recipient: addr len, orcpt len, notify, state, retries, next */
 #define RCPT_MIN_SIZE (4 + 4 + 1 + 1 + 4 + 8)
 #define MSG_FLAG_SMTPUTF8 0x01
+/*
+ * The envelope ends with the message's validation context (a u32 count,
+ * then key and value strings). Written only when the context has
+ * entries, so a record without it is byte for byte what older versions
+ * wrote and read.
+ */
+#define MSG_FLAG_VCTX 0x02
+#define MSG_FLAGS_KNOWN (MSG_FLAG_SMTPUTF8 | MSG_FLAG_VCTX)
+/* smallest encoded vctx entry: two string lengths and a one-byte key */
+#define VCTX_ENTRY_MIN_SIZE (4 + 1 + 4)
 
 /* ==================== segment names and header ==================== */
 
@@ -212,6 +226,8 @@ static size_t encode_envelope(struct str *out, const struct envelope *msg, uint8
 	size_t start, envlen_at, envlen;
 	uint8_t flags = msg->smtputf8 ? MSG_FLAG_SMTPUTF8 : 0;
 
+	if (vctx_count(msg->vctx) > 0)
+		flags |= MSG_FLAG_VCTX;
 	start = rec_begin(out, SPOOL_REC_MESSAGE, rflags);
 	envlen_at = out->len;
 	put_u32(out, 0);
@@ -237,6 +253,13 @@ static size_t encode_envelope(struct str *out, const struct envelope *msg, uint8
 		put_u8(out, r->state);
 		put_u32(out, r->retries);
 		put_u64(out, (uint64_t)r->next_attempt);
+	}
+	if (flags & MSG_FLAG_VCTX) {
+		put_u32(out, (uint32_t)msg->vctx->n);
+		for (size_t i = 0; i < msg->vctx->n; i++) {
+			put_str(out, msg->vctx->v[i].key);
+			put_str(out, msg->vctx->v[i].value);
+		}
 	}
 	envlen = out->len - envlen_at - 4;
 	if (envlen + 4 + body_len > SPOOL_REC_MAX_PAYLOAD || msg->nrcpt > UINT32_MAX) {
@@ -426,6 +449,44 @@ static char *get_str(struct cur *c, bool optional, bool keep, bool *ok)
 	return keep ? xstrndup((const char *)s, len) : NULL;
 }
 
+/*
+ * decode_vctx - the validation context at the end of an envelope: the
+ * vctx limits apply (a record a real session could not have written is
+ * corrupt), and the count must fit the bytes left.
+ */
+static int decode_vctx(struct cur *c, bool keep, struct envelope *msg)
+{
+	uint32_t n = get_u32(c);
+	bool ok = true;
+
+	if (c->why)
+		return -1;
+	if (n == 0 || n > IMP_VCTX_ENTRIES_MAX || n > (c->n - c->off) / VCTX_ENTRY_MIN_SIZE) {
+		c->why = "bad validation context count";
+		return -1;
+	}
+	if (keep)
+		msg->vctx = vctx_new();
+	for (uint32_t i = 0; i < n; i++) {
+		/* Read both strings as copies to check them; dropped when !keep. */
+		char *k = get_str(c, false, true, &ok);
+		char *v = ok ? get_str(c, false, true, &ok) : NULL;
+		int rc = ok ? (keep ? vctx_set(msg->vctx, k, v) : (vctx_key_ok(k) ? 0 : -EINVAL)) : -1;
+
+		if (rc == 0 && !keep && strlen(v) > IMP_VCTX_VALUE_MAX)
+			rc = -EINVAL;
+		free(k);
+		free(v);
+		if (rc < 0) {
+			if (!c->why)
+				c->why = "bad validation context entry";
+			return -1;
+		}
+	}
+	/* A repeated key (no writer makes one) keeps the last value, checked or not. */
+	return 0;
+}
+
 /* decode_envelope - the envelope of a MESSAGE; must use all n bytes. */
 static int decode_envelope(struct cur *c, bool keep, struct spool_rec *out)
 {
@@ -467,7 +528,7 @@ static int decode_envelope(struct cur *c, bool keep, struct spool_rec *out)
 		c->why = "bad body type";
 		goto fail;
 	}
-	if (flags & ~MSG_FLAG_SMTPUTF8) {
+	if (flags & ~MSG_FLAGS_KNOWN) {
 		c->why = "unknown message flags";
 		goto fail;
 	}
@@ -501,6 +562,8 @@ static int decode_envelope(struct cur *c, bool keep, struct spool_rec *out)
 			goto fail;
 		}
 	}
+	if ((flags & MSG_FLAG_VCTX) && decode_vctx(c, keep, msg) < 0)
+		goto fail;
 	if (c->off != c->n) {
 		c->why = "trailing bytes after envelope";
 		goto fail;

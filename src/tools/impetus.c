@@ -164,6 +164,14 @@ static void ls_json(const struct envelope *msg)
 	json_object_set_new(o, "client_ip", jstr(msg->client_ip));
 	json_object_set_new(o, "protocol", jstr(msg->protocol));
 	json_object_set_new(o, "binding", jstr(msg->binding));
+	if (vctx_count(msg->vctx) > 0) {
+		/* The message's validation context, in insertion order. */
+		json_t *v = json_object();
+
+		for (size_t i = 0; i < msg->vctx->n; i++)
+			json_object_set_new(v, msg->vctx->v[i].key, jstr(msg->vctx->v[i].value));
+		json_object_set_new(o, "vctx", v);
+	}
 	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	if (text)
 		puts(text);
