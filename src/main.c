@@ -30,6 +30,7 @@
 #include "api/api.h"
 #include "api/api_module.h"
 #include "api/api_runtime.h"
+#include "api/api_services.h"
 #include "config/config.h"
 #include "dns/dns.h"
 #include "core/fsutil.h"
@@ -45,8 +46,6 @@
 
 #define SHUTDOWN_GRACE_SECONDS 30
 #define HEARTBEAT_SECONDS 60
-#define IO_POOL_THREADS 2	/* streamed inbound bodies, bounce rendering, modules' blocking work */
-#define CPU_POOL_THREADS 2	/* modules' CPU work: signing */
 /*
  * Descriptors beyond one per session and outbound connection: logs, spool
  * segments, event loops' epoll and wake-up descriptors, DNS sockets, the
@@ -168,6 +167,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	} else {
 		smtp_server_set_conf(d->smtp, c);
 		queue_set_conf(d->queue, c);
+		api_runtime_set_conf(c);
 		conf_unref(d->conf);
 		d->conf = c;
 		log_panic("reload configuration=%s", d->conf_path ? d->conf_path : "(default)");
@@ -424,14 +424,15 @@ int main(int argc, char **argv)
 	 * The IO pool: blocking file work off the loops. Large inbound
 	 * messages stream to disk through it; bounces are rendered on it.
 	 */
-	d.io_pool = pool_new("IO", IO_POOL_THREADS);
-	d.cpu_pool = pool_new("CPU", CPU_POOL_THREADS);
+	d.io_pool = pool_new("IO", (size_t)conf_int(d.conf, CONF_OPT_IO_THREADS));
+	d.cpu_pool = pool_new("CPU", (size_t)conf_int(d.conf, CONF_OPT_CPU_THREADS));
 	smtp_server_set_spool(d.smtp, d.spool, d.io_pool);
 	struct api_runtime rt = {
 		.scheduler = d.scheduler, .io = d.io, .nio = d.nio, .cpu_pool = d.cpu_pool,
 		.io_pool = d.io_pool, .spool = d.spool, .queue = d.queue,
 	};
 	api_runtime_set(&rt);
+	api_runtime_set_conf(d.conf);
 	/*
 	 * Module instances start now: the daemon's objects exist, no session
 	 * or delivery has begun, and the I/O loops are not running yet.
@@ -474,9 +475,9 @@ int main(int argc, char **argv)
 	loop_run(d.scheduler);
 
 	/*
-	 * Sessions are gone; abandoned body writes may still run: finish them
-	 * while their loops can take the answers. Then stop the I/O loops and
-	 * let late posts land.
+	 * Sessions are gone; abandoned body writes and modules' jobs may
+	 * still run: finish them while their loops can take the answers.
+	 * Then stop the I/O loops and let late posts land.
 	 */
 	pool_wait_idle(d.cpu_pool);	/* sign jobs post to the I/O loops */
 	pool_wait_idle(d.io_pool);
@@ -488,11 +489,15 @@ int main(int argc, char **argv)
 	/* Cancelled lookups call back into the queue: before the spool goes. */
 	dns_free(d.dns);
 	d.dns = NULL;
-	/* Bounces rendered from outcomes that landed in the drain above. */
-	pool_free(d.io_pool);
-	d.io_pool = NULL;
+	/*
+	 * Bounces rendered from outcomes that landed in the drain above, and
+	 * signing jobs of injected messages: both submit to the spool, so
+	 * before it stops.
+	 */
 	pool_free(d.cpu_pool);
 	d.cpu_pool = NULL;
+	pool_free(d.io_pool);
+	d.io_pool = NULL;
 	spool_stop(d.spool);
 	d.spool_stopped = true;
 	loop_drain_now(d.scheduler);
@@ -510,8 +515,11 @@ int main(int argc, char **argv)
 	queue_free(d.queue);
 	/* The last generation's instances end (fini) as the scheduler, whose base still exists. */
 	api_runtime_stop();
+	api_runtime_set_conf(NULL);
 	conf_unref(d.conf);
 	loop_free(d.scheduler);
+	/* Every loop is gone: module posts that never ran are freed, not run. */
+	api_post_drop_all();
 	log_close();
 	str_free(&err);
 	return 0;

@@ -45,9 +45,15 @@ void imp_post(struct imp_loop *loop, imp_event_fn fn, void *arg);
  * milliseconds; with periodic, every ms milliseconds until cancelled.
  * Returns the timer, or NULL when the caller is not on a loop thread.
  * A one-shot timer frees itself after it fires (do not cancel it then).
+ * A periodic timer of 0 ms runs every millisecond.
  */
 struct imp_timer *imp_timer_add(uint64_t ms, bool periodic, imp_event_fn fn, void *arg);
-/* imp_timer_cancel - stop and free a timer; on the loop that added it, before it fired (or a periodic one). */
+/*
+ * imp_timer_cancel - stop and free a timer that has not fired (or a
+ * periodic one). On the loop that added it it is gone when this returns
+ * (a periodic timer may cancel itself from its fn); from another thread
+ * the cancel is posted to that loop, so fn may still run once meanwhile.
+ */
 void imp_timer_cancel(struct imp_timer *t);
 
 /* Thread pools: CPU-bound work and blocking I/O. Sizes: CPU_Threads, IO_Threads. */
@@ -56,12 +62,13 @@ enum imp_pool { IMP_POOL_CPU, IMP_POOL_IO };
 /*
  * imp_pool_submit - run job(arg) on a thread of the pool, then done(arg)
  * on the calling loop's thread (done may be NULL). From a loop thread
- * only: returns 0, or -EINVAL off a loop. Jobs must not touch loop state;
- * they hand results back through arg to done.
+ * only: returns 0, -EINVAL off a loop, or -ENOTCONN when the daemon has
+ * no such pool (a tool or test without a runtime). Jobs must not touch
+ * loop state; they hand results back through arg to done.
  */
 int imp_pool_submit(enum imp_pool pool, imp_event_fn job, imp_event_fn done, void *arg);
 
-/* imp_now_ms - the calling loop's cached clock (CLOCK_MONOTONIC, ms); any thread. */
+/* imp_now_ms - the monotonic clock (CLOCK_MONOTONIC) in milliseconds; any thread. */
 uint64_t imp_now_ms(void);
 
 #ifdef __cplusplus

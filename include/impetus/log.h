@@ -2,8 +2,9 @@
  * impetus/log.h - a module's lines in the paniclog
  *
  * Lines go to the paniclog (Log_Directory/paniclog) prefixed with the
- * module and instance ("header_stamp[stamp1]: ..."), one line each; CR,
- * LF and other control bytes are escaped. Any thread; never blocks on
+ * module and instance ("header_stamp[stamp1]: ...", "json_log: ..." for
+ * a singleton), one line each; CR, LF, other control bytes and the
+ * backslash are escaped as \xHH. Any thread; never blocks on
  * the disk (the log writer owns the file).
  */
 #ifndef IMPETUS_LOG_H

@@ -45,4 +45,13 @@ bool api_runtime_stopped(void);
 /* api_runtime - the runtime (all NULL before api_runtime_set). Any thread. */
 const struct api_runtime *api_runtime(void);
 
+/*
+ * api_runtime_set_conf - the configuration generation services start new
+ * work with (main.c: at start-up and on every reload; NULL at shutdown).
+ * Takes its own reference. Scheduler thread.
+ */
+void api_runtime_set_conf(struct conf *c);
+/* api_runtime_conf - a new reference to the current configuration, or NULL. Any thread. */
+struct conf *api_runtime_conf(void);
+
 #endif

@@ -130,6 +130,8 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 
 /* Table internals used by the parser. */
 const char *conf_option_suggest(const char *name);	/* close option name or NULL */
+/* conf_name_distance - Levenshtein distance ignoring case, capped at 9 for long strings. */
+unsigned conf_name_distance(const char *a, const char *b);
 
 /* ---- addresses (conf_relay.c) ------------------------------------------- */
 

@@ -150,8 +150,7 @@ int conf_option_lookup(const char *name)
 	return -1;
 }
 
-/* edit_distance - Levenshtein distance ignoring case, capped at 9 for long strings. */
-static unsigned edit_distance(const char *a, const char *b)
+unsigned conf_name_distance(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);
 	unsigned row[64];
@@ -186,7 +185,7 @@ const char *conf_option_suggest(const char *name)
 	unsigned best_d = 3;	/* suggest only typos of one or two edits */
 
 	for (int i = 0; i < CONF_OPT__COUNT; i++) {
-		unsigned d = edit_distance(name, conf_table[i].name);
+		unsigned d = conf_name_distance(name, conf_table[i].name);
 
 		if (d < best_d) {
 			best_d = d;

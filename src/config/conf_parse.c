@@ -554,8 +554,17 @@ static bool parse_module(struct lexer *L, const struct token *name, const struct
 		if (!lex(L, &t2))
 			goto fail;
 		if (t2.kind != T_EQ) {
-			perr(L, t2.line, t2.col, "expected \"=\" after \"%s\" (a module stanza holds options only)",
-			     t.text);
+			/*
+			 * A stanza inside: this is no module stanza, most likely a
+			 * scope impetus does not know (a Momentum one not built yet).
+			 */
+			if (t2.kind == T_LBRACE || t2.kind == T_WORD || t2.kind == T_STRING)
+				perr(L, name->line, name->col,
+				     "unknown scope \"%.100s\" (nor a module stanza: those hold options only, and line %d opens a stanza)",
+				     name->text, t.line);
+			else
+				perr(L, t2.line, t2.col,
+				     "expected \"=\" after \"%s\" (a module stanza holds options only)", t.text);
 			goto fail;
 		}
 		for (size_t i = 0; i < nopts; i++)
@@ -616,6 +625,14 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 			return perr(L, name->line, name->col,
 				    "\"%s\" is an option, not a scope (write %s = value)",
 				    name->text, name->text);
+		/* A near miss of a scope name is a typo, not a module. */
+		for (int sk = CONF_N_BINDING_GROUP; sk < CONF_N__COUNT; sk++) {
+			const char *sname = conf_node_kind_name((enum conf_node_kind)sk);
+
+			if (conf_name_distance(name->text, sname) <= 2)
+				return perr(L, name->line, name->col,
+					    "unknown scope \"%.100s\" (did you mean \"%s\"?)", name->text, sname);
+		}
 		if (parent->kind == CONF_N_GLOBAL && module_name_ok(name->text))
 			return parse_module(L, name, arg);
 		if (parent->kind == CONF_N_GLOBAL)

@@ -168,6 +168,12 @@ void queue_accept(struct queue *q, struct envelope *msg)
 	queue_add(q, msg, q->started);
 }
 
+void queue_accept_quiet(struct queue *q, struct envelope *msg)
+{
+	queue_route_assign_binding(q, msg);
+	queue_add(q, msg, q->started);
+}
+
 void queue_recovered(struct queue *q, struct envelope *msg)
 {
 	queue_add(q, msg, q->started);
@@ -392,7 +398,8 @@ static void on_batch_done(void *ctx, struct smtp_client *c, struct smtp_batch *b
 	}
 	/* Entries not tried go back to the front, in their order. */
 	for (size_t i = qb->n; i-- > 0;) {
-		if (b->rcpts[i].outcome == SMTP_OUT_NOT_TRIED)
+		if (b->rcpts[i].outcome == SMTP_OUT_NOT_TRIED &&
+		    !queue_ops_returned(q, dq, qb->entries[i]))
 			queue_dest_prepend(dq, qb->entries[i]);
 	}
 	for (size_t i = 0; i < qb->n; i++) {

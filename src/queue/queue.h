@@ -19,6 +19,7 @@
 #ifndef IMPETUS_QUEUE_QUEUE_H
 #define IMPETUS_QUEUE_QUEUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,67 @@ void queue_moved(struct queue *q, uint64_t id, const struct envelope_loc *loc);
  * done(arg) once no connection is left or after grace_seconds.
  */
 void queue_shutdown(struct queue *q, int grace_seconds, void (*done)(void *), void *arg);
+/*
+ * Operations on one queued message, by id (queue_ops.c; the module API's
+ * include/impetus/queue.h). Scheduler thread. 0, or -ENOENT when the
+ * message is not queued (or, for requeue, none of ids is).
+ *
+ * queue_op_requeue - the waiting recipients of ids are due now.
+ * queue_op_fail - every queued recipient fails: a P line with "code
+ *   text", stage 21; a bounce unless quiet; recipients out in a batch
+ *   fail the same way when they come back undelivered.
+ * queue_op_rebind - the queued recipients move to binding's queues ("" =
+ *   default), due now; a BINDING spool record keeps it over a restart.
+ *   -ENOENT also when no Binding has that name.
+ * queue_set_retention - the message expires seconds after its reception
+ *   instead of after Message_Expiration (0: back to that); not stored.
+ */
+int queue_op_requeue(struct queue *q, const uint64_t *ids, size_t n);
+int queue_op_fail(struct queue *q, uint64_t id, int code, const char *text, bool quiet);
+int queue_op_rebind(struct queue *q, uint64_t id, const char *binding);
+int queue_set_retention(struct queue *q, uint64_t id, uint32_t seconds);
+
+/*
+ * The one injection path (queue_inject.c): a message made inside the
+ * daemon (imp_inject, bounces) goes to the spool and then to the queue.
+ *
+ * queue_inject - env holds the envelope (sender, recipients, binding,
+ * protocol; id and received are set when 0) and the whole message in
+ * env->body with CRLF line ends. flags are IMP_INJECT_* of
+ * include/impetus/inject.h: unless NO_TRACE a Received: field is put on
+ * top; a Message-ID: is added when there is none (NEW_ID: any there is
+ * replaced); with SIGN and sign subscribers in conf's generation, they run
+ * on the CPU pool before spooling; with LOG the queue writes the R lines.
+ * retention: see queue_set_retention (0 = Message_Expiration).
+ *
+ * Any thread; never blocks. Takes env. r names the spool and the
+ * scheduler (and the CPU pool for signing, may be NULL) because a module
+ * may inject before the queue has started. When the call does not sign, the
+ * message is handed to the spool before queue_inject returns, so a
+ * record the caller posts to the spool afterwards from the same thread
+ * is written in the same or a later group commit (the bounce relies on
+ * it). done(arg, err, id) runs on the scheduler thread once the message
+ * is durable and queued (err 0) or could not be spooled (-errno).
+ * r->conf (may be NULL: no hostname for the trace, no signing) is
+ * referenced for as long as the injection needs it.
+ */
+typedef void (*queue_inject_done_fn)(void *arg, int err, uint64_t id);
+struct queue_inject_req {
+	struct queue *q;
+	struct spool *spool;
+	struct loop *scheduler;
+	struct pool *cpu_pool;		/* NULL: no signing */
+	struct conf *conf;		/* NULL: "localhost", no signing */
+	unsigned flags;			/* IMP_INJECT_* */
+	uint32_t retention;		/* seconds; 0 = Message_Expiration */
+	queue_inject_done_fn done;	/* may be NULL */
+	void *arg;
+};
+void queue_inject(const struct queue_inject_req *r, struct envelope *env);
+/* queue_inject_crlf - append data[0..len) to out with every bare LF (and bare CR) made CRLF. */
+struct str;
+void queue_inject_crlf(struct str *out, const char *data, size_t len);
+
 size_t queue_message_count(const struct queue *q);
 size_t queue_recipient_count(const struct queue *q);
 /*

@@ -10,9 +10,11 @@
  * Rendering needs the original message's headers (or all of it), which
  * live in the spool: reading them is disk I/O, so the work runs on the IO
  * pool. The job owns copies of everything it needs because the message is
- * gone from the queue by the time it runs. The finished bounce is
- * submitted to the spool like any received message (protocol "internal")
- * and, once durable, queued on the scheduler, which logs its R line.
+ * gone from the queue by the time it runs. The finished bounce takes the
+ * one injection path (queue_inject.c, as a module's imp_inject does):
+ * protocol "internal", no Received: field (IMP_INJECT_NO_TRACE), its own
+ * Message-ID kept, spooled, and once durable queued on the scheduler with
+ * its R line (IMP_INJECT_LOG).
  *
  * Ordering: the job, not the queue, writes the original's MESSAGE_DONE,
  * right after submitting the bounce, so the original's segment cannot be
@@ -23,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <impetus/inject.h>
 
 #include "config/config.h"
 #include "core/id.h"
@@ -75,18 +79,14 @@ static void job_free(struct bounce_job *j)
 	free(j);
 }
 
-static void on_bounce_spooled(void *ctx, int err, struct envelope *msg)
+/* on_bounce_injected - scheduler: the bounce is queued, or it could not be spooled. */
+static void on_bounce_injected(void *arg, int err, uint64_t id)
 {
-	struct queue *q = ctx;
-	char id[ID_BUF_SIZE];
+	char idbuf[ID_BUF_SIZE];
 
-	if (err < 0) {
+	if (err < 0)
 		log_panic("%s bounce could not be spooled error=%d; bounce lost",
-			  id_format(msg->id, id), err);
-		envelope_free(msg);
-		return;
-	}
-	queue_accept(q, msg);
+			  id_format(id, idbuf), err);
 }
 
 /* bounce_render - IO pool: read the original, render, submit. */
@@ -130,11 +130,16 @@ static void bounce_render(void *arg)
 	b->nrcpt = 1;
 	b->rcpts = xcalloc(1, sizeof(*b->rcpts));
 	b->rcpts[0].addr = xstrdup(j->to);
-	spool_submit(j->sp, b, j->scheduler, on_bounce_spooled, j->q);
+	struct queue_inject_req r = {
+		.q = j->q, .spool = j->sp, .scheduler = j->scheduler,
+		.flags = IMP_INJECT_NO_TRACE | IMP_INJECT_LOG, .done = on_bounce_injected,
+	};
+	queue_inject(&r, b);
 	/*
-	 * Posted after the bounce from this same thread, so the spool writes
-	 * it in the same or a later group commit: the original is never
-	 * marked done before its bounce is on disk.
+	 * Posted after the bounce from this same thread (queue_inject hands
+	 * an unsigned message to the spool before it returns), so the spool
+	 * writes it in the same or a later group commit: the original is
+	 * never marked done before its bounce is on disk.
 	 */
 	spool_message_done(j->sp, j->orig_id);
 	job_free(j);

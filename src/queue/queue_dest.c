@@ -93,13 +93,9 @@ static void heap_push(struct queue_dest *dq, struct qentry *e)
 	}
 }
 
-static struct qentry *heap_pop(struct queue_dest *dq)
+/* heap_sift_down - restore the heap order below i. */
+static void heap_sift_down(struct queue_dest *dq, uint32_t i)
 {
-	struct qentry *top = dq->heap[0];
-	uint32_t i = 0;
-
-	dq->heap[0] = dq->heap[--dq->nheap];
-	dq->heap[0]->heap_idx = 0;
 	for (;;) {
 		uint32_t l = 2 * i + 1, r = l + 1, m = i;
 		if (l < dq->nheap && dq->heap[l]->next_attempt < dq->heap[m]->next_attempt)
@@ -111,6 +107,16 @@ static struct qentry *heap_pop(struct queue_dest *dq)
 		heap_swap(dq, i, m);
 		i = m;
 	}
+}
+
+static struct qentry *heap_pop(struct queue_dest *dq)
+{
+	struct qentry *top = dq->heap[0];
+
+	dq->heap[0] = dq->heap[--dq->nheap];
+	if (dq->nheap > 0)
+		dq->heap[0]->heap_idx = 0;
+	heap_sift_down(dq, 0);
 	return top;
 }
 
@@ -262,6 +268,76 @@ const struct queue_dest_settings *queue_dest_settings(struct queue_dest *dq)
 static void dest_key(struct str *key, const char *binding, const char *domain)
 {
 	str_appendf(key, "%s\x01%s", binding, domain);
+}
+
+struct queue_dest *queue_dest_find(struct queue *q, const char *binding, const char *domain)
+{
+	struct str key = STR_INIT;
+
+	dest_key(&key, binding, domain);
+	struct queue_dest *dq = strmap_get(q->queues, key.s);
+	str_free(&key);
+	return dq;
+}
+
+/* take_push - one more taken entry. */
+static void take_push(struct qentry ***v, size_t *n, size_t *cap, struct qentry *e)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 8;
+		*v = xrealloc(*v, *cap * sizeof(**v));
+	}
+	(*v)[(*n)++] = e;
+}
+
+/*
+ * queue_dest_take - the FIFO is rebuilt in one walk (runs recounted on
+ * the way: removing entries may join two runs of one message); the heap
+ * is filtered and re-heapified bottom-up, O(n) for any number removed.
+ */
+void queue_dest_take(struct queue_dest *dq, bool heap_only, struct qentry ***v, size_t *n,
+		     size_t *cap)
+{
+	if (!heap_only) {
+		struct qentry *e = dq->head, *tail = NULL;
+		dq->head = dq->tail = NULL;
+		dq->nactive = 0;
+		dq->runs = 0;
+		while (e) {
+			struct qentry *next = e->next;
+			if (e->m->op_mark) {
+				e->next = NULL;
+				take_push(v, n, cap, e);
+			} else {
+				e->next = NULL;
+				if (tail == NULL || tail->m != e->m)
+					dq->runs++;
+				if (tail)
+					tail->next = e;
+				else
+					dq->head = e;
+				tail = e;
+				dq->nactive++;
+			}
+			e = next;
+		}
+		dq->tail = tail;
+	}
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < dq->nheap; i++) {
+		struct qentry *e = dq->heap[i];
+		if (e->m->op_mark)
+			take_push(v, n, cap, e);
+		else
+			dq->heap[kept++] = e;
+	}
+	if (kept == dq->nheap)
+		return;
+	dq->nheap = kept;
+	for (uint32_t i = 0; i < kept; i++)
+		dq->heap[i]->heap_idx = i;
+	for (uint32_t i = kept / 2; i-- > 0;)
+		heap_sift_down(dq, i);
 }
 
 struct queue_dest *queue_dest_get(struct queue *q, const char *binding, const char *domain)

@@ -16,6 +16,10 @@
  *   queue_goal.c     the default connection goal
  *   queue_log.c      mainlog/bouncelog lines
  *   queue_bounce.c   RFC 3464 bounces
+ *   queue_ops.c      requeue, fail, rebind of one message by id
+ *                    (the module API's queue operations), retention
+ *   queue_inject.c   the one injection path: internal messages (module
+ *                    injection, bounces) to the spool, then the queue
  *
  * Memory per queued recipient: one struct qentry (40 bytes) plus its share
  * of the struct qmsg and its struct envelope (the recipient's address
@@ -59,6 +63,12 @@ struct qmsg {
 	bool ack_pending;		/* the spool moved it; ack once inflight is 0 */
 	size_t nfails;
 	struct qfail *fails;
+	int64_t expires;		/* unix seconds; 0 = received + Message_Expiration */
+	/* queue_ops.c: operations asked through include/impetus/queue.h */
+	bool op_mark;			/* selected by the operation being applied */
+	int op_fail_code;		/* imp_queue_fail while batches were out: */
+	char *op_fail_text;		/* recipients coming back undelivered fail with this */
+	bool op_fail_quiet;
 };
 
 /* One recipient in one queue. */
@@ -175,10 +185,21 @@ struct queue {
 };
 
 /* queue.c */
+/* queue_accept_quiet - queue_accept without the R lines (an injection without IMP_INJECT_LOG). */
+void queue_accept_quiet(struct queue *q, struct envelope *msg);
 /* queue_kick - make progress on a queue; cheap when there is nothing to do. */
 void queue_kick(struct queue *q, struct queue_dest *dq);
 
 /* queue_dest.c */
+/* queue_dest_find - the queue of (binding, domain) if it exists, else NULL. */
+struct queue_dest *queue_dest_find(struct queue *q, const char *binding, const char *domain);
+/*
+ * queue_dest_take - remove the entries whose message is marked (qmsg
+ * op_mark) from the delayed heap and, unless heap_only, the active FIFO;
+ * appends them to *v (*n entries, *cap allocated). One pass over dq.
+ */
+void queue_dest_take(struct queue_dest *dq, bool heap_only, struct qentry ***v, size_t *n,
+		     size_t *cap);
 /* queue_dest_get - the queue of (binding, domain), created empty on first use. */
 struct queue_dest *queue_dest_get(struct queue *q, const char *binding, const char *domain);
 /* queue_dest_settings - dq's settings, read again if the configuration changed. */
@@ -203,6 +224,16 @@ void queue_dest_release(struct queue_dest *dq);
  * for the caller to free (msgs may be NULL when it has none: a release).
  */
 void queue_dest_free(struct queue_dest *dq, struct strmap *msgs);
+
+/* queue_ops.c */
+/*
+ * queue_ops_returned - an entry of a batch came back not tried: true when
+ * an operation took it over meanwhile (failed it, or it belongs to a new
+ * binding's queue now), false to put it back in dq.
+ */
+bool queue_ops_returned(struct queue *q, struct queue_dest *dq, struct qentry *e);
+/* queue_ops_home - where a deferred entry of dq goes back: dq, or its message's new binding's queue. */
+struct queue_dest *queue_ops_home(struct queue *q, struct queue_dest *dq, struct qentry *e);
 
 /* queue_route.c */
 /* queue_route_domain - the lower-cased domain of an address ("" for none); caller frees. */

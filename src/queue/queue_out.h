@@ -30,6 +30,7 @@ struct queue_outcome {
 	impetus_id batch_id;
 	impetus_id conn_id;
 	uint64_t bytes;
+	bool quiet;		/* a failure not to bounce (imp_queue_fail quiet) */
 };
 
 int64_t queue_now_us(void);
@@ -56,7 +57,9 @@ void queue_outcome_expire(struct queue *q, struct queue_dest *dq, struct qentry 
 /* queue_outcome_fail_all - fail or defer every ready entry (the whole destination failed). */
 void queue_outcome_fail_all(struct queue *q, struct queue_dest *dq, bool permanent,
 			    const char *why);
-/* queue_outcome_expired - whether m is past Message_Expiration for dq. */
+/* queue_outcome_expiry - when m expires (unix seconds): its retention, else Message_Expiration of dq. */
+int64_t queue_outcome_expiry(struct queue_dest *dq, const struct qmsg *m);
+/* queue_outcome_expired - whether m is past its expiry (queue_outcome_expiry). */
 bool queue_outcome_expired(struct queue *q, struct queue_dest *dq, const struct qmsg *m,
 			   int64_t now_s);
 /* queue_outcome_message_final - one more recipient of m is final; finish m when none is left. */

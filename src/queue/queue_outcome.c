@@ -78,6 +78,7 @@ void queue_outcome_msg_free(struct qmsg *m)
 		free(m->fails[i].remote);
 	}
 	free(m->fails);
+	free(m->op_fail_text);
 	envelope_free(m->sm);
 	free(m);
 }
@@ -90,6 +91,13 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 	queue_log_outcome(q, dq, e, o, 'P');
 	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_FAILED);
 	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_FAILED;
+	if (o->quiet) {
+		/* Failed on purpose without a bounce (imp_queue_fail quiet). */
+		q->nrcpts--;
+		free(e);
+		queue_outcome_message_final(q, m);
+		return;
+	}
 	m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
 	struct qfail *f = &m->fails[m->nfails++];
 	f->rcpt = e->rcpt;
@@ -114,23 +122,45 @@ static int64_t retry_delay(const struct queue_dest_settings *s, uint32_t retries
 	return d < cap ? d : cap;
 }
 
+int64_t queue_outcome_expiry(struct queue_dest *dq, const struct qmsg *m)
+{
+	if (m->expires)
+		return m->expires;
+	return m->sm->received + queue_dest_settings(dq)->expiration;
+}
+
 bool queue_outcome_expired(struct queue *q, struct queue_dest *dq, const struct qmsg *m,
 			   int64_t now_s)
 {
-	return now_s >= m->sm->received + queue_dest_settings(dq)->expiration;
+	return now_s >= queue_outcome_expiry(dq, m);
 }
 
 void queue_outcome_defer(struct queue *q, struct queue_dest *dq, struct qentry *e,
 			 const struct queue_outcome *o)
 {
+	struct qmsg *m = e->m;
+
+	if (m->op_fail_text) {
+		/* imp_queue_fail came while this recipient was out: it fails now. */
+		struct queue_outcome f = *o;
+		f.code = m->op_fail_code;
+		f.stage = 21;
+		f.response = m->op_fail_text;
+		f.quiet = m->op_fail_quiet;
+		queue_outcome_fail(q, dq, e, &f);
+		return;
+	}
+	/* imp_queue_rebind came while it was out: it waits in the new binding's queue. */
+	dq = queue_ops_home(q, dq, e);
+
 	const struct queue_dest_settings *s = queue_dest_settings(dq);
 	int64_t now_s = queue_now_us() / 1000000;
 	int64_t max = s->max_retries;
 
 	e->retries++;
 	int64_t next = now_s + retry_delay(s, e->retries);
-	int64_t life = s->expiration;
-	int64_t expiry = e->m->sm->received + life;
+	int64_t expiry = queue_outcome_expiry(dq, m);
+	int64_t life = expiry - m->sm->received;
 	if ((max >= 0 && e->retries > (uint64_t)max) || now_s >= expiry) {
 		struct queue_outcome final = *o;
 		struct str why = STR_INIT;

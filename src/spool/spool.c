@@ -78,6 +78,7 @@ struct spool_req {
 	uint8_t state;
 	uint32_t retries;		/* RCPT_RETRY */
 	int64_t next_attempt;		/* RCPT_RETRY */
+	char *binding, *binding_group;	/* BINDING */
 };
 
 void spool_stat_set(_Atomic uint64_t *a, uint64_t v)
@@ -232,6 +233,8 @@ static void live_forget(struct spool *sp, impetus_id id)
 
 	if (l) {
 		seg_live(sp, l->loc.segment, -1, live_rec_len(l));
+		free(l->binding);
+		free(l->binding_group);
 		free(l);
 	}
 }
@@ -241,7 +244,8 @@ static void live_forget(struct spool *sp, impetus_id id)
  * recovered), with its recipients' states, retries and next attempts;
  * those with nothing queued are born dead.
  */
-static void live_add(struct spool *sp, const struct envelope *msg, uint64_t rec_off)
+static void live_add(struct spool *sp, const struct envelope *msg, uint64_t rec_off,
+		     bool rebound)
 {
 	struct live *l;
 	uint32_t nq = 0;
@@ -256,6 +260,8 @@ static void live_add(struct spool *sp, const struct envelope *msg, uint64_t rec_
 	l->rec_off = rec_off;
 	l->nrcpt = (uint32_t)msg->nrcpt;
 	l->nqueued = nq;
+	l->binding = rebound ? xstrdup(msg->binding ? msg->binding : "") : NULL;
+	l->binding_group = rebound ? xstrdup(msg->binding_group ? msg->binding_group : "") : NULL;
 	for (size_t i = 0; i < msg->nrcpt; i++) {
 		l->rcpts[i].state = msg->rcpts[i].state;
 		l->rcpts[i].retries = msg->rcpts[i].retries;
@@ -309,6 +315,20 @@ static void live_rcpt_retry(struct spool *sp, impetus_id id, uint32_t idx, uint3
 	l->rcpts[idx].next_attempt = next_attempt;
 }
 
+/* live_binding - a durable BINDING record: a relocated copy must carry the new binding. */
+static void live_binding(struct spool *sp, impetus_id id, const char *binding,
+			 const char *binding_group)
+{
+	struct live *l = spool_idmap_get(&sp->live, id);
+
+	if (l == NULL)
+		return;
+	free(l->binding);
+	free(l->binding_group);
+	l->binding = xstrdup(binding);
+	l->binding_group = xstrdup(binding_group);
+}
+
 /* ==================== group commit ==================== */
 
 /* spool_on_reply - on the submitter's loop: the answer, then the request is gone. */
@@ -334,6 +354,8 @@ static void reply(struct spool_req *req)
 static void req_free(struct spool_req *req)
 {
 	str_free(&req->rec);
+	free(req->binding);
+	free(req->binding_group);
 	free(req);
 }
 
@@ -566,7 +588,7 @@ static void commit(struct spool *sp)
 			req->msg->loc.segment = seg->seq;
 			req->msg->loc.offset = req->at + req->body_off;
 			req->msg->loc.length = envelope_body_len(req->msg);
-			live_add(sp, req->msg, req->at);
+			live_add(sp, req->msg, req->at, false);
 			break;
 		case SPOOL_REC_RCPT_STATE:
 			live_rcpt_state(sp, req->id, req->rcpt_index, req->state);
@@ -577,6 +599,9 @@ static void commit(struct spool *sp)
 			break;
 		case SPOOL_REC_MESSAGE_DONE:
 			live_forget(sp, req->id);
+			break;
+		case SPOOL_REC_BINDING:
+			live_binding(sp, req->id, req->binding, req->binding_group);
 			break;
 		}
 	}
@@ -705,6 +730,20 @@ void spool_rcpt_retry(struct spool *sp, impetus_id id, uint32_t rcpt_index,
 	req->next_attempt = next_attempt;
 	str_init(&req->rec);
 	spool_rec_encode_rcpt_retry(&req->rec, id, rcpt_index, retries, next_attempt);
+	post_req(sp, req);
+}
+
+void spool_binding(struct spool *sp, impetus_id id, const char *binding,
+		   const char *binding_group)
+{
+	struct spool_req *req = XNEW(struct spool_req);
+
+	req->type = SPOOL_REC_BINDING;
+	req->id = id;
+	req->binding = xstrdup(binding ? binding : "");
+	req->binding_group = xstrdup(binding_group ? binding_group : "");
+	str_init(&req->rec);
+	spool_rec_encode_binding(&req->rec, id, req->binding, req->binding_group);
 	post_req(sp, req);
 }
 
@@ -844,11 +883,12 @@ struct open_ctx {
 };
 
 /* on_recovered - index a live message, then hand it to the caller. */
-static void on_recovered(void *arg, struct envelope *msg, bool done, uint64_t rec_off)
+static void on_recovered(void *arg, struct envelope *msg, bool done, uint64_t rec_off,
+			 bool rebound)
 {
 	struct open_ctx *oc = arg;
 
-	live_add(oc->sp, msg, rec_off);
+	live_add(oc->sp, msg, rec_off, rebound);
 	if (oc->fn)
 		oc->fn(oc->ctx, msg);
 	else
@@ -984,7 +1024,8 @@ struct scan_ctx {
 };
 
 /* on_scanned - spool_scan hands every message to its caller. */
-static void on_scanned(void *arg, struct envelope *msg, bool done, uint64_t rec_off)
+static void on_scanned(void *arg, struct envelope *msg, bool done, uint64_t rec_off,
+		       bool rebound)
 {
 	struct scan_ctx *sc = arg;
 

@@ -130,6 +130,14 @@ void spool_rcpt_state(struct spool *sp, impetus_id id, uint32_t rcpt_index,
 void spool_rcpt_retry(struct spool *sp, impetus_id id, uint32_t rcpt_index,
 		      uint32_t retries, int64_t next_attempt);
 void spool_message_done(struct spool *sp, impetus_id id);
+/*
+ * spool_binding - the message now goes out through binding (group
+ * binding_group; "" for the default binding / no group): a BINDING
+ * record, applied by recovery and carried by compaction. Any thread,
+ * fire-and-forget like the records above.
+ */
+void spool_binding(struct spool *sp, impetus_id id, const char *binding,
+		   const char *binding_group);
 
 /*
  * spool_moved_ack - the owner no longer reads the old location of a

@@ -206,6 +206,13 @@ static int read_old(struct spool *sp, const struct live *l, struct str *rec,
 		(*msg)->rcpts[i].retries = l->rcpts[i].retries;
 		(*msg)->rcpts[i].next_attempt = l->rcpts[i].next_attempt;
 	}
+	if (l->binding) {
+		/* A BINDING record changed it: the copy says so itself. */
+		free((*msg)->binding);
+		free((*msg)->binding_group);
+		(*msg)->binding = xstrdup(l->binding);
+		(*msg)->binding_group = xstrdup(l->binding_group);
+	}
 	*body_off = spool_rec_encode_relocated(rec, *msg, l->loc.length, ncrc);
 	if (*body_off == 0) {
 		*why = "the copy would be too large";

@@ -48,6 +48,11 @@ struct live {
 	uint64_t rec_off;	/* start of that record in loc.segment */
 	uint32_t nrcpt;
 	uint32_t nqueued;
+	/*
+	 * The binding and group a BINDING record set after the MESSAGE
+	 * record (imp_queue_rebind), or NULL: a relocated copy carries them.
+	 */
+	char *binding, *binding_group;
 	struct live_rcpt {
 		int64_t next_attempt;
 		uint32_t retries;
@@ -189,8 +194,10 @@ struct spool_replay_opts {
 /*
  * spool_replay_fn - one message; the callee owns msg. done: finished.
  * rec_off: where its (last) MESSAGE record starts in msg->loc.segment.
+ * rebound: a BINDING record after it changed msg->binding (and group).
  */
-typedef void (*spool_replay_fn)(void *ctx, struct envelope *msg, bool done, uint64_t rec_off);
+typedef void (*spool_replay_fn)(void *ctx, struct envelope *msg, bool done, uint64_t rec_off,
+				bool rebound);
 
 /*
  * spool_replay - replay the segments under dirfd (dir is its name, for

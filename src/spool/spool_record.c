@@ -343,6 +343,17 @@ void spool_rec_encode_done(struct str *out, impetus_id id)
 	rec_seal(out, start, NULL, 0);
 }
 
+void spool_rec_encode_binding(struct str *out, impetus_id id, const char *binding,
+			      const char *binding_group)
+{
+	size_t start = rec_begin(out, SPOOL_REC_BINDING, 0);
+
+	put_u64(out, id);
+	put_str(out, binding);
+	put_str(out, binding_group);
+	rec_seal(out, start, NULL, 0);
+}
+
 void spool_rec_reseal(uint8_t *rec, size_t n)
 {
 	uint32_t len, crc;
@@ -487,6 +498,33 @@ static int decode_vctx(struct cur *c, bool keep, struct envelope *msg)
 	return 0;
 }
 
+/*
+ * get_span - a length-prefixed mandatory string, in place: *s points into
+ * the payload (no copy, not NUL-terminated), *len its length.
+ */
+static void get_span(struct cur *c, const char **s, uint32_t *len)
+{
+	uint32_t n = get_u32(c);
+
+	*s = NULL;
+	*len = 0;
+	if (c->why)
+		return;
+	if (n == STR_ABSENT) {
+		c->why = "absent mandatory string";
+		return;
+	}
+	if (!need(c, n, "string length past end of payload"))
+		return;
+	if (n && memchr(c->p + c->off, '\0', n)) {
+		c->why = "NUL byte in string";
+		return;
+	}
+	*s = (const char *)c->p + c->off;
+	*len = n;
+	c->off += n;
+}
+
 /* decode_envelope - the envelope of a MESSAGE; must use all n bytes. */
 static int decode_envelope(struct cur *c, bool keep, struct spool_rec *out)
 {
@@ -622,6 +660,11 @@ int spool_rec_decode_payload(unsigned type, const uint8_t *p, size_t n, bool wit
 	case SPOOL_REC_MESSAGE_DONE:
 		out->id = get_u64(&c);
 		break;
+	case SPOOL_REC_BINDING:
+		out->id = get_u64(&c);
+		get_span(&c, &out->binding, &out->binding_len);
+		get_span(&c, &out->binding_group, &out->binding_group_len);
+		break;
 	default:
 		c.why = "unknown record type";
 		break;
@@ -653,7 +696,7 @@ long long spool_rec_decode(const void *buf, size_t n, bool with_msg, struct spoo
 		*why = "bad record magic";
 		return SPOOL_REC_BAD;
 	}
-	if (p[4] < SPOOL_REC_MESSAGE || p[4] > SPOOL_REC_MESSAGE_DONE) {
+	if (p[4] < SPOOL_REC_MESSAGE || p[4] > SPOOL_REC_BINDING) {
 		*why = "unknown record type";
 		return SPOOL_REC_BAD;
 	}
@@ -697,6 +740,8 @@ const char *spool_rec_type_name(unsigned type)
 		return "RCPT_RETRY";
 	case SPOOL_REC_MESSAGE_DONE:
 		return "MESSAGE_DONE";
+	case SPOOL_REC_BINDING:
+		return "BINDING";
 	}
 	return "unknown";
 }

@@ -71,6 +71,7 @@ enum spool_rec_type {
 	SPOOL_REC_RCPT_STATE = 2,
 	SPOOL_REC_RCPT_RETRY = 3,
 	SPOOL_REC_MESSAGE_DONE = 4,
+	SPOOL_REC_BINDING = 5,		/* the message's binding changed (imp_queue_rebind) */
 };
 
 /* A decoded record. For MESSAGE, msg is allocated and owned by the caller. */
@@ -85,6 +86,13 @@ struct spool_rec {
 	struct envelope *msg;		/* MESSAGE: envelope, no body, loc unset */
 	uint64_t body_offset;		/* MESSAGE: body start, from the record start */
 	uint64_t body_length;		/* MESSAGE */
+	/*
+	 * BINDING: the new binding and binding group, pointing into the
+	 * decoded bytes (not NUL-terminated, no NUL inside): valid as long as
+	 * the buffer given to the decoder. Copy them.
+	 */
+	const char *binding, *binding_group;
+	uint32_t binding_len, binding_group_len;
 };
 
 const char *spool_rec_type_name(unsigned type);
@@ -120,6 +128,9 @@ void spool_rec_encode_rcpt_state(struct str *out, impetus_id id, uint32_t rcpt_i
 void spool_rec_encode_rcpt_retry(struct str *out, impetus_id id, uint32_t rcpt_index,
 				 uint32_t retries, int64_t next_attempt);
 void spool_rec_encode_done(struct str *out, impetus_id id);
+/* spool_rec_encode_binding - a BINDING record: id, binding ("" default), binding group ("" none). */
+void spool_rec_encode_binding(struct str *out, impetus_id id, const char *binding,
+			      const char *binding_group);
 
 /* Results of spool_rec_decode. */
 #define SPOOL_REC_BAD (-1)		/* corrupt: *why says how */

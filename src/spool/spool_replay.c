@@ -138,6 +138,7 @@ struct rmsg {
 	struct envelope *msg;
 	uint64_t rec_off;	/* start of its last MESSAGE record */
 	bool done;
+	bool rebound;		/* a BINDING record after it changed the binding */
 	struct rmsg *next;
 };
 
@@ -204,6 +205,14 @@ static void apply(struct replay *rp, struct spool_seg *seg, const char *name, ui
 	}
 	if (m == NULL || m->msg == NULL)
 		return;		/* its segment was reclaimed, or it is done */
+	if (rec->type == SPOOL_REC_BINDING) {
+		free(m->msg->binding);
+		free(m->msg->binding_group);
+		m->msg->binding = xstrndup(rec->binding, rec->binding_len);
+		m->msg->binding_group = xstrndup(rec->binding_group, rec->binding_group_len);
+		m->rebound = true;
+		return;
+	}
 	if (rec->type == SPOOL_REC_MESSAGE_DONE) {
 		m->done = true;
 		if (!rp->o->include_done) {
@@ -574,7 +583,7 @@ int spool_replay(int dirfd, const char *dir, const struct spool_replay_opts *o,
 					s->live++;
 			}
 			if (!done || o->include_done)
-				fn(ctx, m->msg, done, m->rec_off);
+				fn(ctx, m->msg, done, m->rec_off, m->rebound);
 			else
 				envelope_free(m->msg);
 		}

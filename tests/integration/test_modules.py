@@ -98,7 +98,7 @@ class Modules(harness.DaemonTestCase):
             ('test_loader "a" { journal = %s journal = %s }' % (j, j), 'duplicate option "journal"'),
             ('test_loader "a" { journal = %s }\ntest_loader "a" { journal = %s }' % (j, j),
              "duplicate stanza"),
-            ('test_loader "a" { journal = %s Domain "x" { } }' % j, "a module stanza holds options only"),
+            ('test_loader "a" { journal = %s Domain "x" { } }' % j, "those hold options only"),
             ('no_such_module "x" { }', 'no no_such_module.so in Module_Path (/nonexistent '),
             ('test_not_a_module { }', "is not an impetus module"),
         ]

@@ -480,8 +480,17 @@ static const struct ecase {
 	{ __LINE__, "include config", "t.conf:1:9: cannot open include \"config\": Is a directory" },
 	{ __LINE__, "include \"\"", "t.conf:1:9: include needs a file name" },
 	{ __LINE__, "include", "t.conf:1:8: expected \"=\" or \"{\" after \"include\", not end of file" },
-	{ __LINE__, "Foo { }", "t.conf:1:1: unknown scope \"Foo\"" },
-	{ __LINE__, "Bindng \"b\" { }", "t.conf:1:1: unknown scope \"Bindng\"" },
+	{ __LINE__, "Foo { Bar { } }",
+	  "t.conf:1:1: unknown scope \"Foo\" (nor a module stanza: those hold options only, and line 1 opens a stanza)" },
+	{ __LINE__, "Bindng \"b\" { }", "t.conf:1:1: unknown scope \"Bindng\" (did you mean \"Binding\"?)" },
+	{ __LINE__, "Domain \"d\" { my_mod { } }",
+	  "t.conf:1:14: unknown scope \"my_mod\" (modules are declared at global scope)" },
+	{ __LINE__, "my_mod { a = 1 a = 2 }",
+	  "t.conf:1:16: duplicate option \"a\" in this scope (first set at t.conf:1)" },
+	{ __LINE__, "my_mod \"x\" { }\nmy_mod \"x\" { }",
+	  "t.conf:2:1: duplicate stanza my_mod \"x\" (first at t.conf:1)" },
+	{ __LINE__, "my_mod \"\" { }", "t.conf:1:8: empty instance name for module \"my_mod\"" },
+	{ __LINE__, "my_mod { a }", "t.conf:1:12: expected \"=\" after \"a\" (a module stanza holds options only)" },
 	{ __LINE__, "Retry_Interval { }",
 	  "t.conf:1:1: \"Retry_Interval\" is an option, not a scope (write Retry_Interval = value)" },
 	{ __LINE__, "Domain = x", "t.conf:1:1: \"Domain\" is a scope, not an option" },
@@ -1320,8 +1329,44 @@ static void test_hostname(void)
 	}
 }
 
+/* Module stanzas are kept as written, with locations, for the module loader. */
+static void test_module_stanzas(void)
+{
+	struct str err = STR_INIT;
+	struct conf *c = load("Hostname = h\nstamp \"one\" {\n  header = \"X-A\"\n  list = ( a \"b c\" )\n}\n"
+			      "json_log { }\n", &err);
+
+	CHECK(c != NULL);
+	if (c == NULL) {
+		fprintf(stderr, "%s\n", str_cstr(&err));
+		return;
+	}
+	CHECK_INTEQ((int)conf_module_count(c), 2);
+	const struct conf_module_stanza *m = conf_module_at(c, 0);
+	CHECK_STREQ(m->module, "stamp");
+	CHECK_STREQ(m->instance, "one");
+	CHECK_INTEQ(m->line, 2);
+	CHECK_INTEQ((int)m->nopts, 2);
+	CHECK_STREQ(m->opts[0].name, "header");
+	CHECK(!m->opts[0].is_list);
+	CHECK_STREQ(m->opts[0].v[0].text, "X-A");
+	CHECK_INTEQ(m->opts[0].v[0].line, 3);
+	CHECK_INTEQ(m->opts[0].v[0].col, 12);
+	CHECK(m->opts[1].is_list);
+	CHECK_INTEQ((int)m->opts[1].n, 2);
+	CHECK_STREQ(m->opts[1].v[1].text, "b c");
+	m = conf_module_at(c, 1);
+	CHECK_STREQ(m->module, "json_log");
+	CHECK(m->instance == NULL);
+	CHECK_INTEQ((int)m->nopts, 0);
+	CHECK(conf_module_at(c, 2) == NULL);
+	conf_unref(c);
+	str_free(&err);
+}
+
 int main(void)
 {
+	test_module_stanzas();
 	test_table();
 	test_values();
 	test_strings_and_lists();
