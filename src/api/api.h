@@ -111,6 +111,28 @@ extern void (*api_instance_fini_hook)(struct imp_instance *inst);
 /* api_gen_of - the generation attached to conf, or NULL (a conf loaded by tools or tests). */
 struct api_gen *api_gen_of(const struct conf *conf);
 
+/*
+ * The calling thread's current generation: what the services that take
+ * no instance (imp_macro_expand, imp_macro_needs) use. Whoever runs code
+ * of a generation sets it around the call: the module loader around init
+ * and fini, hook dispatchers around a subscriber list, the event and pool
+ * services around an instance's callbacks. api_gen_enter returns the
+ * previous value for api_gen_leave, so calls nest (a hook that runs
+ * inline inside another). Thread-local: costs a store, never a lock, and
+ * holds no reference (the caller holds one while it runs the code).
+ */
+struct api_gen *api_gen_enter(struct api_gen *g);
+void api_gen_leave(struct api_gen *prev);
+/* api_gen_current - the calling thread's current generation, or NULL. */
+struct api_gen *api_gen_current(void);
+
+/*
+ * api_builtins_register - register the built-in subscribers and macros
+ * into a building generation, as api_core_instance(g) (api_builtin.c;
+ * scheduler thread, before any module's init).
+ */
+void api_builtins_register(struct api_gen *g);
+
 /* api_core_instance - the pseudo-instance built-ins register as (module "core"). */
 struct imp_instance *api_core_instance(struct api_gen *g);
 

@@ -45,6 +45,26 @@ struct api_gen *api_gen_new(void)
 	return g;
 }
 
+static _Thread_local struct api_gen *current_gen;
+
+struct api_gen *api_gen_enter(struct api_gen *g)
+{
+	struct api_gen *prev = current_gen;
+
+	current_gen = g;
+	return prev;
+}
+
+void api_gen_leave(struct api_gen *prev)
+{
+	current_gen = prev;
+}
+
+struct api_gen *api_gen_current(void)
+{
+	return current_gen;
+}
+
 struct imp_instance *api_core_instance(struct api_gen *g)
 {
 	return g->inst[0];
