@@ -65,6 +65,12 @@ enum imp_pool { IMP_POOL_CPU, IMP_POOL_IO };
  * only: returns 0, -EINVAL off a loop, or -ENOTCONN when the daemon has
  * no such pool (a tool or test without a runtime). Jobs must not touch
  * loop state; they hand results back through arg to done.
+ *
+ * A job holds no reference to the instance or generation that submitted
+ * it: a reload may finalise the instance (fini) while the job still runs
+ * or before done is called. An instance that submits jobs keeps what the
+ * jobs use in memory of its own with a reference count (rcpt_filter and
+ * json_log in modules/ show how), and fini must not free it under them.
  */
 int imp_pool_submit(enum imp_pool pool, imp_event_fn job, imp_event_fn done, void *arg);
 

@@ -475,6 +475,13 @@ bool conf_binding_exists(const struct conf *c, const char *binding)
 	return binding && conf_map_get(&c->binding_map, binding, strlen(binding)) != NULL;
 }
 
+const char *conf_binding_canonical(const struct conf *c, const char *binding)
+{
+	const struct conf_node *n = binding ? conf_map_get(&c->binding_map, binding, strlen(binding)) : NULL;
+
+	return n ? n->name : NULL;
+}
+
 bool conf_domain_configured(const struct conf *c, const char *domain)
 {
 	return domain && conf_map_get(&c->all_domains, domain, domain_len(domain)) != NULL;

@@ -141,6 +141,8 @@ const char *conf_binding_name(const struct conf *c, size_t i);
 const char *conf_binding_group_of(const struct conf *c, const char *binding);
 /* conf_binding_exists - whether a Binding stanza has this name. */
 bool conf_binding_exists(const struct conf *c, const char *binding);
+/* conf_binding_canonical - the name as the Binding stanza spells it ("B2" for "b2"), or NULL. */
+const char *conf_binding_canonical(const struct conf *c, const char *binding);
 
 /* Domains named in Domain stanzas (exact names, any binding), for relay control. */
 bool conf_domain_configured(const struct conf *c, const char *domain);

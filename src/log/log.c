@@ -208,11 +208,21 @@ void log_reject(const struct conf *conf, const char *remote, const char *local,
 	if (reply[0] >= '2' && reply[0] <= '5' && reply[1] >= '0' && reply[1] <= '9' &&
 	    reply[2] >= '0' && reply[2] <= '9' && (reply[3] == ' ' || reply[3] == '-' || !reply[3]))
 		code = (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0');
+	/* The event's peer is the IP, as in R events: "[v6]:port" and "v4:port" lose the port. */
+	char ip[64];
+	const char *from = remote, *end = NULL;
+	if (from[0] == '[' && strchr(from, ']')) {
+		from++;
+		end = strchr(from, ']');
+	} else if (strchr(from, ':') && strchr(from, ':') == strrchr(from, ':')) {
+		end = strrchr(from, ':');
+	}
+	snprintf(ip, sizeof(ip), "%.*s", end ? (int)(end - from) : (int)strlen(from), from);
 	struct imp_log_event ev = {
 		.type = IMP_LOG_REJECTION, .time = now,
 		.message_id = "", .conn_id = conn_id, .sender = "", .recipient = "",
 		.binding_group = "", .binding = "", .domain = "",
-		.peer = remote, .peer_host = "", .protocol = "", .phase = phase,
+		.peer = ip, .peer_host = "", .protocol = "", .phase = phase,
 		.code = code, .reply = reply, .line = line.s,
 	};
 	log_event_emit(conf, &ev);

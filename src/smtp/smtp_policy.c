@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include <impetus/hooks.h>
+#include <impetus/message.h>
 #include <impetus/session.h>
 
 #include "api/api.h"
@@ -57,8 +58,10 @@ static enum imp_verdict assign_binding(void *closure, struct imp_session *is,
 				       struct imp_reply *reply)
 {
 	const char *first = imp_session_rcpt_at(is, 0);
+	const struct imp_message *m = imp_session_message(is);
 
-	if (first == NULL)
+	/* A subscriber before this one (a module) chose: Assign_Binding is the fallback. */
+	if (first == NULL || (m && *imp_message_binding(m)))
 		return IMP_CONTINUE;
 	const char *at = strrchr(first, '@');
 	char *domain = xstrdup(at ? at + 1 : "");

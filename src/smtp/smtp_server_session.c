@@ -827,7 +827,10 @@ static enum imp_verdict phase_step(struct smtp_session *s, struct imp_reply *rep
 		memset(reply, 0, sizeof(*reply));
 		s->ph.inst = sub->inst;
 		s->ph.in_sub = true;
+		/* The subscriber's services (macros) see the session's own generation. */
+		struct api_gen *prev = api_gen_enter(api_gen_of(s->conf));
 		v = fn(sub->closure, (struct imp_session *)s, reply);
+		api_gen_leave(prev);
 		s->ph.in_sub = false;
 		if (v == IMP_SUSPEND && s->ph.token != NULL)
 			return IMP_SUSPEND;
@@ -2389,8 +2392,12 @@ int imp_session_set_binding(struct imp_session *is, const char *binding)
 	if (s->msg == NULL || s->ph.phase != IMP_PHASE_SET_BINDING || !s->view_live ||
 	    binding == NULL)
 		return -EINVAL;
-	if (*binding != '\0' && !conf_binding_exists(s->conf, binding))
-		return -ENOENT;
+	if (*binding != '\0') {
+		/* Stored as the configuration spells it: logs and queues name one binding one way. */
+		binding = conf_binding_canonical(s->conf, binding);
+		if (binding == NULL)
+			return -ENOENT;
+	}
 	const char *group = *binding ? conf_binding_group_of(s->conf, binding) : NULL;
 
 	free(s->msg->binding);
