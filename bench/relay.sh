@@ -49,6 +49,10 @@
 #                          (impetusd's Max_Outbound_Connections is 32)
 #   BENCH_POSTFIX_MAIN=""  extra main.cf lines for the Postfix instance
 #   BENCH_IMPETUSD_CONF="" extra global lines for impetusd's configuration
+#
+# BENCH_SERVERS may also name "modules": impetusd with every example module
+# of modules/ loaded (start_relay_modules), measured in the same rounds as
+# plain impetusd so the two rates compare (issue 6: within 10%).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -81,7 +85,7 @@ bench_setup
 [[ -x $SMTP_SINK ]] || die "smtp-sink not found (apt-get install postfix)"
 for s in $SERVERS; do
 	case $s in
-	impetusd | postfix) ;;
+	impetusd | postfix | modules) ;;
 	*) die "unknown server '$s' in BENCH_SERVERS" ;;
 	esac
 done
@@ -95,6 +99,35 @@ start_relay_impetusd() {
 	start_impetusd "$conf"
 	SERVER_PORT=$IMPETUSD_PORT
 }
+
+# start_relay_modules - the same impetusd with all six example modules loaded
+#
+# Each module is configured to do its work on every message without
+# changing where the mail goes: header_stamp stamps each message with two
+# macros; rcpt_filter looks each recipient up on the IO pool (a list that
+# does not name the benchmark's recipients), suspending the session for
+# the lookup; binding_header reads (and strips) X-Binding; json_log
+# writes every event; slow_start runs its goal hook with a cap the
+# benchmark never reaches; bounce_override sees no failure to classify.
+start_relay_modules() {
+	local dir=$TMP/modfiles
+	mkdir -p "$dir"
+	printf 'blocked@example.com reject\n@blocked.example tempfail\n' >"$dir/rcpt.list"
+	printf '51 spam detected\n' >"$dir/override"
+	local conf="Gateway = \"127.0.0.1:$SINK_PORT\"
+Module_Path = ( \"$BUILD_DIR/modules\" )
+header_stamp \"bench\" { header = \"X-Stamp\" value = \"%{msg:id} from %{conn:ip}\" }
+rcpt_filter \"bench\" { file = \"$dir/rcpt.list\" }
+binding_header { }
+json_log { path = \"$dir/events.jsonl\" }
+slow_start { initial = 100000 }
+bounce_override \"bench\" { file = \"$dir/override\" }"
+	[[ -n ${BENCH_IMPETUSD_CONF:-} ]] && conf+=$'\n'$BENCH_IMPETUSD_CONF
+	start_impetusd "$conf"
+	SERVER_PORT=$IMPETUSD_PORT
+}
+stop_modules() { stop_impetusd; }
+count_modules() { count_impetusd; }
 
 # start_relay_postfix - Postfix that sends everything to the sink
 #
@@ -215,13 +248,13 @@ measure() {
 
 want() { [[ " $SERVERS " == *" $1 "* ]]; }
 
-if want impetusd; then
+if want impetusd || want modules; then
 	build_impetus
 fi
 
 LOADAVG=$(cut -d ' ' -f 1-3 /proc/loadavg)
 declare -a RATES_impetusd=() RATES_postfix=() SECS_impetusd=() SECS_postfix=()
-declare -a ACC_impetusd=() ACC_postfix=()
+declare -a ACC_impetusd=() ACC_postfix=() RATES_modules=()
 for round in $(seq 1 "$ROUNDS"); do
 	if want impetusd; then
 		say "round $round: impetusd"
@@ -230,6 +263,12 @@ for round in $(seq 1 "$ROUNDS"); do
 		SECS_impetusd+=("$SECS")
 		ACC_impetusd+=("$ACCEPT_SECS")
 		((KEEP)) || rm -rf "$TMP/impetusd"
+	fi
+	if want modules; then
+		say "round $round: impetusd with the example modules"
+		measure modules
+		RATES_modules+=("$RATE")
+		((KEEP)) || rm -rf "$TMP/impetusd" "$TMP/modfiles"
 	fi
 	if want postfix; then
 		say "round $round: postfix"
@@ -250,6 +289,11 @@ machine_info
 echo "impetusd: $(fmt_rate "$I_RATE") msg/s end to end  (rounds: $(fmt_list "${RATES_impetusd[@]}"))"
 echo "postfix:  $(fmt_rate "$P_RATE") msg/s end to end  (rounds: $(fmt_list "${RATES_postfix[@]}"))"
 [[ -n $RATIO ]] && echo "ratio:    ${RATIO}x (target >= 4x)"
+if want modules; then
+	M_RATE=$(median "${RATES_modules[@]}")
+	echo "modules:  $(fmt_rate "$M_RATE") msg/s end to end with all example modules loaded  (rounds: $(fmt_list "${RATES_modules[@]}"))"
+	want impetusd && awk -v m="$M_RATE" -v i="$I_RATE" 'BEGIN { printf "modules/impetusd: %.3f\n", m / i }'
+fi
 
 ((WRITE_DOC)) || exit 0
 [[ -f $DOC ]] || die "$DOC is missing"
