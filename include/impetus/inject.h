@@ -35,9 +35,9 @@ struct imp_inject {
 	size_t nvctx;				/* number of pairs; stored with the message (session.h limits) */
 	/*
 	 * retention: how long the message may wait in the queues, in
-	 * seconds, before it expires and bounces; 0 = Message_Expiration.
-	 * Kept by the running daemon's queue only: after a restart
-	 * Message_Expiration applies.
+	 * seconds after its injection, before it expires and bounces; 0 =
+	 * Message_Expiration. Stored with the message (in its context, as
+	 * "impetus.retention"), so a restart keeps it.
 	 */
 	uint32_t retention;
 };

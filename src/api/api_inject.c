@@ -18,14 +18,15 @@
  * impetus/session.h. The context is stored with the message like a
  * received message's.
  *
- * Retention is applied by the queue in memory (queue_set_retention): a
- * restart forgets it and Message_Expiration applies again.
+ * Retention is stored in the message context (VCTX_KEY_RETENTION), so
+ * the spool keeps it and the queue applies it after a restart too.
  *
  * Ownership: the request is the caller's and is copied before
  * imp_inject returns; the answer's struct belongs to the post carrying
  * it. Failures: see imp_inject.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,10 +149,16 @@ int imp_inject(const struct imp_inject *req, imp_inject_done_fn done, void *arg)
 	for (size_t i = 0; i < req->nrcpts; i++)
 		env->rcpts[i].addr = xstrdup(req->rcpts[i]);
 	queue_inject_crlf(&env->body, req->data, req->len);
-	if (req->nvctx) {
+	if (req->nvctx || req->retention) {
 		env->vctx = vctx_new();
 		for (size_t i = 0; i < req->nvctx; i++)
 			vctx_set(env->vctx, req->vctx[2 * i], req->vctx[2 * i + 1]);
+	}
+	if (req->retention) {
+		char secs[16];
+
+		snprintf(secs, sizeof(secs), "%u", (unsigned)req->retention);
+		vctx_set(env->vctx, VCTX_KEY_RETENTION, secs);
 	}
 
 	struct inject_answer *a = NULL;

@@ -32,6 +32,13 @@ struct vctx {
 };
 
 /* vctx_new - an empty context. */
+/*
+ * VCTX_KEY_RETENTION - the message-scope key where imp_inject stores a
+ * message's retention (decimal seconds), so it travels in the spool with
+ * the message and the queue applies it after a restart too.
+ */
+#define VCTX_KEY_RETENTION "impetus.retention"
+
 struct vctx *vctx_new(void);
 /* vctx_free - release c and its strings; NULL is a no-op. */
 void vctx_free(struct vctx *c);

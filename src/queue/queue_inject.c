@@ -173,9 +173,7 @@ static void on_spooled(void *ctx, int err, struct envelope *env)
 			queue_accept(q, env);
 		else
 			queue_accept_quiet(q, env);
-		/* -ENOENT when nothing was left to queue: nothing to expire. */
-		if (j->r.retention)
-			queue_set_retention(q, id, j->r.retention);
+		/* The retention came in the message context: queue_add applied it. */
 	}
 	if (j->r.done)
 		j->r.done(j->r.arg, err, id);

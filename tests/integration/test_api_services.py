@@ -96,6 +96,50 @@ class Inject(harness.DaemonTestCase):
             d.stop()
 
 
+class Retention(harness.DaemonTestCase):
+    """
+    imp_inject's retention and message context: stored with the message,
+    so the queue expires it on time after a restart too (Message_Expiration
+    is a day; held mail is retried every second and never delivered).
+    """
+
+    def config(self, d, inject):
+        self.journal = os.path.join(d.tmp, "journal")
+        stanza = 'test_services "ret" { journal = "%s" }' % self.journal
+        if inject:
+            stanza = ('test_services "ret" { journal = "%s" inject_to = "a@example.com" '
+                      'inject_count = 1 inject_retention = 4 inject_flags = ( "log" ) '
+                      'inject_vctx = ( "campaign" "c-77" ) }' % self.journal)
+        d.global_text = "\n".join([
+            'Module_Path = ( "%s" )' % harness.modules_dir(),
+            "Retry_Interval = 1", "Max_Retry_Interval = 1", stanza])
+        d.write_config()
+
+    def injected_id(self):
+        return wait_journal(self.journal, r"^injected \S+ err=0")[0].split()[1]
+
+    def test_retention_and_context_survive_restart(self):
+        d = self.new_daemon(start=False)
+        self.config(d, inject=True)
+        d.start()
+        mid = self.injected_id()
+        t0 = time.monotonic()
+        d.stop()
+        # Stored with the message: the context the module gave, and the retention.
+        msg = d.spool_msg(mid)
+        self.assertEqual(msg.get("vctx", {}).get("campaign"), "c-77", msg)
+        self.assertEqual(msg.get("vctx", {}).get("impetus.retention"), "4", msg)
+        # Restarted without the injecting stanza: the stored retention still applies.
+        self.config(d, inject=False)
+        d.start()
+        p = wait_records(d, "P", mid, timeout=30)[0]
+        elapsed = time.monotonic() - t0
+        self.assertLess(elapsed, 25, "expired %.1f s after injection, retention was 4 s" % elapsed)
+        self.assertGreater(elapsed, 3, "expired too early: %.1f s" % elapsed)
+        self.assertTrue(records(d, "T", mid), "it was retried (held) before it expired")
+        d.stop()
+
+
 class QueueOps(harness.DaemonTestCase):
 
     def start(self, sink):

@@ -7,6 +7,7 @@
  *     (inject_every ms) that injects inject_count messages with
  *     imp_inject (flags from inject_flags: "no_trace", "log", "new_id"),
  *     and journals "injected <id> err=<n>" from the done callback;
+ *     inject_retention and inject_vctx go into the request as given;
  *   - queue operations: with control set, a periodic timer reads that
  *     file on the IO pool (imp_pool_submit) and, back on the scheduler,
  *     runs each new line once: "requeue <id>", "fail <id>",
@@ -36,6 +37,8 @@ static const struct imp_option options[] = {
 	{ "inject_count", IMP_OPT_INT, "1", 0, 1000, false, "how many to inject" },
 	{ "inject_flags", IMP_OPT_LIST, "( )", 0, 0, false, "no_trace, log, new_id" },
 	{ "control", IMP_OPT_STRING, NULL, 0, 0, false, "file of queue commands to run" },
+	{ "inject_retention", IMP_OPT_INT, "0", 0, 86400, false, "retention of the injected messages (s)" },
+	{ "inject_vctx", IMP_OPT_LIST, "( )", 0, 0, false, "message context of the injected messages: key value ..." },
 };
 
 struct state {
@@ -104,6 +107,8 @@ static void inject_tick(void *arg)
 			 "Injected by the test_services module, number %" PRId64 ".\n",
 			 imp_option_string(st->inst, "inject_sender"), to, st->injected,
 			 imp_instance_name(st->inst), st->injected, st->injected);
+	size_t nv;
+	const char *const *vctx = imp_option_list(st->inst, "inject_vctx", &nv);
 	struct imp_inject req = {
 		.sender = imp_option_string(st->inst, "inject_sender"),
 		.rcpts = rcpts,
@@ -111,6 +116,8 @@ static void inject_tick(void *arg)
 		.data = body,
 		.len = (size_t)n,
 		.flags = st->flags,
+		.retention = (uint32_t)imp_option_int(st->inst, "inject_retention"),
+		.vctx = vctx, .nvctx = nv / 2,
 	};
 	int rc = imp_inject(&req, on_injected, st);
 	if (rc != 0)
