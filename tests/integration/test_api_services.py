@@ -96,6 +96,31 @@ class Inject(harness.DaemonTestCase):
             d.stop()
 
 
+class Sign(harness.DaemonTestCase):
+
+    def test_sign_flag_runs_the_sign_hook(self):
+        """IMP_INJECT_SIGN: the sign subscribers see the message before it is spooled; without it they do not."""
+        with Sink() as sink:
+            d = self.new_daemon(start=False, hold_delivery=False)
+            j = os.path.join(d.tmp, "journal")
+            d.global_text = "\n".join([
+                'Module_Path = ( "%s" )' % harness.modules_dir(),
+                'Domain "sink.test" { Routes = ( "smtp://127.0.0.1:%d" ) }' % sink.port,
+                'test_services "signed" { journal = "%s" inject_to = "s@sink.test" '
+                'inject_flags = ( "sign" "no_trace" ) sign_header = "X-Test-Signature: v=1" }' % j,
+                'test_services "plain" { journal = "%s" inject_to = "p@sink.test" }' % j,
+            ])
+            d.write_config()
+            d.start()
+            sink.wait_for(2)
+            by_rcpt = {t.rcpts[0]: t.body for t in sink.messages()}
+            # Prepended: the first field of the signed message, the bytes the 250 covered.
+            self.assertTrue(by_rcpt["s@sink.test"].startswith(b"X-Test-Signature: v=1\r\n"),
+                            by_rcpt["s@sink.test"][:200])
+            self.assertNotIn(b"X-Test-Signature", by_rcpt["p@sink.test"])
+            d.stop()
+
+
 class Retention(harness.DaemonTestCase):
     """
     imp_inject's retention and message context: stored with the message,

@@ -8,6 +8,9 @@
  *     imp_inject (flags from inject_flags: "no_trace", "log", "new_id"),
  *     and journals "injected <id> err=<n>" from the done callback;
  *     inject_retention and inject_vctx go into the request as given;
+ *   - signing: with sign_header = "Name: value", a sign subscriber
+ *     prepends that field (messages injected with the "sign" flag, and
+ *     received ones, pass through it before they are spooled);
  *   - queue operations: with control set, a periodic timer reads that
  *     file on the IO pool (imp_pool_submit) and, back on the scheduler,
  *     runs each new line once: "requeue <id>", "fail <id>",
@@ -35,8 +38,9 @@ static const struct imp_option options[] = {
 	{ "inject_sender", IMP_OPT_STRING, "module@services.test", 0, 0, false, "their sender" },
 	{ "inject_every", IMP_OPT_INT, "100", 1, 60000, false, "milliseconds between injections" },
 	{ "inject_count", IMP_OPT_INT, "1", 0, 1000, false, "how many to inject" },
-	{ "inject_flags", IMP_OPT_LIST, "( )", 0, 0, false, "no_trace, log, new_id" },
+	{ "inject_flags", IMP_OPT_LIST, "( )", 0, 0, false, "no_trace, log, new_id, sign" },
 	{ "control", IMP_OPT_STRING, NULL, 0, 0, false, "file of queue commands to run" },
+	{ "sign_header", IMP_OPT_STRING, NULL, 0, 0, false, "a sign subscriber prepends this field (name: value)" },
 	{ "inject_retention", IMP_OPT_INT, "0", 0, 86400, false, "retention of the injected messages (s)" },
 	{ "inject_vctx", IMP_OPT_LIST, "( )", 0, 0, false, "message context of the injected messages: key value ..." },
 };
@@ -214,6 +218,23 @@ static void control_tick(void *arg)
 	}
 }
 
+/* ---- signing ---- */
+
+/* sign_stamp - on a CPU pool thread, before spooling: prepend sign_header. */
+static void sign_stamp(void *closure, struct imp_message *msg)
+{
+	struct state *st = closure;
+	const char *h = imp_option_string(st->inst, "sign_header");
+	const char *colon = strchr(h, ':');
+	char name[64];
+
+	if (colon == NULL || (size_t)(colon - h) >= sizeof(name))
+		return;
+	snprintf(name, sizeof(name), "%.*s", (int)(colon - h), h);
+	if (imp_header_prepend(msg, name, colon[1] == ' ' ? colon + 2 : colon + 1) < 0)
+		imp_log_panic(st->inst, "sign: cannot prepend %s", name);
+}
+
 /* ---- life cycle ---- */
 
 static int services_init(struct imp_instance *inst, struct imp_error *err)
@@ -231,6 +252,8 @@ static int services_init(struct imp_instance *inst, struct imp_error *err)
 			st->flags |= IMP_INJECT_LOG;
 		else if (strcmp(fl[i], "new_id") == 0)
 			st->flags |= IMP_INJECT_NEW_ID;
+		else if (strcmp(fl[i], "sign") == 0)
+			st->flags |= IMP_INJECT_SIGN;
 		else {
 			imp_error_set(err, "unknown inject flag \"%s\"", fl[i]);
 			free(st);
@@ -238,6 +261,12 @@ static int services_init(struct imp_instance *inst, struct imp_error *err)
 		}
 	}
 	imp_instance_set_data(inst, st);
+	if (imp_option_string(inst, "sign_header") &&
+	    imp_hook_sign(inst, sign_stamp, st, IMP_ORDER_DEFAULT) < 0) {
+		imp_error_set(err, "cannot subscribe to the sign hook");
+		free(st);
+		return -1;
+	}
 	if (imp_option_string(inst, "inject_to")) {
 		st->to_inject = imp_option_int(inst, "inject_count");
 		st->inject_timer = imp_timer_add((uint64_t)imp_option_int(inst, "inject_every"), true,
