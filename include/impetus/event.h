@@ -39,6 +39,12 @@ struct imp_loop *imp_loop_current(void);
  * at shutdown (or be freed by the instance's fini).
  */
 void imp_post(struct imp_loop *loop, imp_event_fn fn, void *arg);
+/*
+ * imp_dispatch - imp_post, except that on loop's own thread fn(arg) runs
+ * at once, before imp_dispatch returns (Momentum's "schedule, or dispatch
+ * now when already there"). Any thread; never blocks.
+ */
+void imp_dispatch(struct imp_loop *loop, imp_event_fn fn, void *arg);
 
 /*
  * imp_timer_add - run fn(arg) on the calling loop's thread after ms

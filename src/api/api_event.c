@@ -138,6 +138,15 @@ void imp_post(struct imp_loop *loop, imp_event_fn fn, void *arg)
 	api_post((struct loop *)loop, fn, arg);
 }
 
+void imp_dispatch(struct imp_loop *loop, imp_event_fn fn, void *arg)
+{
+	if (loop != NULL && fn != NULL && loop_current() == (struct loop *)loop) {
+		fn(arg);
+		return;
+	}
+	imp_post(loop, fn, arg);
+}
+
 /* ------------------------------------------------------------------ */
 /* timers                                                              */
 

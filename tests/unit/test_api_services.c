@@ -45,6 +45,8 @@ static struct loop *sched, *io;
 static struct {
 	int posts_in_order;		/* io: posts ran in the order made */
 	bool post_on_io;		/* io: imp_post ran on the I/O loop */
+	int dispatch_inline;		/* imp_dispatch to its own loop ran before returning (1) */
+	bool dispatch_on_io;		/* imp_dispatch to another loop ran there, later */
 	bool back_on_sched;
 	int oneshot_fired;
 	uint64_t oneshot_at, oneshot_start;
@@ -157,8 +159,26 @@ static void ordered_post(void *arg)
 		imp_post(imp_loop_scheduler(), back_on_sched, NULL);
 }
 
+static void dispatched(void *arg)
+{
+	int *flag = arg;
+
+	*flag = 1;
+}
+
+static void dispatched_io(void *arg)
+{
+	seen.dispatch_on_io = imp_loop_current() == (struct imp_loop *)io;
+}
+
 static void first_step(void *arg)
 {
+	int ran = 0;
+
+	/* On its own loop imp_dispatch runs at once; to another, it posts. */
+	imp_dispatch(imp_loop_scheduler(), dispatched, &ran);
+	seen.dispatch_inline = ran;
+	imp_dispatch(imp_loop_io(0), dispatched_io, NULL);
 	for (intptr_t i = 1; i <= 3; i++)
 		imp_post(imp_loop_io(0), ordered_post, (void *)i);
 }
@@ -206,6 +226,8 @@ static void test_event_services(void)
 	CHECK(seen.finished);
 	CHECK_INTEQ(seen.posts_in_order, 3);
 	CHECK(seen.post_on_io);
+	CHECK_INTEQ(seen.dispatch_inline, 1);
+	CHECK(seen.dispatch_on_io);
 	CHECK(seen.back_on_sched);
 	CHECK_INTEQ(seen.oneshot_fired, 1);
 	CHECK(seen.oneshot_at >= seen.oneshot_start + 30);
