@@ -1,0 +1,146 @@
+/*
+ * smtp_session_int.h - one inbound session's state, shared by the files
+ * that run it
+ *
+ * Private to src/smtp/: smtp_server_session.c runs the state machine
+ * (commands, phases, reception); smtp_session_api.c answers the module
+ * API's questions about a session (impetus/session.h). Everything here
+ * belongs to the session's I/O loop thread, except what struct
+ * imp_resume says about itself.
+ */
+#ifndef IMPETUS_SMTP_SMTP_SESSION_INT_H
+#define IMPETUS_SMTP_SMTP_SESSION_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <impetus/hooks.h>
+#include <impetus/session.h>
+
+#include "core/id.h"
+#include "core/str.h"
+#include "smtp/smtp_parse.h"
+#include "smtp/smtp_server_int.h"
+
+enum session_state {
+	S_CMD,
+	S_DATA,
+	S_BDAT,
+	S_SPOOL,
+	S_STARTTLS,
+	S_HOOK,
+	S_CLOSING,
+};
+
+/* Settings resolved once per session from the listener's configuration. */
+struct session_limits {
+	int64_t max_size;		/* 0 = none */
+	int64_t max_rcpts;
+	int64_t max_cmd;		/* bytes incl. CRLF */
+	int64_t max_line;		/* 0 = none */
+	int64_t cmd_timeout;
+	int64_t data_timeout;
+	int64_t min_data_rate;		/* bytes/s; 0 = no DATA/BDAT phase deadline */
+	int64_t error_limit;		/* 0 = none */
+	int64_t reject_log_limit;	/* rejectlog lines per connection; 0 = none */
+	bool reject_ip_budget;		/* Rejectlog_Throttle_Per_IP is set */
+	int messageid;			/* 0 ifneeded, 1 always, 2 never */
+};
+
+/*
+ * A suspension (impetus/hooks.h imp_session_suspend). io and the reply
+ * fields are written before the token is posted (the post orders them
+ * for the loop); s and the list links belong to io's loop. s is NULL once
+ * the session is gone or the subscriber answered without waiting.
+ */
+struct imp_resume {
+	struct smtp_io *io;
+	struct smtp_session *s;
+	struct imp_resume *prev, *next;	/* io->tokens */
+	enum imp_verdict verdict;
+	struct imp_reply reply;
+};
+
+/* The validation phase in progress. */
+struct phase_run {
+	enum imp_phase phase;
+	const struct api_hook *hook;	/* the generation's list; NULL: no subscriber */
+	size_t next;			/* the next subscriber to call */
+	const struct imp_instance *inst; /* the subscriber that answered last */
+	bool in_sub;			/* a subscriber is running: suspend allowed */
+	struct imp_resume *token;	/* the outstanding suspension */
+	bool bdat;			/* the data phase is for a first BDAT, not DATA */
+};
+
+struct smtp_session {
+	struct smtp_session *prev, *next;	/* smtp_io's list */
+	struct smtp_io *io;
+	struct smtp_listener *listener;
+	const struct conf_listener *clistener;
+	struct conf *conf;
+	struct bufferevent *bev;	/* NULL for a zombie */
+	int fd;
+	enum session_state state;
+	struct sockaddr_storage peer;
+	struct sockaddr_storage local;
+	socklen_t peer_len, local_len;
+	char peer_ip[64];
+	char peer_str[80];		/* "ip:port" / "[v6]:port" for logs */
+	char local_str[80];
+	impetus_id conn;
+	char conn_id[ID_BUF_SIZE];
+	const char *hostname;
+	struct session_limits lim;
+	bool tls;
+	bool zombie;			/* client gone while the spool works */
+	bool discarding;		/* skipping the rest of an over-long line */
+	bool out_paused;		/* too much unsent output: not reading */
+
+	/* the deadline of the current phase (command line, DATA, BDAT chunk) */
+	struct event *deadline;
+	int64_t phase_start_ms;
+	uint64_t phase_bytes;		/* DATA/BDAT octets taken in this phase */
+
+	/* Hard_Error_Limit and Rejectlog_Connection_Limit */
+	uint32_t errors;		/* error replies since errors_mark messages */
+	uint64_t errors_mark;
+	uint32_t rejects_logged;
+	uint64_t rejects_suppressed;
+
+	/* what the client told us */
+	char *helo;
+	bool esmtp;
+
+	/* the transaction */
+	struct envelope *msg;		/* non-NULL between MAIL and the end */
+	size_t nrcpt_alloc;
+	uint32_t rcpt_refused;
+	bool bdat_used;
+	bool bdat_failed;		/* a BDAT in this transaction was refused */
+	bool bdat_last;
+	uint64_t bdat_remaining;
+	uint64_t bdat_chunk_size;
+	bool bdat_discard;		/* chunk read only to be thrown away */
+	struct smtp_data_scanner scan;
+	size_t header_len;		/* our Received header at the body start */
+	struct smtp_spill *spill;	/* set once the message passed SPILL_AT */
+	struct str stage;		/* bytes past the in-memory part, not yet spilled */
+	bool completing;		/* data is all in; waiting for the last spill write */
+	int64_t declared_size;
+	uint64_t messages;		/* accepted on this connection */
+
+	/* validation hooks */
+	struct phase_run ph;
+	struct vctx *conn_vctx;		/* IMP_VCTX_CONN */
+	struct smtp_rcpt_args rcpt;	/* the RCPT being validated */
+	const char *cur_rcpt;		/* imp_session_rcpt: rcptto, data_spool_each_rcpt */
+	char *bdat_refusal;		/* the data phase refused a BDAT: answered at the chunk end */
+	struct imp_message view;	/* imp_session_message during the reception phases */
+	bool view_live;
+	size_t rx_rcpt;			/* data_spool_each_rcpt: the recipient at hand */
+	bool *rx_dropped;		/* per recipient: refused by data_spool_each_rcpt */
+	struct str rx_refusal;		/* the last of those refusals' reply */
+};
+
+#endif
