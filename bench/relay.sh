@@ -106,9 +106,10 @@ start_relay_impetusd() {
 #
 # Each module is configured to do its work on every message without
 # changing where the mail goes: header_stamp stamps each message with two
-# macros; rcpt_filter looks each recipient up on the IO pool (a list that
-# does not name the benchmark's recipients), suspending the session for
-# the lookup; binding_header reads (and strips) X-Binding; json_log
+# macros; rcpt_filter looks each recipient up in its list (one that does
+# not name the benchmark's recipients), in memory, the file checked on the
+# IO pool with the session suspended once a second (check_interval's
+# default); binding_header reads (and strips) X-Binding; json_log
 # writes every event; slow_start runs its goal hook with a cap the
 # benchmark never reaches; bounce_override sees no failure to classify.
 start_relay_modules() {

@@ -1,8 +1,11 @@
 """
 test_module_rcpt_filter.py - modules/rcpt_filter against the real daemon
 
-rcpt_filter looks each RCPT TO up in a list file on the IO pool while the
-session is suspended (docs/modules/rcpt_filter.md). What the tests show:
+rcpt_filter looks each RCPT TO up in a list held in memory, and checks
+the file on the IO pool, with the session suspended, when the last check
+is check_interval old; with check_interval = 0 every lookup is such a
+suspension (docs/modules/rcpt_filter.md). The suspension tests set
+check_interval = 0 so that every RCPT really suspends. What the tests show:
 
   * the answers: reject 550 5.1.1, tempfail 451 4.7.1, the entry's own
     text or the instance's, @domain entries, case-insensitive keys, and
@@ -15,6 +18,11 @@ session is suspended (docs/modules/rcpt_filter.md). What the tests show:
   * a client that disconnects while suspended: the daemon goes on, and
     (under the sanitizer build) exits clean;
   * the file re-read when it changes, a bad version logged and ignored;
+  * with the default check_interval (1 s) an edit seen within about a
+    second, and RCPTs answered from memory meanwhile, also while a slow
+    check is in flight;
+  * with a long check_interval no suspension at all (no paniclog line, no
+    delay_ms), the edit not seen until the interval ends;
   * a missing or malformed file refusing start-up with file:line.
 """
 
@@ -103,7 +111,7 @@ class RcptFilter(harness.DaemonTestCase):
     # -- suspend / resume -----------------------------------------------------
 
     def test_pipelined_rcpts_answered_in_order(self):
-        d = self.daemon(options="delay_ms = 150")
+        d = self.daemon(options="delay_ms = 150 check_interval = 0")
         c = self.raw(d)
         ehlo = c.ehlo()
         self.assertIn("PIPELINING", ehlo.text)
@@ -120,7 +128,7 @@ class RcptFilter(harness.DaemonTestCase):
         harness.accepted_id(c.read_reply())
 
     def test_other_sessions_served_while_suspended(self):
-        d = self.daemon(options="delay_ms = 3000", loops=1)
+        d = self.daemon(options="delay_ms = 3000 check_interval = 0", loops=1)
         a = self.open_txn(d)
         t0 = time.monotonic()
         a.send("RCPT TO:<bad@example.com>\r\n")
@@ -143,7 +151,8 @@ class RcptFilter(harness.DaemonTestCase):
 
     def test_client_gone_while_suspended(self):
         n = 5
-        d = self.daemon(options="delay_ms = 2500 debug_level = 2", loops=1)
+        d = self.daemon(options="delay_ms = 2500 check_interval = 0 debug_level = 2",
+                       loops=1)
         clients = []
         for i in range(n):
             c = self.raw(d)
@@ -170,7 +179,7 @@ class RcptFilter(harness.DaemonTestCase):
     def test_reload_stops_while_suspended(self):
         # The instance's generation ends (SIGHUP) while a lookup is in flight.
         import signal
-        d = self.daemon(options="delay_ms = 1000", loops=1)
+        d = self.daemon(options="delay_ms = 1000 check_interval = 0", loops=1)
         c = self.open_txn(d)
         c.send("RCPT TO:<bad@example.com>\r\n")
         time.sleep(0.2)
@@ -182,10 +191,90 @@ class RcptFilter(harness.DaemonTestCase):
         self.assertReply(c.cmd("RCPT TO:<full@example.com>"), 451, "4.7.1")
         d.stop()
 
+    # -- in memory between checks -------------------------------------------------
+
+    def timed_rcpt(self, c, rcpt):
+        """timed_rcpt - send RCPT TO:<rcpt>; its reply and how long it took."""
+        t0 = time.monotonic()
+        r = c.cmd("RCPT TO:<%s>" % rcpt)
+        return r, time.monotonic() - t0
+
+    def test_default_interval_sees_edit_within_a_second(self):
+        d = self.daemon()
+        c = self.open_txn(d)
+        self.assertEqual(c.cmd("RCPT TO:<new@example.com>").code, 250)
+        self.rewrite(LIST + "new@example.com reject newly listed\n")
+        # The check is due at most 1 s after the last one: the first RCPT
+        # after that checks, re-reads and answers from the new version.
+        time.sleep(1.1)
+        self.assertReply(c.cmd("RCPT TO:<new@example.com>"), 550, "5.1.1", "newly listed")
+        self.rewrite(LIST)
+        time.sleep(1.1)
+        self.assertEqual(c.cmd("RCPT TO:<new@example.com>").code, 250)
+        self.assertReply(c.cmd("RCPT TO:<bad@example.com>"), 550, "5.1.1")
+
+    def test_answers_from_memory_between_checks(self):
+        # A slow check (delay_ms) marks which RCPTs went to the IO pool.
+        d = self.daemon(options="delay_ms = 1500 debug_level = 2")
+        a = self.open_txn(d)
+        b = self.open_txn(d)
+        time.sleep(1.1)		# the check read at start-up is now 1 s old: due
+        t0 = time.monotonic()
+        a.send("RCPT TO:<bad@example.com>\r\n")	# starts the one check
+        time.sleep(0.2)
+        # While it is in flight, another RCPT is answered from the snapshot in force.
+        r, took = self.timed_rcpt(b, "full@example.com")
+        self.assertReply(r, 451, "4.7.1")
+        self.assertLess(took, 0.5, "answered from memory, yet took %.2f s" % took)
+        self.assertLess(time.monotonic() - t0, 1.2, "the check ended before b's RCPT")
+        self.assertEqual(a.pending(wait=0.05), b"", "a answered before its check finished")
+        self.assertReply(a.read_reply(), 550, "5.1.1")
+        self.assertGreaterEqual(time.monotonic() - t0, 1.4, "the check did not wait delay_ms")
+        # Just checked: the next RCPTs are answered at once, without suspending.
+        for rcpt, code in (("bad@example.com", 550), ("good@example.com", 250),
+                           ("x@blocked.example.com", 550)):
+            r, took = self.timed_rcpt(a, rcpt)
+            self.assertEqual(r.code, code, str(r))
+            self.assertLess(took, 0.5, "%s took %.2f s" % (rcpt, took))
+        # Positive marker first (the debug 1 hit line of the last RCPT), then:
+        # exactly one suspension was logged.
+        d.wait_log("paniclog", "rcpt=x@blocked.example.com entry=@blocked.example.com")
+        self.assertEqual(len([l for l in d.paniclog() if "suspended for the lookup" in l]), 1)
+
+    def test_long_interval_never_suspends(self):
+        d = self.daemon(options="check_interval = 1h delay_ms = 2000 debug_level = 2")
+        c = self.open_txn(d)
+        for rcpt, code in (("bad@example.com", 550), ("full@example.com", 451),
+                           ("good@example.com", 250), ("bad@example.com", 550)):
+            r, took = self.timed_rcpt(c, rcpt)
+            self.assertEqual(r.code, code, str(r))
+            self.assertLess(took, 1.0, "%s took %.2f s: a pool job?" % (rcpt, took))
+        # The file is not checked again within the hour: an edit is not seen yet.
+        self.rewrite("good@example.com reject\n")
+        time.sleep(1.1)
+        r, took = self.timed_rcpt(c, "good@example.com")
+        self.assertEqual(r.code, 250, str(r))
+        self.assertLess(took, 1.0)
+        d.wait_log("paniclog", "rcpt=full@example.com entry=full@example.com action=tempfail")
+        d.wait_log("paniclog", "rcpt=good@example.com not listed", count=2)
+        self.assertEqual([l for l in d.paniclog() if "suspended for the lookup" in l], [])
+        self.assertEqual([l for l in d.paniclog() if "reloaded" in l], [])
+
+    def test_check_interval_bounds(self):
+        for value in ("-1", "2d"):
+            with self.subTest(value=value):
+                d = self.daemon(options="check_interval = %s" % value, start=False)
+                with self.assertRaises(AssertionError) as cm:
+                    d.start()
+                self.assertIn("check_interval", str(cm.exception))
+                d.proc = None
+
+
     # -- the file ---------------------------------------------------------------
 
     def test_file_reread_when_changed(self):
-        d = self.daemon(options="debug_level = 1")
+        # check_interval = 0: every lookup checks the file, so each change is seen at once.
+        d = self.daemon(options="check_interval = 0 debug_level = 1")
         c = self.open_txn(d)
         self.assertEqual(c.cmd("RCPT TO:<new@example.com>").code, 250)
         self.rewrite(LIST + "new@example.com reject newly listed\n")
