@@ -48,7 +48,6 @@
 #include "log/log.h"
 #include "log/log_event.h"
 #include "message/message_view.h"
-#include "message/vctx.h"
 #include "queue/queue_goal.h"
 #include "queue/queue_int.h"
 #include "queue/queue_out.h"
@@ -107,15 +106,7 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 	size_t ntouched = 0;
 
 	m->sm = sm;
-	/* A retention given at injection travels with the message: a restart keeps it. */
-	const char *ret = sm->vctx ? vctx_get(sm->vctx, VCTX_KEY_RETENTION) : NULL;
-	if (ret) {
-		char *end;
-		unsigned long secs = strtoul(ret, &end, 10);
-
-		if (*end == '\0' && secs > 0 && secs <= UINT32_MAX)
-			m->expires = sm->received + (int64_t)secs;
-	}
+	m->expires = queue_stored_expiry(sm);
 	/*
 	 * Delivery needs neither where the message came from nor how: drop
 	 * those strings (the spool keeps them) to keep a queued recipient

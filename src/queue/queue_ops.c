@@ -34,6 +34,7 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "message/envelope.h"
+#include "message/vctx.h"
 #include "queue/queue_int.h"
 #include "queue/queue_out.h"
 #include "spool/spool.h"
@@ -261,6 +262,20 @@ bool queue_ops_returned(struct queue *q, struct queue_dest *dq, struct qentry *e
 	queue_dest_append(home, e);
 	queue_kick(q, home);
 	return true;
+}
+
+int64_t queue_stored_expiry(const struct envelope *sm)
+{
+	const char *ret = sm->vctx ? vctx_get(sm->vctx, VCTX_KEY_RETENTION) : NULL;
+	char *end;
+	unsigned long secs;
+
+	if (ret == NULL)
+		return 0;
+	secs = strtoul(ret, &end, 10);
+	if (*end != '\0' || secs == 0 || secs > UINT32_MAX)
+		return 0;
+	return sm->received + (int64_t)secs;
 }
 
 int queue_set_retention(struct queue *q, uint64_t id, uint32_t seconds)

@@ -57,6 +57,13 @@ void queue_outcome_expire(struct queue *q, struct queue_dest *dq, struct qentry 
 /* queue_outcome_fail_all - fail or defer every ready entry (the whole destination failed). */
 void queue_outcome_fail_all(struct queue *q, struct queue_dest *dq, bool permanent,
 			    const char *why);
+/*
+ * queue_stored_expiry - when a message's stored retention (imp_inject's,
+ * VCTX_KEY_RETENTION in its context) ends it (unix seconds), or 0 when it
+ * has none: the queue applies it to new and recovered messages alike.
+ */
+int64_t queue_stored_expiry(const struct envelope *sm);
+
 /* queue_outcome_expiry - when m expires (unix seconds): its retention, else Message_Expiration of dq. */
 int64_t queue_outcome_expiry(struct queue_dest *dq, const struct qmsg *m);
 /* queue_outcome_expired - whether m is past its expiry (queue_outcome_expiry). */
