@@ -451,6 +451,7 @@ static void outcome_of(const struct smtp_batch *b, const struct smtp_rcpt_result
 	o->stage = r->stage;
 	o->response = r->response;
 	o->remote = b->remote_ip;
+	o->remote_host = b->remote_host;
 	o->batch_id = b->batch_id;
 	o->conn_id = b->conn_id;
 	o->bytes = b->bytes_sent;

@@ -180,7 +180,8 @@ void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struc
 		.nrecipients = 1, .size = sm->loc.length,
 		.binding_group = sm->binding_group ? sm->binding_group : "",
 		.binding = sm->binding ? sm->binding : "", .domain = dq->domain,
-		.peer = o->remote ? o->remote : "", .peer_host = "", .protocol = "", .phase = "",
+		.peer = o->remote ? o->remote : "", .peer_host = o->remote_host ? o->remote_host : "",
+		.protocol = "", .phase = "",
 		.code = o->code, .reply = resp, .bounce_class = cls,
 		/* T counted this failure in retries already; P and D did not. */
 		.attempts = type == 'T' ? e->retries : e->retries + 1,

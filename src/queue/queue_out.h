@@ -27,6 +27,7 @@ struct queue_outcome {
 	uint8_t stage;		/* enum smtp_stage */
 	const char *response;	/* reply text or reason */
 	const char *remote;	/* remote IP, "" when none */
+	const char *remote_host;	/* its MX host name, "" when none or unknown */
 	impetus_id batch_id;
 	impetus_id conn_id;
 	uint64_t bytes;

@@ -138,6 +138,7 @@ struct smtp_batch {
 	/* filled by the connection: */
 	impetus_id conn_id;	/* the connection's id (for log lines), 0 if none */
 	char remote_ip[64];	/* the server it talked to, "" if none */
+	char remote_host[256];	/* that server's MX (or route) host name, "" if unknown */
 	uint64_t bytes_sent;
 };
 

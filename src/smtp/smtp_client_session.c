@@ -520,6 +520,7 @@ static void all_failed(struct smtpc_session *s)
 	set_state(s, SC_START);
 	if (b) {
 		snprintf(b->remote_ip, sizeof(b->remote_ip), "%s", s->last_ip);
+		snprintf(b->remote_host, sizeof(b->remote_host), "%s", s->last_ip[0] ? mx_name(s) : "");
 		b->conn_id = s->c->conn;
 		for (size_t i = 0; i < b->nrcpt; i++)
 			rcpt_set(&b->rcpts[i], perm ? SMTP_OUT_PERMANENT : SMTP_OUT_TRANSIENT,
@@ -810,6 +811,7 @@ static void begin_batch(struct smtpc_session *s, struct smtp_batch *b)
 	for (size_t i = 0; i < b->nrcpt; i++)
 		rcpt_set(&b->rcpts[i], SMTP_OUT_NOT_TRIED, STAGE_IDLE, 0, NULL);
 	snprintf(b->remote_ip, sizeof(b->remote_ip), "%s", s->peer_ip);
+	snprintf(b->remote_host, sizeof(b->remote_host), "%s", mx_name(s));
 	b->conn_id = s->c->conn;
 	b->bytes_sent = 0;
 	s->rcpt_reply = 0;

@@ -219,6 +219,8 @@ class JsonLogTest(DaemonTestCase):
                 self.assertIn(ev["recipient"], rcpts)
                 self.assertTrue(rec["remote"].startswith("127.0.0.1"), rec)
                 self.assertTrue(ev["peer"].startswith("127.0.0.1"), ev)
+                # The host the route names (an MX name when DNS found it).
+                self.assertEqual(ev["peer_host"], "127.0.0.1", ev)
             if ev["type"] == "D":
                 self.assertEqual(int(rec["size"]), ev["size"])
                 self.assertEqual(int(rec["retries"]) + 1, ev["attempts"])
