@@ -511,18 +511,117 @@ static bool module_name_ok(const char *name)
 	return true;
 }
 
+/* Options being read into a module stanza or one of its sub-stanzas. */
+struct mod_opts {
+	struct conf_module_option *v;
+	size_t n, cap;
+};
+
+/*
+ * module_option - "name =" has been read inside a module stanza or
+ * sub-stanza: read the value into o, refusing a second setting of name.
+ */
+static bool module_option(struct lexer *L, const struct token *name, struct mod_opts *o)
+{
+	struct parser *P = L->P;
+	struct conf *c = P->c;
+	bool is_list;
+	struct token open;
+
+	for (size_t i = 0; i < o->n; i++)
+		if (conf_ascii_caseeq(o->v[i].name, name->text))
+			return perr(L, name->line, name->col,
+				    "duplicate option \"%s\" in this scope (first set at %s:%d)",
+				    name->text, L->name, o->v[i].line);
+	if (!parse_value(L, name, &is_list, &open))
+		return false;
+	struct conf_module_value *v = conf_arena_alloc(&c->arena,
+						       (P->nitems ? P->nitems : 1) * sizeof(*v));
+	for (size_t i = 0; i < P->nitems; i++) {
+		v[i].text = conf_arena_strdup(&c->arena, P->items[i].text);
+		v[i].line = P->items[i].line;
+		v[i].col = P->items[i].col;
+	}
+	if (o->n == o->cap) {
+		o->cap = o->cap ? o->cap * 2 : 8;
+		o->v = xrealloc(o->v, o->cap * sizeof(*o->v));
+	}
+	o->v[o->n++] = (struct conf_module_option){
+		.name = name->text, .line = name->line, .col = name->col, .is_list = is_list,
+		.v = v, .n = P->nitems,
+	};
+	return true;
+}
+
+/*
+ * module_substanza - "name [arg] {" has been read inside module stanza
+ * mod: read its options up to "}" into sub (options in the arena). A
+ * stanza inside is refused: sub-stanzas nest one level deep.
+ */
+static bool module_substanza(struct lexer *L, const struct token *mod, const struct token *name,
+			     const struct token *arg, struct conf_module_substanza *sub)
+{
+	struct conf *c = L->P->c;
+	struct mod_opts o = { 0 };
+	struct token t, t2;
+	char buf[96];
+
+	for (;;) {
+		if (!lex(L, &t))
+			goto fail;
+		if (t.kind == T_RBRACE)
+			break;
+		if (t.kind == T_EOF) {
+			perr(L, t.line, t.col, "expected \"}\"");
+			goto fail;
+		}
+		if (t.kind != T_WORD) {
+			perr(L, t.line, t.col, "unexpected %s", describe(&t, buf, sizeof(buf)));
+			goto fail;
+		}
+		if (!lex(L, &t2))
+			goto fail;
+		if (t2.kind == T_LBRACE || t2.kind == T_WORD || t2.kind == T_STRING) {
+			perr(L, t.line, t.col,
+			     "stanza \"%.100s\" inside sub-stanza \"%.100s\" of %.100s: module stanzas nest one level deep only (or \"%.100s\" is a scope impetus does not know)",
+			     t.text, name->text, mod->text, mod->text);
+			goto fail;
+		}
+		if (t2.kind != T_EQ) {
+			perr(L, t2.line, t2.col, "expected \"=\" after \"%s\", not %s", t.text,
+			     describe(&t2, buf, sizeof(buf)));
+			goto fail;
+		}
+		if (!module_option(L, &t, &o))
+			goto fail;
+	}
+	struct conf_module_option *v = conf_arena_alloc(&c->arena, (o.n ? o.n : 1) * sizeof(*v));
+	if (o.n)
+		memcpy(v, o.v, o.n * sizeof(*v));
+	*sub = (struct conf_module_substanza){
+		.name = name->text, .arg = arg ? arg->text : NULL, .line = name->line,
+		.col = name->col, .opts = v, .nopts = o.n,
+	};
+	free(o.v);
+	return true;
+fail:
+	free(o.v);
+	return false;
+}
+
 /*
  * parse_module - "module [instance] {" has been read at global scope: keep
- * the stanza's options as written for the module loader (config.h,
- * "Module stanzas"). Only "option = value" statements are allowed inside.
+ * the stanza's options and sub-stanzas as written for the module loader
+ * (config.h, "Module stanzas").
  */
 static bool parse_module(struct lexer *L, const struct token *name, const struct token *arg)
 {
 	struct parser *P = L->P;
 	struct conf *c = P->c;
-	struct conf_module_option *opts = NULL;
-	size_t nopts = 0, cap = 0;
-	struct token t, t2;
+	struct mod_opts o = { 0 };
+	struct conf_module_substanza *subs = NULL;
+	size_t nsubs = 0, subs_cap = 0;
+	struct token t, t2, t3;
 	char buf[96];
 
 	if (arg && arg->text[0] == '\0')
@@ -553,46 +652,59 @@ static bool parse_module(struct lexer *L, const struct token *name, const struct
 		}
 		if (!lex(L, &t2))
 			goto fail;
-		if (t2.kind != T_EQ) {
-			/*
-			 * A stanza inside: this is no module stanza, most likely a
-			 * scope impetus does not know (a Momentum one not built yet).
-			 */
-			if (t2.kind == T_LBRACE || t2.kind == T_WORD || t2.kind == T_STRING)
-				perr(L, name->line, name->col,
-				     "unknown scope \"%.100s\" (nor a module stanza: those hold options only, and line %d opens a stanza)",
-				     name->text, t.line);
-			else
-				perr(L, t2.line, t2.col,
-				     "expected \"=\" after \"%s\" (a module stanza holds options only)", t.text);
+		if (t2.kind == T_EQ) {
+			if (!module_option(L, &t, &o))
+				goto fail;
+			continue;
+		}
+		if (t2.kind != T_LBRACE && t2.kind != T_WORD && t2.kind != T_STRING) {
+			perr(L, t2.line, t2.col, "expected \"=\" or \"{\" after \"%s\", not %s", t.text,
+			     describe(&t2, buf, sizeof(buf)));
 			goto fail;
 		}
-		for (size_t i = 0; i < nopts; i++)
-			if (conf_ascii_caseeq(opts[i].name, t.text)) {
-				perr(L, t.line, t.col,
-				     "duplicate option \"%s\" in this scope (first set at %s:%d)",
-				     t.text, L->name, opts[i].line);
+		/*
+		 * A core scope inside: this is no module stanza but most likely a
+		 * scope impetus does not know (a Momentum one not built yet,
+		 * Control_Listener { Listen ... }).
+		 */
+		int k = scope_kind(t.text);
+		if (k >= 0) {
+			perr(L, name->line, name->col,
+			     "unknown scope \"%.100s\" (nor a module stanza: those cannot hold a %s scope, line %d)",
+			     name->text, conf_node_kind_name((enum conf_node_kind)k), t.line);
+			goto fail;
+		}
+		const struct token *sarg = NULL;
+		if (t2.kind != T_LBRACE) {
+			if (!lex(L, &t3))
+				goto fail;
+			if (t3.kind != T_LBRACE) {
+				perr(L, t3.line, t3.col, "expected \"{\" after %s \"%s\", not %s", t.text,
+				     t2.text, describe(&t3, buf, sizeof(buf)));
 				goto fail;
 			}
-		bool is_list;
-		struct token open;
-		if (!parse_value(L, &t, &is_list, &open))
+			if (t2.text[0] == '\0') {
+				perr(L, t2.line, t2.col, "empty name for sub-stanza \"%s\"", t.text);
+				goto fail;
+			}
+			sarg = &t2;
+		}
+		for (size_t i = 0; i < nsubs; i++)
+			if (conf_ascii_caseeq(subs[i].name, t.text) &&
+			    ((subs[i].arg == NULL && sarg == NULL) ||
+			     (subs[i].arg && sarg && strcmp(subs[i].arg, sarg->text) == 0))) {
+				perr(L, t.line, t.col, "duplicate sub-stanza %s%s%s%s in %s (first at %s:%d)",
+				     t.text, sarg ? " \"" : "", sarg ? sarg->text : "", sarg ? "\"" : "",
+				     name->text, L->name, subs[i].line);
+				goto fail;
+			}
+		if (nsubs == subs_cap) {
+			subs_cap = subs_cap ? subs_cap * 2 : 4;
+			subs = xrealloc(subs, subs_cap * sizeof(*subs));
+		}
+		if (!module_substanza(L, name, &t, sarg, &subs[nsubs]))
 			goto fail;
-		struct conf_module_value *v = conf_arena_alloc(&c->arena,
-							       (P->nitems ? P->nitems : 1) * sizeof(*v));
-		for (size_t i = 0; i < P->nitems; i++) {
-			v[i].text = conf_arena_strdup(&c->arena, P->items[i].text);
-			v[i].line = P->items[i].line;
-			v[i].col = P->items[i].col;
-		}
-		if (nopts == cap) {
-			cap = cap ? cap * 2 : 8;
-			opts = xrealloc(opts, cap * sizeof(*opts));
-		}
-		opts[nopts++] = (struct conf_module_option){
-			.name = t.text, .line = t.line, .col = t.col, .is_list = is_list,
-			.v = v, .n = P->nitems,
-		};
+		nsubs++;
 	}
 	if (c->nmodules == c->modules_cap) {
 		c->modules_cap = c->modules_cap ? c->modules_cap * 2 : 8;
@@ -600,11 +712,13 @@ static bool parse_module(struct lexer *L, const struct token *name, const struct
 	}
 	c->modules[c->nmodules++] = (struct conf_module_stanza){
 		.module = name->text, .instance = arg ? arg->text : NULL, .file = L->name,
-		.line = name->line, .col = name->col, .opts = opts, .nopts = nopts,
+		.line = name->line, .col = name->col, .opts = o.v, .nopts = o.n,
+		.subs = subs, .nsubs = nsubs,
 	};
 	return true;
 fail:
-	free(opts);
+	free(o.v);
+	free(subs);
 	return false;
 }
 

@@ -264,8 +264,10 @@ void conf_unref(struct conf *c)
 			pcre2_code_free(n->re);
 	}
 	free(c->nodes);
-	for (size_t i = 0; i < c->nmodules; i++)
+	for (size_t i = 0; i < c->nmodules; i++) {
 		free((void *)c->modules[i].opts);
+		free((void *)c->modules[i].subs);	/* their options are in the arena */
+	}
 	free(c->modules);
 	conf_map_free(&c->binding_map);
 	conf_map_free(&c->group_map);

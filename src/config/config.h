@@ -223,12 +223,22 @@ void *conf_attached(const struct conf *c);
  *     header_stamp "stamp1" { header = "X-Stamp" value = "%{msg:id}" }
  *     json_log { path = "/var/log/impetus/events.jsonl" }
  *
- * The parser keeps such a stanza as written (options and their items with
- * locations); the module loader (src/api/api_module.c) finds the module,
- * checks the options against its table and reports file:line:col errors.
- * A module name is [A-Za-z0-9_]+; an option set twice in one stanza, two
- * stanzas with the same module and instance name, and nested stanzas are
- * parse errors.
+ * A module stanza may also hold sub-stanzas, one level deep, each with
+ * options only (module API 1.1):
+ *
+ *     opendkim "opendkim1" { key = "/k/%{d}" dkim_domain "example.com" { selector = "s2" } }
+ *
+ * The parser keeps such a stanza as written (options, sub-stanzas and
+ * their items with locations); the module loader (src/api/api_module.c)
+ * finds the module, checks the options and sub-stanzas against its tables
+ * and reports file:line:col errors. A module name is [A-Za-z0-9_]+; an
+ * option set twice in one stanza or sub-stanza, two stanzas with the same
+ * module and instance name, two sub-stanzas with the same name and
+ * argument in one stanza, a stanza inside a sub-stanza, and a core scope
+ * (Listen, Domain, ...) inside a module stanza are parse errors. The
+ * parser does not know which modules exist: an unknown Momentum scope
+ * holding stanzas of its own reads as a module stanza, and the loader
+ * reports it as "unknown scope or module".
  */
 struct conf_module_value {
 	const char *text;
@@ -243,6 +253,15 @@ struct conf_module_option {
 	size_t n;
 };
 
+/* One sub-stanza of a module stanza: name ["arg"] { option = value ... }. */
+struct conf_module_substanza {
+	const char *name;		/* as written */
+	const char *arg;		/* NULL: written without an argument */
+	int line, col;			/* of the name */
+	const struct conf_module_option *opts;
+	size_t nopts;
+};
+
 struct conf_module_stanza {
 	const char *module;		/* as written */
 	const char *instance;		/* NULL: written without a name */
@@ -250,6 +269,8 @@ struct conf_module_stanza {
 	int line, col;
 	const struct conf_module_option *opts;
 	size_t nopts;
+	const struct conf_module_substanza *subs;	/* in file order */
+	size_t nsubs;
 };
 
 size_t conf_module_count(const struct conf *c);

@@ -480,8 +480,22 @@ static const struct ecase {
 	{ __LINE__, "include config", "t.conf:1:9: cannot open include \"config\": Is a directory" },
 	{ __LINE__, "include \"\"", "t.conf:1:9: include needs a file name" },
 	{ __LINE__, "include", "t.conf:1:8: expected \"=\" or \"{\" after \"include\", not end of file" },
-	{ __LINE__, "Foo { Bar { } }",
-	  "t.conf:1:1: unknown scope \"Foo\" (nor a module stanza: those hold options only, and line 1 opens a stanza)" },
+	{ __LINE__, "Foo { Listen \"x\" { } }",
+	  "t.conf:1:1: unknown scope \"Foo\" (nor a module stanza: those cannot hold a Listen scope, line 1)" },
+	{ __LINE__, "Foo {\n  Bar { Baz { } }\n}",
+	  "t.conf:2:9: stanza \"Baz\" inside sub-stanza \"Bar\" of Foo: module stanzas nest one level deep only (or \"Foo\" is a scope impetus does not know)" },
+	{ __LINE__, "m { d \"x\" { a = 1 } d \"x\" { } }",
+	  "t.conf:1:21: duplicate sub-stanza d \"x\" in m (first at t.conf:1)" },
+	{ __LINE__, "m {\n d { }\n D { } }", "t.conf:3:2: duplicate sub-stanza D in m (first at t.conf:2)" },
+	{ __LINE__, "m { d \"x\" { a = 1\n a = 2 } }",
+	  "t.conf:2:2: duplicate option \"a\" in this scope (first set at t.conf:1)" },
+	{ __LINE__, "m { d \"\" { } }", "t.conf:1:7: empty name for sub-stanza \"d\"" },
+	{ __LINE__, "m { d \"x\" y }", "t.conf:1:11: expected \"{\" after d \"x\", not \"y\"" },
+	{ __LINE__, "m { d { a } }", "t.conf:1:11: expected \"=\" after \"a\", not \"}\"" },
+	{ __LINE__, "m { d { a = 1 }", "t.conf:1:16: expected \"}\"" },
+	{ __LINE__, "m { d { ( } }", "t.conf:1:9: unexpected \"(\"" },
+	{ __LINE__, "m { d { a = 1 } x = 1 x = 2 }",
+	  "t.conf:1:23: duplicate option \"x\" in this scope (first set at t.conf:1)" },
 	{ __LINE__, "Bindng \"b\" { }", "t.conf:1:1: unknown scope \"Bindng\" (did you mean \"Binding\"?)" },
 	{ __LINE__, "Domain \"d\" { my_mod { } }",
 	  "t.conf:1:14: unknown scope \"my_mod\" (modules are declared at global scope)" },
@@ -490,7 +504,7 @@ static const struct ecase {
 	{ __LINE__, "my_mod \"x\" { }\nmy_mod \"x\" { }",
 	  "t.conf:2:1: duplicate stanza my_mod \"x\" (first at t.conf:1)" },
 	{ __LINE__, "my_mod \"\" { }", "t.conf:1:8: empty instance name for module \"my_mod\"" },
-	{ __LINE__, "my_mod { a }", "t.conf:1:12: expected \"=\" after \"a\" (a module stanza holds options only)" },
+	{ __LINE__, "my_mod { a }", "t.conf:1:12: expected \"=\" or \"{\" after \"a\", not \"}\"" },
 	{ __LINE__, "Retry_Interval { }",
 	  "t.conf:1:1: \"Retry_Interval\" is an option, not a scope (write Retry_Interval = value)" },
 	{ __LINE__, "Domain = x", "t.conf:1:1: \"Domain\" is a scope, not an option" },
@@ -1364,9 +1378,55 @@ static void test_module_stanzas(void)
 	str_free(&err);
 }
 
+/* test_module_substanzas - sub-stanzas kept as written, with locations, beside the options. */
+static void test_module_substanzas(void)
+{
+	struct str err = STR_INIT;
+	struct conf *c = load("opendkim \"o1\" {\n  key = \"/k\"\n  dkim_domain \"example.com\" {\n"
+			      "    selector = \"s2\"\n    list = ( a b )\n  }\n  digest = x\n"
+			      "  dkim_domain \"example.org\" { }\n  defaults { selector = s1 }\n}\n", &err);
+
+	CHECK(c != NULL);
+	if (c == NULL) {
+		fprintf(stderr, "%s\n", str_cstr(&err));
+		str_free(&err);
+		return;
+	}
+	CHECK_INTEQ((int)conf_module_count(c), 1);
+	const struct conf_module_stanza *m = conf_module_at(c, 0);
+	CHECK_INTEQ((int)m->nopts, 2);
+	CHECK_STREQ(m->opts[0].name, "key");
+	CHECK_STREQ(m->opts[1].name, "digest");
+	CHECK_INTEQ((int)m->nsubs, 3);
+	const struct conf_module_substanza *s = &m->subs[0];
+	CHECK_STREQ(s->name, "dkim_domain");
+	CHECK_STREQ(s->arg, "example.com");
+	CHECK_INTEQ(s->line, 3);
+	CHECK_INTEQ(s->col, 3);
+	CHECK_INTEQ((int)s->nopts, 2);
+	CHECK_STREQ(s->opts[0].name, "selector");
+	CHECK_STREQ(s->opts[0].v[0].text, "s2");
+	CHECK_INTEQ(s->opts[0].v[0].line, 4);
+	CHECK_INTEQ(s->opts[0].v[0].col, 16);
+	CHECK(s->opts[1].is_list);
+	CHECK_INTEQ((int)s->opts[1].n, 2);
+	CHECK_STREQ(s->opts[1].v[1].text, "b");
+	s = &m->subs[1];
+	CHECK_STREQ(s->arg, "example.org");
+	CHECK_INTEQ((int)s->nopts, 0);
+	s = &m->subs[2];
+	CHECK_STREQ(s->name, "defaults");
+	CHECK(s->arg == NULL);
+	CHECK_INTEQ((int)s->nopts, 1);
+	CHECK_STREQ(s->opts[0].v[0].text, "s1");
+	conf_unref(c);
+	str_free(&err);
+}
+
 int main(void)
 {
 	test_module_stanzas();
+	test_module_substanzas();
 	test_table();
 	test_values();
 	test_strings_and_lists();
