@@ -19,6 +19,18 @@
  * option table and are checked by `impetusd -t` with file:line:col
  * errors, like the core's own options.
  *
+ * Sub-stanzas (API 1.1). A module may also declare sub-stanzas, written
+ * inside an instance's stanza one level deep, each with options of its
+ * own (Momentum's per-domain settings):
+ *
+ *     opendkim "opendkim1" {
+ *       key = "/etc/impetus/dkim/%{d}.%{s}.key"   selector = "s1"
+ *       dkim_domain "example.com" { selector = "s2" }
+ *     }
+ *
+ * They are checked like the options, with file:line:col errors, and read
+ * with imp_substanza_count() and the imp_substanza_* accessors.
+ *
  * Generations. Each configuration load (start-up, SIGHUP) creates new
  * instances: init runs for every declared, enabled instance of the new
  * generation, on the scheduler thread, before any of its hooks can run;
@@ -49,7 +61,7 @@ extern "C" {
  * an impetusd with the same major and an equal or newer minor.
  */
 #define IMP_API_MAJOR 1
-#define IMP_API_MINOR 0
+#define IMP_API_MINOR 1
 
 /* Option types of a module's table (the core's CONF_T_* with the same parsers). */
 enum imp_option_type {
@@ -76,6 +88,21 @@ struct imp_option {
 	const char *help;	/* one line, for `impetusd --list` and docs */
 };
 
+/*
+ * One kind of sub-stanza a module accepts (API 1.1): `name "arg" { ... }`
+ * when named, `name { ... }` when not. A stanza may hold any number of
+ * them, each (name, arg) once. Its options are checked like the module's
+ * own (defaults, ranges, required); enabled and debug_level are not
+ * among them.
+ */
+struct imp_substanza {
+	const char *name;		/* [a-z0-9_]+ */
+	bool named;			/* takes "arg" */
+	const struct imp_option *options;	/* table; NULL when none */
+	size_t noptions;
+	const char *help;		/* one line */
+};
+
 /* An instance of a module in one generation. Opaque. */
 struct imp_instance;
 /* Where an init function writes why it failed. Opaque. */
@@ -100,6 +127,14 @@ struct imp_module {
 	int (*init)(struct imp_instance *inst, struct imp_error *err);
 	/* fini - release what init made (scheduler thread); may be NULL. */
 	void (*fini)(struct imp_instance *inst);
+	/*
+	 * API 1.1: the sub-stanzas the module accepts; NULL when none. Read
+	 * only when api_minor >= 1 (a module built for 1.0 has a shorter
+	 * struct, and impetusd never reads past it). New fields come here, at
+	 * the end, each read only from the minor version that added it.
+	 */
+	const struct imp_substanza *substanzas;
+	size_t nsubstanzas;
 };
 
 /* IMP_MODULE_DEFINE - declare the module's entry point with the current API version. */
@@ -140,6 +175,29 @@ const char *imp_option_string(const struct imp_instance *inst, const char *name)
 const char *const *imp_option_list(const struct imp_instance *inst, const char *name, size_t *n);
 /* imp_option_is_set - whether the instance's stanza sets the option. */
 bool imp_option_is_set(const struct imp_instance *inst, const char *name);
+
+/*
+ * Sub-stanzas of an instance (API 1.1), by the name in the module's
+ * sub-stanza table (matched case-insensitively), in file order: the i-th
+ * is 0 .. imp_substanza_count() - 1. A name the table does not declare,
+ * an i out of range, an option its table does not declare or asked for
+ * with the wrong type is a programming error: a paniclog line, then
+ * abort. The options read like imp_option_*: the value set in the
+ * sub-stanza or the default.
+ */
+size_t imp_substanza_count(const struct imp_instance *inst, const char *name);
+/* imp_substanza_arg - the "arg" of the i-th sub-stanza name; "" when not named. */
+const char *imp_substanza_arg(const struct imp_instance *inst, const char *name, size_t i);
+bool imp_substanza_option_bool(const struct imp_instance *inst, const char *name, size_t i,
+			       const char *opt);
+int64_t imp_substanza_option_int(const struct imp_instance *inst, const char *name, size_t i,
+				 const char *opt);	/* INT, INTERVAL, SIZE */
+const char *imp_substanza_option_string(const struct imp_instance *inst, const char *name,
+					size_t i, const char *opt);
+const char *const *imp_substanza_option_list(const struct imp_instance *inst, const char *name,
+					     size_t i, const char *opt, size_t *n);
+bool imp_substanza_option_is_set(const struct imp_instance *inst, const char *name, size_t i,
+				 const char *opt);
 
 #ifdef __cplusplus
 }

@@ -88,6 +88,8 @@ struct imp_instance {
 	bool initialised;		/* init succeeded: fini is owed */
 	void *data;			/* imp_instance_set_data */
 	void *opts;			/* the parsed option values (api_module.c) */
+	void *subs;			/* the sub-stanzas, in file order (api_module.c) */
+	size_t nsubs;
 };
 
 /* api_gen_new - an empty generation in building state (scheduler thread). */

@@ -8,9 +8,13 @@
  * pointer into a module stays valid however generations come and go;
  * its `impetus_module` symbol is checked for the API version first.
  *
- * An instance owns a copy of its option values (heap), because a
- * generation may outlive the struct conf that declared it by the time
- * its instances' fini runs.
+ * An instance owns a copy of its option values and sub-stanzas (heap),
+ * because a generation may outlive the struct conf that declared it by
+ * the time its instances' fini runs.
+ *
+ * Versions: the loader reads a field of struct imp_module only when the
+ * module's api_minor is at least the minor that added it (mod_subs): a
+ * module built for 1.0 has a shorter struct.
  *
  * Ownership: the loaded-module list and every generation being built
  * belong to the scheduler thread (and to main() before the loops run);
@@ -62,9 +66,27 @@ struct opt_val {
 	size_t n;
 };
 
+/* One sub-stanza of an instance (API 1.1), in file order. */
+struct sub_val {
+	const struct imp_substanza *decl;	/* in the module's table */
+	char *arg;			/* "" when not named */
+	struct opt_val *vals;		/* decl->noptions of them */
+};
+
 struct imp_error {
 	struct str msg;
 };
+
+/* mod_subs - the module's sub-stanza table; none for a module built for API 1.0. */
+static const struct imp_substanza *mod_subs(const struct imp_module *mod, size_t *n)
+{
+	if (mod == NULL || mod->api_minor < 1 || mod->substanzas == NULL) {
+		*n = 0;
+		return NULL;
+	}
+	*n = mod->nsubstanzas;
+	return mod->substanzas;
+}
 
 /* ---- finding a module ------------------------------------------------- */
 
@@ -244,13 +266,108 @@ static size_t split_default(const char *def, struct conf_module_value *items, ch
 	return n;
 }
 
+/* find_in - index of name in an option table, or -1. */
+static int find_in(const struct imp_option *table, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(table[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
 /* find_option - index of name in mod's table, or -1. */
 static int find_option(const struct imp_module *mod, const char *name)
 {
-	for (size_t i = 0; i < mod->noptions; i++)
-		if (strcasecmp(mod->options[i].name, name) == 0)
-			return (int)i;
-	return -1;
+	return find_in(mod->options, mod->noptions, name);
+}
+
+/* is_common - whether name is one of the options every instance has. */
+static bool is_common(const char *name)
+{
+	return strcasecmp(name, OPT_ENABLED) == 0 || strcasecmp(name, OPT_DEBUG_LEVEL) == 0;
+}
+
+/* where - "file:line:col: " of a stanza item. */
+static void where(struct str *err, const char *file, int line, int col)
+{
+	str_appendf(err, "%s:%d:%d: ", file, line, col);
+}
+
+/*
+ * opts_fill - check the options written in a stanza or sub-stanza against
+ * table and fill vals: the values set, then the defaults. what names the
+ * stanza in messages ("module x", "sub-stanza d of module x"); line and
+ * col locate it. common: the caller handled enabled and debug_level.
+ */
+static int opts_fill(const struct loaded *lm, const struct imp_option *table, size_t ntable,
+		     const char *what, bool common, const char *file, int line, int col,
+		     const struct conf_module_option *opts, size_t nopts, struct opt_val *vals,
+		     struct str *err)
+{
+	struct str msg = STR_INIT;
+	size_t bad;
+	int rc = -1;
+
+	for (size_t k = 0; k < nopts; k++) {
+		const struct conf_module_option *o = &opts[k];
+
+		if (common && is_common(o->name))
+			continue;
+		int idx = find_in(table, ntable, o->name);
+		if (idx < 0) {
+			where(err, file, o->line, o->col);
+			str_appendf(err, "unknown option \"%.100s\" for %s (it takes:", o->name, what);
+			for (size_t i = 0; i < ntable; i++)
+				str_appendf(err, " %s", table[i].name);
+			str_appends(err, common ? " enabled debug_level)" : ntable ? ")" : " no options)");
+			goto out;
+		}
+		str_clear(&msg);
+		if (opt_parse(&table[idx], o->v, o->n, o->is_list, &vals[idx], &bad, &msg) < 0) {
+			if (bad < o->n && !o->is_list)
+				where(err, file, o->v[bad].line, o->v[bad].col);
+			else
+				where(err, file, o->line, o->col);
+			str_append(err, msg.s, msg.len);
+			goto out;
+		}
+		vals[idx].set = true;
+	}
+	for (size_t i = 0; i < ntable; i++) {
+		const struct imp_option *o = &table[i];
+
+		if (vals[i].set)
+			continue;
+		if (o->required) {
+			where(err, file, line, col);
+			str_appendf(err, "%s needs option \"%s\" (%s)", what, o->name,
+				    o->help ? o->help : "no help");
+			goto out;
+		}
+		if (o->def == NULL)
+			continue;
+		struct conf_module_value items[32];
+		char buf[1024];
+		bool is_list;
+		size_t n;
+
+		if (strlen(o->def) >= sizeof(buf)) {
+			str_appendf(err, "%s: %s: default of option \"%s\" too long", lm->path, what,
+				    o->name);
+			goto out;
+		}
+		n = split_default(o->def, items, buf, 32, &is_list);
+		str_clear(&msg);
+		if (opt_parse(o, items, n, is_list, &vals[i], &bad, &msg) < 0) {
+			str_appendf(err, "%s: %s: bad default for option \"%s\": %s", lm->path, what,
+				    o->name, str_cstr(&msg));
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	str_free(&msg);
+	return rc;
 }
 
 /* ---- instances -------------------------------------------------------- */
@@ -258,11 +375,20 @@ static int find_option(const struct imp_module *mod, const char *name)
 static void instance_free(struct imp_instance *inst)
 {
 	struct opt_val *vals = inst->opts;
+	struct sub_val *subs = inst->subs;
 
 	if (vals)
 		for (size_t i = 0; i < inst->mod->noptions; i++)
 			opt_val_clear(&vals[i]);
 	free(vals);
+	for (size_t k = 0; k < inst->nsubs; k++) {
+		if (subs[k].vals)
+			for (size_t i = 0; i < subs[k].decl->noptions; i++)
+				opt_val_clear(&subs[k].vals[i]);
+		free(subs[k].vals);
+		free(subs[k].arg);
+	}
+	free(subs);
 	free((char *)inst->name);
 	free((char *)inst->file);
 	free(inst);
@@ -293,10 +419,78 @@ static void instance_fini(struct imp_instance *inst)
 	instance_free(inst);
 }
 
-/* where - "file:line:col: " of a stanza item. */
-static void where(struct str *err, const char *file, int line, int col)
+/* sub_allowed - append the sub-stanzas a module takes, for an error message. */
+static void sub_allowed(struct str *err, const struct imp_substanza *t, size_t nt)
 {
-	str_appendf(err, "%s:%d:%d: ", file, line, col);
+	str_appends(err, " (it takes:");
+	for (size_t i = 0; i < nt; i++)
+		str_appendf(err, "%s %s%s { }", i ? "," : "", t[i].name, t[i].named ? " \"name\"" : "");
+	str_appendc(err, ')');
+}
+
+/* subs_new - check the stanza's sub-stanzas against the module's table and copy them into inst. */
+static int subs_new(struct imp_instance *inst, const struct conf_module_stanza *st,
+		    const struct loaded *lm, struct str *err)
+{
+	const struct imp_module *mod = lm->mod;
+	size_t nt;
+	const struct imp_substanza *t = mod_subs(mod, &nt);
+	struct sub_val *subs;
+	struct str what = STR_INIT;
+	int rc = -1;
+
+	if (st->nsubs == 0)
+		return 0;
+	subs = xcalloc(st->nsubs, sizeof(*subs));
+	inst->subs = subs;
+	for (size_t k = 0; k < st->nsubs; k++) {
+		const struct conf_module_substanza *ss = &st->subs[k];
+		const struct imp_substanza *d = NULL;
+
+		for (size_t i = 0; i < nt && d == NULL; i++)
+			if (strcasecmp(t[i].name, ss->name) == 0)
+				d = &t[i];
+		if (d == NULL) {
+			where(err, st->file, ss->line, ss->col);
+			if (nt == 0) {
+				str_appendf(err, "module %s takes no sub-stanzas (\"%.100s\" is one)", mod->name,
+					    ss->name);
+				if (mod->api_minor < 1)
+					str_appendf(err, "; it was built for module API %u.%u, before sub-stanzas",
+						    mod->api_major, mod->api_minor);
+			} else {
+				str_appendf(err, "unknown sub-stanza \"%.100s\" for module %s", ss->name,
+					    mod->name);
+				sub_allowed(err, t, nt);
+			}
+			goto out;
+		}
+		if (d->named && ss->arg == NULL) {
+			where(err, st->file, ss->line, ss->col);
+			str_appendf(err, "sub-stanza %s of module %s needs a name: %s \"name\" { ... }",
+				    d->name, mod->name, d->name);
+			goto out;
+		}
+		if (!d->named && ss->arg) {
+			where(err, st->file, ss->line, ss->col);
+			str_appendf(err, "sub-stanza %s of module %s takes no name: write %s { ... }",
+				    d->name, mod->name, d->name);
+			goto out;
+		}
+		subs[k].decl = d;
+		subs[k].arg = xstrdup(ss->arg ? ss->arg : "");
+		subs[k].vals = xcalloc(d->noptions ? d->noptions : 1, sizeof(*subs[k].vals));
+		inst->nsubs = k + 1;
+		str_clear(&what);
+		str_appendf(&what, "sub-stanza %s of module %s", d->name, mod->name);
+		if (opts_fill(lm, d->options, d->noptions, str_cstr(&what), false, st->file, ss->line,
+			      ss->col, ss->opts, ss->nopts, subs[k].vals, err) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	str_free(&what);
+	return rc;
 }
 
 /* instance_new - check one stanza against its module and make the instance. */
@@ -307,7 +501,6 @@ static struct imp_instance *instance_new(struct api_gen *g, const struct conf_mo
 	struct imp_instance *inst = xcalloc(1, sizeof(*inst));
 	struct opt_val *vals = xcalloc(mod->noptions ? mod->noptions : 1, sizeof(*vals));
 	struct str msg = STR_INIT;
-	size_t bad;
 
 	inst->gen = g;
 	inst->mod = mod;
@@ -327,7 +520,7 @@ static struct imp_instance *instance_new(struct api_gen *g, const struct conf_mo
 	for (size_t k = 0; k < st->nopts; k++) {
 		const struct conf_module_option *o = &st->opts[k];
 
-		if (strcasecmp(o->name, OPT_ENABLED) == 0 || strcasecmp(o->name, OPT_DEBUG_LEVEL) == 0) {
+		if (is_common(o->name)) {
 			bool en = strcasecmp(o->name, OPT_ENABLED) == 0;
 			int64_t x = 0;
 			int r = (o->is_list || o->n != 1) ? -1 :
@@ -348,60 +541,14 @@ static struct imp_instance *instance_new(struct api_gen *g, const struct conf_mo
 				inst->enabled = x != 0;
 			else
 				inst->debug_level = (int)x;
-			continue;
-		}
-		int idx = find_option(mod, o->name);
-		if (idx < 0) {
-			where(err, st->file, o->line, o->col);
-			str_appendf(err, "unknown option \"%.100s\" for module %s (it takes:", o->name,
-				    mod->name);
-			for (size_t i = 0; i < mod->noptions; i++)
-				str_appendf(err, " %s", mod->options[i].name);
-			str_appends(err, " enabled debug_level)");
-			goto fail;
-		}
-		str_clear(&msg);
-		if (opt_parse(&mod->options[idx], o->v, o->n, o->is_list, &vals[idx], &bad, &msg) < 0) {
-			if (bad < o->n && !o->is_list)
-				where(err, st->file, o->v[bad].line, o->v[bad].col);
-			else
-				where(err, st->file, o->line, o->col);
-			str_append(err, msg.s, msg.len);
-			goto fail;
-		}
-		vals[idx].set = true;
-	}
-	for (size_t i = 0; i < mod->noptions; i++) {
-		const struct imp_option *o = &mod->options[i];
-
-		if (vals[i].set)
-			continue;
-		if (o->required) {
-			where(err, st->file, st->line, st->col);
-			str_appendf(err, "module %s needs option \"%s\" (%s)", mod->name, o->name,
-				    o->help ? o->help : "no help");
-			goto fail;
-		}
-		if (o->def == NULL)
-			continue;
-		struct conf_module_value items[32];
-		char buf[1024];
-		bool is_list;
-		size_t n;
-
-		if (strlen(o->def) >= sizeof(buf)) {
-			str_appendf(err, "%s: module %s: default of option \"%s\" too long", lm->path,
-				    mod->name, o->name);
-			goto fail;
-		}
-		n = split_default(o->def, items, buf, 32, &is_list);
-		str_clear(&msg);
-		if (opt_parse(o, items, n, is_list, &vals[i], &bad, &msg) < 0) {
-			str_appendf(err, "%s: module %s: bad default for option \"%s\": %s", lm->path,
-				    mod->name, o->name, str_cstr(&msg));
-			goto fail;
 		}
 	}
+	str_appendf(&msg, "module %s", mod->name);
+	if (opts_fill(lm, mod->options, mod->noptions, str_cstr(&msg), true, st->file, st->line,
+		      st->col, st->opts, st->nopts, vals, err) < 0)
+		goto fail;
+	if (subs_new(inst, st, lm, err) < 0)
+		goto fail;
 	str_free(&msg);
 	return inst;
 fail:
@@ -428,6 +575,29 @@ static int check_table(const struct loaded *lm, struct str *msg)
 			str_appendf(msg, "%s: module %s: option %zu has a bad name or type", lm->path,
 				    mod->name, i);
 			return -1;
+		}
+	}
+	size_t nt;
+	const struct imp_substanza *t = mod_subs(mod, &nt);
+	if (nt && t == NULL) {
+		str_appendf(msg, "%s: module %s declares %zu sub-stanzas but no table", lm->path,
+			    mod->name, nt);
+		return -1;
+	}
+	for (size_t i = 0; i < nt; i++) {
+		if (t[i].name == NULL || t[i].name[0] == '\0' || (t[i].noptions && t[i].options == NULL)) {
+			str_appendf(msg, "%s: module %s: sub-stanza %zu has no name or no option table",
+				    lm->path, mod->name, i);
+			return -1;
+		}
+		for (size_t j = 0; j < t[i].noptions; j++) {
+			const char *n = t[i].options[j].name;
+
+			if (n == NULL || *n == '\0' || (unsigned)t[i].options[j].type > IMP_OPT_LIST) {
+				str_appendf(msg, "%s: module %s: sub-stanza %s: option %zu has a bad name or type",
+					    lm->path, mod->name, t[i].name, j);
+				return -1;
+			}
 		}
 	}
 	return 0;
@@ -593,4 +763,97 @@ const char *const *imp_option_list(const struct imp_instance *inst, const char *
 bool imp_option_is_set(const struct imp_instance *inst, const char *name)
 {
 	return option_of(inst, name, ~0u)->set;
+}
+
+/* sub_of - the i-th sub-stanza name of inst; aborts on a name the table lacks or i out of range. */
+static const struct sub_val *sub_of(const struct imp_instance *inst, const char *name, size_t i)
+{
+	size_t nt;
+	const struct imp_substanza *t = mod_subs(inst->mod, &nt);
+	const struct sub_val *subs = inst->subs;
+	bool known = false;
+	size_t seen = 0;
+
+	for (size_t k = 0; k < nt && !known; k++)
+		known = strcasecmp(t[k].name, name) == 0;
+	if (known)
+		for (size_t k = 0; k < inst->nsubs; k++)
+			if (strcasecmp(subs[k].decl->name, name) == 0 && seen++ == i)
+				return &subs[k];
+	log_panic("module %s: BUG: sub-stanza \"%s\" %s", inst->module_name, name,
+		  known ? "asked for past its count" : "is not in its sub-stanza table");
+	abort();
+}
+
+/* sub_option_of - the value of option opt of a sub-stanza; aborts like option_of. */
+static const struct opt_val *sub_option_of(const struct imp_instance *inst, const char *name,
+					   size_t i, const char *opt, unsigned types)
+{
+	const struct sub_val *sv = sub_of(inst, name, i);
+	int idx = find_in(sv->decl->options, sv->decl->noptions, opt);
+
+	if (idx < 0 || !(types & (1u << sv->decl->options[idx].type))) {
+		log_panic("module %s: BUG: option \"%s\" of sub-stanza %s %s", inst->module_name, opt,
+			  name, idx < 0 ? "is not in its option table" : "asked for with the wrong type");
+		abort();
+	}
+	return &sv->vals[idx];
+}
+
+size_t imp_substanza_count(const struct imp_instance *inst, const char *name)
+{
+	size_t nt, n = 0;
+	const struct imp_substanza *t = mod_subs(inst->mod, &nt);
+	const struct sub_val *subs = inst->subs;
+	bool known = false;
+
+	for (size_t k = 0; k < nt && !known; k++)
+		known = strcasecmp(t[k].name, name) == 0;
+	if (!known) {
+		log_panic("module %s: BUG: sub-stanza \"%s\" is not in its sub-stanza table",
+			  inst->module_name, name);
+		abort();
+	}
+	for (size_t k = 0; k < inst->nsubs; k++)
+		n += strcasecmp(subs[k].decl->name, name) == 0;
+	return n;
+}
+
+const char *imp_substanza_arg(const struct imp_instance *inst, const char *name, size_t i)
+{
+	return sub_of(inst, name, i)->arg;
+}
+
+bool imp_substanza_option_bool(const struct imp_instance *inst, const char *name, size_t i,
+			       const char *opt)
+{
+	return sub_option_of(inst, name, i, opt, 1u << IMP_OPT_BOOL)->i != 0;
+}
+
+int64_t imp_substanza_option_int(const struct imp_instance *inst, const char *name, size_t i,
+				 const char *opt)
+{
+	return sub_option_of(inst, name, i, opt,
+			     1u << IMP_OPT_INT | 1u << IMP_OPT_INTERVAL | 1u << IMP_OPT_SIZE)->i;
+}
+
+const char *imp_substanza_option_string(const struct imp_instance *inst, const char *name,
+					size_t i, const char *opt)
+{
+	return sub_option_of(inst, name, i, opt, 1u << IMP_OPT_STRING)->s;
+}
+
+const char *const *imp_substanza_option_list(const struct imp_instance *inst, const char *name,
+					     size_t i, const char *opt, size_t *n)
+{
+	const struct opt_val *v = sub_option_of(inst, name, i, opt, 1u << IMP_OPT_LIST);
+
+	*n = v->n;
+	return (const char *const *)v->list;
+}
+
+bool imp_substanza_option_is_set(const struct imp_instance *inst, const char *name, size_t i,
+				 const char *opt)
+{
+	return sub_option_of(inst, name, i, opt, ~0u)->set;
 }

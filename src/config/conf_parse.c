@@ -663,17 +663,11 @@ static bool parse_module(struct lexer *L, const struct token *name, const struct
 			goto fail;
 		}
 		/*
-		 * A core scope inside: this is no module stanza but most likely a
-		 * scope impetus does not know (a Momentum one not built yet,
-		 * Control_Listener { Listen ... }).
+		 * A sub-stanza. The parser does not know which modules exist: an
+		 * unknown scope holding stanzas (a Momentum one impetus lacks,
+		 * Control_Listener { Listen ... }) reads as a module stanza too,
+		 * and the loader reports it as "unknown scope or module".
 		 */
-		int k = scope_kind(t.text);
-		if (k >= 0) {
-			perr(L, name->line, name->col,
-			     "unknown scope \"%.100s\" (nor a module stanza: those cannot hold a %s scope, line %d)",
-			     name->text, conf_node_kind_name((enum conf_node_kind)k), t.line);
-			goto fail;
-		}
 		const struct token *sarg = NULL;
 		if (t2.kind != T_LBRACE) {
 			if (!lex(L, &t3))

@@ -234,11 +234,11 @@ void *conf_attached(const struct conf *c);
  * and reports file:line:col errors. A module name is [A-Za-z0-9_]+; an
  * option set twice in one stanza or sub-stanza, two stanzas with the same
  * module and instance name, two sub-stanzas with the same name and
- * argument in one stanza, a stanza inside a sub-stanza, and a core scope
- * (Listen, Domain, ...) inside a module stanza are parse errors. The
- * parser does not know which modules exist: an unknown Momentum scope
- * holding stanzas of its own reads as a module stanza, and the loader
- * reports it as "unknown scope or module".
+ * argument in one stanza, and a stanza inside a sub-stanza are parse
+ * errors. The parser does not know which modules exist: an unknown
+ * Momentum scope holding stanzas of its own (Control_Listener { Listen
+ * ... }) reads as a module stanza, and the loader reports it as "unknown
+ * scope or module" with file:line:col.
  */
 struct conf_module_value {
 	const char *text;

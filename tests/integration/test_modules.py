@@ -98,7 +98,42 @@ class Modules(harness.DaemonTestCase):
             ('test_loader "a" { journal = %s journal = %s }' % (j, j), 'duplicate option "journal"'),
             ('test_loader "a" { journal = %s }\ntest_loader "a" { journal = %s }' % (j, j),
              "duplicate stanza"),
-            ('test_loader "a" { journal = %s Domain "x" { } }' % j, "those hold options only"),
+            ('test_loader "a" { journal = %s Binding "x" { } }' % j,
+             'unknown sub-stanza "Binding" for module test_loader (it takes: domain "name" { },'
+             ' defaults { })'),
+            # sub-stanzas (API 1.1)
+            ('test_loader "a" { journal = %s domian "x" { weight = 1 } }' % j,
+             'unknown sub-stanza "domian" for module test_loader (it takes: domain "name" { },'
+             ' defaults { })'),
+            ('test_loader "a" { journal = %s domain { weight = 1 } }' % j,
+             'sub-stanza domain of module test_loader needs a name: domain "name" { ... }'),
+            ('test_loader "a" { journal = %s defaults "x" { } }' % j,
+             "sub-stanza defaults of module test_loader takes no name: write defaults { ... }"),
+            ('test_loader "a" { journal = %s domain "x" { } }' % j,
+             'sub-stanza domain of module test_loader needs option "weight"'),
+            ('test_loader "a" { journal = %s domain "x" { weight = 11 } }' % j,
+             "value 11 out of range for weight (1..10)"),
+            ('test_loader "a" { journal = %s domain "x" { weight = 1 count = 2 } }' % j,
+             'unknown option "count" for sub-stanza domain of module test_loader (it takes: weight'
+             ' tags strict)'),
+            ('test_loader "a" { journal = %s domain "x" { weight = 1 strict = maybe } }' % j,
+             '"maybe" is not a valid boolean for strict'),
+            ('test_loader "a" { journal = %s defaults { wait = 2h } }' % j,
+             "value 2h out of range for wait (0..3600)"),
+            ('test_loader "a" { journal = %s domain "x" { weight = 1 weight = 2 } }' % j,
+             'duplicate option "weight"'),
+            ('test_loader "a" { journal = %s domain "x" { weight = 1 } domain "x" { weight = 2 } }' % j,
+             'duplicate sub-stanza domain "x" in test_loader'),
+            ('test_loader "a" { journal = %s domain "x" { weight = 1 deeper { } } }' % j,
+             'stanza "deeper" inside sub-stanza "domain" of test_loader: module stanzas nest one'
+             ' level deep only'),
+            ('test_api10 "a" { journal = %s opts { } }' % j,
+             'module test_api10 takes no sub-stanzas ("opts" is one); it was built for module API 1.0'),
+            # A Momentum scope impetus lacks, holding a stanza: the loader names it.
+            ('Control_Listener { Listen "/tmp/x.sock" { } }',
+             'unknown scope or module "Control_Listener": no control_listener.so in Module_Path'),
+            ('Momentum_Thing { Something "x" { a = 1 } }',
+             'unknown scope or module "Momentum_Thing": no momentum_thing.so in Module_Path'),
             ('no_such_module "x" { }', 'no no_such_module.so in Module_Path (/nonexistent '),
             ('test_not_a_module { }', "is not an impetus module"),
         ]
@@ -109,10 +144,65 @@ class Modules(harness.DaemonTestCase):
                 self.assertRegex(err, r"impetus\.conf:\d+:\d+: ")
 
     def test_refuses_other_api_version(self):
-        err = self.expect_error("test_future_api { }", "API 99.0", "API 1.0")
+        err = self.expect_error("test_future_api { }", "API 99.0", "API 1.1")
         self.assertIn("test_future_api.so", err)
 
+    def test_check_locations_exact(self):
+        # The error points at the item at fault: line and column.
+        j = '"/dev/null"'
+        err = self.expect_error('test_loader "a" {\n  journal = %s\n  domain "x" {\n'
+                                '    weight = 12\n  }\n}' % j, "out of range for weight")
+        line = self.conf_line_of(err, '  domain "x"') + 1
+        self.assertIn("impetus.conf:%d:14: value 12 out of range for weight" % line, err)
+        err = self.expect_error('test_loader "a" {\n  journal = %s\n  domain "x" {\n'
+                                '    weight = 1\n  }\n  domain {\n  }\n}' % j, "needs a name")
+        line = self.conf_line_of(err, "  domain {")
+        self.assertIn("impetus.conf:%d:3: sub-stanza domain" % line, err)
+
+    def conf_line_of(self, err, text):
+        path = err.split(":")[0]
+        with open(path) as f:
+            for n, l in enumerate(f.read().splitlines(), 1):
+                if l.startswith(text):
+                    return n
+        self.fail("%r not in %s" % (text, path))
+
     # -- start-up and generations ---------------------------------------------
+
+    def test_substanzas_reach_init(self):
+        self.make(lambda: self.stanza(
+            "one", 'count = 5 domain "example.com" { weight = 3 tags = ( x "y z" ) strict = yes }'
+            ' Defaults { wait = 5m limit = 1M } domain "b.example" { weight = 10 }'
+            ' domain "B.example" { weight = 1 strict = false }') + "\n" + self.stanza("two"))
+        with open(self.journal) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(lines, [
+            "init one count=5 wait=120 limit=1024 debug=0 words=a,b count_set=1"
+            " domain=example.com:3:x,y z:1:1 domain=b.example:10:t:0:0 domain=B.example:1:t:0:1"
+            " defaults=300:1048576",
+            "init two count=7 wait=120 limit=1024 debug=0 words=a,b count_set=0"])
+
+    def test_api10_module_loads(self):
+        self.make(lambda: 'test_api10 "old" { journal = "%s" tag = "v1" }\n' %
+                  os.path.join(self.tmp_journal_dir, "journal") + self.stanza("new", 'defaults { }'))
+        with open(self.journal) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(lines, ["init10 old v1",
+                                 "init new count=7 wait=120 limit=1024 debug=0 words=a,b count_set=0"
+                                 " defaults=60:2048"])
+
+    def test_accessor_misuse_aborts(self):
+        for misuse, frag in (("name", 'BUG: sub-stanza "no_such_substanza" is not in its sub-stanza table'),
+                             ("index", 'BUG: sub-stanza "domain" asked for past its count'),
+                             ("type", 'BUG: option "weight" of sub-stanza domain asked for with the wrong type')):
+            with self.subTest(misuse=misuse):
+                d = self.make(lambda: self.stanza("m", 'misuse = %s domain "x" { weight = 1 }' % misuse),
+                              start=False)
+                with self.assertRaises(AssertionError):
+                    d.start()
+                d.proc = None
+                self.assertNotEqual(d.returncode, 0)
+                self.assertIn("module test_loader: " + frag, "\n".join(d.paniclog()))
 
     def test_init_and_fini(self):
         d = self.make(lambda: self.stanza("one", "count = 5 debug_level = 2") + "\n" +

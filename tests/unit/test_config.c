@@ -480,8 +480,6 @@ static const struct ecase {
 	{ __LINE__, "include config", "t.conf:1:9: cannot open include \"config\": Is a directory" },
 	{ __LINE__, "include \"\"", "t.conf:1:9: include needs a file name" },
 	{ __LINE__, "include", "t.conf:1:8: expected \"=\" or \"{\" after \"include\", not end of file" },
-	{ __LINE__, "Foo { Listen \"x\" { } }",
-	  "t.conf:1:1: unknown scope \"Foo\" (nor a module stanza: those cannot hold a Listen scope, line 1)" },
 	{ __LINE__, "Foo {\n  Bar { Baz { } }\n}",
 	  "t.conf:2:9: stanza \"Baz\" inside sub-stanza \"Bar\" of Foo: module stanzas nest one level deep only (or \"Foo\" is a scope impetus does not know)" },
 	{ __LINE__, "m { d \"x\" { a = 1 } d \"x\" { } }",
@@ -1420,6 +1418,22 @@ static void test_module_substanzas(void)
 	CHECK_INTEQ((int)s->nopts, 1);
 	CHECK_STREQ(s->opts[0].v[0].text, "s1");
 	conf_unref(c);
+
+	/*
+	 * A Momentum scope impetus lacks reads as a module stanza with a
+	 * sub-stanza: the loader, not the parser, says "unknown scope or module".
+	 */
+	c = load("Control_Listener {\n  Listen \"/tmp/x.sock\" { Enable = true }\n}\n", &err);
+	CHECK(c != NULL);
+	if (c) {
+		m = conf_module_at(c, 0);
+		CHECK_STREQ(m->module, "Control_Listener");
+		CHECK_INTEQ((int)m->nsubs, 1);
+		CHECK_STREQ(m->subs[0].name, "Listen");
+		CHECK_STREQ(m->subs[0].arg, "/tmp/x.sock");
+		CHECK_INTEQ(m->subs[0].line, 2);
+		conf_unref(c);
+	}
 	str_free(&err);
 }
 
