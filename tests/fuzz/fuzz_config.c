@@ -4,7 +4,8 @@
  * Any bytes as a configuration file: the parser must either build a
  * configuration or fail with a "name:line:col: message" error, never
  * crash, leak or read out of bounds. A configuration it accepts must also
- * answer every option lookup (scope fallback included).
+ * answer every option lookup (scope fallback included), and its module
+ * stanzas and their sub-stanzas must be whole (names, values, locations).
  *
  * Built by tests/fuzz/build.sh with the other targets (clang, ASan+UBSan,
  * see docs/fuzzing.md); by hand:
@@ -20,6 +21,18 @@
 #include "core/str.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* check_opts - every option of a module stanza or sub-stanza has a name, its values and locations. */
+static void check_opts(const struct conf_module_option *o, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (o[i].name == NULL || o[i].line < 1 || o[i].col < 1)
+			abort();
+		for (size_t k = 0; k < o[i].n; k++)
+			if (o[i].v[k].text == NULL || o[i].v[k].line < o[i].line)
+				abort();
+	}
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -37,6 +50,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (int o = 0; o < CONF_OPT__COUNT; o++) {
 			if (conf_get(c, (enum conf_opt)o, "b", "example.com") == NULL)
 				abort();
+		}
+		for (size_t i = 0; i < conf_module_count(c); i++) {
+			const struct conf_module_stanza *m = conf_module_at(c, i);
+
+			check_opts(m->opts, m->nopts);
+			for (size_t k = 0; k < m->nsubs; k++) {
+				if (m->subs[k].name == NULL || m->subs[k].line < m->line)
+					abort();
+				check_opts(m->subs[k].opts, m->subs[k].nopts);
+			}
 		}
 		for (size_t i = 0; i < conf_listener_count(c); i++)
 			(void)conf_listener_get(c, conf_listener_at(c, i), CONF_OPT_MAX_MESSAGE_SIZE);
