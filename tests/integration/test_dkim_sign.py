@@ -24,6 +24,9 @@ dkimpy refuses to parse a header field with WSP before its colon
 canonicalisation is tested by the RFC 6376 §3.4.5 example in
 tests/unit/test_dkim.c instead.
 
+The module itself (modules/opendkim/opendkim.c) is not finished: a
+configuration naming it must stop start-up with a clear message.
+
 OpenDKIM is not used: opendkim-testmsg of Debian 12 (opendkim-tools
 2.11.0~beta2-8+deb12u1) fails with "dkim_chunk(): Syntax error" on every
 input, even "From: a@example.com\r\n\r\nhello\r\n", signing or
@@ -38,6 +41,7 @@ import subprocess
 import tempfile
 import unittest
 
+import harness
 from harness import main
 
 try:
@@ -247,6 +251,21 @@ class DkimSignTest(unittest.TestCase):
                            input=b"", capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 1)
         self.assertIn("cannot open", r.stderr.decode())
+
+
+
+class OpendkimModuleNotFinished(harness.DaemonTestCase):
+    """The opendkim module refuses to start until its configuration exists (modules/opendkim/opendkim.c)."""
+
+    def test_refuses_to_load(self):
+        d = self.new_daemon(start=False, global_text='Module_Path = ( "%s" )\nopendkim "sign1" { }'
+                            % harness.modules_dir())
+        with self.assertRaises(AssertionError) as cm:
+            d.start()
+        self.assertIn('module opendkim "sign1": init failed: the opendkim module is not finished',
+                      str(cm.exception))
+        self.assertNotEqual(d.returncode, 0)
+        d.proc = None	# it exited as it should: nothing to stop at teardown
 
 
 if __name__ == "__main__":
