@@ -161,7 +161,7 @@ void dkim_canon_header(enum dkim_canon c, const char *field, size_t len, struct 
 		dkim_buf_add(out, field, len);
 		if (len < 2 || field[len - 2] != '\r' || field[len - 1] != '\n') {
 			/* A lone LF at the end is the line end: replace it. */
-			if (len > 0 && field[len - 1] == '\n')
+			if (len > 0 && field[len - 1] == '\n' && !out->oom)
 				out->len--;
 			dkim_buf_add(out, "\r\n", 2);
 		}

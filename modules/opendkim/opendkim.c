@@ -3,14 +3,15 @@
  *
  * Issue 7, item 1 is built in steps. This step brings the pure part,
  * dkim_sign.c (canonicalisation, header selection, rsa-sha256 and
- * ed25519-sha256 signatures, tested against dkimpy and OpenDKIM); the
+ * ed25519-sha256 signatures, verified by dkimpy in the tests); the
  * module itself — the Momentum-style `opendkim "name" { ... }` stanza,
  * the key cache, the signing hook on the CPU pool, `opendkim_sign` and
  * the console's signing_stats — comes with a later step of issue 7.
  *
- * Until then init refuses, so that a configuration naming opendkim fails
- * at start-up (and `impetusd -t`) with a clear message instead of
- * silently sending unsigned mail.
+ * Until then init refuses, so that a configuration naming opendkim stops
+ * start-up (or is refused by a reload) with a clear message instead of
+ * silently sending unsigned mail. (`impetusd -t` runs no init: it
+ * accepts the stanza, which has no options yet.)
  */
 #include <impetus/impetus.h>
 
