@@ -4,8 +4,9 @@
  * No I/O and no state beyond what the caller passes in: command lines,
  * MAIL/RCPT paths and parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, NOTIFY,
  * ORCPT), xtext, and the incremental DATA-stream scanner that finds the
- * one true end of data (CRLF . CRLF), removes dot-stuffing and reports bare
- * CR / bare LF so the session can refuse smuggling attempts. Shared by the
+ * one true end of data (CRLF . CRLF), removes dot-stuffing, reports bare
+ * CR / bare LF per section and, when asked, repairs them and folds long
+ * lines (the RFC2822_* conformance settings). Shared by the
  * server and (later) the client. Safe on any thread.
  *
  * Errors come back as an SMTP reply (code, enhanced code, text) ready to
