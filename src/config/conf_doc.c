@@ -48,6 +48,7 @@ static void append_type(struct str *out, enum conf_opt opt)
 	case CONF_T_INTERVAL:
 	case CONF_T_SIZE:
 	case CONF_T_RETRIES:
+	case CONF_T_LINE_LIMIT:
 		conf_option_range(opt, &min, &max);
 		if (max == INT64_MAX)
 			str_appendf(out, " (%" PRId64 "..)", min);

@@ -111,6 +111,7 @@ const char *conf_type_name(enum conf_type t)
 	case CONF_T_ENUM: return "enum";
 	case CONF_T_THROTTLE: return "throttle";
 	case CONF_T_RETRIES: return "retries";
+	case CONF_T_LINE_LIMIT: return "line limit";
 	}
 	return "?";
 }
@@ -517,6 +518,31 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 		}
 		v->u.i = i;
 		return true;
+	case CONF_T_LINE_LIMIT:
+		if (conf_ascii_caseeq(text, "ignore")) {
+			v->u.i = CONF_LINE_LIMIT_IGNORE;
+			return true;
+		}
+		if (conf_ascii_caseeq(text, "pedantic")) {
+			v->u.i = CONF_LINE_LIMIT_RFC;
+			return true;
+		}
+		if (conf_ascii_caseeq(text, "fix")) {
+			v->u.i = CONF_LINE_LIMIT_FIX;
+			return true;
+		}
+		r = parse_int(text, &i);
+		if (r == -1) {
+			str_appendf(msg, "\"%.200s\" is not a valid value for %s (ignore, pedantic, fix or a number)",
+				    text, o->name);
+			return false;
+		}
+		if (r == -2 || i < o->min || i > o->max) {
+			range_error(msg, opt, text, i, r);
+			return false;
+		}
+		v->u.i = i;
+		return true;
 	case CONF_T_ENUM:
 		r = enum_index(opt, text);
 		if (r < 0) {
@@ -674,6 +700,16 @@ void conf_value_format(enum conf_opt opt, const struct conf_value *v, struct str
 		return;
 	case CONF_T_ENUM:
 		str_appends(out, conf_enum_word(opt, v->u.i));
+		return;
+	case CONF_T_LINE_LIMIT:
+		if (v->u.i == CONF_LINE_LIMIT_IGNORE)
+			str_appends(out, "ignore");
+		else if (v->u.i == CONF_LINE_LIMIT_FIX)
+			str_appends(out, "fix");
+		else if (v->u.i == CONF_LINE_LIMIT_RFC)
+			str_appends(out, "pedantic");
+		else
+			str_appendf(out, "%" PRId64, v->u.i);
 		return;
 	case CONF_T_RETRIES:
 		if (v->u.i == CONF_RETRIES_AUTO)

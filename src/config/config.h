@@ -57,16 +57,23 @@ enum conf_type {
 	CONF_T_ENUM,		/* one of a fixed set of words (stored as index) */
 	CONF_T_THROTTLE,	/* "N" or "N/secs" */
 	CONF_T_RETRIES,		/* "auto" (-1), "none" (-2) or N */
+	CONF_T_LINE_LIMIT,	/* "ignore" (0), "pedantic" (998), "fix" (-1) or N */
 };
 
 /* CONF_T_RETRIES special values. */
 #define CONF_RETRIES_AUTO (-1)	/* derive the limit from Message_Expiration */
 #define CONF_RETRIES_NONE (-2)	/* no limit: only Message_Expiration ends retries */
 
+/* CONF_T_LINE_LIMIT values: N > 0 refuses lines longer than N octets. */
+#define CONF_LINE_LIMIT_IGNORE 0	/* accept any length */
+#define CONF_LINE_LIMIT_FIX (-1)	/* break lines longer than 998 octets */
+#define CONF_LINE_LIMIT_RFC 998		/* RFC 5322 2.1.1, what "pedantic" means */
+
 /* CONF_T_ENUM values are word indexes; these name them (test_config checks the table). */
 enum conf_tls { CONF_TLS_IFAVAILABLE, CONF_TLS_REQUIRED, CONF_TLS_NO };
 enum conf_bounces_inline { CONF_BOUNCES_INLINE_HEADERS, CONF_BOUNCES_INLINE_NONE, CONF_BOUNCES_INLINE_ALL };
 enum conf_messageid_header { CONF_MESSAGEID_IFNEEDED, CONF_MESSAGEID_ALWAYS, CONF_MESSAGEID_NEVER };
+enum conf_rfc2822_mode { CONF_RFC2822_FIX, CONF_RFC2822_IGNORE, CONF_RFC2822_PEDANTIC };
 
 /* Scope bits: where an option may be written. */
 #define CONF_S_GLOBAL        0x01

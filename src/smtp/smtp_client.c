@@ -337,6 +337,7 @@ void smtpc_body_init(struct smtpc_body *w)
 {
 	w->at_bol = true;
 	w->cr = false;
+	w->col = 0;
 	w->bytes = 0;
 }
 
@@ -350,8 +351,11 @@ static void body_out(struct smtpc_body *w, struct evbuffer *out, const char *p, 
 
 /*
  * smtpc_body_write - copy runs of ordinary bytes as they are and act only
- * at line ends and at a "." that starts a line, so the common case is a
- * few large evbuffer_add calls per chunk.
+ * at line ends, at a "." that starts a line and at octet SMTPC_BODY_LINE_MAX + 1
+ * of a line, so the common case is a few large evbuffer_add calls per
+ * chunk. A long line is folded with CRLF SPACE, as Postfix's
+ * smtp_line_length_limit does: in a header that is RFC 5322 folding, in a
+ * base64 body the space is ignored by decoders, in text it adds a space.
  */
 void smtpc_body_write(struct smtpc_body *w, struct evbuffer *out, const char *p, size_t len)
 {
@@ -365,6 +369,7 @@ void smtpc_body_write(struct smtpc_body *w, struct evbuffer *out, const char *p,
 			w->cr = false;
 			body_out(w, out, "\r\n", 2);
 			w->at_bol = true;
+			w->col = 0;
 			if (c == '\n') {
 				run = i + 1;
 				continue;
@@ -380,13 +385,22 @@ void smtpc_body_write(struct smtpc_body *w, struct evbuffer *out, const char *p,
 			body_out(w, out, p + run, i - run);
 			body_out(w, out, "\r\n", 2);
 			w->at_bol = true;
+			w->col = 0;
 			run = i + 1;
 		} else {
 			if (w->at_bol && c == '.') {
 				body_out(w, out, p + run, i - run);
 				body_out(w, out, ".", 1);
+				w->col++;
 				run = i;
 			}
+			if (w->col >= SMTPC_BODY_LINE_MAX) {
+				body_out(w, out, p + run, i - run);
+				body_out(w, out, "\r\n ", 3);
+				w->col = 1;
+				run = i;
+			}
+			w->col++;
 			w->at_bol = false;
 		}
 	}
@@ -399,6 +413,7 @@ void smtpc_body_end(struct smtpc_body *w, struct evbuffer *out)
 		body_out(w, out, "\r\n", 2);
 	w->cr = false;
 	w->at_bol = true;
+	w->col = 0;
 	body_out(w, out, ".\r\n", 3);
 }
 

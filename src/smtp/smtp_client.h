@@ -17,7 +17,8 @@
  *   3. for each batch: MAIL FROM (SIZE=, BODY=, SMTPUTF8, RET=, ENVID= when
  *      offered and known), RCPT TO for each recipient (NOTIFY=, ORCPT= with
  *      DSN), DATA (pipelined when PIPELINING is offered), the body read from
- *      the spool with dot-stuffing and bare LF/CR turned into CRLF, and
+ *      the spool with dot-stuffing, bare LF/CR turned into CRLF and lines
+ *      over 998 octets folded with CRLF SPACE, and
  *      reports the per-recipient outcome of the batch;
  *   4. after a batch, asks for the next one; it waits Idle_Timeout for one
  *      (RSET between transactions), then QUITs and reports it closed.

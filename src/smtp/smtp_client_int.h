@@ -100,12 +100,18 @@ void smtpc_params_run(struct str *out, size_t at, const struct smtp_batch *b,
 
 /*
  * Streams message bytes into the DATA encoding: a line that starts with
- * "." gets another ".", a bare CR or bare LF becomes CRLF, and the end adds
- * a missing final CRLF and the ".\r\n" terminator. Feed any split.
+ * "." gets another ".", a bare CR or bare LF becomes CRLF, a line longer
+ * than SMTPC_BODY_LINE_MAX octets on the wire (a stuffing dot counts) is broken
+ * with CRLF SPACE, and the end adds a missing final CRLF and the ".\r\n"
+ * terminator. Feed any split. So no peer ever gets a bare CR or LF (no
+ * smuggling through us) nor a line over RFC 5321's 1000 octets with CRLF.
  */
+#define SMTPC_BODY_LINE_MAX 998	/* RFC 5321 4.5.3.1.6, CRLF excluded */
+
 struct smtpc_body {
 	bool at_bol;		/* the next byte starts a line */
 	bool cr;		/* the last byte was a CR not yet matched */
+	size_t col;		/* octets on the current wire line */
 	uint64_t bytes;		/* bytes written to out so far */
 };
 

@@ -1074,10 +1074,47 @@ static inline void data_emit(struct smtp_data_scanner *sc, struct str *out, uint
 }
 
 /*
+ * line_end - a line ended (at CRLF, or at a bare CR or LF, which count as
+ * line ends for the length and for finding the header/body boundary: the
+ * SMTP client sends each of them as CRLF). An empty line ends the header
+ * section.
+ */
+static inline void line_end(struct smtp_data_scanner *sc)
+{
+	if (sc->line_len > sc->longest_line)
+		sc->longest_line = sc->line_len;
+	if (sc->line_len == 0)
+		sc->in_body = true;
+	sc->line_len = 0;
+}
+
+/*
+ * bare_seen - a bare CR or LF at the current point: flag it in the section
+ * it is in, and say whether this section's setting wants it made CRLF.
+ */
+static inline bool bare_seen(struct smtp_data_scanner *sc)
+{
+	if (sc->in_body) {
+		sc->bare_body = true;
+		return sc->fix_bare_body;
+	}
+	sc->bare_headers = true;
+	return sc->fix_bare_headers;
+}
+
+/*
  * line_scan - the engine behind smtp_data_scan (unstuff = true: dot
  * handling and the terminator) and smtp_scan_chunk (unstuff = false).
  * Bytes are copied to out in runs: a run is broken only by a dropped
- * stuffing dot, a held CR, or the end of the buffer.
+ * stuffing dot, a held CR, a repair (CRLF for a bare CR or LF, CRLF SPACE
+ * to fold a long line), or the end of the buffer.
+ *
+ * A bare CR or LF ends a line for counting but never puts the scanner at
+ * the beginning of a line in the SMTP sense (DS_BOL): only CRLF does. So
+ * "\n.\r\n", "\r.\r\n", "\n.\n" and the like are data, repaired or not,
+ * and the only end of data stays CRLF "." CRLF (the SMTP smuggling
+ * defence: the next hop, which gets CRLF everywhere, must see the same
+ * message boundaries we saw).
  */
 static size_t line_scan(struct smtp_data_scanner *sc, const char *buf, size_t len,
 			struct str *out, uint64_t limit, bool unstuff)
@@ -1088,7 +1125,21 @@ static size_t line_scan(struct smtp_data_scanner *sc, const char *buf, size_t le
 		switch (sc->state) {
 		case DS_MID: {
 			const char *q = find_special(p, end);
+			size_t fold = sc->fold_at;
 
+			if (fold && q > p && sc->line_len + (size_t)(q - p) > fold) {
+				/* Break before the octet that would be number fold + 1. */
+				const char *cut = sc->line_len >= fold ? p : p + (fold - sc->line_len);
+
+				data_emit(sc, out, limit, run, (size_t)(cut - run));
+				data_emit(sc, out, limit, "\r\n ", 3);
+				sc->folded = true;
+				if (sc->line_len + (size_t)(cut - p) > sc->longest_line)
+					sc->longest_line = sc->line_len + (size_t)(cut - p);
+				sc->line_len = 1;
+				run = p = cut;
+				continue;
+			}
 			sc->line_len += (size_t)(q - p);
 			p = q;
 			if (p == end)
@@ -1100,33 +1151,50 @@ static size_t line_scan(struct smtp_data_scanner *sc, const char *buf, size_t le
 				 */
 				if (end - p >= 3 && p[1] == '\n' && (!unstuff || p[2] != '.')) {
 					p += 2;
-					if (sc->line_len > sc->longest_line)
-						sc->longest_line = sc->line_len;
-					sc->line_len = 0;
+					line_end(sc);
 					continue;
 				}
 				sc->state = DS_CR;
+				p++;
+			} else if (*p == '\n') {
+				/* bare LF: a line end, but not a BOL */
+				if (bare_seen(sc)) {
+					data_emit(sc, out, limit, run, (size_t)(p - run));
+					data_emit(sc, out, limit, "\r\n", 2);
+					run = p + 1;
+				}
+				sc->bare_lf = true;
+				line_end(sc);
+				p++;
 			} else {
-				if (*p == '\n')
-					sc->bare_lf = true;
-				else
-					sc->nul = true;
+				sc->nul = true;
+				if (fold && sc->line_len >= fold) {
+					data_emit(sc, out, limit, run, (size_t)(p - run));
+					data_emit(sc, out, limit, "\r\n ", 3);
+					sc->folded = true;
+					line_end(sc);
+					sc->line_len = 1;
+					run = p;
+				}
 				sc->line_len++;
+				p++;
 			}
-			p++;
 			break;
 		}
 		case DS_CR:
 			if (*p == '\n') {
 				p++;
-				if (sc->line_len > sc->longest_line)
-					sc->longest_line = sc->line_len;
-				sc->line_len = 0;
+				line_end(sc);
 				sc->state = DS_BOL;
 			} else {
-				/* the CR (already in the run) was bare */
+				/* The CR (already in the run, or sent) was bare. */
+				if (bare_seen(sc)) {
+					data_emit(sc, out, limit, run, (size_t)(p - run));
+					data_emit(sc, out, limit, "\n", 1);
+					run = p;
+				}
 				sc->bare_cr = true;
-				sc->line_len++;
+				line_end(sc);
 				sc->state = DS_MID;
 			}
 			break;
@@ -1155,9 +1223,12 @@ static size_t line_scan(struct smtp_data_scanner *sc, const char *buf, size_t le
 				goto out;
 			}
 			/* not the terminator: the held CR is bare data */
-			data_emit(sc, out, limit, "\r", 1);
+			if (bare_seen(sc))
+				data_emit(sc, out, limit, "\r\n", 2);
+			else
+				data_emit(sc, out, limit, "\r", 1);
 			sc->bare_cr = true;
-			sc->line_len++;
+			line_end(sc);
 			sc->state = DS_MID;
 			break;
 		}
@@ -1183,7 +1254,8 @@ size_t smtp_data_scan(struct smtp_data_scanner *sc, const char *buf, size_t len,
 	return line_scan(sc, buf, len, out, limit, true);
 }
 
-void smtp_scan_chunk(struct smtp_data_scanner *sc, const char *buf, size_t len)
+void smtp_scan_chunk(struct smtp_data_scanner *sc, const char *buf, size_t len,
+		     struct str *out, uint64_t limit)
 {
-	line_scan(sc, buf, len, NULL, 0, false);
+	line_scan(sc, buf, len, out, limit, false);
 }

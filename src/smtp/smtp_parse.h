@@ -4,8 +4,9 @@
  * No I/O and no state beyond what the caller passes in: command lines,
  * MAIL/RCPT paths and parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, NOTIFY,
  * ORCPT), xtext, and the incremental DATA-stream scanner that finds the
- * one true end of data (CRLF . CRLF), removes dot-stuffing and reports bare
- * CR / bare LF so the session can refuse smuggling attempts. Shared by the
+ * one true end of data (CRLF . CRLF), removes dot-stuffing, reports bare
+ * CR / bare LF per section and, when asked, repairs them and folds long
+ * lines (the RFC2822_* conformance settings). Shared by the
  * server and (later) the client. Safe on any thread.
  *
  * Errors come back as an SMTP reply (code, enhanced code, text) ready to
@@ -134,7 +135,13 @@ void smtp_xtext_encode(const char *in, size_t len, struct str *out);
  * the only terminator: bare LF, bare CR, LF.LF, CR.CR and the like are
  * data and are flagged. longest_line (unstuffed, without CRLF, counting
  * the line still in progress) lets the caller refuse over-long lines; a
- * line ends only at CRLF. A dot right after CRLF (or at the very start)
+ * line ends at CRLF and, for counting only, at a bare CR or LF (the SMTP
+ * client sends those as CRLF); a dot is a stuffing dot only after a real
+ * CRLF. The caller may set, after init, the repairs: fix_bare_headers /
+ * fix_bare_body turn a bare CR or LF of that section into CRLF in out,
+ * fold_at > 0 breaks lines longer than fold_at octets with CRLF SPACE
+ * (RFC 5322 folding, as Postfix's smtp_line_length_limit). The header
+ * section ends at the first empty line. A dot right after CRLF (or at the very start)
  * is always a stuffing dot and removed, whatever follows it. The CRLF
  * before the final "." belongs to the message and is appended. Once done,
  * the scanner consumed exactly the terminator and nothing after it
@@ -146,6 +153,13 @@ struct smtp_data_scanner {
 	bool bare_lf;		/* an LF not preceded by CR was seen */
 	bool bare_cr;		/* a CR not followed by LF was seen */
 	bool nul;		/* a NUL byte was seen */
+	bool bare_headers;	/* a bare CR or LF was in the header section */
+	bool bare_body;		/* a bare CR or LF was in the body */
+	bool in_body;		/* the empty line after the headers was seen */
+	bool folded;		/* a line was broken at fold_at */
+	bool fix_bare_headers;	/* set by the caller: repair bare CR/LF to CRLF */
+	bool fix_bare_body;
+	size_t fold_at;		/* set by the caller: 0, or the longest line kept */
 	size_t line_len;	/* internal: current line length */
 	size_t longest_line;	/* excluding CRLF */
 	uint64_t bytes;		/* message bytes so far, kept or dropped by limit */
@@ -163,9 +177,11 @@ size_t smtp_data_scan(struct smtp_data_scanner *sc, const char *buf, size_t len,
 		      struct str *out, uint64_t limit);
 
 /*
- * smtp_scan_chunk - check a BDAT chunk's bytes for the same line rules
- * (bare CR/LF, line length) without unstuffing; state carries across chunks.
+ * smtp_scan_chunk - a BDAT chunk's bytes: the same line rules and repairs
+ * (bare CR/LF, line length) without unstuffing, appended to out under
+ * limit as smtp_data_scan does; state carries across chunks.
  */
-void smtp_scan_chunk(struct smtp_data_scanner *sc, const char *buf, size_t len);
+void smtp_scan_chunk(struct smtp_data_scanner *sc, const char *buf, size_t len,
+		     struct str *out, uint64_t limit);
 
 #endif

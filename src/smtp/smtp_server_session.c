@@ -510,7 +510,8 @@ static void message_complete(struct smtp_session *s)
 		transaction_reset(s);
 		return;
 	}
-	if (s->scan.bare_cr || s->scan.bare_lf) {
+	if ((s->scan.bare_headers && s->lim.lone_lf_headers == CONF_RFC2822_PEDANTIC) ||
+	    (s->scan.bare_body && s->lim.lone_lf_body == CONF_RFC2822_PEDANTIC)) {
 		reject(s, "data", "554 5.6.0 Message rejected: bare CR or LF (RFC 5321 2.3.8)");
 		transaction_reset(s);
 		return;
@@ -1328,6 +1329,19 @@ static uint64_t scan_limit(struct smtp_session *s)
 	return s->lim.max_size > 0 ? (uint64_t)s->lim.max_size + 1 : 0;
 }
 
+/*
+ * scan_begin - a fresh DATA/BDAT scanner with this listener's repairs
+ * (RFC2822_Lone_LF_In_Headers/_Body = fix, RFC2822_Max_Line_Length = fix).
+ */
+static void scan_begin(struct smtp_session *s)
+{
+	smtp_data_scanner_init(&s->scan);
+	s->scan.fix_bare_headers = s->lim.lone_lf_headers == CONF_RFC2822_FIX;
+	s->scan.fix_bare_body = s->lim.lone_lf_body == CONF_RFC2822_FIX;
+	if (s->lim.max_line == CONF_LINE_LIMIT_FIX)
+		s->scan.fold_at = CONF_LINE_LIMIT_RFC;
+}
+
 static void cmd_data(struct smtp_session *s, const char *args)
 {
 	if (s->bdat_used) {
@@ -1364,7 +1378,7 @@ static void data_finish(struct smtp_session *s, enum imp_verdict v, const struct
 			return;
 		}
 		start_body(s);
-		smtp_data_scanner_init(&s->scan);
+		scan_begin(s);
 		reply(s, "354 End data with <CR><LF>.<CR><LF>");
 		session_set_state(s, S_DATA);
 		set_timeout(s, s->lim.data_timeout);
@@ -1379,7 +1393,7 @@ static void data_finish(struct smtp_session *s, enum imp_verdict v, const struct
 	} else {
 		s->bdat_used = true;
 		start_body(s);
-		smtp_data_scanner_init(&s->scan);
+		scan_begin(s);
 	}
 	session_set_state(s, S_BDAT);
 	set_timeout(s, s->lim.data_timeout);
@@ -1716,13 +1730,9 @@ static bool process_bdat(struct smtp_session *s, struct evbuffer *in)
 		if (take == 0)
 			return false;
 		if (!s->bdat_discard) {
-			uint64_t lim = scan_limit(s);
-			size_t keep = take;
-			if (lim && s->scan.bytes + keep > lim)
-				keep = s->scan.bytes >= lim ? 0 : (size_t)(lim - s->scan.bytes);
-			/* smtp_scan_chunk counts the bytes; keep only what fits. */
-			str_append(body_out(s), vec[0].iov_base, keep);
-			smtp_scan_chunk(&s->scan, vec[0].iov_base, take);
+			/* smtp_scan_chunk counts the bytes; it keeps only what fits. */
+			smtp_scan_chunk(&s->scan, vec[0].iov_base, take, body_out(s),
+					scan_limit(s));
 			body_spill(s);
 		}
 		evbuffer_drain(in, take);
@@ -1954,6 +1964,8 @@ static void load_limits(struct smtp_session *s)
 	s->lim.max_rcpts = conf_listener_get(c, l, CONF_OPT_MAX_RECIPIENTS_PER_MESSAGE)->u.i;
 	s->lim.max_cmd = conf_listener_get(c, l, CONF_OPT_MAX_COMMAND_LENGTH)->u.i;
 	s->lim.max_line = conf_listener_get(c, l, CONF_OPT_MAX_LINE_LENGTH)->u.i;
+	s->lim.lone_lf_headers = (int)conf_listener_get(c, l, CONF_OPT_RFC2822_LONE_LF_IN_HEADERS)->u.i;
+	s->lim.lone_lf_body = (int)conf_listener_get(c, l, CONF_OPT_RFC2822_LONE_LF_IN_BODY)->u.i;
 	s->lim.cmd_timeout = conf_listener_get(c, l, CONF_OPT_SERVER_TIMEOUT)->u.i;
 	s->lim.data_timeout = conf_listener_get(c, l, CONF_OPT_DATA_TIMEOUT)->u.i;
 	s->lim.messageid = (int)conf_listener_get(c, l, CONF_OPT_RFC2822_MESSAGEID_HEADER)->u.i;

@@ -38,7 +38,9 @@ struct session_limits {
 	int64_t max_size;		/* 0 = none */
 	int64_t max_rcpts;
 	int64_t max_cmd;		/* bytes incl. CRLF */
-	int64_t max_line;		/* 0 = none */
+	int64_t max_line;		/* RFC2822_Max_Line_Length: 0 ignore, -1 fix, N refuse over N */
+	int lone_lf_headers;		/* enum conf_rfc2822_mode */
+	int lone_lf_body;		/* enum conf_rfc2822_mode */
 	int64_t cmd_timeout;
 	int64_t data_timeout;
 	int64_t min_data_rate;		/* bytes/s; 0 = no DATA/BDAT phase deadline */

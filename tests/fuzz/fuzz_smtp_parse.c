@@ -85,11 +85,12 @@ static void fuzz_xtext(const char *in, size_t len)
 	str_free(&again);
 }
 
-/* ref_scan - the DATA rules written plainly, whole input at once. */
-static size_t ref_scan(const char *in, size_t len, struct str *out, struct smtp_data_scanner *r)
+/* ref_scan - the DATA rules written plainly, whole input at once, with the repairs. */
+static size_t ref_scan(const char *in, size_t len, struct str *out, struct smtp_data_scanner *r,
+		     bool fix, size_t fold)
 {
 	size_t i = 0, line = 0;
-	bool bol = true;
+	bool bol = true, body = false;
 
 	smtp_data_scanner_init(r);
 	while (i < len) {
@@ -100,52 +101,88 @@ static size_t ref_scan(const char *in, size_t len, struct str *out, struct smtp_
 				break;
 			}
 			if (i + 1 == len || (i + 2 == len && in[i + 1] == '\r')) {
-				i = len;
+				i = len;	/* a possible terminator still open */
 				break;
 			}
-			i++;
+			i++;		/* stuffing dot */
 		}
 		bol = false;
 		char c = in[i];
 		if (c == '\r' && i + 1 < len && in[i + 1] == '\n') {
 			str_append(out, "\r\n", 2);
-			if (line > r->longest_line)
-				r->longest_line = line;
-			line = 0;
 			bol = true;
 			i += 2;
+		} else if (c == '\r' && i + 1 == len) {
+			str_appendc(out, c);	/* CR at the very end: undecided */
+			i++;
+			break;
+		} else if (c == '\r' || c == '\n') {
+			/* bare: a line end (never a BOL), repaired when asked */
+			if (fix)
+				str_append(out, "\r\n", 2);
+			else
+				str_appendc(out, c);
+			if (c == '\r')
+				r->bare_cr = true;
+			else
+				r->bare_lf = true;
+			if (body)
+				r->bare_body = true;
+			else
+				r->bare_headers = true;
+			i++;
+		} else {
+			if (fold && line >= fold) {
+				str_append(out, "\r\n ", 3);
+				if (line > r->longest_line)
+					r->longest_line = line;
+				line = 0;
+				r->folded = true;
+				line = 1;
+			}
+			str_appendc(out, c);
+			if (c == '\0')
+				r->nul = true;
+			line++;
+			i++;
 			continue;
 		}
-		str_appendc(out, c);
-		i++;
-		if (c == '\r' && i == len)
-			break;
-		line++;
-		if (c == '\r')
-			r->bare_cr = true;
-		else if (c == '\n')
-			r->bare_lf = true;
-		else if (c == '\0')
-			r->nul = true;
+		/* a line ended */
+		if (line > r->longest_line)
+			r->longest_line = line;
+		if (line == 0)
+			body = true;
+		line = 0;
 	}
 	if (line > r->longest_line)
 		r->longest_line = line;
+	r->in_body = body;
 	return i;
 }
 
 static bool same_scan(const struct smtp_data_scanner *a, const struct smtp_data_scanner *b)
 {
 	return a->done == b->done && a->bare_lf == b->bare_lf && a->bare_cr == b->bare_cr &&
-	       a->nul == b->nul && a->longest_line == b->longest_line;
+	       a->nul == b->nul && a->longest_line == b->longest_line &&
+	       a->bare_headers == b->bare_headers && a->bare_body == b->bare_body &&
+	       a->in_body == b->in_body && a->folded == b->folded;
+}
+
+/* scanner_start - a scanner with the repairs this input asks for. */
+static void scanner_start(struct smtp_data_scanner *sc, bool fix, size_t fold)
+{
+	smtp_data_scanner_init(sc);
+	sc->fix_bare_headers = sc->fix_bare_body = fix;
+	sc->fold_at = fold;
 }
 
 /* scan_split - feed in two pieces, as a session would, stopping at done. */
 static size_t scan_split(struct smtp_data_scanner *sc, const char *in, size_t len, size_t cut,
-			 struct str *out, uint64_t limit)
+			 struct str *out, uint64_t limit, bool fix, size_t fold)
 {
 	size_t n;
 
-	smtp_data_scanner_init(sc);
+	scanner_start(sc, fix, fold);
 	n = smtp_data_scan(sc, in, cut, out, limit);
 	if (!sc->done) {
 		MUST(n == cut);
@@ -154,14 +191,14 @@ static size_t scan_split(struct smtp_data_scanner *sc, const char *in, size_t le
 	return n;
 }
 
-static void fuzz_data(const char *in, size_t len, size_t cut)
+static void fuzz_data(const char *in, size_t len, size_t cut, bool fix, size_t fold)
 {
 	struct smtp_data_scanner ref, sc;
 	struct str rout = STR_INIT, out = STR_INIT;
-	size_t rn = ref_scan(in, len, &rout, &ref);
+	size_t rn = ref_scan(in, len, &rout, &ref, fix, fold);
 
 	/* whole */
-	smtp_data_scanner_init(&sc);
+	scanner_start(&sc, fix, fold);
 	size_t n = smtp_data_scan(&sc, in, len, &out, 0);
 	MUST(n == rn && same_scan(&sc, &ref));
 	MUST(out.len == rout.len && sc.bytes == out.len &&
@@ -171,7 +208,7 @@ static void fuzz_data(const char *in, size_t len, size_t cut)
 
 	/* two pieces, and a limit */
 	uint64_t limit = cut % 7 + 1;
-	n = scan_split(&sc, in, len, cut, &out, limit);
+	n = scan_split(&sc, in, len, cut, &out, limit, fix, fold);
 	size_t keep = rout.len < limit ? rout.len : (size_t)limit;
 	MUST(n == rn && same_scan(&sc, &ref) && sc.bytes == rout.len);
 	MUST(out.len == keep && memcmp(str_cstr(&out), str_cstr(&rout), keep) == 0);
@@ -179,7 +216,7 @@ static void fuzz_data(const char *in, size_t len, size_t cut)
 
 	/* byte by byte, for short inputs */
 	if (len <= 256) {
-		smtp_data_scanner_init(&sc);
+		scanner_start(&sc, fix, fold);
 		n = 0;
 		for (size_t i = 0; i < len && !sc.done; i++)
 			n += smtp_data_scan(&sc, in + i, 1, &out, 0);
@@ -191,12 +228,17 @@ static void fuzz_data(const char *in, size_t len, size_t cut)
 
 	/* BDAT: chunk boundaries do not matter */
 	struct smtp_data_scanner a, b;
-	smtp_data_scanner_init(&a);
-	smtp_data_scanner_init(&b);
-	smtp_scan_chunk(&a, in, len);
-	smtp_scan_chunk(&b, in, cut);
-	smtp_scan_chunk(&b, in + cut, len - cut);
-	MUST(same_scan(&a, &b) && !a.done && a.bytes == len && b.bytes == len);
+	struct str ao = STR_INIT, bo = STR_INIT;
+	scanner_start(&a, fix, fold);
+	scanner_start(&b, fix, fold);
+	smtp_scan_chunk(&a, in, len, &ao, 0);
+	smtp_scan_chunk(&b, in, cut, &bo, 0);
+	smtp_scan_chunk(&b, in + cut, len - cut, &bo, 0);
+	MUST(same_scan(&a, &b) && !a.done && a.bytes == ao.len && b.bytes == bo.len);
+	MUST(ao.len == bo.len && memcmp(str_cstr(&ao), str_cstr(&bo), ao.len) == 0);
+	MUST(fix || fold || ao.len == len);
+	str_free(&ao);
+	str_free(&bo);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -227,6 +269,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(s);
 
 	fuzz_xtext(in, len);
-	fuzz_data(in, len, len ? flags % (len + 1) : 0);
+	/* the top bits choose the repairs: bare CR/LF to CRLF, folding at 7 */
+	fuzz_data(in, len, len ? flags % (len + 1) : 0, flags & 0x40, (flags & 0x80) ? 7 : 0);
 	return 0;
 }

@@ -1,7 +1,9 @@
 """
 test_smtp_abuse.py - hostile and broken clients
 
-SMTP smuggling (every bare CR / bare LF end-of-data variant), dot
+SMTP smuggling (every bare CR / bare LF end-of-data variant, refused
+here under the pedantic settings; accepted as data by default in
+test_conformance.py), dot
 unstuffing, the configured limits (command and text line length,
 recipients, connections, timeouts), slow clients and plain garbage.
 After each abuse the daemon must still serve a normal session and must
@@ -27,6 +29,11 @@ from harness import accepted_id, data_payload, make_message  # noqa: E402
 
 SMUGGLED = (b"MAIL FROM:<evil@x>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nsmuggled\r\n")
 
+# The refusals below are the pedantic settings (the defaults accept such
+# messages and repair them: test_conformance.py, with the same fake ends).
+PEDANTIC = ("RFC2822_Max_Line_Length = pedantic\nRFC2822_Lone_LF_In_Headers = pedantic\n"
+            "RFC2822_Lone_LF_In_Body = pedantic")
+
 # (name, fake end of data, expected reply code, enhanced code)
 SMUGGLE_CASES = [
     ("LF.LF", b"\n.\n", 554, "5.6.0"),
@@ -43,7 +50,7 @@ def senders(daemon):
 
 
 class Smuggling(harness.DaemonTestCase):
-    shared = dict()
+    shared = dict(listen_text=PEDANTIC)
 
     def session(self, **kw):
         c = self.raw(**kw)

@@ -301,6 +301,25 @@ static const struct vcase {
 	  "t.conf:1:19: \"a.*.example\" is not a valid domain for Relay_Domains" },
 	{ __LINE__, "Bind_Address = \"not-an-ip\"", CONF_OPT_BIND_ADDRESS, 0,
 	  "t.conf:1:16: \"not-an-ip\" is not a valid IP address for Bind_Address" },
+	/* message conformance: Momentum's words, or a number */
+	{ __LINE__, "RFC2822_Max_Line_Length = ignore", CONF_OPT_MAX_LINE_LENGTH,
+	  CONF_LINE_LIMIT_IGNORE, NULL },
+	{ __LINE__, "RFC2822_Max_Line_Length = \"Pedantic\"", CONF_OPT_MAX_LINE_LENGTH,
+	  CONF_LINE_LIMIT_RFC, NULL },
+	{ __LINE__, "RFC2822_Max_Line_Length = fix", CONF_OPT_MAX_LINE_LENGTH, CONF_LINE_LIMIT_FIX, NULL },
+	{ __LINE__, "RFC2822_Max_Line_Length = 2048", CONF_OPT_MAX_LINE_LENGTH, 2048, NULL },
+	{ __LINE__, "RFC2822_Max_Line_Length = -1", CONF_OPT_MAX_LINE_LENGTH, 0,
+	  "t.conf:1:27: value -1 out of range for RFC2822_Max_Line_Length (0..1048576)" },
+	{ __LINE__, "RFC2822_Max_Line_Length = folding", CONF_OPT_MAX_LINE_LENGTH, 0,
+	  "t.conf:1:27: \"folding\" is not a valid value for RFC2822_Max_Line_Length "
+	  "(ignore, pedantic, fix or a number)" },
+	{ __LINE__, "RFC2822_Lone_LF_In_Body = ignore", CONF_OPT_RFC2822_LONE_LF_IN_BODY,
+	  CONF_RFC2822_IGNORE, NULL },
+	{ __LINE__, "RFC2822_Lone_LF_In_Headers = pedantic", CONF_OPT_RFC2822_LONE_LF_IN_HEADERS,
+	  CONF_RFC2822_PEDANTIC, NULL },
+	{ __LINE__, "RFC2822_Lone_LF_In_Body = strict", CONF_OPT_RFC2822_LONE_LF_IN_BODY, 0,
+	  "t.conf:1:27: \"strict\" is not a valid value for RFC2822_Lone_LF_In_Body "
+	  "(fix, ignore, pedantic)" },
 	/* renamed options: old spellings load, messages use the new name */
 	{ __LINE__, "Server_Timeout = 7", CONF_OPT_SERVER_TIMEOUT, 7, NULL },
 	{ __LINE__, "Concurrency = 0", CONF_OPT_CONCURRENCY, 0, NULL },
@@ -308,6 +327,26 @@ static const struct vcase {
 	{ __LINE__, "Idle_Time = 5\nServer_Timeout = 6", CONF_OPT_SERVER_TIMEOUT, 0,
 	  "t.conf:2:1: duplicate option \"Idle_Time\" in this scope (first set at t.conf:1)" },
 };
+
+/* test_conformance_defaults - accept and repair bare CR/LF, accept long lines. */
+static void test_conformance_defaults(void)
+{
+	struct str err = STR_INIT, out = STR_INIT;
+	struct conf *c = load("", &err);
+
+	CHECK(c != NULL);
+	if (c == NULL)
+		return;
+	CHECK_INTEQ(conf_get(c, CONF_OPT_RFC2822_LONE_LF_IN_HEADERS, NULL, NULL)->u.i, CONF_RFC2822_FIX);
+	CHECK_INTEQ(conf_get(c, CONF_OPT_RFC2822_LONE_LF_IN_BODY, NULL, NULL)->u.i, CONF_RFC2822_FIX);
+	const struct conf_value *v = conf_get(c, CONF_OPT_MAX_LINE_LENGTH, NULL, NULL);
+	CHECK_INTEQ(v->u.i, CONF_LINE_LIMIT_IGNORE);
+	conf_value_format(CONF_OPT_MAX_LINE_LENGTH, v, &out);
+	CHECK_STREQ(str_cstr(&out), "ignore");
+	conf_unref(c);
+	str_free(&out);
+	str_free(&err);
+}
 
 static void test_values(void)
 {
@@ -1443,6 +1482,7 @@ int main(void)
 	test_module_substanzas();
 	test_table();
 	test_values();
+	test_conformance_defaults();
 	test_strings_and_lists();
 	test_throttle();
 	test_errors();

@@ -333,6 +333,69 @@ static void body_run(const char *in, size_t a, size_t b, struct str *got, uint64
 	evbuffer_free(ev);
 }
 
+/*
+ * test_body_fold - no wire line over SMTPC_BODY_LINE_MAX octets, whatever the
+ * split: a 5,000-octet line, one of exactly 998, one of 999 that starts
+ * with a dot (1,000 on the wire: the stuffing dot counts), each folded with CRLF SPACE and
+ * nothing lost.
+ */
+static void test_body_fold(struct str *got)
+{
+	struct str in = STR_INIT, want = STR_INIT;
+	uint64_t bytes;
+
+	for (int i = 0; i < 5000; i++)
+		str_appendc(&in, (char)('a' + i % 26));
+	str_appends(&in, "\r\n");
+	for (int i = 0; i < 998; i++)
+		str_appendc(&in, 'y');
+	str_appends(&in, "\r\n.");
+	for (int i = 0; i < 998; i++)
+		str_appendc(&in, 'z');
+	str_appends(&in, "\n");
+
+	/* expected: 998, then " " + 997 each, for the 5,000 */
+	size_t k = 0;
+	for (int i = 0; i < 5000; i++) {
+		if (k == 998) {
+			str_appends(&want, "\r\n ");
+			k = 1;
+		}
+		str_appendc(&want, (char)('a' + i % 26));
+		k++;
+	}
+	str_appends(&want, "\r\n");
+	for (int i = 0; i < 998; i++)
+		str_appendc(&want, 'y');
+	str_appends(&want, "\r\n..");
+	for (int i = 0; i < 996; i++)
+		str_appendc(&want, 'z');
+	str_appends(&want, "\r\n zz\r\n.\r\n");
+
+	static const size_t cuts[][2] = { { 0, 0 }, { 997, 998 }, { 998, 5003 }, { 1, 6000 },
+					  { 5002, 7002 }, { 6003, 6004 } };
+	for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+		body_run(str_cstr(&in), cuts[c][0], cuts[c][1], got, &bytes);
+		if (got->len != want.len || memcmp(got->s, want.s, want.len) != 0 || bytes != got->len) {
+			fprintf(stderr, "%s:%d: fold, cuts %zu/%zu: %zu octets, want %zu\n",
+				__FILE__, __LINE__, cuts[c][0], cuts[c][1], got->len, want.len);
+			check_failures++;
+		}
+		size_t line = 0;
+		for (size_t i = 0; i < got->len; i++) {
+			if (got->s[i] == '\r' && i + 1 < got->len && got->s[i + 1] == '\n') {
+				CHECK(line <= SMTPC_BODY_LINE_MAX);
+				line = 0;
+				i++;
+			} else {
+				line++;
+			}
+		}
+	}
+	str_free(&in);
+	str_free(&want);
+}
+
 static void test_body(void)
 {
 	struct str got = STR_INIT;
@@ -370,6 +433,7 @@ static void test_body(void)
 		CHECK_STREQ(str_cstr(&got), "l1\r\n..l2\r\nl3\r\n..l4\r\n.\r\n");
 		evbuffer_free(ev);
 	}
+	test_body_fold(&got);
 	str_free(&got);
 }
 

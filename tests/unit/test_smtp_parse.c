@@ -903,27 +903,27 @@ static const struct data_case data_cases[] = {
 	{ __LINE__, L("a.\r\nb.b\r\n.\r\n"), L("a.\r\nb.b\r\n"), 12, DONE, 0, 0, 0, 3 },
 	{ __LINE__, L("a\r\n. \r\n.\r\n"), L("a\r\n \r\n"), 10, DONE, 0, 0, 0, 1 },
 	/* the look-alikes: none of them ends the data */
-	{ __LINE__, L("a\n.\nb\r\n.\r\n"), L("a\n.\nb\r\n"), 10, DONE, 1, 0, 0, 5 },
-	{ __LINE__, L("a\r.\rb\r\n.\r\n"), L("a\r.\rb\r\n"), 10, DONE, 0, 1, 0, 5 },
-	{ __LINE__, L("a\n.\r\nb\r\n.\r\n"), L("a\n.\r\nb\r\n"), 11, DONE, 1, 0, 0, 3 },
-	{ __LINE__, L("a\r\n.\nb\r\n.\r\n"), L("a\r\n\nb\r\n"), 11, DONE, 1, 0, 0, 2 },
-	{ __LINE__, L("a\r\n.\rb\r\n.\r\n"), L("a\r\n\rb\r\n"), 11, DONE, 0, 1, 0, 2 },
+	{ __LINE__, L("a\n.\nb\r\n.\r\n"), L("a\n.\nb\r\n"), 10, DONE, 1, 0, 0, 1 },
+	{ __LINE__, L("a\r.\rb\r\n.\r\n"), L("a\r.\rb\r\n"), 10, DONE, 0, 1, 0, 1 },
+	{ __LINE__, L("a\n.\r\nb\r\n.\r\n"), L("a\n.\r\nb\r\n"), 11, DONE, 1, 0, 0, 1 },
+	{ __LINE__, L("a\r\n.\nb\r\n.\r\n"), L("a\r\n\nb\r\n"), 11, DONE, 1, 0, 0, 1 },
+	{ __LINE__, L("a\r\n.\rb\r\n.\r\n"), L("a\r\n\rb\r\n"), 11, DONE, 0, 1, 0, 1 },
 	{ __LINE__, L("a\r\n\0.\r\n.\r\n"), L("a\r\n\0.\r\n"), 10, DONE, 0, 0, 1, 2 },
-	{ __LINE__, L("\n.\n"), L("\n.\n"), 3, OPEN, 1, 0, 0, 3 },
-	{ __LINE__, L("\r.\r"), L("\r.\r"), 3, OPEN, 0, 1, 0, 2 },
-	{ __LINE__, L("\n.\r\n"), L("\n.\r\n"), 4, OPEN, 1, 0, 0, 2 },
+	{ __LINE__, L("\n.\n"), L("\n.\n"), 3, OPEN, 1, 0, 0, 1 },
+	{ __LINE__, L("\r.\r"), L("\r.\r"), 3, OPEN, 0, 1, 0, 1 },
+	{ __LINE__, L("\n.\r\n"), L("\n.\r\n"), 4, OPEN, 1, 0, 0, 1 },
 	{ __LINE__, L("a\r\n.\n"), L("a\r\n\n"), 5, OPEN, 1, 0, 0, 1 },
 	{ __LINE__, L("a\r\n.\r"), L("a\r\n"), 5, OPEN, 0, 0, 0, 1 },
 	{ __LINE__, L("a\r\n\0.\r\n"), L("a\r\n\0.\r\n"), 7, OPEN, 0, 0, 1, 2 },
-	{ __LINE__, L("\n.\r\n.\r\n"), L("\n.\r\n"), 7, DONE, 1, 0, 0, 2 },
-	{ __LINE__, L("\r.\r\n.\r\n"), L("\r.\r\n"), 7, DONE, 0, 1, 0, 2 },
-	{ __LINE__, L("a\r\r\n.\r\n"), L("a\r\r\n"), 7, DONE, 0, 1, 0, 2 },
+	{ __LINE__, L("\n.\r\n.\r\n"), L("\n.\r\n"), 7, DONE, 1, 0, 0, 1 },
+	{ __LINE__, L("\r.\r\n.\r\n"), L("\r.\r\n"), 7, DONE, 0, 1, 0, 1 },
+	{ __LINE__, L("a\r\r\n.\r\n"), L("a\r\r\n"), 7, DONE, 0, 1, 0, 1 },
 	{ __LINE__, L("a\r\n.\r\r\n.\r\n"), L("a\r\n\r\r\n"), 10, DONE, 0, 1, 0, 1 },
-	{ __LINE__, L("a\r\n.\r.\r\n.\r\n"), L("a\r\n\r.\r\n"), 11, DONE, 0, 1, 0, 2 },
-	{ __LINE__, L("a\r\n.\r\r.\r\n"), L("a\r\n\r\r.\r\n"), 9, OPEN, 0, 1, 0, 3 },
-	{ __LINE__, L("a\r\n.\n.\r\n.\r\n"), L("a\r\n\n.\r\n"), 11, DONE, 1, 0, 0, 2 },
+	{ __LINE__, L("a\r\n.\r.\r\n.\r\n"), L("a\r\n\r.\r\n"), 11, DONE, 0, 1, 0, 1 },
+	{ __LINE__, L("a\r\n.\r\r.\r\n"), L("a\r\n\r\r.\r\n"), 9, OPEN, 0, 1, 0, 1 },
+	{ __LINE__, L("a\r\n.\n.\r\n.\r\n"), L("a\r\n\n.\r\n"), 11, DONE, 1, 0, 0, 1 },
 	{ __LINE__, L("a\r\n.\r\n.\r\n"), L("a\r\n"), 6, DONE, 0, 0, 0, 1 },
-	{ __LINE__, L("a\n\r\n.\r\n"), L("a\n\r\n"), 7, DONE, 1, 0, 0, 2 },
+	{ __LINE__, L("a\n\r\n.\r\n"), L("a\n\r\n"), 7, DONE, 1, 0, 0, 1 },
 	{ __LINE__, L("a\r\n\r\n.\r\n"), L("a\r\n\r\n"), 8, DONE, 0, 0, 0, 1 },
 	{ __LINE__, L("\0"), L("\0"), 1, OPEN, 0, 0, 1, 1 },
 	{ __LINE__, L(""), L(""), 0, OPEN, 0, 0, 0, 0 },
@@ -932,7 +932,7 @@ static const struct data_case data_cases[] = {
 	/* long runs exercise the word-at-a-time scan on every alignment */
 	{ __LINE__, L("0123456789abcdefghij\r\n0123456789abcdefghij\n0123456\r.\r\n.\r\n"),
 	  L("0123456789abcdefghij\r\n0123456789abcdefghij\n0123456\r.\r\n"), 57, DONE, 1, 1, 0,
-	  30 },
+	  20 },
 	{ __LINE__, L("0123456789abcdef\0\r\n.\r\n"), L("0123456789abcdef\0\r\n"), 22, DONE, 0,
 	  0, 1, 17 },
 };
@@ -1061,10 +1061,11 @@ static void run_data_case(const struct data_case *c)
  * ref_scan - the DATA rules written as plainly as possible, for the whole
  * input at once: the scanner must agree with it on any input and split.
  */
-static void ref_scan(const char *in, size_t len, struct str *out, struct smtp_data_scanner *r)
+static void ref_scan(const char *in, size_t len, struct str *out, struct smtp_data_scanner *r,
+		     bool fix, size_t fold)
 {
 	size_t i = 0, line = 0;
-	bool bol = true;
+	bool bol = true, body = false;
 
 	smtp_data_scanner_init(r);
 	while (i < len) {
@@ -1084,27 +1085,53 @@ static void ref_scan(const char *in, size_t len, struct str *out, struct smtp_da
 		char c = in[i];
 		if (c == '\r' && i + 1 < len && in[i + 1] == '\n') {
 			str_append(out, "\r\n", 2);
-			if (line > r->longest_line)
-				r->longest_line = line;
-			line = 0;
 			bol = true;
 			i += 2;
+		} else if (c == '\r' && i + 1 == len) {
+			str_appendc(out, c);	/* CR at the very end: undecided */
+			i++;
+			break;
+		} else if (c == '\r' || c == '\n') {
+			/* bare: a line end (never a BOL), repaired when asked */
+			if (fix)
+				str_append(out, "\r\n", 2);
+			else
+				str_appendc(out, c);
+			if (c == '\r')
+				r->bare_cr = true;
+			else
+				r->bare_lf = true;
+			if (body)
+				r->bare_body = true;
+			else
+				r->bare_headers = true;
+			i++;
+		} else {
+			if (fold && line >= fold) {
+				str_append(out, "\r\n ", 3);
+				if (line > r->longest_line)
+					r->longest_line = line;
+				line = 0;
+				r->folded = true;
+				line = 1;
+			}
+			str_appendc(out, c);
+			if (c == '\0')
+				r->nul = true;
+			line++;
+			i++;
 			continue;
 		}
-		str_appendc(out, c);
-		i++;
-		if (c == '\r' && i == len)
-			break;		/* CR at the very end: undecided */
-		line++;
-		if (c == '\r')
-			r->bare_cr = true;
-		else if (c == '\n')
-			r->bare_lf = true;
-		else if (c == '\0')
-			r->nul = true;
+		/* a line ended */
+		if (line > r->longest_line)
+			r->longest_line = line;
+		if (line == 0)
+			body = true;
+		line = 0;
 	}
 	if (line > r->longest_line)
 		r->longest_line = line;
+	r->in_body = body;
 	r->bytes = i;		/* reused: bytes consumed */
 }
 
@@ -1113,7 +1140,10 @@ static void test_data_random(void)
 	static const char alphabet[] = { '\r', '\n', '.', 'a', '\0', '\r', '\n', '.' };
 	unsigned seed = 12345;
 
-	for (int iter = 0; iter < 200000; iter++) {
+	for (int iter = 0; iter < 300000; iter++) {
+		/* a third plain, a third repairing, a third repairing and folding at 4 */
+		bool fix = iter % 3 != 0;
+		size_t fold = iter % 3 == 2 ? 4 : 0;
 		char in[24];
 		seed = seed * 1103515245u + 12345u;
 		size_t len = (seed >> 16) % sizeof(in);
@@ -1126,17 +1156,21 @@ static void test_data_random(void)
 
 		struct str rout = STR_INIT, sout = STR_INIT;
 		struct smtp_data_scanner r, sc;
-		ref_scan(in, len, &rout, &r);
+		ref_scan(in, len, &rout, &r, fix, fold);
 		smtp_data_scanner_init(&sc);
+		sc.fix_bare_headers = sc.fix_bare_body = fix;
+		sc.fold_at = fold;
 		size_t n = feed(&sc, in, len, &cut, 1, &sout, 0);
 		if (n != r.bytes || sc.done != r.done || sc.bare_cr != r.bare_cr ||
-		    sc.bare_lf != r.bare_lf || sc.nul != r.nul ||
+		    sc.bare_lf != r.bare_lf || sc.nul != r.nul || sc.in_body != r.in_body ||
+		    sc.bare_headers != r.bare_headers || sc.bare_body != r.bare_body ||
+		    sc.folded != r.folded ||
 		    sc.longest_line != r.longest_line || rout.len != sout.len ||
 		    memcmp(str_cstr(&rout), str_cstr(&sout), rout.len) != 0) {
 			fprintf(stderr, "%s:%d: random case %d (len %zu cut %zu) differs from "
-				"reference: consumed %zu/%llu done %d/%d cr %d/%d lf %d/%d "
+				"reference (fix %d fold %zu): consumed %zu/%llu done %d/%d cr %d/%d lf %d/%d "
 				"nul %d/%d longest %zu/%zu out %zu/%zu\n", __FILE__, __LINE__,
-				iter, len, cut, n, (unsigned long long)r.bytes, sc.done, r.done,
+				iter, len, cut, (int)fix, fold, n, (unsigned long long)r.bytes, sc.done, r.done,
 				sc.bare_cr, r.bare_cr, sc.bare_lf, r.bare_lf, sc.nul, r.nul,
 				sc.longest_line, r.longest_line, sout.len, rout.len);
 			check_failures++;
@@ -1184,6 +1218,70 @@ static void test_data_long(void)
 	str_free(&in);
 }
 
+/*
+ * The repairs, one by one: which section a bare CR/LF is counted in, what
+ * it becomes, and that no repair ever makes a look-alike end the data.
+ */
+static const struct {
+	int line;
+	const char *in;
+	size_t len;
+	bool fix_h, fix_b;
+	size_t fold;
+	const char *out;
+	size_t out_len;
+	bool done, bare_h, bare_b;
+} fix_cases[] = {
+	{ __LINE__, L("A: 1\nB: 2\n\nbody\n.\r\n"), 1, 1, 0,
+	  L("A: 1\r\nB: 2\r\n\r\nbody\r\n.\r\n"), 0, 1, 1 },
+	{ __LINE__, L("A: 1\nB: 2\n\nbody\n.\r\n"), 1, 0, 0,
+	  L("A: 1\r\nB: 2\r\n\r\nbody\n.\r\n"), 0, 1, 1 },
+	{ __LINE__, L("A: 1\r\n\r\nx\ry\r\n.\r\n"), 0, 1, 0,
+	  L("A: 1\r\n\r\nx\r\ny\r\n"), 1, 0, 1 },
+	{ __LINE__, L("A: 1\rB: 2\r\n\r\nx\r\n.\r\n"), 0, 1, 0,
+	  L("A: 1\rB: 2\r\n\r\nx\r\n"), 1, 1, 0 },
+	/* smuggling look-alikes stay data when repaired */
+	{ __LINE__, L("A: 1\r\n\r\nx\n.\nMAIL FROM:<a@b>\r\n.\r\n"), 1, 1, 0,
+	  L("A: 1\r\n\r\nx\r\n.\r\nMAIL FROM:<a@b>\r\n"), 1, 0, 1 },
+	{ __LINE__, L("A: 1\r\n\r\nx\r.\r\nMAIL FROM:<a@b>\r\n.\r\n"), 1, 1, 0,
+	  L("A: 1\r\n\r\nx\r\n.\r\nMAIL FROM:<a@b>\r\n"), 1, 0, 1 },
+	{ __LINE__, L("A: 1\r\n\r\nx\r\n.\rMAIL FROM:<a@b>\r\n.\r\n"), 1, 1, 0,
+	  L("A: 1\r\n\r\nx\r\n\r\nMAIL FROM:<a@b>\r\n"), 1, 0, 1 },
+	{ __LINE__, L("x\n.\n"), 1, 1, 0, L("x\r\n.\r\n"), 0, 1, 0 },
+	/* folding at 4 */
+	{ __LINE__, L("abcdefghij\r\n.\r\n"), 0, 0, 4, L("abcd\r\n efg\r\n hij\r\n"), 1, 0, 0 },
+	{ __LINE__, L("abcd\r\n..cd\r\n.\r\n"), 0, 0, 4, L("abcd\r\n.cd\r\n"), 1, 0, 0 },
+};
+
+static void test_data_fix(void)
+{
+	for (size_t i = 0; i < sizeof(fix_cases) / sizeof(fix_cases[0]); i++) {
+		for (size_t split = 0; split <= fix_cases[i].len; split++) {
+			struct smtp_data_scanner sc;
+			struct str out = STR_INIT;
+
+			smtp_data_scanner_init(&sc);
+			sc.fix_bare_headers = fix_cases[i].fix_h;
+			sc.fix_bare_body = fix_cases[i].fix_b;
+			sc.fold_at = fix_cases[i].fold;
+			feed(&sc, fix_cases[i].in, fix_cases[i].len, &split, 1, &out, 0);
+			if (sc.done != fix_cases[i].done || sc.bare_headers != fix_cases[i].bare_h ||
+			    sc.bare_body != fix_cases[i].bare_b || out.len != fix_cases[i].out_len ||
+			    memcmp(str_cstr(&out), fix_cases[i].out, out.len) != 0 ||
+			    (fix_cases[i].fold && sc.longest_line > fix_cases[i].fold)) {
+				fprintf(stderr, "%s:%d: split %zu: done %d bare_h %d bare_b %d "
+					"longest %zu out \"%s\"\n", __FILE__, fix_cases[i].line, split,
+					sc.done, sc.bare_headers, sc.bare_body, sc.longest_line,
+					str_cstr(&out));
+				check_failures++;
+				str_free(&out);
+				break;
+			}
+			str_free(&out);
+		}
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* BDAT chunk scanner                                                  */
 /* ------------------------------------------------------------------ */
@@ -1198,13 +1296,13 @@ static const struct {
 	size_t longest;
 } chunk_cases[] = {
 	{ __LINE__, L("ab\r"), L("\ncd\r\n"), 0, 0, 0, 2 },
-	{ __LINE__, L("ab\r"), L("x\r\n"), 0, 1, 0, 4 },
-	{ __LINE__, L("ab"), L("\ncd"), 1, 0, 0, 5 },
+	{ __LINE__, L("ab\r"), L("x\r\n"), 0, 1, 0, 2 },
+	{ __LINE__, L("ab"), L("\ncd"), 1, 0, 0, 2 },
 	{ __LINE__, L(".\r\n"), L(".\r\n"), 0, 0, 0, 1 },	/* no terminator, no unstuffing */
 	{ __LINE__, L("..x\r\n"), L(""), 0, 0, 0, 3 },
 	{ __LINE__, L("a\0b\r\n"), L("c"), 0, 0, 1, 3 },
 	{ __LINE__, L("abc"), L("defgh"), 0, 0, 0, 8 },		/* unterminated last line */
-	{ __LINE__, L("\r"), L("\r\n"), 0, 1, 0, 1 },
+	{ __LINE__, L("\r"), L("\r\n"), 0, 1, 0, 0 },
 };
 
 static void test_chunks(void)
@@ -1212,8 +1310,8 @@ static void test_chunks(void)
 	for (size_t i = 0; i < sizeof(chunk_cases) / sizeof(chunk_cases[0]); i++) {
 		struct smtp_data_scanner sc;
 		smtp_data_scanner_init(&sc);
-		smtp_scan_chunk(&sc, chunk_cases[i].a, chunk_cases[i].alen);
-		smtp_scan_chunk(&sc, chunk_cases[i].b, chunk_cases[i].blen);
+		smtp_scan_chunk(&sc, chunk_cases[i].a, chunk_cases[i].alen, NULL, 0);
+		smtp_scan_chunk(&sc, chunk_cases[i].b, chunk_cases[i].blen, NULL, 0);
 		if (sc.bare_lf != chunk_cases[i].bare_lf || sc.bare_cr != chunk_cases[i].bare_cr ||
 		    sc.nul != chunk_cases[i].nul || sc.longest_line != chunk_cases[i].longest ||
 		    sc.done || sc.bytes != chunk_cases[i].alen + chunk_cases[i].blen) {
@@ -1237,6 +1335,7 @@ int main(void)
 		run_data_case(&data_cases[i]);
 	test_data_random();
 	test_data_long();
+	test_data_fix();
 	test_chunks();
 	return check_done();
 }
