@@ -450,6 +450,42 @@ static bool validate_list(enum conf_opt opt, const struct conf_item *items, size
 	return true;
 }
 
+/* A word that stands for a special value of a number-valued option. */
+struct special_word {
+	const char *word;
+	int64_t value;
+};
+
+/*
+ * word_or_number - one of words (case-insensitive), or an integer in the
+ * option's range: the RETRIES and LINE_LIMIT types. what and choices make
+ * the error: "\"x\" is not <what> for Name (<choices>)".
+ */
+static bool word_or_number(enum conf_opt opt, const char *text, const struct special_word *words,
+			   const char *what, const char *choices, int64_t *out, struct str *msg)
+{
+	const struct conf_option *o = &conf_table[opt];
+	int64_t i = 0;
+	int r;
+
+	for (const struct special_word *w = words; w->word; w++)
+		if (conf_ascii_caseeq(text, w->word)) {
+			*out = w->value;
+			return true;
+		}
+	r = parse_int(text, &i);
+	if (r == -1) {
+		str_appendf(msg, "\"%.200s\" is not %s for %s (%s)", text, what, o->name, choices);
+		return false;
+	}
+	if (r == -2 || i < o->min || i > o->max) {
+		range_error(msg, opt, text, i, r);
+		return false;
+	}
+	*out = i;
+	return true;
+}
+
 bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t n,
 			bool is_list, struct conf_arena *a, struct conf_setting *out,
 			size_t *bad, struct str *msg)
@@ -497,52 +533,21 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 		}
 		v->u.i = i;
 		return true;
-	case CONF_T_RETRIES:
-		if (conf_ascii_caseeq(text, "auto")) {
-			v->u.i = CONF_RETRIES_AUTO;
-			return true;
-		}
-		if (conf_ascii_caseeq(text, "none")) {
-			v->u.i = CONF_RETRIES_NONE;
-			return true;
-		}
-		r = parse_int(text, &i);
-		if (r == -1) {
-			str_appendf(msg, "\"%.200s\" is not a valid retry count for %s (auto, none or a number)",
-				    text, o->name);
-			return false;
-		}
-		if (r == -2 || i < o->min || i > o->max) {
-			range_error(msg, opt, text, i, r);
-			return false;
-		}
-		v->u.i = i;
-		return true;
-	case CONF_T_LINE_LIMIT:
-		if (conf_ascii_caseeq(text, "ignore")) {
-			v->u.i = CONF_LINE_LIMIT_IGNORE;
-			return true;
-		}
-		if (conf_ascii_caseeq(text, "pedantic")) {
-			v->u.i = CONF_LINE_LIMIT_RFC;
-			return true;
-		}
-		if (conf_ascii_caseeq(text, "fix")) {
-			v->u.i = CONF_LINE_LIMIT_FIX;
-			return true;
-		}
-		r = parse_int(text, &i);
-		if (r == -1) {
-			str_appendf(msg, "\"%.200s\" is not a valid value for %s (ignore, pedantic, fix or a number)",
-				    text, o->name);
-			return false;
-		}
-		if (r == -2 || i < o->min || i > o->max) {
-			range_error(msg, opt, text, i, r);
-			return false;
-		}
-		v->u.i = i;
-		return true;
+	case CONF_T_RETRIES: {
+		static const struct special_word w[] = {
+			{ "auto", CONF_RETRIES_AUTO }, { "none", CONF_RETRIES_NONE }, { NULL, 0 },
+		};
+		return word_or_number(opt, text, w, "a valid retry count", "auto, none or a number",
+				      &v->u.i, msg);
+	}
+	case CONF_T_LINE_LIMIT: {
+		static const struct special_word w[] = {
+			{ "ignore", CONF_LINE_LIMIT_IGNORE }, { "pedantic", CONF_LINE_LIMIT_RFC },
+			{ "fix", CONF_LINE_LIMIT_FIX }, { NULL, 0 },
+		};
+		return word_or_number(opt, text, w, "a valid value", "ignore, pedantic, fix or a number",
+				      &v->u.i, msg);
+	}
 	case CONF_T_ENUM:
 		r = enum_index(opt, text);
 		if (r < 0) {

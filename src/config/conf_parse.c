@@ -554,6 +554,33 @@ static bool module_option(struct lexer *L, const struct token *name, struct mod_
 }
 
 /*
+ * module_stmt_head - the first two tokens of a statement inside a module
+ * stanza or sub-stanza: 1 with a word in *t and what follows in *t2, 0 at
+ * the closing "}", -1 after reporting an error.
+ */
+static int module_stmt_head(struct lexer *L, struct token *t, struct token *t2)
+{
+	char buf[96];
+
+	if (!lex(L, t))
+		return -1;
+	if (t->kind == T_RBRACE)
+		return 0;
+	if (t->kind == T_EOF)
+		return perr(L, t->line, t->col, "expected \"}\""), -1;
+	if (t->kind != T_WORD)
+		return perr(L, t->line, t->col, "unexpected %s", describe(t, buf, sizeof(buf))), -1;
+	return lex(L, t2) ? 1 : -1;
+}
+
+/* same_stanza - the same (name, argument): names without regard to case, arguments exactly. */
+static bool same_stanza(const char *name1, const char *arg1, const char *name2, const char *arg2)
+{
+	return conf_ascii_caseeq(name1, name2) &&
+	       ((arg1 == NULL && arg2 == NULL) || (arg1 && arg2 && strcmp(arg1, arg2) == 0));
+}
+
+/*
  * module_substanza - "name [arg] {" has been read inside module stanza
  * mod: read its options up to "}" into sub (options in the arena). A
  * stanza inside is refused: sub-stanzas nest one level deep.
@@ -567,20 +594,11 @@ static bool module_substanza(struct lexer *L, const struct token *mod, const str
 	char buf[96];
 
 	for (;;) {
-		if (!lex(L, &t))
+		int h = module_stmt_head(L, &t, &t2);
+		if (h < 0)
 			goto fail;
-		if (t.kind == T_RBRACE)
+		if (h == 0)
 			break;
-		if (t.kind == T_EOF) {
-			perr(L, t.line, t.col, "expected \"}\"");
-			goto fail;
-		}
-		if (t.kind != T_WORD) {
-			perr(L, t.line, t.col, "unexpected %s", describe(&t, buf, sizeof(buf)));
-			goto fail;
-		}
-		if (!lex(L, &t2))
-			goto fail;
 		if (t2.kind == T_LBRACE || t2.kind == T_WORD || t2.kind == T_STRING) {
 			perr(L, t.line, t.col,
 			     "stanza \"%.100s\" inside sub-stanza \"%.100s\" of %.100s: module stanzas nest one level deep only (or \"%.100s\" is a scope impetus does not know)",
@@ -629,29 +647,18 @@ static bool parse_module(struct lexer *L, const struct token *name, const struct
 	for (size_t i = 0; i < c->nmodules; i++) {
 		const struct conf_module_stanza *m = &c->modules[i];
 
-		if (conf_ascii_caseeq(m->module, name->text) &&
-		    ((m->instance == NULL && arg == NULL) ||
-		     (m->instance && arg && strcmp(m->instance, arg->text) == 0)))
+		if (same_stanza(m->module, m->instance, name->text, arg ? arg->text : NULL))
 			return perr(L, name->line, name->col,
 				    "duplicate stanza %s%s%s%s (first at %s:%d)", name->text,
 				    arg ? " \"" : "", arg ? arg->text : "", arg ? "\"" : "",
 				    m->file, m->line);
 	}
 	for (;;) {
-		if (!lex(L, &t))
+		int h = module_stmt_head(L, &t, &t2);
+		if (h < 0)
 			goto fail;
-		if (t.kind == T_RBRACE)
+		if (h == 0)
 			break;
-		if (t.kind == T_EOF) {
-			perr(L, t.line, t.col, "expected \"}\"");
-			goto fail;
-		}
-		if (t.kind != T_WORD) {
-			perr(L, t.line, t.col, "unexpected %s", describe(&t, buf, sizeof(buf)));
-			goto fail;
-		}
-		if (!lex(L, &t2))
-			goto fail;
 		if (t2.kind == T_EQ) {
 			if (!module_option(L, &t, &o))
 				goto fail;
@@ -684,9 +691,7 @@ static bool parse_module(struct lexer *L, const struct token *name, const struct
 			sarg = &t2;
 		}
 		for (size_t i = 0; i < nsubs; i++)
-			if (conf_ascii_caseeq(subs[i].name, t.text) &&
-			    ((subs[i].arg == NULL && sarg == NULL) ||
-			     (subs[i].arg && sarg && strcmp(subs[i].arg, sarg->text) == 0))) {
+			if (same_stanza(subs[i].name, subs[i].arg, t.text, sarg ? sarg->text : NULL)) {
 				perr(L, t.line, t.col, "duplicate sub-stanza %s%s%s%s in %s (first at %s:%d)",
 				     t.text, sarg ? " \"" : "", sarg ? sarg->text : "", sarg ? "\"" : "",
 				     name->text, L->name, subs[i].line);

@@ -29,6 +29,7 @@
 #include "smtp/smtp_parse.h"
 
 #include "fuzz.h"
+#include "../common/smtp_scan_ref.h"
 
 static void check_reply(const struct smtp_reply *r)
 {
@@ -83,81 +84,6 @@ static void fuzz_xtext(const char *in, size_t len)
 	str_free(&dec);
 	str_free(&enc);
 	str_free(&again);
-}
-
-/* ref_scan - the DATA rules written plainly, whole input at once, with the repairs. */
-static size_t ref_scan(const char *in, size_t len, struct str *out, struct smtp_data_scanner *r,
-		     bool fix, size_t fold)
-{
-	size_t i = 0, line = 0;
-	bool bol = true, body = false;
-
-	smtp_data_scanner_init(r);
-	while (i < len) {
-		if (bol && in[i] == '.') {
-			if (i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n') {
-				i += 3;
-				r->done = true;
-				break;
-			}
-			if (i + 1 == len || (i + 2 == len && in[i + 1] == '\r')) {
-				i = len;	/* a possible terminator still open */
-				break;
-			}
-			i++;		/* stuffing dot */
-		}
-		bol = false;
-		char c = in[i];
-		if (c == '\r' && i + 1 < len && in[i + 1] == '\n') {
-			str_append(out, "\r\n", 2);
-			bol = true;
-			i += 2;
-		} else if (c == '\r' && i + 1 == len) {
-			str_appendc(out, c);	/* CR at the very end: undecided */
-			i++;
-			break;
-		} else if (c == '\r' || c == '\n') {
-			/* bare: a line end (never a BOL), repaired when asked */
-			if (fix)
-				str_append(out, "\r\n", 2);
-			else
-				str_appendc(out, c);
-			if (c == '\r')
-				r->bare_cr = true;
-			else
-				r->bare_lf = true;
-			if (body)
-				r->bare_body = true;
-			else
-				r->bare_headers = true;
-			i++;
-		} else {
-			if (fold && line >= fold) {
-				str_append(out, "\r\n ", 3);
-				if (line > r->longest_line)
-					r->longest_line = line;
-				line = 0;
-				r->folded = true;
-				line = 1;
-			}
-			str_appendc(out, c);
-			if (c == '\0')
-				r->nul = true;
-			line++;
-			i++;
-			continue;
-		}
-		/* a line ended */
-		if (line > r->longest_line)
-			r->longest_line = line;
-		if (line == 0)
-			body = true;
-		line = 0;
-	}
-	if (line > r->longest_line)
-		r->longest_line = line;
-	r->in_body = body;
-	return i;
 }
 
 static bool same_scan(const struct smtp_data_scanner *a, const struct smtp_data_scanner *b)

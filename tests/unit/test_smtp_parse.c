@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "../common/smtp_scan_ref.h"
 #include "core/str.h"
 #include "message/envelope.h"
 #include "smtp/smtp_parse.h"
@@ -1057,83 +1058,6 @@ static void run_data_case(const struct data_case *c)
 	}
 }
 
-/*
- * ref_scan - the DATA rules written as plainly as possible, for the whole
- * input at once: the scanner must agree with it on any input and split.
- */
-static void ref_scan(const char *in, size_t len, struct str *out, struct smtp_data_scanner *r,
-		     bool fix, size_t fold)
-{
-	size_t i = 0, line = 0;
-	bool bol = true, body = false;
-
-	smtp_data_scanner_init(r);
-	while (i < len) {
-		if (bol && in[i] == '.') {
-			if (i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n') {
-				i += 3;
-				r->done = true;
-				break;
-			}
-			if (i + 1 == len || (i + 2 == len && in[i + 1] == '\r')) {
-				i = len;	/* a possible terminator still open */
-				break;
-			}
-			i++;		/* stuffing dot */
-		}
-		bol = false;
-		char c = in[i];
-		if (c == '\r' && i + 1 < len && in[i + 1] == '\n') {
-			str_append(out, "\r\n", 2);
-			bol = true;
-			i += 2;
-		} else if (c == '\r' && i + 1 == len) {
-			str_appendc(out, c);	/* CR at the very end: undecided */
-			i++;
-			break;
-		} else if (c == '\r' || c == '\n') {
-			/* bare: a line end (never a BOL), repaired when asked */
-			if (fix)
-				str_append(out, "\r\n", 2);
-			else
-				str_appendc(out, c);
-			if (c == '\r')
-				r->bare_cr = true;
-			else
-				r->bare_lf = true;
-			if (body)
-				r->bare_body = true;
-			else
-				r->bare_headers = true;
-			i++;
-		} else {
-			if (fold && line >= fold) {
-				str_append(out, "\r\n ", 3);
-				if (line > r->longest_line)
-					r->longest_line = line;
-				line = 0;
-				r->folded = true;
-				line = 1;
-			}
-			str_appendc(out, c);
-			if (c == '\0')
-				r->nul = true;
-			line++;
-			i++;
-			continue;
-		}
-		/* a line ended */
-		if (line > r->longest_line)
-			r->longest_line = line;
-		if (line == 0)
-			body = true;
-		line = 0;
-	}
-	if (line > r->longest_line)
-		r->longest_line = line;
-	r->in_body = body;
-	r->bytes = i;		/* reused: bytes consumed */
-}
 
 static void test_data_random(void)
 {
@@ -1156,7 +1080,7 @@ static void test_data_random(void)
 
 		struct str rout = STR_INIT, sout = STR_INIT;
 		struct smtp_data_scanner r, sc;
-		ref_scan(in, len, &rout, &r, fix, fold);
+		r.bytes = ref_scan(in, len, &rout, &r, fix, fold);
 		smtp_data_scanner_init(&sc);
 		sc.fix_bare_headers = sc.fix_bare_body = fix;
 		sc.fold_at = fold;
