@@ -492,8 +492,11 @@ int main(int argc, char **argv)
 	/*
 	 * Bounces rendered from outcomes that landed in the drain above, and
 	 * signing jobs of injected messages: both submit to the spool, so
-	 * before it stops.
+	 * before it stops. From here the loops only drain by hand: modules get
+	 * -ESHUTDOWN for pool jobs, and a generation's last reference
+	 * finalises it at once, as the scheduler.
 	 */
+	api_runtime_stop();
 	pool_free(d.cpu_pool);
 	d.cpu_pool = NULL;
 	pool_free(d.io_pool);
@@ -514,7 +517,6 @@ int main(int argc, char **argv)
 	free(d.io);
 	queue_free(d.queue);
 	/* The last generation's instances end (fini) as the scheduler, whose base still exists. */
-	api_runtime_stop();
 	api_runtime_set_conf(NULL);
 	conf_unref(d.conf);
 	loop_free(d.scheduler);

@@ -68,8 +68,9 @@ enum imp_pool { IMP_POOL_CPU, IMP_POOL_IO };
 /*
  * imp_pool_submit - run job(arg) on a thread of the pool, then done(arg)
  * on the calling loop's thread (done may be NULL). From a loop thread
- * only: returns 0, -EINVAL off a loop, or -ENOTCONN when the daemon has
- * no such pool (a tool or test without a runtime). Jobs must not touch
+ * only: returns 0, -EINVAL off a loop, -ENOTCONN when the daemon has
+ * no such pool (a tool or test without a runtime), or -ESHUTDOWN in the
+ * fini of the last generation at shutdown, when the pools are gone. Jobs must not touch
  * loop state; they hand results back through arg to done.
  *
  * A job holds no reference to the instance or generation that submitted

@@ -416,12 +416,16 @@ static void report(struct jl_state *st)
 }
 
 /* on_tick - the flush timer (scheduler): start a drain job when bytes wait and none runs. */
-static void on_tick(void *arg)
+/*
+ * start_drain - hand what is pending to one drain job on the IO pool (none
+ * when one already runs: it takes the new lines too). Only when there is
+ * no pool any more (impetusd stopping: fini of the last generation) are
+ * the lines written here, on the calling loop.
+ */
+static void start_drain(struct jl_state *st)
 {
-	struct jl_state *st = arg;
 	struct jl_out *o = st->out;
 
-	report(st);
 	pthread_mutex_lock(&o->lock);
 	bool start = !o->writing && o->pending.len > 0;
 	if (start) {
@@ -433,12 +437,19 @@ static void on_tick(void *arg)
 		return;
 	int rc = imp_pool_submit(IMP_POOL_IO, drain_job, NULL, o);
 	if (rc < 0) {
-		/* No pool (cannot happen in impetusd): write here rather than never. */
-		if (!st->pool_warned)
-			imp_log_panic(st->inst, "no IO pool (error %d): writing on the scheduler", rc);
+		if (rc != -ESHUTDOWN && !st->pool_warned)
+			imp_log_panic(st->inst, "no IO pool (error %d): writing on the calling loop", rc);
 		st->pool_warned = true;
 		drain_job(o);
 	}
+}
+
+static void on_tick(void *arg)
+{
+	struct jl_state *st = arg;
+
+	report(st);
+	start_drain(st);
 }
 
 /* ------------------------------------------------------------------ */
@@ -530,26 +541,16 @@ static int jl_init(struct imp_instance *inst, struct imp_error *err)
 
 /*
  * jl_fini - the generation is over: no hook of it runs any more. Stop the
- * timer; when no drain job runs, write what is pending here (the pools
- * may already be gone at shutdown); a running job drains it itself.
+ * timer and drain what is pending the usual way, on the IO pool (a reload
+ * never writes on the scheduler); at shutdown, when the pools are gone,
+ * start_drain writes it here.
  */
 static void jl_fini(struct imp_instance *inst)
 {
 	struct jl_state *st = imp_instance_data(inst);
-	struct jl_out *o = st->out;
 
 	imp_timer_cancel(st->timer);
-	pthread_mutex_lock(&o->lock);
-	bool mine = !o->writing;
-	struct jl_buf chunk = { 0 };
-	if (mine) {
-		chunk = o->pending;
-		o->pending = (struct jl_buf){ 0 };
-	}
-	pthread_mutex_unlock(&o->lock);
-	if (mine && chunk.len > 0)
-		write_chunk(o, &chunk);
-	buf_free(&chunk);
+	start_drain(st);
 	report(st);
 	jl_free_state(st);
 }

@@ -246,6 +246,9 @@ int imp_pool_submit(enum imp_pool pool, imp_event_fn job, imp_event_fn done, voi
 
 	if (lp == NULL || job == NULL)
 		return -EINVAL;
+	/* After the loops stopped (fini of the last generation) the pools are gone. */
+	if (api_runtime_stopped())
+		return -ESHUTDOWN;
 	if (pool == IMP_POOL_CPU)
 		p = rt->cpu_pool;
 	else if (pool == IMP_POOL_IO)

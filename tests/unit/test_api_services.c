@@ -527,6 +527,32 @@ static void test_message_read(void)
 	CHECK_INTEQ(system(cmd), 0);
 }
 
+/* ---- after the loops stop: pool jobs are refused, not queued on freed pools ---- */
+
+static int stopped_rc;
+
+static void submit_when_stopped(void *arg)
+{
+	stopped_rc = imp_pool_submit(IMP_POOL_IO, pool_job, NULL, NULL);
+}
+
+/* Last: api_runtime_stop cannot be undone. */
+static void test_pool_after_stop(void)
+{
+	struct pool *iop = pool_new("IO", 1);
+	struct loop *lp = loop_new("scheduler", MSGS_SCHEDULER);
+	struct api_runtime rt = { .scheduler = lp, .io_pool = iop };
+
+	api_runtime_set(&rt);
+	api_runtime_stop();
+	loop_call_as(lp, submit_when_stopped, NULL);
+	CHECK_INTEQ(stopped_rc, -ESHUTDOWN);
+	pool_free(iop);
+	loop_free(lp);
+	struct api_runtime none = { 0 };
+	api_runtime_set(&none);
+}
+
 int main(void)
 {
 	test_log_format();
@@ -535,5 +561,6 @@ int main(void)
 	test_inject_crlf();
 	test_event_services();
 	test_message_read();
+	test_pool_after_stop();
 	return check_done();
 }
