@@ -34,6 +34,7 @@ void smtpc_base64(struct str *out, const void *p, size_t len)
 	size_t i = 0;
 
 	str_reserve(out, b64_len(len) + 1);
+	str_append(out, "", 0);	/* terminated even when len is 0 (str_reserve does not) */
 	for (; i + 3 <= len; i += 3) {
 		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
 		char q[4] = { b64[v >> 18], b64[(v >> 12) & 63], b64[(v >> 6) & 63], b64[v & 63] };
