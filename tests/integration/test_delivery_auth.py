@@ -25,6 +25,9 @@ One daemon, one domain per case, each with its own credentials:
   clear-ok.test  -> clear_rx, Allow_Plaintext = true   delivered in clear text
   clear-no.test  -> clear_rx, plain text not allowed   nothing sent: T line "4.7.0 ...
                                                         not sent without TLS", retried
+  reload.test    -> tls_rx, PLAIN as alice, Idle_Timeout = 60; a reload
+                    switches it to bob: the idle connection logged in as
+                    alice is not reused, the next message goes as bob
   bounces.test   -> a plain sink (senders live there, so bounces land in it)
 
 And no password appears in any file under the daemon's directory but its
@@ -35,6 +38,7 @@ world-readable while it holds a password.
 import base64
 import os
 import re
+import signal
 import ssl
 import threading
 import time
@@ -164,6 +168,7 @@ class DeliveryAuthTest(DaemonTestCase):
                                             "Outbound_SMTP_AUTH_Allow_Plaintext = true")),
                 'Domain "clear-no.test" { %s %s }'
                 % (clear_route, auth_stanza("alice", USERS["alice"])),
+                cls.reload_stanza("alice"),
                 'Domain "bounces.test" { Routes = ( "smtp://127.0.0.1:%d" ) }'
                 % cls.bounce_sink.port,
             ]))
@@ -183,6 +188,11 @@ class DeliveryAuthTest(DaemonTestCase):
                 s.stop()
             import shutil
             shutil.rmtree(cls.certdir, ignore_errors=True)
+
+    @classmethod
+    def reload_stanza(cls, user):
+        return 'Domain "reload.test" { Routes = ( "smtp://127.0.0.1:%d" ) Idle_Timeout = 60 %s }' % (
+            cls.tls_rx.port, auth_stanza(user, USERS[user]))
 
     def send(self, domain):
         tag = "r%d" % (time.time_ns() % 10**12)
@@ -245,6 +255,19 @@ class DeliveryAuthTest(DaemonTestCase):
         m = self.arrived(self.tls_rx, rcpt, mid)
         self.assertEqual(m["user"], "flaky")
         self.assertEqual([a[2] for a in self.tls_rx.attempts if a[1] == "flaky"], ["454", "235"])
+
+    def test_reload_new_credentials(self):
+        mid, rcpt, _ = self.send("reload.test")
+        self.assertEqual(self.arrived(self.tls_rx, rcpt, mid)["user"], "alice")
+        before = len(self.d.wait_log("paniclog", "reload configuration", count=0))
+        self.d.global_text = self.d.global_text.replace(self.reload_stanza("alice"),
+                                                        self.reload_stanza("bob"))
+        self.d.write_config()
+        self.d.signal(signal.SIGHUP)
+        self.d.wait_log("paniclog", "reload configuration", count=before + 1)
+        mid, rcpt, _ = self.send("reload.test")
+        self.assertEqual(self.arrived(self.tls_rx, rcpt, mid)["user"], "bob",
+                         "a connection logged in with the old credentials was reused")
 
     def test_plaintext_allowed(self):
         mid, rcpt, _ = self.send("clear-ok.test")
