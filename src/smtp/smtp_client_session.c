@@ -109,7 +109,8 @@ enum sc_state {
 
 static const char *const state_names[] = {
 	[SC_START] = "START", [SC_CONNECTING] = "CONNECTING", [SC_BANNER] = "BANNER",
-	[SC_EHLO] = "EHLO", [SC_HELO] = "HELO", [SC_STARTTLS] = "STARTTLS", [SC_TLS] = "TLS", [SC_AUTH] = "AUTH",
+	[SC_EHLO] = "EHLO", [SC_HELO] = "HELO", [SC_STARTTLS] = "STARTTLS", [SC_TLS] = "TLS",
+	[SC_AUTH] = "AUTH",
 	[SC_IDLE] = "IDLE", [SC_RSET] = "RSET", [SC_MAIL] = "MAIL", [SC_RCPT] = "RCPT",
 	[SC_DATA] = "DATA", [SC_BODY] = "BODY", [SC_DOT] = "DOT", [SC_QUIT] = "QUIT",
 	[SC_DONE] = "DONE",
@@ -679,11 +680,20 @@ static void session_ready(struct smtpc_session *s)
 static void auth_log(struct smtpc_session *s, const char *what, const char *reason)
 {
 	const struct smtp_client_params *p = s->p;
+	struct str user = STR_INIT, key = STR_INIT, why = STR_INIT;
 
+	/* Escaped: a quote or control byte in the configuration must not forge fields. */
+	log_line_text(&user, p->auth_user, strlen(p->auth_user));
+	if (p->auth_key)
+		log_line_text(&key, p->auth_key, strlen(p->auth_key));
+	log_line_text(&why, reason, strlen(reason));
 	log_panic("%s smtpc auth %s server=%s mx=%s user=\"%s\" key=\"%s\" mechanism=%s tls=%s "
-		  "reason=\"%s\"", s->c->conn_id, what, s->peer_str, mx_name(s), p->auth_user,
-		  p->auth_key ? p->auth_key : "", smtpc_auth_name(p->auth_type),
-		  s->tls ? "yes" : "no", reason);
+		  "reason=\"%s\"", s->c->conn_id, what, s->peer_str, mx_name(s), str_cstr(&user),
+		  str_cstr(&key), smtpc_auth_name(p->auth_type), s->tls ? "yes" : "no",
+		  str_cstr(&why));
+	str_free(&user);
+	str_free(&key);
+	str_free(&why);
 }
 
 /* auth_give_up - this address cannot be used with AUTH: log, try the next one. */
