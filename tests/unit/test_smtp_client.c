@@ -1684,6 +1684,22 @@ static struct smtp_client_params *mk_plain_notls(int port)
 	return p;
 }
 
+static struct smtp_client_params *mk_no_pass_tls_no(int port)
+{
+	struct smtp_client_params *p = auth_params(1, ip1, port, SMTP_AUTH_PLAIN, false);
+	p->tls_mode = SMTP_TLS_NO;
+	return p;
+}
+
+static struct smtp_client_params *mk_no_pass(int port)
+{
+	struct smtp_client_params *p = auth_params(1, ip1, port, SMTP_AUTH_PLAIN, true);
+	explicit_bzero(p->auth_pass, strlen(p->auth_pass));
+	free(p->auth_pass);
+	p->auth_pass = NULL;
+	return p;
+}
+
 /* Outbound AUTH: the exchange, and every way it can fail. */
 static void test_auth(void)
 {
@@ -1774,6 +1790,23 @@ static void test_auth(void)
 	peer_stop(&peer);
 	peer_cmds(&peer, &cmds);
 	CHECK_STREQ(str_cstr(&cmds), "EHLO client.test\n");
+	run_fini(&r);
+
+	/* TLS = no, STARTTLS offered: still not sent */
+	if (auth_case(&peer, &r, NULL, "[{\"ehlo\": \"" EHLO_TLS_AUTH "\"}]", mk_no_pass_tls_no))
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_TRANSIENT, STAGE_EHLO_ACCEPTED, 0,
+			   "4.7.0 outbound AUTH as user tim not sent without TLS (TLS = no; "
+			   "Outbound_SMTP_AUTH_Allow_Plaintext is false)");
+	peer_stop(&peer);
+	peer_cmds(&peer, &cmds);
+	CHECK_STREQ(str_cstr(&cmds), "EHLO client.test\n");
+	run_fini(&r);
+
+	/* a user without a password */
+	if (auth_case(&peer, &r, NULL, "[{\"ehlo\": \"" EHLO_AUTH "\"}]", mk_no_pass))
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_TRANSIENT, STAGE_EHLO_ACCEPTED, 0,
+			   "4.7.0 outbound AUTH as user tim not sent: Outbound_SMTP_AUTH_Pass is not set");
+	peer_stop(&peer);
 	run_fini(&r);
 
 	/* the mechanism is not offered */
