@@ -10,11 +10,15 @@
 # dkimpy (python3-dkim, with python3-nacl for Ed25519) verifies the DKIM
 # signatures in tests/integration/test_dkim_sign.py; OpenDKIM (opendkim,
 # its test mode) is the second verifier and the benchmark's milter.
+# aiosmtpd (python3-aiosmtpd) is the AUTH-requiring receiver of
+# tests/integration/test_delivery_auth.py.
 set -eu
 
 PKGS="build-essential cmake pkg-config
 libevent-dev libc-ares-dev libssl-dev libpcre2-dev libjansson-dev
-python3 openssl postfix dnsmasq-base python3-dkim python3-nacl opendkim
+python3 openssl postfix dnsmasq-base
+python3-dkim python3-nacl opendkim
+python3-aiosmtpd
 clang libclang-rt-14-dev"
 
 if [ "${IMPETUS_SKIP_DEPS:-0}" = 1 ]; then

@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +88,42 @@ static void usage(FILE *f)
 static struct conf *load_conf(const char *path, struct str *err)
 {
 	return path ? conf_load_file(path, err) : conf_load_default(err);
+}
+
+/*
+ * warn_readable_secret - the configuration file holds a password for
+ * outbound AUTH in clear text (as in Momentum) and others may read it:
+ * say so in the paniclog. A plain text search of the main file only (not
+ * its includes); a warning, never a refusal to start.
+ */
+static void warn_readable_secret(const char *path)
+{
+	static const char opt[] = "outbound_smtp_auth_pass";
+	struct stat st;
+	struct str text = STR_INIT;
+	char buf[8192];
+	size_t n;
+	FILE *f;
+
+	if (path == NULL || stat(path, &st) != 0 || !(st.st_mode & S_IROTH))
+		return;
+	f = fopen(path, "r");
+	if (f == NULL)
+		return;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0 && text.len < (64u << 20))
+		str_append(&text, buf, n);
+	fclose(f);
+	for (size_t i = 0; i + sizeof(opt) - 1 <= text.len; i++) {
+		if (strncasecmp(text.s + i, opt, sizeof(opt) - 1) == 0) {
+			log_panic("config file=%s holds Outbound_SMTP_AUTH_Pass and is readable by "
+				  "everyone (mode %03o): chmod o-rwx it", path,
+				  (unsigned)(st.st_mode & 0777));
+			break;
+		}
+	}
+	if (text.s)
+		explicit_bzero(text.s, text.cap);
+	str_free(&text);
 }
 
 /* ------------------------------------------------------------------ */
@@ -171,6 +209,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 		conf_unref(d->conf);
 		d->conf = c;
 		log_panic("reload configuration=%s", d->conf_path ? d->conf_path : "(default)");
+		warn_readable_secret(d->conf_path);
 	}
 	str_free(&err);
 }
@@ -401,6 +440,7 @@ int main(int argc, char **argv)
 		fatal(&err, "privileges");
 	if (log_open(conf_str(d.conf, CONF_OPT_LOG_DIRECTORY), &err) < 0)
 		fatal(&err, "logs");
+	warn_readable_secret(d.conf_path);
 	raise_fd_limit(d.conf);
 
 	int rc = fs_mkdir_p(conf_str(d.conf, CONF_OPT_SPOOLBASE), 0700);

@@ -329,7 +329,53 @@ static struct smtp_client_params *conn_params(struct queue *q, struct queue_dest
 	p->reply_timeout = CONN_REPLY_TIMEOUT;
 	p->data_timeout = CONN_DATA_TIMEOUT;
 	p->max_deliveries = s->max_deliveries;
+	if (s->auth_user) {
+		p->auth_user = xstrdup(s->auth_user);
+		p->auth_pass = s->auth_pass ? xstrdup(s->auth_pass) : NULL;
+		p->auth_key = s->auth_key ? xstrdup(s->auth_key) : NULL;
+		p->auth_type = s->auth_type;	/* the option's words are in enum smtp_auth_type's order */
+		p->auth_allow_plaintext = s->auth_allow_plaintext;
+	}
 	return p;
+}
+
+/*
+ * auth_id - the AUTH identity a connection of dq would log in with now,
+ * as one string (NULL: no AUTH). Connections are per (binding, domain),
+ * so two scopes never share one; this only catches a reload that changed
+ * the credentials of a queue with idle connections.
+ */
+static char *auth_id(const struct queue_dest_settings *s)
+{
+	struct str id = STR_INIT;
+
+	if (s->auth_user == NULL)
+		return NULL;
+	/* Room first: no realloc leaves a copy of the password behind. */
+	str_reserve(&id, strlen(s->auth_user) + (s->auth_pass ? strlen(s->auth_pass) : 0) + 16);
+	str_appendf(&id, "%u\x01%d\x01%s\x01%s", (unsigned)s->auth_type,
+		    s->auth_allow_plaintext, s->auth_user, s->auth_pass ? s->auth_pass : "\x02");
+	return str_steal(&id);
+}
+
+/* auth_id_free - wipe and free an auth_id. */
+static void auth_id_free(char *id)
+{
+	if (id) {
+		explicit_bzero(id, strlen(id));
+		free(id);
+	}
+}
+
+/* auth_same - whether the idle connection qc logged in as dq would now. */
+static bool auth_same(const struct qconn *qc, const struct queue_dest_settings *s)
+{
+	char *now = auth_id(s);
+	bool same = (now == NULL && qc->auth_id == NULL) ||
+		    (now && qc->auth_id && strcmp(now, qc->auth_id) == 0);
+
+	auth_id_free(now);
+	return same;
 }
 
 /* throttles_refresh - the token buckets follow the configuration (a reload may change them). */
@@ -379,6 +425,15 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 
 	/* Idle connections first: no connect cost. */
 	while (dq->idle && dq->nactive > 0) {
+		if (!auth_same(dq->idle, s)) {
+			/* Logged in with credentials a reload replaced: never reuse it. */
+			struct qconn *old = dq->idle;
+			dq->idle = old->next_idle;
+			old->idle = false;
+			old->next_idle = NULL;
+			smtp_client_close(old->c);
+			continue;
+		}
 		int64_t wait = throttle_wait_us(&dq->msg_tb, now_us);
 		if (wait > 0) {
 			queue_dest_arm(dq, now_us + wait);
@@ -431,6 +486,7 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		struct qconn *qc = XNEW(struct qconn);
 		qc->q = q;
 		qc->dq = dq;
+		qc->auth_id = auth_id(s);
 		struct smtp_client_events ev = { on_batch_done, on_closed, qc };
 		dq->conns++;
 		q->conns++;
@@ -546,6 +602,7 @@ static void on_closed(void *ctx, struct smtp_client *c, bool connected, const ch
 			  *dq->binding ? dq->binding : "default", reason ? reason : "");
 	dq->conns--;
 	q->conns--;
+	auth_id_free(qc->auth_id);
 	free(qc);
 	if (q->stopping) {
 		check_shutdown(q);

@@ -248,6 +248,12 @@ static void read_settings(struct queue_dest *dq, struct queue_dest_settings *s)
 	s->connect_timeout = (uint32_t)GET(CONNECT_TIMEOUT)->u.i;
 	s->idle_timeout = (uint32_t)GET(IDLE_TIMEOUT)->u.i;
 	s->max_deliveries = (uint32_t)GET(MAX_DELIVERIES_PER_CONNECTION)->u.i;
+	const char *auth_user = GET(OUTBOUND_SMTP_AUTH_USER)->u.s;
+	s->auth_user = auth_user && *auth_user ? auth_user : NULL;
+	s->auth_pass = GET(OUTBOUND_SMTP_AUTH_PASS)->u.s;
+	s->auth_key = GET(OUTBOUND_SMTP_AUTH_KEY)->u.s;
+	s->auth_type = (uint8_t)GET(OUTBOUND_SMTP_AUTH_TYPE)->u.i;
+	s->auth_allow_plaintext = GET(OUTBOUND_SMTP_AUTH_ALLOW_PLAINTEXT)->u.b;
 #undef GET
 }
 

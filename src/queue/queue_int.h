@@ -92,6 +92,13 @@ struct qconn {
 	struct smtp_client *c;		/* NULL until the first batch_done */
 	struct qconn *next_idle;
 	bool idle;
+	/*
+	 * The AUTH identity the connection logged in with (queue.c auth_id:
+	 * mechanism, user, password, plain-text flag), NULL when none. A
+	 * reload that changes the credentials makes idle connections that
+	 * differ close instead of being reused; wiped when freed.
+	 */
+	char *auth_id;
 };
 
 /* The batch's side record: which entries its recipients are. */
@@ -131,6 +138,10 @@ struct queue_dest_settings {
 	const char *ehlo;		/* EHLO_Hostname, else the server's name */
 	uint8_t tls_mode;		/* enum conf_tls */
 	uint32_t connect_timeout, idle_timeout, max_deliveries;
+	/* outbound AUTH: auth_user NULL = none (Outbound_SMTP_AUTH_*) */
+	const char *auth_user, *auth_pass, *auth_key;
+	uint8_t auth_type;		/* enum smtp_auth_type */
+	bool auth_allow_plaintext;
 };
 
 /*

@@ -77,6 +77,26 @@ static void keyword_remember(struct smtp_caps *caps, size_t *len, const char *li
 }
 
 /*
+ * auth_mechanisms - the mechanisms after "AUTH " or the pre-RFC 4954
+ * "AUTH=" (still sent by some servers, often beside the standard line).
+ */
+static void auth_mechanisms(struct smtp_caps *caps, const char *p)
+{
+	while (*p) {
+		size_t n;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		n = strcspn(p, " \t");
+		if (n == 5 && strncasecmp(p, "PLAIN", 5) == 0)
+			caps->auth_plain = true;
+		else if (n == 5 && strncasecmp(p, "LOGIN", 5) == 0)
+			caps->auth_login = true;
+		p += n;
+	}
+}
+
+/*
  * smtp_caps_parse - lines[0] is the greeting line ("mx.example says hi")
  * and is skipped; each later line is "KEYWORD [params]". Keywords are
  * case-insensitive; unknown ones are ignored. A SIZE value that is absent,
@@ -109,6 +129,10 @@ void smtp_caps_parse(struct smtp_caps *caps, const char *const *lines, size_t nl
 			caps->chunking = true;
 		else if (keyword_is(l, "DSN", &rest))
 			caps->dsn = true;
+		else if (keyword_is(l, "AUTH", &rest))
+			auth_mechanisms(caps, rest);
+		else if (strncasecmp(l, "AUTH=", 5) == 0)
+			auth_mechanisms(caps, l + 5);
 		else if (keyword_is(l, "SIZE", &rest)) {
 			uint64_t v = 0;
 			bool ok = true;
@@ -478,6 +502,13 @@ void smtp_client_params_free(struct smtp_client_params *p)
 	}
 	free(p->addrs);
 	free(p->ehlo_name);
+	free(p->auth_user);
+	if (p->auth_pass) {
+		/* Keep the secret out of freed heap memory (and core dumps). */
+		explicit_bzero(p->auth_pass, strlen(p->auth_pass));
+		free(p->auth_pass);
+	}
+	free(p->auth_key);
 	free(p);
 }
 

@@ -14,6 +14,13 @@
  *      the handshake fails, reconnect to the same address without TLS;
  *      required: no TLS = every recipient of the batch fails transiently;
  *      no: never);
+ *   2a. when auth_user is set, authenticates (RFC 4954, PLAIN or LOGIN)
+ *      after the last EHLO, only inside TLS unless auth_allow_plaintext:
+ *      no TLS, or the mechanism not offered, gives the address up with a
+ *      4.7.0 text (transient when no address is left); a 4xx to AUTH
+ *      gives the address up too; a 5xx (535) fails the recipients on the
+ *      connection permanently and the connection QUITs. The password is
+ *      never logged nor put in any result text;
  *   3. for each batch: MAIL FROM (SIZE=, BODY=, SMTPUTF8, RET=, ENVID= when
  *      offered and known), RCPT TO for each recipient (NOTIFY=, ORCPT= with
  *      DSN), DATA (pipelined when PIPELINING is offered), the body read from
@@ -72,6 +79,9 @@ enum smtp_stage {
 
 enum smtp_tls_mode { SMTP_TLS_IFAVAILABLE = 0, SMTP_TLS_REQUIRED = 1, SMTP_TLS_NO = 2 };
 
+/* Outbound AUTH mechanisms, in the order of Outbound_SMTP_AUTH_Type's words. */
+enum smtp_auth_type { SMTP_AUTH_PLAIN = 0, SMTP_AUTH_LOGIN = 1 };
+
 /* Room for the EHLO keywords a session remembers (struct smtp_caps.keywords). */
 #define SMTP_CAPS_KEYWORDS_MAX 512
 
@@ -81,6 +91,7 @@ struct smtp_caps {
 	bool pipelining, eightbitmime, starttls, enhancedstatuscodes;
 	bool smtputf8, chunking, dsn;
 	bool size;		/* SIZE offered */
+	bool auth_plain, auth_login;	/* AUTH (or the old AUTH=) offers PLAIN / LOGIN */
 	uint64_t size_max;	/* its value; 0 = no limit given */
 	/*
 	 * Every EHLO keyword offered, upper-cased, each followed by one
@@ -156,6 +167,15 @@ struct smtp_client_params {
 	uint32_t reply_timeout;		/* seconds for any reply (default 300) */
 	uint32_t data_timeout;		/* seconds for the reply after the body (default 600) */
 	uint32_t max_deliveries;	/* batches per connection, 0 = no limit */
+	/*
+	 * Outbound SMTP AUTH: none when auth_user is NULL. auth_pass is wiped
+	 * before it is freed; auth_key only labels log lines.
+	 */
+	char *auth_user;
+	char *auth_pass;
+	char *auth_key;
+	uint8_t auth_type;		/* enum smtp_auth_type */
+	bool auth_allow_plaintext;	/* AUTH without TLS is allowed */
 };
 
 /*

@@ -96,6 +96,42 @@ void smtpc_params_run(struct str *out, size_t at, const struct smtp_batch *b,
 		      size_t rcpt_index, const struct smtp_caps *caps);
 
 /* ------------------------------------------------------------------ */
+/* outbound AUTH (smtp_client_auth.c)                                  */
+
+/*
+ * One AUTH exchange (RFC 4954) for the credentials of the params: the
+ * command, then one line per 334 the server sends. PLAIN (RFC 4616)
+ * sends "\0user\0pass" as the initial response when the command fits in
+ * SMTPC_AUTH_LINE_MAX, else after an empty 334; LOGIN answers the first
+ * 334 with the user and the second with the password, whatever the
+ * challenge text says (servers word it differently). Lines written here
+ * carry secrets: callers wipe them (smtpc_wipe) once sent and never log
+ * them.
+ */
+#define SMTPC_AUTH_LINE_MAX 512	/* RFC 4954 4: a command line, CRLF included */
+
+struct smtpc_auth {
+	uint8_t type;		/* enum smtp_auth_type */
+	unsigned answered;	/* 334s answered so far */
+	bool initial;		/* the PLAIN response went with the command */
+};
+
+/* smtpc_base64 - append the base64 of p[0..len) (no line breaks). */
+void smtpc_base64(struct str *out, const void *p, size_t len);
+/* smtpc_auth_start - append the AUTH command line (CRLF included) to out. */
+void smtpc_auth_start(struct smtpc_auth *a, struct str *out, const struct smtp_client_params *p);
+/*
+ * smtpc_auth_next - append the answer to a 334 (CRLF included). Returns
+ * 0, or -1 when the mechanism has nothing more to send (a protocol error
+ * of the server: the caller gives the connection up).
+ */
+int smtpc_auth_next(struct smtpc_auth *a, struct str *out, const struct smtp_client_params *p);
+/* smtpc_auth_name - "PLAIN" or "LOGIN". */
+const char *smtpc_auth_name(uint8_t type);
+/* smtpc_wipe - zero a string's bytes (secrets) and empty it. */
+void smtpc_wipe(struct str *s);
+
+/* ------------------------------------------------------------------ */
 /* the body writer                                                     */
 
 /*

@@ -15,6 +15,7 @@
  *   EHLO, HELO  waiting for the reply (HELO only after EHLO got 5xx)
  *   STARTTLS    waiting for the 220 to STARTTLS
  *   TLS         TLS handshake on the same socket
+ *   AUTH        waiting for the reply to AUTH or to a continuation line
  *   IDLE        between transactions, waiting for smtp_client_send
  *   RSET, MAIL, RCPT, DATA
  *               waiting for that reply; with PIPELINING everything from
@@ -32,6 +33,12 @@
  *     when every address answered its banner or EHLO+HELO with 5xx);
  *   - a failed TLS handshake with TLS=ifavailable: reconnect to the same
  *     address and go on in plain text;
+ *   - outbound AUTH (after the last EHLO, before the first batch): no TLS
+ *     while plain text is not allowed, the mechanism not offered, a 4xx
+ *     or a broken exchange give the address up like a failed EHLO; a 5xx
+ *     (535: bad credentials) fails the first batch and the queued ones
+ *     permanently, then QUITs: another address would get the same
+ *     credentials and the same answer;
  *   - inside a transaction (lost connection, timeout, malformed reply):
  *     every recipient without an outcome gets TRANSIENT at the current
  *     stage, the batch goes back with more=false and the session ends;
@@ -88,6 +95,7 @@ enum sc_state {
 	SC_HELO,
 	SC_STARTTLS,
 	SC_TLS,
+	SC_AUTH,
 	SC_IDLE,
 	SC_RSET,
 	SC_MAIL,
@@ -102,6 +110,7 @@ enum sc_state {
 static const char *const state_names[] = {
 	[SC_START] = "START", [SC_CONNECTING] = "CONNECTING", [SC_BANNER] = "BANNER",
 	[SC_EHLO] = "EHLO", [SC_HELO] = "HELO", [SC_STARTTLS] = "STARTTLS", [SC_TLS] = "TLS",
+	[SC_AUTH] = "AUTH",
 	[SC_IDLE] = "IDLE", [SC_RSET] = "RSET", [SC_MAIL] = "MAIL", [SC_RCPT] = "RCPT",
 	[SC_DATA] = "DATA", [SC_BODY] = "BODY", [SC_DOT] = "DOT", [SC_QUIT] = "QUIT",
 	[SC_DONE] = "DONE",
@@ -126,6 +135,7 @@ struct smtpc_session {
 	struct smtp_caps caps;
 	bool tls;			/* TLS is up on this connection */
 	bool tls_failed;		/* TLS failed at this address: go on without */
+	struct smtpc_auth auth;		/* the AUTH exchange in progress */
 	struct str scratch;		/* command assembly */
 
 	/* candidate addresses */
@@ -297,6 +307,8 @@ static uint8_t stage(const struct smtpc_session *s)
 		return STAGE_STARTTLS_SENT;
 	case SC_TLS:
 		return STAGE_TLS_HANDSHAKE;
+	case SC_AUTH:
+		return STAGE_EHLO_ACCEPTED;	/* Momentum has no AUTH stage: it follows EHLO */
 	case SC_IDLE:
 	case SC_QUIT:
 		return STAGE_IDLE;
@@ -332,6 +344,8 @@ static const char *waiting_for(const struct smtpc_session *s)
 		return "timeout waiting for reply to STARTTLS";
 	case SC_TLS:
 		return "timeout in the TLS handshake";
+	case SC_AUTH:
+		return "timeout waiting for reply to AUTH";
 	case SC_RSET:
 		return "timeout waiting for reply to RSET";
 	case SC_MAIL:
@@ -659,6 +673,168 @@ static void session_ready(struct smtpc_session *s)
 	arm(s, or_default(s->p->idle_timeout, SMTPC_DEFAULT_IDLE_TIMEOUT));
 }
 
+/* ------------------------------------------------------------------ */
+/* outbound AUTH                                                       */
+
+/* auth_log - a paniclog line about this connection's AUTH; never the password. */
+static void auth_log(struct smtpc_session *s, const char *what, const char *reason)
+{
+	const struct smtp_client_params *p = s->p;
+	struct str user = STR_INIT, key = STR_INIT, why = STR_INIT;
+
+	/* Escaped: a quote or control byte in the configuration must not forge fields. */
+	log_line_text(&user, p->auth_user, strlen(p->auth_user));
+	if (p->auth_key)
+		log_line_text(&key, p->auth_key, strlen(p->auth_key));
+	log_line_text(&why, reason, strlen(reason));
+	log_panic("%s smtpc auth %s server=%s mx=%s user=\"%s\" key=\"%s\" mechanism=%s tls=%s "
+		  "reason=\"%s\"", s->c->conn_id, what, s->peer_str, mx_name(s), str_cstr(&user),
+		  str_cstr(&key), smtpc_auth_name(p->auth_type), s->tls ? "yes" : "no",
+		  str_cstr(&why));
+	str_free(&user);
+	str_free(&key);
+	str_free(&why);
+}
+
+/* auth_give_up - this address cannot be used with AUTH: log, try the next one. */
+static void auth_give_up(struct smtpc_session *s, int code, const char *reason)
+{
+	auth_log(s, "failed", reason);
+	address_failed(s, code, STAGE_EHLO_ACCEPTED, false, reason);
+}
+
+/* fail_batch_auth - every recipient of b fails permanently with reason. */
+static void fail_batch_auth(struct smtpc_session *s, struct smtp_batch *b, int code,
+			    const char *reason)
+{
+	snprintf(b->remote_ip, sizeof(b->remote_ip), "%s", s->peer_ip);
+	snprintf(b->remote_host, sizeof(b->remote_host), "%s", mx_name(s));
+	b->conn_id = s->c->conn;
+	for (size_t i = 0; i < b->nrcpt; i++)
+		rcpt_set(&b->rcpts[i], SMTP_OUT_PERMANENT, STAGE_EHLO_ACCEPTED, code, reason);
+	smtpc_post_batch_done(s->c, b, false);
+}
+
+/*
+ * auth_rejected - a 5xx to AUTH: the credentials are wrong (535) or the
+ * server will not take them this way. Every recipient on this connection
+ * fails permanently (bounced like any 5xx) and the connection QUITs;
+ * other addresses of the same host would give the same answer.
+ */
+static void auth_rejected(struct smtpc_session *s, const struct smtpc_reply *r)
+{
+	char reason[SMTPC_RESPONSE_MAX + 512];
+
+	snprintf(reason, sizeof(reason), "%s (outbound AUTH as user %s rejected)", r->text.s,
+		 s->p->auth_user);
+	auth_log(s, "rejected", r->text.s);
+	if (s->first) {
+		fail_batch_auth(s, s->first, r->code, reason);
+		s->first = NULL;
+	}
+	while (s->qhead) {
+		struct bq *q = s->qhead;
+		s->qhead = q->next;
+		fail_batch_auth(s, q->b, r->code, reason);
+		free(q);
+	}
+	s->qtail = NULL;
+	quit(s, "outbound AUTH rejected");
+}
+
+/* send_auth_line - queue a line that carries credentials, then wipe our copy. */
+static void send_auth_line(struct smtpc_session *s)
+{
+	send_str(s, &s->scratch);
+	smtpc_wipe(&s->scratch);
+	set_state(s, SC_AUTH);
+	arm_reply(s);
+}
+
+/*
+ * start_auth - the last EHLO is done and AUTH is configured: check that it
+ * may and can be sent here, then send it. The checks give the address
+ * up with a 4.7.0 text, so the mail is retried, not bounced.
+ */
+static void start_auth(struct smtpc_session *s)
+{
+	const struct smtp_client_params *p = s->p;
+	char reason[512];
+
+	if (p->auth_pass == NULL) {
+		snprintf(reason, sizeof(reason),
+			 "4.7.0 outbound AUTH as user %s not sent: Outbound_SMTP_AUTH_Pass is not set",
+			 p->auth_user);
+		auth_give_up(s, 0, reason);
+		return;
+	}
+	if (!s->tls && !p->auth_allow_plaintext) {
+		const char *why = p->tls_mode == SMTP_TLS_NO ? "TLS = no"
+				  : s->tls_failed	     ? "STARTTLS refused or failed"
+							     : "STARTTLS not offered";
+		snprintf(reason, sizeof(reason),
+			 "4.7.0 outbound AUTH as user %s not sent without TLS (%s; "
+			 "Outbound_SMTP_AUTH_Allow_Plaintext is false)", p->auth_user, why);
+		auth_give_up(s, 0, reason);
+		return;
+	}
+	bool offered = p->auth_type == SMTP_AUTH_LOGIN ? s->caps.auth_login : s->caps.auth_plain;
+	if (!offered) {
+		snprintf(reason, sizeof(reason),
+			 "4.7.0 outbound AUTH as user %s not possible: server does not offer AUTH %s%s",
+			 p->auth_user, smtpc_auth_name(p->auth_type),
+			 s->caps.auth_plain || s->caps.auth_login ? "" : " (no AUTH at all)");
+		auth_give_up(s, 0, reason);
+		return;
+	}
+	str_clear(&s->scratch);
+	smtpc_auth_start(&s->auth, &s->scratch, p);
+	send_auth_line(s);
+}
+
+/* on_auth - 334: answer; 2xx: authenticated; 4xx: next address; 5xx: permanent. */
+static void on_auth(struct smtpc_session *s, const struct smtpc_reply *r)
+{
+	char reason[SMTPC_RESPONSE_MAX + 512];
+
+	if (r->code == 334) {
+		str_clear(&s->scratch);
+		if (smtpc_auth_next(&s->auth, &s->scratch, s->p) < 0) {
+			smtpc_wipe(&s->scratch);
+			snprintf(reason, sizeof(reason),
+				 "unexpected 334 to AUTH %s (outbound AUTH as user %s)",
+				 smtpc_auth_name(s->auth.type), s->p->auth_user);
+			auth_give_up(s, r->code, reason);
+			return;
+		}
+		send_auth_line(s);
+		return;
+	}
+	if (is_2xx(r->code)) {
+		if (trace_smtpc > 0)
+			auth_log(s, "ok", r->text.s);
+		session_ready(s);
+		return;
+	}
+	if (r->code >= 500) {
+		auth_rejected(s, r);
+		return;
+	}
+	snprintf(reason, sizeof(reason), "%s (outbound AUTH as user %s failed temporarily)",
+		 r->text.s, s->p->auth_user);
+	auth_give_up(s, r->code, reason);
+}
+
+/* hello_done - EHLO (and TLS) settled: authenticate if configured, then go. */
+static void hello_done(struct smtpc_session *s)
+{
+	if (s->p->auth_user) {
+		start_auth(s);
+		return;
+	}
+	session_ready(s);
+}
+
 /* after_hello - EHLO or HELO accepted: STARTTLS if wanted, else ready. */
 static void after_hello(struct smtpc_session *s)
 {
@@ -674,7 +850,7 @@ static void after_hello(struct smtpc_session *s)
 		address_failed(s, 0, STAGE_EHLO_ACCEPTED, false, "TLS required but not available");
 		return;
 	}
-	session_ready(s);
+	hello_done(s);
 }
 
 static void on_banner(struct smtpc_session *s, const struct smtpc_reply *r)
@@ -735,7 +911,7 @@ static void on_starttls(struct smtpc_session *s, const struct smtpc_reply *r)
 		return;
 	}
 	s->tls_failed = true;
-	session_ready(s);
+	hello_done(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1090,6 +1266,7 @@ static void conn_failed(struct smtpc_session *s, const char *reason)
 	case SC_CONNECTING:
 	case SC_BANNER:
 	case SC_STARTTLS:
+	case SC_AUTH:
 		address_failed(s, 0, stage(s), false, reason);
 		break;
 	case SC_EHLO:
@@ -1142,6 +1319,9 @@ static void handle_reply(struct smtpc_session *s)
 		break;
 	case SC_STARTTLS:
 		on_starttls(s, r);
+		break;
+	case SC_AUTH:
+		on_auth(s, r);
 		break;
 	case SC_RSET:
 		on_rset(s, r);

@@ -3,7 +3,8 @@
  *
  * smtp_caps_parse (src/smtp/smtp_client.c) reads what a remote server
  * offers in its EHLO reply (PIPELINING, SIZE n, STARTTLS, 8BITMIME,
- * SMTPUTF8, DSN, CHUNKING, ENHANCEDSTATUSCODES; others ignored) and the
+ * SMTPUTF8, DSN, CHUNKING, ENHANCEDSTATUSCODES, the PLAIN and LOGIN
+ * mechanisms of AUTH or the old AUTH=; others ignored) and the
  * client then decides what it may send: a wrong SIZE or a capability read
  * from garbage changes the mail it sends. The input is the text of the
  * reply's lines (split at LF, a CR before it dropped, each cut at a NUL as
@@ -41,6 +42,28 @@
 
 #define MAX_LINES (SMTPC_REPLY_LINES_MAX - 1)
 
+/* ref_mechs - the blank-separated words of p that are PLAIN or LOGIN. */
+static void ref_mechs(struct smtp_caps *c, const char *p)
+{
+	char word[16];
+	size_t n = 0;
+
+	for (;; p++) {
+		if (*p == '\0' || *p == ' ' || *p == '\t') {
+			if (n == 5 && strncasecmp(word, "PLAIN", 5) == 0)
+				c->auth_plain = true;
+			if (n == 5 && strncasecmp(word, "LOGIN", 5) == 0)
+				c->auth_login = true;
+			n = 0;
+			if (*p == '\0')
+				return;
+		} else if (n < sizeof(word)) {
+			word[n++] = *p;
+		}
+		/* else: a word of 16 or more, no mechanism we know; n stays 16 */
+	}
+}
+
 /* ref_caps - the capability rules written plainly. */
 static void ref_caps(struct smtp_caps *c, char **lines, size_t n)
 {
@@ -69,6 +92,10 @@ static void ref_caps(struct smtp_caps *c, char **lines, size_t n)
 			c->chunking = true;
 		else if (KW("DSN"))
 			c->dsn = true;
+		else if (KW("AUTH"))
+			ref_mechs(c, l + k);
+		else if (strncasecmp(l, "AUTH=", 5) == 0)
+			ref_mechs(c, l + 5);
 		else if (KW("SIZE")) {
 			const char *p = l + k;
 			unsigned __int128 v = 0;
@@ -94,7 +121,8 @@ static bool caps_eq(const struct smtp_caps *a, const struct smtp_caps *b)
 	       a->eightbitmime == b->eightbitmime && a->starttls == b->starttls &&
 	       a->enhancedstatuscodes == b->enhancedstatuscodes && a->smtputf8 == b->smtputf8 &&
 	       a->chunking == b->chunking && a->dsn == b->dsn && a->size == b->size &&
-	       a->size_max == b->size_max;
+	       a->size_max == b->size_max && a->auth_plain == b->auth_plain &&
+	       a->auth_login == b->auth_login;
 }
 
 static void map_case(char **lines, size_t n, int (*fn)(int))

@@ -22,6 +22,9 @@ DATA gets "554 5.5.1 no valid recipients" when no RCPT was accepted in
 the transaction, unless "data_always_354" is true.
 "tls": "real" (with "cert" and "key") runs a TLS server after a 220 to
 STARTTLS; "garbage" answers the client's handshake with junk instead.
+"auth" is the list of replies to AUTH: the first answers the command,
+each later one the next line the client sends while the previous reply
+was a 334 (default: "504 5.5.4 not supported").
 "split_before_lf": true sends the final LF of every reply in a write of
 its own, 0.2 s after the rest, so the client reads the CR without its LF.
 
@@ -30,6 +33,7 @@ The record file gets one line per event, flushed at once:
   CMD <command line>
   BATCH <k>          k >= 2 command lines arrived in one read (pipelining)
   BODY <hex>         the raw DATA bytes up to and including ".\\r\\n"
+  AUTHDATA <line>    a line sent in answer to a 334
   TLS <sni or ->     the TLS handshake completed
   TLSFAIL <reason>
   CLOSE <n>
@@ -205,6 +209,14 @@ class Conn:
                 self.nrcpt = 0
                 self.accepted = 0
                 self.send(c["rset"])
+            elif verb == "AUTH":
+                replies = c.get("auth", ["504 5.5.4 not supported"])
+                k = 0
+                self.send(replies[0])
+                while replies[k].startswith("334") and k + 1 < len(replies):
+                    self.peer.record("AUTHDATA " + self.readline())
+                    k += 1
+                    self.send(replies[k])
             elif verb == "NOOP":
                 self.send(c["noop"])
             elif verb == "QUIT":

@@ -69,23 +69,31 @@ static const struct {
 	const char *lines;	/* after "250-", '\n'-separated, greeting first */
 	bool pipelining, eightbitmime, starttls, enh, smtputf8, chunking, dsn, size;
 	uint64_t size_max;
+	bool auth_plain, auth_login;
 } caps_cases[] = {
-	{ __LINE__, "mx.example", 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	{ __LINE__, "mx.example", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
 	{ __LINE__, "mx.example\nPIPELINING\n8BITMIME\nSTARTTLS\nENHANCEDSTATUSCODES\nSMTPUTF8\nCHUNKING\nDSN\nSIZE 35882577",
-	  1, 1, 1, 1, 1, 1, 1, 1, 35882577 },
-	{ __LINE__, "mx\npipelining\n8bitmime\nstarttls\nsize", 1, 1, 1, 0, 0, 0, 0, 1, 0 },
-	{ __LINE__, "mx\nSIZE", 0, 0, 0, 0, 0, 0, 0, 1, 0 },
-	{ __LINE__, "mx\nSIZE 0", 0, 0, 0, 0, 0, 0, 0, 1, 0 },
-	{ __LINE__, "mx\nSIZE abc", 0, 0, 0, 0, 0, 0, 0, 1, 0 },
-	{ __LINE__, "mx\nSIZE 12x", 0, 0, 0, 0, 0, 0, 0, 1, 0 },
-	{ __LINE__, "mx\nSIZE 99999999999999999999999", 0, 0, 0, 0, 0, 0, 0, 1, 0 },
-	{ __LINE__, "mx\nSIZE 1000 ", 0, 0, 0, 0, 0, 0, 0, 1, 1000 },
-	{ __LINE__, "mx\n  DSN", 0, 0, 0, 0, 0, 0, 1, 0, 0 },
+	  1, 1, 1, 1, 1, 1, 1, 1, 35882577, 0, 0 },
+	{ __LINE__, "mx\npipelining\n8bitmime\nstarttls\nsize", 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0 },
+	{ __LINE__, "mx\nSIZE", 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0 },
+	{ __LINE__, "mx\nSIZE 0", 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0 },
+	{ __LINE__, "mx\nSIZE abc", 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0 },
+	{ __LINE__, "mx\nSIZE 12x", 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0 },
+	{ __LINE__, "mx\nSIZE 99999999999999999999999", 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0 },
+	{ __LINE__, "mx\nSIZE 1000 ", 0, 0, 0, 0, 0, 0, 0, 1, 1000, 0, 0 },
+	{ __LINE__, "mx\n  DSN", 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0 },
 	/* whole words only, unknown keywords ignored */
-	{ __LINE__, "mx\nPIPELININGX\nSIZEX 10\nDSNS\nAUTH PLAIN LOGIN\nAUTH=LOGIN\nX-FOO", 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	{ __LINE__, "mx\nPIPELININGX\nSIZEX 10\nDSNS\nAUTHX PLAIN\nX-AUTH LOGIN\nX-FOO", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	/* AUTH mechanisms: standard and pre-RFC 4954 forms, any case, whole words */
+	{ __LINE__, "mx\nAUTH PLAIN LOGIN CRAM-MD5", 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1 },
+	{ __LINE__, "mx\nauth\tlogin", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 },
+	{ __LINE__, "mx\nAUTH=PLAIN", 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0 },
+	{ __LINE__, "mx\nAUTH XOAUTH2 PLAINX LOGINS", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	{ __LINE__, "mx\nAUTH", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	{ __LINE__, "AUTH PLAIN LOGIN", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
 	/* the greeting line is not a keyword */
-	{ __LINE__, "PIPELINING", 0, 0, 0, 0, 0, 0, 0, 0, 0 },
-	{ __LINE__, "mx\nSTARTTLS extra", 0, 0, 1, 0, 0, 0, 0, 0, 0 },
+	{ __LINE__, "PIPELINING", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+	{ __LINE__, "mx\nSTARTTLS extra", 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0 },
 };
 
 static void test_caps(void)
@@ -105,13 +113,89 @@ static void test_caps(void)
 		    caps.smtputf8 != caps_cases[i].smtputf8 ||
 		    caps.chunking != caps_cases[i].chunking || caps.dsn != caps_cases[i].dsn ||
 		    caps.size != caps_cases[i].size || caps.size_max != caps_cases[i].size_max ||
-		    !caps.esmtp) {
+		    caps.auth_plain != caps_cases[i].auth_plain ||
+		    caps.auth_login != caps_cases[i].auth_login || !caps.esmtp) {
 			fprintf(stderr, "%s:%d: caps case wrong (size=%d max=%llu)\n", __FILE__,
 				caps_cases[i].line, caps.size, (unsigned long long)caps.size_max);
 			check_failures++;
 		}
 		free(copy);
 	}
+}
+
+/* ================================================================== */
+/* AUTH lines                                                          */
+
+static void test_auth_lines(void)
+{
+	static const char *const b64v[][2] = {	/* RFC 4648 10 */
+		{ "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
+		{ "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" },
+	};
+	struct smtp_client_params p;
+	struct smtpc_auth a;
+	struct str out = STR_INIT;
+	char big[400];
+
+	for (size_t i = 0; i < sizeof(b64v) / sizeof(b64v[0]); i++) {
+		str_clear(&out);
+		smtpc_base64(&out, b64v[i][0], strlen(b64v[i][0]));
+		CHECK_STREQ(str_cstr(&out), b64v[i][1]);
+	}
+	str_clear(&out);
+	smtpc_base64(&out, "\xff\xfe\x00", 3);
+	CHECK_STREQ(str_cstr(&out), "//4A");
+
+	/* PLAIN: RFC 4616 4's example, as the initial response */
+	memset(&p, 0, sizeof(p));
+	p.auth_user = (char *)"tim";
+	p.auth_pass = (char *)"tanstaaftanstaaf";
+	p.auth_type = SMTP_AUTH_PLAIN;
+	str_clear(&out);
+	smtpc_auth_start(&a, &out, &p);
+	CHECK_STREQ(str_cstr(&out), "AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
+	CHECK(a.initial);
+	str_clear(&out);
+	CHECK_INTEQ(smtpc_auth_next(&a, &out, &p), -1);
+	CHECK_INTEQ(out.len, 0);
+
+	/* LOGIN: the user, then the password, then nothing more */
+	p.auth_type = SMTP_AUTH_LOGIN;
+	str_clear(&out);
+	smtpc_auth_start(&a, &out, &p);
+	CHECK_STREQ(str_cstr(&out), "AUTH LOGIN\r\n");
+	str_clear(&out);
+	CHECK_INTEQ(smtpc_auth_next(&a, &out, &p), 0);
+	CHECK_STREQ(str_cstr(&out), "dGlt\r\n");
+	str_clear(&out);
+	CHECK_INTEQ(smtpc_auth_next(&a, &out, &p), 0);
+	CHECK_STREQ(str_cstr(&out), "dGFuc3RhYWZ0YW5zdGFhZg==\r\n");
+	str_clear(&out);
+	CHECK_INTEQ(smtpc_auth_next(&a, &out, &p), -1);
+
+	/* PLAIN too long for one 512-octet line: the response goes after a 334 */
+	memset(big, 'u', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	p.auth_user = big;
+	p.auth_type = SMTP_AUTH_PLAIN;
+	str_clear(&out);
+	smtpc_auth_start(&a, &out, &p);
+	CHECK_STREQ(str_cstr(&out), "AUTH PLAIN\r\n");
+	CHECK(!a.initial);
+	str_clear(&out);
+	CHECK_INTEQ(smtpc_auth_next(&a, &out, &p), 0);
+	CHECK_INTEQ(out.len, (sizeof(big) - 1 + 16 + 2 + 2) / 3 * 4 + 2);
+	CHECK(out.len > 2 && strncmp(out.s, "AHV1", 4) == 0);
+	str_clear(&out);
+	CHECK_INTEQ(smtpc_auth_next(&a, &out, &p), -1);
+
+	/* wiping leaves an empty string of zero bytes */
+	str_clear(&out);
+	str_appends(&out, "secret");
+	smtpc_wipe(&out);
+	CHECK_INTEQ(out.len, 0);
+	CHECK(out.s && memchr(out.s, 's', out.cap) == NULL);
+	str_free(&out);
 }
 
 /* ================================================================== */
@@ -1535,6 +1619,230 @@ static void test_tls(void)
 	str_free(&cmds);
 }
 
+#define EHLO_AUTH "250-peer.test\\n250-PIPELINING\\n250-AUTH LOGIN PLAIN\\n250 8BITMIME"
+#define EHLO_TLS_AUTH "250-peer.test\\n250-STARTTLS\\n250-AUTH=LOGIN\\n250 AUTH PLAIN LOGIN"
+#define AUTH_PASS "tanstaaftanstaaf"
+
+/* auth_params - make_params with credentials tim / AUTH_PASS. */
+static struct smtp_client_params *auth_params(size_t n, const char *const *ips, int port,
+					      uint8_t type, bool plaintext)
+{
+	struct smtp_client_params *p = make_params(n, ips, port);
+
+	p->auth_user = xstrdup("tim");
+	p->auth_pass = xstrdup(AUTH_PASS);
+	p->auth_key = xstrdup("relay-1");
+	p->auth_type = type;
+	p->auth_allow_plaintext = plaintext;
+	return p;
+}
+
+/* auth_case - one connection against a peer with these sessions; r is left to check. */
+static bool auth_case(struct peer *peer, struct run *r, const char *listen, const char *sessions,
+		      struct smtp_client_params *(*mk)(int port))
+{
+	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
+	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL }, { "b@x.test", 0, NULL } };
+
+	if (!peer_start(peer, listen, sessions))
+		return false;
+	run_init(r);
+	r->close_when_idle = true;
+	open_run(r, mk(peer->port), make_batch(loc, 0, false, rs, 2));
+	return run_wait(r, __LINE__);
+}
+
+static const char *const ip1[] = { "127.0.0.1" };
+static const char *const ip2[] = { "127.0.0.1", "127.0.0.3" };
+
+static struct smtp_client_params *mk_plain_tls(int port)
+{
+	struct smtp_client_params *p = auth_params(1, ip1, port, SMTP_AUTH_PLAIN, false);
+	p->tls_mode = SMTP_TLS_IFAVAILABLE;
+	return p;
+}
+
+static struct smtp_client_params *mk_login_clear(int port)
+{
+	return auth_params(1, ip1, port, SMTP_AUTH_LOGIN, true);
+}
+
+static struct smtp_client_params *mk_plain_clear(int port)
+{
+	return auth_params(1, ip1, port, SMTP_AUTH_PLAIN, true);
+}
+
+static struct smtp_client_params *mk_plain_clear2(int port)
+{
+	return auth_params(2, ip2, port, SMTP_AUTH_PLAIN, true);
+}
+
+static struct smtp_client_params *mk_plain_notls(int port)
+{
+	struct smtp_client_params *p = auth_params(1, ip1, port, SMTP_AUTH_PLAIN, false);
+	p->tls_mode = SMTP_TLS_IFAVAILABLE;
+	return p;
+}
+
+static struct smtp_client_params *mk_no_pass_tls_no(int port)
+{
+	struct smtp_client_params *p = auth_params(1, ip1, port, SMTP_AUTH_PLAIN, false);
+	p->tls_mode = SMTP_TLS_NO;
+	return p;
+}
+
+static struct smtp_client_params *mk_no_pass(int port)
+{
+	struct smtp_client_params *p = auth_params(1, ip1, port, SMTP_AUTH_PLAIN, true);
+	explicit_bzero(p->auth_pass, strlen(p->auth_pass));
+	free(p->auth_pass);
+	p->auth_pass = NULL;
+	return p;
+}
+
+/* Outbound AUTH: the exchange, and every way it can fail. */
+static void test_auth(void)
+{
+	struct peer peer;
+	struct run r;
+	struct str rec = STR_INIT, cmds = STR_INIT;
+	char sessions[1024];
+
+	/* PLAIN inside TLS, with the initial response */
+	if (have_cert) {
+		snprintf(sessions, sizeof(sessions),
+			 "[{\"ehlo\": \"" EHLO_TLS_AUTH "\", \"starttls\": \"220 2.0.0 ready\", "
+			 "\"tls\": \"real\", \"cert\": \"%s\", \"key\": \"%s\", "
+			 "\"auth\": [\"235 2.7.0 Authentication successful\"]}]", certfile, keyfile);
+		if (auth_case(&peer, &r, NULL, sessions, mk_plain_tls)) {
+			CHECK_RCPT(r.done[0], 0, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
+			CHECK_RCPT(r.done[0], 1, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
+		}
+		peer_stop(&peer);
+		peer_cmds(&peer, &cmds);
+		CHECK_STREQ(str_cstr(&cmds), "EHLO client.test\nSTARTTLS\nEHLO client.test\n"
+					     "AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\n"
+					     "MAIL FROM:<s@example.org>\nRCPT TO:<a@x.test>\n"
+					     "RCPT TO:<b@x.test>\nDATA\nQUIT\n");
+		run_fini(&r);
+	}
+
+	/* LOGIN in clear text (allowed): user and password after each 334 */
+	if (auth_case(&peer, &r, NULL,
+		      "[{\"ehlo\": \"" EHLO_AUTH "\", \"auth\": [\"334 VXNlcm5hbWU6\", "
+		      "\"334 UGFzc3dvcmQ6\", \"235 2.7.0 ok\"]}]", mk_login_clear))
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
+	peer_stop(&peer);
+	peer_record(&peer, &rec);
+	CHECK_LINE(&rec, "CMD AUTH LOGIN");
+	CHECK_LINE(&rec, "AUTHDATA dGlt");
+	CHECK_LINE(&rec, "AUTHDATA dGFuc3RhYWZ0YW5zdGFhZg==");
+	CHECK(strstr(str_cstr(&rec), "CMD MAIL FROM:<s@example.org>") != NULL);
+	run_fini(&r);
+
+	/* 535: every recipient fails permanently, the connection QUITs */
+	if (auth_case(&peer, &r, "[\"127.0.0.1\", \"127.0.0.3\"]",
+		      "[{\"ehlo\": \"" EHLO_AUTH "\", \"auth\": [\"535 5.7.8 Authentication "
+		      "credentials invalid\"]}]", mk_plain_clear2)) {
+		CHECK(r.connected);
+		CHECK_INTEQ(r.ndone, 1);
+		CHECK(!r.more[0]);
+		for (int i = 0; i < 2; i++)
+			CHECK_RCPT(r.done[0], i, SMTP_OUT_PERMANENT, STAGE_EHLO_ACCEPTED, 535,
+				   "535 5.7.8 Authentication credentials invalid (outbound AUTH as "
+				   "user tim rejected)");
+		CHECK_STREQ(r.done[0]->remote_ip, "127.0.0.1");
+	}
+	peer_stop(&peer);
+	peer_cmds(&peer, &cmds);
+	CHECK_STREQ(str_cstr(&cmds), "EHLO client.test\nAUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\n"
+				     "QUIT\n");
+	run_fini(&r);
+
+	/* 454 at the first address: the second one is tried and delivers */
+	if (auth_case(&peer, &r, "[\"127.0.0.1\", \"127.0.0.3\"]",
+		      "[{\"ehlo\": \"" EHLO_AUTH "\", \"auth\": [\"454 4.7.0 Temporary "
+		      "authentication failure\"]}, {\"ehlo\": \"" EHLO_AUTH "\", \"auth\": "
+		      "[\"235 2.7.0 ok\"]}]", mk_plain_clear2)) {
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
+		CHECK_STREQ(r.done[0]->remote_ip, "127.0.0.3");
+	}
+	peer_stop(&peer);
+	run_fini(&r);
+
+	/* 454 at the only address: transient */
+	if (auth_case(&peer, &r, NULL, "[{\"ehlo\": \"" EHLO_AUTH "\", \"auth\": [\"454 4.7.0 "
+		      "Temporary authentication failure\"]}]", mk_plain_clear)) {
+		CHECK(!r.connected);
+		CHECK_RCPT(r.done[0], 1, SMTP_OUT_TRANSIENT, STAGE_EHLO_ACCEPTED, 454,
+			   "454 4.7.0 Temporary authentication failure (outbound AUTH as user tim "
+			   "failed temporarily)");
+	}
+	peer_stop(&peer);
+	run_fini(&r);
+
+	/* no TLS offered and clear text not allowed: nothing sent, transient */
+	if (auth_case(&peer, &r, NULL, "[{\"ehlo\": \"" EHLO_AUTH "\", \"auth\": [\"235 ok\"]}]",
+		      mk_plain_notls))
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_TRANSIENT, STAGE_EHLO_ACCEPTED, 0,
+			   "4.7.0 outbound AUTH as user tim not sent without TLS (STARTTLS not "
+			   "offered; Outbound_SMTP_AUTH_Allow_Plaintext is false)");
+	peer_stop(&peer);
+	peer_cmds(&peer, &cmds);
+	CHECK_STREQ(str_cstr(&cmds), "EHLO client.test\n");
+	run_fini(&r);
+
+	/* TLS = no, STARTTLS offered: still not sent */
+	if (auth_case(&peer, &r, NULL, "[{\"ehlo\": \"" EHLO_TLS_AUTH "\"}]", mk_no_pass_tls_no))
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_TRANSIENT, STAGE_EHLO_ACCEPTED, 0,
+			   "4.7.0 outbound AUTH as user tim not sent without TLS (TLS = no; "
+			   "Outbound_SMTP_AUTH_Allow_Plaintext is false)");
+	peer_stop(&peer);
+	peer_cmds(&peer, &cmds);
+	CHECK_STREQ(str_cstr(&cmds), "EHLO client.test\n");
+	run_fini(&r);
+
+	/* a user without a password */
+	if (auth_case(&peer, &r, NULL, "[{\"ehlo\": \"" EHLO_AUTH "\"}]", mk_no_pass))
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_TRANSIENT, STAGE_EHLO_ACCEPTED, 0,
+			   "4.7.0 outbound AUTH as user tim not sent: Outbound_SMTP_AUTH_Pass is not set");
+	peer_stop(&peer);
+	run_fini(&r);
+
+	/* the mechanism is not offered */
+	if (auth_case(&peer, &r, NULL, "[{\"ehlo\": \"250-peer.test\\n250 AUTH LOGIN\"}]",
+		      mk_plain_clear))
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_TRANSIENT, STAGE_EHLO_ACCEPTED, 0,
+			   "4.7.0 outbound AUTH as user tim not possible: server does not offer "
+			   "AUTH PLAIN");
+	peer_stop(&peer);
+	run_fini(&r);
+	if (auth_case(&peer, &r, NULL, "[{}]", mk_plain_clear))
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_TRANSIENT, STAGE_EHLO_ACCEPTED, 0,
+			   "4.7.0 outbound AUTH as user tim not possible: server does not offer "
+			   "AUTH PLAIN (no AUTH at all)");
+	peer_stop(&peer);
+	run_fini(&r);
+
+	/* a 334 after PLAIN's initial response is a protocol error: give up */
+	if (auth_case(&peer, &r, NULL, "[{\"ehlo\": \"" EHLO_AUTH "\", \"auth\": [\"334 \", "
+		      "\"235 ok\"]}]", mk_plain_clear))
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_TRANSIENT, STAGE_EHLO_ACCEPTED, 334,
+			   "unexpected 334 to AUTH PLAIN (outbound AUTH as user tim)");
+	peer_stop(&peer);
+	run_fini(&r);
+
+	/* the server hangs up during AUTH: transient */
+	if (auth_case(&peer, &r, NULL, "[{\"ehlo\": \"" EHLO_AUTH "\", \"auth\": [\"DROP\"]}]",
+		      mk_plain_clear))
+		CHECK_RCPT(r.done[0], 0, SMTP_OUT_TRANSIENT, STAGE_EHLO_ACCEPTED, 0,
+			   "connection closed by server");
+	peer_stop(&peer);
+	run_fini(&r);
+	str_free(&rec);
+	str_free(&cmds);
+}
+
 /* A large body goes out in slices; every byte arrives stuffed. */
 static void test_large_body(void)
 {
@@ -1644,6 +1952,7 @@ static void live_tests(void)
 	test_refused_transactions();
 	test_late_send();
 	test_tls();
+	test_auth();
 	test_large_body();
 
 	/* connection problems went to the paniclog */
@@ -1657,6 +1966,12 @@ static void live_tests(void)
 		CHECK(strstr(str_cstr(&rec), "smtpc malformed reply") != NULL);
 		CHECK(strstr(str_cstr(&rec), "smtpc tls failed") != NULL);
 		CHECK(strstr(str_cstr(&rec), "smtpc starttls refused") != NULL);
+		CHECK(strstr(str_cstr(&rec), "smtpc auth rejected") != NULL);
+		CHECK(strstr(str_cstr(&rec), "key=\"relay-1\"") != NULL);
+		/* the password, in clear or in base64, is in no log line */
+		CHECK(strstr(str_cstr(&rec), AUTH_PASS) == NULL);
+		CHECK(strstr(str_cstr(&rec), "dGFuc3RhYWZ0YW5zdGFhZg") == NULL);
+		CHECK(strstr(str_cstr(&rec), "AHRpbQB0YW5zdGFhZnRhbnN0YWFm") == NULL);
 		str_free(&rec);
 	}
 
@@ -1679,6 +1994,7 @@ int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	test_caps();
+	test_auth_lines();
 	test_replies();
 	test_commands();
 	test_body();
