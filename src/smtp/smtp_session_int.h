@@ -47,7 +47,10 @@ struct session_limits {
 	int64_t error_limit;		/* 0 = none */
 	int64_t reject_log_limit;	/* rejectlog lines per connection; 0 = none */
 	bool reject_ip_budget;		/* Rejectlog_Throttle_Per_IP is set */
-	int messageid;			/* 0 ifneeded, 1 always, 2 never */
+	int messageid;			/* enum conf_messageid_header */
+	int date_header;		/* enum conf_date_header */
+	int missing_headers;		/* enum conf_missing_headers */
+	bool trace_headers;		/* RFC2822_Trace_Headers */
 };
 
 /*
