@@ -338,6 +338,11 @@ static void transaction_reset(struct smtp_session *s)
 		s->spill = NULL;
 	}
 	str_clear(&s->stage);
+	if (s->fixing) {
+		mime_fix_free(&s->fix);
+		s->fixing = false;
+	}
+	str_clear(&s->fixbuf);
 	s->completing = false;
 	s->nrcpt_alloc = 0;
 	s->rcpt_refused = 0;
@@ -583,6 +588,9 @@ static void message_complete(struct smtp_session *s)
 	struct envelope *msg = s->msg;
 	uint64_t size = s->scan.bytes;
 
+	/* A last line without CRLF (BDAT) leaves the fixer; again, it adds nothing. */
+	if (s->fixing)
+		mime_fix_finish(&s->fix, body_out(s));
 	if (s->lim.max_size > 0 && size > (uint64_t)s->lim.max_size) {
 		reject(s, "data", "552 5.3.4 Message size exceeds fixed limit");
 		transaction_reset(s);
@@ -1419,8 +1427,32 @@ static void scan_begin(struct smtp_session *s)
 	smtp_data_scanner_init(&s->scan);
 	s->scan.fix_bare_headers = s->lim.lone_lf_headers == CONF_RFC2822_FIX;
 	s->scan.fix_bare_body = s->lim.lone_lf_body == CONF_RFC2822_FIX;
-	if (s->lim.max_line == CONF_LINE_LIMIT_FIX)
-		s->scan.fold_at = CONF_LINE_LIMIT_RFC;
+	/* fix: the scanner keeps long lines, the MIME line fixer breaks them. */
+	if (s->fixing)
+		mime_fix_free(&s->fix);
+	s->fixing = s->lim.max_line == CONF_LINE_LIMIT_FIX;
+	if (s->fixing)
+		mime_fix_init(&s->fix);
+	str_clear(&s->fixbuf);
+}
+
+/*
+ * scan_out - where the scanner writes: the body, or with
+ * RFC2822_Max_Line_Length = fix the buffer scan_fixed passes through the
+ * MIME line fixer (the one extra copy only that setting pays for).
+ */
+static struct str *scan_out(struct smtp_session *s)
+{
+	return s->fixing ? &s->fixbuf : body_out(s);
+}
+
+/* scan_fixed - hand what the scanner wrote to the fixer, which writes the body. */
+static void scan_fixed(struct smtp_session *s)
+{
+	if (!s->fixing || s->fixbuf.len == 0)
+		return;
+	mime_fix_feed(&s->fix, s->fixbuf.s, s->fixbuf.len, body_out(s));
+	str_clear(&s->fixbuf);
 }
 
 static void cmd_data(struct smtp_session *s, const char *args)
@@ -1781,8 +1813,9 @@ static bool process_data(struct smtp_session *s, struct evbuffer *in)
 
 		if (len > SCAN_PIECE - consumed)
 			len = SCAN_PIECE - consumed;
-		consumed += smtp_data_scan(&s->scan, vec[i].iov_base, len, body_out(s),
+		consumed += smtp_data_scan(&s->scan, vec[i].iov_base, len, scan_out(s),
 					   scan_limit(s));
+		scan_fixed(s);
 	}
 	evbuffer_drain(in, consumed);
 	body_spill(s);
@@ -1812,8 +1845,9 @@ static bool process_bdat(struct smtp_session *s, struct evbuffer *in)
 			return false;
 		if (!s->bdat_discard) {
 			/* smtp_scan_chunk counts the bytes; it keeps only what fits. */
-			smtp_scan_chunk(&s->scan, vec[0].iov_base, take, body_out(s),
+			smtp_scan_chunk(&s->scan, vec[0].iov_base, take, scan_out(s),
 					scan_limit(s));
+			scan_fixed(s);
 			body_spill(s);
 		}
 		evbuffer_drain(in, take);
@@ -2202,6 +2236,7 @@ static void session_free(struct smtp_session *s)
 		s->ph.token->s = NULL;
 	transaction_reset(s);
 	str_free(&s->stage);
+	str_free(&s->fixbuf);
 	str_free(&s->rx_refusal);
 	vctx_free(s->conn_vctx);
 	free(s->helo);
