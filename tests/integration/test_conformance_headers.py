@@ -12,11 +12,13 @@ example.com's route with the dot gone.
 """
 
 import datetime
+import os
 import email
 import email.policy
 import email.utils
 import time
 
+import harness
 from deliverykit import wait_until
 from harness import DaemonTestCase, accepted_id, main
 from sink import Sink
@@ -209,6 +211,28 @@ class ConformanceHeaders(DaemonTestCase):
         self.data(d, body)
         t, _ = self.delivered(m)
         self.assertEqual(t.body, body)
+
+    # -- the order: added before the sign hook, so a signature covers them ----
+
+    def test_added_fields_before_signing(self):
+        d = self.new_daemon(start=False, hold_delivery=False, relay_hosts=("127.0.0.0/8",))
+        j = os.path.join(d.tmp, "journal")
+        d.global_text = "\n".join([
+            'Module_Path = ( "%s" )' % harness.modules_dir(),
+            'Domain "conf.test" { Routes = ( "smtp://127.0.0.1:%d" ) }' % self.sink.port,
+            'test_services "signer" { journal = "%s" sign_header = "X-Test-Signature: v=1" }' % j,
+        ])
+        d.write_config()
+        d.start()
+        m = self.mark("signed")
+        self.assertReply(self.data(d, message(m)), 250, "2.0.0")
+        t, msg = self.delivered(m)
+        # the signer's field is on top of everything reception wrote
+        self.assertTrue(t.body.startswith(b"X-Test-Signature: v=1\r\nReturn-Path: <"), t.body[:200])
+        with open(j) as f:
+            seen = [l.strip() for l in f if l.startswith("signing")]
+        self.assertEqual(seen, ["signing date=1 message-id=1 return-path=1"],
+                         "the sign hook ran before the fields were added")
 
     # -- a domain ending in a dot ---------------------------------------------------
 
