@@ -477,8 +477,10 @@ static void add_headers(struct smtp_session *s)
 	size_t hend = rfc5322_header_end(b->s + s->header_len, clen);
 	bool headerless = clen > 0 && rfc5322_body_start(b->s + s->header_len, clen) == 0;
 
-	if (s->lim.trace_headers)
+	if (s->lim.trace_headers) {
 		hend = drop_fields(s, hend, "Return-Path");
+		clen = b->len - s->header_len;
+	}
 	const char *hdrs = b->s + s->header_len;
 	if (s->lim.messageid == CONF_MESSAGEID_ALWAYS ||
 	    (s->lim.messageid == CONF_MESSAGEID_IFNEEDED && !has_field(hdrs, hend, "Message-ID")))
