@@ -72,7 +72,10 @@ enum conf_type {
 /* CONF_T_ENUM values are word indexes; these name them (test_config checks the table). */
 enum conf_tls { CONF_TLS_IFAVAILABLE, CONF_TLS_REQUIRED, CONF_TLS_NO };
 enum conf_bounces_inline { CONF_BOUNCES_INLINE_HEADERS, CONF_BOUNCES_INLINE_NONE, CONF_BOUNCES_INLINE_ALL };
-enum conf_messageid_header { CONF_MESSAGEID_IFNEEDED, CONF_MESSAGEID_ALWAYS, CONF_MESSAGEID_NEVER };
+enum conf_messageid_header { CONF_MESSAGEID_IFNEEDED, CONF_MESSAGEID_ALWAYS, CONF_MESSAGEID_NEVER,
+			     CONF_MESSAGEID_IGNORE /* Momentum's word for never */ };
+enum conf_date_header { CONF_DATE_IFNEEDED, CONF_DATE_PEDANTIC, CONF_DATE_IGNORE };
+enum conf_missing_headers { CONF_MISSING_REJECT, CONF_MISSING_ALLOW };
 enum conf_rfc2822_mode { CONF_RFC2822_FIX, CONF_RFC2822_IGNORE, CONF_RFC2822_PEDANTIC };
 
 /* Scope bits: where an option may be written. */

@@ -357,7 +357,8 @@ static size_t local_part_len(const char *p, size_t n, bool utf8)
 /*
  * check_path - validate the text between "<" and ">". On success *mbox is
  * the offset of the Mailbox (past any source route, which RFC 5321 4.1.2
- * says to accept and ignore). Lengths are checked on the raw text as it
+ * says to accept and ignore) and *trim the octets to drop at its end (1
+ * for a domain's trailing dot, else 0). Lengths are checked on the raw text as it
  * came on the wire; non-ASCII is ADDR_8BIT unless utf8 allows it.
  *
  * Length replies: RFC 5321 4.5.3.1.10 suggests "501 Path too long" while
@@ -366,12 +367,13 @@ static size_t local_part_len(const char *p, size_t n, bool utf8)
  * learns it is the address, not the command, that is wrong.
  */
 static enum addr_err check_path(const char *p, size_t n, bool utf8, bool is_rcpt,
-				size_t *mbox)
+				size_t *mbox, size_t *trim)
 {
 	size_t i = 0;
 	bool has_8bit = false;
 
 	*mbox = 0;
+	*trim = 0;
 	if (n > SMTP_PATH_MAX)
 		return ADDR_TOOLONG;
 	for (size_t k = 0; k < n; k++)
@@ -422,7 +424,20 @@ static enum addr_err check_path(const char *p, size_t n, bool utf8, bool is_rcpt
 	}
 	if (m[ll] != '@')
 		return ADDR_SYNTAX;
-	return check_domain(m + ll + 1, mn - ll - 1, utf8, true);
+
+	/*
+	 * "user@example.com." names the same domain as "user@example.com"
+	 * (the root label made explicit): one trailing dot is accepted and
+	 * dropped, as Postfix's rewriting does; "a@b..", "a@." and a dot
+	 * after an address literal stay errors.
+	 */
+	const char *d = m + ll + 1;
+	size_t dn = mn - ll - 1;
+	if (dn > 1 && d[dn - 1] == '.' && d[dn - 2] != '.' && d[0] != '[') {
+		dn--;
+		*trim = 1;
+	}
+	return check_domain(d, dn, utf8, true);
 }
 
 /*
@@ -854,7 +869,7 @@ bool smtp_parse_mail(const char *args, const struct smtp_ext_allowed *ext,
 		     struct smtp_mail_args *out, struct smtp_reply *reply)
 {
 	const char *path, *params;
-	size_t path_len, mbox;
+	size_t path_len, mbox, trim = 0;
 	struct param pm;
 	unsigned seen = 0;
 
@@ -868,7 +883,7 @@ bool smtp_parse_mail(const char *args, const struct smtp_ext_allowed *ext,
 	}
 	bool utf8 = ext->smtputf8 && has_smtputf8(params);
 	if (path_len > 0) {
-		enum addr_err e = check_path(path, path_len, utf8, false, &mbox);
+		enum addr_err e = check_path(path, path_len, utf8, false, &mbox, &trim);
 		if (e != ADDR_OK) {
 			addr_reply(reply, e, false);
 			return false;
@@ -882,7 +897,7 @@ bool smtp_parse_mail(const char *args, const struct smtp_ext_allowed *ext,
 			return false;
 		}
 	}
-	out->path = xstrndup(path + mbox, path_len - mbox);
+	out->path = xstrndup(path + mbox, path_len - mbox - trim);
 	return true;
 }
 
@@ -953,7 +968,7 @@ bool smtp_parse_rcpt(const char *args, const struct smtp_ext_allowed *ext,
 		     bool smtputf8, struct smtp_rcpt_args *out, struct smtp_reply *reply)
 {
 	const char *path, *params;
-	size_t path_len, mbox;
+	size_t path_len, mbox, trim = 0;
 	struct param pm;
 	unsigned seen = 0;
 	bool utf8 = smtputf8 && ext->smtputf8;
@@ -966,7 +981,7 @@ bool smtp_parse_rcpt(const char *args, const struct smtp_ext_allowed *ext,
 		return false;
 	}
 	enum addr_err e = path_len == 0 ? ADDR_SYNTAX :
-			  check_path(path, path_len, utf8, true, &mbox);
+			  check_path(path, path_len, utf8, true, &mbox, &trim);
 	if (e != ADDR_OK) {
 		addr_reply(reply, e, true);
 		return false;
@@ -995,7 +1010,7 @@ bad:
 		bad_param(reply, param_table[id].name);
 		goto fail;
 	}
-	out->path = xstrndup(path + mbox, path_len - mbox);
+	out->path = xstrndup(path + mbox, path_len - mbox - trim);
 	return true;
 fail:
 	smtp_rcpt_args_free(out);

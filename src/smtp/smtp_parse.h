@@ -97,6 +97,8 @@ struct smtp_ext_allowed {
  * discarded) are understood; UTF-8 in paths only with SMTPUTF8 given (for
  * RCPT: the smtputf8 of the transaction's MAIL). RCPT TO:<postmaster> (no
  * domain) is allowed; other paths need local@domain; <> only for MAIL.
+ * One trailing dot after the domain ("a@example.com.") is accepted and
+ * removed from the path handed out (as Postfix normalises it).
  * The replies:
  *   501 5.5.4 Syntax: MAIL FROM:<address>   (or RCPT TO:<address>): no
  *             "FROM:"/"TO:", no brackets, junk after ">"

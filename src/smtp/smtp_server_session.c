@@ -338,6 +338,11 @@ static void transaction_reset(struct smtp_session *s)
 		s->spill = NULL;
 	}
 	str_clear(&s->stage);
+	if (s->fixing) {
+		mime_fix_free(&s->fix);
+		s->fixing = false;
+	}
+	str_clear(&s->fixbuf);
 	s->completing = false;
 	s->nrcpt_alloc = 0;
 	s->rcpt_refused = 0;
@@ -366,9 +371,11 @@ static void transaction_reset(struct smtp_session *s)
 /* message assembly                                                    */
 
 /*
- * start_body - begin the message with our Received: trace header (RFC 5321
- * 4.4). It is written before the client's data so the data can be appended
- * in place without moving it again.
+ * start_body - begin the message with our trace header fields (RFC 5321
+ * 4.4, RFC2822_Trace_Headers): Return-Path with the MAIL FROM, then our
+ * Received. They are written before the client's data so the data can be
+ * appended in place without moving it again; with the option off nothing
+ * is written and header_len is 0.
  */
 static void start_body(struct smtp_session *s)
 {
@@ -377,8 +384,12 @@ static void start_body(struct smtp_session *s)
 	char idbuf[ID_BUF_SIZE];
 	const char *proto = s->esmtp ? (s->tls ? "ESMTPS" : "ESMTP") : (s->tls ? "SMTPS" : "SMTP");
 
-	rfc5322_format_date((int64_t)time(NULL), true, date);
 	str_clear(b);
+	s->header_len = 0;
+	if (!s->lim.trace_headers)
+		return;
+	rfc5322_format_date((int64_t)time(NULL), true, date);
+	str_appendf(b, "Return-Path: <%s>\r\n", s->msg->sender);
 	str_appendf(b, "Received: from %s (%s [%s])\r\n\tby %s (impetus) with %s id %s",
 		    s->helo ? s->helo : "unknown", s->peer_ip, s->peer_ip, s->hostname, proto,
 		    id_format(s->msg->id, idbuf));
@@ -388,32 +399,106 @@ static void start_body(struct smtp_session *s)
 	s->header_len = b->len;
 }
 
-/* has_message_id - whether the client's header section holds a Message-ID field. */
-static bool has_message_id(const char *p, size_t len)
+/* has_field - whether the header section hdrs[0..len) holds a field named name. */
+static bool has_field(const char *hdrs, size_t len, const char *name)
 {
-	size_t hdrs = rfc5322_header_end(p, len), pos = 0;
+	size_t pos = 0, n = strlen(name);
 	struct rfc5322_field f;
 
-	while (rfc5322_field_next(p, hdrs, &pos, &f))
-		if (f.name_len == 10 && strncasecmp(f.name, "Message-ID", 10) == 0)
+	while (rfc5322_field_next(hdrs, len, &pos, &f))
+		if (f.name_len == n && strncasecmp(f.name, name, n) == 0)
 			return true;
 	return false;
 }
 
-/* add_message_id - insert "Message-ID: <id@host>" after our Received header. */
-static void add_message_id(struct smtp_session *s)
+/*
+ * drop_fields - remove every field named name from the client's header
+ * section (hend octets at header_len in the in-memory body); returns the
+ * section's new length.
+ */
+static size_t drop_fields(struct smtp_session *s, size_t hend, const char *name)
 {
 	struct str *b = &s->msg->body;
-	struct str hdr = STR_INIT;
-	char idbuf[ID_BUF_SIZE];
+	size_t pos = 0, start, n = strlen(name);
+	struct rfc5322_field f;
 
-	str_appendf(&hdr, "Message-ID: <%s@%s>\r\n", id_format(s->msg->id, idbuf), s->hostname);
-	str_reserve(b, hdr.len);
-	memmove(b->s + s->header_len + hdr.len, b->s + s->header_len, b->len - s->header_len);
-	memcpy(b->s + s->header_len, hdr.s, hdr.len);
-	b->len += hdr.len;
-	b->s[b->len] = '\0';
-	str_free(&hdr);
+	for (;;) {
+		char *hdrs = b->s + s->header_len;
+
+		start = pos;
+		if (!rfc5322_field_next(hdrs, hend, &pos, &f))
+			break;
+		if (f.name_len != n || strncasecmp(f.name, name, n) != 0)
+			continue;
+		size_t cut = pos - start;
+		memmove(hdrs + start, hdrs + pos, b->len - s->header_len - pos);
+		b->len -= cut;
+		b->s[b->len] = '\0';
+		hend -= cut;
+		pos = start;
+	}
+	return hend;
+}
+
+/*
+ * conformance_refusal - the RFC2822_Missing_Headers and _Date_Header
+ * checks on the client's header section (in memory, see SPILL_AT): the
+ * refusal's reply line, or NULL to accept.
+ */
+static const char *conformance_refusal(const struct smtp_session *s)
+{
+	const char *client = s->msg->body.s + s->header_len;
+	size_t clen = s->msg->body.len - s->header_len;
+	size_t hend = rfc5322_header_end(client, clen);
+
+	if (hend == 0 && s->lim.missing_headers == CONF_MISSING_REJECT)
+		return "554 5.6.0 Message rejected: no header section (RFC 5322 2.1)";
+	if (s->lim.date_header == CONF_DATE_PEDANTIC && !has_field(client, hend, "Date"))
+		return "554 5.6.0 Message rejected: no Date header field (RFC 5322 3.6)";
+	return NULL;
+}
+
+/*
+ * add_headers - the fields the conformance options add, after our trace
+ * fields and before the client's (RFC2822_Messageid_Header,
+ * RFC2822_Date_Header), and the client's Return-Path fields dropped when
+ * we set our own. A message sent without a header section gets an empty
+ * line after what we added, so its first line stays body. Runs before the
+ * reception phases and the sign hook: modules see, and signatures cover,
+ * the fields as they will be spooled.
+ */
+static void add_headers(struct smtp_session *s)
+{
+	struct str *b = &s->msg->body;
+	struct str add = STR_INIT;
+	char idbuf[ID_BUF_SIZE];
+	char date[RFC5322_DATE_SIZE];
+	size_t clen = b->len - s->header_len;
+	size_t hend = rfc5322_header_end(b->s + s->header_len, clen);
+	bool headerless = clen > 0 && rfc5322_body_start(b->s + s->header_len, clen) == 0;
+
+	if (s->lim.trace_headers) {
+		hend = drop_fields(s, hend, "Return-Path");
+		clen = b->len - s->header_len;
+	}
+	const char *hdrs = b->s + s->header_len;
+	if (s->lim.messageid == CONF_MESSAGEID_ALWAYS ||
+	    (s->lim.messageid == CONF_MESSAGEID_IFNEEDED && !has_field(hdrs, hend, "Message-ID")))
+		str_appendf(&add, "Message-ID: <%s@%s>\r\n", id_format(s->msg->id, idbuf),
+			    s->hostname);
+	if (s->lim.date_header == CONF_DATE_IFNEEDED && !has_field(hdrs, hend, "Date"))
+		str_appendf(&add, "Date: %s\r\n",
+			    rfc5322_format_date((int64_t)time(NULL), true, date));
+	if (headerless && (add.len > 0 || s->header_len > 0))
+		str_append(&add, "\r\n", 2);
+	if (add.len > 0) {
+		str_reserve(b, add.len);
+		memmove(b->s + s->header_len + add.len, b->s + s->header_len, clen);
+		memcpy(b->s + s->header_len, add.s, add.len);
+		b->len += add.len;
+		b->s[b->len] = '\0';
+	}
+	str_free(&add);
 }
 
 /* body_out - where the data scanner appends: memory, or the stage once spilling. */
@@ -505,6 +590,9 @@ static void message_complete(struct smtp_session *s)
 	struct envelope *msg = s->msg;
 	uint64_t size = s->scan.bytes;
 
+	/* A last line without CRLF (BDAT) leaves the fixer; again, it adds nothing. */
+	if (s->fixing)
+		mime_fix_finish(&s->fix, body_out(s));
 	if (s->lim.max_size > 0 && size > (uint64_t)s->lim.max_size) {
 		reject(s, "data", "552 5.3.4 Message size exceeds fixed limit");
 		transaction_reset(s);
@@ -518,6 +606,12 @@ static void message_complete(struct smtp_session *s)
 	}
 	if (s->lim.max_line > 0 && s->scan.longest_line > (size_t)s->lim.max_line) {
 		reject(s, "data", "554 5.6.0 Message rejected: line too long");
+		transaction_reset(s);
+		return;
+	}
+	const char *refusal = conformance_refusal(s);
+	if (refusal) {
+		reject(s, "data", "%s", refusal);
 		transaction_reset(s);
 		return;
 	}
@@ -546,10 +640,7 @@ static void message_complete(struct smtp_session *s)
 		s->spill = NULL;
 	}
 	/* The header section is in the in-memory part (see SPILL_AT). */
-	if (s->lim.messageid == 1 ||
-	    (s->lim.messageid == 0 &&
-	     !has_message_id(msg->body.s + s->header_len, msg->body.len - s->header_len)))
-		add_message_id(s);
+	add_headers(s);
 
 	msg->received = (int64_t)time(NULL);
 	reception_begin(s);
@@ -1338,8 +1429,32 @@ static void scan_begin(struct smtp_session *s)
 	smtp_data_scanner_init(&s->scan);
 	s->scan.fix_bare_headers = s->lim.lone_lf_headers == CONF_RFC2822_FIX;
 	s->scan.fix_bare_body = s->lim.lone_lf_body == CONF_RFC2822_FIX;
-	if (s->lim.max_line == CONF_LINE_LIMIT_FIX)
-		s->scan.fold_at = CONF_LINE_LIMIT_RFC;
+	/* fix: the scanner keeps long lines, the MIME line fixer breaks them. */
+	if (s->fixing)
+		mime_fix_free(&s->fix);
+	s->fixing = s->lim.max_line == CONF_LINE_LIMIT_FIX;
+	if (s->fixing)
+		mime_fix_init(&s->fix);
+	str_clear(&s->fixbuf);
+}
+
+/*
+ * scan_out - where the scanner writes: the body, or with
+ * RFC2822_Max_Line_Length = fix the buffer scan_fixed passes through the
+ * MIME line fixer (the one extra copy only that setting pays for).
+ */
+static struct str *scan_out(struct smtp_session *s)
+{
+	return s->fixing ? &s->fixbuf : body_out(s);
+}
+
+/* scan_fixed - hand what the scanner wrote to the fixer, which writes the body. */
+static void scan_fixed(struct smtp_session *s)
+{
+	if (!s->fixing || s->fixbuf.len == 0)
+		return;
+	mime_fix_feed(&s->fix, s->fixbuf.s, s->fixbuf.len, body_out(s));
+	str_clear(&s->fixbuf);
 }
 
 static void cmd_data(struct smtp_session *s, const char *args)
@@ -1700,8 +1815,9 @@ static bool process_data(struct smtp_session *s, struct evbuffer *in)
 
 		if (len > SCAN_PIECE - consumed)
 			len = SCAN_PIECE - consumed;
-		consumed += smtp_data_scan(&s->scan, vec[i].iov_base, len, body_out(s),
+		consumed += smtp_data_scan(&s->scan, vec[i].iov_base, len, scan_out(s),
 					   scan_limit(s));
+		scan_fixed(s);
 	}
 	evbuffer_drain(in, consumed);
 	body_spill(s);
@@ -1731,8 +1847,9 @@ static bool process_bdat(struct smtp_session *s, struct evbuffer *in)
 			return false;
 		if (!s->bdat_discard) {
 			/* smtp_scan_chunk counts the bytes; it keeps only what fits. */
-			smtp_scan_chunk(&s->scan, vec[0].iov_base, take, body_out(s),
+			smtp_scan_chunk(&s->scan, vec[0].iov_base, take, scan_out(s),
 					scan_limit(s));
+			scan_fixed(s);
 			body_spill(s);
 		}
 		evbuffer_drain(in, take);
@@ -1969,6 +2086,9 @@ static void load_limits(struct smtp_session *s)
 	s->lim.cmd_timeout = conf_listener_get(c, l, CONF_OPT_SERVER_TIMEOUT)->u.i;
 	s->lim.data_timeout = conf_listener_get(c, l, CONF_OPT_DATA_TIMEOUT)->u.i;
 	s->lim.messageid = (int)conf_listener_get(c, l, CONF_OPT_RFC2822_MESSAGEID_HEADER)->u.i;
+	s->lim.date_header = (int)conf_listener_get(c, l, CONF_OPT_RFC2822_DATE_HEADER)->u.i;
+	s->lim.missing_headers = (int)conf_listener_get(c, l, CONF_OPT_RFC2822_MISSING_HEADERS)->u.i;
+	s->lim.trace_headers = conf_listener_get(c, l, CONF_OPT_RFC2822_TRACE_HEADERS)->u.b;
 	s->lim.min_data_rate = conf_listener_get(c, l, CONF_OPT_MIN_DATA_RATE)->u.i;
 	s->lim.error_limit = conf_listener_get(c, l, CONF_OPT_HARD_ERROR_LIMIT)->u.i;
 	s->lim.reject_log_limit = conf_listener_get(c, l, CONF_OPT_REJECTLOG_CONNECTION_LIMIT)->u.i;
@@ -2118,6 +2238,7 @@ static void session_free(struct smtp_session *s)
 		s->ph.token->s = NULL;
 	transaction_reset(s);
 	str_free(&s->stage);
+	str_free(&s->fixbuf);
 	str_free(&s->rx_refusal);
 	vctx_free(s->conn_vctx);
 	free(s->helo);

@@ -20,6 +20,7 @@
 
 #include "core/id.h"
 #include "core/str.h"
+#include "message/mime_fix.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_server_int.h"
 
@@ -47,7 +48,10 @@ struct session_limits {
 	int64_t error_limit;		/* 0 = none */
 	int64_t reject_log_limit;	/* rejectlog lines per connection; 0 = none */
 	bool reject_ip_budget;		/* Rejectlog_Throttle_Per_IP is set */
-	int messageid;			/* 0 ifneeded, 1 always, 2 never */
+	int messageid;			/* enum conf_messageid_header */
+	int date_header;		/* enum conf_date_header */
+	int missing_headers;		/* enum conf_missing_headers */
+	bool trace_headers;		/* RFC2822_Trace_Headers */
 };
 
 /*
@@ -129,6 +133,9 @@ struct smtp_session {
 	struct smtp_spill *spill;	/* set once the message passed SPILL_AT */
 	struct str stage;		/* bytes past the in-memory part, not yet spilled */
 	bool completing;		/* data is all in; waiting for the last spill write */
+	bool fixing;			/* RFC2822_Max_Line_Length = fix: fix is live */
+	struct mime_fix fix;		/* breaks long lines as the MIME structure allows */
+	struct str fixbuf;		/* scanner output on its way to the fixer */
 	int64_t declared_size;
 	uint64_t messages;		/* accepted on this connection */
 

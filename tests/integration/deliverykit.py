@@ -282,20 +282,30 @@ def option_line(name, otype, value):
     return '%s = "%s"' % (name, value)
 
 
+# The fields impetus puts in front of a message it receives over SMTP
+# (RFC2822_Trace_Headers, RFC2822_Messageid_Header, RFC2822_Date_Header).
+ADDED_FIELDS = (b"return-path", b"received", b"message-id", b"date")
+
+
 def received_prefix_ok(delivered, original):
     """
-    received_prefix_ok - None when `delivered` is `original` with exactly
-    one header field (our Received:) put in front; else why not.
+    received_prefix_ok - None when `delivered` is `original` with only
+    impetus's own fields put in front: Return-Path first, exactly one
+    Received:, and the Message-ID or Date the client left out; else why not.
     """
     if not delivered.endswith(original):
         return "the delivered body does not end with the original message"
     prefix = delivered[:len(delivered) - len(original)]
-    if not prefix.startswith(b"Received: "):
-        return "the bytes before the original are not a Received: header: %r" % prefix[:300]
+    if not prefix.startswith(b"Return-Path: <"):
+        return "the bytes before the original do not start with Return-Path: %r" % prefix[:300]
     lines = prefix.split(b"\r\n")
     if lines[-1] != b"":
         return "the added header does not end with CRLF: %r" % prefix[-100:]
-    for l in lines[1:-1]:
-        if not l[:1] in (b" ", b"\t"):
-            return "more than one header field was added before the original: %r" % prefix
+    names = [l.split(b":", 1)[0].lower() for l in lines[:-1] if l[:1] not in (b" ", b"\t")]
+    if names.count(b"received") != 1 or any(n not in ADDED_FIELDS for n in names):
+        return "not exactly impetus's own fields were added: %r" % prefix
+    orig_names = {l.split(b":", 1)[0].lower() for l in original.split(b"\r\n\r\n", 1)[0].split(b"\r\n")}
+    for n in (b"message-id", b"date"):
+        if n in names and n in orig_names:
+            return "%s added although the client sent one: %r" % (n.decode(), prefix)
     return None

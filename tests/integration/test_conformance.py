@@ -5,6 +5,10 @@ RFC2822_Max_Line_Length (ignore | pedantic | fix | N) and
 RFC2822_Lone_LF_In_Headers / RFC2822_Lone_LF_In_Body (fix | ignore |
 pedantic), sent by a raw client (a 5,000-character line, bare LF in the
 body and in the headers, bare CR, over DATA and BDAT) under each setting.
+With fix, long lines are broken as each MIME part's
+Content-Transfer-Encoding allows: the delivered parts, decoded by
+Python's email package, give back exactly what was encoded
+(quoted-printable soft breaks, base64 re-wrapped), text is folded.
 Checked: the reply, what the spool holds (held daemons: the repairs happen
 on reception), and what a downstream sink receives (relaying daemons):
 whatever the setting, the next hop never gets a bare CR or LF nor a line
@@ -12,8 +16,10 @@ over 998 octets. And the smuggling rule: a bare LF or CR never ends DATA,
 repaired or not; only CRLF "." CRLF does.
 """
 
+import base64
 import email
 import email.policy
+import random
 import time
 
 from deliverykit import wait_until
@@ -49,6 +55,47 @@ def assert_clean(test, body, what):
     longest = max(len(l) for l in body.split(b"\r\n"))
     test.assertLessEqual(longest, 998, "%s: a %d-octet line reached the next hop"
                          % (what, longest))
+
+
+def qp_line(text):
+    """qp_line - text (str) quoted-printable encoded as ONE line, as a careless generator would."""
+    out = []
+    for b in text.encode("utf-8"):
+        if (33 <= b <= 126 and b != 0x3D) or b == 0x20:
+            out.append(chr(b))
+        else:
+            out.append("=%02X" % b)
+    if out and out[-1] == " ":
+        out[-1] = "=20"
+    return "".join(out).encode("ascii")
+
+
+TEXT = ("Grüße aus Köln, déjà vu = 100 %; naïve café " * 120).strip()     # ~5,500 octets QP
+BLOB = random.Random(7).randbytes(6000)
+PLAIN = ("plain 8bit text, läuft " * 200).strip()
+
+
+def multipart(marker):
+    """multipart - a message whose QP, base64 and 8bit parts each hold one very long line."""
+    b64 = base64.b64encode(BLOB)
+    return b"".join([
+        headers(marker, "mime")[:-2],
+        b"MIME-Version: 1.0\r\n",
+        b'Content-Type: multipart/mixed; boundary="=-outer-="\r\n\r\n',
+        b"preamble\r\n--=-outer-=\r\n",
+        b"Content-Type: text/plain; charset=utf-8\r\n",
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+        qp_line(TEXT), b"\r\n--=-outer-=\r\n",
+        b"Content-Type: multipart/alternative; boundary=inner\r\n\r\n--inner\r\n",
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+        b64, b"\r\n--inner\r\n",
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        PLAIN.encode("utf-8"), b"\r\n--inner--\r\n--=-outer-=--\r\n",
+    ])
+
+
+def longest_line(body):
+    return max(len(l) for l in body.split(b"\r\n"))
 
 
 class Conformance(DaemonTestCase):
@@ -236,6 +283,64 @@ class Conformance(DaemonTestCase):
         assert_clean(self, body, "ignore")
         self.assertIn(b"\r\n\r\na\r\nb\r\nc\r\n", body)
         self.assertIn(LONG, body.replace(b"\r\n ", b""))
+
+    # -- fix, by Content-Transfer-Encoding ----------------------------------------
+
+    def check_mime(self, body, what):
+        """check_mime - the parts of multipart() decode to what was encoded."""
+        assert_clean(self, body, what)
+        msg = email.message_from_bytes(body, policy=email.policy.default)
+        self.assertEqual(msg.defects, [], what)
+        parts = [p for p in msg.walk() if not p.is_multipart()]
+        self.assertEqual(len(parts), 3, "%s: parts %r" % (what, [p.get_content_type() for p in parts]))
+        qp, blob, plain = parts
+        self.assertTrue(qp.get_payload(decode=True).decode("utf-8") == TEXT,
+                        "%s: the quoted-printable part does not decode to the original" % what)
+        raw_qp = qp.get_payload(decode=False).encode("ascii")
+        self.assertLessEqual(longest_line(raw_qp), 76, what)
+        self.assertTrue(blob.get_payload(decode=True) == BLOB,
+                        "%s: the base64 part does not decode to the original" % what)
+        self.assertLessEqual(longest_line(blob.get_payload(decode=False).encode("ascii")), 76)
+        # 8bit text: folded with CRLF SPACE, as Postfix does; unfolding gives it back
+        raw_plain = plain.get_payload(decode=True)
+        self.assertIn(b"\r\n ", raw_plain.replace(b"\n", b"\r\n").replace(b"\r\r", b"\r"))
+        self.assertEqual(raw_plain.replace(b"\r\n ", b"").replace(b"\n ", b"").strip(),
+                         PLAIN.encode("utf-8"), what)
+
+    def test_fix_by_transfer_encoding(self):
+        d = self.relay(FIX)
+        m = self.mark("mime")
+        self.assertReply(self.data(d, multipart(m) + b".\r\n"), 250, "2.0.0")
+        self.check_mime(self.delivered(m), "DATA")
+
+        # the same over BDAT, cut in the middle of the long lines
+        m = self.mark("mimebdat")
+        whole = multipart(m)
+        cuts = [0, 700, 3001, 3002, len(whole) // 2, len(whole) - 5, len(whole)]
+        self.assertReply(self.bdat(d, [whole[a:b] for a, b in zip(cuts, cuts[1:])]), 250)
+        self.check_mime(self.delivered(m), "BDAT")
+
+        # a single-part quoted-printable message: the top-level encoding counts
+        m = self.mark("qptop")
+        payload = (headers(m, "qp")[:-2] + b"Content-Transfer-Encoding: quoted-printable\r\n"
+                   b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + qp_line(TEXT) + b"\r\n")
+        self.assertReply(self.data(d, payload + b".\r\n"), 250, "2.0.0")
+        body = self.delivered(m)
+        assert_clean(self, body, "top-level QP")
+        msg = email.message_from_bytes(body, policy=email.policy.default)
+        got = msg.get_payload(decode=True).decode("utf-8")
+        self.assertTrue(got == TEXT + "\r\n", "top-level QP does not decode to the original: "
+                        "%d vs %d characters" % (len(got), len(TEXT) + 2))
+        self.assertLessEqual(longest_line(body.split(b"\r\n\r\n", 1)[1]), 76,
+                             "top-level QP not re-wrapped with soft breaks")
+
+    def test_fix_in_the_spool_by_encoding(self):
+        # The repair happens on reception: the spool holds soft breaks.
+        d = self.held(FIX)
+        accepted_id(self.data(d, multipart("spmime") + b".\r\n"))
+        qp = qp_line(TEXT)
+        self.assertTrue(d.spool_grep(b"\r\n" + qp[:72]), "QP line start not in the spool")
+        self.assertEqual(d.spool_grep(qp[:100]), [], "the QP line was not broken at 76")
 
     def test_numeric_limit(self):
         d = self.held("RFC2822_Max_Line_Length = 100")

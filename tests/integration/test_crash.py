@@ -64,7 +64,7 @@ class Sender(threading.Thread):
                     body += b"y" * 78 + b"\r\n"
                 body += b"z" * (size - len(body) - 2) + b"\r\n"
                 assert len(body) == size
-                r = c.cmd("MAIL FROM:<s%d@client.test>" % self.index)
+                r = c.cmd("MAIL FROM:<s%02d@client.test>" % self.index)
                 if r.code != 250:
                     raise AssertionError("MAIL refused: %s" % (r,))
                 r = c.cmd("RCPT TO:<r%02d@example.com>" % self.index)
@@ -118,8 +118,9 @@ class CrashTest(DaemonTestCase):
             missing = [i for i in expected if i not in by_id]
             self.assertEqual(missing, [], "round %d: acknowledged messages lost" % rnd)
 
-            # Everything we add to a message (Received:) has the same length
-            # here, so spool size - client size is one constant.
+            # Everything we add to a message (Return-Path, Received, Message-ID,
+            # Date) has the same length here (senders and recipients are all
+            # as long), so spool size - client size is one constant.
             overhead = {by_id[i]["size"] - expected[i] for i in expected}
             self.assertEqual(len(overhead), 1, "inconsistent size overhead %r" % overhead)
             extra = overhead.pop()

@@ -169,10 +169,11 @@ class StreamedDeliveryTest(DaemonTestCase):
             got = sink.messages()
             self.assertEqual(len(got), 1)
             delivered = got[0].body
-            # Our two headers, then exactly what the client sent.
+            # Our trace fields, Message-ID and Date, then exactly what the client sent.
             self.assertTrue(delivered.endswith(body), "the delivered bytes differ")
             prefix = delivered[:len(delivered) - len(body)].decode()
-            self.assertTrue(prefix.startswith("Received: from client.test"), prefix)
+            self.assertTrue(prefix.startswith("Return-Path: <big@client.test>\r\n"
+                                              "Received: from client.test"), prefix)
             self.assertIn("Message-ID: <%s@mx.test.example>\r\n" % mid, prefix)
 
 

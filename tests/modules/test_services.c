@@ -10,7 +10,9 @@
  *     inject_retention and inject_vctx go into the request as given;
  *   - signing: with sign_header = "Name: value", a sign subscriber
  *     prepends that field (messages injected with the "sign" flag, and
- *     received ones, pass through it before they are spooled);
+ *     received ones, pass through it before they are spooled), and
+ *     journals "signing date=N message-id=N return-path=N", the counts
+ *     of those fields in what it signs;
  *   - queue operations: with control set, a periodic timer reads that
  *     file on the IO pool (imp_pool_submit) and, back on the scheduler,
  *     runs each new line once: "requeue <id>", "fail <id>",
@@ -231,6 +233,11 @@ static void sign_stamp(void *closure, struct imp_message *msg)
 	if (colon == NULL || (size_t)(colon - h) >= sizeof(name))
 		return;
 	snprintf(name, sizeof(name), "%.*s", (int)(colon - h), h);
+	/* What a signer finds: the fields reception added must already be there. */
+	if (st->journal)
+		journal(st, "signing date=%zu message-id=%zu return-path=%zu",
+			imp_header_count(msg, "Date"), imp_header_count(msg, "Message-ID"),
+			imp_header_count(msg, "Return-Path"));
 	if (imp_header_prepend(msg, name, colon[1] == ' ' ? colon + 2 : colon + 1) < 0)
 		imp_log_panic(st->inst, "sign: cannot prepend %s", name);
 }

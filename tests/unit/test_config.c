@@ -161,6 +161,12 @@ static void test_table(void)
 	CHECK_STREQ(conf_enum_word(CONF_OPT_RFC2822_MESSAGEID_HEADER, CONF_MESSAGEID_IFNEEDED), "ifneeded");
 	CHECK_STREQ(conf_enum_word(CONF_OPT_RFC2822_MESSAGEID_HEADER, CONF_MESSAGEID_ALWAYS), "always");
 	CHECK_STREQ(conf_enum_word(CONF_OPT_RFC2822_MESSAGEID_HEADER, CONF_MESSAGEID_NEVER), "never");
+	CHECK_STREQ(conf_enum_word(CONF_OPT_RFC2822_MESSAGEID_HEADER, CONF_MESSAGEID_IGNORE), "ignore");
+	CHECK_STREQ(conf_enum_word(CONF_OPT_RFC2822_DATE_HEADER, CONF_DATE_IFNEEDED), "ifneeded");
+	CHECK_STREQ(conf_enum_word(CONF_OPT_RFC2822_DATE_HEADER, CONF_DATE_PEDANTIC), "pedantic");
+	CHECK_STREQ(conf_enum_word(CONF_OPT_RFC2822_DATE_HEADER, CONF_DATE_IGNORE), "ignore");
+	CHECK_STREQ(conf_enum_word(CONF_OPT_RFC2822_MISSING_HEADERS, CONF_MISSING_REJECT), "reject");
+	CHECK_STREQ(conf_enum_word(CONF_OPT_RFC2822_MISSING_HEADERS, CONF_MISSING_ALLOW), "allow");
 	CHECK_STREQ(conf_enum_word(CONF_OPT_TLS, 3), "?");
 	CHECK_STREQ(conf_enum_word(CONF_OPT_TLS, -1), "?");
 	CHECK_STREQ(conf_enum_word(CONF_OPT_HOSTNAME, 0), "?");
@@ -320,6 +326,21 @@ static const struct vcase {
 	{ __LINE__, "RFC2822_Lone_LF_In_Body = strict", CONF_OPT_RFC2822_LONE_LF_IN_BODY, 0,
 	  "t.conf:1:27: \"strict\" is not a valid value for RFC2822_Lone_LF_In_Body "
 	  "(fix, ignore, pedantic)" },
+	{ __LINE__, "RFC2822_Date_Header = pedantic", CONF_OPT_RFC2822_DATE_HEADER,
+	  CONF_DATE_PEDANTIC, NULL },
+	{ __LINE__, "rfc2822_date_header = \"ignore\"", CONF_OPT_RFC2822_DATE_HEADER,
+	  CONF_DATE_IGNORE, NULL },
+	{ __LINE__, "RFC2822_Date_Header = fix", CONF_OPT_RFC2822_DATE_HEADER, 0,
+	  "t.conf:1:23: \"fix\" is not a valid value for RFC2822_Date_Header "
+	  "(ifneeded, pedantic, ignore)" },
+	{ __LINE__, "RFC2822_Messageid_Header = ignore", CONF_OPT_RFC2822_MESSAGEID_HEADER,
+	  CONF_MESSAGEID_IGNORE, NULL },
+	{ __LINE__, "RFC2822_Trace_Headers = false", CONF_OPT_RFC2822_TRACE_HEADERS, 0, NULL },
+	{ __LINE__, "RFC2822_Missing_Headers = allow", CONF_OPT_RFC2822_MISSING_HEADERS,
+	  CONF_MISSING_ALLOW, NULL },
+	{ __LINE__, "RFC2822_Missing_Headers = add", CONF_OPT_RFC2822_MISSING_HEADERS, 0,
+	  "t.conf:1:27: \"add\" is not a valid value for RFC2822_Missing_Headers "
+	  "(reject, allow)" },
 	/* renamed options: old spellings load, messages use the new name */
 	{ __LINE__, "Server_Timeout = 7", CONF_OPT_SERVER_TIMEOUT, 7, NULL },
 	{ __LINE__, "Concurrency = 0", CONF_OPT_CONCURRENCY, 0, NULL },
@@ -341,6 +362,12 @@ static void test_conformance_defaults(void)
 	CHECK_INTEQ(conf_get(c, CONF_OPT_RFC2822_LONE_LF_IN_BODY, NULL, NULL)->u.i, CONF_RFC2822_FIX);
 	const struct conf_value *v = conf_get(c, CONF_OPT_MAX_LINE_LENGTH, NULL, NULL);
 	CHECK_INTEQ(v->u.i, CONF_LINE_LIMIT_IGNORE);
+	CHECK_INTEQ(conf_get(c, CONF_OPT_RFC2822_DATE_HEADER, NULL, NULL)->u.i, CONF_DATE_IFNEEDED);
+	CHECK_INTEQ(conf_get(c, CONF_OPT_RFC2822_MESSAGEID_HEADER, NULL, NULL)->u.i,
+		    CONF_MESSAGEID_IFNEEDED);
+	CHECK_INTEQ(conf_get(c, CONF_OPT_RFC2822_TRACE_HEADERS, NULL, NULL)->u.b, true);
+	CHECK_INTEQ(conf_get(c, CONF_OPT_RFC2822_MISSING_HEADERS, NULL, NULL)->u.i,
+		    CONF_MISSING_REJECT);
 	conf_value_format(CONF_OPT_MAX_LINE_LENGTH, v, &out);
 	CHECK_STREQ(str_cstr(&out), "ignore");
 	conf_unref(c);
