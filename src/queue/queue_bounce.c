@@ -49,6 +49,7 @@ struct bounce_job {
 	char *hostname, *from, *to, *envid, *binding, *binding_group;
 	int64_t arrival;
 	uint8_t ret;
+	bool smtputf8;		/* the original was an SMTPUTF8 message */
 	int inline_mode;
 	size_t nrcpt;
 	struct dsn_rcpt *rcpts;
@@ -117,9 +118,23 @@ static void bounce_render(void *arg)
 	info.rcpts = j->rcpts;
 	info.now = queue_now_us() / 1000000;
 	info.message_id = msgid;
+	info.utf8 = dsn_needs_utf8(&info, j->smtputf8);
 	dsn_render(&info, &b->body);
 	str_free(&orig);
 
+	/*
+	 * A global report (RFC 6533) to a UTF-8 address or carrying UTF-8
+	 * headers needs SMTPUTF8 on the way back; any 8-bit byte in it
+	 * (returned content, a UTF-8 text part) is declared BODY=8BITMIME,
+	 * so the SMTP client downgrades it like any other message for a
+	 * server without 8BITMIME (docs/smtp-client.md).
+	 */
+	b->smtputf8 = info.utf8;
+	for (size_t i = 0; i < b->body.len; i++)
+		if ((unsigned char)b->body.s[i] >= 0x80) {
+			b->body_type = ENVELOPE_BODY_8BITMIME;
+			break;
+		}
 	b->received = info.now;
 	b->sender = xstrdup("");
 	b->client_ip = xstrdup("");
@@ -198,6 +213,7 @@ bool queue_bounce(struct queue *q, struct qmsg *m)
 	j->binding_group = xstrdup(sm->binding_group ? sm->binding_group : "");
 	j->arrival = sm->received;
 	j->ret = sm->ret;
+	j->smtputf8 = sm->smtputf8;
 	j->inline_mode = (int)conf_get(c, CONF_OPT_BOUNCES_INLINE_ORIGINAL, sm->binding, NULL)->u.i;
 	pool_submit(queue_io_pool(q), bounce_render, j);
 	return true;
