@@ -144,6 +144,7 @@ struct smtp_batch {
 	char remote_ip[64];	/* the server it talked to, "" if none */
 	char remote_host[256];	/* that server's MX (or route) host name, "" if unknown */
 	uint64_t bytes_sent;
+	bool peer_dsn;		/* the server offered DSN: NOTIFY and ORCPT went with the RCPTs */
 };
 
 /* Everything a connection needs to open; owned by the request. */

@@ -896,6 +896,7 @@ static void begin_batch(struct smtpc_session *s, struct smtp_batch *b)
 	snprintf(b->remote_host, sizeof(b->remote_host), "%s", mx_name(s));
 	b->conn_id = s->c->conn;
 	b->bytes_sent = 0;
+	b->peer_dsn = s->caps.dsn;
 	s->rcpt_reply = 0;
 	s->naccepted = 0;
 	s->mail_failed = false;
