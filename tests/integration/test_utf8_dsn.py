@@ -11,6 +11,9 @@ a modern server:
   plain7.test   -> sink PLAIN7: no 8BITMIME, no DSN, no SMTPUTF8; senders
                    at plain7.test get their bounces there
   bounces.test  -> the bounce sink (everything offered)
+  slow.test     -> sink FULL, with Generate_Delay_DSN on, delay notices
+                   every 2 s doubling, Message_Expiration 12 s
+                   ("always450-*" recipients are deferred until they expire)
 
 Every delivered message and every bounce is parsed with Python's email
 package (policy.default): report types, Action, address types, and the
@@ -36,8 +39,11 @@ def uniq(tag):
 
 
 def full_rcpt(addr):
-    if addr.split("@", 1)[0].lower().startswith("perm-"):
+    local = addr.split("@", 1)[0].lower()
+    if local.startswith("perm-"):
         return "550 5.1.1 <%s>: no such user here" % addr
+    if local.startswith("always450-"):
+        return "450 4.2.1 mailbox busy, try later"
     return "250 2.1.5 OK"
 
 
@@ -120,6 +126,9 @@ class Utf8DsnTest(DaemonTestCase):
                 route % ("noutf8.test", cls.noutf8.port),
                 route % ("plain7.test", cls.plain7.port),
                 route % ("bounces.test", cls.bounce_sink.port),
+                'Domain "slow.test" { Routes = ( "smtp://127.0.0.1:%d" ) '
+                'Generate_Delay_DSN = true Delay_DSN_Retry_Interval = 2 '
+                'Delay_DSN_Max_Retry_Interval = 1000 Message_Expiration = 12 }' % cls.full.port,
             ]))
         try:
             super().setUpClass()
@@ -315,6 +324,98 @@ class Utf8DsnTest(DaemonTestCase):
         t = self.wait_at(self.noutf8, rcpt)
         self.assertEqual(params_of(t.mail_params).get("BODY"), "8BITMIME")
         self.assertEqual(after_received(t.body), body)
+
+
+    # -- 4. NOTIFY=SUCCESS and NOTIFY=DELAY ----------------------------------
+
+    def dsns_to(self, sender):
+        return [t for t in self.bounce_sink.messages() if sender in t.rcpts]
+
+    def test_notify_success_relayed(self):
+        """NOTIFY=SUCCESS to a server without DSN: a "relayed" DSN, parsed"""
+        m = uniq("rel")
+        sender, rcpt = "s-%s@bounces.test" % m, "r-%s@plain7.test" % m
+        inject(self.d, sender, [rcpt], make_message(marker=m), mail_opts=["ENVID=E%s" % m],
+               rcpt_opts=["NOTIFY=SUCCESS", "ORCPT=rfc822;o-%s@plain7.test" % m])
+        t = self.wait_at(self.plain7, rcpt)
+        self.assertNotIn("NOTIFY", t.rcpt_params.get(rcpt, ""), "NOTIFY to a server without DSN")
+        d = self.wait_at(self.bounce_sink, sender)
+        msg, rtype, per_msg, per_rcpt, parts = report_of(d.body)
+        self.assertEqual(rtype, "delivery-status")
+        self.assertEqual(len(per_rcpt), 1, per_rcpt)
+        r = per_rcpt[0]
+        self.assertEqual(r["action"], "relayed")
+        self.assertEqual(r["status"], "2.0.0")
+        self.assertEqual(r["final-recipient"], "rfc822; %s" % rcpt)
+        self.assertEqual(r["original-recipient"], "rfc822;o-%s@plain7.test" % m)
+        self.assertEqual(per_msg["original-envelope-id"], "E%s" % m)
+        self.assertEqual(msg["Subject"], "Successful Mail Delivery Report")
+
+    def test_notify_success_passed_on(self):
+        """NOTIFY=SUCCESS to a server with DSN: NOTIFY/ORCPT/RET/ENVID passed on, no DSN from us"""
+        m = uniq("pas")
+        sender, rcpt = "s-%s@bounces.test" % m, "r-%s@full.test" % m
+        inject(self.d, sender, [rcpt], make_message(marker=m),
+               mail_opts=["RET=HDRS", "ENVID=E%s" % m],
+               rcpt_opts=["NOTIFY=SUCCESS,DELAY", "ORCPT=rfc822;o-%s@full.test" % m])
+        t = self.wait_at(self.full, rcpt)
+        mp, rp = params_of(t.mail_params), params_of(t.rcpt_params[rcpt])
+        self.assertEqual(mp.get("RET"), "HDRS", t.mail_params)
+        self.assertEqual(mp.get("ENVID"), "E%s" % m, t.mail_params)
+        self.assertEqual(rp.get("NOTIFY"), "SUCCESS,DELAY", t.rcpt_params)
+        self.assertEqual(rp.get("ORCPT"), "rfc822;o-%s@full.test" % m, t.rcpt_params)
+        # positive marker on the same path: a second message from the same
+        # sender to a server without DSN gets its relayed notice; by then a
+        # notice for the first would have been sent too
+        rcpt2 = "r2-%s@plain7.test" % m
+        inject(self.d, sender, [rcpt2], make_message(marker=m + "b"),
+               rcpt_opts=["NOTIFY=SUCCESS"])
+        wait_until(lambda: self.dsns_to(sender), 25, "the relayed notice for %s" % rcpt2)
+        time.sleep(1.0)
+        got = self.dsns_to(sender)
+        self.assertEqual(len(got), 1, "a DSN for a delivery to a DSN server: %r" % got)
+        _, _, _, per_rcpt, _ = report_of(got[0].body)
+        self.assertEqual([r["final-recipient"] for r in per_rcpt], ["rfc822; %s" % rcpt2])
+
+    def test_notify_delay(self):
+        """NOTIFY=DELAY: delay notices on the configured schedule, then the failure; none without DELAY"""
+        m = uniq("dly")
+        s_delay, r_delay = "s-%s@bounces.test" % m, "always450-%s@slow.test" % m
+        s_fail, r_fail = "f-%s@bounces.test" % m, "always450-f%s@slow.test" % m
+        t0 = time.monotonic()
+        inject(self.d, s_delay, [r_delay], make_message(marker=m),
+               rcpt_opts=["NOTIFY=DELAY,FAILURE"])
+        inject(self.d, s_fail, [r_fail], make_message(marker=m + "f"),
+               rcpt_opts=["NOTIFY=FAILURE"])
+
+        def actions(sender):
+            out = []
+            for t in self.dsns_to(sender):
+                _, _, _, per_rcpt, _ = report_of(t.body)
+                out.append(per_rcpt[0]["action"])
+            return out
+
+        wait_until(lambda: actions(s_delay), 15, "the first delay notice (%s)" % self.logs())
+        first = time.monotonic() - t0
+        self.assertGreaterEqual(first, 1.5, "delay notice before Delay_DSN_Retry_Interval")
+        d = self.dsns_to(s_delay)[0]
+        msg, rtype, _, per_rcpt, parts = report_of(d.body)
+        r = per_rcpt[0]
+        self.assertEqual(r["action"], "delayed")
+        self.assertTrue(r["status"].startswith("4."), r)
+        self.assertIn("will-retry-until", r)
+        self.assertIn("450", r.get("diagnostic-code", ""))
+        self.assertEqual(msg["Subject"], "Delayed Mail (still being retried)")
+        self.assertEqual(len(parts), 2, "a delay notice carries no original")
+
+        # both expire at 12 s: the failure reports are the positive markers
+        wait_until(lambda: "failed" in actions(s_delay) and actions(s_fail), 30,
+                   "the failure reports after expiry (%s)" % self.logs())
+        time.sleep(0.5)
+        # due at 2 s and 6 s after reception; the next (14 s) is past expiry
+        self.assertEqual(sorted(actions(s_delay)), ["delayed", "delayed", "failed"],
+                         "delay notices not on the 2 s, 6 s schedule")
+        self.assertEqual(actions(s_fail), ["failed"], "delay notice without NOTIFY=DELAY")
 
 
 if __name__ == "__main__":
