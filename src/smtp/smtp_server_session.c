@@ -375,7 +375,8 @@ static void start_body(struct smtp_session *s)
 	struct str *b = &s->msg->body;
 	char date[RFC5322_DATE_SIZE];
 	char idbuf[ID_BUF_SIZE];
-	const char *proto = s->esmtp ? (s->tls ? "ESMTPS" : "ESMTP") : (s->tls ? "SMTPS" : "SMTP");
+	/* no AUTH yet: "A" variants once the session has an authenticated user */
+	const char *proto = smtp_with_protocol(s->esmtp, s->tls, s->msg->smtputf8, false);
 
 	rfc5322_format_date((int64_t)time(NULL), true, date);
 	str_clear(b);

@@ -25,8 +25,8 @@ import email.policy
 import threading
 import time
 
-from harness import DaemonTestCase, main, make_message
-from deliverykit import wait_records, wait_until, inject
+from harness import DaemonTestCase, client_tls_context, main, make_message
+from deliverykit import wait_until, inject
 from sink import Sink
 
 HOSTNAME = "mx.test.example"
@@ -116,7 +116,7 @@ class Utf8DsnTest(DaemonTestCase):
         route = 'Domain "%s" { Routes = ( "smtp://127.0.0.1:%d" ) }'
         cls.shared = dict(
             hostname=HOSTNAME, relay_domains=(), relay_hosts=("127.0.0.0/8",),
-            hold_delivery=False,
+            hold_delivery=False, tls=True,
             global_text="\n".join([
                 "Retry_Interval = 1",
                 "Max_Retry_Interval = 2",
@@ -416,6 +416,32 @@ class Utf8DsnTest(DaemonTestCase):
         self.assertEqual(sorted(actions(s_delay)), ["delayed", "delayed", "failed"],
                          "delay notices not on the 2 s, 6 s schedule")
         self.assertEqual(actions(s_fail), ["failed"], "delay notice without NOTIFY=DELAY")
+
+
+    # -- 5. Received: with UTF8SMTP / UTF8SMTPS --------------------------------
+
+    def received_with(self, tls, utf8):
+        m = uniq("rw")
+        rcpt = "r-%s@full.test" % m
+        s = self.smtp()
+        s.ehlo("client.test")
+        if tls:
+            s.starttls(context=client_tls_context())
+            s.ehlo("client.test")
+        s.sendmail("s-%s@bounces.test" % m, [rcpt], make_message(marker=m),
+                   mail_options=["SMTPUTF8"] if utf8 else [])
+        s.quit()
+        t = self.wait_at(self.full, rcpt)
+        msg = email.message_from_bytes(t.body, policy=email.policy.default)
+        first = " ".join(str(msg.get_all("Received")[0]).split())
+        return first.split(" with ", 1)[1].split()[0]
+
+    def test_received_with(self):
+        """Received: says ESMTP, UTF8SMTP (SMTPUTF8), UTF8SMTPS (SMTPUTF8 over TLS), ESMTPS"""
+        self.assertEqual(self.received_with(False, False), "ESMTP")
+        self.assertEqual(self.received_with(False, True), "UTF8SMTP")
+        self.assertEqual(self.received_with(True, True), "UTF8SMTPS")
+        self.assertEqual(self.received_with(True, False), "ESMTPS")
 
 
 if __name__ == "__main__":
