@@ -101,6 +101,15 @@ const char *dsn_status_from_reply(int code, const char *text, bool permanent,
  */
 void dsn_utf8_addr(const char *addr, struct str *out);
 
+/*
+ * dsn_utf8_addr_xtext - append addr as RFC 6533 utf-8-addr-xtext, the
+ * 7-bit form of a "utf-8" ORCPT for a transaction without SMTPUTF8:
+ * QCHARs (printable ASCII but "+" and "=") as they are, every other
+ * character as "\x{HEX}" of its code point (an ill-formed byte as its
+ * value); an embedded "\x{HEX}" already in addr is kept.
+ */
+void dsn_utf8_addr_xtext(const char *addr, struct str *out);
+
 /* dsn_is_ascii - is s (NUL-terminated, NULL allowed) all 7-bit? */
 bool dsn_is_ascii(const char *s);
 

@@ -37,6 +37,7 @@
 #include "core/str.h"
 #include "config/config.h"
 #include "core/tls.h"
+#include "message/dsn.h"
 #include "message/envelope.h"
 #include "message/message_view.h"
 #include "msgs/msgs.h"
@@ -323,7 +324,18 @@ void smtpc_format_rcpt(struct str *out, const struct smtp_batch *b, size_t i,
 		else
 			str_appends(out, "rfc822");
 		str_appendc(out, ';');
-		smtp_xtext_encode(addr, strlen(addr), out);
+		if (semi && semi - r->orcpt == 5 && strncasecmp(r->orcpt, "utf-8", 5) == 0) {
+			/*
+			 * RFC 6533 3: a utf-8 address is not xtext ("+" is no
+			 * QCHAR there): raw UTF-8 under SMTPUTF8, else \x{HEX}.
+			 */
+			if (b->smtputf8 && caps->smtputf8)
+				dsn_utf8_addr(addr, out);
+			else
+				dsn_utf8_addr_xtext(addr, out);
+		} else {
+			smtp_xtext_encode(addr, strlen(addr), out);
+		}
 	}
 	if (b->params_hook)
 		smtpc_params_run(out, at, b, i, caps);

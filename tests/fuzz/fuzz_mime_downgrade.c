@@ -5,7 +5,7 @@
  *
  * All three take bytes from the outside (a message as it arrived, an
  * address a client gave) and write what goes to the next hop or into a
- * bounce. Byte 0 picks the function (its value % 3), the rest is the
+ * bounce. Byte 0 picks the function (its value % 4), the rest is the
  * input. Properties, abort() on the first violation:
  *   - mime_qp_encode: no 8-bit or control byte but CR LF in pairs, no line
  *     over MIME_QP_LINE_MAX, and a strict decode gives the input back with
@@ -14,7 +14,8 @@
  *     way the output never holds more 8-bit bytes than the input (bytes
  *     are copied or encoded, never made up);
  *   - dsn_utf8_addr: well-formed UTF-8, no control byte, SP, "+" or "=",
- *     and every "\" starts an EmbeddedUnicodeChar "\x{HEX}".
+ *     and every "\" starts an EmbeddedUnicodeChar "\x{HEX}";
+ *   - dsn_utf8_addr_xtext: the same, and all of it printable ASCII.
  *
  * Built by tests/fuzz/build.sh (see docs/fuzzing.md).
  */
@@ -143,13 +144,19 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	return k;
 }
 
-/* check_addr - the properties of dsn_utf8_addr on p[0..n) (cut at a NUL). */
-static void check_addr(const char *p, size_t n)
+/* check_addr - the properties of dsn_utf8_addr (or the xtext form) on p[0..n) (cut at a NUL). */
+static void check_addr(const char *p, size_t n, bool xtext)
 {
 	char *s = fuzz_strndup(p, n);
 	struct str out = STR_INIT;
 
-	dsn_utf8_addr(s, &out);
+	if (xtext)
+		dsn_utf8_addr_xtext(s, &out);
+	else
+		dsn_utf8_addr(s, &out);
+	if (xtext)
+		for (size_t i = 0; i < out.len; i++)
+			MUST((unsigned char)out.s[i] < 127);
 	for (size_t i = 0; i < out.len;) {
 		const unsigned char *u = (const unsigned char *)out.s + i;
 		size_t k = utf8_len(u, out.len - i);
@@ -175,15 +182,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *p = (const char *)data + 1;
 	size_t n = size - 1;
 
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0:
 		check_down(p, n);
 		break;
 	case 1:
 		check_qp(p, n);
 		break;
+	case 2:
+		check_addr(p, n, false);
+		break;
 	default:
-		check_addr(p, n);
+		check_addr(p, n, true);
 		break;
 	}
 	return 0;

@@ -869,6 +869,22 @@ static void test_utf8_addr(void)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		CHECK_STREQ(utf8_addr(cases[i].in, &buf), cases[i].want);
+	static const struct {
+		const char *in, *want;
+	} xt[] = {
+		{ "alice@example.com", "alice@example.com" },
+		{ "\xc3\xa5lice@x", "\\x{E5}lice@x" },
+		{ "\xe7\x94\xa8@x", "\\x{7528}@x" },
+		{ "\xf0\x9f\x98\x80@x", "\\x{1F600}@x" },
+		{ "a+b=c d@x", "a\\x{2B}b\\x{3D}c\\x{20}d@x" },
+		{ "a\\x{E5}@x", "a\\x{E5}@x" },
+		{ "\xc3@x", "\\x{C3}@x" },
+	};
+	for (size_t i = 0; i < sizeof(xt) / sizeof(xt[0]); i++) {
+		str_clear(&buf);
+		dsn_utf8_addr_xtext(xt[i].in, &buf);
+		CHECK_STREQ(str_cstr(&buf), xt[i].want);
+	}
 	CHECK(dsn_is_ascii("abc"));
 	CHECK(dsn_is_ascii(NULL));
 	CHECK(!dsn_is_ascii("\xc3\xa5"));

@@ -279,6 +279,17 @@ static void test_commands(void)
 	r.orcpt = "rfc822;a@b";
 	smtpc_format_rcpt(&out, &b, 0, &none);
 	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example>\r\n");
+	str_clear(&out);
+	/* RFC 6533: a utf-8 ORCPT is unitext under SMTPUTF8, \x{HEX} without, never +HH */
+	r.notify = 0;
+	r.orcpt = "utf-8;\xc3\xa5+x@y.example";
+	b.smtputf8 = true;
+	smtpc_format_rcpt(&out, &b, 0, &all);
+	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example> ORCPT=utf-8;\xc3\xa5\\x{2B}x@y.example\r\n");
+	str_clear(&out);
+	b.smtputf8 = false;
+	smtpc_format_rcpt(&out, &b, 0, &all);
+	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example> ORCPT=utf-8;\\x{E5}\\x{2B}x@y.example\r\n");
 	str_free(&out);
 }
 
