@@ -314,8 +314,13 @@ static bool convert(const char *p, size_t n, int depth, const char *dflt, bool t
 		}
 		return changed;
 	}
-	if (depth < MIME_DOWNGRADE_DEPTH &&
-	    (strcmp(type, "message/rfc822") == 0 || strcmp(type, "message/global") == 0) &&
+	/*
+	 * message/rfc822 may only be 7bit, 8bit or binary (RFC 2046 5.2.1):
+	 * walk into it. message/global (RFC 6532 3.7) and the RFC 6533
+	 * report types may be quoted-printable: they are leaves below, so
+	 * their UTF-8 header fields are encoded too.
+	 */
+	if (depth < MIME_DOWNGRADE_DEPTH && strcmp(type, "message/rfc822") == 0 &&
 	    (e.cte == CTE_NONE || e.cte == CTE_7BIT || labelled_8bit)) {
 		size_t at = out->len;
 		if (labelled_8bit)

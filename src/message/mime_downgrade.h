@@ -3,8 +3,9 @@
  * 8BITMIME (RFC 6152 3, RFC 2045), the way Postfix's smtp client does it
  *
  * mime_downgrade walks a message's MIME structure (multipart parts by
- * their boundary, message/rfc822 and message/global enclosures as
- * messages of their own) and re-encodes every leaf part whose body
+ * their boundary, message/rfc822 enclosures as messages of their own)
+ * and re-encodes every leaf part (message/global and the other RFC 6532
+ * and 6533 types included, which allow it) whose body
  * holds 8-bit bytes and whose Content-Transfer-Encoding is 7bit, 8bit,
  * binary or absent as quoted-printable (mime_qp_encode): its
  * Content-Transfer-Encoding field is replaced by "quoted-printable", and

@@ -22,6 +22,7 @@ quoted-printable conversion decoding back to the original bytes.
 
 import email
 import email.policy
+import quopri
 import threading
 import time
 
@@ -314,6 +315,28 @@ class Utf8DsnTest(DaemonTestCase):
         self.assertEqual(inner["Subject"], m)
         self.assertEqual(inner["Content-Transfer-Encoding"], "quoted-printable")
         self.assertEqual(inner.get_payload(decode=True), text.encode())
+
+    def test_global_bounce_to_plain_server(self):
+        """a global report (SMTPUTF8 original) to a server with neither SMTPUTF8 nor 8BITMIME: 7-bit, readable"""
+        m = uniq("g7")
+        sender, rcpt = "s-%s@plain7.test" % m, "perm-%s@full.test" % m
+        subject = "R\u00e4ksm\u00f6rg\u00e5s %s" % m
+        body = ("From: s@client.test\r\nSubject: %s\r\n\r\nhej\r\n" % subject).encode()
+        inject(self.d, sender, [rcpt], body, mail_opts=["SMTPUTF8", "BODY=8BITMIME"])
+        t = self.wait_at(self.plain7, sender)
+        self.assertNotIn("SMTPUTF8", params_of(t.mail_params), "SMTPUTF8 to a server without it")
+        self.assertFalse(any(c >= 0x80 for c in t.body), "8-bit bytes sent: %r" % t.body[:600])
+        msg = email.message_from_bytes(t.body, policy=email.policy.default)
+        self.assertEqual(msg.get_param("report-type"), "global-delivery-status")
+        parts = list(msg.iter_parts())
+        self.assertEqual(parts[2].get_content_type(), "message/global-headers")
+        self.assertEqual(parts[2]["Content-Transfer-Encoding"], "quoted-printable")
+        # Python parses every message/* type as an enclosure: decode by hand
+        raw = t.body.split(b"Content-Type: message/global-headers\r\n", 1)[1]
+        raw = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0]
+        hdrs = email.message_from_string(quopri.decodestring(raw).decode("utf-8"),
+                                         policy=email.policy.default)
+        self.assertEqual(hdrs["Subject"], subject)
 
     def test_8bit_to_8bitmime_server_untouched(self):
         """8-bit content to a server with 8BITMIME goes as it is (BODY=8BITMIME passed on)"""

@@ -301,6 +301,26 @@ static void test_downgrade(void)
 		"--outer--\r\n");
 	CHECK(ch);
 
+	/* message/global (RFC 6532) is a leaf: encoded whole, UTF-8 headers included */
+	const char *glob =
+		"Content-Type: multipart/report; report-type=global-delivery-status; boundary=r\r\n"
+		"\r\n"
+		"--r\r\n"
+		"Content-Type: message/global-headers\r\n"
+		"\r\n"
+		"Subject: \xc3\xa5\r\n"
+		"--r--\r\n";
+	CHECK_STREQ(down(glob, &ch, &buf),
+		"Content-Type: multipart/report; report-type=global-delivery-status; boundary=r\r\n"
+		"\r\n"
+		"--r\r\n"
+		"Content-Type: message/global-headers\r\n"
+		"Content-Transfer-Encoding: quoted-printable\r\n"
+		"\r\n"
+		"Subject: =C3=A5\r\n"
+		"--r--\r\n");
+	CHECK(ch);
+
 	/* multipart/digest: a part without Content-Type is a message */
 	const char *dig =
 		"Content-Type: multipart/digest; boundary=d\r\n"
