@@ -22,8 +22,10 @@ quoted-printable conversion decoding back to the original bytes.
 
 import email
 import email.policy
+import os
 import quopri
-import threading
+import subprocess
+import tempfile
 import time
 
 from harness import DaemonTestCase, client_tls_context, main, make_message
@@ -79,6 +81,34 @@ def global_blocks(part):
     return [{k.lower(): str(v) for k, v in
              email.message_from_string(b + "\n", policy=email.policy.default).items()}
             for b in raw.split("\n\n")]
+
+
+SISIMAI = r"""
+use Sisimai;
+my $v = Sisimai->make($ARGV[0]);
+for my $e (@{$v || []}) {
+    printf "%s|%s|%s|%s|%s\n", $e->recipient->address, $e->action,
+        $e->deliverystatus, $e->reason, $e->addresser->address;
+}
+"""
+
+
+def sisimai(body):
+    """
+    sisimai - what Sisimai (Debian libsisimai-perl) reads from a bounce:
+    a list of (recipient, action, status, reason, addresser); None when
+    Sisimai is not installed.
+    """
+    if subprocess.run(["perl", "-MSisimai", "-e", "1"], capture_output=True).returncode != 0:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".mbox", delete=False) as f:
+        f.write(b"From MAILER-DAEMON Thu Jan  1 00:00:00 2026\n" + body.replace(b"\r\n", b"\n"))
+        path = f.name
+    try:
+        out = subprocess.run(["perl", "-e", SISIMAI, path], capture_output=True, timeout=60)
+    finally:
+        os.unlink(path)
+    return [tuple(l.split("|")) for l in out.stdout.decode("utf-8", "replace").splitlines()]
 
 
 def report_of(body):
@@ -206,6 +236,29 @@ class Utf8DsnTest(DaemonTestCase):
         _, rtype, _, per_rcpt, parts = report_of(t.body)
         self.assertEqual(rtype, "delivery-status")
         self.assertEqual(per_rcpt[0]["final-recipient"], "rfc822; %s" % rcpt)
+        got = sisimai(t.body)
+        if got is not None:   # its addresser is the original's From:
+            self.assertEqual(got, [(rcpt, "failed", "5.1.1", "userunknown",
+                                    "sender@client.test")])
+
+    def test_global_report_read_by_sisimai(self):
+        """a global report (SMTPUTF8 original, ASCII addresses) as Sisimai reads it"""
+        m = uniq("gsi")
+        sender, rcpt = "s-%s@bounces.test" % m, "perm-%s@full.test" % m
+        body = ("From: <%s>\r\nTo: <%s>\r\nSubject: gr\u00fc\u00dfe %s\r\n\r\nhi\r\n"
+                % (sender, rcpt, m)).encode()
+        inject(self.d, sender, [rcpt], body, mail_opts=["SMTPUTF8", "BODY=8BITMIME"])
+        t = self.wait_at(self.bounce_sink, sender)
+        self.assertIn("SMTPUTF8", params_of(t.mail_params))
+        _, rtype, _, per_rcpt, parts = report_of(t.body)
+        self.assertEqual(rtype, "global-delivery-status")
+        self.assertEqual(per_rcpt[0]["final-recipient"], "rfc822; %s" % rcpt)
+        got = sisimai(t.body)
+        if got is None:
+            self.skipTest("Sisimai (libsisimai-perl) is not installed")
+        # Sisimai 4.25 drops every record whose address is not ASCII, so
+        # only a global report with ASCII addresses can be checked with it
+        self.assertEqual(got, [(rcpt, "failed", "5.1.1", "userunknown", sender)])
 
     # -- 2. SMTPUTF8 downgrade ------------------------------------------------
 
