@@ -839,10 +839,12 @@ static bool prepare_body(struct smtpc_session *s, struct smtp_batch *b, char *wh
 }
 
 /*
- * local_refusal - what we can tell before MAIL: a body over the server's
- * SIZE, 8-bit or UTF-8 mail to a server that cannot take it. No reply was
+ * local_refusal - what we can tell before MAIL: a bad envelope, a body
+ * over the server's SIZE, BINARYMIME, SMTPUTF8 needed but not offered
+ * (prepare_body, which also readies the downgrade). No reply was
  * received, so code is 0; the text starts with the RFC 3463 code so the
- * bounce classifier and the DSN can use it. The connection stays clean.
+ * bounce classifier and the DSN can use it, and its class decides
+ * permanent or transient. The connection stays clean.
  */
 static bool local_refusal(struct smtpc_session *s, struct smtp_batch *b)
 {
