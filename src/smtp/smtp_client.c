@@ -269,7 +269,9 @@ void smtpc_format_mail(struct str *out, const struct smtp_batch *b, const struct
 	str_appendf(out, "MAIL FROM:<%s>", b->sender ? b->sender : "");
 	size_t at = out->len;
 	if (caps->size)
-		str_appendf(out, " SIZE=%llu", (unsigned long long)b->loc.length);
+		str_appendf(out, " SIZE=%llu", (unsigned long long)(b->wire_length ?
+								    b->wire_length :
+								    b->loc.length));
 	if (b->body_type == ENVELOPE_BODY_8BITMIME && caps->eightbitmime)
 		str_appends(out, " BODY=8BITMIME");
 	if (b->smtputf8 && caps->smtputf8)

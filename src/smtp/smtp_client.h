@@ -145,6 +145,7 @@ struct smtp_batch {
 	char remote_host[256];	/* that server's MX (or route) host name, "" if unknown */
 	uint64_t bytes_sent;
 	bool peer_dsn;		/* the server offered DSN: NOTIFY and ORCPT went with the RCPTs */
+	uint64_t wire_length;	/* the body as sent when it was converted (SIZE=), else 0 */
 };
 
 /* Everything a connection needs to open; owned by the request. */

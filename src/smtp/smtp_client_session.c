@@ -833,6 +833,15 @@ static bool prepare_body(struct smtpc_session *s, struct smtp_batch *b, char *wh
 		mime_downgrade(s->body.s, s->body.len, &conv);
 		str_free(&s->body);
 		s->body = conv;
+		b->wire_length = s->body.len;
+		/* quoted-printable is larger: the SIZE check again, on what is sent */
+		if (s->caps.size && s->caps.size_max > 0 && b->wire_length > s->caps.size_max) {
+			snprintf(why, len, "5.3.4 message size %llu (after conversion to 7bit) "
+				 "exceeds the server's limit of %llu",
+				 (unsigned long long)b->wire_length,
+				 (unsigned long long)s->caps.size_max);
+			return true;
+		}
 	}
 	s->body_loaded = true;
 	return false;
@@ -899,6 +908,7 @@ static void begin_batch(struct smtpc_session *s, struct smtp_batch *b)
 	b->conn_id = s->c->conn;
 	b->bytes_sent = 0;
 	b->peer_dsn = s->caps.dsn;
+	b->wire_length = 0;
 	s->rcpt_reply = 0;
 	s->naccepted = 0;
 	s->mail_failed = false;

@@ -10,6 +10,7 @@ a modern server:
   noutf8.test   -> sink NOUTF8: 8BITMIME and DSN, no SMTPUTF8
   plain7.test   -> sink PLAIN7: no 8BITMIME, no DSN, no SMTPUTF8; senders
                    at plain7.test get their bounces there
+  small7.test   -> sink SMALL7: no 8BITMIME, SIZE 600
   bounces.test  -> the bounce sink (everything offered)
   slow.test     -> sink FULL, with Generate_Delay_DSN on, delay notices
                    every 2 s doubling, Message_Expiration 12 s
@@ -139,9 +140,10 @@ class Utf8DsnTest(DaemonTestCase):
         cls.full = Sink(rcpt_reply=full_rcpt)
         cls.noutf8 = Sink(ehlo_lines=NO_UTF8_EHLO)
         cls.plain7 = Sink(ehlo_lines=PLAIN7_EHLO)
+        cls.small7 = Sink(ehlo_lines=["PIPELINING", "SIZE 600", "ENHANCEDSTATUSCODES"])
         cls.bounce_sink = Sink()
         cls.stray = Sink()
-        cls.sinks = [cls.full, cls.noutf8, cls.plain7, cls.bounce_sink, cls.stray]
+        cls.sinks = [cls.full, cls.noutf8, cls.plain7, cls.small7, cls.bounce_sink, cls.stray]
         for s in cls.sinks:
             s.start()
         route = 'Domain "%s" { Routes = ( "smtp://127.0.0.1:%d" ) }'
@@ -156,6 +158,7 @@ class Utf8DsnTest(DaemonTestCase):
                 route % ("full.test", cls.full.port),
                 route % ("noutf8.test", cls.noutf8.port),
                 route % ("plain7.test", cls.plain7.port),
+                route % ("small7.test", cls.small7.port),
                 route % ("bounces.test", cls.bounce_sink.port),
                 'Domain "slow.test" { Routes = ( "smtp://127.0.0.1:%d" ) '
                 'Generate_Delay_DSN = true Delay_DSN_Retry_Interval = 2 '
@@ -308,6 +311,8 @@ class Utf8DsnTest(DaemonTestCase):
         inject(self.d, "s-%s@bounces.test" % m, [rcpt], body, mail_opts=mail_opts)
         t = self.wait_at(self.plain7, rcpt)
         self.assertNotIn("BODY", params_of(t.mail_params), t.mail_params)
+        self.assertEqual(int(params_of(t.mail_params)["SIZE"]), len(t.body),
+                         "SIZE= is not the length of the converted message")
         self.assert_7bit_body(t.body)
         msg = email.message_from_bytes(t.body, policy=email.policy.default)
         self.assertEqual(msg["Content-Transfer-Encoding"], "quoted-printable")
@@ -322,6 +327,19 @@ class Utf8DsnTest(DaemonTestCase):
     def test_8bit_undeclared_to_7bit_server(self):
         """undeclared 8-bit to a server without 8BITMIME: converted the same way"""
         self.check_qp_delivery([])
+
+    def test_8bit_conversion_over_size(self):
+        """a body that outgrows the server's SIZE by the conversion: 5.3.4, not sent"""
+        m = uniq("sz")
+        sender, rcpt = "s-%s@bounces.test" % m, "r-%s@small7.test" % m
+        body = ("Subject: %s\r\n\r\n" % m).encode() + ("\u00e9" * 120).encode() + b"\r\n"
+        self.assertLess(len(body) + 250, 600)   # our Received: included
+        inject(self.d, sender, [rcpt], body, mail_opts=["BODY=8BITMIME"])
+        t = self.wait_at(self.bounce_sink, sender)
+        _, _, _, per_rcpt, _ = report_of(t.body)
+        self.assertEqual(per_rcpt[0]["status"], "5.3.4")
+        self.assertIn("after conversion", per_rcpt[0]["diagnostic-code"])
+        self.assertEqual(self.small7.messages(), [])
 
     def test_8bit_multipart_to_7bit_server(self):
         """multipart: the 8-bit text part converted, the base64 part byte for byte"""
