@@ -445,6 +445,20 @@ class Utf8DsnTest(DaemonTestCase):
         self.assertEqual(per_msg["original-envelope-id"], "E%s" % m)
         self.assertEqual(msg["Subject"], "Successful Mail Delivery Report")
 
+    def test_failed_and_relayed_in_one_report(self):
+        """one message, a failure and a relayed success: one report listing both"""
+        m = uniq("mix")
+        sender = "s-%s@bounces.test" % m
+        bad, good = "perm-%s@full.test" % m, "r-%s@plain7.test" % m
+        inject(self.d, sender, [bad, good], make_message(marker=m),
+               rcpt_opts={bad: ["NOTIFY=FAILURE"], good: ["NOTIFY=SUCCESS"]})
+        t = self.wait_at(self.bounce_sink, sender)
+        msg, _, _, per_rcpt, _ = report_of(t.body)
+        got = sorted((r["final-recipient"], r["action"], r["status"]) for r in per_rcpt)
+        self.assertEqual(got, sorted([("rfc822; %s" % bad, "failed", "5.1.1"),
+                                      ("rfc822; %s" % good, "relayed", "2.0.0")]))
+        self.assertEqual(msg["Subject"], "Undelivered Mail Returned to Sender")
+
     def test_notify_success_passed_on(self):
         """NOTIFY=SUCCESS to a server with DSN: NOTIFY/ORCPT/RET/ENVID passed on, no DSN from us"""
         m = uniq("pas")
