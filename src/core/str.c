@@ -40,6 +40,8 @@ void str_reserve(struct str *sb, size_t extra)
 		cap *= 2;
 	sb->s = xrealloc(sb->s, cap);
 	sb->cap = cap;
+	/* a fresh buffer is a valid empty string, whatever is appended next */
+	sb->s[sb->len] = '\0';
 }
 
 void str_append(struct str *sb, const void *p, size_t n)

@@ -48,6 +48,133 @@ static void clean_addr(const char *s, struct str *out)
 	}
 }
 
+/*
+ * utf8_seq - length of the well-formed UTF-8 sequence (RFC 3629) at p,
+ * 2 to 4 bytes, or 0: no overlong forms, no surrogates, nothing past
+ * U+10FFFF. p is NUL-terminated, so reading stops at the NUL.
+ */
+static size_t utf8_seq(const unsigned char *p)
+{
+	unsigned c = p[0];
+	size_t n;
+	unsigned min, cp;
+
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		cp = c & 0x1f;
+		min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		cp = c & 0x0f;
+		min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		cp = c & 0x07;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* embedded_len - length of an EmbeddedUnicodeChar "\x{1-6 hex}" at s, else 0. */
+static size_t embedded_len(const char *s)
+{
+	size_t i = 3;
+
+	if (s[0] != '\\' || s[1] != 'x' || s[2] != '{')
+		return 0;
+	while (isxdigit((unsigned char)s[i]) && i < 9)
+		i++;
+	return i > 3 && s[i] == '}' ? i + 1 : 0;
+}
+
+/* dsn_utf8_addr - an address as RFC 6533 utf-8-addr-unitext (see dsn.h). */
+void dsn_utf8_addr(const char *s, struct str *out)
+{
+	while (*s) {
+		unsigned char c = (unsigned char)*s;
+		size_t n;
+
+		if (c == '\\' && (n = embedded_len(s)) > 0) {
+			str_append(out, s, n);
+			s += n;
+		} else if (c > 32 && c < 127 && c != '\\' && c != '+' && c != '=') {
+			str_appendc(out, (char)c);
+			s++;
+		} else if (c >= 0x80 && (n = utf8_seq((const unsigned char *)s)) > 0) {
+			str_append(out, s, n);
+			s += n;
+		} else {
+			str_appendf(out, "\\x{%02X}", c);
+			s++;
+		}
+	}
+}
+
+/* dsn_utf8_addr_xtext - an address as RFC 6533 utf-8-addr-xtext (see dsn.h). */
+void dsn_utf8_addr_xtext(const char *s, struct str *out)
+{
+	while (*s) {
+		unsigned char c = (unsigned char)*s;
+		size_t n;
+
+		if (c == '\\' && (n = embedded_len(s)) > 0) {
+			str_append(out, s, n);
+			s += n;
+		} else if (c > 32 && c < 127 && c != '\\' && c != '+' && c != '=') {
+			str_appendc(out, (char)c);
+			s++;
+		} else if (c >= 0x80 && (n = utf8_seq((const unsigned char *)s)) > 0) {
+			unsigned cp = c & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
+			for (size_t i = 1; i < n; i++)
+				cp = (cp << 6) | ((unsigned char)s[i] & 0x3f);
+			str_appendf(out, "\\x{%X}", cp);
+			s += n;
+		} else {
+			str_appendf(out, "\\x{%02X}", c);
+			s++;
+		}
+	}
+}
+
+/* dsn_is_ascii - no byte >= 0x80 in s. */
+bool dsn_is_ascii(const char *s)
+{
+	for (; s && *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
+}
+
+/* put_addr - an address for a report field: "utf-8; " unitext in a global report when it needs it. */
+static void put_addr(const struct dsn_info *info, const char *addr, struct str *out)
+{
+	if (info->utf8 && !dsn_is_ascii(addr)) {
+		str_appends(out, "utf-8; ");
+		dsn_utf8_addr(addr, out);
+	} else {
+		str_appends(out, "rfc822; ");
+		clean_addr(addr, out);
+	}
+}
+
+/* put_text_addr - an address for the text part or the To: field: UTF-8 as is in a global report. */
+static void put_text_addr(const struct dsn_info *info, const char *addr, struct str *out)
+{
+	if (info->utf8)
+		dsn_utf8_addr(addr, out);
+	else
+		clean_addr(addr, out);
+}
+
 /* is_reply_code - does s start with a three-digit reply code 2xx..5xx? */
 static bool is_reply_code(const char *s)
 {
@@ -228,6 +355,23 @@ static const char *action_of(const struct dsn_rcpt *r)
 	return "failed";
 }
 
+/* dsn_needs_utf8 - must this report be an RFC 6533 global one? (see dsn.h) */
+bool dsn_needs_utf8(const struct dsn_info *info, bool orig_smtputf8)
+{
+	if (!dsn_is_ascii(info->to))
+		return true;
+	for (size_t i = 0; i < info->nrcpt; i++)
+		if (!dsn_is_ascii(info->rcpts[i].addr) || !dsn_is_ascii(info->rcpts[i].orcpt))
+			return true;
+	if (orig_smtputf8 && info->orig && info->orig_len) {
+		size_t n = rfc5322_header_end(info->orig, info->orig_len);
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)info->orig[i] >= 0x80)
+				return true;
+	}
+	return false;
+}
+
 /* dsn_wanted - does this recipient's NOTIFY ask for this DSN? (see dsn.h) */
 bool dsn_wanted(const char *sender, uint8_t notify, const char *action)
 {
@@ -281,6 +425,9 @@ static void wrap(struct str *out, const char *text, size_t first_indent,
 		}
 		while (col + n > width) {
 			size_t room = width > col ? width - col : 1;
+			/* never split a UTF-8 sequence (global reports) */
+			while (room > 1 && ((unsigned char)text[room] & 0xc0) == 0x80)
+				room--;
 			str_append(out, text, room);
 			str_appends(out, "\r\n");
 			for (size_t i = 0; i < indent; i++)
@@ -372,8 +519,12 @@ static void render_text(const struct dsn_info *info, enum dsn_kind kind,
 	char date[RFC5322_DATE_SIZE];
 
 	clean_line(reporting_host(info), &host);
-	str_appends(out, "Content-Description: Notification\r\n"
-			 "Content-Type: text/plain; charset=us-ascii\r\n\r\n");
+	str_appends(out, "Content-Description: Notification\r\n");
+	if (info->utf8)
+		str_appends(out, "Content-Type: text/plain; charset=utf-8\r\n"
+				 "Content-Transfer-Encoding: 8bit\r\n\r\n");
+	else
+		str_appends(out, "Content-Type: text/plain; charset=us-ascii\r\n\r\n");
 	wrapf(out, "This is the mail delivery system at %s.", str_cstr(&host));
 	str_appends(out, "\r\n");
 	switch (kind) {
@@ -416,7 +567,7 @@ static void render_text(const struct dsn_info *info, enum dsn_kind kind,
 		str_appends(out, "\r\n");
 		str_clear(&line);
 		str_appendc(&line, '<');
-		clean_addr(r->addr ? r->addr : "", &line);
+		put_text_addr(info, r->addr ? r->addr : "", &line);
 		str_appends(&line, ">: ");
 		if (strcmp(a, "failed") == 0)
 			str_appends(&line, "delivery failed permanently");
@@ -477,8 +628,12 @@ static void render_status(const struct dsn_info *info, struct str *out)
 	struct str v = STR_INIT;
 	char date[RFC5322_DATE_SIZE];
 
-	str_appends(out, "Content-Description: Delivery report\r\n"
-			 "Content-Type: message/delivery-status\r\n\r\n");
+	str_appends(out, "Content-Description: Delivery report\r\n");
+	if (info->utf8)
+		str_appends(out, "Content-Type: message/global-delivery-status\r\n"
+				 "Content-Transfer-Encoding: 8bit\r\n\r\n");
+	else
+		str_appends(out, "Content-Type: message/delivery-status\r\n\r\n");
 
 	/* per-message fields (RFC 3464 2.2), in the grammar's order */
 	if (info->envid) {
@@ -507,15 +662,26 @@ static void render_status(const struct dsn_info *info, struct str *out)
 		str_appends(out, "\r\n");
 		if (r->orcpt && r->orcpt[0]) {
 			/* stored as "addr-type;addr"; a bare address is rfc822 */
+			const char *semi = strchr(r->orcpt, ';');
+			const char *oaddr = semi ? semi + 1 : r->orcpt;
 			str_clear(&v);
-			if (strchr(r->orcpt, ';') == NULL)
-				str_appends(&v, "rfc822;");
-			clean_addr(r->orcpt, &v);
+			if (info->utf8 && (!dsn_is_ascii(oaddr) ||
+					   (semi && semi - r->orcpt == 5 &&
+					    strncasecmp(r->orcpt, "utf-8", 5) == 0))) {
+				/* RFC 6533 3: the utf-8 type, unitext form */
+				while (*oaddr == ' ')
+					oaddr++;
+				str_appends(&v, "utf-8; ");
+				dsn_utf8_addr(oaddr, &v);
+			} else {
+				if (semi == NULL)
+					str_appends(&v, "rfc822;");
+				clean_addr(r->orcpt, &v);
+			}
 			field(out, "Original-Recipient", str_cstr(&v));
 		}
 		str_clear(&v);
-		str_appends(&v, "rfc822; ");
-		clean_addr(r->addr ? r->addr : "", &v);
+		put_addr(info, r->addr ? r->addr : "", &v);
 		field(out, "Final-Recipient", str_cstr(&v));
 		field(out, "Action", a);
 		field(out, "Status", status_for(r));
@@ -592,10 +758,12 @@ static void render_orig(const struct dsn_info *info, enum dsn_orig_part op,
 
 	if (op == ORIG_HEADERS) {
 		n = rfc5322_header_end(info->orig, info->orig_len);
-		str_appends(out, "Content-Description: Undelivered Message Headers\r\n"
+		str_appends(out, "Content-Description: Undelivered Message Headers\r\n");
+		str_appends(out, info->utf8 ? "Content-Type: message/global-headers\r\n" :
 				 "Content-Type: text/rfc822-headers\r\n");
 	} else {
-		str_appends(out, "Content-Description: Undelivered Message\r\n"
+		str_appends(out, "Content-Description: Undelivered Message\r\n");
+		str_appends(out, info->utf8 ? "Content-Type: message/global\r\n" :
 				 "Content-Type: message/rfc822\r\n");
 	}
 	/*
@@ -689,7 +857,7 @@ void dsn_render(const struct dsn_info *info, struct str *out)
 	str_clear(&v);
 	if (info->to && info->to[0]) {
 		str_appendc(&v, '<');
-		clean_addr(info->to, &v);
+		put_text_addr(info, info->to, &v);
 		str_appendc(&v, '>');
 	} else {
 		str_appends(&v, "undisclosed-recipients:;");
@@ -708,8 +876,8 @@ void dsn_render(const struct dsn_info *info, struct str *out)
 	field(out, "Auto-Submitted", "auto-replied");
 	field(out, "MIME-Version", "1.0");
 	str_appendf(out, "Content-Type: multipart/report; "
-			 "report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n",
-		    str_cstr(&b));
+			 "report-type=%sdelivery-status;\r\n\tboundary=\"%s\"\r\n",
+		    info->utf8 ? "global-" : "", str_cstr(&b));
 	str_appends(out, "\r\n");
 
 	/*

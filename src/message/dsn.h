@@ -16,9 +16,15 @@
  * no control character or bare CR/LF ever reaches the output, and the
  * report parts stay 7-bit (see docs/bounces.md for each rule).
  *
- * Not done: RFC 6533 (message/global-delivery-status for SMTPUTF8
- * messages). Until then 8-bit bytes in addresses are written as xtext
- * "+HH" and in diagnostic text as "?".
+ * SMTPUTF8 (RFC 6533): with info->utf8 set the report is a "global"
+ * one: report-type=global-delivery-status, part 2 is
+ * message/global-delivery-status, the original is message/global (or
+ * message/global-headers), and an address that is not all ASCII is
+ * written with the "utf-8" address type as raw UTF-8 (dsn_utf8_addr);
+ * the header and the text part may then carry UTF-8 (RFC 6532). Without
+ * it 8-bit bytes in addresses are written as xtext "+HH", as before, and
+ * the report stays 7-bit. Diagnostic text is always cleaned to ASCII ("?"
+ * for 8-bit bytes).
  */
 #ifndef IMPETUS_MESSAGE_DSN_H
 #define IMPETUS_MESSAGE_DSN_H
@@ -62,6 +68,7 @@ struct dsn_info {
 	int64_t now;			/* for Date: (tests pass a fixed value) */
 	const char *message_id;		/* Message-ID value, e.g. "<id@host>" */
 	const char *boundary;		/* MIME boundary, or NULL to derive one from message_id */
+	bool utf8;			/* RFC 6533 global report (dsn_needs_utf8) */
 };
 
 /* The buffer size dsn_status_from_reply needs. */
@@ -83,6 +90,37 @@ void dsn_render(const struct dsn_info *info, struct str *out);
  */
 const char *dsn_status_from_reply(int code, const char *text, bool permanent,
 				  char buf[DSN_STATUS_SIZE]);
+
+/*
+ * dsn_utf8_addr - append addr as RFC 6533 utf-8-addr-unitext: printable
+ * ASCII and well-formed UTF-8 as they are; "\", "+", "=", SP, control
+ * bytes and bytes that are not well-formed UTF-8 as EmbeddedUnicodeChar
+ * "\x{HH}" (an ill-formed byte is written as the code point of its
+ * value, so the field stays one line of valid UTF-8). An embedded
+ * "\x{HEX}" already in addr (an ORCPT given in that form) is kept.
+ */
+void dsn_utf8_addr(const char *addr, struct str *out);
+
+/*
+ * dsn_utf8_addr_xtext - append addr as RFC 6533 utf-8-addr-xtext, the
+ * 7-bit form of a "utf-8" ORCPT for a transaction without SMTPUTF8:
+ * QCHARs (printable ASCII but "+" and "=") as they are, every other
+ * character as "\x{HEX}" of its code point (an ill-formed byte as its
+ * value); an embedded "\x{HEX}" already in addr is kept.
+ */
+void dsn_utf8_addr_xtext(const char *addr, struct str *out);
+
+/* dsn_is_ascii - is s (NUL-terminated, NULL allowed) all 7-bit? */
+bool dsn_is_ascii(const char *s);
+
+/*
+ * dsn_needs_utf8 - must the report about these recipients to sender be
+ * an RFC 6533 global one? When any address (the sender, a recipient, the
+ * address of an ORCPT) is not all ASCII, or the original was an SMTPUTF8
+ * message (orig_smtputf8) whose header section (in info->orig) carries
+ * 8-bit bytes.
+ */
+bool dsn_needs_utf8(const struct dsn_info *info, bool orig_smtputf8);
 
 /*
  * dsn_wanted - must a DSN with this action ("failed", "delayed",

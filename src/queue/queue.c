@@ -132,6 +132,8 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 		e->rcpt = (uint32_t)i;
 		e->retries = r->retries;
 		e->next_attempt = r->next_attempt;
+		/* retried before a restart: a delay notice may have gone out already */
+		e->delay_dsns = r->retries > 0 ? QENTRY_DELAY_DSN_UNKNOWN : 0;
 		m->pending++;
 		q->nrcpts++;
 		queue_dest_enqueue(dq, e);
@@ -511,6 +513,7 @@ static void outcome_of(const struct smtp_batch *b, const struct smtp_rcpt_result
 	o->batch_id = b->batch_id;
 	o->conn_id = b->conn_id;
 	o->bytes = b->bytes_sent;
+	o->peer_dsn = b->peer_dsn;
 }
 
 /*

@@ -223,6 +223,9 @@ static void read_settings(struct queue_dest *dq, struct queue_dest_settings *s)
 	s->max_retry_interval = GET(MAX_RETRY_INTERVAL)->u.i;
 	s->max_retries = GET(MAX_RETRIES)->u.i;
 	s->expiration = GET(MESSAGE_EXPIRATION)->u.i;
+	s->delay_dsn = GET(GENERATE_DELAY_DSN)->u.b;
+	s->delay_dsn_interval = GET(DELAY_DSN_RETRY_INTERVAL)->u.i;
+	s->delay_dsn_max = GET(DELAY_DSN_MAX_RETRY_INTERVAL)->u.i;
 
 	const struct conf_value *routes = GET(ROUTES);
 	const char *gateway = GET(GATEWAY)->u.s;

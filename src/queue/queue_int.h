@@ -49,9 +49,14 @@ struct queue_groups;
 struct api_hook;
 struct api_gen;
 
-/* A permanent failure remembered for the message's bounce. */
+/*
+ * A recipient the message's DSN reports on: a permanent failure, or a
+ * delivery to a server without DSN for a recipient that asked for
+ * NOTIFY=SUCCESS (RFC 3461 5.2.2.1, action "relayed").
+ */
 struct qfail {
 	uint32_t rcpt;
+	const char *action;	/* "failed" or "relayed" (static strings) */
 	int code;
 	uint8_t stage;
 	char *response;
@@ -83,7 +88,16 @@ struct qentry {
 	uint32_t rcpt;			/* index in m->sm->rcpts */
 	uint32_t retries;
 	uint32_t heap_idx;
+	/*
+	 * Delay notices already due for this recipient (sent, or skipped
+	 * because they fell due before a restart); QENTRY_DELAY_DSN_UNKNOWN
+	 * for a recovered recipient that was retried before: worked out at
+	 * its next deferral (queue_bounce_delay). Fits the struct's padding.
+	 */
+	uint32_t delay_dsns;
 };
+
+#define QENTRY_DELAY_DSN_UNKNOWN UINT32_MAX
 
 /* An outbound connection as the scheduler sees it. */
 struct qconn {
@@ -129,6 +143,9 @@ struct queue_dest_settings {
 	int64_t retry_interval, max_retry_interval;
 	int64_t max_retries;		/* CONF_T_RETRIES: < 0 = no count limit */
 	int64_t expiration;		/* Message_Expiration, seconds */
+	bool delay_dsn;			/* Generate_Delay_DSN */
+	int64_t delay_dsn_interval;	/* Delay_DSN_Retry_Interval */
+	int64_t delay_dsn_max;		/* Delay_DSN_Max_Retry_Interval */
 	/* routing */
 	const char *route;		/* Routes' first (not __mx__), else Gateway, else NULL */
 	uint16_t port;			/* Outbound_SMTP_Port */

@@ -32,6 +32,7 @@ struct queue_outcome {
 	impetus_id conn_id;
 	uint64_t bytes;
 	bool quiet;		/* a failure not to bounce (imp_queue_fail quiet) */
+	bool peer_dsn;		/* delivered to a server that offered DSN (it reports from now on) */
 };
 
 int64_t queue_now_us(void);
@@ -100,5 +101,22 @@ void queue_log_attempt(struct queue *q, const struct queue_dest *dq, const struc
  * the bounce has read it, and "done" is never durable before the bounce).
  */
 bool queue_bounce(struct queue *q, struct qmsg *m);
+
+/*
+ * queue_bounce_delay - e of dq was just deferred (o): send its delay
+ * notice if Generate_Delay_DSN is on and one fell due since the last
+ * (see queue_bounce.c for the schedule). retry_until is the message's
+ * expiry, for Will-Retry-Until.
+ */
+void queue_bounce_delay(struct queue *q, struct queue_dest *dq, struct qentry *e,
+			const struct queue_outcome *o, int64_t retry_until);
+
+/*
+ * queue_bounce_delays_due - how many delay notices have fallen due by
+ * now for a message received at received: the first interval after
+ * reception, each later one after twice the previous gap, capped at max.
+ * Pure; exported for the unit test.
+ */
+uint32_t queue_bounce_delays_due(int64_t received, int64_t now, int64_t interval, int64_t max);
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * queue_outcome.c - what happens to a recipient after an attempt
  *
- *   delivered  D line, RCPT_STATE delivered in the spool, final
+ *   delivered  D line, RCPT_STATE delivered in the spool, final;
+ *              remembered for a "relayed" DSN when the recipient asked
+ *              for NOTIFY=SUCCESS and the server did not offer DSN
  *   deferred   T line, retry after Retry_Interval doubled per earlier
  *              failure (capped by Max_Retry_Interval), never past the
  *              message's expiry; RCPT_RETRY in the spool. Past
@@ -21,9 +23,11 @@
  * the next group commit (delivery is at least once).
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/mem.h"
 #include "core/str.h"
+#include "message/dsn.h"
 #include "queue/queue_int.h"
 #include "queue/queue_out.h"
 #include "spool/spool.h"
@@ -101,6 +105,7 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 	m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
 	struct qfail *f = &m->fails[m->nfails++];
 	f->rcpt = e->rcpt;
+	f->action = "failed";
 	f->code = o->code;
 	f->stage = o->stage;
 	f->response = xstrdup(o->response ? o->response : "");
@@ -179,6 +184,7 @@ void queue_outcome_defer(struct queue *q, struct queue_dest *dq, struct qentry *
 	if (next > expiry)
 		next = expiry;
 	queue_log_outcome(q, dq, e, o, 'T');
+	queue_bounce_delay(q, dq, e, o, expiry);
 	e->next_attempt = next;
 	spool_rcpt_retry(q->deps.spool, e->m->sm->id, e->rcpt, e->retries, next);
 	queue_dest_enqueue(dq, e);
@@ -192,6 +198,26 @@ void queue_outcome_delivered(struct queue *q, struct queue_dest *dq, struct qent
 	queue_log_outcome(q, dq, e, o, 'D');
 	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_DELIVERED);
 	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_DELIVERED;
+	/*
+	 * NOTIFY=SUCCESS (RFC 3461 4.1, 5.2.2.1): a next hop that offered DSN
+	 * got NOTIFY/ORCPT with the RCPT and reports delivery itself; one
+	 * that did not cannot, so ours says "relayed". Reported with the
+	 * message's DSN when its last recipient is final. Remembered in
+	 * memory only: a restart before then loses this notice (the delivery
+	 * itself is durable).
+	 */
+	if (!o->peer_dsn && dsn_wanted(m->sm->sender, m->sm->rcpts[e->rcpt].notify, "relayed")) {
+		m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
+		struct qfail *f = &m->fails[m->nfails++];
+		f->rcpt = e->rcpt;
+		f->action = "relayed";
+		f->code = o->code;
+		f->stage = o->stage;
+		f->response = xstrdup(o->response ? o->response : "");
+		f->remote = o->remote_host && *o->remote_host ? xstrdup(o->remote_host) :
+			    o->remote && *o->remote ? xstrdup(o->remote) : NULL;
+		f->when = queue_now_us() / 1000000;
+	}
 	q->nrcpts--;
 	free(e);
 	queue_outcome_message_final(q, m);

@@ -37,6 +37,7 @@
 #include "core/str.h"
 #include "config/config.h"
 #include "core/tls.h"
+#include "message/dsn.h"
 #include "message/envelope.h"
 #include "message/message_view.h"
 #include "msgs/msgs.h"
@@ -292,7 +293,9 @@ void smtpc_format_mail(struct str *out, const struct smtp_batch *b, const struct
 	str_appendf(out, "MAIL FROM:<%s>", b->sender ? b->sender : "");
 	size_t at = out->len;
 	if (caps->size)
-		str_appendf(out, " SIZE=%llu", (unsigned long long)b->loc.length);
+		str_appendf(out, " SIZE=%llu", (unsigned long long)(b->wire_length ?
+								    b->wire_length :
+								    b->loc.length));
 	if (b->body_type == ENVELOPE_BODY_8BITMIME && caps->eightbitmime)
 		str_appends(out, " BODY=8BITMIME");
 	if (b->smtputf8 && caps->smtputf8)
@@ -347,7 +350,18 @@ void smtpc_format_rcpt(struct str *out, const struct smtp_batch *b, size_t i,
 		else
 			str_appends(out, "rfc822");
 		str_appendc(out, ';');
-		smtp_xtext_encode(addr, strlen(addr), out);
+		if (semi && semi - r->orcpt == 5 && strncasecmp(r->orcpt, "utf-8", 5) == 0) {
+			/*
+			 * RFC 6533 3: a utf-8 address is not xtext ("+" is no
+			 * QCHAR there): raw UTF-8 under SMTPUTF8, else \x{HEX}.
+			 */
+			if (b->smtputf8 && caps->smtputf8)
+				dsn_utf8_addr(addr, out);
+			else
+				dsn_utf8_addr_xtext(addr, out);
+		} else {
+			smtp_xtext_encode(addr, strlen(addr), out);
+		}
 	}
 	if (b->params_hook)
 		smtpc_params_run(out, at, b, i, caps);

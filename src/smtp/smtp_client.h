@@ -30,10 +30,13 @@
  *   4. after a batch, asks for the next one; it waits Idle_Timeout for one
  *      (RSET between transactions), then QUITs and reports it closed.
  *
- * Refusals it can decide alone: a message over the server's SIZE, 8-bit
- * data to a server without 8BITMIME (after the batch's MAIL would have
- * failed anyway), SMTPUTF8 needed but not offered: each a permanent
- * failure of the batch with a clear text.
+ * Refusals it can decide alone: a message over the server's SIZE,
+ * SMTPUTF8 needed (a non-ASCII envelope address or header) but not
+ * offered (5.6.7), BINARYMIME: each a permanent failure of the batch with
+ * a clear text. Not refusals: 8-bit content to a server without 8BITMIME
+ * is sent with its 8-bit body parts made quoted-printable, and a message
+ * flagged SMTPUTF8 that needs none goes without the parameter
+ * (docs/smtp-client.md, "8-bit and SMTPUTF8 downgrade").
  */
 #ifndef IMPETUS_SMTP_SMTP_CLIENT_H
 #define IMPETUS_SMTP_SMTP_CLIENT_H
@@ -152,6 +155,8 @@ struct smtp_batch {
 	char remote_ip[64];	/* the server it talked to, "" if none */
 	char remote_host[256];	/* that server's MX (or route) host name, "" if unknown */
 	uint64_t bytes_sent;
+	bool peer_dsn;		/* the server offered DSN: NOTIFY and ORCPT went with the RCPTs */
+	uint64_t wire_length;	/* the body as sent when it was converted (SIZE=), else 0 */
 };
 
 /* Everything a connection needs to open; owned by the request. */

@@ -47,6 +47,14 @@
  * Sessions are never freed synchronously: a callback deep in the stack
  * may still hold one. They end in DONE and a zero-delay timer frees them.
  *
+ * 8-bit and UTF-8 mail to a server without 8BITMIME or SMTPUTF8
+ * (prepare_body): the body is read before MAIL. 8-bit body parts are
+ * made quoted-printable (message/mime_downgrade.h), whether the message
+ * was declared BODY=8BITMIME or not, and bounces alike. A message that
+ * carries the SMTPUTF8 flag but needs none (ASCII envelope addresses and
+ * header section) goes without the SMTPUTF8 parameter (RFC 6531 3.3);
+ * one that needs it fails permanently with 5.6.7.
+ *
  * The body is read with spool_read_body (a pread) on the I/O loop; pages
  * are usually still in the page cache, but a cold read blocks the loop for
  * that time. Moving the read to the IO pool is a later improvement.
@@ -78,6 +86,8 @@
 #include "core/sockaddr.h"
 #include "core/str.h"
 #include "log/log.h"
+#include "message/mime_downgrade.h"
+#include "message/rfc5322.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_client_int.h"
 #include "spool/spool.h"
@@ -161,6 +171,7 @@ struct smtpc_session {
 	bool pipelining;		/* this transaction was pipelined */
 	bool need_rset;			/* the last transaction did not end cleanly */
 	struct str body;
+	bool body_loaded;		/* body holds this batch's bytes, ready to send */
 	size_t body_off;
 	bool body_queued;		/* the terminator is in the output buffer */
 	bool body_flushed;		/* ... and has left it */
@@ -929,11 +940,96 @@ static bool envelope_clean(const char *p)
 	return true;
 }
 
+/* ascii - no 8-bit byte in s (NULL allowed). */
+static bool ascii(const char *p)
+{
+	for (; p && *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			return false;
+	return true;
+}
+
 /*
- * local_refusal - what we can tell before MAIL: a body over the server's
- * SIZE, 8-bit or UTF-8 mail to a server that cannot take it. No reply was
+ * needs_smtputf8 - does the batch need SMTPUTF8 (RFC 6531 3.3)? When an
+ * envelope address it sends is not ASCII, or its header section carries
+ * 8-bit bytes (UTF-8 header fields, RFC 6532). The body alone does not:
+ * 8BITMIME or the downgrade covers it.
+ */
+static bool needs_smtputf8(const struct smtp_batch *b, const struct str *body)
+{
+	if (!ascii(b->sender))
+		return true;
+	for (size_t i = 0; i < b->nrcpt; i++)
+		if (!ascii(b->rcpts[i].addr))
+			return true;
+	size_t h = rfc5322_header_end(body->s ? body->s : "", body->len);
+	for (size_t i = 0; i < h; i++)
+		if ((unsigned char)body->s[i] >= 0x80)
+			return true;
+	return false;
+}
+
+/*
+ * prepare_body - for a server without SMTPUTF8 or without 8BITMIME, read
+ * the body now, before MAIL, and decide: false when the batch can go
+ * (body_loaded, 8-bit parts made quoted-printable when the server lacks
+ * 8BITMIME); true with why set when it cannot: SMTPUTF8 needed (5.6.7),
+ * or the spool could not be read (4.3.0, transient: the caller's text
+ * starts with 4 so the outcome says so). Other servers read the body at
+ * DATA as before.
+ */
+static bool prepare_body(struct smtpc_session *s, struct smtp_batch *b, char *why, size_t len)
+{
+	bool utf8_down = b->smtputf8 && !s->caps.smtputf8;
+	int err;
+
+	if (!utf8_down && s->caps.eightbitmime)
+		return false;
+	str_clear(&s->body);
+	err = spool_read_body(s->c->sp, &b->loc, &s->body);
+	if (err < 0) {
+		char idbuf[ID_BUF_SIZE];
+
+		log_panic("%s smtpc cannot read the message msg=%s segment=%llu offset=%llu error=\"%s\"",
+			  s->c->conn_id, id_format(b->msg_id, idbuf),
+			  (unsigned long long)b->loc.segment, (unsigned long long)b->loc.offset,
+			  strerror(-err));
+		snprintf(why, len, "4.3.0 cannot read the message from the spool: %s",
+			 strerror(-err));
+		return true;
+	}
+	if (utf8_down && needs_smtputf8(b, &s->body)) {
+		snprintf(why, len, "5.6.7 the message needs SMTPUTF8 (non-ASCII address or "
+			 "header) and the server does not support it");
+		return true;
+	}
+	if (!s->caps.eightbitmime && mime_has_8bit(s->body.s ? s->body.s : "", s->body.len)) {
+		struct str conv = STR_INIT;
+
+		mime_downgrade(s->body.s, s->body.len, &conv);
+		str_free(&s->body);
+		s->body = conv;
+		b->wire_length = s->body.len;
+		/* quoted-printable is larger: the SIZE check again, on what is sent */
+		if (s->caps.size && s->caps.size_max > 0 && b->wire_length > s->caps.size_max) {
+			snprintf(why, len, "5.3.4 message size %llu (after conversion to 7bit) "
+				 "exceeds the server's limit of %llu",
+				 (unsigned long long)b->wire_length,
+				 (unsigned long long)s->caps.size_max);
+			return true;
+		}
+	}
+	s->body_loaded = true;
+	return false;
+}
+
+/*
+ * local_refusal - what we can tell before MAIL: a bad envelope, a body
+ * over the server's SIZE, BINARYMIME, SMTPUTF8 needed but not offered
+ * (prepare_body, which also readies the downgrade). No reply was
  * received, so code is 0; the text starts with the RFC 3463 code so the
- * bounce classifier and the DSN can use it. The connection stays clean.
+ * bounce classifier and the DSN can use it, and its class decides
+ * permanent or transient. The connection stays clean.
  */
 static bool local_refusal(struct smtpc_session *s, struct smtp_batch *b)
 {
@@ -947,14 +1043,11 @@ static bool local_refusal(struct smtpc_session *s, struct smtp_batch *b)
 		snprintf(why, sizeof(why),
 			 "5.3.4 message size %llu exceeds the server's limit of %llu",
 			 (unsigned long long)b->loc.length, (unsigned long long)s->caps.size_max);
-	else if (b->body_type == ENVELOPE_BODY_8BITMIME && !s->caps.eightbitmime)
-		snprintf(why, sizeof(why), "5.6.3 server does not support 8BITMIME");
-	else if (b->smtputf8 && !s->caps.smtputf8)
-		snprintf(why, sizeof(why), "5.6.7 server does not support SMTPUTF8");
-	else
+	else if (!prepare_body(s, b, why, sizeof(why)))
 		return false;
 	for (size_t i = 0; i < b->nrcpt; i++)
-		rcpt_set(&b->rcpts[i], SMTP_OUT_PERMANENT, STAGE_IDLE, 0, why);
+		rcpt_set(&b->rcpts[i], why[0] == '4' ? SMTP_OUT_TRANSIENT : SMTP_OUT_PERMANENT,
+			 STAGE_IDLE, 0, why);
 	finish_batch(s, NULL);
 	return true;
 }
@@ -990,10 +1083,13 @@ static void begin_batch(struct smtpc_session *s, struct smtp_batch *b)
 	snprintf(b->remote_host, sizeof(b->remote_host), "%s", mx_name(s));
 	b->conn_id = s->c->conn;
 	b->bytes_sent = 0;
+	b->peer_dsn = s->caps.dsn;
+	b->wire_length = 0;
 	s->rcpt_reply = 0;
 	s->naccepted = 0;
 	s->mail_failed = false;
 	s->body_queued = s->body_flushed = false;
+	s->body_loaded = false;
 	if (local_refusal(s, b))
 		return;
 	s->order = xrealloc(s->order, (b->nrcpt ? b->nrcpt : 1) * sizeof(*s->order));
@@ -1038,6 +1134,7 @@ static void finish_batch(struct smtpc_session *s, const char *broken)
 
 	s->b = NULL;
 	str_free(&s->body);
+	s->body_loaded = false;
 	if (s->bev)
 		bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
 	/* Nothing should be left open here; never report a recipient as untried by accident. */
@@ -1190,8 +1287,11 @@ static void start_body(struct smtpc_session *s)
 	struct smtp_batch *b = s->b;
 	int err;
 
-	str_clear(&s->body);
-	err = spool_read_body(s->c->sp, &b->loc, &s->body);
+	err = 0;
+	if (!s->body_loaded) {
+		str_clear(&s->body);
+		err = spool_read_body(s->c->sp, &b->loc, &s->body);
+	}
 	set_state(s, SC_BODY);
 	if (err < 0) {
 		char idbuf[ID_BUF_SIZE];

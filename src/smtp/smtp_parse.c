@@ -1274,3 +1274,17 @@ void smtp_scan_chunk(struct smtp_data_scanner *sc, const char *buf, size_t len,
 {
 	line_scan(sc, buf, len, out, limit, false);
 }
+
+/* smtp_with_protocol - the Received: "with" keyword (see smtp_parse.h). */
+const char *smtp_with_protocol(bool esmtp, bool tls, bool smtputf8, bool auth)
+{
+	/* indexed [utf8][tls][auth] */
+	static const char *const with[2][2][2] = {
+		{ { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } },
+		{ { "UTF8SMTP", "UTF8SMTPA" }, { "UTF8SMTPS", "UTF8SMTPSA" } },
+	};
+
+	if (!esmtp)
+		return tls ? "SMTPS" : "SMTP";
+	return with[smtputf8][tls][auth];
+}

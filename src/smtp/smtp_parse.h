@@ -62,6 +62,16 @@ enum smtp_verb smtp_parse_command(const char *line, size_t len, const char **arg
  */
 bool smtp_line_is_clean(const char *line, size_t len);
 
+/*
+ * smtp_with_protocol - the "with" word of our Received: field, from the
+ * IANA Mail Transmission Types registry (RFC 3848, RFC 6531 3.7.3):
+ * SMTP or ESMTP, "UTF8SMTP" instead of "ESMTP" for an SMTPUTF8
+ * transaction, then "S" with TLS and "A" when authenticated (ESMTPSA,
+ * UTF8SMTPSA). A HELO session (esmtp false) is never SMTPUTF8 or
+ * authenticated: "SMTP" or "SMTPS".
+ */
+const char *smtp_with_protocol(bool esmtp, bool tls, bool smtputf8, bool auth);
+
 /* smtp_utf8_valid - true when buf is well-formed UTF-8 (RFC 3629). */
 bool smtp_utf8_valid(const char *buf, size_t len);
 

@@ -382,7 +382,8 @@ static void start_body(struct smtp_session *s)
 	struct str *b = &s->msg->body;
 	char date[RFC5322_DATE_SIZE];
 	char idbuf[ID_BUF_SIZE];
-	const char *proto = s->esmtp ? (s->tls ? "ESMTPS" : "ESMTP") : (s->tls ? "SMTPS" : "SMTP");
+	/* no AUTH yet: "A" variants once the session has an authenticated user */
+	const char *proto = smtp_with_protocol(s->esmtp, s->tls, s->msg->smtputf8, false);
 
 	str_clear(b);
 	s->header_len = 0;

@@ -833,6 +833,132 @@ static void test_random(void)
 	str_free(&out);
 }
 
+/* utf8_addr - dsn_utf8_addr of in, as a C string in buf. */
+static const char *utf8_addr(const char *in, struct str *buf)
+{
+	str_clear(buf);
+	dsn_utf8_addr(in, buf);
+	return str_cstr(buf);
+}
+
+/* RFC 6533 unitext formatting, table-driven: what stays, what is escaped. */
+static void test_utf8_addr(void)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "alice@example.com", "alice@example.com" },
+		{ "\xc3\xa5lice@example.com", "\xc3\xa5lice@example.com" },
+		{ "\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a",
+		  "\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a" },
+		{ "\xf0\x9f\x98\x80@x.example", "\xf0\x9f\x98\x80@x.example" },
+		{ "a+b=c@x", "a\\x{2B}b\\x{3D}c@x" },
+		{ "a b@x", "a\\x{20}b@x" },
+		{ "a\\b@x", "a\\x{5C}b@x" },
+		{ "a\\x{E5}b@x", "a\\x{E5}b@x" },	/* embedded form kept */
+		{ "a\\x{}b@x", "a\\x{5C}x{}b@x" },	/* not a valid one */
+		{ "a\r\nb@x", "a\\x{0D}\\x{0A}b@x" },
+		{ "\xc3@x", "\\x{C3}@x" },		/* truncated sequence */
+		{ "\xc0\xaf@x", "\\x{C0}\\x{AF}@x" },	/* overlong */
+		{ "\xed\xa0\x80@x", "\\x{ED}\\x{A0}\\x{80}@x" },	/* surrogate */
+		{ "\xf4\x90\x80\x80@x", "\\x{F4}\\x{90}\\x{80}\\x{80}@x" },	/* > U+10FFFF */
+		{ "\x7f@x", "\\x{7F}@x" },
+		{ "", "" },
+	};
+	struct str buf = STR_INIT;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK_STREQ(utf8_addr(cases[i].in, &buf), cases[i].want);
+	static const struct {
+		const char *in, *want;
+	} xt[] = {
+		{ "alice@example.com", "alice@example.com" },
+		{ "\xc3\xa5lice@x", "\\x{E5}lice@x" },
+		{ "\xe7\x94\xa8@x", "\\x{7528}@x" },
+		{ "\xf0\x9f\x98\x80@x", "\\x{1F600}@x" },
+		{ "a+b=c d@x", "a\\x{2B}b\\x{3D}c\\x{20}d@x" },
+		{ "a\\x{E5}@x", "a\\x{E5}@x" },
+		{ "\xc3@x", "\\x{C3}@x" },
+	};
+	for (size_t i = 0; i < sizeof(xt) / sizeof(xt[0]); i++) {
+		str_clear(&buf);
+		dsn_utf8_addr_xtext(xt[i].in, &buf);
+		CHECK_STREQ(str_cstr(&buf), xt[i].want);
+	}
+	CHECK(dsn_is_ascii("abc"));
+	CHECK(dsn_is_ascii(NULL));
+	CHECK(!dsn_is_ascii("\xc3\xa5"));
+	str_free(&buf);
+}
+
+/*
+ * A bounce of an SMTPUTF8 message: RFC 6533's global report, utf-8
+ * address types with raw UTF-8, read back by Python's email package.
+ */
+static void test_render_utf8(void)
+{
+	static const char orig_utf8[] =
+		"From: \xc3\x85sa <\xc3\xa5sa@example.org>\r\n"
+		"To: \xc3\xa5lice@example.com\r\n"
+		"Subject: R\xc3\xa4ksm\xc3\xb6rg\xc3\xa5s\r\n"
+		"\r\n"
+		"Hej!\r\n";
+	struct dsn_info info;
+	struct dsn_rcpt r[2];
+	struct str out = STR_INIT, res = STR_INIT;
+
+	base_info(&info, &r[0]);
+	r[0].addr = "\xc3\xa5lice@example.com";
+	r[0].orcpt = "utf-8;\xc3\xa5lice@example.com";
+	r[1] = r[0];
+	r[1].addr = "bob@example.net";
+	r[1].orcpt = "rfc822;bob@example.net";
+	info.nrcpt = 2;
+	info.rcpts = r;
+	info.to = "\xc3\xa5sa@example.org";
+	info.orig = orig_utf8;
+	info.orig_len = sizeof(orig_utf8) - 1;
+	CHECK(dsn_needs_utf8(&info, true));
+	info.utf8 = true;
+	render_check(&info, &out, &res, __LINE__);
+	CONTAINS(res.s, "report-type=global-delivery-status\n");
+	CONTAINS(res.s, "part.1=message/global-delivery-status\n");
+	CONTAINS(res.s, "part.2=message/global-headers\n");
+	CONTAINS(res.s, "rcpt.0.final-recipient=utf-8; \xc3\xa5lice@example.com\n");
+	CONTAINS(res.s, "rcpt.0.original-recipient=utf-8; \xc3\xa5lice@example.com\n");
+	CONTAINS(res.s, "rcpt.1.final-recipient=rfc822; bob@example.net\n");
+	CONTAINS(res.s, "rcpt.0.action=failed\n");
+	CONTAINS(res.s, "orig.subject=R\xc3\xa4ksm\xc3\xb6rg\xc3\xa5s\n");
+	CONTAINS(res.s, "to=\xc3\xa5sa@example.org\n");
+	CONTAINS(out.s, "<\xc3\xa5lice@example.com>: delivery failed permanently");
+	LACKS(out.s, "+C3+A5");
+
+	/* the whole original: message/global */
+	info.ret = ENVELOPE_RET_FULL;
+	render_check(&info, &out, &res, __LINE__);
+	CONTAINS(res.s, "part.2=message/global\n");
+
+	/* the same report without utf8: 7-bit, xtext, as before */
+	info.utf8 = false;
+	info.ret = ENVELOPE_RET_NONE;
+	info.to = "asa@example.org";
+	render_check(&info, &out, &res, __LINE__);
+	CONTAINS(res.s, "report-type=delivery-status\n");
+	CONTAINS(res.s, "rcpt.0.final-recipient=rfc822; +C3+A5lice@example.com\n");
+
+	/* ASCII addresses: global only for an SMTPUTF8 original with 8-bit headers */
+	r[0].addr = "alice@example.com";
+	r[0].orcpt = NULL;
+	CHECK(dsn_needs_utf8(&info, true));
+	CHECK(!dsn_needs_utf8(&info, false));
+	info.orig = orig_msg;
+	info.orig_len = sizeof(orig_msg) - 1;
+	CHECK(!dsn_needs_utf8(&info, true));
+
+	str_free(&out);
+	str_free(&res);
+}
+
 int main(void)
 {
 	find_script();
@@ -848,5 +974,7 @@ int main(void)
 	test_render_success_and_many();
 	test_render_hostile();
 	test_random();
+	test_utf8_addr();
+	test_render_utf8();
 	return check_done();
 }

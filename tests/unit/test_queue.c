@@ -5,6 +5,7 @@
 #include <impetus/hooks.h>
 #include "config/config.h"
 #include "queue/queue.h"
+#include "queue/queue_out.h"
 #include "queue/throttle.h"
 
 /* test_goal - one connection per ready batch, bounded by the limit. */
@@ -63,8 +64,37 @@ static void test_throttle(void)
 	CHECK(throttle_take(&t, now + 200001));
 }
 
+/* The delay-notice schedule: Momentum's example (3 h, 9 h, 21 h, 45 h, then every 24 h). */
+static void test_delay_schedule(void)
+{
+	const int64_t H = 3600, r = 1000000;
+	static const struct {
+		int64_t at;
+		uint32_t due;
+	} momentum[] = {
+		{ 0, 0 }, { 3 * 3600 - 1, 0 }, { 3 * 3600, 1 }, { 9 * 3600 - 1, 1 },
+		{ 9 * 3600, 2 }, { 21 * 3600, 3 }, { 45 * 3600 - 1, 3 }, { 45 * 3600, 4 },
+		{ 69 * 3600, 5 }, { 93 * 3600, 6 },
+	};
+
+	for (size_t i = 0; i < sizeof(momentum) / sizeof(momentum[0]); i++)
+		CHECK_INTEQ(queue_bounce_delays_due(r, r + momentum[i].at, 3 * H, 24 * H),
+			    momentum[i].due);
+	/* the defaults: 1 h, 3 h, 7 h, 15 h, 27 h, then every 12 h */
+	CHECK_INTEQ(queue_bounce_delays_due(r, r + 27 * H, H, 12 * H), 5);
+	CHECK_INTEQ(queue_bounce_delays_due(r, r + 39 * H - 1, H, 12 * H), 5);
+	CHECK_INTEQ(queue_bounce_delays_due(r, r + 39 * H, H, 12 * H), 6);
+	/* a max below the interval: every interval */
+	CHECK_INTEQ(queue_bounce_delays_due(r, r + 10, 2, 1), 5);
+	/* a clock before the reception: nothing due */
+	CHECK_INTEQ(queue_bounce_delays_due(r, r - 100, 2, 4), 0);
+	/* huge spans stay finite */
+	CHECK(queue_bounce_delays_due(0, INT64_MAX / 2, 1, 1) > 1000);
+}
+
 int main(void)
 {
+	test_delay_schedule();
 	test_goal();
 	test_throttle();
 	return check_done();

@@ -363,6 +363,17 @@ static void test_commands(void)
 	r.orcpt = "rfc822;a@b";
 	smtpc_format_rcpt(&out, &b, 0, &none);
 	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example>\r\n");
+	str_clear(&out);
+	/* RFC 6533: a utf-8 ORCPT is unitext under SMTPUTF8, \x{HEX} without, never +HH */
+	r.notify = 0;
+	r.orcpt = "utf-8;\xc3\xa5+x@y.example";
+	b.smtputf8 = true;
+	smtpc_format_rcpt(&out, &b, 0, &all);
+	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example> ORCPT=utf-8;\xc3\xa5\\x{2B}x@y.example\r\n");
+	str_clear(&out);
+	b.smtputf8 = false;
+	smtpc_format_rcpt(&out, &b, 0, &all);
+	CHECK_STREQ(str_cstr(&out), "RCPT TO:<x@y.example> ORCPT=utf-8;\\x{E5}\\x{2B}x@y.example\r\n");
 	str_free(&out);
 }
 
@@ -1291,8 +1302,11 @@ static void test_lost(void)
 }
 
 /*
- * Refusals decided locally (SIZE, 8BITMIME, SMTPUTF8), then a good batch,
- * all on one connection: only the last one reaches MAIL.
+ * Refusals decided locally (SIZE, SMTPUTF8 really needed, bad envelope)
+ * and what is no refusal any more, all on one connection to a server
+ * without 8BITMIME and SMTPUTF8: a BODY=8BITMIME batch whose body is
+ * 7-bit goes without BODY=, an SMTPUTF8 batch that is all ASCII without
+ * SMTPUTF8 (RFC 6531 3.3 downgrade).
  */
 static void test_local_refusals(void)
 {
@@ -1312,7 +1326,8 @@ static void test_local_refusals(void)
 	r.close_when_idle = true;
 	r.next[r.nnext++] = make_batch(loc, ENVELOPE_BODY_8BITMIME, false, rs, 1);
 	r.next[r.nnext++] = make_batch(loc, 0, true, rs, 1);
-	r.next[r.nnext++] = make_batch(loc, 0, false, rs, 1);
+	struct rcpt_spec utf[] = { { "\xc3\xbc@x.test", 0, NULL } };
+	r.next[r.nnext++] = make_batch(loc, 0, true, utf, 1);
 	/* control bytes in the envelope would inject commands */
 	struct rcpt_spec mixed[] = { { "ok@x.test", 0, NULL }, { "evil@x.test>\r\nRSET", 0, NULL } };
 	r.next[r.nnext++] = make_batch(loc, 0, false, mixed, 2);
@@ -1326,11 +1341,11 @@ static void test_local_refusals(void)
 		CHECK(r.more[0] && r.more[1] && r.more[2] && r.more[3] && r.more[4] && r.more[5]);
 		CHECK_RCPT(r.done[0], 0, SMTP_OUT_PERMANENT, STAGE_IDLE, 0,
 			   "5.3.4 message size 500 exceeds the server's limit of 100");
-		CHECK_RCPT(r.done[1], 0, SMTP_OUT_PERMANENT, STAGE_IDLE, 0,
-			   "5.6.3 server does not support 8BITMIME");
-		CHECK_RCPT(r.done[2], 0, SMTP_OUT_PERMANENT, STAGE_IDLE, 0,
-			   "5.6.7 server does not support SMTPUTF8");
-		CHECK_RCPT(r.done[3], 0, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
+		CHECK_RCPT(r.done[1], 0, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
+		CHECK_RCPT(r.done[2], 0, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
+		CHECK_RCPT(r.done[3], 0, SMTP_OUT_PERMANENT, STAGE_IDLE, 0,
+			   "5.6.7 the message needs SMTPUTF8 (non-ASCII address or header) "
+			   "and the server does not support it");
 		CHECK_RCPT(r.done[4], 0, SMTP_OUT_DELIVERED, STAGE_BODY_ACCEPTED, 250, NULL);
 		CHECK_RCPT(r.done[4], 1, SMTP_OUT_PERMANENT, STAGE_IDLE, 0,
 			   "5.1.3 invalid characters in the recipient address");
@@ -1339,10 +1354,12 @@ static void test_local_refusals(void)
 	}
 	peer_stop(&peer);
 	peer_cmds(&peer, &cmds);
-	char want[256];
+	char want[512];
+	size_t pl = strlen(plain_body);
 	snprintf(want, sizeof(want), "EHLO client.test\nMAIL FROM:<s@example.org> SIZE=%zu\n"
 		 "RCPT TO:<a@x.test>\nDATA\nMAIL FROM:<s@example.org> SIZE=%zu\n"
-		 "RCPT TO:<ok@x.test>\nDATA\nQUIT\n", strlen(plain_body), strlen(plain_body));
+		 "RCPT TO:<a@x.test>\nDATA\nMAIL FROM:<s@example.org> SIZE=%zu\n"
+		 "RCPT TO:<ok@x.test>\nDATA\nQUIT\n", pl, pl, pl);
 	CHECK_STREQ(str_cstr(&cmds), want);
 	str_free(&cmds);
 	run_fini(&r);

@@ -1260,8 +1260,25 @@ static void test_chunks(void)
 	}
 }
 
+/* The Received: "with" keyword, every combination (IANA Mail Transmission Types). */
+static void test_with_protocol(void)
+{
+	CHECK_STREQ(smtp_with_protocol(false, false, false, false), "SMTP");
+	CHECK_STREQ(smtp_with_protocol(false, true, false, false), "SMTPS");
+	CHECK_STREQ(smtp_with_protocol(false, true, true, true), "SMTPS");
+	CHECK_STREQ(smtp_with_protocol(true, false, false, false), "ESMTP");
+	CHECK_STREQ(smtp_with_protocol(true, true, false, false), "ESMTPS");
+	CHECK_STREQ(smtp_with_protocol(true, false, false, true), "ESMTPA");
+	CHECK_STREQ(smtp_with_protocol(true, true, false, true), "ESMTPSA");
+	CHECK_STREQ(smtp_with_protocol(true, false, true, false), "UTF8SMTP");
+	CHECK_STREQ(smtp_with_protocol(true, true, true, false), "UTF8SMTPS");
+	CHECK_STREQ(smtp_with_protocol(true, false, true, true), "UTF8SMTPA");
+	CHECK_STREQ(smtp_with_protocol(true, true, true, true), "UTF8SMTPSA");
+}
+
 int main(void)
 {
+	test_with_protocol();
 	test_commands();
 	test_line_clean();
 	test_mail_rcpt();
