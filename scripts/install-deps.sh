@@ -11,14 +11,15 @@
 # signatures in tests/integration/test_dkim_sign.py; OpenDKIM (opendkim,
 # its test mode) is the second verifier and the benchmark's milter.
 # aiosmtpd (python3-aiosmtpd) is the AUTH-requiring receiver of
-# tests/integration/test_delivery_auth.py.
+# tests/integration/test_delivery_auth.py; Sisimai (libsisimai-perl)
+# reads the bounces of tests/integration/test_utf8_dsn.py.
 set -eu
 
 PKGS="build-essential cmake pkg-config
 libevent-dev libc-ares-dev libssl-dev libpcre2-dev libjansson-dev
 python3 openssl postfix dnsmasq-base
 python3-dkim python3-nacl opendkim
-python3-aiosmtpd
+python3-aiosmtpd libsisimai-perl
 clang libclang-rt-14-dev"
 
 if [ "${IMPETUS_SKIP_DEPS:-0}" = 1 ]; then
