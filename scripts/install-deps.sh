@@ -8,12 +8,13 @@
 # you have installed the equivalents yourself. clang with its libFuzzer
 # runtime builds the fuzz targets (ctest fuzz.smoke, docs/fuzzing.md).
 # dkimpy (python3-dkim, with python3-nacl for Ed25519) verifies the DKIM
-# signatures in tests/integration/test_dkim_sign.py.
+# signatures in tests/integration/test_dkim_sign.py. swaks drives
+# tests/integration/test_smtp_auth.py; libcrypt-dev checks its passwords.
 set -eu
 
 PKGS="build-essential cmake pkg-config
-libevent-dev libc-ares-dev libssl-dev libpcre2-dev libjansson-dev
-python3 openssl postfix dnsmasq-base python3-dkim python3-nacl
+libevent-dev libc-ares-dev libssl-dev libpcre2-dev libjansson-dev libcrypt-dev
+python3 openssl postfix dnsmasq-base python3-dkim python3-nacl swaks
 clang libclang-rt-14-dev"
 
 if [ "${IMPETUS_SKIP_DEPS:-0}" = 1 ]; then
