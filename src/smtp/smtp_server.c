@@ -36,8 +36,15 @@
  * rules: a count goes when the address's last session closes, a budget
  * when its bucket is full again at a tick, and only budgets are capped.
  *
+ * Failed SMTP AUTH attempts per client address (the tarpit,
+ * smtp_tarpit.h) are a third table owned here, for the same reason as
+ * the connection counts: one owner sees every connection of an address.
+ * An AUTH job passes through here twice (SMTP_AUTH_CHECK before crypt
+ * runs on the CPU pool, SMTP_AUTH_VERIFIED after; smtp_server_int.h).
+ *
  * The tick (every SERVER_TICK_SECONDS on the scheduler): rejectlog
- * summaries and table sweep, then the accept recovery line.
+ * summaries and table sweep, the tarpit sweep, then the accept recovery
+ * line.
  */
 #include "smtp/smtp_server.h"
 
@@ -60,10 +67,14 @@
 #include "core/ipmap.h"
 #include "core/mem.h"
 #include "core/sockaddr.h"
+#include "core/passwd.h"
+#include "core/pool.h"
 #include "core/tls.h"
+#include "api/api_runtime.h"
 #include "log/log.h"
 #include "msgs/msgs.h"
 #include "smtp/smtp_server_int.h"
+#include "smtp/smtp_tarpit.h"
 
 /* Per-client-address connection count (srv->conns), on the scheduler. */
 struct ip_count {
@@ -117,6 +128,8 @@ struct smtp_server {
 	/* rejectlog budget per client IP */
 	struct ipmap rates;		/* struct reject_rate by client address */
 	struct conf_throttle reject_throttle;	/* cached from the generation */
+
+	struct smtp_tarpit *tarpit;	/* failed AUTH per client address */
 };
 
 /* now_ms - a monotonic clock in milliseconds. */
@@ -326,6 +339,73 @@ void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_stora
 }
 
 /* ------------------------------------------------------------------ */
+/* AUTH: the tarpit's side of a verification                           */
+
+void smtp_auth_job_free(struct smtp_auth_job *j)
+{
+	if (j == NULL)
+		return;
+	if (j->pass) {
+		explicit_bzero(j->pass, j->pass_len);
+		free(j->pass);
+	}
+	free(j->user);
+	if (j->conf)
+		conf_unref(j->conf);
+	free(j);
+}
+
+/* auth_verify_run - CPU pool (or inline): crypt the password, then back to the scheduler. */
+static void auth_verify_run(void *arg)
+{
+	struct smtp_auth_job *j = arg;
+	enum passwd_result r = passwd_db_verify(j->db, j->user, j->pass, j->pass_len);
+
+	/* The password is not needed any more: wipe it before the job travels on. */
+	explicit_bzero(j->pass, j->pass_len);
+	j->outcome = r == PASSWD_OK ? SMTP_AUTH_OUT_OK : SMTP_AUTH_OUT_FAIL;
+	j->no_user = r == PASSWD_NO_USER;
+	msgs_post(j->srv->scheduler, MSGS_SMTP_AUTH_VERIFIED, j);
+}
+
+void smtp_server_auth_check(struct smtp_server *srv, struct smtp_auth_job *j)
+{
+	msgs_post(srv->scheduler, MSGS_SMTP_AUTH_CHECK, j);
+}
+
+/* smtp_server_on_auth_check - scheduler: refuse a blocked address, else verify on the CPU pool. */
+void smtp_server_on_auth_check(void *arg)
+{
+	struct smtp_auth_job *j = arg;
+	struct pool *cpu = api_runtime()->cpu_pool;
+
+	if (smtp_tarpit_blocked(j->srv->tarpit, &j->peer, now_ms())) {
+		j->outcome = SMTP_AUTH_OUT_BLOCKED;
+		msgs_post(j->loop, MSGS_SMTP_AUTH_DONE, j);
+		return;
+	}
+	if (cpu != NULL)
+		pool_submit(cpu, auth_verify_run, j);
+	else
+		auth_verify_run(j);	/* no pool (tools, unit tests): the post still orders it */
+}
+
+/* smtp_server_on_auth_verified - scheduler: count a failure, set its delay, answer the session. */
+void smtp_server_on_auth_verified(void *arg)
+{
+	struct smtp_auth_job *j = arg;
+
+	if (j->outcome == SMTP_AUTH_OUT_FAIL) {
+		bool block = false;
+
+		j->delay_ms = smtp_tarpit_failed(j->srv->tarpit, &j->peer, now_ms(), &block);
+		if (block)
+			j->outcome = SMTP_AUTH_OUT_BLOCKED;
+	}
+	msgs_post(j->loop, MSGS_SMTP_AUTH_DONE, j);
+}
+
+/* ------------------------------------------------------------------ */
 /* accepting                                                           */
 
 /* refuse - answer 421 on a fresh socket and close it. */
@@ -485,6 +565,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct smtp_server *srv = arg;
 
 	rate_sweep(srv, false);
+	smtp_tarpit_sweep(srv->tarpit, now_ms());
 	accept_recovery_check(srv);
 }
 
@@ -560,6 +641,7 @@ struct smtp_server *smtp_server_new(struct loop *scheduler, struct loop **io, si
 	srv->spare_fd = -1;
 	ipmap_init(&srv->conns);
 	ipmap_init(&srv->rates);
+	srv->tarpit = smtp_tarpit_new();
 	spare_open(srv);
 	struct timeval tick = { SERVER_TICK_SECONDS, 0 };
 	srv->tick = event_new(loop_base(scheduler), -1, EV_PERSIST, on_tick, srv);
@@ -573,6 +655,7 @@ void smtp_server_set_conf(struct smtp_server *srv, struct conf *conf)
 
 	srv->conf = conf_ref(conf);
 	srv->reject_throttle = conf_get(conf, CONF_OPT_REJECTLOG_THROTTLE_PER_IP, NULL, NULL)->u.t;
+	smtp_tarpit_set_conf(srv->tarpit, conf);
 	if (old)
 		conf_unref(old);
 }
@@ -716,6 +799,7 @@ void smtp_server_free(struct smtp_server *srv)
 		event_free(srv->tick);
 	rate_sweep(srv, true);
 	ipmap_destroy(&srv->rates);
+	smtp_tarpit_free(srv->tarpit);
 	if (srv->spare_fd >= 0)
 		close(srv->spare_fd);
 	free(srv->listeners);

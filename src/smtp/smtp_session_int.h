@@ -18,6 +18,7 @@
 #include <impetus/hooks.h>
 #include <impetus/session.h>
 
+#include "config/config.h"
 #include "core/id.h"
 #include "core/str.h"
 #include "smtp/smtp_parse.h"
@@ -30,6 +31,8 @@ enum session_state {
 	S_SPOOL,
 	S_STARTTLS,
 	S_HOOK,
+	S_AUTH,		/* AUTH: reading the client's response to a 334 */
+	S_AUTH_WAIT,	/* AUTH: the password is being checked, or the 535 held back */
 	S_CLOSING,
 };
 
@@ -48,6 +51,7 @@ struct session_limits {
 	int64_t reject_log_limit;	/* rejectlog lines per connection; 0 = none */
 	bool reject_ip_budget;		/* Rejectlog_Throttle_Per_IP is set */
 	int messageid;			/* 0 ifneeded, 1 always, 2 never */
+	struct conf_auth auth;		/* SMTP_Extensions AUTH, password files, Auth_Allow_Plaintext */
 };
 
 /*
@@ -113,6 +117,14 @@ struct smtp_session {
 	/* what the client told us */
 	char *helo;
 	bool esmtp;
+
+	/* SMTP AUTH (docs/smtp-server.md "Authentication") */
+	char *auth_user;		/* the identity once 235 was sent; NULL before */
+	unsigned auth_mech;		/* SMTP_AUTH_MECH_* of the exchange in progress */
+	char *auth_login_user;		/* LOGIN: the user name, while the password is asked */
+	struct smtp_auth_job *auth_job;	/* the verification in flight or held (auth_job_held) */
+	bool auth_job_held;		/* the job is back and waits for auth_timer (the tarpit) */
+	struct event *auth_timer;	/* holds back a 535; made on first use */
 
 	/* the transaction */
 	struct envelope *msg;		/* non-NULL between MAIL and the end */
