@@ -94,8 +94,15 @@ static int read_all(const char *path, struct str *buf)
 	size_t got;
 	int rc = 0;
 
+	struct stat st;
+
 	if (f == NULL)
 		return -errno;
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+		/* A FIFO or device could block the load or never end. */
+		fclose(f);
+		return -EINVAL;
+	}
 	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
 		if (buf->len + got > PASSWD_FILE_MAX) {
 			rc = -EFBIG;
@@ -176,6 +183,8 @@ struct passwd_db *passwd_db_load(const char *path, struct str *err)
 	if (rc < 0) {
 		if (rc == -EFBIG)
 			str_appendf(err, "%s: password file larger than %u bytes", path, PASSWD_FILE_MAX);
+		else if (rc == -EINVAL)
+			str_appendf(err, "%s: not a regular file", path);
 		else
 			str_appendf(err, "%s: cannot read password file: %s", path, strerror(-rc));
 		str_free(&buf);
