@@ -97,7 +97,6 @@
 #include "message/rfc5322.h"
 #include "message/vctx.h"
 #include "msgs/msgs.h"
-#include "smtp/smtp_auth.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_server.h"
 #include "smtp/smtp_server_int.h"
@@ -148,7 +147,6 @@ static void session_free(struct smtp_session *s);
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
-static void auth_forget(struct smtp_session *s);
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
@@ -1116,16 +1114,6 @@ static bool check_helo_arg(struct smtp_session *s, const char *args, const char 
 	return true;
 }
 
-/*
- * auth_offered - whether EHLO lists AUTH now: the listener offers it, and
- * the connection is under TLS or the listener allows plain text
- * (RFC 4954 4: a server should not offer plain-text mechanisms in clear).
- */
-static bool auth_offered(const struct smtp_session *s)
-{
-	return s->lim.auth.mechs != 0 && (s->tls || s->lim.auth.allow_plaintext);
-}
-
 static void cmd_helo(struct smtp_session *s, const char *args, bool esmtp)
 {
 	if (!check_helo_arg(s, args, esmtp ? "EHLO" : "HELO"))
@@ -1171,7 +1159,7 @@ static void ehlo_finish(struct smtp_session *s, enum imp_verdict v, const struct
 	reply(s, "250-CHUNKING");
 	if (s->listener->tls && !s->tls)
 		reply(s, "250-STARTTLS");
-	if (auth_offered(s))
+	if (smtp_session_auth_offered(s))
 		reply(s, "250-AUTH%s%s", (s->lim.auth.mechs & CONF_AUTH_PLAIN) ? " PLAIN" : "",
 		      (s->lim.auth.mechs & CONF_AUTH_LOGIN) ? " LOGIN" : "");
 	reply(s, "250 HELP");
@@ -1191,7 +1179,7 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 		reply(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
-	ext.auth = auth_offered(s);
+	ext.auth = smtp_session_auth_offered(s);
 	if (!s->esmtp)
 		memset(&ext, 0, sizeof(ext));
 	memset(&m, 0, sizeof(m));
@@ -1582,319 +1570,10 @@ static void start_tls(struct smtp_session *s)
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = false;
-	auth_forget(s);
+	smtp_session_auth_forget(s);
 	session_set_state(s, S_CMD);
 	set_timeout(s, s->lim.cmd_timeout);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
-
-/* ------------------------------------------------------------------ */
-/* AUTH (RFC 4954; PLAIN, RFC 4616; LOGIN)                             */
-
-/*
- * The exchange: AUTH <mech> [initial-response], then 334 challenges and
- * one response line each (read in state AUTH), then the check, which
- * never runs here: crypt is slow on purpose, so the credentials travel to
- * the CPU pool by way of the scheduler (the tarpit's owner) and the
- * session waits in AUTH_WAIT (smtp_server_int.h, struct smtp_auth_job).
- * A failure's 535 is held back for the delay the tarpit set.
- *
- * Credentials are never logged: the rejectlog line of a failure names
- * the mechanism and the user, the trace shows "AUTH PLAIN ****" and
- * "****" for response lines (trace_line), and the buffers that held a
- * password are wiped before they are freed.
- */
-
-static const char *auth_mech_name(unsigned mech)
-{
-	return mech == SMTP_AUTH_MECH_PLAIN ? "PLAIN" : "LOGIN";
-}
-
-/* auth_log_user - the user name for a log line: printable ASCII, the rest \xHH, cut at 64. */
-static void auth_log_user(struct str *out, const char *user)
-{
-	size_t n = 0;
-
-	for (const unsigned char *p = (const unsigned char *)user; *p && n < 64; p++, n++) {
-		if (*p < 0x21 || *p >= 0x7f || *p == '"' || *p == '\\')
-			str_appendf(out, "\\x%02X", *p);
-		else
-			str_appendc(out, (char)*p);
-	}
-	if (strlen(user) > 64)
-		str_appends(out, "...");
-}
-
-/* auth_end - forget the exchange in progress (not the identity of a past success). */
-static void auth_end(struct smtp_session *s)
-{
-	if (s->auth_login_user) {
-		explicit_bzero(s->auth_login_user, strlen(s->auth_login_user));
-		free(s->auth_login_user);
-		s->auth_login_user = NULL;
-	}
-	s->auth_mech = 0;
-	if (s->state == S_AUTH)
-		session_set_state(s, S_CMD);
-}
-
-/* auth_forget - drop the identity: STARTTLS starts over (RFC 3207 4.2). */
-static void auth_forget(struct smtp_session *s)
-{
-	if (s->auth_user == NULL)
-		return;
-	free(s->auth_user);
-	s->auth_user = NULL;
-	vctx_set(s->conn_vctx, IMP_VCTX_AUTH_USER, NULL);
-	vctx_set(s->conn_vctx, "auth_user", NULL);
-	vctx_set(s->conn_vctx, "auth_name", NULL);
-	vctx_set(s->conn_vctx, IMP_VCTX_CAN_RELAY,
-		 conf_relay_host_match(s->conf, s->clistener, (const struct sockaddr *)&s->peer) ?
-		 "1" : NULL);
-}
-
-/* auth_verify - hand user and pass to the check; the session waits in AUTH_WAIT. */
-static void auth_verify(struct smtp_session *s, char *user, const char *pass, size_t pass_len)
-{
-	struct smtp_auth_job *j = XNEW(struct smtp_auth_job);
-
-	j->s = s;
-	j->loop = s->io->loop;
-	j->srv = s->io->srv;
-	j->conf = conf_ref(s->conf);
-	j->db = s->auth_mech == SMTP_AUTH_MECH_PLAIN ? s->lim.auth.plain_db : s->lim.auth.login_db;
-	j->peer = s->peer;
-	j->mech = s->auth_mech;
-	j->user = user;
-	j->pass = xmalloc(pass_len + 1);
-	memcpy(j->pass, pass, pass_len);
-	j->pass[pass_len] = '\0';
-	j->pass_len = pass_len;
-	s->auth_job = j;
-	s->auth_job_held = false;
-	auth_end(s);
-	session_set_state(s, S_AUTH_WAIT);
-	if (s->bev)
-		bufferevent_set_timeouts(s->bev, NULL, NULL);
-	smtp_server_auth_check(s->io->srv, j);
-}
-
-/* auth_refuse - a response we cannot use: the exchange ends with reply (logged). */
-static void auth_refuse(struct smtp_session *s, const char *line)
-{
-	auth_end(s);
-	reject(s, "auth", "%s", line);
-}
-
-/*
- * auth_response - one response of the client (the initial response of
- * AUTH, or a line read in state AUTH): "*" cancels (501), bad base64 is
- * 501 5.5.2; PLAIN is checked at once, LOGIN asks for the password first.
- */
-static void auth_response(struct smtp_session *s, const char *line, size_t len)
-{
-	struct str dec = STR_INIT;
-	const char *user, *pass;
-
-	if (len == 1 && line[0] == '*') {
-		auth_refuse(s, "501 5.7.0 Authentication aborted");
-		return;
-	}
-	if (len > SMTP_AUTH_LINE_MAX || !smtp_auth_b64_decode(line, len, &dec)) {
-		auth_refuse(s, "501 5.5.2 Cannot decode response");
-		goto out;
-	}
-	str_appendc(&dec, '\0');	/* a C string even when empty; len excludes it */
-	dec.len--;
-	if (s->auth_mech == SMTP_AUTH_MECH_PLAIN) {
-		switch (smtp_auth_plain_split(dec.s, dec.len, &user, &pass)) {
-		case SMTP_AUTH_PARSE_OK:
-			auth_verify(s, xstrdup(user), pass, strlen(pass));
-			break;
-		case SMTP_AUTH_PARSE_AUTHZID:
-			auth_refuse(s, "535 5.7.8 Authentication credentials invalid "
-				    "(acting for another identity is not supported)");
-			break;
-		default:
-			auth_refuse(s, "501 5.5.2 Malformed PLAIN response");
-			break;
-		}
-		goto out;
-	}
-	if (s->auth_login_user == NULL) {
-		if (dec.len == 0 ||
-		    smtp_auth_check_part(dec.s, dec.len, SMTP_AUTH_USER_MAX) != SMTP_AUTH_PARSE_OK) {
-			auth_refuse(s, "501 5.5.2 Malformed user name");
-			goto out;
-		}
-		s->auth_login_user = xstrndup(dec.s, dec.len);
-		reply(s, "334 UGFzc3dvcmQ6");	/* "Password:" */
-		session_set_state(s, S_AUTH);
-		goto out;
-	}
-	if (smtp_auth_check_part(dec.s, dec.len, SMTP_AUTH_PASS_MAX) != SMTP_AUTH_PARSE_OK) {
-		auth_refuse(s, "501 5.5.2 Malformed password");
-		goto out;
-	}
-	user = s->auth_login_user;
-	s->auth_login_user = NULL;
-	auth_verify(s, (char *)user, dec.s, dec.len);
-out:
-	if (dec.s)
-		explicit_bzero(dec.s, dec.cap);
-	str_free(&dec);
-}
-
-/* cmd_auth - AUTH <mechanism> [initial-response] (RFC 4954 4). */
-static void cmd_auth(struct smtp_session *s, const char *args)
-{
-	const char *mech = args, *p;
-	unsigned bit;
-
-	if (s->lim.auth.mechs == 0) {
-		reply(s, "502 5.5.1 Error: command not implemented");
-		return;
-	}
-	if (s->helo == NULL || !s->esmtp) {
-		reply(s, "503 5.5.1 Error: send EHLO first");
-		return;
-	}
-	if (s->auth_user) {
-		reply(s, "503 5.5.1 Error: already authenticated");
-		return;
-	}
-	if (s->msg) {
-		reply(s, "503 5.5.1 Error: AUTH not permitted during a mail transaction");
-		return;
-	}
-	if (!s->tls && !s->lim.auth.allow_plaintext) {
-		/* RFC 4954 6: the mechanisms need a TLS layer here (and EHLO did not offer them). */
-		reject(s, "auth", "538 5.7.11 Encryption required for requested authentication mechanism");
-		return;
-	}
-	while (*mech == ' ')
-		mech++;
-	for (p = mech; *p && *p != ' '; p++)
-		;
-	bit = smtp_auth_mech(mech, (size_t)(p - mech));
-	if (p == mech) {
-		reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
-		return;
-	}
-	if (bit == 0 || !(s->lim.auth.mechs & bit)) {
-		reject(s, "auth", "504 5.5.4 Unrecognized authentication type");
-		return;
-	}
-	while (*p == ' ')
-		p++;
-	if (strchr(p, ' ') != NULL) {
-		reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
-		return;
-	}
-	s->auth_mech = bit;
-	if (*p) {
-		auth_response(s, p, strlen(p));
-		return;
-	}
-	/* PLAIN's challenge is empty; LOGIN asks "Username:". */
-	reply(s, bit == SMTP_AUTH_MECH_PLAIN ? "334 " : "334 VXNlcm5hbWU6");
-	session_set_state(s, S_AUTH);
-}
-
-/* auth_finish - the check is over (and the tarpit's delay, if any): answer the client. */
-static void auth_finish(struct smtp_session *s)
-{
-	struct smtp_auth_job *j = s->auth_job;
-	const char *mech = auth_mech_name(j->mech);
-	struct str text = STR_INIT;
-	bool log = j->mech == SMTP_AUTH_MECH_PLAIN ? s->lim.auth.plain_log : s->lim.auth.login_log;
-
-	s->auth_job = NULL;
-	s->auth_job_held = false;
-	session_set_state(s, S_CMD);
-	switch (j->outcome) {
-	case SMTP_AUTH_OUT_OK:
-		s->auth_user = xstrdup(j->user);
-		/* Momentum's names and the daemon's own; an authenticated client may relay. */
-		vctx_set(s->conn_vctx, IMP_VCTX_AUTH_USER, s->auth_user);
-		vctx_set(s->conn_vctx, "auth_user", s->auth_user);
-		vctx_set(s->conn_vctx, "auth_name", mech);
-		vctx_set(s->conn_vctx, IMP_VCTX_CAN_RELAY, "1");
-		reply(s, "235 2.7.0 Authentication successful");
-		if (log) {
-			auth_log_user(&text, j->user);
-			log_panic("%s auth ok mech=%s user=\"%s\" client=%s", s->conn_id, mech, text.s,
-				  s->peer_str);
-		}
-		break;
-	case SMTP_AUTH_OUT_FAIL:
-		reply(s, "535 5.7.8 Authentication credentials invalid");
-		str_appendf(&text, "535 5.7.8 authentication failed mech=%s user=\"", mech);
-		auth_log_user(&text, j->user);
-		str_appendf(&text, "\" reason=%s delay_ms=%lld", j->no_user ? "unknown_user" :
-			    "bad_password", (long long)j->delay_ms);
-		session_log_reject(s, "auth", text.s, false);
-		break;
-	case SMTP_AUTH_OUT_BLOCKED:
-		reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->hostname);
-		str_appendf(&text, "421 4.7.0 too many failed authentication attempts mech=%s user=\"",
-			    mech);
-		auth_log_user(&text, j->user);
-		str_appendc(&text, '"');
-		session_log_reject(s, "auth", text.s, true);
-		transaction_reset(s);
-		session_close(s);
-		break;
-	}
-	str_free(&text);
-	smtp_auth_job_free(j);
-	if (s->state != S_CLOSING)
-		session_after_phase(s);
-}
-
-/* on_auth_timer - the tarpit's delay is over. */
-static void on_auth_timer(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	auth_finish(arg);
-}
-
-void smtp_session_on_auth_done(void *arg)
-{
-	struct smtp_auth_job *j = arg;
-	struct smtp_session *s = j->s;
-
-	if (s == NULL) {
-		smtp_auth_job_free(j);	/* the client left while we checked */
-		return;
-	}
-	if (j->outcome == SMTP_AUTH_OUT_FAIL && j->delay_ms > 0) {
-		struct timeval tv = ms_timeval(j->delay_ms);
-
-		if (s->auth_timer == NULL)
-			s->auth_timer = evtimer_new(loop_base(s->io->loop), on_auth_timer, s);
-		s->auth_job_held = true;
-		evtimer_add(s->auth_timer, &tv);
-		return;
-	}
-	auth_finish(s);
-}
-
-/*
- * trace_line - with IMPETUS_TRACE=smtp, each command line in the
- * paniclog, AUTH's credentials masked and response lines not shown.
- */
-static void trace_line(struct smtp_session *s, const char *line, size_t len)
-{
-	struct str t = STR_INIT;
-
-	if (s->state == S_AUTH)
-		str_appends(&t, "****");
-	else
-		smtp_auth_mask_line(line, len > 200 ? 200 : len, &t);
-	log_panic("%s smtp < %s", s->conn_id, t.s);
-	str_free(&t);
 }
 
 /*
@@ -1969,7 +1648,7 @@ static void do_command(struct smtp_session *s, const char *line, size_t len)
 		cmd_starttls(s, args);
 		break;
 	case SMTP_VERB_AUTH:
-		cmd_auth(s, args);
+		smtp_session_cmd_auth(s, args);
 		break;
 	case SMTP_VERB_EXPN:
 		reply(s, "502 5.5.1 Error: command not implemented");
@@ -1998,8 +1677,11 @@ static bool process_commands(struct smtp_session *s, struct evbuffer *in)
 		if (avail > (size_t)s->lim.max_cmd) {
 			/* No end in sight: answer now, drop the rest of the line as it comes. */
 			evbuffer_drain(in, avail);
-			if (!s->discarding)
+			if (!s->discarding) {
+				if (s->state == S_AUTH)
+					smtp_session_auth_end(s);	/* an AUTH response too long ends the exchange */
 				reject(s, "connect", "500 5.5.2 Error: line too long");
+			}
 			s->discarding = true;
 		}
 		return false;
@@ -2012,6 +1694,8 @@ static bool process_commands(struct smtp_session *s, struct evbuffer *in)
 	}
 	if (len + eol_len > (size_t)s->lim.max_cmd) {
 		evbuffer_drain(in, len + eol_len);
+		if (s->state == S_AUTH)
+			smtp_session_auth_end(s);
 		reject(s, "connect", "500 5.5.2 Error: line too long");
 		return true;
 	}
@@ -2021,14 +1705,11 @@ static bool process_commands(struct smtp_session *s, struct evbuffer *in)
 	line[len] = '\0';
 	evbuffer_drain(in, eol_len);
 	if (tracing())
-		trace_line(s, line, len);
+		smtp_session_auth_trace(s, line, len);
 	/* A CR left before a bare LF belongs to no command. */
 	bool secret = s->state == S_AUTH || (len >= 4 && strncasecmp(line, "AUTH", 4) == 0);
 	if (s->state == S_AUTH) {
-		if (smtp_line_is_clean(line, len))
-			auth_response(s, line, len);
-		else
-			auth_refuse(s, "501 5.5.2 Cannot decode response");
+		smtp_session_auth_line(s, line, len);
 	} else {
 		do_command(s, line, len);
 	}
@@ -2203,7 +1884,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 /* session_timeout - 421 4.4.2 and close: an idle limit or a deadline passed. */
 static void session_timeout(struct smtp_session *s)
 {
-	const char *phase = s->state == S_CMD ? "command" : "data";
+	const char *phase = s->state == S_CMD || s->state == S_AUTH ? "command" : "data";
 
 	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
 	session_log_reject(s, phase, "421 4.4.2 timeout exceeded", true);
@@ -2307,6 +1988,57 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		}
 		session_free(s);
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* for the other session files (smtp_session_int.h)                    */
+
+void smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	struct str line = STR_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	str_vappendf(&line, fmt, ap);
+	va_end(ap);
+	reply(s, "%s", line.s);
+	str_free(&line);
+}
+
+void smtp_session_reject(struct smtp_session *s, const char *phase, const char *text)
+{
+	reject(s, phase, "%s", text);
+}
+
+void smtp_session_log_reject(struct smtp_session *s, const char *phase, const char *text,
+			     bool always)
+{
+	session_log_reject(s, phase, text, always);
+}
+
+void smtp_session_set_state(struct smtp_session *s, enum session_state st)
+{
+	session_set_state(s, st);
+}
+
+void smtp_session_wait(struct smtp_session *s)
+{
+	session_set_state(s, S_AUTH_WAIT);
+	/* No timeouts while we wait: the answer names this session. */
+	if (s->bev)
+		bufferevent_set_timeouts(s->bev, NULL, NULL);
+}
+
+void smtp_session_wait_over(struct smtp_session *s)
+{
+	if (s->state != S_CLOSING)
+		session_after_phase(s);
+}
+
+void smtp_session_close_now(struct smtp_session *s)
+{
+	transaction_reset(s);
+	session_close(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2474,15 +2206,7 @@ static void session_free(struct smtp_session *s)
 	/* A suspension outlives us: its resume only frees the token. */
 	if (s->ph.token)
 		s->ph.token->s = NULL;
-	/* So does an AUTH check in flight; one held for the tarpit is ours to free. */
-	if (s->auth_job && s->auth_job_held)
-		smtp_auth_job_free(s->auth_job);
-	else if (s->auth_job)
-		s->auth_job->s = NULL;
-	if (s->auth_timer)
-		event_free(s->auth_timer);
-	auth_end(s);
-	free(s->auth_user);
+	smtp_session_auth_free(s);	/* and so does an AUTH check in flight */
 	transaction_reset(s);
 	str_free(&s->stage);
 	str_free(&s->rx_refusal);

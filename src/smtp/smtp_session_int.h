@@ -3,8 +3,9 @@
  * that run it
  *
  * Private to src/smtp/: smtp_server_session.c runs the state machine
- * (commands, phases, reception); smtp_session_api.c answers the module
- * API's questions about a session (impetus/session.h). Everything here
+ * (commands, phases, reception); smtp_session_auth.c its AUTH command;
+ * smtp_session_api.c answers the module API's questions about a session
+ * (impetus/session.h). Everything here
  * belongs to the session's I/O loop thread, except what struct
  * imp_resume says about itself.
  */
@@ -12,6 +13,7 @@
 #define IMPETUS_SMTP_SMTP_SESSION_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -156,5 +158,39 @@ struct smtp_session {
 	bool *rx_dropped;		/* per recipient: refused by data_spool_each_rcpt */
 	struct str rx_refusal;		/* the last of those refusals' reply */
 };
+
+/*
+ * What smtp_server_session.c lends the other session files (its own
+ * reply, reject, state and close; the same rules as inside it).
+ */
+void smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* smtp_session_reject - reply text and write it to the rejectlog under phase. */
+void smtp_session_reject(struct smtp_session *s, const char *phase, const char *text);
+void smtp_session_log_reject(struct smtp_session *s, const char *phase, const char *text,
+			     bool always);
+void smtp_session_set_state(struct smtp_session *s, enum session_state st);
+/* smtp_session_wait - enter AUTH_WAIT: commands wait in the input, no deadlines. */
+void smtp_session_wait(struct smtp_session *s);
+/* smtp_session_wait_over - after a wait: fresh deadlines, take the waiting input (unless closing). */
+void smtp_session_wait_over(struct smtp_session *s);
+/* smtp_session_close_now - forget the transaction, send what is queued, close. */
+void smtp_session_close_now(struct smtp_session *s);
+
+/* SMTP AUTH (smtp_session_auth.c); on the session's loop. */
+/* smtp_session_auth_offered - whether EHLO lists AUTH now (offered; TLS or Auth_Allow_Plaintext). */
+bool smtp_session_auth_offered(const struct smtp_session *s);
+/* smtp_session_cmd_auth - the AUTH command. */
+void smtp_session_cmd_auth(struct smtp_session *s, const char *args);
+/* smtp_session_auth_line - a line read in state AUTH: the client's response. */
+void smtp_session_auth_line(struct smtp_session *s, const char *line, size_t len);
+/* smtp_session_auth_end - end the exchange in progress (back to CMD from AUTH). */
+void smtp_session_auth_end(struct smtp_session *s);
+/* smtp_session_auth_forget - drop the identity (STARTTLS). */
+void smtp_session_auth_forget(struct smtp_session *s);
+/* smtp_session_auth_free - at session_free: detach or free the job, free the rest. */
+void smtp_session_auth_free(struct smtp_session *s);
+/* smtp_session_auth_trace - the trace line of a command line, credentials masked. */
+void smtp_session_auth_trace(struct smtp_session *s, const char *line, size_t len);
 
 #endif
