@@ -158,3 +158,17 @@ void smtp_auth_mask_line(const char *line, size_t len, struct str *out)
 	if (i < len)
 		str_appends(out, " ****");
 }
+
+void smtp_auth_log_user(struct str *out, const char *user)
+{
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)user; *p && n < 64; p++, n++) {
+		if (*p < 0x21 || *p >= 0x7f || *p == '"' || *p == '\\')
+			str_appendf(out, "\\x%02X", *p);
+		else
+			str_appendc(out, (char)*p);
+	}
+	if (strlen(user) > 64)
+		str_appends(out, "...");
+}

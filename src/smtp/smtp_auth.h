@@ -67,4 +67,10 @@ unsigned smtp_auth_mech(const char *name, size_t len);
  */
 void smtp_auth_mask_line(const char *line, size_t len, struct str *out);
 
+/*
+ * smtp_auth_log_user - a user name as log lines show it: printable ASCII
+ * but '"' and '\\' as is, every other byte \xHH, cut after 64 bytes ("...").
+ */
+void smtp_auth_log_user(struct str *out, const char *user);
+
 #endif

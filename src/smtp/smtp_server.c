@@ -73,6 +73,7 @@
 #include "api/api_runtime.h"
 #include "log/log.h"
 #include "msgs/msgs.h"
+#include "smtp/smtp_auth.h"
 #include "smtp/smtp_server_int.h"
 #include "smtp/smtp_tarpit.h"
 
@@ -373,6 +374,31 @@ void smtp_server_auth_check(struct smtp_server *srv, struct smtp_auth_job *j)
 	msgs_post(srv->scheduler, MSGS_SMTP_AUTH_CHECK, j);
 }
 
+/*
+ * auth_log - the rejectlog line of a failed or refused AUTH (scheduler,
+ * through the per-IP budget): mechanism, user and why, never the password.
+ * Written here, when the failure is counted, so a client that leaves
+ * before its 535 is logged all the same.
+ */
+static void auth_log(struct smtp_auth_job *j)
+{
+	struct str text = STR_INIT;
+	const char *mech = j->mech == SMTP_AUTH_MECH_PLAIN ? "PLAIN" : "LOGIN";
+
+	if (j->outcome == SMTP_AUTH_OUT_FAIL)
+		str_appendf(&text, "535 5.7.8 authentication failed mech=%s user=\"", mech);
+	else
+		str_appendf(&text, "421 4.7.0 too many failed authentication attempts mech=%s user=\"",
+			    mech);
+	smtp_auth_log_user(&text, j->user);
+	str_appendc(&text, '"');
+	if (j->outcome == SMTP_AUTH_OUT_FAIL)
+		str_appendf(&text, " reason=%s delay_ms=%lld",
+			    j->no_user ? "unknown_user" : "bad_password", (long long)j->delay_ms);
+	reject_log(j->srv, &j->peer, j->remote, j->local, j->conn_id, "auth", text.s);
+	str_free(&text);
+}
+
 /* smtp_server_on_auth_check - scheduler: refuse a blocked address, else verify on the CPU pool. */
 void smtp_server_on_auth_check(void *arg)
 {
@@ -381,6 +407,7 @@ void smtp_server_on_auth_check(void *arg)
 
 	if (smtp_tarpit_blocked(j->srv->tarpit, &j->peer, now_ms())) {
 		j->outcome = SMTP_AUTH_OUT_BLOCKED;
+		auth_log(j);
 		msgs_post(j->loop, MSGS_SMTP_AUTH_DONE, j);
 		return;
 	}
@@ -401,6 +428,7 @@ void smtp_server_on_auth_verified(void *arg)
 		j->delay_ms = smtp_tarpit_failed(j->srv->tarpit, &j->peer, now_ms(), &block);
 		if (block)
 			j->outcome = SMTP_AUTH_OUT_BLOCKED;
+		auth_log(j);
 	}
 	msgs_post(j->loop, MSGS_SMTP_AUTH_DONE, j);
 }

@@ -81,6 +81,8 @@ struct smtp_auth_job {
 	struct conf *conf;		/* a reference: keeps db alive */
 	const struct passwd_db *db;
 	struct sockaddr_storage peer;
+	char remote[80], local[80];	/* "ip:port" for the rejectlog */
+	char conn_id[40];
 	unsigned mech;			/* SMTP_AUTH_MECH_* */
 	char *user;			/* heap */
 	char *pass;			/* heap, wiped on free */

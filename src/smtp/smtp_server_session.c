@@ -2010,12 +2010,6 @@ void smtp_session_reject(struct smtp_session *s, const char *phase, const char *
 	reject(s, phase, "%s", text);
 }
 
-void smtp_session_log_reject(struct smtp_session *s, const char *phase, const char *text,
-			     bool always)
-{
-	session_log_reject(s, phase, text, always);
-}
-
 void smtp_session_set_state(struct smtp_session *s, enum session_state st)
 {
 	session_set_state(s, st);

@@ -18,8 +18,10 @@
  * for the delay the tarpit set; the limit-th failure is a 421 and the
  * connection closes.
  *
- * Credentials are never logged: the rejectlog line of a failure names
- * the mechanism and the user, the trace shows "AUTH PLAIN ****" and
+ * Credentials are never logged: the rejectlog line of a failure, which
+ * the scheduler writes when it counts the failure (so a client that
+ * leaves during the delay is logged too), names the mechanism and the
+ * user, the trace shows "AUTH PLAIN ****" and
  * "****" for response lines, and the buffers that held a password are
  * wiped before they are freed. Failure modes: a client that leaves while
  * its check runs detaches the job (smtp_session_auth_free), which is then
@@ -59,47 +61,19 @@ static struct timeval ms_timeval(int64_t ms)
 }
 
 /*
- * smtp_session_auth_offered - whether EHLO lists AUTH now: the listener offers it, and
- * the connection is under TLS or the listener allows plain text
- * (RFC 4954 4: a server should not offer plain-text mechanisms in clear).
+ * smtp_session_auth_offered - whether EHLO lists AUTH now: the listener
+ * offers it, and the connection is under TLS or the listener allows plain
+ * text (RFC 4954 4: no plain-text mechanism in clear by default).
  */
 bool smtp_session_auth_offered(const struct smtp_session *s)
 {
 	return s->lim.auth.mechs != 0 && (s->tls || s->lim.auth.allow_plaintext);
 }
 
-/*
- * The exchange: AUTH <mech> [initial-response], then 334 challenges and
- * one response line each (read in state AUTH), then the check, which
- * never runs here: crypt is slow on purpose, so the credentials travel to
- * the CPU pool by way of the scheduler (the tarpit's owner) and the
- * session waits in AUTH_WAIT (smtp_server_int.h, struct smtp_auth_job).
- * A failure's 535 is held back for the delay the tarpit set.
- *
- * Credentials are never logged: the rejectlog line of a failure names
- * the mechanism and the user, the trace shows "AUTH PLAIN ****" and
- * "****" for response lines (trace_line), and the buffers that held a
- * password are wiped before they are freed.
- */
-
+/* auth_mech_name - the mechanism as logs name it. */
 static const char *auth_mech_name(unsigned mech)
 {
 	return mech == SMTP_AUTH_MECH_PLAIN ? "PLAIN" : "LOGIN";
-}
-
-/* auth_log_user - the user name for a log line: printable ASCII, the rest \xHH, cut at 64. */
-static void auth_log_user(struct str *out, const char *user)
-{
-	size_t n = 0;
-
-	for (const unsigned char *p = (const unsigned char *)user; *p && n < 64; p++, n++) {
-		if (*p < 0x21 || *p >= 0x7f || *p == '"' || *p == '\\')
-			str_appendf(out, "\\x%02X", *p);
-		else
-			str_appendc(out, (char)*p);
-	}
-	if (strlen(user) > 64)
-		str_appends(out, "...");
 }
 
 /* auth_clear - wipe and forget the exchange's state (not the session's). */
@@ -147,6 +121,9 @@ static void auth_verify(struct smtp_session *s, char *user, const char *pass, si
 	j->conf = conf_ref(s->conf);
 	j->db = s->auth_mech == SMTP_AUTH_MECH_PLAIN ? s->lim.auth.plain_db : s->lim.auth.login_db;
 	j->peer = s->peer;
+	snprintf(j->remote, sizeof(j->remote), "%s", s->peer_str);
+	snprintf(j->local, sizeof(j->local), "%s", s->local_str);
+	snprintf(j->conn_id, sizeof(j->conn_id), "%s", s->conn_id);
 	j->mech = s->auth_mech;
 	j->user = user;
 	j->pass = xmalloc(pass_len + 1);
@@ -304,31 +281,28 @@ static void auth_finish(struct smtp_session *s)
 		vctx_set(s->conn_vctx, IMP_VCTX_CAN_RELAY, "1");
 		smtp_session_reply(s, "235 2.7.0 Authentication successful");
 		if (log) {
-			auth_log_user(&text, j->user);
+			smtp_auth_log_user(&text, j->user);
 			log_panic("%s auth ok mech=%s user=\"%s\" client=%s", s->conn_id, mech, text.s,
 				  s->peer_str);
 		}
 		break;
 	case SMTP_AUTH_OUT_FAIL:
+		/* The scheduler wrote the rejectlog line when it counted the failure. */
 		smtp_session_reply(s, "535 5.7.8 Authentication credentials invalid");
-		str_appendf(&text, "535 5.7.8 authentication failed mech=%s user=\"", mech);
-		auth_log_user(&text, j->user);
-		str_appendf(&text, "\" reason=%s delay_ms=%lld", j->no_user ? "unknown_user" :
-			    "bad_password", (long long)j->delay_ms);
-		smtp_session_log_reject(s, "auth", text.s, false);
 		break;
 	case SMTP_AUTH_OUT_BLOCKED:
-		smtp_session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->hostname);
-		str_appendf(&text, "421 4.7.0 too many failed authentication attempts mech=%s user=\"",
-			    mech);
-		auth_log_user(&text, j->user);
-		str_appendc(&text, '"');
-		smtp_session_log_reject(s, "auth", text.s, true);
+		smtp_session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts",
+				   s->hostname);
 		smtp_session_close_now(s);
 		break;
 	}
 	str_free(&text);
 	smtp_auth_job_free(j);
+	if (s->io->shutting_down && s->state != S_CLOSING) {
+		/* Shutdown began while we checked: the session is idle now, like the others it closed. */
+		smtp_session_reply(s, "421 4.3.2 %s Service shutting down", s->hostname);
+		smtp_session_close_now(s);
+	}
 	smtp_session_wait_over(s);
 }
 

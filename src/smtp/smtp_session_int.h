@@ -167,8 +167,6 @@ void smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* smtp_session_reject - reply text and write it to the rejectlog under phase. */
 void smtp_session_reject(struct smtp_session *s, const char *phase, const char *text);
-void smtp_session_log_reject(struct smtp_session *s, const char *phase, const char *text,
-			     bool always);
 void smtp_session_set_state(struct smtp_session *s, enum session_state st);
 /* smtp_session_wait - enter AUTH_WAIT: commands wait in the input, no deadlines. */
 void smtp_session_wait(struct smtp_session *s);

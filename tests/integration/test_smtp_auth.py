@@ -352,6 +352,33 @@ class TestAuthTarpit(unittest.TestCase):
             d.cleanup()
             shutil.rmtree(d.passwd_tmp, ignore_errors=True)
 
+    def test_client_leaves_while_held(self):
+        # A client that leaves during the delay still counts, and nothing leaks
+        # (the sanitizer suite checks the daemon at cleanup).
+        d = AuthDaemon.make(global_text="Auth_Tarpit_Delay = 1\nAuth_Tarpit_Max_Delay = 8\n"
+                            "Auth_Failure_Limit = 10")
+        try:
+            c = client_tls(d.port)
+            c.send(("AUTH PLAIN %s\r\n" % plain_b64("alice", "bad-1")).encode())
+            c.close()
+            d.wait_log("rejectlog", "reason=bad_password delay_ms=1000")
+            c = client_tls(d.port)
+            c.send(("AUTH PLAIN %s\r\n" % plain_b64("alice", "bad-2")).encode())
+            time.sleep(0.3)		# the check is done, the 535 is held back for 2 s
+            c.close()
+            d.wait_log("rejectlog", "reason=bad_password delay_ms=2000")
+            c = client_tls(d.port)
+            t = time.monotonic()
+            r = c.cmd("AUTH PLAIN " + plain_b64("alice", "bad-3"), timeout=30)
+            self.assertEqual(r.code, 535, str(r))
+            self.assertGreaterEqual(time.monotonic() - t, 3.9, "third failure: 4 s")
+            self.assertEqual(c.cmd("AUTH PLAIN " + plain_b64("alice", PASSWORDS["alice"]),
+                                   timeout=30).code, 235)
+            c.close()
+        finally:
+            d.cleanup()
+            shutil.rmtree(d.passwd_tmp, ignore_errors=True)
+
     def test_swaks_sees_the_delay(self):
         d = AuthDaemon.make(global_text="Auth_Tarpit_Delay = 2\nAuth_Failure_Limit = 10")
         try:

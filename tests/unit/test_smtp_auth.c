@@ -135,6 +135,14 @@ static void test_mask(void)
 	check_mask("AUTH", "AUTH");
 	check_mask("MAIL FROM:<a@b>", "MAIL FROM:<a@b>");
 	check_mask("AUTHX secret", "AUTHX secret");
+
+	struct str u = STR_INIT;
+	smtp_auth_log_user(&u, "al\"ice@ex\\ample \x01\xc3\xa9");
+	CHECK_STREQ(str_cstr(&u), "al\\x22ice@ex\\x5Cample\\x20\\x01\\xC3\\xA9");
+	str_clear(&u);
+	smtp_auth_log_user(&u, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	CHECK_STREQ(str_cstr(&u), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...");
+	str_free(&u);
 }
 
 static char tmpdir[64];
