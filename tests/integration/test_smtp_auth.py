@@ -213,6 +213,20 @@ class TestSmtpAuth(unittest.TestCase):
         self.assertEqual(r.code, 235, str(r))
         c.close()
 
+    def test_mail_auth_parameter(self):
+        # RFC 4954 5: AUTH= on MAIL is accepted once AUTH is offered (and not trusted).
+        c = client_tls(self.d.port)
+        self.assertEqual(c.cmd("AUTH PLAIN " + plain_b64("alice", PASSWORDS["alice"])).code, 235)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.com> AUTH=<>").code, 250)
+        self.assertEqual(c.cmd("RSET").code, 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.com> AUTH=bob+40example.com").code, 250)
+        c.close()
+        c = RawClient(self.d.port)
+        c.ehlo()
+        r = c.cmd("MAIL FROM:<a@example.com> AUTH=<>")
+        self.assertEqual(r.code, 555, "AUTH= where AUTH is not offered: " + str(r))
+        c.close()
+
     def test_login_initial_response(self):
         c = client_tls(self.d.port)
         r = c.cmd("AUTH LOGIN " + b64("bob"))
