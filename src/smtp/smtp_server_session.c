@@ -1678,8 +1678,9 @@ static bool process_commands(struct smtp_session *s, struct evbuffer *in)
 			/* No end in sight: answer now, drop the rest of the line as it comes. */
 			evbuffer_drain(in, avail);
 			if (!s->discarding) {
+				/* An AUTH response too long ends the exchange. */
 				if (s->state == S_AUTH)
-					smtp_session_auth_end(s);	/* an AUTH response too long ends the exchange */
+					smtp_session_auth_end(s);
 				reject(s, "connect", "500 5.5.2 Error: line too long");
 			}
 			s->discarding = true;
@@ -1705,14 +1706,14 @@ static bool process_commands(struct smtp_session *s, struct evbuffer *in)
 	line[len] = '\0';
 	evbuffer_drain(in, eol_len);
 	if (tracing())
-		smtp_session_auth_trace(s, line, len);
-	/* A CR left before a bare LF belongs to no command. */
+		smtp_session_auth_trace(s, line, len);	/* AUTH lines masked */
+	/* Lines that may carry credentials are wiped once handled. */
 	bool secret = s->state == S_AUTH || (len >= 4 && strncasecmp(line, "AUTH", 4) == 0);
-	if (s->state == S_AUTH) {
+	/* A CR left before a bare LF belongs to no command. */
+	if (s->state == S_AUTH)
 		smtp_session_auth_line(s, line, len);
-	} else {
+	else
 		do_command(s, line, len);
-	}
 	if (secret)
 		explicit_bzero(line, len);
 	if (line != stackbuf)

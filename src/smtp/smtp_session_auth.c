@@ -21,11 +21,13 @@
  * Credentials are never logged: the rejectlog line of a failure, which
  * the scheduler writes when it counts the failure (so a client that
  * leaves during the delay is logged too), names the mechanism and the
- * user, the trace shows "AUTH PLAIN ****" and
- * "****" for response lines, and the buffers that held a password are
- * wiped before they are freed. Failure modes: a client that leaves while
- * its check runs detaches the job (smtp_session_auth_free), which is then
- * only freed; a session closed by shutdown drops the answer.
+ * user; the trace shows "AUTH PLAIN ****" and "****" for response lines;
+ * the buffers that held a password are wiped before they are freed.
+ *
+ * Failure modes: a client that leaves while its check runs detaches the
+ * job (smtp_session_auth_free), which is then only freed; a session
+ * closed by shutdown's grace timer drops the answer; one still open when
+ * shutdown began gets its answer, then 421 4.3.2 and the close.
  *
  * docs/smtp-server.md, "Authentication", lists every reply.
  */

@@ -170,13 +170,13 @@ void smtp_session_reject(struct smtp_session *s, const char *phase, const char *
 void smtp_session_set_state(struct smtp_session *s, enum session_state st);
 /* smtp_session_wait - enter AUTH_WAIT: commands wait in the input, no deadlines. */
 void smtp_session_wait(struct smtp_session *s);
-/* smtp_session_wait_over - after a wait: fresh deadlines, take the waiting input (unless closing). */
+/* smtp_session_wait_over - after a wait: fresh deadlines, take the waiting input. */
 void smtp_session_wait_over(struct smtp_session *s);
 /* smtp_session_close_now - forget the transaction, send what is queued, close. */
 void smtp_session_close_now(struct smtp_session *s);
 
 /* SMTP AUTH (smtp_session_auth.c); on the session's loop. */
-/* smtp_session_auth_offered - whether EHLO lists AUTH now (offered; TLS or Auth_Allow_Plaintext). */
+/* smtp_session_auth_offered - whether EHLO lists AUTH now (TLS or Auth_Allow_Plaintext). */
 bool smtp_session_auth_offered(const struct smtp_session *s);
 /* smtp_session_cmd_auth - the AUTH command. */
 void smtp_session_cmd_auth(struct smtp_session *s, const char *args);

@@ -48,7 +48,8 @@ void smtp_tarpit_set_conf(struct smtp_tarpit *t, const struct conf *c);
 void smtp_tarpit_configure(struct smtp_tarpit *t, const struct smtp_tarpit_conf *tc);
 
 /* smtp_tarpit_blocked - whether AUTH from peer is refused outright (421) at now_ms. */
-bool smtp_tarpit_blocked(struct smtp_tarpit *t, const struct sockaddr_storage *peer, int64_t now_ms);
+bool smtp_tarpit_blocked(struct smtp_tarpit *t, const struct sockaddr_storage *peer,
+			 int64_t now_ms);
 /*
  * smtp_tarpit_failed - count one failure of peer at now_ms. Returns how
  * long its 535 waits, in ms; *block is set when this failure reaches the
