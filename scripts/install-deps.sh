@@ -12,14 +12,15 @@
 # its test mode) is the second verifier and the benchmark's milter.
 # aiosmtpd (python3-aiosmtpd) is the AUTH-requiring receiver of
 # tests/integration/test_delivery_auth.py; Sisimai (libsisimai-perl)
-# reads the bounces of tests/integration/test_utf8_dsn.py.
+# reads the bounces of tests/integration/test_utf8_dsn.py. swaks drives
+# tests/integration/test_smtp_auth.py; libcrypt-dev checks its passwords.
 set -eu
 
 PKGS="build-essential cmake pkg-config
-libevent-dev libc-ares-dev libssl-dev libpcre2-dev libjansson-dev
+libevent-dev libc-ares-dev libssl-dev libpcre2-dev libjansson-dev libcrypt-dev
 python3 openssl postfix dnsmasq-base
 python3-dkim python3-nacl opendkim
-python3-aiosmtpd libsisimai-perl
+python3-aiosmtpd libsisimai-perl swaks
 clang libclang-rt-14-dev"
 
 if [ "${IMPETUS_SKIP_DEPS:-0}" = 1 ]; then

@@ -38,15 +38,23 @@
 /* ---- arena ----------------------------------------------------------- */
 
 struct conf_arena_block;
+struct conf_arena_cleanup;
 
 struct conf_arena {
 	struct conf_arena_block *head;
+	struct conf_arena_cleanup *cleanups;	/* conf_arena_defer, run by conf_arena_free */
 };
 
 void *conf_arena_alloc(struct conf_arena *a, size_t n);	/* zeroed, max-aligned */
 char *conf_arena_strndup(struct conf_arena *a, const char *s, size_t n);
 char *conf_arena_strdup(struct conf_arena *a, const char *s);
 void conf_arena_free(struct conf_arena *a);
+/*
+ * conf_arena_defer - have conf_arena_free call fn(p) (last deferred, first
+ * called): for what a value owns outside the arena, such as the password
+ * file an AuthLoginParameters setting loaded.
+ */
+void conf_arena_defer(struct conf_arena *a, void (*fn)(void *), void *p);
 
 /* ---- case-insensitive name map ---------------------------------------- */
 
@@ -109,6 +117,16 @@ static inline const struct conf_setting *conf_setting_of(const struct conf_value
 	return (const struct conf_setting *)(const void *)v;
 }
 
+/*
+ * The parsed value of AuthLoginParameters / AuthPlainParameters (extra of
+ * the setting): the password file, loaded when the value was read.
+ */
+struct conf_auth_params {
+	const char *path;		/* the file of uri = "file:///..." */
+	struct passwd_db *db;		/* freed with the configuration (conf_arena_defer) */
+	bool log;			/* log_authentication = true */
+};
+
 /* conf_default_setting - the table default of opt (parsed once, never freed). */
 const struct conf_setting *conf_default_setting(enum conf_opt opt);
 
@@ -127,6 +145,20 @@ struct conf_item {
 bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t n,
 			bool is_list, struct conf_arena *a, struct conf_setting *out,
 			size_t *bad, struct str *msg);
+
+/*
+ * conf_params_build - an array value "[ k = v ... ]" of a CONF_T_PARAMS
+ * option (items: key, value, key, value, ...): checks the keys and loads
+ * the password file (conf_auth.c). On error as conf_setting_build, *bad
+ * the offending item (n: the closing "]").
+ */
+bool conf_params_build(enum conf_opt opt, const struct conf_item *items, size_t n,
+		       struct conf_arena *a, struct conf_setting *s, size_t *bad, struct str *msg);
+/* conf_extensions_build - SMTP_Extensions' extra check; extra = the CONF_AUTH_* mask (conf_auth.c). */
+bool conf_extensions_build(const struct conf_item *items, size_t n, struct conf_arena *a,
+			   struct conf_setting *s, size_t *bad, struct str *msg);
+/* conf_auth_check - after parsing: each listener's AUTH mechanisms have a password file. */
+bool conf_auth_check(const struct conf *c, struct str *err);
 
 /* Table internals used by the parser. */
 const char *conf_option_suggest(const char *name);	/* close option name or NULL */

@@ -112,6 +112,7 @@ const char *conf_type_name(enum conf_type t)
 	case CONF_T_THROTTLE: return "throttle";
 	case CONF_T_RETRIES: return "retries";
 	case CONF_T_LINE_LIMIT: return "line limit";
+	case CONF_T_PARAMS: return "parameters";
 	}
 	return "?";
 }
@@ -435,6 +436,8 @@ static bool validate_list(enum conf_opt opt, const struct conf_item *items, size
 		}
 		set->n = n;
 		s->extra = set;
+	} else if (opt == CONF_OPT_SMTP_EXTENSIONS) {
+		return conf_extensions_build(items, n, a, s, bad, msg);
 	} else if (opt == CONF_OPT_RELAY_DOMAINS) {
 		for (size_t i = 0; i < n; i++) {
 			const char *t = items[i].text;
@@ -506,7 +509,7 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 		v->u.list.n = n;
 		return validate_list(opt, items, n, a, out, bad, msg);
 	}
-	if (is_list || n != 1) {
+	if (o->type != CONF_T_PARAMS && (is_list || n != 1)) {
 		str_appendf(msg, "option \"%s\" takes a single value, not a list", o->name);
 		return false;
 	}
@@ -571,6 +574,9 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 		}
 		v->u.s = conf_arena_strdup(a, text);
 		return true;
+	case CONF_T_PARAMS:
+		str_appendf(msg, "option \"%s\" takes an array: [ key = value ... ]", o->name);
+		return false;
 	case CONF_T_LIST:
 		break;
 	}
@@ -749,6 +755,18 @@ void conf_value_format(enum conf_opt opt, const struct conf_value *v, struct str
 			append_quoted(out, v->u.list.v[i]);
 		}
 		str_appends(out, " )");
+		return;
+	case CONF_T_PARAMS:
+		if (v->u.list.n == 0) {
+			str_appends(out, "(unset)");
+			return;
+		}
+		str_appendc(out, '[');
+		for (size_t i = 0; i + 1 < v->u.list.n; i += 2) {
+			str_appendf(out, " %s = ", v->u.list.v[i]);
+			append_quoted(out, v->u.list.v[i + 1]);
+		}
+		str_appends(out, " ]");
 		return;
 	}
 }

@@ -63,7 +63,8 @@ struct lexer {
 };
 
 enum tok_kind {
-	T_EOF, T_WORD, T_STRING, T_EQ, T_LBRACE, T_RBRACE, T_LPAREN, T_RPAREN, T_COMMA
+	T_EOF, T_WORD, T_STRING, T_EQ, T_LBRACE, T_RBRACE, T_LPAREN, T_RPAREN, T_COMMA,
+	T_LBRACKET, T_RBRACKET
 };
 
 struct token {
@@ -112,7 +113,7 @@ static bool is_blank(unsigned char ch)
 /* ends_word - bytes that cannot be part of a bare word. */
 static bool ends_word(unsigned char ch)
 {
-	return ch < 0x20 || ch == 0x7f || ch == ' ' || strchr("=(){},\"#", ch) != NULL;
+	return ch < 0x20 || ch == 0x7f || ch == ' ' || strchr("=(){}[],\"#", ch) != NULL;
 }
 
 /* lex_string - a double-quoted string; the opening quote is at L->p. */
@@ -200,6 +201,8 @@ static bool lex(struct lexer *L, struct token *t)
 		case '(': t->kind = T_LPAREN; adv(L); return true;
 		case ')': t->kind = T_RPAREN; adv(L); return true;
 		case ',': t->kind = T_COMMA; adv(L); return true;
+		case '[': t->kind = T_LBRACKET; adv(L); return true;
+		case ']': t->kind = T_RBRACKET; adv(L); return true;
 		case '"': return lex_string(L, t);
 		case '\0': return perr(L, L->line, L->col, "NUL byte in configuration");
 		default: break;
@@ -221,6 +224,7 @@ static const char *describe(const struct token *t, char *buf, size_t len)
 	static const char *punct[] = {
 		[T_EQ] = "\"=\"", [T_LBRACE] = "\"{\"", [T_RBRACE] = "\"}\"",
 		[T_LPAREN] = "\"(\"", [T_RPAREN] = "\")\"", [T_COMMA] = "\",\"",
+		[T_LBRACKET] = "\"[\"", [T_RBRACKET] = "\"]\"",
 	};
 
 	switch (t->kind) {
@@ -261,27 +265,74 @@ static int scope_kind(const char *name)
 	return -1;
 }
 
-/* parse_value - after "Name =": a word, a string, or a parenthesised list. */
-static bool parse_value(struct lexer *L, const struct token *name, bool *is_list,
-			struct token *open)
+/* The shape of a value as written. */
+enum value_shape { SHAPE_SCALAR, SHAPE_LIST, SHAPE_ARRAY };
+
+/*
+ * parse_array - after "[": "key = value" pairs (commas between them
+ * optional, as in lists) up to "]", pushed as key, value, key, value.
+ */
+static bool parse_array(struct lexer *L, struct token *close)
+{
+	struct parser *P = L->P;
+	struct token t, eq, val;
+	char buf[96];
+
+	for (;;) {
+		if (!lex(L, &t))
+			return false;
+		if (t.kind == T_COMMA)
+			continue;
+		if (t.kind == T_RBRACKET) {
+			*close = t;
+			return true;
+		}
+		if (t.kind == T_EOF)
+			return perr(L, t.line, t.col, "expected \"]\"");
+		if (t.kind != T_WORD && t.kind != T_STRING)
+			return perr(L, t.line, t.col, "expected a key in the array, not %s",
+				    describe(&t, buf, sizeof(buf)));
+		if (!lex(L, &eq))
+			return false;
+		if (eq.kind != T_EQ)
+			return perr(L, eq.line, eq.col, "expected \"=\" after the key \"%.60s\", not %s",
+				    t.text, describe(&eq, buf, sizeof(buf)));
+		if (!lex(L, &val))
+			return false;
+		if (val.kind != T_WORD && val.kind != T_STRING)
+			return perr(L, val.line, val.col, "expected a value after \"%.60s =\", not %s",
+				    t.text, describe(&val, buf, sizeof(buf)));
+		push_item(P, &t);
+		push_item(P, &val);
+	}
+}
+
+/* parse_value - after "Name =": a word, a string, a parenthesised list or a bracketed array. */
+static bool parse_value(struct lexer *L, const struct token *name, enum value_shape *shape,
+			struct token *open, struct token *close)
 {
 	struct parser *P = L->P;
 	struct token t;
 	char buf[96];
 
 	P->nitems = 0;
-	*is_list = false;
+	*shape = SHAPE_SCALAR;
 	if (!lex(L, &t))
 		return false;
 	*open = t;
+	*close = t;
 	if (t.kind == T_WORD || t.kind == T_STRING) {
 		push_item(P, &t);
 		return true;
 	}
+	if (t.kind == T_LBRACKET) {
+		*shape = SHAPE_ARRAY;
+		return parse_array(L, close);
+	}
 	if (t.kind != T_LPAREN)
 		return perr(L, t.line, t.col, "expected a value after \"%s =\", not %s", name->text,
 			    describe(&t, buf, sizeof(buf)));
-	*is_list = true;
+	*shape = SHAPE_LIST;
 	for (;;) {
 		if (!lex(L, &t))
 			return false;
@@ -330,25 +381,38 @@ static bool parse_option(struct lexer *L, struct conf_node *node, const struct t
 			    "duplicate option \"%s\" in this scope (first set at %s:%d)",
 			    oname, node->vals[opt]->v.file, node->vals[opt]->v.line);
 
-	bool is_list;
-	struct token open;
-	if (!parse_value(L, name, &is_list, &open))
+	enum value_shape shape;
+	struct token open, close;
+	if (!parse_value(L, name, &shape, &open, &close))
 		return false;
 
 	struct conf_setting *s = conf_arena_alloc(&P->c->arena, sizeof(*s));
 	size_t bad = 0;
+	bool is_list = shape == SHAPE_LIST;
+	bool ok;
 
 	s->v.file = L->name;
 	s->v.line = name->line;
 	s->col = name->col;
 	str_clear(&P->msg);
-	if (!conf_setting_build(opt, P->items, P->nitems, is_list, &P->c->arena, s, &bad, &P->msg)) {
-		/* Point at the item that is wrong, or at the "(" when the shape is. */
+	if (shape == SHAPE_ARRAY && conf_option_type(opt) != CONF_T_PARAMS)
+		return perr(L, open.line, open.col, "option \"%s\" does not take an array [ ... ]",
+			    oname);
+	if (shape == SHAPE_ARRAY)
+		ok = conf_params_build(opt, P->items, P->nitems, &P->c->arena, s, &bad, &P->msg);
+	else
+		ok = conf_setting_build(opt, P->items, P->nitems, is_list, &P->c->arena, s, &bad,
+					&P->msg);
+	if (!ok) {
+		/* Point at the item that is wrong, or at the "(" / "]" when the shape is. */
 		int line = open.line, col = open.col;
 
 		if (bad < P->nitems && !(is_list && conf_option_type(opt) != CONF_T_LIST)) {
 			line = P->items[bad].line;
 			col = P->items[bad].col;
+		} else if (shape == SHAPE_ARRAY) {
+			line = close.line;
+			col = close.col;
 		}
 		return perr(L, line, col, "%s", str_cstr(&P->msg));
 	}
@@ -525,16 +589,18 @@ static bool module_option(struct lexer *L, const struct token *name, struct mod_
 {
 	struct parser *P = L->P;
 	struct conf *c = P->c;
-	bool is_list;
-	struct token open;
+	enum value_shape shape;
+	struct token open, close;
 
 	for (size_t i = 0; i < o->n; i++)
 		if (conf_ascii_caseeq(o->v[i].name, name->text))
 			return perr(L, name->line, name->col,
 				    "duplicate option \"%s\" in this scope (first set at %s:%d)",
 				    name->text, L->name, o->v[i].line);
-	if (!parse_value(L, name, &is_list, &open))
+	if (!parse_value(L, name, &shape, &open, &close))
 		return false;
+	if (shape == SHAPE_ARRAY)
+		return perr(L, open.line, open.col, "module options do not take an array [ ... ]");
 	struct conf_module_value *v = conf_arena_alloc(&c->arena,
 						       (P->nitems ? P->nitems : 1) * sizeof(*v));
 	for (size_t i = 0; i < P->nitems; i++) {
@@ -547,7 +613,7 @@ static bool module_option(struct lexer *L, const struct token *name, struct mod_
 		o->v = xrealloc(o->v, o->cap * sizeof(*o->v));
 	}
 	o->v[o->n++] = (struct conf_module_option){
-		.name = name->text, .line = name->line, .col = name->col, .is_list = is_list,
+		.name = name->text, .line = name->line, .col = name->col, .is_list = shape == SHAPE_LIST,
 		.v = v, .n = P->nitems,
 	};
 	return true;

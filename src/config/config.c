@@ -93,9 +93,33 @@ char *conf_arena_strdup(struct conf_arena *a, const char *s)
 	return conf_arena_strndup(a, s, strlen(s));
 }
 
+struct conf_arena_cleanup {
+	struct conf_arena_cleanup *next;
+	void (*fn)(void *);
+	void *p;
+};
+
+void conf_arena_defer(struct conf_arena *a, void (*fn)(void *), void *p)
+{
+	struct conf_arena_cleanup *c = xmalloc(sizeof(*c));
+
+	c->fn = fn;
+	c->p = p;
+	c->next = a->cleanups;
+	a->cleanups = c;
+}
+
 void conf_arena_free(struct conf_arena *a)
 {
 	struct conf_arena_block *b = a->head;
+
+	while (a->cleanups) {
+		struct conf_arena_cleanup *c = a->cleanups;
+
+		a->cleanups = c->next;
+		c->fn(c->p);
+		free(c);
+	}
 
 	while (b) {
 		struct conf_arena_block *next = b->next;
@@ -319,7 +343,7 @@ struct conf *conf_load_string(const char *text, const char *name, struct str *er
 
 	if (text == NULL)
 		text = "";
-	if (!conf_parse_text(c, text, strlen(text), c->source, err)) {
+	if (!conf_parse_text(c, text, strlen(text), c->source, err) || !conf_auth_check(c, err)) {
 		conf_unref(c);
 		return NULL;
 	}
@@ -331,7 +355,7 @@ struct conf *conf_load_file(const char *path, struct str *err)
 {
 	struct conf *c = conf_new(path);
 
-	if (!conf_parse_path(c, c->source, err)) {
+	if (!conf_parse_path(c, c->source, err) || !conf_auth_check(c, err)) {
 		conf_unref(c);
 		return NULL;
 	}

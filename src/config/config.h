@@ -6,6 +6,7 @@
  *     # comment
  *     Option = value                  value: bare word, "quoted", number
  *     Option = ( "a" "b" c )          list
+ *     Option = [ key = "v" k2 = v2 ]   array of key = value pairs (Momentum's)
  *     Scope_Name "arg" { ... }        scoped stanza
  *     include "other.conf"
  *
@@ -58,6 +59,7 @@ enum conf_type {
 	CONF_T_THROTTLE,	/* "N" or "N/secs" */
 	CONF_T_RETRIES,		/* "auto" (-1), "none" (-2) or N */
 	CONF_T_LINE_LIMIT,	/* "ignore" (0), "pedantic" (998), "fix" (-1) or N */
+	CONF_T_PARAMS,		/* [ key = value ... ]: list holds key, value, key, value, ... */
 };
 
 /* CONF_T_RETRIES special values. */
@@ -201,6 +203,31 @@ bool conf_relay_domain_match(const struct conf *c, const struct conf_listener *l
  */
 bool conf_relay_host_match(const struct conf *c, const struct conf_listener *l,
 			   const struct sockaddr *sa);
+
+/*
+ * SMTP AUTH of a listener (docs/smtp-server.md "Authentication"), with
+ * Listen -> ESMTP_Listener -> global fallback for each option; l may be
+ * NULL. mechs is what SMTP_Extensions offers ("AUTH LOGIN PLAIN");
+ * each offered mechanism has a password file (the load refuses a
+ * configuration where it has none): AuthPlainParameters for PLAIN,
+ * AuthLoginParameters for LOGIN, each falling back to the other. The
+ * password files belong to the configuration: valid while the caller
+ * holds a reference.
+ */
+#define CONF_AUTH_PLAIN 0x1u
+#define CONF_AUTH_LOGIN 0x2u
+
+struct passwd_db;
+
+struct conf_auth {
+	unsigned mechs;				/* CONF_AUTH_* offered; 0: no AUTH */
+	const struct passwd_db *plain_db;	/* NULL unless PLAIN is offered */
+	const struct passwd_db *login_db;	/* NULL unless LOGIN is offered */
+	bool plain_log, login_log;		/* log_authentication = true */
+	bool allow_plaintext;			/* Auth_Allow_Plaintext */
+};
+
+void conf_listener_auth(const struct conf *c, const struct conf_listener *l, struct conf_auth *out);
 
 /* conf_listener_sockaddr - the parsed Listen address, ready for bind(). */
 const struct sockaddr *conf_listener_sockaddr(const struct conf_listener *l, socklen_t *len);

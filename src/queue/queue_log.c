@@ -2,7 +2,11 @@
  * queue_log.c - mainlog R/D/T/P and bouncelog B lines (Momentum formats)
  *
  *   R  time@id@batch@conn@R@rcpt-local@rcpt-domain@sender-local@sender-domain@
- *      client-ip@size@protocol@binding-group@binding
+ *      client-ip@size@protocol@binding-group@binding[@auth-user]
+ *      (auth-user, impetus: only when the client authenticated with SMTP
+ *      AUTH, so lines of other messages keep Momentum's field count; "@"
+ *      in it is written \x40, like every other byte that is not
+ *      printable ASCII)
  *   D  time@id@batch@conn@D@domain@size@binding-group@binding@retries@
  *      seconds-since-reception@remote-ip
  *   T  time@id@batch@conn@T@domain@bytes-sent@binding-group@binding@stage@
@@ -25,11 +29,14 @@
 #include <string.h>
 #include <time.h>
 
+#include <impetus/session.h>
+
 #include "core/str.h"
 #include "log/log.h"
 #include "log/log_event.h"
 #include "message/dsn.h"
 #include "message/envelope.h"
+#include "message/vctx.h"
 #include "policy/bounce_class.h"
 #include "queue/queue_out.h"
 
@@ -57,6 +64,19 @@ static void append_text(struct str *line, const char *s)
 		else if (c == '\r' || c == '\n')
 			str_appendc(line, ' ');
 		else if (c < 0x20 || c >= 0x7f || c == '\\')
+			str_appendf(line, "\\x%02X", c);
+		else
+			str_appendc(line, (char)c);
+	}
+}
+
+/* append_field - a free-text field that must stay one field: "@" too is escaped (\x40). */
+static void append_field(struct str *line, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '@')
 			str_appendf(line, "\\x%02X", c);
 		else
 			str_appendc(line, (char)c);
@@ -123,6 +143,7 @@ void queue_log_reception(struct queue *q, const struct envelope *msg)
 		.peer = msg->client_ip ? msg->client_ip : "", .peer_host = "",
 		.protocol = msg->protocol ? msg->protocol : "", .phase = "", .reply = "",
 	};
+	const char *auth_user = msg->vctx ? vctx_get(msg->vctx, IMP_VCTX_AUTH_USER) : NULL;
 
 	for (size_t i = 0; i < msg->nrcpt; i++) {
 		str_clear(&line);
@@ -133,6 +154,10 @@ void queue_log_reception(struct queue *q, const struct envelope *msg)
 		str_appendf(&line, "@%s@%llu@%s@%s@%s", msg->client_ip,
 			    (unsigned long long)msg->loc.length, msg->protocol,
 			    or_default(msg->binding_group), or_default(msg->binding));
+		if (auth_user && *auth_user) {
+			str_appendc(&line, '@');
+			append_field(&line, auth_user);
+		}
 		char *domain = queue_route_domain(msg->rcpts[i].addr);
 		ev.recipient = msg->rcpts[i].addr;
 		ev.domain = domain;

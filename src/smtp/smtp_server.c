@@ -36,8 +36,15 @@
  * rules: a count goes when the address's last session closes, a budget
  * when its bucket is full again at a tick, and only budgets are capped.
  *
+ * Failed SMTP AUTH attempts per client address (the tarpit,
+ * smtp_tarpit.h) are a third table owned here, for the same reason as
+ * the connection counts: one owner sees every connection of an address.
+ * An AUTH job passes through here twice (SMTP_AUTH_CHECK before crypt
+ * runs on the CPU pool, SMTP_AUTH_VERIFIED after; smtp_server_int.h).
+ *
  * The tick (every SERVER_TICK_SECONDS on the scheduler): rejectlog
- * summaries and table sweep, then the accept recovery line.
+ * summaries and table sweep, the tarpit sweep, then the accept recovery
+ * line.
  */
 #include "smtp/smtp_server.h"
 
@@ -60,10 +67,15 @@
 #include "core/ipmap.h"
 #include "core/mem.h"
 #include "core/sockaddr.h"
+#include "core/passwd.h"
+#include "core/pool.h"
 #include "core/tls.h"
+#include "api/api_runtime.h"
 #include "log/log.h"
 #include "msgs/msgs.h"
+#include "smtp/smtp_auth.h"
 #include "smtp/smtp_server_int.h"
+#include "smtp/smtp_tarpit.h"
 
 /* Per-client-address connection count (srv->conns), on the scheduler. */
 struct ip_count {
@@ -117,6 +129,8 @@ struct smtp_server {
 	/* rejectlog budget per client IP */
 	struct ipmap rates;		/* struct reject_rate by client address */
 	struct conf_throttle reject_throttle;	/* cached from the generation */
+
+	struct smtp_tarpit *tarpit;	/* failed AUTH per client address */
 };
 
 /* now_ms - a monotonic clock in milliseconds. */
@@ -326,6 +340,100 @@ void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_stora
 }
 
 /* ------------------------------------------------------------------ */
+/* AUTH: the tarpit's side of a verification                           */
+
+void smtp_auth_job_free(struct smtp_auth_job *j)
+{
+	if (j == NULL)
+		return;
+	if (j->pass) {
+		explicit_bzero(j->pass, j->pass_len);
+		free(j->pass);
+	}
+	free(j->user);
+	if (j->conf)
+		conf_unref(j->conf);
+	free(j);
+}
+
+/* auth_verify_run - CPU pool (or inline): crypt the password, then back to the scheduler. */
+static void auth_verify_run(void *arg)
+{
+	struct smtp_auth_job *j = arg;
+	enum passwd_result r = passwd_db_verify(j->db, j->user, j->pass, j->pass_len);
+
+	/* The password is not needed any more: wipe it before the job travels on. */
+	explicit_bzero(j->pass, j->pass_len);
+	j->outcome = r == PASSWD_OK ? SMTP_AUTH_OUT_OK : SMTP_AUTH_OUT_FAIL;
+	j->no_user = r == PASSWD_NO_USER;
+	msgs_post(j->srv->scheduler, MSGS_SMTP_AUTH_VERIFIED, j);
+}
+
+void smtp_server_auth_check(struct smtp_server *srv, struct smtp_auth_job *j)
+{
+	msgs_post(srv->scheduler, MSGS_SMTP_AUTH_CHECK, j);
+}
+
+/*
+ * auth_log - the rejectlog line of a failed or refused AUTH (scheduler,
+ * through the per-IP budget): mechanism, user and why, never the password.
+ * Written here, when the failure is counted, so a client that leaves
+ * before its 535 is logged all the same.
+ */
+static void auth_log(struct smtp_auth_job *j)
+{
+	struct str text = STR_INIT;
+	const char *mech = j->mech == SMTP_AUTH_MECH_PLAIN ? "PLAIN" : "LOGIN";
+
+	if (j->outcome == SMTP_AUTH_OUT_FAIL)
+		str_appendf(&text, "535 5.7.8 authentication failed mech=%s user=\"", mech);
+	else
+		str_appendf(&text, "421 4.7.0 too many failed authentication attempts mech=%s user=\"",
+			    mech);
+	smtp_auth_log_user(&text, j->user);
+	str_appendc(&text, '"');
+	if (j->outcome == SMTP_AUTH_OUT_FAIL)
+		str_appendf(&text, " reason=%s delay_ms=%lld",
+			    j->no_user ? "unknown_user" : "bad_password", (long long)j->delay_ms);
+	reject_log(j->srv, &j->peer, j->remote, j->local, j->conn_id, "auth", text.s);
+	str_free(&text);
+}
+
+/* smtp_server_on_auth_check - scheduler: refuse a blocked address, else verify on the CPU pool. */
+void smtp_server_on_auth_check(void *arg)
+{
+	struct smtp_auth_job *j = arg;
+	struct pool *cpu = api_runtime()->cpu_pool;
+
+	if (smtp_tarpit_blocked(j->srv->tarpit, &j->peer, now_ms())) {
+		j->outcome = SMTP_AUTH_OUT_BLOCKED;
+		auth_log(j);
+		msgs_post(j->loop, MSGS_SMTP_AUTH_DONE, j);
+		return;
+	}
+	if (cpu != NULL)
+		pool_submit(cpu, auth_verify_run, j);
+	else
+		auth_verify_run(j);	/* no pool (tools, unit tests): the post still orders it */
+}
+
+/* smtp_server_on_auth_verified - scheduler: count a failure, set its delay, answer the session. */
+void smtp_server_on_auth_verified(void *arg)
+{
+	struct smtp_auth_job *j = arg;
+
+	if (j->outcome == SMTP_AUTH_OUT_FAIL) {
+		bool block = false;
+
+		j->delay_ms = smtp_tarpit_failed(j->srv->tarpit, &j->peer, now_ms(), &block);
+		if (block)
+			j->outcome = SMTP_AUTH_OUT_BLOCKED;
+		auth_log(j);
+	}
+	msgs_post(j->loop, MSGS_SMTP_AUTH_DONE, j);
+}
+
+/* ------------------------------------------------------------------ */
 /* accepting                                                           */
 
 /* refuse - answer 421 on a fresh socket and close it. */
@@ -485,6 +593,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct smtp_server *srv = arg;
 
 	rate_sweep(srv, false);
+	smtp_tarpit_sweep(srv->tarpit, now_ms());
 	accept_recovery_check(srv);
 }
 
@@ -560,6 +669,7 @@ struct smtp_server *smtp_server_new(struct loop *scheduler, struct loop **io, si
 	srv->spare_fd = -1;
 	ipmap_init(&srv->conns);
 	ipmap_init(&srv->rates);
+	srv->tarpit = smtp_tarpit_new();
 	spare_open(srv);
 	struct timeval tick = { SERVER_TICK_SECONDS, 0 };
 	srv->tick = event_new(loop_base(scheduler), -1, EV_PERSIST, on_tick, srv);
@@ -573,6 +683,7 @@ void smtp_server_set_conf(struct smtp_server *srv, struct conf *conf)
 
 	srv->conf = conf_ref(conf);
 	srv->reject_throttle = conf_get(conf, CONF_OPT_REJECTLOG_THROTTLE_PER_IP, NULL, NULL)->u.t;
+	smtp_tarpit_set_conf(srv->tarpit, conf);
 	if (old)
 		conf_unref(old);
 }
@@ -716,6 +827,7 @@ void smtp_server_free(struct smtp_server *srv)
 		event_free(srv->tick);
 	rate_sweep(srv, true);
 	ipmap_destroy(&srv->rates);
+	smtp_tarpit_free(srv->tarpit);
 	if (srv->spare_fd >= 0)
 		close(srv->spare_fd);
 	free(srv->listeners);

@@ -57,6 +57,45 @@ struct smtp_accept {
 	socklen_t local_len;
 };
 
+/*
+ * One AUTH verification on its way (docs/smtp-server.md "Authentication").
+ * The session fills it and posts it to the scheduler (SMTP_AUTH_CHECK):
+ * an address over its failure limit is answered at once, else the job
+ * goes to the CPU pool, where crypt runs, then back to the scheduler
+ * (SMTP_AUTH_VERIFIED), which counts a failure in the tarpit and sets
+ * the delay, then to the session's loop (SMTP_AUTH_DONE). Each hop hands
+ * the whole job over: only the thread holding it touches it, except s,
+ * which only the session's loop reads or writes (NULL once the session
+ * is gone: the job is then only freed). pass is wiped when it is freed.
+ */
+enum smtp_auth_outcome {
+	SMTP_AUTH_OUT_OK,		/* 235 */
+	SMTP_AUTH_OUT_FAIL,		/* 535 after delay_ms */
+	SMTP_AUTH_OUT_BLOCKED,		/* 421 and close: the address used up Auth_Failure_Limit */
+};
+
+struct smtp_auth_job {
+	struct smtp_session *s;		/* the session's loop only */
+	struct loop *loop;		/* the session's */
+	struct smtp_server *srv;
+	struct conf *conf;		/* a reference: keeps db alive */
+	const struct passwd_db *db;
+	struct sockaddr_storage peer;
+	char remote[80], local[80];	/* "ip:port" for the rejectlog */
+	char conn_id[40];
+	unsigned mech;			/* SMTP_AUTH_MECH_* */
+	char *user;			/* heap */
+	char *pass;			/* heap, wiped on free */
+	size_t pass_len;
+	/* answers */
+	enum smtp_auth_outcome outcome;
+	bool no_user;			/* FAIL: the user does not exist (not told to the client) */
+	int64_t delay_ms;
+};
+
+/* smtp_auth_job_free - wipe the password, drop the reference. Any thread. */
+void smtp_auth_job_free(struct smtp_auth_job *j);
+
 /* Manager functions the sessions call (any thread: they post). */
 struct spool *smtp_server_spool(struct smtp_server *srv);
 struct pool *smtp_server_io_pool(struct smtp_server *srv);
@@ -70,6 +109,8 @@ void smtp_server_deliver(struct smtp_server *srv, struct envelope *msg);
 void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_storage *peer,
 			    const char *remote, const char *local, const char *conn_id,
 			    const char *phase, const char *text);
+/* smtp_server_auth_check - hand an AUTH job to the scheduler (SMTP_AUTH_CHECK). Any thread. */
+void smtp_server_auth_check(struct smtp_server *srv, struct smtp_auth_job *j);
 const struct conf_listener *smtp_listener_conf(const struct conf *conf,
 					       const struct smtp_listener *l);
 
@@ -94,5 +135,6 @@ void smtp_session_shutdown_io(void *io);	/* MSGS_SMTP_SHUTDOWN_IO: struct smtp_i
 void smtp_session_close_all(void *io);		/* MSGS_SMTP_CLOSE_ALL: struct smtp_io * */
 void smtp_session_on_resume(void *token);	/* MSGS_SMTP_RESUME: struct imp_resume * */
 void smtp_session_on_signed(void *job);		/* MSGS_SMTP_SIGNED: struct sign_job * */
+void smtp_session_on_auth_done(void *job);	/* MSGS_SMTP_AUTH_DONE: struct smtp_auth_job * */
 
 #endif

@@ -20,6 +20,9 @@
  *            commands are not processed (pipelined ones wait in the
  *            input, in order), the deadlines are off; the socket is still
  *            read so a client that leaves is noticed
+ *   AUTH     AUTH sent a 334: the next line is the client's response
+ *   AUTH_WAIT the credentials are being checked (scheduler, CPU pool) or
+ *            the 535 is held back (the tarpit): as HOOK
  *   CLOSING  flushing the last reply, then the session is freed
  *
  * Validation hooks (include/impetus/hooks.h; docs/api.md "Inbound
@@ -116,7 +119,7 @@
 static const char *const state_names[] = {
 	[S_CMD] = "CMD", [S_DATA] = "DATA", [S_BDAT] = "BDAT",
 	[S_SPOOL] = "SPOOL", [S_STARTTLS] = "STARTTLS", [S_HOOK] = "HOOK",
-	[S_CLOSING] = "CLOSING",
+	[S_AUTH] = "AUTH", [S_AUTH_WAIT] = "AUTH_WAIT", [S_CLOSING] = "CLOSING",
 };
 
 /*
@@ -197,6 +200,7 @@ static void deadline_start(struct smtp_session *s)
 	s->phase_bytes = 0;
 	switch (s->state) {
 	case S_CMD:
+	case S_AUTH:
 		tv = ms_timeval(s->lim.cmd_timeout * 1000);
 		break;
 	case S_DATA:
@@ -1247,6 +1251,9 @@ static void ehlo_finish(struct smtp_session *s, enum imp_verdict v, const struct
 	reply(s, "250-CHUNKING");
 	if (s->listener->tls && !s->tls)
 		reply(s, "250-STARTTLS");
+	if (smtp_session_auth_offered(s))
+		reply(s, "250-AUTH%s%s", (s->lim.auth.mechs & CONF_AUTH_PLAIN) ? " PLAIN" : "",
+		      (s->lim.auth.mechs & CONF_AUTH_LOGIN) ? " LOGIN" : "");
 	reply(s, "250 HELP");
 }
 
@@ -1264,6 +1271,7 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 		reply(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
+	ext.auth = smtp_session_auth_offered(s);
 	if (!s->esmtp)
 		memset(&ext, 0, sizeof(ext));
 	memset(&m, 0, sizeof(m));
@@ -1293,6 +1301,17 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	msg->protocol = xstrdup(s->esmtp ? "esmtp" : "smtp");
 	msg->binding_group = xstrdup("");
 	msg->binding = xstrdup("");
+	if (s->auth_user) {
+		/*
+		 * The identity travels with the message (spooled): the R line,
+		 * sign_condition and delivery-side modules read it. AUTH= of
+		 * MAIL (RFC 4954 5) is accepted and not trusted: we know who
+		 * submitted, and that is what is recorded.
+		 */
+		msg->vctx = vctx_new();
+		vctx_set(msg->vctx, IMP_VCTX_AUTH_USER, s->auth_user);
+		vctx_set(msg->vctx, "auth_user", s->auth_user);
+	}
 	s->msg = msg;
 	s->declared_size = m.size;
 	smtp_mail_args_free(&m);
@@ -1322,7 +1341,7 @@ static bool relay_allowed(struct smtp_session *s, const char *path)
 
 	if (*domain == '\0')
 		return strcasecmp(path, "postmaster") == 0;
-	if (conf_relay_domain_match(s->conf, s->clistener, domain))
+	if (conf_relay_domain_match(s->conf, s->clistener, domain) || s->auth_user != NULL)
 		return true;
 	return conf_relay_host_match(s->conf, s->clistener, (const struct sockaddr *)&s->peer);
 }
@@ -1667,6 +1686,7 @@ static void start_tls(struct smtp_session *s)
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = false;
+	smtp_session_auth_forget(s);
 	session_set_state(s, S_CMD);
 	set_timeout(s, s->lim.cmd_timeout);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
@@ -1743,8 +1763,10 @@ static void do_command(struct smtp_session *s, const char *line, size_t len)
 	case SMTP_VERB_STARTTLS:
 		cmd_starttls(s, args);
 		break;
-	case SMTP_VERB_EXPN:
 	case SMTP_VERB_AUTH:
+		smtp_session_cmd_auth(s, args);
+		break;
+	case SMTP_VERB_EXPN:
 		reply(s, "502 5.5.1 Error: command not implemented");
 		break;
 	case SMTP_VERB_UNKNOWN:
@@ -1771,8 +1793,12 @@ static bool process_commands(struct smtp_session *s, struct evbuffer *in)
 		if (avail > (size_t)s->lim.max_cmd) {
 			/* No end in sight: answer now, drop the rest of the line as it comes. */
 			evbuffer_drain(in, avail);
-			if (!s->discarding)
+			if (!s->discarding) {
+				/* An AUTH response too long ends the exchange. */
+				if (s->state == S_AUTH)
+					smtp_session_auth_end(s);
 				reject(s, "connect", "500 5.5.2 Error: line too long");
+			}
 			s->discarding = true;
 		}
 		return false;
@@ -1785,6 +1811,8 @@ static bool process_commands(struct smtp_session *s, struct evbuffer *in)
 	}
 	if (len + eol_len > (size_t)s->lim.max_cmd) {
 		evbuffer_drain(in, len + eol_len);
+		if (s->state == S_AUTH)
+			smtp_session_auth_end(s);
 		reject(s, "connect", "500 5.5.2 Error: line too long");
 		return true;
 	}
@@ -1793,8 +1821,17 @@ static bool process_commands(struct smtp_session *s, struct evbuffer *in)
 	evbuffer_remove(in, line, len);
 	line[len] = '\0';
 	evbuffer_drain(in, eol_len);
+	if (tracing())
+		smtp_session_auth_trace(s, line, len);	/* AUTH lines masked */
+	/* Lines that may carry credentials are wiped once handled. */
+	bool secret = s->state == S_AUTH || (len >= 4 && strncasecmp(line, "AUTH", 4) == 0);
 	/* A CR left before a bare LF belongs to no command. */
-	do_command(s, line, len);
+	if (s->state == S_AUTH)
+		smtp_session_auth_line(s, line, len);
+	else
+		do_command(s, line, len);
+	if (secret)
+		explicit_bzero(line, len);
 	if (line != stackbuf)
 		free(line);
 	return true;
@@ -1896,7 +1933,7 @@ static void session_process(struct smtp_session *s)
 		bool more = false;
 
 		if (st != S_SPOOL && st != S_STARTTLS && st != S_CLOSING && st != S_HOOK &&
-		    evbuffer_get_length(out) > OUTPUT_PAUSE_BYTES) {
+		    st != S_AUTH_WAIT && evbuffer_get_length(out) > OUTPUT_PAUSE_BYTES) {
 			/* on_write resumes once the client has read it all. */
 			s->out_paused = true;
 			bufferevent_disable(s->bev, EV_READ);
@@ -1904,6 +1941,7 @@ static void session_process(struct smtp_session *s)
 		}
 		switch (st) {
 		case S_CMD:
+		case S_AUTH:
 			more = process_commands(s, in);
 			commands |= more;
 			break;
@@ -1920,6 +1958,7 @@ static void session_process(struct smtp_session *s)
 		case S_SPOOL:
 		case S_STARTTLS:
 		case S_HOOK:
+		case S_AUTH_WAIT:
 		case S_CLOSING:
 			return;
 		}
@@ -1932,7 +1971,7 @@ static void session_process(struct smtp_session *s)
 		if (!more || s->bev == NULL)
 			break;
 	}
-	if (commands && s->state == S_CMD)
+	if (commands && (s->state == S_CMD || s->state == S_AUTH))
 		deadline_start(s);
 }
 
@@ -1964,7 +2003,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 /* session_timeout - 421 4.4.2 and close: an idle limit or a deadline passed. */
 static void session_timeout(struct smtp_session *s)
 {
-	const char *phase = s->state == S_CMD ? "command" : "data";
+	const char *phase = s->state == S_CMD || s->state == S_AUTH ? "command" : "data";
 
 	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
 	session_log_reject(s, phase, "421 4.4.2 timeout exceeded", true);
@@ -1991,7 +2030,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 			evtimer_add(s->deadline, &tv);
 			return;
 		}
-	} else if (s->state != S_CMD) {
+	} else if (s->state != S_CMD && s->state != S_AUTH) {
 		return;
 	}
 	session_timeout(s);
@@ -2044,7 +2083,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	struct smtp_session *s = arg;
 
 	if (what & BEV_EVENT_TIMEOUT) {
-		if (s->state == S_SPOOL || s->state == S_HOOK)
+		if (s->state == S_SPOOL || s->state == S_HOOK || s->state == S_AUTH_WAIT)
 			return;		/* on_spooled / the resume re-arm the timeouts */
 		if (s->state == S_CLOSING) {
 			session_free(s);
@@ -2068,6 +2107,51 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		}
 		session_free(s);
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* for the other session files (smtp_session_int.h)                    */
+
+void smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	struct str line = STR_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	str_vappendf(&line, fmt, ap);
+	va_end(ap);
+	reply(s, "%s", line.s);
+	str_free(&line);
+}
+
+void smtp_session_reject(struct smtp_session *s, const char *phase, const char *text)
+{
+	reject(s, phase, "%s", text);
+}
+
+void smtp_session_set_state(struct smtp_session *s, enum session_state st)
+{
+	session_set_state(s, st);
+}
+
+void smtp_session_wait(struct smtp_session *s)
+{
+	session_set_state(s, S_AUTH_WAIT);
+	/* No timeouts while we wait: the answer names this session. */
+	if (s->bev)
+		bufferevent_set_timeouts(s->bev, NULL, NULL);
+}
+
+void smtp_session_wait_over(struct smtp_session *s)
+{
+	if (s->state != S_CLOSING)
+		session_after_phase(s);
+}
+
+void smtp_session_close_now(struct smtp_session *s)
+{
+	transaction_reset(s);
+	session_close(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2095,6 +2179,7 @@ static void load_limits(struct smtp_session *s)
 	s->lim.reject_log_limit = conf_listener_get(c, l, CONF_OPT_REJECTLOG_CONNECTION_LIMIT)->u.i;
 	s->lim.reject_ip_budget =
 		conf_get(c, CONF_OPT_REJECTLOG_THROTTLE_PER_IP, NULL, NULL)->u.t.count > 0;
+	conf_listener_auth(c, l, &s->lim.auth);
 }
 
 void smtp_session_trace_init(void)
@@ -2237,6 +2322,7 @@ static void session_free(struct smtp_session *s)
 	/* A suspension outlives us: its resume only frees the token. */
 	if (s->ph.token)
 		s->ph.token->s = NULL;
+	smtp_session_auth_free(s);	/* and so does an AUTH check in flight */
 	transaction_reset(s);
 	str_free(&s->stage);
 	str_free(&s->fixbuf);

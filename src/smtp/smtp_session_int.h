@@ -3,8 +3,9 @@
  * that run it
  *
  * Private to src/smtp/: smtp_server_session.c runs the state machine
- * (commands, phases, reception); smtp_session_api.c answers the module
- * API's questions about a session (impetus/session.h). Everything here
+ * (commands, phases, reception); smtp_session_auth.c its AUTH command;
+ * smtp_session_api.c answers the module API's questions about a session
+ * (impetus/session.h). Everything here
  * belongs to the session's I/O loop thread, except what struct
  * imp_resume says about itself.
  */
@@ -12,12 +13,14 @@
 #define IMPETUS_SMTP_SMTP_SESSION_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include <impetus/hooks.h>
 #include <impetus/session.h>
 
+#include "config/config.h"
 #include "core/id.h"
 #include "core/str.h"
 #include "message/mime_fix.h"
@@ -31,6 +34,8 @@ enum session_state {
 	S_SPOOL,
 	S_STARTTLS,
 	S_HOOK,
+	S_AUTH,		/* AUTH: reading the client's response to a 334 */
+	S_AUTH_WAIT,	/* AUTH: the password is being checked, or the 535 held back */
 	S_CLOSING,
 };
 
@@ -52,6 +57,7 @@ struct session_limits {
 	int date_header;		/* enum conf_date_header */
 	int missing_headers;		/* enum conf_missing_headers */
 	bool trace_headers;		/* RFC2822_Trace_Headers */
+	struct conf_auth auth;		/* SMTP_Extensions AUTH, password files, Auth_Allow_Plaintext */
 };
 
 /*
@@ -118,6 +124,14 @@ struct smtp_session {
 	char *helo;
 	bool esmtp;
 
+	/* SMTP AUTH (docs/smtp-server.md "Authentication") */
+	char *auth_user;		/* the identity once 235 was sent; NULL before */
+	unsigned auth_mech;		/* SMTP_AUTH_MECH_* of the exchange in progress */
+	char *auth_login_user;		/* LOGIN: the user name, while the password is asked */
+	struct smtp_auth_job *auth_job;	/* the verification in flight or held (auth_job_held) */
+	bool auth_job_held;		/* the job is back and waits for auth_timer (the tarpit) */
+	struct event *auth_timer;	/* holds back a 535; made on first use */
+
 	/* the transaction */
 	struct envelope *msg;		/* non-NULL between MAIL and the end */
 	size_t nrcpt_alloc;
@@ -151,5 +165,37 @@ struct smtp_session {
 	bool *rx_dropped;		/* per recipient: refused by data_spool_each_rcpt */
 	struct str rx_refusal;		/* the last of those refusals' reply */
 };
+
+/*
+ * What smtp_server_session.c lends the other session files (its own
+ * reply, reject, state and close; the same rules as inside it).
+ */
+void smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* smtp_session_reject - reply text and write it to the rejectlog under phase. */
+void smtp_session_reject(struct smtp_session *s, const char *phase, const char *text);
+void smtp_session_set_state(struct smtp_session *s, enum session_state st);
+/* smtp_session_wait - enter AUTH_WAIT: commands wait in the input, no deadlines. */
+void smtp_session_wait(struct smtp_session *s);
+/* smtp_session_wait_over - after a wait: fresh deadlines, take the waiting input. */
+void smtp_session_wait_over(struct smtp_session *s);
+/* smtp_session_close_now - forget the transaction, send what is queued, close. */
+void smtp_session_close_now(struct smtp_session *s);
+
+/* SMTP AUTH (smtp_session_auth.c); on the session's loop. */
+/* smtp_session_auth_offered - whether EHLO lists AUTH now (TLS or Auth_Allow_Plaintext). */
+bool smtp_session_auth_offered(const struct smtp_session *s);
+/* smtp_session_cmd_auth - the AUTH command. */
+void smtp_session_cmd_auth(struct smtp_session *s, const char *args);
+/* smtp_session_auth_line - a line read in state AUTH: the client's response. */
+void smtp_session_auth_line(struct smtp_session *s, const char *line, size_t len);
+/* smtp_session_auth_end - end the exchange in progress (back to CMD from AUTH). */
+void smtp_session_auth_end(struct smtp_session *s);
+/* smtp_session_auth_forget - drop the identity (STARTTLS). */
+void smtp_session_auth_forget(struct smtp_session *s);
+/* smtp_session_auth_free - at session_free: detach or free the job, free the rest. */
+void smtp_session_auth_free(struct smtp_session *s);
+/* smtp_session_auth_trace - the trace line of a command line, credentials masked. */
+void smtp_session_auth_trace(struct smtp_session *s, const char *line, size_t len);
 
 #endif
