@@ -66,8 +66,11 @@ const char *imp_header_get(const struct imp_message *m, const char *name, size_t
 /*
  * imp_header_add / imp_header_prepend - append the field at the end of the
  * header block, or insert it at the top (traces, signatures). The value
- * is folded to 78 columns where it has white space. Returns 0, or
- * -EINVAL for a bad name (not RFC 5322 ftext) or a value with CR/LF/NUL.
+ * is folded to 78 columns where it has white space. A value the module
+ * folded itself (API 1.2: its only line breaks are CRLF followed by SP or
+ * HTAB, no line empty, blank or over 998 octets) is kept byte for byte,
+ * as a DKIM signature needs. Returns 0, or -EINVAL for a bad name (not
+ * RFC 5322 ftext) or a value with any other CR or LF.
  */
 int imp_header_add(struct imp_message *m, const char *name, const char *value);
 int imp_header_prepend(struct imp_message *m, const char *name, const char *value);

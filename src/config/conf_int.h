@@ -178,6 +178,10 @@ struct conf_node {
 
 	/* Regex Domain stanzas: */
 	pcre2_code *re;
+
+	/* Options no core table knows, for modules (conf_scoped_get); arena. */
+	struct conf_scoped_setting *scoped;
+	bool regex_scoped;		/* Domain container: some regex Domain here has one */
 };
 
 struct conf_listener {
@@ -209,6 +213,9 @@ struct conf {
 	struct conf_map binding_map;
 	struct conf_map group_map;
 	struct conf_map all_domains;		/* every exact Domain name, any container */
+
+	const struct conf_scoped_setting **scoped;	/* heap; file order */
+	size_t nscoped, scoped_cap;
 
 	struct conf_node **nodes;		/* heap; every node, for teardown */
 	size_t nnodes, nodes_cap;

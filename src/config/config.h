@@ -285,6 +285,36 @@ size_t conf_module_count(const struct conf *c);
 const struct conf_module_stanza *conf_module_at(const struct conf *c, size_t i);
 
 /*
+ * Scoped module options (module API 1.2). An option the core table does
+ * not know, written as "name = value" in the global, Binding_Group,
+ * Binding or Domain scope (binding::domain included; never in listener
+ * scopes), is kept as written for the module that declares it in its
+ * scoped option table (opendkim's `opendkim_sign`). The parser checks
+ * only the syntax and duplicates in one scope; the module loader checks
+ * names, types and values with file:line:col. A configuration that
+ * declares no module stanza at all cannot have such options: there the
+ * first one is the parse error "unknown option", as before.
+ */
+struct conf_scoped_setting {
+	struct conf_module_option opt;	/* name, values and location as written */
+	const char *file;		/* where it is written */
+	const char *scope;		/* "global", "Binding", ... for messages */
+	const struct conf_scoped_setting *next;	/* the next one of the same stanza */
+};
+
+/* conf_scoped_count / conf_scoped_at - every scoped setting, in file order. */
+size_t conf_scoped_count(const struct conf *c);
+const struct conf_scoped_setting *conf_scoped_at(const struct conf *c, size_t i);
+/*
+ * conf_scoped_get - the scoped setting name (case-insensitive) for
+ * (binding, domain) with conf_get's fallback chain; NULL when no scope
+ * on the chain sets it.
+ */
+const struct conf_scoped_setting *conf_scoped_get(const struct conf *c, const char *name,
+						  const char *binding, const char *domain);
+
+
+/*
  * conf_scalar_parse - parse text as a BOOL (0/1 in *out), INT, INTERVAL
  * (seconds) or SIZE (bytes) the way option values are parsed. Returns 0,
  * -1 for bad syntax, -2 for a number that does not fit in 64 bits.
