@@ -88,6 +88,15 @@ char *imp_message_header_block(const struct imp_message *m, size_t *len);
  * a large message partly in a file: use imp_message_read).
  */
 const char *imp_message_bytes(const struct imp_message *m, size_t *len);
+/*
+ * imp_message_copy - the whole message as it would be spooled now, in
+ * memory or not (API 1.2): a malloc()ed copy the caller frees, *len its
+ * length; NULL after spooling, or with errno set when the part in a file
+ * cannot be read. It reads that file, so it blocks: call it in a sign
+ * subscriber (CPU pool), never on a loop. A signer uses it when
+ * imp_message_bytes is NULL (a message larger than the in-memory part).
+ */
+char *imp_message_copy(const struct imp_message *m, size_t *len);
 
 /* ---- bytes from the spool (any loop thread) ---- */
 

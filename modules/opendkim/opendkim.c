@@ -742,13 +742,20 @@ static void od_sign(void *closure, struct imp_message *msg)
 		return;
 	}
 	size_t len = 0;
+	char *copy = NULL;
 	const char *bytes = imp_message_bytes(msg, &len);
 	if (bytes == NULL) {
-		for (size_t i = 0; i < p->nsigs; i++)
-			od_stats_add(od->stats, d, OD_STAT_FAILED);
-		imp_log_panic(od->inst, "%s dkim_failed domain=%s error=\"message not in memory (larger "
-			      "than the in-memory limit)\" (sent unsigned)", idtext, d);
-		return;
+		/* A large message, partly in a file: read it whole (we are on the CPU pool). */
+		bytes = copy = imp_message_copy(msg, &len);
+		if (bytes == NULL) {
+			int e = errno;
+
+			for (size_t i = 0; i < p->nsigs; i++)
+				od_stats_add(od->stats, d, OD_STAT_FAILED);
+			imp_log_panic(od->inst, "%s dkim_failed domain=%s error=\"cannot read the message: "
+				      "%s\" (sent unsigned)", idtext, d, strerror(e));
+			return;
+		}
 	}
 	/*
 	 * Every signature over the same bytes, then all prepended: h= never
@@ -756,6 +763,7 @@ static void od_sign(void *closure, struct imp_message *msg)
 	 */
 	for (size_t i = 0; i < p->nsigs; i++)
 		sign_one(od, msg, idtext, p, &p->sigs[i], d, bytes, len, &fields[i]);
+	free(copy);
 	for (size_t i = 0; i < p->nsigs; i++) {
 		if (fields[i] == NULL)
 			continue;

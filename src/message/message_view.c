@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "core/id.h"
 #include "core/mem.h"
@@ -370,4 +371,46 @@ const char *imp_message_bytes(const struct imp_message *m, size_t *len)
 	if (len)
 		*len = env->body.len;
 	return env->body.s ? env->body.s : "";
+}
+
+char *imp_message_copy(const struct imp_message *m, size_t *len)
+{
+	const struct envelope *env = m->env;
+	uint64_t flen = env->file.fd >= 0 ? env->file.len : 0;
+	size_t mem = env->body.len, got = 0;
+
+	if (!m->receiving) {
+		errno = EPERM;
+		return NULL;
+	}
+	if (flen > SIZE_MAX - mem - 1) {
+		errno = EFBIG;
+		return NULL;
+	}
+	char *p = malloc(mem + (size_t)flen + 1);
+
+	if (p == NULL)
+		return NULL;
+	if (mem)
+		memcpy(p, env->body.s, mem);
+	/* The file part is complete and nobody writes it once reception ends. */
+	while (got < flen) {
+		ssize_t r = pread(env->file.fd, p + mem + got, (size_t)flen - got,
+				  (off_t)(env->file.off + got));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int e = r < 0 ? errno : EIO;
+
+			free(p);
+			errno = e;
+			return NULL;
+		}
+		got += (size_t)r;
+	}
+	p[mem + got] = '\0';
+	if (len)
+		*len = mem + got;
+	return p;
 }
