@@ -47,6 +47,7 @@
 #include <impetus/impetus.h>
 
 #include "dkim_sign.h"
+#include "od_from.h"
 #include "od_keycache.h"
 #include "od_stats.h"
 #include "opendkim.h"
@@ -434,75 +435,6 @@ static void od_free(struct od *od)
 /* ---- which domain, whether to sign ------------------------------------------ */
 
 /*
- * from_domain - the domain of the first address of a From: value, lower
- * case, without a trailing dot: the angle address's when there is one
- * (quoted strings and comments skipped), else the first addr-spec's.
- * false when there is none that looks like a domain.
- */
-static bool from_domain(const char *v, char *out, size_t outlen)
-{
-	const char *start = NULL, *end = NULL, *p;
-	int depth = 0;
-	bool quote = false;
-
-	for (p = v; *p; p++) {
-		if (quote) {
-			if (*p == '\\' && p[1])
-				p++;
-			else if (*p == '"')
-				quote = false;
-			continue;
-		}
-		if (depth > 0) {
-			if (*p == '\\' && p[1])
-				p++;
-			else if (*p == '(')
-				depth++;
-			else if (*p == ')')
-				depth--;
-			continue;
-		}
-		if (*p == '"')
-			quote = true;
-		else if (*p == '(')
-			depth++;
-		else if (*p == '<') {
-			start = p + 1;
-			end = strchr(start, '>');
-			break;
-		} else if (*p == ',' || *p == ';')
-			break;
-	}
-	if (start == NULL) {	/* a bare addr-spec: the text before the first , ; or comment */
-		start = v;
-		end = start + strcspn(start, ",;(<");
-	}
-	if (end == NULL)
-		return false;
-	const char *at = NULL;
-	for (p = start; p < end; p++)
-		if (*p == '@')
-			at = p;
-	if (at == NULL)
-		return false;
-	p = at + 1;
-	size_t n = 0;
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-		p++;
-	for (; p < end && !(*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'); p++) {
-		unsigned char c = (unsigned char)*p;
-
-		if (!(isalnum(c) || c == '.' || c == '-' || c == '_') || n + 1 >= outlen)
-			return false;
-		out[n++] = (char)tolower(c);
-	}
-	if (n > 0 && out[n - 1] == '.')
-		n--;
-	out[n] = '\0';
-	return n > 0 && out[0] != '.';
-}
-
-/*
  * sign_wanted - opendkim_sign for (binding, recipient domain): true when
  * any recipient's says so. A message is signed once for all its
  * recipients, and a signature costs a receiver that ignores it nothing,
@@ -726,7 +658,7 @@ static void od_sign(void *closure, struct imp_message *msg)
 		return;
 	imp_message_id_text(msg, idtext);
 	fv = imp_header_get(msg, "From", 0);
-	if (fv == NULL || !from_domain(fv, from, sizeof(from))) {
+	if (fv == NULL || !od_from_domain(fv, from, sizeof(from))) {
 		imp_log_debug(od->inst, 1, "%s dkim_skipped reason=no_from_domain", idtext);
 		return;
 	}
