@@ -20,7 +20,9 @@ refused; opendkim_sign = false in a Domain or Binding scope leaves the
 message unsigned (after a signed message of the same daemon proves
 signing works); a missing key is one paniclog line, the message still
 delivered unsigned; sign_condition = "can_relay" signs a client of
-Relay_Hosts and not one that may only send to Relay_Domains; after a key
+Relay_Hosts and not one that may only send to Relay_Domains, and other
+keys are read from the connection and message contexts (set by
+tests/modules/test_validate.c), an unset key leaving mail unsigned; after a key
 file is replaced and SIGHUP, the new signature verifies with the new key
 and not with the old. `impetusd -t` reports bad options with file:line:col.
 """
@@ -74,6 +76,9 @@ DOMAINS = {
     "corp.base.test": 'selector = "s2048" base_domain = "base.test"',
     "nokey.test": 'selector = "nosuch"',
     "cond.test": 'selector = "s2048" sign_condition = "can_relay"',
+    "conn.test": 'selector = "s2048" sign_condition = "test.rcpts_seen"',
+    "mess.test": 'selector = "s2048" sign_condition = "test.rcpt.0"',
+    "unset.test": 'selector = "s2048" sign_condition = "test.nosuch"',
     "extra.test": 'selector = "s2048" lifetime = 2 body_length_limit = true '
                   'identity = "news@%{d}"',
     "reload.test": 'selector = "srl"',
@@ -407,6 +412,19 @@ class Opendkim(harness.DaemonTestCase):
             self.assertVerifies(body)
             _, body = self.send_from(d, sink, "cond.test", marker="not-relay-host")
             self.assertEqual(self.signatures(body), [])
+
+    def test_sign_condition_other_keys(self):
+        # tests/modules/test_validate.c sets the connection key "test.rcpts_seen"
+        # ("yes") and the message key "test.rcpt.0" (the recipient) at RCPT.
+        with Sink() as sink:
+            d = self.daemon(sink, stanza=self.stanza() + '\ntest_validate { }')
+            for dom, signed in (("conn.test", True), ("mess.test", True), ("unset.test", False)):
+                with self.subTest(domain=dom):
+                    _, body = self.send_from(d, sink, dom)
+                    if signed:
+                        self.assertVerifies(body)
+                    else:
+                        self.assertEqual(self.signatures(body), [])
 
     def test_reload_reads_keys_again(self):
         old, old_txt = self.make_key(os.path.join(self.dir, "srl-old.pem"), KEYS["s2048"][0], "rsa")
