@@ -647,6 +647,24 @@ static const struct imp_option *scoped_decl(const struct api_gen *g, const char 
 	return NULL;
 }
 
+/* scoped_suggest - a core or loaded scoped option name close to name, or NULL. */
+static const char *scoped_suggest(const struct api_gen *g, const char *name)
+{
+	const char *best = conf_option_suggest(name);
+
+	if (best)
+		return best;
+	for (size_t k = 1; k < g->ninst; k++) {
+		size_t n;
+		const struct imp_option *t = mod_scoped(g->inst[k]->mod, &n);
+
+		for (size_t i = 0; i < n; i++)
+			if (conf_name_distance(name, t[i].name) <= 2)
+				return t[i].name;
+	}
+	return NULL;
+}
+
 /*
  * scoped_check - every option the core did not know, written in a
  * delivery scope, must be a scoped option of a module the configuration
@@ -665,10 +683,15 @@ static int scoped_check(const struct api_gen *g, const struct conf *conf, struct
 		size_t bad;
 
 		if (d == NULL) {
+			const char *sug = scoped_suggest(g, o->name);
+
 			where(err, cs->file, o->line, o->col);
-			str_appendf(err, "unknown option \"%.100s\" in %s scope (neither a core option "
-				    "nor a scoped option of a module this configuration loads)",
-				    o->name, cs->scope);
+			str_appendf(err, "unknown option \"%.100s\" in %s scope", o->name, cs->scope);
+			if (sug)
+				str_appendf(err, " (did you mean \"%s\"?)", sug);
+			else
+				str_appends(err, " (neither a core option nor a scoped option of a module "
+					    "this configuration loads)");
 			rc = -1;
 			break;
 		}

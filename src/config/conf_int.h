@@ -128,10 +128,7 @@ bool conf_setting_build(enum conf_opt opt, const struct conf_item *items, size_t
 			bool is_list, struct conf_arena *a, struct conf_setting *out,
 			size_t *bad, struct str *msg);
 
-/* Table internals used by the parser. */
-const char *conf_option_suggest(const char *name);	/* close option name or NULL */
-/* conf_name_distance - Levenshtein distance ignoring case, capped at 9 for long strings. */
-unsigned conf_name_distance(const char *a, const char *b);
+/* Table internals used by the parser: conf_option_suggest and conf_name_distance are in config.h. */
 
 /* ---- addresses (conf_relay.c) ------------------------------------------- */
 

@@ -379,13 +379,14 @@ static bool parse_option(struct lexer *L, struct conf_node *node, const struct t
 	int id = conf_option_lookup(name->text);
 
 	if (id < 0) {
-		const char *sug = conf_option_suggest(name->text);
-
 		if (scope_kind(name->text) >= 0)
 			return perr(L, name->line, name->col, "\"%.100s\" is a scope, not an option",
 				    name->text);
+		/* Maybe a module's (config.h, "Scoped module options"); the loader decides. */
 		if (node->kind != CONF_N_ESMTP_LISTENER && node->kind != CONF_N_LISTEN)
 			return scoped_option(L, node, name);
+
+		const char *sug = conf_option_suggest(name->text);
 		if (sug)
 			return perr(L, name->line, name->col,
 				    "unknown option \"%.100s\" (did you mean \"%s\"?)", name->text, sug);

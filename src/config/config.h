@@ -171,6 +171,10 @@ enum conf_type conf_option_type(enum conf_opt opt);
 const char *conf_option_help(enum conf_opt opt);
 /* conf_option_lookup - id by name (case-insensitive); -1 when unknown. */
 int conf_option_lookup(const char *name);
+/* conf_option_suggest - a core option name close to name (for "did you mean"), or NULL. */
+const char *conf_option_suggest(const char *name);
+/* conf_name_distance - Levenshtein distance ignoring case, capped at 9 for long strings. */
+unsigned conf_name_distance(const char *a, const char *b);
 
 /* conf_parse_throttle - parse "N" or "N/secs"; false on bad syntax. */
 bool conf_parse_throttle(const char *s, struct conf_throttle *out);

@@ -457,7 +457,12 @@ class Opendkim(harness.DaemonTestCase):
         cases = [
             # (global text, stanza top, message)
             ("opendkim_sign = maybe", "", r':\d+:\d+: "maybe" is not a valid bool'),
-            ("opendkim_sig = true", "", r':\d+:\d+: unknown option "opendkim_sig" in global scope'),
+            ("opendkim_sig = true", "",
+             r':\d+:\d+: unknown option "opendkim_sig" in global scope \(did you mean "opendkim_sign"\?\)'),
+            ('Binding "b" { Retry_Intervall = 5 }', "",
+             r':\d+:\d+: unknown option "Retry_Intervall" in Binding scope \(did you mean "Retry_Interval"\?\)'),
+            ('Domain "x.test" { frobnicate = 1 }', "",
+             r':\d+:\d+: unknown option "frobnicate" in Domain scope \(neither a core option'),
             ('Binding "b" { Domain "x.test" { opendkim_sign = 2x } }', "",
              r':\d+:\d+: "2x" is not a valid bool'),
             ("opendkim_sign = true\nopendkim_sign = false", "",
