@@ -102,6 +102,14 @@ void od_stats_add(struct od_stats *st, const char *domain, enum od_stat what)
 	pthread_mutex_unlock(&st->lock);
 }
 
+void od_stats_reset(struct od_stats *st)
+{
+	pthread_mutex_lock(&st->lock);
+	for (struct od_stat_entry *e = st->first; e; e = e->next)
+		memset(&e->c, 0, sizeof(e->c));
+	pthread_mutex_unlock(&st->lock);
+}
+
 size_t od_stats_each(struct od_stats *st,
 		     void (*fn)(void *arg, const char *domain, const struct od_counts *c),
 		     void *arg)

@@ -37,6 +37,8 @@ struct od_stats *od_stats_new(void);
 void od_stats_free(struct od_stats *st);
 /* od_stats_add - count one event for domain (lower-cased by the caller). */
 void od_stats_add(struct od_stats *st, const char *domain, enum od_stat what);
+/* od_stats_reset - every count back to zero (Momentum's `signing_stats reset`). */
+void od_stats_reset(struct od_stats *st);
 /*
  * od_stats_each - call fn for every domain in first-seen order, with a
  * snapshot of its counts (taken under the lock, fn called without it).

@@ -833,6 +833,14 @@ size_t opendkim_signing_stats(const struct imp_instance *inst,
 	return od ? od_stats_each(od->stats, fn, arg) : 0;
 }
 
+void opendkim_signing_stats_reset(const struct imp_instance *inst)
+{
+	struct od *od = imp_instance_data(inst);
+
+	if (od)
+		od_stats_reset(od->stats);
+}
+
 IMP_MODULE_DEFINE(.name = "opendkim", .version = "1.0",
 		  .description = "DKIM signing (rsa-sha256, ed25519-sha256), Momentum's opendkim",
 		  .options = od_options, .noptions = sizeof(od_options) / sizeof(od_options[0]),
