@@ -24,6 +24,7 @@
  *      be set and true (can_relay, auth_user: see condition_met);
  *   5. one signature per digest (rsa-sha256, ed25519-sha256 or both, each
  *      with its selector), its key from the key cache (od_keycache.c),
+ *      over the message as the next hop will receive it (od_wire.c),
  *      prepended to the message as folded by dkim_sign.
  *
  * Ownership: struct od is built by init on the scheduler thread and is
@@ -49,6 +50,7 @@
 #include "dkim_sign.h"
 #include "od_from.h"
 #include "od_keycache.h"
+#include "od_wire.h"
 #include "od_stats.h"
 #include "opendkim.h"
 
@@ -690,11 +692,32 @@ static void od_sign(void *closure, struct imp_message *msg)
 		}
 	}
 	/*
+	 * Sign what the next hop receives: the SMTP client ends bare CRs and
+	 * LFs with CRLF and folds lines over 998 octets (od_wire.h). The
+	 * prepended fields are all CRLF and short, so they change nothing.
+	 */
+	size_t wlen = 0;
+	errno = 0;
+	char *wire = od_wire_view(bytes, len, &wlen);
+	if (wire == NULL && errno == ENOMEM) {
+		for (size_t i = 0; i < p->nsigs; i++)
+			od_stats_add(od->stats, d, OD_STAT_FAILED);
+		imp_log_panic(od->inst, "%s dkim_failed domain=%s error=\"out of memory\" (sent "
+			      "unsigned)", idtext, d);
+		free(copy);
+		return;
+	}
+	if (wire) {
+		bytes = wire;
+		len = wlen;
+	}
+	/*
 	 * Every signature over the same bytes, then all prepended: h= never
 	 * names DKIM-Signature (profile_build), so each verifies alone.
 	 */
 	for (size_t i = 0; i < p->nsigs; i++)
 		sign_one(od, msg, idtext, p, &p->sigs[i], d, bytes, len, &fields[i]);
+	free(wire);
 	free(copy);
 	for (size_t i = 0; i < p->nsigs; i++) {
 		if (fields[i] == NULL)

@@ -24,7 +24,9 @@ Relay_Hosts and not one that may only send to Relay_Domains, and other
 keys are read from the connection and message contexts (set by
 tests/modules/test_validate.c), an unset key leaving mail unsigned; after a key
 file is replaced and SIGHUP, the new signature verifies with the new key
-and not with the old. `impetusd -t` reports bad options with file:line:col.
+and not with the old; a 5,000-octet line, which the SMTP client folds on
+the wire, and bare LFs still verify at the next hop. `impetusd -t`
+reports bad options with file:line:col.
 """
 
 import base64
@@ -282,20 +284,19 @@ class Opendkim(harness.DaemonTestCase):
             _, body = self.relay(d, sink, big, "big")
             self.assertVerifies(body)
 
-    @unittest.expectedFailure
-    def test_lines_over_998_octets(self):
-        # KNOWN BUG, not the signer's: a 5,000-octet line is accepted
-        # (RFC2822_Max_Line_Length = ignore) and signed as received, then the
-        # SMTP client folds it with CRLF SP on the wire (smtpc_body_write, issue
-        # 7 item 4), so the next hop gets a body the signature does not cover.
-        # The fold has to happen before the sign hook (at reception) for signed
-        # mail. When it does, this test passes and unittest reports the
-        # unexpected success as a failure: remove the decorator then.
+    def test_lines_over_998_octets_and_bare_line_ends(self):
+        # A 5,000-octet line is accepted (RFC2822_Max_Line_Length = ignore),
+        # and the SMTP client folds it with CRLF SP on the wire; bare LFs
+        # become CRLF. The signature covers what the next hop receives
+        # (modules/opendkim/od_wire.c), so it verifies there.
         with Sink() as sink:
             d = self.daemon(sink)
             for dom in ("ss.test", "rr.test"):
-                long_msg = difficult_message("long-" + dom, dom) + b"y" * 5000 + b"\r\n"
+                long_msg = (difficult_message("long-" + dom, dom) + b"y" * 5000 + b"\r\n" +
+                            b"." + b"z" * 2500 + b"\r\nbare\nlf\n")
                 _, body = self.relay(d, sink, long_msg, "long-" + dom)
+                self.assertIn(b"\r\n y", body)	# folded on the way
+                self.assertIn(b"bare\r\nlf\r\n", body)
                 self.assertVerifies(body)
 
     def test_defaults_are_simple_simple_rsa_sha256(self):
