@@ -40,6 +40,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,13 @@
 #define OD_DIGESTS_MAX 2
 /* The vctx key the data_spool subscriber sets when a sign_condition holds. */
 #define OD_COND_PREFIX "opendkim.cond."
+/*
+ * Missing-key lines per instance per minute, at most: each path is
+ * reported once per neg_keycache_ttl, but a stream of From: domains the
+ * instance's own selector signs for would name a new path each.
+ */
+#define OD_REPORTS_PER_WINDOW 20
+#define OD_REPORT_WINDOW_MS 60000
 /* Per-domain lines written at fini, at most (then a count of the rest). */
 #define OD_FINI_DOMAIN_LINES 50
 
@@ -152,6 +160,11 @@ struct od {
 	size_t nconditions;
 	struct od_keycache *keys;
 	struct od_stats *stats;
+	/* The paniclog budget of missing-key lines (no_key_report); CPU pool threads. */
+	pthread_mutex_t report_lock;
+	uint64_t report_window;		/* imp_now_ms() / OD_REPORT_WINDOW_MS of the budget */
+	unsigned reports;		/* lines written in that window */
+	uint64_t suppressed;		/* lines not written since the last one */
 };
 
 /* lower_dup - a lower-cased copy without one trailing dot. */
@@ -431,6 +444,7 @@ static void od_free(struct od *od)
 	list_free(od->conditions, od->nconditions);
 	od_keycache_free(od->keys);
 	od_stats_free(od->stats);
+	pthread_mutex_destroy(&od->report_lock);
 	free(od);
 }
 
@@ -582,6 +596,33 @@ static char *expand(const char *tmpl, const struct imp_message *msg, const char 
 	return out;
 }
 
+/*
+ * no_key_report - whether a missing-key line may be written now (at most
+ * OD_REPORTS_PER_WINDOW a minute); *quiet gets how many were held back
+ * since the last one written, which that line then tells.
+ */
+static bool no_key_report(struct od *od, uint64_t *quiet)
+{
+	uint64_t window = imp_now_ms() / OD_REPORT_WINDOW_MS;
+	bool ok;
+
+	pthread_mutex_lock(&od->report_lock);
+	if (window != od->report_window) {
+		od->report_window = window;
+		od->reports = 0;
+	}
+	ok = od->reports < OD_REPORTS_PER_WINDOW;
+	if (ok) {
+		od->reports++;
+		*quiet = od->suppressed;
+		od->suppressed = 0;
+	} else {
+		od->suppressed++;
+	}
+	pthread_mutex_unlock(&od->report_lock);
+	return ok;
+}
+
 /* One signature made, waiting to be prepended. */
 struct made {
 	char *field;
@@ -612,11 +653,18 @@ static void sign_one(struct od *od, const struct imp_message *msg, const char *i
 	}
 	if (od_keycache_get(od->keys, path, &key, &alg, err, sizeof(err), &report) < 0) {
 		od_stats_add(od->stats, d, OD_STAT_NO_KEY);
-		if (report)
+		uint64_t quiet = 0;
+		char more[48] = "";
+
+		if (report && no_key_report(od, &quiet)) {
+			if (quiet)
+				snprintf(more, sizeof(more), " suppressed_since_last=%llu",
+					 (unsigned long long)quiet);
 			imp_log_panic(od->inst, "%s dkim_no_key domain=%s selector=%s key=%s error=\"%s\" "
-				      "(sent unsigned; not tried again for %llds)", idtext, d,
+				      "(sent unsigned; not tried again for %llds)%s", idtext, d,
 				      sig->selector, path, err,
-				      (long long)imp_option_int(od->inst, "neg_keycache_ttl"));
+				      (long long)imp_option_int(od->inst, "neg_keycache_ttl"), more);
+		}
 		free(path);
 		return;
 	}
@@ -747,6 +795,7 @@ static int od_init(struct imp_instance *inst, struct imp_error *err)
 
 	if (od == NULL)
 		goto oom;
+	pthread_mutex_init(&od->report_lock, NULL);
 	od->inst = inst;
 	od->def = calloc(1, sizeof(*od->def));
 	od->profiles = calloc(nd ? nd : 1, sizeof(*od->profiles));

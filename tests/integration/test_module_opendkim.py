@@ -42,7 +42,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from deliverykit import inject, wait_records, wait_until  # noqa: E402
+from deliverykit import inject, inject_many, wait_records, wait_until  # noqa: E402
 from sink import Sink  # noqa: E402
 
 try:
@@ -398,6 +398,25 @@ class Opendkim(harness.DaemonTestCase):
             log = self.panic(d)
             self.assertIn("signing_stats domain=nokey.test signed=0 failed=0 no_key=3", log)
             self.assertIn("signing_stats domain=rr.test signed=1 failed=0 no_key=0", log)
+
+    def test_missing_keys_of_many_domains_are_rate_limited(self):
+        # The instance's own selector signs any From domain, so a stream of
+        # domains without keys names a new key path each: at most 20
+        # dkim_no_key lines a minute (two minute windows at most here).
+        with Sink() as sink:
+            d = self.daemon(sink, stanza=self.stanza(top='selector = "nosuch"', domains={}))
+            msgs = [("news@client.test", ["r@" + RCPT_DOMAIN],
+                     difficult_message("flood%d" % i, "flood%d.test" % i)) for i in range(45)]
+            ids = inject_many(d, msgs)
+            for mid in ids:
+                wait_records(d, "D", mid)
+            for i in range(45):
+                got = sink.with_marker(b"body flood%d\r\n" % i)
+                self.assertEqual(len(got), 1)
+                self.assertEqual(self.signatures(got[0].body), [])
+            lines = [l for l in d.paniclog() if "dkim_no_key" in l]
+            self.assertGreaterEqual(len(lines), 20)
+            self.assertLessEqual(len(lines), 40)
 
     def test_sign_condition_can_relay(self):
         with Sink() as sink:
