@@ -81,6 +81,8 @@ DOMAINS = {
     "conn.test": 'selector = "s2048" sign_condition = "test.rcpts_seen"',
     "mess.test": 'selector = "s2048" sign_condition = "test.rcpt.0"',
     "unset.test": 'selector = "s2048" sign_condition = "test.nosuch"',
+    "inj.test": 'selector = "s2048"',
+    "injcond.test": 'selector = "s2048" sign_condition = "inj.ok"',
     "extra.test": 'selector = "s2048" lifetime = 2 body_length_limit = true '
                   'identity = "news@%{d}"',
     "reload.test": 'selector = "srl"',
@@ -445,6 +447,29 @@ class Opendkim(harness.DaemonTestCase):
                         self.assertVerifies(body)
                     else:
                         self.assertEqual(self.signatures(body), [])
+
+    def test_internal_injection(self):
+        # imp_inject with IMP_INJECT_SIGN runs the signer (tests/modules/
+        # test_services.c injects); without the flag it does not. A
+        # sign_condition is read from the injected message's context.
+        stanzas = [self.stanza()]
+        for name, sender, rcpt, flags, vctx in (
+                ("a", "a@inj.test", "a@sink.test", '"sign"', ""),
+                ("b", "b@inj.test", "b@sink.test", "", ""),
+                ("c", "c@injcond.test", "c@sink.test", '"sign"', '"inj.ok" "yes"'),
+                ("d", "d@injcond.test", "d@sink.test", '"sign"', '"inj.ok" "no"')):
+            stanzas.append('test_services "%s" { journal = "%s/journal-%s" inject_to = "%s" '
+                           'inject_sender = "%s" inject_flags = ( %s ) inject_vctx = ( %s ) }'
+                           % (name, self.dir, name, rcpt, sender, flags, vctx))
+        with Sink() as sink:
+            d = self.daemon(sink, stanza="\n".join(stanzas))
+            sink.wait_for(4)
+            by_rcpt = {t.rcpts[0]: t.body for t in sink.messages()}
+            t = self.assertVerifies(by_rcpt["a@sink.test"])[0]
+            self.assertEqual(t["d"], "inj.test")
+            self.assertEqual(self.signatures(by_rcpt["b@sink.test"]), [])
+            self.assertVerifies(by_rcpt["c@sink.test"])
+            self.assertEqual(self.signatures(by_rcpt["d@sink.test"]), [])
 
     def test_reload_reads_keys_again(self):
         old, old_txt = self.make_key(os.path.join(self.dir, "srl-old.pem"), KEYS["s2048"][0], "rsa")
