@@ -27,6 +27,11 @@
  *      over the message as the next hop will receive it (od_wire.c),
  *      prepended to the message as folded by dkim_sign.
  *
+ * The files: od_profile.c reads the stanza into signing profiles,
+ * od_from.c finds the From: domain, od_keycache.c keeps the keys,
+ * od_wire.c gives the bytes the next hop receives, dkim_sign.c signs,
+ * od_stats.c counts; this file ties them to the hooks.
+ *
  * Ownership: struct od is built by init on the scheduler thread and is
  * read-only afterwards except for the key cache and the counters, which
  * lock themselves; fini frees it when the generation is gone, so no sign
@@ -38,7 +43,6 @@
  * the per-domain counters, and a missing key is one paniclog line per
  * key per neg_keycache_ttl.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -51,12 +55,11 @@
 #include "dkim_sign.h"
 #include "od_from.h"
 #include "od_keycache.h"
+#include "od_profile.h"
 #include "od_wire.h"
 #include "od_stats.h"
 #include "opendkim.h"
 
-/* The most signatures one message gets from one instance: one per digest. */
-#define OD_DIGESTS_MAX 2
 /* The vctx key the data_spool subscriber sets when a sign_condition holds. */
 #define OD_COND_PREFIX "opendkim.cond."
 /*
@@ -126,38 +129,9 @@ static const struct imp_option od_scoped[] = {
 	  "sign with the opendkim module (global, Binding_Group, Binding, Domain scopes)" },
 };
 
-/* One signature of a profile. */
-struct od_sig {
-	enum dkim_alg alg;
-	char *selector;
-};
-
-/* How mail of one From: domain (or of any, for the instance's own) is signed. */
-struct od_profile {
-	char *name;			/* the dkim_domain argument, lower case; NULL: the instance's */
-	char *base_domain;		/* d= override; NULL: name (or the From domain) */
-	enum dkim_canon hc, bc;
-	char **headers, **oversign;
-	size_t nheaders, noversign;
-	struct od_sig sigs[OD_DIGESTS_MAX];
-	size_t nsigs;
-	char *key;			/* path template */
-	uint32_t lifetime;		/* seconds */
-	bool body_length_limit;
-	char *sign_condition;
-	char *identity;
-	struct od_profile *hnext;	/* in the name table */
-};
-
 struct od {
 	struct imp_instance *inst;
-	struct od_profile *def;		/* the instance's own settings; signs only with a selector */
-	struct od_profile *profiles;	/* the dkim_domain stanzas */
-	size_t nprofiles;
-	struct od_profile **table;	/* by name */
-	size_t ntable;
-	char **conditions;		/* the distinct sign_condition keys */
-	size_t nconditions;
+	struct od_profiles profiles;	/* read-only after init */
 	struct od_keycache *keys;
 	struct od_stats *stats;
 	/* The paniclog budget of missing-key lines (no_key_report); CPU pool threads. */
@@ -167,281 +141,11 @@ struct od {
 	uint64_t suppressed;		/* lines not written since the last one */
 };
 
-/* lower_dup - a lower-cased copy without one trailing dot. */
-static char *lower_dup(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-
-	if (d == NULL)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		d[i] = (char)tolower((unsigned char)s[i]);
-	if (n > 0 && d[n - 1] == '.')
-		n--;
-	d[n] = '\0';
-	return d;
-}
-
-static uint32_t hash_name(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
-static void list_free(char **v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static void profile_free(struct od_profile *p)
-{
-	free(p->name);
-	free(p->base_domain);
-	list_free(p->headers, p->nheaders);
-	list_free(p->oversign, p->noversign);
-	for (size_t i = 0; i < p->nsigs; i++)
-		free(p->sigs[i].selector);
-	free(p->key);
-	free(p->sign_condition);
-	free(p->identity);
-}
-
-/*
- * Reading one option of a profile: the dkim_domain stanza's value when it
- * sets it (sub >= 0), else the instance's.
- */
-struct od_src {
-	struct imp_instance *inst;
-	long sub;			/* index of the dkim_domain stanza; -1: the instance */
-};
-
-static bool src_set(const struct od_src *s, const char *opt)
-{
-	return s->sub >= 0 && imp_substanza_option_is_set(s->inst, "dkim_domain", (size_t)s->sub, opt);
-}
-
-static const char *src_string(const struct od_src *s, const char *opt)
-{
-	if (src_set(s, opt))
-		return imp_substanza_option_string(s->inst, "dkim_domain", (size_t)s->sub, opt);
-	return imp_option_string(s->inst, opt);
-}
-
-static const char *const *src_list(const struct od_src *s, const char *opt, size_t *n)
-{
-	if (src_set(s, opt))
-		return imp_substanza_option_list(s->inst, "dkim_domain", (size_t)s->sub, opt, n);
-	return imp_option_list(s->inst, opt, n);
-}
-
-static int64_t src_int(const struct od_src *s, const char *opt)
-{
-	if (src_set(s, opt))
-		return imp_substanza_option_int(s->inst, "dkim_domain", (size_t)s->sub, opt);
-	return imp_option_int(s->inst, opt);
-}
-
-static bool src_bool(const struct od_src *s, const char *opt)
-{
-	if (src_set(s, opt))
-		return imp_substanza_option_bool(s->inst, "dkim_domain", (size_t)s->sub, opt);
-	return imp_option_bool(s->inst, opt);
-}
-
-/* parse_canon - "simple" or "relaxed". */
-static int parse_canon(const char *text, enum dkim_canon *out)
-{
-	if (strcasecmp(text, "simple") == 0)
-		*out = DKIM_CANON_SIMPLE;
-	else if (strcasecmp(text, "relaxed") == 0)
-		*out = DKIM_CANON_RELAXED;
-	else
-		return -1;
-	return 0;
-}
-
-/* in_list - whether name is in v (case-insensitive). */
-static bool in_list(const char *const *v, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcasecmp(v[i], name) == 0)
-			return true;
-	return false;
-}
-
-/* filtered - v without the names of skip, copied. */
-static char **filtered(const char *const *v, size_t n, const char *const *skip, size_t nskip,
-		       size_t *nout)
-{
-	char **d = calloc(n ? n : 1, sizeof(*d));
-
-	*nout = 0;
-	for (size_t i = 0; d && i < n; i++)
-		if (!in_list(skip, nskip, v[i]))
-			d[(*nout)++] = strdup(v[i]);
-	return d;
-}
-
-/*
- * profile_build - read one profile's settings (what = "dkim_domain \"x\""
- * or "opendkim" in messages). need_selector: the dkim_domain stanzas
- * must sign; the instance's own settings may lack a selector (then mail
- * of other domains is not signed). Returns 0 or -1 after imp_error_set.
- */
-static int profile_build(const struct od_src *s, const char *what, bool need_selector,
-			 struct od_profile *p, struct imp_error *err)
-{
-	const char *t;
-	size_t n, nskip, nsel, ndig;
-
-	if (parse_canon(src_string(s, "header_canon"), &p->hc) < 0 ||
-	    parse_canon(src_string(s, "body_canon"), &p->bc) < 0) {
-		imp_error_set(err, "%s: header_canon and body_canon take simple or relaxed", what);
-		return -1;
-	}
-	const char *const *skip = src_list(s, "skip_headerlist", &nskip);
-	const char *const *hl = src_list(s, "headerlist", &n);
-	if (n == 0) {
-		imp_error_set(err, "%s: headerlist is required (the header fields to sign, From first)",
-			      what);
-		return -1;
-	}
-	p->headers = filtered(hl, n, skip, nskip, &p->nheaders);
-	const char *const *ov = src_list(s, "oversign_headerlist", &n);
-	p->oversign = filtered(ov, n, skip, nskip, &p->noversign);
-	if (p->headers == NULL || p->oversign == NULL) {
-		imp_error_set(err, "out of memory");
-		return -1;
-	}
-	if (!in_list((const char *const *)p->headers, p->nheaders, "from") &&
-	    !in_list((const char *const *)p->oversign, p->noversign, "from")) {
-		imp_error_set(err, "%s: From must be signed (RFC 6376 5.4): put it in headerlist "
-			      "and not in skip_headerlist", what);
-		return -1;
-	}
-	if (in_list((const char *const *)p->headers, p->nheaders, "dkim-signature") ||
-	    in_list((const char *const *)p->oversign, p->noversign, "dkim-signature")) {
-		imp_error_set(err, "%s: DKIM-Signature cannot be in headerlist or "
-			      "oversign_headerlist", what);
-		return -1;
-	}
-
-	const char *const *dig = src_list(s, "digest", &ndig);
-	if (ndig == 0 || ndig > OD_DIGESTS_MAX) {
-		imp_error_set(err, "%s: digest takes rsa-sha256, ed25519-sha256 or both", what);
-		return -1;
-	}
-	const char *const *sel = src_list(s, "selector", &nsel);
-	if (nsel == 0 && need_selector) {
-		imp_error_set(err, "%s: selector is required", what);
-		return -1;
-	}
-	if (nsel != 0 && nsel != ndig) {
-		imp_error_set(err, "%s: %zu digests need %zu selectors, one for each (a DNS key record "
-			      "has one key type), not %zu", what, ndig, ndig, nsel);
-		return -1;
-	}
-	for (size_t i = 0; i < ndig; i++) {
-		enum dkim_alg a;
-
-		if (strcasecmp(dig[i], "rsa-sha256") == 0)
-			a = DKIM_ALG_RSA_SHA256;
-		else if (strcasecmp(dig[i], "ed25519-sha256") == 0)
-			a = DKIM_ALG_ED25519_SHA256;
-		else {
-			imp_error_set(err, "%s: digest \"%s\": expected rsa-sha256 or ed25519-sha256%s",
-				      what, dig[i], strcasecmp(dig[i], "rsa-sha1") == 0 ?
-				      " (rsa-sha1 is forbidden by RFC 8301)" : "");
-			return -1;
-		}
-		for (size_t j = 0; j < i; j++)
-			if (p->sigs[j].alg == a) {
-				imp_error_set(err, "%s: digest \"%s\" given twice", what, dig[i]);
-				return -1;
-			}
-		if (nsel == 0)
-			continue;
-		p->sigs[p->nsigs].alg = a;
-		p->sigs[p->nsigs].selector = strdup(sel[i]);
-		p->nsigs++;
-	}
-
-	t = src_string(s, "key");
-	if (t == NULL && p->nsigs > 0) {
-		imp_error_set(err, "%s: key is required (the private key file, %%{d} and %%{s} "
-			      "expand)", what);
-		return -1;
-	}
-	if (t && imp_macro_needs(t) < 0) {
-		imp_error_set(err, "%s: key \"%s\": bad macro syntax", what, t);
-		return -1;
-	}
-	p->key = t ? strdup(t) : NULL;
-	p->lifetime = (uint32_t)(src_int(s, "lifetime") * 3600);
-	p->body_length_limit = src_bool(s, "body_length_limit");
-	t = src_string(s, "sign_condition");
-	p->sign_condition = t && *t ? strdup(t) : NULL;
-	t = src_string(s, "identity");
-	if (t && imp_macro_needs(t) < 0) {
-		imp_error_set(err, "%s: identity \"%s\": bad macro syntax", what, t);
-		return -1;
-	}
-	p->identity = t && *t ? strdup(t) : NULL;
-	if (s->sub >= 0) {
-		t = imp_substanza_option_string(s->inst, "dkim_domain", (size_t)s->sub, "base_domain");
-		p->base_domain = t && *t ? lower_dup(t, strlen(t)) : NULL;
-	}
-	return 0;
-}
-
-/* table_find - the dkim_domain profile named exactly name (lower case), or NULL. */
-static const struct od_profile *table_find(const struct od *od, const char *name, size_t len)
-{
-	char buf[DKIM_NAME_MAX + 1];
-
-	if (od->ntable == 0 || len > DKIM_NAME_MAX)
-		return NULL;
-	memcpy(buf, name, len);
-	buf[len] = '\0';
-	for (const struct od_profile *p = od->table[hash_name(buf) & (od->ntable - 1)]; p;
-	     p = p->hnext)
-		if (strcmp(p->name, buf) == 0)
-			return p;
-	return NULL;
-}
-
-/* add_condition - remember a sign_condition key once. */
-static void add_condition(struct od *od, const char *key)
-{
-	for (size_t i = 0; i < od->nconditions; i++)
-		if (strcmp(od->conditions[i], key) == 0)
-			return;
-	char **v = realloc(od->conditions, (od->nconditions + 1) * sizeof(*v));
-
-	if (v == NULL)
-		return;
-	od->conditions = v;
-	od->conditions[od->nconditions++] = strdup(key);
-}
-
 static void od_free(struct od *od)
 {
 	if (od == NULL)
 		return;
-	if (od->def) {
-		profile_free(od->def);
-		free(od->def);
-	}
-	for (size_t i = 0; i < od->nprofiles; i++)
-		profile_free(&od->profiles[i]);
-	free(od->profiles);
-	free(od->table);
-	list_free(od->conditions, od->nconditions);
+	od_profiles_free(&od->profiles);
 	od_keycache_free(od->keys);
 	od_stats_free(od->stats);
 	pthread_mutex_destroy(&od->report_lock);
@@ -546,9 +250,9 @@ static enum imp_verdict od_condition(void *closure, struct imp_session *s, struc
 	(void)r;
 	if (msg == NULL)
 		return IMP_CONTINUE;
-	for (size_t i = 0; i < od->nconditions; i++) {
+	for (size_t i = 0; i < od->profiles.nconditions; i++) {
 		struct sess_ctx conn = { s, IMP_VCTX_CONN }, mess = { s, IMP_VCTX_MESS };
-		const char *key = od->conditions[i];
+		const char *key = od->profiles.conditions[i];
 
 		if (ctx_key_true(sess_get, &mess, key) || ctx_key_true(sess_get, &conn, key)) {
 			snprintf(mark, sizeof(mark), "%s%s", OD_COND_PREFIX, key);
@@ -556,25 +260,6 @@ static enum imp_verdict od_condition(void *closure, struct imp_session *s, struc
 		}
 	}
 	return IMP_CONTINUE;
-}
-
-/* profile_for - the profile of a From domain and the d= it signs with (in dbuf). */
-static const struct od_profile *profile_for(const struct od *od, const char *from,
-					    char *dbuf, size_t dlen)
-{
-	const struct od_profile *p = table_find(od, from, strlen(from));
-
-	/* The nearest parent domain's stanza covers its subdomains. */
-	for (const char *dot = strchr(from, '.'); p == NULL && dot; dot = strchr(dot + 1, '.'))
-		p = table_find(od, dot + 1, strlen(dot + 1));
-	if (p) {
-		snprintf(dbuf, dlen, "%s", p->base_domain ? p->base_domain : p->name);
-		return p;
-	}
-	if (od->def->nsigs == 0)
-		return NULL;
-	snprintf(dbuf, dlen, "%s", od->def->base_domain ? od->def->base_domain : from);
-	return od->def;
 }
 
 /* ---- signing ---------------------------------------------------------------- */
@@ -682,7 +367,7 @@ static void sign_one(struct od *od, const struct imp_message *msg, const char *i
 	if (p->identity && identity == NULL)
 		snprintf(err, sizeof(err), "identity: %s", why);
 	else if (dkim_sign(&sp, bytes, len, field, err, sizeof(err)) == 0) {
-		od_stats_add(od->stats, d, OD_STAT_SIGNED);
+		/* counted as signed once it is in the message (od_sign) */
 		imp_log_debug(od->inst, 1, "%s dkim_signed domain=%s selector=%s a=%s", idtext, d,
 			      sig->selector, dkim_alg_name(sig->alg));
 		goto out;
@@ -712,7 +397,7 @@ static void od_sign(void *closure, struct imp_message *msg)
 		imp_log_debug(od->inst, 1, "%s dkim_skipped reason=no_from_domain", idtext);
 		return;
 	}
-	const struct od_profile *p = profile_for(od, from, d, sizeof(d));
+	const struct od_profile *p = od_profiles_for(&od->profiles, from, d, sizeof(d));
 	if (p == NULL) {
 		imp_log_debug(od->inst, 1, "%s dkim_skipped reason=no_dkim_domain from=%s", idtext,
 			      from);
@@ -776,9 +461,13 @@ static void od_sign(void *closure, struct imp_message *msg)
 
 		if (n >= 2)
 			v[n - 2] = '\0';
-		if (imp_header_prepend(msg, "DKIM-Signature", v) < 0)
+		if (imp_header_prepend(msg, "DKIM-Signature", v) == 0) {
+			od_stats_add(od->stats, d, OD_STAT_SIGNED);
+		} else {
+			od_stats_add(od->stats, d, OD_STAT_FAILED);
 			imp_log_panic(od->inst, "%s dkim_failed domain=%s error=\"cannot add the field\" "
 				      "(sent unsigned)", idtext, d);
+		}
 		free(fields[i]);
 	}
 }
@@ -789,69 +478,31 @@ static void od_sign(void *closure, struct imp_message *msg)
 static int od_init(struct imp_instance *inst, struct imp_error *err)
 {
 	struct od *od = calloc(1, sizeof(*od));
-	size_t nd = imp_substanza_count(inst, "dkim_domain");
-	struct od_src src = { inst, -1 };
-	char what[DKIM_NAME_MAX + 32];
 
-	if (od == NULL)
-		goto oom;
+	if (od == NULL) {
+		imp_error_set(err, "out of memory");
+		return -1;
+	}
 	pthread_mutex_init(&od->report_lock, NULL);
 	od->inst = inst;
-	od->def = calloc(1, sizeof(*od->def));
-	od->profiles = calloc(nd ? nd : 1, sizeof(*od->profiles));
 	od->keys = od_keycache_new((size_t)imp_option_int(inst, "keycache_size"),
 				   (uint64_t)imp_option_int(inst, "pos_keycache_ttl"),
 				   (uint64_t)imp_option_int(inst, "neg_keycache_ttl"));
 	od->stats = od_stats_new();
-	if (od->def == NULL || od->profiles == NULL || od->keys == NULL || od->stats == NULL)
-		goto oom;
-	if (profile_build(&src, "opendkim", false, od->def, err) < 0)
+	if (od->keys == NULL || od->stats == NULL) {
+		imp_error_set(err, "out of memory");
 		goto fail;
-	if (od->def->sign_condition)
-		add_condition(od, od->def->sign_condition);
-
-	od->ntable = 16;
-	while (od->ntable < nd * 2)
-		od->ntable *= 2;
-	od->table = calloc(od->ntable, sizeof(*od->table));
-	if (od->table == NULL)
-		goto oom;
-	for (size_t i = 0; i < nd; i++) {
-		const char *arg = imp_substanza_arg(inst, "dkim_domain", i);
-		struct od_profile *p = &od->profiles[i];
-
-		src.sub = (long)i;
-		snprintf(what, sizeof(what), "dkim_domain \"%.253s\"", arg);
-		od->nprofiles = i + 1;
-		p->name = lower_dup(arg, strlen(arg));
-		if (p->name == NULL)
-			goto oom;
-		if (*p->name == '\0' || strlen(p->name) > DKIM_NAME_MAX) {
-			imp_error_set(err, "%s: not a domain name", what);
-			goto fail;
-		}
-		if (profile_build(&src, what, true, p, err) < 0)
-			goto fail;
-		if (table_find(od, p->name, strlen(p->name))) {
-			imp_error_set(err, "%s: the domain has two dkim_domain stanzas", what);
-			goto fail;
-		}
-		uint32_t h = hash_name(p->name) & (uint32_t)(od->ntable - 1);
-		p->hnext = od->table[h];
-		od->table[h] = p;
-		if (p->sign_condition)
-			add_condition(od, p->sign_condition);
 	}
+	if (od_profiles_build(&od->profiles, inst, err) < 0)
+		goto fail;
 	if (imp_hook_sign(inst, od_sign, od, IMP_ORDER_DEFAULT) < 0 ||
-	    (od->nconditions &&
+	    (od->profiles.nconditions &&
 	     imp_hook_validate(inst, IMP_PHASE_DATA_SPOOL, od_condition, od, IMP_ORDER_FIRST) < 0)) {
 		imp_error_set(err, "cannot subscribe to the sign hook");
 		goto fail;
 	}
 	imp_instance_set_data(inst, od);
 	return 0;
-oom:
-	imp_error_set(err, "out of memory");
 fail:
 	od_free(od);
 	return -1;
