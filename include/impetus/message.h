@@ -66,8 +66,11 @@ const char *imp_header_get(const struct imp_message *m, const char *name, size_t
 /*
  * imp_header_add / imp_header_prepend - append the field at the end of the
  * header block, or insert it at the top (traces, signatures). The value
- * is folded to 78 columns where it has white space. Returns 0, or
- * -EINVAL for a bad name (not RFC 5322 ftext) or a value with CR/LF/NUL.
+ * is folded to 78 columns where it has white space. A value the module
+ * folded itself (API 1.2: its only line breaks are CRLF followed by SP or
+ * HTAB, no line empty, blank or over 998 octets) is kept byte for byte,
+ * as a DKIM signature needs. Returns 0, or -EINVAL for a bad name (not
+ * RFC 5322 ftext) or a value with any other CR or LF.
  */
 int imp_header_add(struct imp_message *m, const char *name, const char *value);
 int imp_header_prepend(struct imp_message *m, const char *name, const char *value);
@@ -85,6 +88,15 @@ char *imp_message_header_block(const struct imp_message *m, size_t *len);
  * a large message partly in a file: use imp_message_read).
  */
 const char *imp_message_bytes(const struct imp_message *m, size_t *len);
+/*
+ * imp_message_copy - the whole message as it would be spooled now, in
+ * memory or not (API 1.2): a malloc()ed copy the caller frees, *len its
+ * length; NULL after spooling, or with errno set when the part in a file
+ * cannot be read. It reads that file, so it blocks: call it in a sign
+ * subscriber (CPU pool), never on a loop. A signer uses it when
+ * imp_message_bytes is NULL (a message larger than the in-memory part).
+ */
+char *imp_message_copy(const struct imp_message *m, size_t *len);
 
 /* ---- bytes from the spool (any loop thread) ---- */
 

@@ -61,7 +61,7 @@ extern "C" {
  * an impetusd with the same major and an equal or newer minor.
  */
 #define IMP_API_MAJOR 1
-#define IMP_API_MINOR 1
+#define IMP_API_MINOR 2
 
 /* Option types of a module's table (the core's CONF_T_* with the same parsers). */
 enum imp_option_type {
@@ -135,6 +135,15 @@ struct imp_module {
 	 */
 	const struct imp_substanza *substanzas;
 	size_t nsubstanzas;
+	/*
+	 * API 1.2: options the module adds to the core's delivery scopes
+	 * (global, Binding_Group, Binding, Domain, binding::domain), such as
+	 * opendkim's `opendkim_sign`; NULL when none. Types BOOL, INT,
+	 * INTERVAL, SIZE and STRING; a name the core already uses is refused.
+	 * Read with imp_scoped_option_*.
+	 */
+	const struct imp_option *scoped_options;
+	size_t nscoped_options;
 };
 
 /* IMP_MODULE_DEFINE - declare the module's entry point with the current API version. */
@@ -198,6 +207,27 @@ const char *const *imp_substanza_option_list(const struct imp_instance *inst, co
 					     size_t i, const char *opt, size_t *n);
 bool imp_substanza_option_is_set(const struct imp_instance *inst, const char *name, size_t i,
 				 const char *opt);
+
+/*
+ * Scoped options (API 1.2): the value of one of the module's
+ * scoped_options for a (binding, domain) pair, found the way the core
+ * finds its own delivery options: binding::domain, Binding_Group::domain,
+ * global Domain, Binding, Binding_Group, global, then the table's
+ * default. binding NULL or "" is the default binding; domain NULL looks
+ * in no Domain scope. Written in any scope by any module's table, the
+ * value is checked when the configuration loads (`impetusd -t` too).
+ * Call from a hook subscriber or init of the instance (the generation's
+ * configuration is held then), on any thread; not from fini or a pool
+ * job that outlived a reload. A name the scoped table does not declare,
+ * or the wrong type, is a programming error: a paniclog line, then abort.
+ */
+bool imp_scoped_option_bool(const struct imp_instance *inst, const char *name,
+			    const char *binding, const char *domain);
+int64_t imp_scoped_option_int(const struct imp_instance *inst, const char *name,
+			      const char *binding, const char *domain);	/* INT, INTERVAL, SIZE */
+/* imp_scoped_option_string - the value, valid while the caller holds the generation (above); NULL: none. */
+const char *imp_scoped_option_string(const struct imp_instance *inst, const char *name,
+				     const char *binding, const char *domain);
 
 #ifdef __cplusplus
 }

@@ -612,6 +612,30 @@ static bool key_matches(const struct dkim_sign_params *p, char *err, size_t errl
 	return true;
 }
 
+/*
+ * valid_identity - i= (RFC 6376 3.5): a local-part of plain visible
+ * characters (none that a tag list or dkim-quoted-printable would need
+ * escaped), "@", and d= itself or a subdomain of it.
+ */
+static bool valid_identity(const char *id, const char *domain)
+{
+	const char *at = strrchr(id, '@');
+	size_t dl = strlen(domain), il;
+
+	if (at == NULL)
+		return false;
+	for (const char *c = id; c < at; c++)
+		if (*c <= ' ' || *c >= 127 || *c == ';' || *c == '=' || *c == '|')
+			return false;
+	at++;
+	if (!valid_dns_name(at))
+		return false;
+	il = strlen(at);
+	if (il == dl)
+		return strcasecmp(at, domain) == 0;
+	return il > dl && at[il - dl - 1] == '.' && strcasecmp(at + il - dl, domain) == 0;
+}
+
 /* check_params - refuse what would make a field that is not DKIM. */
 static int check_params(const struct dkim_sign_params *p, char *err, size_t errlen)
 {
@@ -628,6 +652,11 @@ static int check_params(const struct dkim_sign_params *p, char *err, size_t errl
 	if (p->selector == NULL || !valid_dns_name(p->selector)) {
 		errf(err, errlen, "selector \"%s\": not a valid DNS name",
 		     p->selector ? p->selector : "");
+		return -1;
+	}
+	if (p->identity && !valid_identity(p->identity, p->domain)) {
+		errf(err, errlen, "identity \"%s\": not [local-part]@%s or a subdomain of it",
+		     p->identity, p->domain);
 		return -1;
 	}
 	bool from = false;
@@ -706,6 +735,8 @@ int dkim_sign(const struct dkim_sign_params *p, const char *msg, size_t len,
 	fold_tag(&f, "c", canon);
 	fold_tag(&f, "d", p->domain);
 	fold_tag(&f, "s", p->selector);
+	if (p->identity)
+		fold_tag(&f, "i", p->identity);
 	time_t t = p->timestamp ? p->timestamp : time(NULL);
 	snprintf(num, sizeof(num), "%lld", (long long)t);
 	fold_tag(&f, "t", num);

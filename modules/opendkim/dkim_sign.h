@@ -79,6 +79,7 @@ struct dkim_sign_params {
 	bool body_length_limit_set;	/* l= */
 	uint64_t body_length_limit;	/* hash at most this many canonical body octets */
 	EVP_PKEY *key;			/* of the type alg names */
+	const char *identity;		/* i=; NULL: none. "[local]@domain", domain d= or below it */
 };
 
 /*

@@ -88,6 +88,17 @@ static const struct imp_substanza *mod_subs(const struct imp_module *mod, size_t
 	return mod->substanzas;
 }
 
+/* mod_scoped - the module's scoped option table; none for a module built before API 1.2. */
+static const struct imp_option *mod_scoped(const struct imp_module *mod, size_t *n)
+{
+	if (mod == NULL || mod->api_minor < 2 || mod->scoped_options == NULL) {
+		*n = 0;
+		return NULL;
+	}
+	*n = mod->nscoped_options;
+	return mod->scoped_options;
+}
+
 /* ---- finding a module ------------------------------------------------- */
 
 /* lower - a lower-cased copy of name. */
@@ -577,6 +588,23 @@ static int check_table(const struct loaded *lm, struct str *msg)
 			return -1;
 		}
 	}
+	size_t ns;
+	const struct imp_option *so = mod_scoped(mod, &ns);
+	if (ns && so == NULL) {
+		str_appendf(msg, "%s: module %s declares %zu scoped options but no table", lm->path,
+			    mod->name, ns);
+		return -1;
+	}
+	for (size_t i = 0; i < ns; i++) {
+		const char *n = so[i].name;
+
+		if (n == NULL || *n == '\0' || (unsigned)so[i].type > IMP_OPT_STRING ||
+		    conf_option_lookup(n) >= 0) {
+			str_appendf(msg, "%s: module %s: scoped option %zu has a bad type or a name "
+				    "that is empty or a core option's", lm->path, mod->name, i);
+			return -1;
+		}
+	}
 	size_t nt;
 	const struct imp_substanza *t = mod_subs(mod, &nt);
 	if (nt && t == NULL) {
@@ -604,6 +632,83 @@ static int check_table(const struct loaded *lm, struct str *msg)
 }
 
 /* ---- generations ------------------------------------------------------- */
+
+/* scoped_decl - the scoped option name of a module of g (first declared wins), or NULL. */
+static const struct imp_option *scoped_decl(const struct api_gen *g, const char *name)
+{
+	for (size_t k = 1; k < g->ninst; k++) {
+		size_t n;
+		const struct imp_option *t = mod_scoped(g->inst[k]->mod, &n);
+		int idx = find_in(t, n, name);
+
+		if (idx >= 0)
+			return &t[idx];
+	}
+	return NULL;
+}
+
+/* scoped_suggest - a core or loaded scoped option name close to name, or NULL. */
+static const char *scoped_suggest(const struct api_gen *g, const char *name)
+{
+	const char *best = conf_option_suggest(name);
+
+	if (best)
+		return best;
+	for (size_t k = 1; k < g->ninst; k++) {
+		size_t n;
+		const struct imp_option *t = mod_scoped(g->inst[k]->mod, &n);
+
+		for (size_t i = 0; i < n; i++)
+			if (conf_name_distance(name, t[i].name) <= 2)
+				return t[i].name;
+	}
+	return NULL;
+}
+
+/*
+ * scoped_check - every option the core did not know, written in a
+ * delivery scope, must be a scoped option of a module the configuration
+ * loads, with a value of its type.
+ */
+static int scoped_check(const struct api_gen *g, const struct conf *conf, struct str *err)
+{
+	struct str msg = STR_INIT;
+	int rc = 0;
+
+	for (size_t i = 0; i < conf_scoped_count(conf) && rc == 0; i++) {
+		const struct conf_scoped_setting *cs = conf_scoped_at(conf, i);
+		const struct conf_module_option *o = &cs->opt;
+		const struct imp_option *d = scoped_decl(g, o->name);
+		struct opt_val v = { 0 };
+		size_t bad;
+
+		if (d == NULL) {
+			const char *sug = scoped_suggest(g, o->name);
+
+			where(err, cs->file, o->line, o->col);
+			str_appendf(err, "unknown option \"%.100s\" in %s scope", o->name, cs->scope);
+			if (sug)
+				str_appendf(err, " (did you mean \"%s\"?)", sug);
+			else
+				str_appends(err, " (neither a core option nor a scoped option of a module "
+					    "this configuration loads)");
+			rc = -1;
+			break;
+		}
+		str_clear(&msg);
+		if (opt_parse(d, o->v, o->n, o->is_list, &v, &bad, &msg) < 0) {
+			if (bad < o->n && !o->is_list)
+				where(err, cs->file, o->v[bad].line, o->v[bad].col);
+			else
+				where(err, cs->file, o->line, o->col);
+			str_append(err, msg.s, msg.len);
+			rc = -1;
+		}
+		opt_val_clear(&v);
+	}
+	str_free(&msg);
+	return rc;
+}
 
 struct api_gen *api_modules_load(struct conf *conf, struct str *err)
 {
@@ -641,6 +746,8 @@ struct api_gen *api_modules_load(struct conf *conf, struct str *err)
 		}
 		g->inst[g->ninst++] = inst;
 	}
+	if (scoped_check(g, conf, err) < 0)
+		goto fail;
 	str_free(&msg);
 	return g;
 fail:
@@ -856,4 +963,67 @@ bool imp_substanza_option_is_set(const struct imp_instance *inst, const char *na
 				 const char *opt)
 {
 	return sub_option_of(inst, name, i, opt, ~0u)->set;
+}
+
+/* ---- scoped options (API 1.2) ---------------------------------------------- */
+
+/*
+ * scoped_of - the declaration of the instance's scoped option name and
+ * its text for (binding, domain): the setting on the fallback chain, or
+ * the default (NULL when none). Aborts on a name or type the table does
+ * not declare.
+ */
+static const struct imp_option *scoped_of(const struct imp_instance *inst, const char *name,
+					  unsigned types, const char *binding, const char *domain,
+					  const char **text)
+{
+	size_t n;
+	const struct imp_option *t = mod_scoped(inst->mod, &n);
+	int idx = find_in(t, n, name);
+
+	if (idx < 0 || !(types & (1u << t[idx].type))) {
+		log_panic("module %s: BUG: scoped option \"%s\" %s", inst->module_name, name,
+			  idx < 0 ? "is not in its scoped option table" : "asked for with the wrong type");
+		abort();
+	}
+	const struct conf_scoped_setting *cs = inst->gen->conf == NULL ? NULL :
+		conf_scoped_get(inst->gen->conf, t[idx].name, binding && *binding ? binding : NULL,
+				domain && *domain ? domain : NULL);
+
+	/* Checked at load (scoped_check): a single value of the option's type. */
+	*text = cs && cs->opt.n == 1 ? cs->opt.v[0].text : t[idx].def;
+	return &t[idx];
+}
+
+bool imp_scoped_option_bool(const struct imp_instance *inst, const char *name,
+			    const char *binding, const char *domain)
+{
+	const char *text;
+	int64_t x = 0;
+
+	scoped_of(inst, name, 1u << IMP_OPT_BOOL, binding, domain, &text);
+	return text && conf_scalar_parse(CONF_T_BOOL, text, &x) == 0 && x != 0;
+}
+
+int64_t imp_scoped_option_int(const struct imp_instance *inst, const char *name,
+			      const char *binding, const char *domain)
+{
+	const char *text;
+	int64_t x = 0;
+	const struct imp_option *d = scoped_of(inst, name,
+					       (1u << IMP_OPT_INT) | (1u << IMP_OPT_INTERVAL) |
+					       (1u << IMP_OPT_SIZE), binding, domain, &text);
+
+	if (text == NULL || conf_scalar_parse(conf_type_of(d->type), text, &x) != 0)
+		return 0;
+	return x;
+}
+
+const char *imp_scoped_option_string(const struct imp_instance *inst, const char *name,
+				     const char *binding, const char *domain)
+{
+	const char *text;
+
+	scoped_of(inst, name, 1u << IMP_OPT_STRING, binding, domain, &text);
+	return text;
 }

@@ -160,10 +160,7 @@ bool conf_extensions_build(const struct conf_item *items, size_t n, struct conf_
 /* conf_auth_check - after parsing: each listener's AUTH mechanisms have a password file. */
 bool conf_auth_check(const struct conf *c, struct str *err);
 
-/* Table internals used by the parser. */
-const char *conf_option_suggest(const char *name);	/* close option name or NULL */
-/* conf_name_distance - Levenshtein distance ignoring case, capped at 9 for long strings. */
-unsigned conf_name_distance(const char *a, const char *b);
+/* Table internals used by the parser: conf_option_suggest and conf_name_distance are in config.h. */
 
 /* ---- addresses (conf_relay.c) ------------------------------------------- */
 
@@ -210,6 +207,10 @@ struct conf_node {
 
 	/* Regex Domain stanzas: */
 	pcre2_code *re;
+
+	/* Options no core table knows, for modules (conf_scoped_get); arena. */
+	struct conf_scoped_setting *scoped;
+	bool regex_scoped;		/* Domain container: some regex Domain here has one */
 };
 
 struct conf_listener {
@@ -241,6 +242,9 @@ struct conf {
 	struct conf_map binding_map;
 	struct conf_map group_map;
 	struct conf_map all_domains;		/* every exact Domain name, any container */
+
+	const struct conf_scoped_setting **scoped;	/* heap; file order */
+	size_t nscoped, scoped_cap;
 
 	struct conf_node **nodes;		/* heap; every node, for teardown */
 	size_t nnodes, nodes_cap;

@@ -353,6 +353,76 @@ static bool parse_value(struct lexer *L, const struct token *name, enum value_sh
 	}
 }
 
+/*
+ * scoped_option - "name =" of an option the core does not know, in a
+ * delivery scope: keep it as written for a module's scoped option table
+ * (config.h); the module loader checks it. A second one in the same
+ * stanza is refused here, as for core options.
+ */
+static bool scoped_option(struct lexer *L, struct conf_node *node, const struct token *name)
+{
+	struct parser *P = L->P;
+	struct conf *c = P->c;
+	bool is_list;
+	struct token open;
+
+	for (const struct conf_scoped_setting *o = node->scoped; o; o = o->next)
+		if (conf_ascii_caseeq(o->opt.name, name->text))
+			return perr(L, name->line, name->col,
+				    "duplicate option \"%s\" in this scope (first set at %s:%d)",
+				    name->text, o->file, o->opt.line);
+	if (!parse_value(L, name, &is_list, &open))
+		return false;
+	struct conf_module_value *v = conf_arena_alloc(&c->arena,
+						       (P->nitems ? P->nitems : 1) * sizeof(*v));
+	for (size_t i = 0; i < P->nitems; i++) {
+		v[i].text = conf_arena_strdup(&c->arena, P->items[i].text);
+		v[i].line = P->items[i].line;
+		v[i].col = P->items[i].col;
+	}
+	struct conf_scoped_setting *o = conf_arena_alloc(&c->arena, sizeof(*o));
+
+	o->opt = (struct conf_module_option){
+		.name = name->text, .line = name->line, .col = name->col, .is_list = is_list,
+		.v = v, .n = P->nitems,
+	};
+	o->file = L->name;
+	o->scope = conf_node_kind_name(node->kind);
+	o->next = node->scoped;
+	node->scoped = o;
+	if (node->kind == CONF_N_DOMAIN && node->re)
+		node->parent->regex_scoped = true;
+	if (c->nscoped == c->scoped_cap) {
+		c->scoped_cap = c->scoped_cap ? c->scoped_cap * 2 : 8;
+		c->scoped = xrealloc(c->scoped, c->scoped_cap * sizeof(*c->scoped));
+	}
+	c->scoped[c->nscoped++] = o;
+	return true;
+}
+
+/*
+ * scoped_check - after the whole file: without any module stanza, no
+ * module can declare a scoped option, so the first one is what it always
+ * was, an unknown option.
+ */
+static bool scoped_check(struct parser *P)
+{
+	struct conf *c = P->c;
+
+	if (c->nscoped == 0 || c->nmodules > 0)
+		return true;
+	const struct conf_scoped_setting *o = c->scoped[0];
+	const char *sug = conf_option_suggest(o->opt.name);
+
+	if (P->err) {
+		str_appendf(P->err, "%s:%d:%d: unknown option \"%.100s\"", o->file, o->opt.line,
+			    o->opt.col, o->opt.name);
+		if (sug)
+			str_appendf(P->err, " (did you mean \"%s\"?)", sug);
+	}
+	return false;
+}
+
 /* parse_option - "Name = value" in node; the "=" has been read. */
 static bool parse_option(struct lexer *L, struct conf_node *node, const struct token *name)
 {
@@ -360,11 +430,14 @@ static bool parse_option(struct lexer *L, struct conf_node *node, const struct t
 	int id = conf_option_lookup(name->text);
 
 	if (id < 0) {
-		const char *sug = conf_option_suggest(name->text);
-
 		if (scope_kind(name->text) >= 0)
 			return perr(L, name->line, name->col, "\"%.100s\" is a scope, not an option",
 				    name->text);
+		/* Maybe a module's (config.h, "Scoped module options"); the loader decides. */
+		if (node->kind != CONF_N_ESMTP_LISTENER && node->kind != CONF_N_LISTEN)
+			return scoped_option(L, node, name);
+
+		const char *sug = conf_option_suggest(name->text);
 		if (sug)
 			return perr(L, name->line, name->col,
 				    "unknown option \"%.100s\" (did you mean \"%s\"?)", name->text, sug);
@@ -1054,7 +1127,7 @@ bool conf_parse_text(struct conf *c, const char *text, size_t len, const char *n
 		     struct str *err)
 {
 	struct parser P = { .c = c, .err = err };
-	bool ok = parse_buffer(&P, name, text, len, c->global);
+	bool ok = parse_buffer(&P, name, text, len, c->global) && scoped_check(&P);
 
 	parser_done(&P);
 	return ok;
@@ -1078,7 +1151,7 @@ bool conf_parse_path(struct conf *c, const char *path, struct str *err)
 	P.stack[0].dev = st.st_dev;
 	P.stack[0].ino = st.st_ino;
 	P.depth = 1;
-	ok = parse_buffer(&P, path, text, len, c->global);
+	ok = parse_buffer(&P, path, text, len, c->global) && scoped_check(&P);
 out:
 	free(text);
 	parser_done(&P);

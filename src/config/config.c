@@ -293,6 +293,7 @@ void conf_unref(struct conf *c)
 		free((void *)c->modules[i].subs);	/* their options are in the arena */
 	}
 	free(c->modules);
+	free(c->scoped);
 	conf_map_free(&c->binding_map);
 	conf_map_free(&c->group_map);
 	conf_map_free(&c->all_domains);
@@ -453,6 +454,72 @@ const struct conf_value *conf_get(const struct conf *c, enum conf_opt opt,
 	if (c->global->vals[opt])
 		return &c->global->vals[opt]->v;
 	return &conf_default_setting(opt)->v;
+}
+
+/* node_scoped - the scoped setting name of one stanza, or NULL. */
+static const struct conf_scoped_setting *node_scoped(const struct conf_node *n, const char *name)
+{
+	for (const struct conf_scoped_setting *o = n ? n->scoped : NULL; o; o = o->next)
+		if (conf_ascii_caseeq(o->opt.name, name))
+			return o;
+	return NULL;
+}
+
+/* container_scoped - container_value for a scoped setting. */
+static const struct conf_scoped_setting *container_scoped(const struct conf_node *ct,
+							  const char *name, const char *domain,
+							  size_t len, uint32_t hash)
+{
+	const struct conf_scoped_setting *o;
+
+	if ((o = node_scoped(conf_map_get_h(&ct->domains, domain, len, hash), name)))
+		return o;
+	if (!ct->regex_scoped)
+		return NULL;
+	for (size_t i = 0; i < ct->nregex; i++)
+		if ((o = node_scoped(ct->regex[i], name)) && regex_matches(ct->regex[i], domain, len))
+			return o;
+	return NULL;
+}
+
+size_t conf_scoped_count(const struct conf *c)
+{
+	return c->nscoped;
+}
+
+const struct conf_scoped_setting *conf_scoped_at(const struct conf *c, size_t i)
+{
+	return i < c->nscoped ? c->scoped[i] : NULL;
+}
+
+const struct conf_scoped_setting *conf_scoped_get(const struct conf *c, const char *name,
+						  const char *binding, const char *domain)
+{
+	const struct conf_node *b = NULL, *g = NULL;
+	const struct conf_scoped_setting *o;
+
+	if (c->nscoped == 0)
+		return NULL;
+	if (binding && c->nbindings) {
+		b = conf_map_get(&c->binding_map, binding, strlen(binding));
+		g = b ? b->parent : NULL;
+		if (g && g->kind != CONF_N_BINDING_GROUP)
+			g = NULL;
+	}
+	if (domain) {
+		size_t len = domain_len(domain);
+		uint32_t h = conf_map_hash(domain, len);
+
+		if (b && (o = container_scoped(b, name, domain, len, h)))
+			return o;
+		if (g && (o = container_scoped(g, name, domain, len, h)))
+			return o;
+		if ((o = container_scoped(c->global, name, domain, len, h)))
+			return o;
+	}
+	if ((o = node_scoped(b, name)) || (o = node_scoped(g, name)))
+		return o;
+	return node_scoped(c->global, name);
 }
 
 bool conf_bool(const struct conf *c, enum conf_opt opt)

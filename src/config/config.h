@@ -176,6 +176,10 @@ enum conf_type conf_option_type(enum conf_opt opt);
 const char *conf_option_help(enum conf_opt opt);
 /* conf_option_lookup - id by name (case-insensitive); -1 when unknown. */
 int conf_option_lookup(const char *name);
+/* conf_option_suggest - a core option name close to name (for "did you mean"), or NULL. */
+const char *conf_option_suggest(const char *name);
+/* conf_name_distance - Levenshtein distance ignoring case, capped at 9 for long strings. */
+unsigned conf_name_distance(const char *a, const char *b);
 
 /* conf_parse_throttle - parse "N" or "N/secs"; false on bad syntax. */
 bool conf_parse_throttle(const char *s, struct conf_throttle *out);
@@ -313,6 +317,36 @@ struct conf_module_stanza {
 size_t conf_module_count(const struct conf *c);
 /* conf_module_at - the i-th module stanza, in file order. */
 const struct conf_module_stanza *conf_module_at(const struct conf *c, size_t i);
+
+/*
+ * Scoped module options (module API 1.2). An option the core table does
+ * not know, written as "name = value" in the global, Binding_Group,
+ * Binding or Domain scope (binding::domain included; never in listener
+ * scopes), is kept as written for the module that declares it in its
+ * scoped option table (opendkim's `opendkim_sign`). The parser checks
+ * only the syntax and duplicates in one scope; the module loader checks
+ * names, types and values with file:line:col. A configuration that
+ * declares no module stanza at all cannot have such options: there the
+ * first one is the parse error "unknown option", as before.
+ */
+struct conf_scoped_setting {
+	struct conf_module_option opt;	/* name, values and location as written */
+	const char *file;		/* where it is written */
+	const char *scope;		/* "global", "Binding", ... for messages */
+	const struct conf_scoped_setting *next;	/* the next one of the same stanza */
+};
+
+/* conf_scoped_count / conf_scoped_at - every scoped setting, in file order. */
+size_t conf_scoped_count(const struct conf *c);
+const struct conf_scoped_setting *conf_scoped_at(const struct conf *c, size_t i);
+/*
+ * conf_scoped_get - the scoped setting name (case-insensitive) for
+ * (binding, domain) with conf_get's fallback chain; NULL when no scope
+ * on the chain sets it.
+ */
+const struct conf_scoped_setting *conf_scoped_get(const struct conf *c, const char *name,
+						  const char *binding, const char *domain);
+
 
 /*
  * conf_scalar_parse - parse text as a BOOL (0/1 in *out), INT, INTERVAL

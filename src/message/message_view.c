@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "core/id.h"
 #include "core/mem.h"
@@ -185,6 +186,38 @@ static bool value_ok(const char *value)
 	return value != NULL && strpbrk(value, "\r\n") == NULL;
 }
 
+/*
+ * value_prefolded - a value already folded (API 1.2): its only line
+ * breaks are CRLF followed by SP or HTAB, no line is empty or blank or
+ * longer than RFC5322_LINE_HARD, and it does not end in a break. Such a
+ * value is kept byte for byte: a DKIM signature covers its own field as
+ * written, so a fold moved afterwards would break it.
+ */
+static bool value_prefolded(const char *name, const char *value)
+{
+	size_t line = strlen(name) + 2;
+	bool folded = false, word = true;
+
+	for (const char *p = value; *p; p++) {
+		if (*p == '\n')
+			return false;
+		if (*p == '\r') {
+			if (p[1] != '\n' || (p[2] != ' ' && p[2] != '\t') || !word)
+				return false;
+			folded = true;
+			word = false;
+			line = 0;
+			p++;
+			continue;
+		}
+		if (*p != ' ' && *p != '\t')
+			word = true;
+		if (++line > RFC5322_LINE_HARD)
+			return false;
+	}
+	return folded && word;
+}
+
 /* name_is - whether field f is named name (case-insensitive). */
 static bool name_is(const struct rfc5322_field *f, const char *name)
 {
@@ -257,7 +290,15 @@ static int insert_field(struct imp_message *m, size_t at, const char *name, cons
 	struct str *b = &m->env->body;
 	struct str field = STR_INIT;
 
-	rfc5322_fold_field(&field, name, value);
+	if (strchr(value, '\r')) {
+		/* checked by value_prefolded: kept as the module folded it */
+		str_appends(&field, name);
+		str_appends(&field, ": ");
+		str_appends(&field, value);
+		str_appends(&field, "\r\n");
+	} else {
+		rfc5322_fold_field(&field, name, value);
+	}
 	str_reserve(b, field.len);
 	memmove(b->s + at + field.len, b->s + at, b->len - at);
 	memcpy(b->s + at, field.s, field.len);
@@ -273,7 +314,7 @@ int imp_header_add(struct imp_message *m, const char *name, const char *value)
 
 	if (hlen < 0)
 		return (int)hlen;
-	if (!name_ok(name) || !value_ok(value))
+	if (!name_ok(name) || !(value_ok(value) || value_prefolded(name, value)))
 		return -EINVAL;
 	return insert_field(m, (size_t)hlen, name, value);
 }
@@ -284,7 +325,7 @@ int imp_header_prepend(struct imp_message *m, const char *name, const char *valu
 
 	if (hlen < 0)
 		return (int)hlen;
-	if (!name_ok(name) || !value_ok(value))
+	if (!name_ok(name) || !(value_ok(value) || value_prefolded(name, value)))
 		return -EINVAL;
 	return insert_field(m, 0, name, value);
 }
@@ -330,4 +371,46 @@ const char *imp_message_bytes(const struct imp_message *m, size_t *len)
 	if (len)
 		*len = env->body.len;
 	return env->body.s ? env->body.s : "";
+}
+
+char *imp_message_copy(const struct imp_message *m, size_t *len)
+{
+	const struct envelope *env = m->env;
+	uint64_t flen = env->file.fd >= 0 ? env->file.len : 0;
+	size_t mem = env->body.len, got = 0;
+
+	if (!m->receiving) {
+		errno = EPERM;
+		return NULL;
+	}
+	if (flen > SIZE_MAX - mem - 1) {
+		errno = EFBIG;
+		return NULL;
+	}
+	char *p = malloc(mem + (size_t)flen + 1);
+
+	if (p == NULL)
+		return NULL;
+	if (mem)
+		memcpy(p, env->body.s, mem);
+	/* The file part is complete and nobody writes it once reception ends. */
+	while (got < flen) {
+		ssize_t r = pread(env->file.fd, p + mem + got, (size_t)flen - got,
+				  (off_t)(env->file.off + got));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int e = r < 0 ? errno : EIO;
+
+			free(p);
+			errno = e;
+			return NULL;
+		}
+		got += (size_t)r;
+	}
+	p[mem + got] = '\0';
+	if (len)
+		*len = mem + got;
+	return p;
 }

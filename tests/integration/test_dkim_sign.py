@@ -24,8 +24,8 @@ dkimpy refuses to parse a header field with WSP before its colon
 canonicalisation is tested by the RFC 6376 §3.4.5 example in
 tests/unit/test_dkim.c instead.
 
-The module itself (modules/opendkim/opendkim.c) is not finished: a
-configuration naming it must stop start-up with a clear message.
+The module itself (modules/opendkim/opendkim.c) is tested through the
+daemon in test_module_opendkim.py.
 
 OpenDKIM is the second verifier (opendkim_verify.py: the opendkim
 daemon's test mode with the keys from a TestDNSData file; why not
@@ -285,20 +285,6 @@ class DkimSignTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("cannot open", r.stderr.decode())
 
-
-
-class OpendkimModuleNotFinished(harness.DaemonTestCase):
-    """The opendkim module refuses to start until its configuration exists (modules/opendkim/opendkim.c)."""
-
-    def test_refuses_to_load(self):
-        d = self.new_daemon(start=False, global_text='Module_Path = ( "%s" )\nopendkim "sign1" { }'
-                            % harness.modules_dir())
-        with self.assertRaises(AssertionError) as cm:
-            d.start()
-        self.assertIn('module opendkim "sign1": init failed: the opendkim module is not finished',
-                      str(cm.exception))
-        self.assertNotEqual(d.returncode, 0)
-        d.proc = None	# it exited as it should: nothing to stop at teardown
 
 
 if __name__ == "__main__":

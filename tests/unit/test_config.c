@@ -911,6 +911,57 @@ static void test_fallback(void)
 }
 
 /* The example of docs/configuration.md, "Fallback", says what it says. */
+/* Scoped module options (API 1.2): kept as written, found with conf_get's fallback chain. */
+static void test_scoped(void)
+{
+	const char *text =
+		"x_sign = g\n"
+		"Domain \"d.test\" { x_sign = gd }\n"
+		"Domain \"/^re\\\\.test$/\" { x_sign = rx }\n"
+		"Binding_Group \"grp\" { x_sign = grp  Binding \"b1\" { Domain \"d.test\" { x_sign = b1d } } }\n"
+		"Binding \"b2\" { x_sign = ( a \"b c\" ) }\n"
+		"mod \"i\" { }\n";
+	struct conf *c = must_load(__LINE__, text);
+	const struct conf_scoped_setting *s;
+
+	if (c == NULL)
+		return;
+	CHECK_INTEQ(conf_scoped_count(c), 6);
+	s = conf_scoped_at(c, 0);
+	CHECK(s && strcmp(s->opt.name, "x_sign") == 0 && s->opt.line == 1 && s->opt.col == 1);
+	CHECK(s && strcmp(s->file, "t.conf") == 0 && strcmp(s->scope, "global") == 0);
+	CHECK(conf_scoped_at(c, 6) == NULL);
+#define SCOPED(b, d) ((s = conf_scoped_get(c, "X_SIGN", b, d)) ? s->opt.v[0].text : "(none)")
+	CHECK_STREQ(SCOPED(NULL, NULL), "g");
+	CHECK_STREQ(SCOPED(NULL, "D.test."), "gd");
+	CHECK_STREQ(SCOPED(NULL, "re.test"), "rx");
+	CHECK_STREQ(SCOPED("b1", "d.test"), "b1d");
+	CHECK_STREQ(SCOPED("b1", "other.test"), "grp");
+	CHECK_STREQ(SCOPED("b1", "re.test"), "rx");
+	CHECK_STREQ(SCOPED("b2", "d.test"), "gd");
+	CHECK_STREQ(SCOPED("b2", NULL), "a");
+	CHECK(conf_scoped_get(c, "x_sign", "b2", NULL)->opt.is_list);
+	CHECK(conf_scoped_get(c, "other", "b1", "d.test") == NULL);
+#undef SCOPED
+	conf_unref(c);
+
+	/* none set anywhere */
+	c = must_load(__LINE__, "mod { }");
+	if (c) {
+		CHECK_INTEQ(conf_scoped_count(c), 0);
+		CHECK(conf_scoped_get(c, "x_sign", "b", "d") == NULL);
+		conf_unref(c);
+	}
+	/* without any module stanza: an unknown option, as always */
+	expect_error(__LINE__, "Spoolbase = \"/x\"\nx_sign = true",
+		     "t.conf:2:1: unknown option \"x_sign\"");
+	/* a duplicate in one stanza; listeners never take them */
+	expect_error(__LINE__, "mod { }\nDomain \"d\" { x = 1 X = 2 }",
+		     "t.conf:2:20: duplicate option \"X\" in this scope (first set at t.conf:2)");
+	expect_error(__LINE__, "mod { }\nESMTP_Listener { x_sign = 1 }",
+		     "t.conf:2:18: unknown option \"x_sign\"");
+}
+
 static void test_doc_example(void)
 {
 	struct conf *c = must_load(__LINE__,
@@ -1551,6 +1602,7 @@ int main(void)
 	test_listen_addresses();
 	test_bad_files();
 	test_fallback();
+	test_scoped();
 	test_doc_example();
 	test_many_domains();
 	test_includes();

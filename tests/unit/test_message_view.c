@@ -17,6 +17,8 @@
 #include <impetus/message.h>
 #include <impetus/session.h>
 
+#include <unistd.h>
+
 #include "check.h"
 #include "message/envelope.h"
 #include "message/message_view.h"
@@ -154,6 +156,72 @@ static void test_streamed_and_spooled(void)
 	done(env, &m);
 }
 
+/* API 1.2: a value the module folded is kept byte for byte; a bad fold is refused. */
+static void test_prefolded(void)
+{
+	struct imp_message m;
+	struct envelope *env = make("A: 1\r\n\r\nbody\r\n", &m, true);
+
+	CHECK_INTEQ(imp_header_prepend(&m, "DKIM-Signature", "v=1; a=x;\r\n\tb=abc\r\n def"), 0);
+	CHECK_STREQ(env->body.s, "DKIM-Signature: v=1; a=x;\r\n\tb=abc\r\n def\r\nA: 1\r\n\r\nbody\r\n");
+	CHECK_INTEQ(imp_header_add(&m, "X", "a\r\n b"), 0);
+	CHECK(strstr(env->body.s, "A: 1\r\nX: a\r\n b\r\n\r\n") != NULL);
+	/* a line break not followed by white space would start a new field */
+	CHECK_INTEQ(imp_header_add(&m, "X", "a\r\nInjected: yes"), -EINVAL);
+	CHECK_INTEQ(imp_header_add(&m, "X", "a\r\n\r\n b"), -EINVAL);	/* empty line */
+	CHECK_INTEQ(imp_header_add(&m, "X", "a\r\n \r\n b"), -EINVAL);	/* blank line */
+	CHECK_INTEQ(imp_header_add(&m, "X", "a\r\n "), -EINVAL);		/* ends blank */
+	CHECK_INTEQ(imp_header_add(&m, "X", "a\n b"), -EINVAL);		/* bare LF */
+	CHECK_INTEQ(imp_header_add(&m, "X", "a\r b"), -EINVAL);		/* bare CR */
+	char longv[1100];
+	memset(longv, 'x', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	memcpy(longv + 10, "\r\n ", 3);
+	CHECK_INTEQ(imp_header_add(&m, "X", longv), -EINVAL);		/* a line over 998 */
+	CHECK_INTEQ(imp_header_count(&m, "X"), 1);
+	done(env, &m);
+}
+
+/* API 1.2: imp_message_copy reads the part in a file too. */
+static void test_copy(void)
+{
+	struct imp_message m;
+	struct envelope *env = make("A: 1\r\n\r\nmemory ", &m, true);
+	char path[] = "/tmp/impetus-mv-XXXXXX";
+	int fd = mkstemp(path);
+	size_t len = 0;
+	char *c;
+
+	CHECK(fd >= 0);
+	unlink(path);
+	CHECK(write(fd, "junk-and-file part\r\n", 21) == 21);
+	env->file.fd = fd;
+	env->file.off = 9;	/* after "junk-and-" */
+	env->file.len = 12;
+	CHECK(imp_message_bytes(&m, NULL) == NULL);
+	c = imp_message_copy(&m, &len);
+	CHECK(c != NULL);
+	CHECK_INTEQ(len, 15 + 12);
+	CHECK_STREQ(c, "A: 1\r\n\r\nmemory file part\r\n");
+	free(c);
+	/* the file shorter than its record says: an error, not garbage */
+	env->file.len = 100;
+	errno = 0;
+	CHECK(imp_message_copy(&m, &len) == NULL);
+	CHECK(errno == EIO);
+	env->file.fd = -1;
+	close(fd);
+	/* all in memory: the same bytes as imp_message_bytes */
+	c = imp_message_copy(&m, &len);
+	CHECK(c != NULL && len == 15 && memcmp(c, "A: 1\r\n\r\nmemory ", 15) == 0);
+	free(c);
+	done(env, &m);
+	/* spooled: none */
+	env = make("A: 1\r\n\r\n", &m, false);
+	CHECK(imp_message_copy(&m, &len) == NULL);
+	done(env, &m);
+}
+
 static void each_cb(void *arg, const char *k, const char *v)
 {
 	struct str *out = arg;
@@ -283,6 +351,8 @@ int main(void)
 	test_read();
 	test_edit();
 	test_streamed_and_spooled();
+	test_prefolded();
+	test_copy();
 	test_vctx();
 	test_spool_record();
 	return check_done();
