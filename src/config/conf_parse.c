@@ -363,16 +363,19 @@ static bool scoped_option(struct lexer *L, struct conf_node *node, const struct 
 {
 	struct parser *P = L->P;
 	struct conf *c = P->c;
-	bool is_list;
-	struct token open;
+	enum value_shape shape;
+	struct token open, close;
 
 	for (const struct conf_scoped_setting *o = node->scoped; o; o = o->next)
 		if (conf_ascii_caseeq(o->opt.name, name->text))
 			return perr(L, name->line, name->col,
 				    "duplicate option \"%s\" in this scope (first set at %s:%d)",
 				    name->text, o->file, o->opt.line);
-	if (!parse_value(L, name, &is_list, &open))
+	if (!parse_value(L, name, &shape, &open, &close))
 		return false;
+	if (shape == SHAPE_ARRAY)
+		return perr(L, open.line, open.col, "module options do not take an array [ ... ]");
+	bool is_list = shape == SHAPE_LIST;
 	struct conf_module_value *v = conf_arena_alloc(&c->arena,
 						       (P->nitems ? P->nitems : 1) * sizeof(*v));
 	for (size_t i = 0; i < P->nitems; i++) {
