@@ -197,7 +197,9 @@ count_server() {
 # signatures - DKIM-Signature fields in what the server queued
 signatures() {
 	case $1 in
-	impetusd*) cat "$IMPETUSD_SPOOL"/* 2>/dev/null | grep -a -c '^DKIM-Signature: v=1' || true ;;
+	# The first field of a spooled message follows the record's binary
+	# header on the same "line": count occurrences, not line starts.
+	impetusd*) { cat "$IMPETUSD_SPOOL"/seg-* 2>/dev/null | grep -a -o 'DKIM-Signature: v=1' || true; } | wc -l ;;
 	postfix*) { grep -r -a -l 'DKIM-Signature: v=1' "$PF_QUEUE" 2>/dev/null || true; } | wc -l ;;
 	esac
 }
