@@ -386,8 +386,9 @@ static void start_body(struct smtp_session *s)
 	struct str *b = &s->msg->body;
 	char date[RFC5322_DATE_SIZE];
 	char idbuf[ID_BUF_SIZE];
-	/* no AUTH yet: "A" variants once the session has an authenticated user */
-	const char *proto = smtp_with_protocol(s->esmtp, s->tls, s->msg->smtputf8, false);
+	/* ESMTPA, ESMTPSA, UTF8SMTPA ... once the client has authenticated (RFC 3848) */
+	const char *proto = smtp_with_protocol(s->esmtp, s->tls, s->msg->smtputf8,
+					       s->auth_user != NULL);
 
 	str_clear(b);
 	s->header_len = 0;

@@ -5,7 +5,10 @@ Messages are relayed through impetusd to tests/integration/sink.py; every
 DKIM-Signature the sink receives is verified by dkimpy (Debian
 python3-dkim, python3-nacl for Ed25519) whose DNS look-up is a local map
 of this test's keys (selector -> "v=DKIM1; k=...; p=..."), so a pass means
-an independent verifier accepted the bytes the next hop got.
+an independent verifier accepted the bytes the next hop got. OpenDKIM
+(opendkim_verify.py: the opendkim daemon's test mode, keys from a
+TestDNSData file) judges every single signature again, except those its
+test mode cannot read (opendkim_can_read).
 
 Keys are made here with the openssl command (RSA 1024, 2048, 4096 and
 Ed25519) and laid out as Momentum's example does, <dir>/<domain>/<selector>.key,
@@ -42,6 +45,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import opendkim_verify  # noqa: E402
 from deliverykit import inject, inject_many, wait_records, wait_until  # noqa: E402
 from sink import Sink  # noqa: E402
 
@@ -78,6 +82,7 @@ DOMAINS = {
     "corp.base.test": 'selector = "s2048" base_domain = "base.test"',
     "nokey.test": 'selector = "nosuch"',
     "cond.test": 'selector = "s2048" sign_condition = "can_relay"',
+    "authd.test": 'selector = "s2048" sign_condition = "auth_user"',
     "conn.test": 'selector = "s2048" sign_condition = "test.rcpts_seen"',
     "mess.test": 'selector = "s2048" sign_condition = "test.rcpt.0"',
     "unset.test": 'selector = "s2048" sign_condition = "test.nosuch"',
@@ -129,6 +134,25 @@ def difficult_message(marker, from_domain):
             b"\r\n\r\n\r\n")
 
 
+def opendkim_can_read(body, t):
+    """
+    opendkim_can_read - whether OpenDKIM's test mode (opendkim_verify.py)
+    can judge this signature: it rebuilds each header field as "Name:
+    value" with one space, so under simple header canonicalisation a
+    field written otherwise ("Subject:   folded") no longer matches what
+    was signed. dkimpy judges those alone.
+    """
+    if not t.get("c", "simple").startswith("simple"):
+        return True
+    head = body.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            continue
+        if not re.match(rb"[^:]+: [^ \t]", line):
+            return False
+    return True
+
+
 class Opendkim(harness.DaemonTestCase):
 
     @classmethod
@@ -167,6 +191,7 @@ class Opendkim(harness.DaemonTestCase):
         if dkim is None:
             self.fail("dkimpy missing: install python3-dkim and python3-nacl (scripts/install-deps.sh)")
         self.records = dict(self.pub)
+        self.opendkim_checked = 0
 
     def dns(self, name, timeout=5):
         """dns - dkimpy's TXT look-up: the record of the selector, for any domain."""
@@ -187,7 +212,7 @@ class Opendkim(harness.DaemonTestCase):
         return text + "}"
 
     def daemon(self, sink, stanza=None, scopes="opendkim_sign = true", relay_hosts=("127.0.0.0/8",),
-               extra="", start=True):
+               extra="", start=True, **kw):
         g = "\n".join([
             'Module_Path = ( "%s" )' % harness.modules_dir(),
             scopes,
@@ -197,7 +222,7 @@ class Opendkim(harness.DaemonTestCase):
         ])
         return self.new_daemon(start=start, relay_hosts=relay_hosts, hold_delivery=False,
                                relay_domains=(RCPT_DOMAIN, "nosign.test", "bind.test"),
-                               global_text=g)
+                               global_text=g, **kw)
 
     def relay(self, d, sink, msg, marker, rcpt="r@" + RCPT_DOMAIN):
         """relay - inject msg, wait for its delivery; the bytes the sink got."""
@@ -228,7 +253,14 @@ class Opendkim(harness.DaemonTestCase):
         for i in range(count):
             self.assertTrue(self.verifies(body, i),
                             "dkimpy refused signature %d: %s" % (i, sigs[i]))
-        return [tags(s) for s in sigs]
+        got = [tags(s) for s in sigs]
+        if count == 1 and opendkim_can_read(body, got[0]):
+            t = got[0]
+            txt = {"%s._domainkey.%s." % (t["s"], t["d"]): self.records[t["s"]]}
+            ok, line = opendkim_verify.verify([body], txt)[0]
+            self.assertTrue(ok, "OpenDKIM refused %s: %s" % (sigs[0], line))
+            self.opendkim_checked += 1
+        return got
 
     def send_from(self, d, sink, from_domain, marker=None):
         marker = marker or "m-" + from_domain
@@ -244,13 +276,20 @@ class Opendkim(harness.DaemonTestCase):
                                   ("rsa4096.test", "s4096", "rsa-sha256"),
                                   ("ed.test", "sed", "ed25519-sha256")):
                 with self.subTest(domain=dom):
-                    _, body = self.send_from(d, sink, dom)
+                    # one space after "Subject:", so that OpenDKIM can
+                    # judge simple header canonicalisation (opendkim_can_read)
+                    marker = "m-" + dom
+                    msg = difficult_message(marker, dom).replace(b"Subject:   ", b"Subject: ", 1)
+                    _, body = self.relay(d, sink, msg, marker)
                     t = self.assertVerifies(body)[0]
                     self.assertEqual((t["d"], t["s"], t["a"]), (dom, sel, alg))
                     self.assertEqual(t["h"], "from:to:subject:date:message-id")
                     # the same bytes with one body byte changed must fail
                     bad = body.replace(b"eight bit", b"eight bot", 1)
                     self.assertFalse(self.verifies(bad))
+                    txt = {"%s._domainkey.%s." % (sel, dom): self.records[sel]}
+                    self.assertFalse(opendkim_verify.verify([bad], txt)[0][0])
+            self.assertEqual(self.opendkim_checked, 4, "OpenDKIM judged every key")
 
     def test_both_signatures_at_once(self):
         with Sink() as sink:
@@ -434,6 +473,36 @@ class Opendkim(harness.DaemonTestCase):
             self.assertVerifies(body)
             _, body = self.send_from(d, sink, "cond.test", marker="not-relay-host")
             self.assertEqual(self.signatures(body), [])
+
+    def test_sign_condition_auth_user(self):
+        # sign_condition = "auth_user": signed only for a client that logged
+        # in with SMTP AUTH (docs/smtp-server.md "Authentication"); the
+        # same daemon takes mail for sink.test (Relay_Domains) from anyone.
+        from test_smtp_auth import AUTH_EXT, PASSWORDS, write_passwd
+        passwd = os.path.join(self.dir, "passwd")
+        write_passwd(passwd, [("alice", "$y$")])
+        listen = '%s\nAuthLoginParameters = [ uri = "file://%s" ]' % (AUTH_EXT, passwd)
+        with Sink() as sink:
+            d = self.daemon(sink, relay_hosts=(), tls=True, listen_text=listen)
+            for login, marker in ((True, "auth-yes"), (False, "auth-no")):
+                s = d.smtp()
+                s.ehlo("client.test")
+                s.starttls(context=harness.client_tls_context())
+                s.ehlo("client.test")
+                if login:
+                    s.login("alice", PASSWORDS["alice"])
+                s.sendmail("news@authd.test", ["r@" + RCPT_DOMAIN], difficult_message(marker, "authd.test"))
+                s.quit()
+                wait_until(lambda: sink.with_marker(b"body " + marker.encode()), 20,
+                           "delivery of " + marker)
+            signed = sink.with_marker(b"body auth-yes")[0].body
+            t = self.assertVerifies(signed)[0]
+            self.assertEqual(t["d"], "authd.test")
+            unsigned = sink.with_marker(b"body auth-no")[0].body
+            self.assertEqual(self.signatures(unsigned), [])
+            # RFC 3848: the Received: field says the client authenticated
+            self.assertIn(b"(impetus) with ESMTPSA id", signed)
+            self.assertIn(b"(impetus) with ESMTPS id", unsigned)
 
     def test_sign_condition_other_keys(self):
         # tests/modules/test_validate.c sets the connection key "test.rcpts_seen"
