@@ -396,6 +396,24 @@ static bool regex_matches(const struct conf_node *n, const char *domain, size_t 
 	return rc >= 0;
 }
 
+/*
+ * binding_chain - the Binding stanza named binding (*b) and the
+ * Binding_Group around it (*g), each NULL when there is none: the
+ * containers searched before the global scope.
+ */
+static void binding_chain(const struct conf *c, const char *binding, const struct conf_node **b,
+			  const struct conf_node **g)
+{
+	*b = NULL;
+	*g = NULL;
+	if (binding == NULL || c->nbindings == 0)
+		return;
+	*b = conf_map_get(&c->binding_map, binding, strlen(binding));
+	*g = *b ? (*b)->parent : NULL;
+	if (*g && (*g)->kind != CONF_N_BINDING_GROUP)
+		*g = NULL;
+}
+
 /* container_value - opt from the Domain stanzas of one container (exact first, then regexes). */
 static const struct conf_setting *container_value(const struct conf_node *ct, enum conf_opt opt,
 						  const char *domain, size_t len, uint32_t hash)
@@ -430,12 +448,7 @@ const struct conf_value *conf_get(const struct conf *c, enum conf_opt opt,
 
 	if ((unsigned)opt >= CONF_OPT__COUNT)
 		abort();	/* a caller bug: there is no sane value to return */
-	if (binding && c->nbindings) {
-		b = conf_map_get(&c->binding_map, binding, strlen(binding));
-		g = b ? b->parent : NULL;
-		if (g && g->kind != CONF_N_BINDING_GROUP)
-			g = NULL;
-	}
+	binding_chain(c, binding, &b, &g);
 	if (domain) {
 		size_t len = domain_len(domain);
 		uint32_t h = conf_map_hash(domain, len);
@@ -500,12 +513,7 @@ const struct conf_scoped_setting *conf_scoped_get(const struct conf *c, const ch
 
 	if (c->nscoped == 0)
 		return NULL;
-	if (binding && c->nbindings) {
-		b = conf_map_get(&c->binding_map, binding, strlen(binding));
-		g = b ? b->parent : NULL;
-		if (g && g->kind != CONF_N_BINDING_GROUP)
-			g = NULL;
-	}
+	binding_chain(c, binding, &b, &g);
 	if (domain) {
 		size_t len = domain_len(domain);
 		uint32_t h = conf_map_hash(domain, len);

@@ -96,8 +96,12 @@ static size_t embedded_len(const char *s)
 	return i > 3 && s[i] == '}' ? i + 1 : 0;
 }
 
-/* dsn_utf8_addr - an address as RFC 6533 utf-8-addr-unitext (see dsn.h). */
-void dsn_utf8_addr(const char *s, struct str *out)
+/*
+ * utf8_addr - an address as RFC 6533 utf-8-addr-unitext or, with xtext,
+ * utf-8-addr-xtext: the two differ only in how a UTF-8 character goes
+ * out (as it is, or as \x{code point}).
+ */
+static void utf8_addr(const char *s, bool xtext, struct str *out)
 {
 	while (*s) {
 		unsigned char c = (unsigned char)*s;
@@ -110,7 +114,14 @@ void dsn_utf8_addr(const char *s, struct str *out)
 			str_appendc(out, (char)c);
 			s++;
 		} else if (c >= 0x80 && (n = utf8_seq((const unsigned char *)s)) > 0) {
-			str_append(out, s, n);
+			if (xtext) {
+				unsigned cp = c & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
+				for (size_t i = 1; i < n; i++)
+					cp = (cp << 6) | ((unsigned char)s[i] & 0x3f);
+				str_appendf(out, "\\x{%X}", cp);
+			} else {
+				str_append(out, s, n);
+			}
 			s += n;
 		} else {
 			str_appendf(out, "\\x{%02X}", c);
@@ -119,30 +130,16 @@ void dsn_utf8_addr(const char *s, struct str *out)
 	}
 }
 
+/* dsn_utf8_addr - an address as RFC 6533 utf-8-addr-unitext (see dsn.h). */
+void dsn_utf8_addr(const char *s, struct str *out)
+{
+	utf8_addr(s, false, out);
+}
+
 /* dsn_utf8_addr_xtext - an address as RFC 6533 utf-8-addr-xtext (see dsn.h). */
 void dsn_utf8_addr_xtext(const char *s, struct str *out)
 {
-	while (*s) {
-		unsigned char c = (unsigned char)*s;
-		size_t n;
-
-		if (c == '\\' && (n = embedded_len(s)) > 0) {
-			str_append(out, s, n);
-			s += n;
-		} else if (c > 32 && c < 127 && c != '\\' && c != '+' && c != '=') {
-			str_appendc(out, (char)c);
-			s++;
-		} else if (c >= 0x80 && (n = utf8_seq((const unsigned char *)s)) > 0) {
-			unsigned cp = c & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
-			for (size_t i = 1; i < n; i++)
-				cp = (cp << 6) | ((unsigned char)s[i] & 0x3f);
-			str_appendf(out, "\\x{%X}", cp);
-			s += n;
-		} else {
-			str_appendf(out, "\\x{%02X}", c);
-			s++;
-		}
-	}
+	utf8_addr(s, true, out);
 }
 
 /* dsn_is_ascii - no byte >= 0x80 in s. */

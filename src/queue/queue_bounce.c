@@ -169,6 +169,42 @@ static void bounce_render(void *arg)
 	job_free(j);
 }
 
+/*
+ * job_start - fill in what every notice of message sm shares (sender
+ * MAILER-DAEMON, addressee, envelope facts) and render it on the IO pool.
+ * final: an end-of-message report (failures, successes) rather than a
+ * delay notice.
+ */
+static void job_start(struct queue *q, struct bounce_job *j, const struct envelope *sm,
+		      bool final, int inline_mode)
+{
+	const struct conf *c = queue_conf(q);
+	const char *host = queue_hostname(c);
+	const char *md = conf_str(c, CONF_OPT_MAILERDAEMON);
+	struct str from = STR_INIT;
+
+	if (md && *md)
+		str_appends(&from, md);
+	else
+		str_appendf(&from, "MAILER-DAEMON@%s", host);
+	j->final = final;
+	j->q = q;
+	j->sp = queue_spool(q);
+	j->scheduler = queue_scheduler(q);
+	j->orig_id = sm->id;
+	j->hostname = xstrdup(host);
+	j->from = str_steal(&from);
+	j->to = xstrdup(sm->sender);
+	j->envid = sm->envid ? xstrdup(sm->envid) : NULL;
+	j->binding = xstrdup(sm->binding ? sm->binding : "");
+	j->binding_group = xstrdup(sm->binding_group ? sm->binding_group : "");
+	j->arrival = sm->received;
+	j->ret = sm->ret;
+	j->smtputf8 = sm->smtputf8;
+	j->inline_mode = inline_mode;
+	pool_submit(queue_io_pool(q), bounce_render, j);
+}
+
 bool queue_bounce(struct queue *q, struct qmsg *m)
 {
 	const struct envelope *sm = m->sm;
@@ -207,30 +243,9 @@ bool queue_bounce(struct queue *q, struct qmsg *m)
 		job_free(j);
 		return false;
 	}
-	const char *host = queue_hostname(c);
-	const char *md = conf_str(c, CONF_OPT_MAILERDAEMON);
-	struct str from = STR_INIT;
-	if (md && *md)
-		str_appends(&from, md);
-	else
-		str_appendf(&from, "MAILER-DAEMON@%s", host);
-	j->final = true;
-	j->q = q;
-	j->sp = queue_spool(q);
-	j->scheduler = queue_scheduler(q);
 	j->loc = sm->loc;
-	j->orig_id = sm->id;
-	j->hostname = xstrdup(host);
-	j->from = str_steal(&from);
-	j->to = xstrdup(sm->sender);
-	j->envid = sm->envid ? xstrdup(sm->envid) : NULL;
-	j->binding = xstrdup(sm->binding ? sm->binding : "");
-	j->binding_group = xstrdup(sm->binding_group ? sm->binding_group : "");
-	j->arrival = sm->received;
-	j->ret = sm->ret;
-	j->smtputf8 = sm->smtputf8;
-	j->inline_mode = (int)conf_get(c, CONF_OPT_BOUNCES_INLINE_ORIGINAL, sm->binding, NULL)->u.i;
-	pool_submit(queue_io_pool(q), bounce_render, j);
+	job_start(q, j, sm, true,
+		  (int)conf_get(c, CONF_OPT_BOUNCES_INLINE_ORIGINAL, sm->binding, NULL)->u.i);
 	return true;
 }
 
@@ -299,11 +314,7 @@ void queue_bounce_delay(struct queue *q, struct queue_dest *dq, struct qentry *e
 	if (!dsn_wanted(sm->sender, r->notify, "delayed"))
 		return;
 
-	const struct conf *c = queue_conf(q);
-	const char *host = queue_hostname(c);
-	const char *md = conf_str(c, CONF_OPT_MAILERDAEMON);
 	struct bounce_job *j = XNEW(struct bounce_job);
-	struct str from = STR_INIT;
 	j->rcpts = xcalloc(1, sizeof(*j->rcpts));
 	struct dsn_rcpt *d = &j->rcpts[j->nrcpt++];
 	d->addr = own(j, r->addr);
@@ -315,24 +326,5 @@ void queue_bounce_delay(struct queue *q, struct queue_dest *dq, struct qentry *e
 	d->diagnostic = o->response && *o->response ? own(j, o->response) : NULL;
 	d->last_attempt = now;
 	d->will_retry_until = retry_until;
-	if (md && *md)
-		str_appends(&from, md);
-	else
-		str_appendf(&from, "MAILER-DAEMON@%s", host);
-	j->final = false;
-	j->q = q;
-	j->sp = queue_spool(q);
-	j->scheduler = queue_scheduler(q);
-	j->orig_id = sm->id;
-	j->hostname = xstrdup(host);
-	j->from = str_steal(&from);
-	j->to = xstrdup(sm->sender);
-	j->envid = sm->envid ? xstrdup(sm->envid) : NULL;
-	j->binding = xstrdup(sm->binding ? sm->binding : "");
-	j->binding_group = xstrdup(sm->binding_group ? sm->binding_group : "");
-	j->arrival = sm->received;
-	j->ret = sm->ret;
-	j->smtputf8 = sm->smtputf8;
-	j->inline_mode = DSN_INLINE_NONE;
-	pool_submit(queue_io_pool(q), bounce_render, j);
+	job_start(q, j, sm, false, DSN_INLINE_NONE);
 }
