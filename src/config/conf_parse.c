@@ -354,6 +354,36 @@ static bool parse_value(struct lexer *L, const struct token *name, enum value_sh
 }
 
 /*
+ * module_value - after "name =" of an option a module reads (its own
+ * stanza or a scoped one): the value as written, a word, a string or a
+ * list, copied into the configuration's arena; an array is refused.
+ */
+static bool module_value(struct lexer *L, const struct token *name, struct conf_module_option *out)
+{
+	struct parser *P = L->P;
+	struct conf *c = P->c;
+	enum value_shape shape;
+	struct token open, close;
+
+	if (!parse_value(L, name, &shape, &open, &close))
+		return false;
+	if (shape == SHAPE_ARRAY)
+		return perr(L, open.line, open.col, "module options do not take an array [ ... ]");
+	struct conf_module_value *v = conf_arena_alloc(&c->arena,
+						       (P->nitems ? P->nitems : 1) * sizeof(*v));
+	for (size_t i = 0; i < P->nitems; i++) {
+		v[i].text = conf_arena_strdup(&c->arena, P->items[i].text);
+		v[i].line = P->items[i].line;
+		v[i].col = P->items[i].col;
+	}
+	*out = (struct conf_module_option){
+		.name = name->text, .line = name->line, .col = name->col,
+		.is_list = shape == SHAPE_LIST, .v = v, .n = P->nitems,
+	};
+	return true;
+}
+
+/*
  * scoped_option - "name =" of an option the core does not know, in a
  * delivery scope: keep it as written for a module's scoped option table
  * (config.h); the module loader checks it. A second one in the same
@@ -363,32 +393,18 @@ static bool scoped_option(struct lexer *L, struct conf_node *node, const struct 
 {
 	struct parser *P = L->P;
 	struct conf *c = P->c;
-	enum value_shape shape;
-	struct token open, close;
 
 	for (const struct conf_scoped_setting *o = node->scoped; o; o = o->next)
 		if (conf_ascii_caseeq(o->opt.name, name->text))
 			return perr(L, name->line, name->col,
 				    "duplicate option \"%s\" in this scope (first set at %s:%d)",
 				    name->text, o->file, o->opt.line);
-	if (!parse_value(L, name, &shape, &open, &close))
+	struct conf_module_option opt;
+	if (!module_value(L, name, &opt))
 		return false;
-	if (shape == SHAPE_ARRAY)
-		return perr(L, open.line, open.col, "module options do not take an array [ ... ]");
-	bool is_list = shape == SHAPE_LIST;
-	struct conf_module_value *v = conf_arena_alloc(&c->arena,
-						       (P->nitems ? P->nitems : 1) * sizeof(*v));
-	for (size_t i = 0; i < P->nitems; i++) {
-		v[i].text = conf_arena_strdup(&c->arena, P->items[i].text);
-		v[i].line = P->items[i].line;
-		v[i].col = P->items[i].col;
-	}
 	struct conf_scoped_setting *o = conf_arena_alloc(&c->arena, sizeof(*o));
 
-	o->opt = (struct conf_module_option){
-		.name = name->text, .line = name->line, .col = name->col, .is_list = is_list,
-		.v = v, .n = P->nitems,
-	};
+	o->opt = opt;
 	o->file = L->name;
 	o->scope = conf_node_kind_name(node->kind);
 	o->next = node->scoped;
@@ -663,35 +679,20 @@ struct mod_opts {
  */
 static bool module_option(struct lexer *L, const struct token *name, struct mod_opts *o)
 {
-	struct parser *P = L->P;
-	struct conf *c = P->c;
-	enum value_shape shape;
-	struct token open, close;
 
 	for (size_t i = 0; i < o->n; i++)
 		if (conf_ascii_caseeq(o->v[i].name, name->text))
 			return perr(L, name->line, name->col,
 				    "duplicate option \"%s\" in this scope (first set at %s:%d)",
 				    name->text, L->name, o->v[i].line);
-	if (!parse_value(L, name, &shape, &open, &close))
+	struct conf_module_option opt;
+	if (!module_value(L, name, &opt))
 		return false;
-	if (shape == SHAPE_ARRAY)
-		return perr(L, open.line, open.col, "module options do not take an array [ ... ]");
-	struct conf_module_value *v = conf_arena_alloc(&c->arena,
-						       (P->nitems ? P->nitems : 1) * sizeof(*v));
-	for (size_t i = 0; i < P->nitems; i++) {
-		v[i].text = conf_arena_strdup(&c->arena, P->items[i].text);
-		v[i].line = P->items[i].line;
-		v[i].col = P->items[i].col;
-	}
 	if (o->n == o->cap) {
 		o->cap = o->cap ? o->cap * 2 : 8;
 		o->v = xrealloc(o->v, o->cap * sizeof(*o->v));
 	}
-	o->v[o->n++] = (struct conf_module_option){
-		.name = name->text, .line = name->line, .col = name->col, .is_list = shape == SHAPE_LIST,
-		.v = v, .n = P->nitems,
-	};
+	o->v[o->n++] = opt;
 	return true;
 }
 

@@ -246,6 +246,31 @@ static void walk_line(struct mime_fix *f, const char *s, size_t n, bool was_long
 /* the breakers                                                        */
 
 /*
+ * wrap_put - n octets written with brk (CRLF, or CRLF SPACE for a
+ * folded line) before any octet that would pass column limit; the
+ * octets of brk after its CRLF count towards the new line.
+ */
+static void wrap_put(struct mime_fix *f, const char *s, size_t n, size_t limit, const char *brk,
+		     struct str *out)
+{
+	size_t brk_len = strlen(brk);
+
+	while (n > 0) {
+		if (f->out_len >= limit) {
+			str_append(out, brk, brk_len);
+			f->out_len = brk_len - 2;
+		}
+		size_t k = limit - f->out_len;
+		if (k > n)
+			k = n;
+		str_append(out, s, k);
+		f->out_len += k;
+		s += k;
+		n -= k;
+	}
+}
+
+/*
  * long_put - octets of a line past MIME_FIX_LIMIT (and, first, the held
  * part of it), broken by mode. A break is written only when an octet
  * follows it, so no line ends in a break of ours.
@@ -255,34 +280,10 @@ static void long_put(struct mime_fix *f, const char *s, size_t n, struct str *ou
 	switch (f->mode) {
 	case MIME_CTE_TEXT:
 		/* CRLF SPACE after octet MIME_FIX_LIMIT of each output line */
-		while (n > 0) {
-			if (f->out_len >= MIME_FIX_LIMIT) {
-				str_append(out, "\r\n ", 3);
-				f->out_len = 1;
-			}
-			size_t k = MIME_FIX_LIMIT - f->out_len;
-			if (k > n)
-				k = n;
-			str_append(out, s, k);
-			f->out_len += k;
-			s += k;
-			n -= k;
-		}
+		wrap_put(f, s, n, MIME_FIX_LIMIT, "\r\n ", out);
 		break;
 	case MIME_CTE_BASE64:
-		while (n > 0) {
-			if (f->out_len >= MIME_FIX_WRAP) {
-				str_append(out, "\r\n", 2);
-				f->out_len = 0;
-			}
-			size_t k = MIME_FIX_WRAP - f->out_len;
-			if (k > n)
-				k = n;
-			str_append(out, s, k);
-			f->out_len += k;
-			s += k;
-			n -= k;
-		}
+		wrap_put(f, s, n, MIME_FIX_WRAP, "\r\n", out);
 		break;
 	case MIME_CTE_QP:
 		/*
