@@ -52,6 +52,14 @@ struct parser {
 		ino_t ino;
 	} stack[CONF_INCLUDE_DEPTH_MAX + 1];	/* files being read */
 	int depth;
+	/*
+	 * The line of the last password option (Outbound_SMTP_AUTH_Pass) and
+	 * its file: the words and strings on that line are not echoed in
+	 * errors, since a stray one (`= "a" "b"`, `= my secret`) may be the
+	 * password or part of it.
+	 */
+	const char *secret_file;
+	int secret_line;
 };
 
 struct lexer {
@@ -218,8 +226,20 @@ static bool lex(struct lexer *L, struct token *t)
 	}
 }
 
+/* secret_at - whether a token at line may be (part of) a password (struct parser). */
+static bool secret_at(const struct lexer *L, int line)
+{
+	return L->P->secret_line == line && L->P->secret_file == L->name;
+}
+
+/* shown - the text of the token t in an error, unless it may be a password. */
+static const char *shown(const struct lexer *L, const struct token *t)
+{
+	return secret_at(L, t->line) ? "(not shown: on a password's line)" : t->text;
+}
+
 /* describe - a token as shown in "unexpected ..." messages. */
-static const char *describe(const struct token *t, char *buf, size_t len)
+static const char *describe(const struct lexer *L, const struct token *t, char *buf, size_t len)
 {
 	static const char *punct[] = {
 		[T_EQ] = "\"=\"", [T_LBRACE] = "\"{\"", [T_RBRACE] = "\"}\"",
@@ -232,6 +252,9 @@ static const char *describe(const struct token *t, char *buf, size_t len)
 		return "end of file";
 	case T_WORD:
 	case T_STRING:
+		if (secret_at(L, t->line))
+			return t->kind == T_STRING ? "a string (not shown: on a password's line)" :
+						     "a word (not shown: on a password's line)";
 		snprintf(buf, len, "%s\"%.60s\"", t->kind == T_STRING ? "string " : "", t->text);
 		return buf;
 	default:
@@ -291,17 +314,17 @@ static bool parse_array(struct lexer *L, struct token *close)
 			return perr(L, t.line, t.col, "expected \"]\"");
 		if (t.kind != T_WORD && t.kind != T_STRING)
 			return perr(L, t.line, t.col, "expected a key in the array, not %s",
-				    describe(&t, buf, sizeof(buf)));
+				    describe(L, &t, buf, sizeof(buf)));
 		if (!lex(L, &eq))
 			return false;
 		if (eq.kind != T_EQ)
 			return perr(L, eq.line, eq.col, "expected \"=\" after the key \"%.60s\", not %s",
-				    t.text, describe(&eq, buf, sizeof(buf)));
+				    t.text, describe(L, &eq, buf, sizeof(buf)));
 		if (!lex(L, &val))
 			return false;
 		if (val.kind != T_WORD && val.kind != T_STRING)
 			return perr(L, val.line, val.col, "expected a value after \"%.60s =\", not %s",
-				    t.text, describe(&val, buf, sizeof(buf)));
+				    t.text, describe(L, &val, buf, sizeof(buf)));
 		push_item(P, &t);
 		push_item(P, &val);
 	}
@@ -331,7 +354,7 @@ static bool parse_value(struct lexer *L, const struct token *name, enum value_sh
 	}
 	if (t.kind != T_LPAREN)
 		return perr(L, t.line, t.col, "expected a value after \"%s =\", not %s", name->text,
-			    describe(&t, buf, sizeof(buf)));
+			    describe(L, &t, buf, sizeof(buf)));
 	*shape = SHAPE_LIST;
 	for (;;) {
 		if (!lex(L, &t))
@@ -348,7 +371,7 @@ static bool parse_value(struct lexer *L, const struct token *name, enum value_sh
 		case T_EOF:
 			return perr(L, t.line, t.col, "expected \")\"");
 		default:
-			return perr(L, t.line, t.col, "unexpected %s in list", describe(&t, buf, sizeof(buf)));
+			return perr(L, t.line, t.col, "unexpected %s in list", describe(L, &t, buf, sizeof(buf)));
 		}
 	}
 }
@@ -405,6 +428,8 @@ static bool scoped_option(struct lexer *L, struct conf_node *node, const struct 
 	struct conf_scoped_setting *o = conf_arena_alloc(&c->arena, sizeof(*o));
 
 	o->opt = opt;
+	if (secret_at(L, name->line))	/* never a module's option: keep it out of messages */
+		o->opt.name = "(not shown: on a password's line)";
 	o->file = L->name;
 	o->scope = conf_node_kind_name(node->kind);
 	o->next = node->scoped;
@@ -459,8 +484,14 @@ static bool parse_option(struct lexer *L, struct conf_node *node, const struct t
 		const char *sug = conf_option_suggest(name->text);
 		if (sug)
 			return perr(L, name->line, name->col,
-				    "unknown option \"%.100s\" (did you mean \"%s\"?)", name->text, sug);
-		return perr(L, name->line, name->col, "unknown option \"%.100s\"", name->text);
+				    "unknown option \"%.100s\" (did you mean \"%s\"?)",
+				    shown(L, name), sug);
+		return perr(L, name->line, name->col, "unknown option \"%.100s\"",
+			    shown(L, name));
+	}
+	if (id == CONF_OPT_OUTBOUND_SMTP_AUTH_PASS) {
+		P->secret_file = L->name;
+		P->secret_line = name->line;
 	}
 	enum conf_opt opt = (enum conf_opt)id;
 	const char *oname = conf_option_name(opt);
@@ -712,7 +743,7 @@ static int module_stmt_head(struct lexer *L, struct token *t, struct token *t2)
 	if (t->kind == T_EOF)
 		return perr(L, t->line, t->col, "expected \"}\""), -1;
 	if (t->kind != T_WORD)
-		return perr(L, t->line, t->col, "unexpected %s", describe(t, buf, sizeof(buf))), -1;
+		return perr(L, t->line, t->col, "unexpected %s", describe(L, t, buf, sizeof(buf))), -1;
 	return lex(L, t2) ? 1 : -1;
 }
 
@@ -749,8 +780,8 @@ static bool module_substanza(struct lexer *L, const struct token *mod, const str
 			goto fail;
 		}
 		if (t2.kind != T_EQ) {
-			perr(L, t2.line, t2.col, "expected \"=\" after \"%s\", not %s", t.text,
-			     describe(&t2, buf, sizeof(buf)));
+			perr(L, t2.line, t2.col, "expected \"=\" after \"%s\", not %s", shown(L, &t),
+			     describe(L, &t2, buf, sizeof(buf)));
 			goto fail;
 		}
 		if (!module_option(L, &t, &o))
@@ -808,8 +839,8 @@ static bool parse_module(struct lexer *L, const struct token *name, const struct
 			continue;
 		}
 		if (t2.kind != T_LBRACE && t2.kind != T_WORD && t2.kind != T_STRING) {
-			perr(L, t2.line, t2.col, "expected \"=\" or \"{\" after \"%s\", not %s", t.text,
-			     describe(&t2, buf, sizeof(buf)));
+			perr(L, t2.line, t2.col, "expected \"=\" or \"{\" after \"%s\", not %s", shown(L, &t),
+			     describe(L, &t2, buf, sizeof(buf)));
 			goto fail;
 		}
 		/*
@@ -824,7 +855,7 @@ static bool parse_module(struct lexer *L, const struct token *name, const struct
 				goto fail;
 			if (t3.kind != T_LBRACE) {
 				perr(L, t3.line, t3.col, "expected \"{\" after %s \"%s\", not %s", t.text,
-				     t2.text, describe(&t3, buf, sizeof(buf)));
+				     t2.text, describe(L, &t3, buf, sizeof(buf)));
 				goto fail;
 			}
 			if (t2.text[0] == '\0') {
@@ -1082,7 +1113,7 @@ static bool parse_block(struct lexer *L, struct conf_node *node, bool until_eof)
 			return perr(L, t.line, t.col, "unexpected \"}\"");
 		}
 		if (t.kind != T_WORD)
-			return perr(L, t.line, t.col, "unexpected %s", describe(&t, buf, sizeof(buf)));
+			return perr(L, t.line, t.col, "unexpected %s", describe(L, &t, buf, sizeof(buf)));
 		if (!lex(L, &t2))
 			return false;
 		if ((t2.kind == T_WORD || t2.kind == T_STRING) && conf_ascii_caseeq(t.text, "include")) {
@@ -1105,16 +1136,16 @@ static bool parse_block(struct lexer *L, struct conf_node *node, bool until_eof)
 				return false;
 			if (t3.kind != T_LBRACE) {
 				if (conf_option_lookup(t.text) >= 0)
-					return perr(L, t2.line, t2.col, "expected \"=\" after \"%s\"", t.text);
+					return perr(L, t2.line, t2.col, "expected \"=\" after \"%s\"", shown(L, &t));
 				return perr(L, t3.line, t3.col, "expected \"{\" after %s \"%s\", not %s",
-					    t.text, t2.text, describe(&t3, buf, sizeof(buf)));
+					    shown(L, &t), shown(L, &t2), describe(L, &t3, buf, sizeof(buf)));
 			}
 			if (!parse_scope(L, node, &t, &t2))
 				return false;
 			break;
 		default:
 			return perr(L, t2.line, t2.col, "expected \"=\" or \"{\" after \"%s\", not %s",
-				    t.text, describe(&t2, buf, sizeof(buf)));
+				    shown(L, &t), describe(L, &t2, buf, sizeof(buf)));
 		}
 	}
 }

@@ -1589,8 +1589,28 @@ static void test_module_substanzas(void)
 	str_free(&err);
 }
 
+/*
+ * test_password_not_echoed - words and strings on the line of
+ * Outbound_SMTP_AUTH_Pass never appear in an error: a stray second
+ * string there may be the password (or half of one with a space).
+ */
+static void test_password_not_echoed(void)
+{
+	expect_error(__LINE__, "Outbound_SMTP_AUTH_Pass = \"a\" \"S3cret\"\n",
+		     "t.conf:1:31: unexpected a string (not shown: on a password's line)");
+	expect_error(__LINE__, "Outbound_SMTP_AUTH_Pass = my S3cret\n",
+		     "t.conf:2:1: expected \"=\" or \"{\" after \"(not shown: on a password's line)\", "
+		     "not end of file");
+	expect_error(__LINE__, "Outbound_SMTP_AUTH_Pass = \"a\" S3cret = 1\n",
+		     "t.conf:1:31: unknown option \"(not shown: on a password's line)\"");
+	/* other lines are reported as always */
+	expect_error(__LINE__, "Outbound_SMTP_AUTH_Pass = \"a\"\nBadOpt = 1\n",
+		     "t.conf:2:1: unknown option \"BadOpt\"");
+}
+
 int main(void)
 {
+	test_password_not_echoed();
 	test_module_stanzas();
 	test_module_substanzas();
 	test_table();
