@@ -224,10 +224,10 @@ class Opendkim(harness.DaemonTestCase):
                                relay_domains=(RCPT_DOMAIN, "nosign.test", "bind.test"),
                                global_text=g, **kw)
 
-    def relay(self, d, sink, msg, marker, rcpt="r@" + RCPT_DOMAIN):
+    def relay(self, d, sink, msg, marker, rcpt="r@" + RCPT_DOMAIN, timeout=20):
         """relay - inject msg, wait for its delivery; the bytes the sink got."""
         mid = inject(d, "news@client.test", [rcpt], msg)
-        wait_records(d, "D", mid)
+        wait_records(d, "D", mid, timeout=timeout)
         got = sink.with_marker(b"body " + marker.encode())
         self.assertEqual(len(got), 1, "the sink got %d copies of %s" % (len(got), marker))
         return mid, got[0].body
@@ -322,7 +322,8 @@ class Opendkim(harness.DaemonTestCase):
             line = b"".join(b"%07d " % i for i in range(8)) + b"\r\n"
             big = difficult_message("big", "rr.test") + line * 80000
             self.assertGreater(len(big), 600000)
-            _, body = self.relay(d, sink, big, "big")
+            # 5 MB through the sanitizer build on a shared machine: time enough
+            _, body = self.relay(d, sink, big, "big", timeout=90)
             self.assertVerifies(body)
 
     def test_lines_over_998_octets_and_bare_line_ends(self):
