@@ -79,11 +79,19 @@ typedef int (*imp_cli_fn)(struct imp_cli *cli, int argc, const char *const *argv
  * copied. Returns 0; -EINVAL for a bad name, empty or multi-line help, a
  * NULL fn or a call outside init; -EEXIST when the generation already has
  * a command of that name (the core's own, or another instance's: a
- * module with several instances registers from the first and reaches the
- * others itself).
+ * module with several instances registers from the first and shares the
+ * closure with the others, see imp_cli_closure).
  */
 int imp_cli_register(struct imp_instance *inst, const char *name, const char *help,
 		     imp_cli_fn fn, void *closure);
+/*
+ * imp_cli_closure - the closure of command name in inst's generation when
+ * an instance of the same module registered it, else NULL (from init,
+ * scheduler thread). How the second and later instances of a module join
+ * the one command the first registered: instances of one generation
+ * initialise one after the other, in configuration order.
+ */
+void *imp_cli_closure(const struct imp_instance *inst, const char *name);
 
 /* imp_cli_json - whether the client asked for a JSON answer (--json). */
 bool imp_cli_json(const struct imp_cli *cli);

@@ -109,6 +109,16 @@ int imp_cli_register(struct imp_instance *inst, const char *name, const char *he
 	return 0;
 }
 
+void *imp_cli_closure(const struct imp_instance *inst, const char *name)
+{
+	const struct api_cmd *c;
+
+	if (inst == NULL || inst->gen == NULL || name == NULL)
+		return NULL;
+	c = api_console_find(inst->gen, name);
+	return c && c->inst->mod != NULL && c->inst->mod == inst->mod ? c->closure : NULL;
+}
+
 bool imp_cli_json(const struct imp_cli *cli)
 {
 	return cli->json;
