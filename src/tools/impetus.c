@@ -81,7 +81,7 @@ static void print_table(FILE *f, const char *prefix, const struct command *t)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: impetus [-s SOCKET] [-c FILE] COMMAND [ARGS] [--json]\n"
+	fprintf(f, "usage: impetus [-s SOCKET] [-c FILE] [--json] COMMAND [ARGS]\n"
 		   "       impetus --help | --version\n\n"
 		   "console commands (run by the daemon; `impetus help` lists them all):\n"
 		   "  help, version, pid, and the modules' commands\n"
@@ -351,7 +351,7 @@ static ssize_t read_full(int fd, struct str *buf, size_t want)
 }
 
 /* console - send argv as one request to the daemon and print the answer. */
-static int console(const char *sockpath, int argc, char **argv)
+static int console(const char *sockpath, int argc, char **argv, bool json)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct str req = STR_INIT, in = STR_INIT;
@@ -366,6 +366,8 @@ static int console(const char *sockpath, int argc, char **argv)
 		}
 		str_appendf(&req, "%s%s", i ? " " : "", argv[i]);
 	}
+	if (json)
+		str_appends(&req, " --json");
 	str_appendc(&req, '\n');
 	if (req.len > CTL_REQUEST_MAX) {
 		fprintf(stderr, "impetus: the command is longer than %d bytes\n", CTL_REQUEST_MAX);
@@ -435,6 +437,7 @@ out:
 int main(int argc, char **argv)
 {
 	const char *sock_opt = NULL, *conf_path = NULL;
+	bool json = false;
 	int i = 1;
 
 	/* Options before the command only: what follows belongs to the command. */
@@ -443,6 +446,10 @@ int main(int argc, char **argv)
 			return cmd_help(argc - i, argv + i);
 		if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0)
 			return cmd_version(argc - i, argv + i);
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+			continue;
+		}
 		if ((strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
 			if (argv[i][1] == 's')
 				sock_opt = argv[i + 1];
@@ -465,7 +472,7 @@ int main(int argc, char **argv)
 	char *path = control_socket(sock_opt, conf_path);
 	if (path == NULL)
 		return 1;
-	int rc = console(path, argc - i, argv + i);
+	int rc = console(path, argc - i, argv + i, json);
 	free(path);
 	return rc;
 }
