@@ -103,8 +103,8 @@ static void fuzz_request(const uint8_t *data, size_t size)
 static void fuzz_reply(const uint8_t *data, size_t size)
 {
 	const char *buf = (const char *)data;
-	bool ok = false, ok2;
-	size_t body = 0, head = 0, body2, head2;
+	bool ok = false, ok2 = false;
+	size_t body = 0, head = 0, body2 = 0, head2 = 0;
 	int first = 0;
 
 	for (size_t n = 0; n <= size; n++) {
