@@ -362,6 +362,7 @@ static int console(const char *sockpath, int argc, char **argv, bool json)
 		if (!ctl_word_ok(argv[i])) {
 			fprintf(stderr, "impetus: argument %d (\"%s\") is empty or has a blank or "
 				"control character; console arguments are single words\n", i + 1, argv[i]);
+			str_free(&req);
 			return EXIT_USAGE;
 		}
 		str_appendf(&req, "%s%s", i ? " " : "", argv[i]);
