@@ -34,6 +34,7 @@
 #include "api/api_runtime.h"
 #include "api/api_services.h"
 #include "config/config.h"
+#include "control/control.h"
 #include "dns/dns.h"
 #include "core/fsutil.h"
 #include "core/loop.h"
@@ -69,6 +70,7 @@ struct daemon {
 	struct dns *dns;
 	struct queue *queue;
 	struct smtp_server *smtp;
+	struct control *control;	/* the console's sockets (Control_Listener) */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_timer, *heartbeat_timer;
 	bool stopping;
@@ -436,6 +438,9 @@ int main(int argc, char **argv)
 	d.smtp = smtp_server_new(d.scheduler, d.io, d.nio, NULL, on_message, &d);
 	if (smtp_server_listen(d.smtp, d.conf, &err) < 0)
 		fatal(&err, "listen");
+	d.control = control_new(d.scheduler, d.conf, &err);
+	if (d.control == NULL)
+		fatal(&err, "listen");
 	if (drop_privileges(conf_str(d.conf, CONF_OPT_USER), &err) < 0)
 		fatal(&err, "privileges");
 	if (log_open(conf_str(d.conf, CONF_OPT_LOG_DIRECTORY), &err) < 0)
@@ -513,6 +518,9 @@ int main(int argc, char **argv)
 	fprintf(stderr, "impetusd: ready\n");
 
 	loop_run(d.scheduler);
+	/* No console from here: its commands read objects that are about to go. */
+	control_free(d.control);
+	d.control = NULL;
 
 	/*
 	 * Sessions are gone; abandoned body writes and modules' jobs may

@@ -18,5 +18,6 @@
 #include <impetus/macro.h>
 #include <impetus/util.h>
 #include <impetus/log.h>
+#include <impetus/console.h>
 
 #endif

@@ -9,7 +9,7 @@
  * the old instance writes its counts to the paniclog first).
  *
  * Threads: the sign hook adds from the CPU pool threads, at once; the
- * console (issue 8, not there yet) reads from the scheduler. A mutex
+ * console's signing_stats command reads from the scheduler. A mutex
  * guards the table; it is held for a lookup and three additions.
  * At most OD_STATS_DOMAINS_MAX domains are told apart; the rest are
  * counted under "(other)" so a flood of From domains cannot grow it.

@@ -129,8 +129,20 @@ static const struct imp_option od_scoped[] = {
 	  "sign with the opendkim module (global, Binding_Group, Binding, Domain scopes)" },
 };
 
+/*
+ * The instances of one generation behind its `signing_stats` command: the
+ * first instance registers the command with this as closure, the others
+ * join it (imp_cli_closure). Changed only by init and fini (scheduler
+ * thread), read by the command (scheduler thread): no lock.
+ */
+struct od_group {
+	struct od **v;
+	size_t n, cap;
+};
+
 struct od {
 	struct imp_instance *inst;
+	struct od_group *group;		/* NULL when the console command could not be set up */
 	struct od_profiles profiles;	/* read-only after init */
 	struct od_keycache *keys;
 	struct od_stats *stats;
@@ -474,6 +486,208 @@ static void od_sign(void *closure, struct imp_message *msg)
 
 /* ---- life cycle --------------------------------------------------------------- */
 
+/* ---- the console: signing_stats ------------------------------------------------- */
+
+struct stat_row {
+	const char *domain;	/* valid while the command runs: a copy */
+	struct od_counts c;
+};
+
+struct stat_rows {
+	struct stat_row *v;
+	size_t n, cap;
+	bool oom;
+};
+
+static void collect_row(void *arg, const char *domain, const struct od_counts *c)
+{
+	struct stat_rows *r = arg;
+
+	if (r->oom)
+		return;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		struct stat_row *v = realloc(r->v, cap * sizeof(*v));
+
+		if (v == NULL) {
+			r->oom = true;
+			return;
+		}
+		r->v = v;
+		r->cap = cap;
+	}
+	char *d = strdup(domain);
+	if (d == NULL) {
+		r->oom = true;
+		return;
+	}
+	r->v[r->n++] = (struct stat_row){ d, *c };
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct stat_row *)a)->domain, ((const struct stat_row *)b)->domain);
+}
+
+/* print_counts - one DKIM block of Momentum's signing_stats text. */
+static void print_counts(struct imp_cli *cli, const struct od_counts *c)
+{
+	imp_cli_printf(cli, "        DKIM\n"
+			    "                TotalMessagesSigned    %10llu\n"
+			    "                FailedSigningAttempts  %10llu\n"
+			    "                SkippedNoKey           %10llu\n",
+		       (unsigned long long)c->signed_ok, (unsigned long long)c->failed,
+		       (unsigned long long)c->no_key);
+}
+
+static void json_counts(struct imp_cli *cli, const struct od_counts *c)
+{
+	imp_cli_printf(cli, "\"signed\":%llu,\"failed\":%llu,\"no_key\":%llu",
+		       (unsigned long long)c->signed_ok, (unsigned long long)c->failed,
+		       (unsigned long long)c->no_key);
+}
+
+/*
+ * cmd_signing_stats - Momentum's `signing_stats` (Global, then Per
+ * Domain, summed over the generation's opendkim instances, domains in
+ * name order) and `signing_stats reset`. Scheduler thread.
+ */
+static int cmd_signing_stats(struct imp_cli *cli, int argc, const char *const *argv, void *closure)
+{
+	struct od_group *g = closure;
+	struct stat_rows r = { NULL, 0, 0, false };
+	struct od_counts total = { 0, 0, 0 };
+	size_t out = 0;
+
+	if (argc == 2 && strcmp(argv[1], "reset") == 0) {
+		for (size_t i = 0; i < g->n; i++)
+			od_stats_reset(g->v[i]->stats);
+		if (imp_cli_json(cli))
+			imp_cli_printf(cli, "{\"reset\":true}\n");
+		else
+			imp_cli_printf(cli, "Signing statistics reset.\n");
+		return 0;
+	}
+	if (argc > 1)
+		return imp_cli_error(cli, "usage: signing_stats [reset]");
+	for (size_t i = 0; i < g->n; i++)
+		od_stats_each(g->v[i]->stats, collect_row, &r);
+	if (r.oom) {
+		for (size_t i = 0; i < r.n; i++)
+			free((char *)r.v[i].domain);
+		free(r.v);
+		return imp_cli_error(cli, "signing_stats: out of memory");
+	}
+	if (r.n)
+		qsort(r.v, r.n, sizeof(*r.v), row_cmp);
+	/* Merge the rows of one domain that several instances signed for. */
+	for (size_t i = 0; i < r.n; i++) {
+		total.signed_ok += r.v[i].c.signed_ok;
+		total.failed += r.v[i].c.failed;
+		total.no_key += r.v[i].c.no_key;
+		if (out && strcmp(r.v[out - 1].domain, r.v[i].domain) == 0) {
+			r.v[out - 1].c.signed_ok += r.v[i].c.signed_ok;
+			r.v[out - 1].c.failed += r.v[i].c.failed;
+			r.v[out - 1].c.no_key += r.v[i].c.no_key;
+			free((char *)r.v[i].domain);
+		} else {
+			r.v[out++] = r.v[i];
+		}
+	}
+	if (imp_cli_json(cli)) {
+		imp_cli_printf(cli, "{\"global\":{");
+		json_counts(cli, &total);
+		imp_cli_printf(cli, "},\"domains\":[");
+		for (size_t i = 0; i < out; i++) {
+			imp_cli_printf(cli, "%s{\"domain\":", i ? "," : "");
+			imp_cli_json_string(cli, r.v[i].domain);
+			imp_cli_printf(cli, ",");
+			json_counts(cli, &r.v[i].c);
+			imp_cli_printf(cli, "}");
+		}
+		imp_cli_printf(cli, "]}\n");
+	} else {
+		imp_cli_printf(cli, "Signing Statistics\n\nGlobal\n");
+		print_counts(cli, &total);
+		imp_cli_printf(cli, "Per Domain\n");
+		for (size_t i = 0; i < out; i++) {
+			imp_cli_printf(cli, "        DomainName  %s\n", r.v[i].domain);
+			print_counts(cli, &r.v[i].c);
+		}
+	}
+	for (size_t i = 0; i < out; i++)
+		free((char *)r.v[i].domain);
+	free(r.v);
+	return 0;
+}
+
+/*
+ * od_console_join - put od in its generation's signing_stats group: the
+ * first instance makes the group and registers the command, the others
+ * join. Another module owning the name leaves od without a command (a
+ * paniclog line), which is no reason to refuse signing.
+ */
+static int od_console_join(struct od *od, struct imp_error *err)
+{
+	struct od_group *g = imp_cli_closure(od->inst, "signing_stats");
+	bool fresh = g == NULL;
+
+	if (fresh) {
+		g = calloc(1, sizeof(*g));
+		if (g == NULL) {
+			imp_error_set(err, "out of memory");
+			return -1;
+		}
+	}
+	if (g->n == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 4;
+		struct od **v = realloc(g->v, cap * sizeof(*v));
+
+		if (v == NULL) {
+			if (fresh)
+				free(g);
+			imp_error_set(err, "out of memory");
+			return -1;
+		}
+		g->v = v;
+		g->cap = cap;
+	}
+	if (fresh) {
+		int rc = imp_cli_register(od->inst, "signing_stats",
+					  "DKIM signing statistics per domain: signing_stats [reset]",
+					  cmd_signing_stats, g);
+		if (rc < 0) {
+			imp_log_panic(od->inst, "console command signing_stats not available: %s",
+				      strerror(-rc));
+			free(g->v);
+			free(g);
+			return 0;
+		}
+	}
+	g->v[g->n++] = od;
+	od->group = g;
+	return 0;
+}
+
+/* od_console_leave - take od out of its group; the last one out frees it (fini). */
+static void od_console_leave(struct od *od)
+{
+	struct od_group *g = od->group;
+
+	if (g == NULL)
+		return;
+	for (size_t i = 0; i < g->n; i++)
+		if (g->v[i] == od) {
+			g->v[i] = g->v[--g->n];
+			break;
+		}
+	if (g->n == 0) {
+		free(g->v);
+		free(g);
+	}
+	od->group = NULL;
+}
+
 /* od_init - build the profiles, the key cache and the counters; subscribe. */
 static int od_init(struct imp_instance *inst, struct imp_error *err)
 {
@@ -501,6 +715,9 @@ static int od_init(struct imp_instance *inst, struct imp_error *err)
 		imp_error_set(err, "cannot subscribe to the sign hook");
 		goto fail;
 	}
+	/* Last: nothing after this can fail, so the command never outlives a refused init. */
+	if (od_console_join(od, err) < 0)
+		goto fail;
 	imp_instance_set_data(inst, od);
 	return 0;
 fail:
@@ -541,6 +758,7 @@ static void od_fini(struct imp_instance *inst)
 	imp_log_panic(inst, "signing_stats total domains=%zu signed=%llu failed=%llu no_key=%llu%s",
 		      n, (unsigned long long)f.total.signed_ok, (unsigned long long)f.total.failed,
 		      (unsigned long long)f.total.no_key, f.more ? " (more domains than listed)" : "");
+	od_console_leave(od);
 	od_free(od);
 	imp_instance_set_data(inst, NULL);
 }

@@ -1,15 +1,14 @@
 /*
  * opendkim.h - what the opendkim module offers the rest of impetus
  *
- * The console (issue 8) is not there yet. When it is, its
- * `signing_stats` command (Momentum's) reads the counters of each
- * opendkim instance with opendkim_signing_stats, and `signing_stats
- * reset` clears them with opendkim_signing_stats_reset: either the
- * module's init registers the command through the console API to come,
- * or the console finds both with dlsym() on opendkim.so (they are the
- * module's only exported symbols besides impetus_module). Until then the
- * counters are written to the paniclog when the instance ends (reload,
- * shutdown): one "signing_stats domain=..." line per domain and a total.
+ * The console's `signing_stats` command (Momentum's; `signing_stats
+ * reset` clears the counts) is registered by the first instance's init
+ * through include/impetus/console.h and sums the counters of every
+ * instance of its generation. These two functions read and clear one
+ * instance's counters for other code that holds the instance. The
+ * counters are also written to the paniclog when the instance ends
+ * (reload, shutdown): one "signing_stats domain=..." line per domain and
+ * a total.
  */
 #ifndef IMPETUS_MODULES_OPENDKIM_H
 #define IMPETUS_MODULES_OPENDKIM_H

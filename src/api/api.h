@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <impetus/console.h>
 #include <impetus/hooks.h>
 #include <impetus/module.h>
 
@@ -63,6 +64,14 @@ struct api_hook {
 	size_t n, cap;
 };
 
+/* One console command (include/impetus/console.h); name and help are heap copies. */
+struct api_cmd {
+	char *name, *help;
+	int (*fn)(struct imp_cli *cli, int argc, const char *const *argv, void *closure);
+	void *closure;
+	struct imp_instance *inst;
+};
+
 struct api_gen {
 	atomic_int refs;
 	bool building;			/* registrations allowed (scheduler thread, during load) */
@@ -72,6 +81,8 @@ struct api_gen {
 	size_t ninst, inst_cap;
 	void *macros;			/* the generation's macro table (policy/macro.c) */
 	void (*macros_free)(void *);
+	struct api_cmd *cmds;		/* console commands, sorted by name (api_console.c) */
+	size_t ncmds, cmds_cap;
 	struct conf *conf;		/* not a reference: the conf owns the generation */
 };
 

@@ -11,6 +11,7 @@
  * error and aborts.
  */
 #include "api/api.h"
+#include "api/api_console.h"
 #include "api/api_module.h"
 #include "log/log_event.h"
 #include "policy/bounce_class.h"
@@ -25,4 +26,5 @@ void api_builtins_register(struct api_gen *g)
 	bounce_class_builtins_register(g);
 	log_builtins_register(g);
 	macro_builtins_register(g);
+	api_console_builtins_register(g);
 }

@@ -121,6 +121,11 @@ void api_gen_release(struct api_gen *g)
 		free(g->hooks[i].v);
 	if (g->macros_free)
 		g->macros_free(g->macros);
+	for (size_t i = 0; i < g->ncmds; i++) {
+		free(g->cmds[i].name);
+		free(g->cmds[i].help);
+	}
+	free(g->cmds);
 	free(g);
 }
 

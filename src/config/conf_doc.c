@@ -23,6 +23,7 @@ static const struct {
 	{ CONF_S_BINDING, "Binding" },
 	{ CONF_S_DOMAIN, "Domain" },
 	{ CONF_S_LISTENER, "ESMTP_Listener, Listen" },
+	{ CONF_S_CONTROL, "Control_Listener, Listen" },
 };
 
 /* append_cell_text - text for a table cell: a '|' would end the cell. */

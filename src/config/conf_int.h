@@ -183,6 +183,8 @@ enum conf_node_kind {
 	CONF_N_DOMAIN,
 	CONF_N_ESMTP_LISTENER,
 	CONF_N_LISTEN,
+	CONF_N_CONTROL_LISTENER,	/* Control_Listener */
+	CONF_N_CONTROL_LISTEN,		/* a Listen "path" stanza inside Control_Listener */
 	CONF_N__COUNT
 };
 
@@ -236,6 +238,10 @@ struct conf {
 
 	struct conf_listener **listeners;	/* arena; file order */
 	size_t nlisteners, listeners_cap;
+
+	struct conf_node *control;		/* Control_Listener; NULL when absent */
+	struct conf_node **controls;		/* arena; its Listen stanzas, file order */
+	size_t ncontrols, controls_cap;
 
 	struct conf_node **bindings;		/* arena; file order */
 	size_t nbindings, bindings_cap;

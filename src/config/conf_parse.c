@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "config/conf_int.h"
@@ -478,7 +479,8 @@ static bool parse_option(struct lexer *L, struct conf_node *node, const struct t
 			return perr(L, name->line, name->col, "\"%.100s\" is a scope, not an option",
 				    name->text);
 		/* Maybe a module's (config.h, "Scoped module options"); the loader decides. */
-		if (node->kind != CONF_N_ESMTP_LISTENER && node->kind != CONF_N_LISTEN)
+		if (node->kind != CONF_N_ESMTP_LISTENER && node->kind != CONF_N_LISTEN &&
+		    node->kind != CONF_N_CONTROL_LISTENER && node->kind != CONF_N_CONTROL_LISTEN)
 			return scoped_option(L, node, name);
 
 		const char *sug = conf_option_suggest(name->text);
@@ -557,7 +559,10 @@ static bool scope_allowed(int k, enum conf_node_kind parent)
 	switch (k) {
 	case CONF_N_BINDING_GROUP:
 	case CONF_N_ESMTP_LISTENER:
+	case CONF_N_CONTROL_LISTENER:
 		return parent == CONF_N_GLOBAL;
+	case CONF_N_CONTROL_LISTEN:
+		return parent == CONF_N_CONTROL_LISTENER;
 	case CONF_N_BINDING:
 		return parent == CONF_N_GLOBAL || parent == CONF_N_BINDING_GROUP;
 	case CONF_N_DOMAIN:
@@ -658,6 +663,62 @@ static struct conf_node *new_listen(struct lexer *L, struct conf_node *parent, c
 	}
 	c->listeners[c->nlisteners++] = l;
 	return l->node;
+}
+
+/*
+ * new_control_listen - a Listen stanza of Control_Listener: a Unix socket
+ * path (anything with a "/"; TCP is not supported yet), unique.
+ */
+static struct conf_node *new_control_listen(struct lexer *L, struct conf_node *parent,
+					    const struct token *arg)
+{
+	struct conf *c = L->P->c;
+	struct sockaddr_un sun;
+	struct conf_node *n;
+
+	if (strchr(arg->text, '/') == NULL) {
+		perr(L, arg->line, arg->col,
+		     "Control_Listener Listen \"%.100s\": only a Unix socket path is supported "
+		     "(write it with a \"/\", e.g. \"./var/control\")", arg->text);
+		return NULL;
+	}
+	if (strlen(arg->text) >= sizeof(sun.sun_path)) {
+		perr(L, arg->line, arg->col, "Control_Listener Listen path is longer than %zu bytes",
+		     sizeof(sun.sun_path) - 1);
+		return NULL;
+	}
+	for (size_t i = 0; i < c->ncontrols; i++) {
+		if (strcmp(c->controls[i]->name, arg->text) == 0) {
+			perr(L, arg->line, arg->col, "duplicate Listen \"%s\" (first at %s:%d)",
+			     arg->text, c->controls[i]->file, c->controls[i]->line);
+			return NULL;
+		}
+	}
+	n = conf_node_new(c, CONF_N_CONTROL_LISTEN, parent, conf_arena_strdup(&c->arena, arg->text),
+			  L->name, arg->line, arg->col);
+	if (c->ncontrols == c->controls_cap) {
+		size_t cap = c->controls_cap ? c->controls_cap * 2 : 4;
+		struct conf_node **v = conf_arena_alloc(&c->arena, cap * sizeof(*v));
+
+		if (c->ncontrols)
+			memcpy(v, c->controls, c->ncontrols * sizeof(*v));
+		c->controls = v;
+		c->controls_cap = cap;
+	}
+	c->controls[c->ncontrols++] = n;
+	return n;
+}
+
+/* control_mode_check - File_Mode of a Control_Listener stanza, when set, is an octal mode. */
+static bool control_mode_check(struct lexer *L, const struct conf_node *n)
+{
+	const struct conf_setting *s = n->vals[CONF_OPT_FILE_MODE];
+	unsigned m;
+
+	if (s == NULL || conf_mode_parse(s->v.u.s, &m))
+		return true;
+	return perr(L, s->v.line, s->col,
+		    "File_Mode \"%.100s\" is not an octal file mode (write e.g. 0660)", s->v.u.s);
 }
 
 /* new_binding - a Binding stanza; binding names are unique across groups. */
@@ -902,6 +963,7 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 	static const char *example[CONF_N__COUNT] = {
 		[CONF_N_BINDING_GROUP] = "group1", [CONF_N_BINDING] = "binding1",
 		[CONF_N_DOMAIN] = "example.com", [CONF_N_LISTEN] = "127.0.0.1:25",
+		[CONF_N_CONTROL_LISTEN] = "/var/run/impetus/control",
 	};
 	struct conf *c = L->P->c;
 	int k = scope_kind(name->text);
@@ -928,6 +990,9 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 			    "unknown scope \"%.100s\" (modules are declared at global scope)",
 			    name->text);
 	}
+	/* Listen inside Control_Listener is a socket path, not an SMTP address. */
+	if (k == CONF_N_LISTEN && parent->kind == CONF_N_CONTROL_LISTENER)
+		k = CONF_N_CONTROL_LISTEN;
 	const char *kname = conf_node_kind_name((enum conf_node_kind)k);
 	if (!scope_allowed(k, parent->kind))
 		return perr(L, name->line, name->col, "%s is not allowed in %s scope",
@@ -942,6 +1007,19 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 					     name->line, name->col);
 		return parse_block(L, n, false);
 	}
+	if (k == CONF_N_CONTROL_LISTENER) {
+		if (arg)
+			return perr(L, arg->line, arg->col, "Control_Listener takes no name");
+		if (c->control)
+			return perr(L, name->line, name->col,
+				    "duplicate Control_Listener (first at %s:%d)", c->control->file,
+				    c->control->line);
+		n = c->control = conf_node_new(c, CONF_N_CONTROL_LISTENER, parent, NULL, L->name,
+					       name->line, name->col);
+		return parse_block(L, n, false) && control_mode_check(L, n);
+	}
+	if (k == CONF_N_CONTROL_LISTEN)
+		kname = "Listen";
 	if (arg == NULL)
 		return perr(L, name->line, name->col, "%s needs a name: %s \"%s\" { ... }",
 			    kname, kname, example[k]);
@@ -967,6 +1045,9 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 	case CONF_N_LISTEN:
 		n = new_listen(L, parent, arg);
 		break;
+	case CONF_N_CONTROL_LISTEN:
+		n = new_control_listen(L, parent, arg);
+		return n && parse_block(L, n, false) && control_mode_check(L, n);
 	}
 	return n && parse_block(L, n, false);
 }

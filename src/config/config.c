@@ -218,6 +218,8 @@ const char *conf_node_kind_name(enum conf_node_kind k)
 		[CONF_N_DOMAIN] = "Domain",
 		[CONF_N_ESMTP_LISTENER] = "ESMTP_Listener",
 		[CONF_N_LISTEN] = "Listen",
+		[CONF_N_CONTROL_LISTENER] = "Control_Listener",
+		[CONF_N_CONTROL_LISTEN] = "Control_Listener Listen",
 	};
 	return (unsigned)k < CONF_N__COUNT ? names[k] : "?";
 }
@@ -231,6 +233,8 @@ unsigned conf_node_kind_scope(enum conf_node_kind k)
 	case CONF_N_DOMAIN: return CONF_S_DOMAIN;
 	case CONF_N_ESMTP_LISTENER:
 	case CONF_N_LISTEN: return CONF_S_LISTENER;
+	case CONF_N_CONTROL_LISTENER:
+	case CONF_N_CONTROL_LISTEN: return CONF_S_CONTROL;
 	case CONF_N__COUNT: break;
 	}
 	return 0;
@@ -622,4 +626,50 @@ const struct conf_value *conf_listener_get(const struct conf *c, const struct co
 	if (c->global->vals[opt])
 		return &c->global->vals[opt]->v;
 	return &conf_default_setting(opt)->v;
+}
+
+size_t conf_control_count(const struct conf *c)
+{
+	return c->ncontrols;
+}
+
+const char *conf_control_path(const struct conf *c, size_t i)
+{
+	return i < c->ncontrols ? c->controls[i]->name : NULL;
+}
+
+const struct conf_value *conf_control_get(const struct conf *c, size_t i, enum conf_opt opt)
+{
+	if ((unsigned)opt >= CONF_OPT__COUNT)
+		abort();
+	if (i < c->ncontrols && c->controls[i]->vals[opt])
+		return &c->controls[i]->vals[opt]->v;
+	if (c->control && c->control->vals[opt])
+		return &c->control->vals[opt]->v;
+	return &conf_default_setting(opt)->v;
+}
+
+bool conf_mode_parse(const char *s, unsigned *out)
+{
+	unsigned v = 0;
+
+	if (s == NULL || *s == '\0' || strlen(s) > 5)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '7')
+			return false;
+		v = v * 8 + (unsigned)(*s - '0');
+	}
+	if (v > 07777)
+		return false;
+	*out = v;
+	return true;
+}
+
+unsigned conf_control_mode(const struct conf *c, size_t i)
+{
+	unsigned m = 0600;
+
+	conf_mode_parse(conf_control_get(c, i, CONF_OPT_FILE_MODE)->u.s, &m);
+	return m;
 }

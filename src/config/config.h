@@ -86,6 +86,7 @@ enum conf_rfc2822_mode { CONF_RFC2822_FIX, CONF_RFC2822_IGNORE, CONF_RFC2822_PED
 #define CONF_S_BINDING       0x04
 #define CONF_S_DOMAIN        0x08
 #define CONF_S_LISTENER      0x10	/* ESMTP_Listener and its Listen stanzas */
+#define CONF_S_CONTROL       0x20	/* Control_Listener and its Listen stanzas */
 #define CONF_S_DELIVERY (CONF_S_GLOBAL | CONF_S_BINDING_GROUP | CONF_S_BINDING | CONF_S_DOMAIN)
 
 /* The option ids, in table order: CONF_OPT_SPOOLBASE, ... */
@@ -232,6 +233,20 @@ struct conf_auth {
 };
 
 void conf_listener_auth(const struct conf *c, const struct conf_listener *l, struct conf_auth *out);
+
+/*
+ * Control listeners (the console's sockets, docs/console.md): one per
+ * Listen "path" stanza under Control_Listener, i in 0 .. count - 1.
+ * conf_control_get reads an option with Listen -> Control_Listener ->
+ * default fallback (i == SIZE_MAX: Control_Listener itself).
+ * conf_control_mode is File_Mode as a number (checked when loading).
+ */
+size_t conf_control_count(const struct conf *c);
+const char *conf_control_path(const struct conf *c, size_t i);
+const struct conf_value *conf_control_get(const struct conf *c, size_t i, enum conf_opt opt);
+unsigned conf_control_mode(const struct conf *c, size_t i);
+/* conf_mode_parse - an octal file mode "0660" / "660" (0..07777); false when not one. */
+bool conf_mode_parse(const char *s, unsigned *out);
 
 /* conf_listener_sockaddr - the parsed Listen address, ready for bind(). */
 const struct sockaddr *conf_listener_sockaddr(const struct conf_listener *l, socklen_t *len);

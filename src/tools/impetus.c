@@ -1,17 +1,21 @@
 /*
- * impetus.c - the operator's command line: `impetus COMMAND [ARGS]`
+ * impetus.c - the operator's command line: `impetus [-s SOCKET] COMMAND [ARGS]`
  *
- * One table of commands, each with a run function, a usage line and a
- * one-line summary; `impetus --help` prints the table. A command with
- * subcommands (`spool ls`) has its own table of the same shape, so adding
- * one is a new row and a function.
+ * Two kinds of commands. Offline ones work on files without the daemon,
+ * from one table of commands (run function, usage line, one-line
+ * summary; `impetus --help` prints it; a command with subcommands has its
+ * own table of the same shape): `spool ls` replays the spool directory
+ * read-only (no lock, nothing modified) and tolerates a daemon writing to
+ * it at the same time.
  *
- * Commands here work offline, on files, without the daemon: `spool ls`
- * replays the spool directory read-only (no lock, nothing modified) and
- * tolerates a daemon writing to it at the same time.
+ * Every other command is a console command (docs/console.md): sent as one
+ * request line to the daemon's control socket (-s SOCKET, else
+ * $IMPETUS_CONTROL, else the first Control_Listener Listen of the
+ * configuration: -c FILE, default the embedded one), its answer printed
+ * on stdout, or its error on stderr. The protocol is control/control_proto.h.
  *
- * Exit codes: 0 success, 1 the command failed (with a message on stderr),
- * 2 usage error.
+ * Exit codes: 0 success, 1 the command failed (with a message on stderr;
+ * a console command's error, or no daemon to ask), 2 usage error.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -19,10 +23,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
+#include "config/config.h"
+#include "control/control_proto.h"
 #include "core/id.h"
 #include "core/mem.h"
 #include "core/str.h"
@@ -49,8 +58,6 @@ static int cmd_help(int argc, char **argv);
 
 static const struct command commands[] = {
 	{ "spool", cmd_spool, "SUBCOMMAND [ARGS]", "inspect the spool directory offline" },
-	{ "version", cmd_version, "", "print the version" },
-	{ "help", cmd_help, "", "this list" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -74,7 +81,14 @@ static void print_table(FILE *f, const char *prefix, const struct command *t)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: impetus COMMAND [ARGS]\n\ncommands:\n");
+	fprintf(f, "usage: impetus [-s SOCKET] [-c FILE] [--json] COMMAND [ARGS]\n"
+		   "       impetus --help | --version\n\n"
+		   "console commands (run by the daemon; `impetus help` lists them all):\n"
+		   "  help, version, pid, and the modules' commands\n"
+		   "  -s SOCKET  the control socket (default $IMPETUS_CONTROL, else the\n"
+		   "             Control_Listener of the configuration)\n"
+		   "  -c FILE    the configuration to find it in (default: the embedded one)\n\n"
+		   "offline commands:\n");
 	print_table(f, "", commands);
 	print_table(f, "spool ", spool_commands);
 }
@@ -285,15 +299,181 @@ static int cmd_help(int argc, char **argv)
 	return 0;
 }
 
+/* ==================== console commands ==================== */
+
+/*
+ * control_socket - the socket to ask: -s, $IMPETUS_CONTROL, or the first
+ * Control_Listener Listen of the configuration. NULL after a message.
+ */
+static char *control_socket(const char *opt, const char *conf_path)
+{
+	const char *env = getenv("IMPETUS_CONTROL");
+	struct str err = STR_INIT;
+	struct conf *c;
+	char *path = NULL;
+
+	if (opt)
+		return xstrdup(opt);
+	if (env && *env)
+		return xstrdup(env);
+	c = conf_path ? conf_load_file(conf_path, &err) : conf_load_default(&err);
+	if (c == NULL) {
+		fprintf(stderr, "impetus: %s\n", str_cstr(&err));
+	} else if (conf_control_count(c) == 0) {
+		fprintf(stderr, "impetus: configuration %s has no Control_Listener; use -s SOCKET\n",
+			conf_path ? conf_path : "(default)");
+	} else {
+		path = xstrdup(conf_control_path(c, 0));
+	}
+	conf_unref(c);
+	str_free(&err);
+	return path;
+}
+
+/* read_all - read until n bytes or EOF into buf; the count read, or -1. */
+static ssize_t read_full(int fd, struct str *buf, size_t want)
+{
+	char tmp[65536];
+
+	while (buf->len < want) {
+		size_t n = want - buf->len < sizeof(tmp) ? want - buf->len : sizeof(tmp);
+		ssize_t r = read(fd, tmp, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		str_append(buf, tmp, (size_t)r);
+	}
+	return (ssize_t)buf->len;
+}
+
+/* console - send argv as one request to the daemon and print the answer. */
+static int console(const char *sockpath, int argc, char **argv, bool json)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct str req = STR_INIT, in = STR_INIT;
+	struct timeval tv = { 120, 0 };
+	int fd, rc = 1;
+
+	for (int i = 0; i < argc; i++) {
+		if (!ctl_word_ok(argv[i])) {
+			fprintf(stderr, "impetus: argument %d (\"%s\") is empty or has a blank or "
+				"control character; console arguments are single words\n", i + 1, argv[i]);
+			str_free(&req);
+			return EXIT_USAGE;
+		}
+		str_appendf(&req, "%s%s", i ? " " : "", argv[i]);
+	}
+	if (json)
+		str_appends(&req, " --json");
+	str_appendc(&req, '\n');
+	if (req.len > CTL_REQUEST_MAX) {
+		fprintf(stderr, "impetus: the command is longer than %d bytes\n", CTL_REQUEST_MAX);
+		str_free(&req);
+		return EXIT_USAGE;
+	}
+	if (strlen(sockpath) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "impetus: socket path %s is too long\n", sockpath);
+		str_free(&req);
+		return 1;
+	}
+	memcpy(sun.sun_path, sockpath, strlen(sockpath) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		fprintf(stderr, "impetus: cannot connect to %s: %s (is impetusd running? "
+			"offline commands: impetus --help)\n", sockpath, strerror(errno));
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (size_t off = 0; off < req.len;) {
+		ssize_t w = write(fd, req.s + off, req.len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			fprintf(stderr, "impetus: %s: %s\n", sockpath, strerror(errno));
+			goto out;
+		}
+		off += (size_t)w;
+	}
+	bool ok = false;
+	size_t body = 0, head = 0;
+	int h = 0;
+	/* The status line first, a byte at a time is not needed: it ends within CTL_HEADER_MAX. */
+	while ((h = ctl_reply_header_parse(in.s ? in.s : "", in.len, &ok, &body, &head)) == 0) {
+		size_t before = in.len;
+
+		if (read_full(fd, &in, in.len + 1) < 0 || in.len == before)
+			break;
+	}
+	if (h <= 0) {
+		fprintf(stderr, "impetus: %s: %s\n", sockpath,
+			h < 0 ? "malformed reply from the daemon" : "the daemon closed the connection");
+		goto out;
+	}
+	if (read_full(fd, &in, head + body) < 0 || in.len < head + body) {
+		fprintf(stderr, "impetus: %s: reply cut short (%zu of %zu bytes)\n", sockpath,
+			in.len > head ? in.len - head : 0, body);
+		goto out;
+	}
+	if (ok) {
+		fwrite(in.s + head, 1, body, stdout);
+		rc = fflush(stdout) == 0 ? 0 : 1;
+	} else {
+		fprintf(stderr, "impetus: %.*s\n", (int)body, in.s + head);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	str_free(&req);
+	str_free(&in);
+	return rc;
+}
+
+/* ==================== main ==================== */
+
 int main(int argc, char **argv)
 {
-	if (argc < 2) {
+	const char *sock_opt = NULL, *conf_path = NULL;
+	bool json = false;
+	int i = 1;
+
+	/* Options before the command only: what follows belongs to the command. */
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return cmd_help(argc - i, argv + i);
+		if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0)
+			return cmd_version(argc - i, argv + i);
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+			continue;
+		}
+		if ((strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+			if (argv[i][1] == 's')
+				sock_opt = argv[i + 1];
+			else
+				conf_path = argv[i + 1];
+			i++;
+			continue;
+		}
+		fprintf(stderr, "impetus: unknown option '%s'\n", argv[i]);
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-		return cmd_help(argc - 1, argv + 1);
-	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
-		return cmd_version(argc - 1, argv + 1);
-	return dispatch(commands, "command", argc - 1, argv + 1);
+	if (i >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (const struct command *c = commands; c->name; c++)
+		if (strcmp(c->name, argv[i]) == 0)
+			return c->run(argc - i, argv + i);
+	char *path = control_socket(sock_opt, conf_path);
+	if (path == NULL)
+		return 1;
+	int rc = console(path, argc - i, argv + i, json);
+	free(path);
+	return rc;
 }

@@ -140,8 +140,8 @@ class Modules(harness.DaemonTestCase):
             ('test_api10 "a" { journal = %s opts { } }' % j,
              'module test_api10 takes no sub-stanzas ("opts" is one); it was built for module API 1.0'),
             # A Momentum scope impetus lacks, holding a stanza: the loader names it.
-            ('Control_Listener { Listen "/tmp/x.sock" { } }',
-             'unknown scope or module "Control_Listener": no control_listener.so in Module_Path'),
+            ('Cluster_Listener { Listen "/tmp/x.sock" { } }',
+             'unknown scope or module "Cluster_Listener": no cluster_listener.so in Module_Path'),
             ('Momentum_Thing { Something "x" { a = 1 } }',
              'unknown scope or module "Momentum_Thing": no momentum_thing.so in Module_Path'),
             ('no_such_module "x" { }', 'no no_such_module.so in Module_Path (/nonexistent '),

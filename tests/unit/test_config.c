@@ -1575,11 +1575,11 @@ static void test_module_substanzas(void)
 	 * A Momentum scope impetus lacks reads as a module stanza with a
 	 * sub-stanza: the loader, not the parser, says "unknown scope or module".
 	 */
-	c = load("Control_Listener {\n  Listen \"/tmp/x.sock\" { Enable = true }\n}\n", &err);
+	c = load("Cluster_Listener {\n  Listen \"/tmp/x.sock\" { Enable = true }\n}\n", &err);
 	CHECK(c != NULL);
 	if (c) {
 		m = conf_module_at(c, 0);
-		CHECK_STREQ(m->module, "Control_Listener");
+		CHECK_STREQ(m->module, "Cluster_Listener");
 		CHECK_INTEQ((int)m->nsubs, 1);
 		CHECK_STREQ(m->subs[0].name, "Listen");
 		CHECK_STREQ(m->subs[0].arg, "/tmp/x.sock");
@@ -1608,9 +1608,53 @@ static void test_password_not_echoed(void)
 		     "t.conf:2:1: unknown option \"BadOpt\"");
 }
 
+/* Control_Listener (the console, docs/console.md): Listen paths, File_Mode, fallbacks. */
+static void test_control_listener(void)
+{
+	struct str err = STR_INIT;
+	struct conf *c = load("Control_Listener {\n  Timeout = 5\n  File_Mode = 0640\n"
+			      "  Listen \"/run/a\" { File_Mode = 0660 }\n  Listen \"./b\" { }\n}\n",
+			      &err);
+
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_INTEQ(conf_control_count(c), 2);
+		CHECK_STREQ(conf_control_path(c, 0), "/run/a");
+		CHECK_STREQ(conf_control_path(c, 1), "./b");
+		CHECK(conf_control_path(c, 2) == NULL);
+		CHECK_INTEQ(conf_control_mode(c, 0), 0660);
+		CHECK_INTEQ(conf_control_mode(c, 1), 0640);	/* from Control_Listener */
+		CHECK_INTEQ(conf_control_get(c, SIZE_MAX, CONF_OPT_CONTROL_TIMEOUT)->u.i, 5);
+		CHECK_INTEQ(conf_control_get(c, 1, CONF_OPT_CONTROL_MAX_CONNECTIONS)->u.i, 64);
+		CHECK_INTEQ(conf_module_count(c), 0);
+		conf_unref(c);
+	}
+	c = load("Control_Listener { Listen \"/x\" { } }\n", &err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_INTEQ(conf_control_mode(c, 0), 0600);	/* the default */
+		conf_unref(c);
+	}
+	c = load("Relay_Hosts = ( \"1.2.3.4\" )\n", &err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_INTEQ(conf_control_count(c), 0);
+		conf_unref(c);
+	}
+	unsigned m = 1;
+	CHECK(conf_mode_parse("0660", &m) && m == 0660);
+	CHECK(conf_mode_parse("7777", &m) && m == 07777);
+	CHECK(!conf_mode_parse("08", &m));
+	CHECK(!conf_mode_parse("", &m));
+	CHECK(!conf_mode_parse("017777", &m));
+	CHECK(!conf_mode_parse("-1", &m));
+	str_free(&err);
+}
+
 int main(void)
 {
 	test_password_not_echoed();
+	test_control_listener();
 	test_module_stanzas();
 	test_module_substanzas();
 	test_table();

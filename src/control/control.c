@@ -1,0 +1,338 @@
+/*
+ * control.c - the Control_Listener's sockets and connections (control.h)
+ *
+ * Owner: the scheduler thread, for everything in this file: the
+ * listeners (evconnlistener), each connection's bufferevent, the count
+ * of connections. A request line is parsed, its command run
+ * synchronously (api_console_run) and the whole reply queued before the
+ * next line is looked at, so replies come back in request order.
+ *
+ * Failure handling, so one bad client never hurts the others or the
+ * daemon: a malformed request gets "ERR" and the connection stays
+ * usable; a line longer than CTL_REQUEST_MAX gets "ERR" and the
+ * connection is closed once that is written (there is no way to find the
+ * next request in it); a client idle for Timeout, or that stops reading
+ * its replies for Timeout, is closed; past Max_Connections a new client
+ * gets "ERR" and is closed; accept errors (EMFILE) pause accepting for a
+ * second instead of spinning.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "api/api.h"
+#include "api/api_console.h"
+#include "api/api_runtime.h"
+#include "config/config.h"
+#include "control/control.h"
+#include "control/control_proto.h"
+#include "core/fsutil.h"
+#include "core/loop.h"
+#include "core/mem.h"
+#include "log/log.h"
+
+/* Stop reading requests while this much reply is waiting for a slow client. */
+#define CTL_OUTPUT_HIGH (1u << 20)
+
+struct ctl_conn;
+
+struct ctl_listener {
+	struct control *ctl;
+	struct evconnlistener *evl;
+	struct event *resume;		/* re-enables accepting after an accept error */
+	char *path;
+	bool bound;			/* we created the file: unlink it at the end */
+};
+
+struct control {
+	struct loop *sched;
+	struct ctl_listener *ls;
+	size_t nls;
+	struct ctl_conn *conns;		/* doubly linked */
+	size_t nconns;
+	int64_t max_conns;
+	struct timeval timeout;
+};
+
+struct ctl_conn {
+	struct control *ctl;
+	struct bufferevent *bev;
+	struct ctl_conn *prev, *next;
+	bool closing;			/* close once the output is written */
+	bool paused;			/* reading stopped until the output drains */
+};
+
+static void conn_free(struct ctl_conn *c)
+{
+	struct control *ctl = c->ctl;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		ctl->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	ctl->nconns--;
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+/* conn_reply - queue one reply. */
+static void conn_reply(struct ctl_conn *c, bool ok, const char *body, size_t len)
+{
+	struct str out = STR_INIT;
+
+	ctl_reply_format(&out, ok, body, len);
+	bufferevent_write(c->bev, out.s, out.len);
+	str_free(&out);
+}
+
+/* conn_fail_close - an error reply, then close the connection once it is written. */
+static void conn_fail_close(struct ctl_conn *c, const char *msg)
+{
+	conn_reply(c, false, msg, strlen(msg));
+	c->closing = true;
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+/* run_request - parse one request line and answer it. */
+static void run_request(struct ctl_conn *c, char *line, size_t len)
+{
+	struct ctl_request req;
+	struct str out = STR_INIT;
+	int rc = -1;
+
+	if (len && line[len - 1] == '\r')
+		len--;
+	if (ctl_request_parse(line, len, &req, &out) == 0) {
+		struct conf *conf = api_runtime_conf();
+		struct api_gen *g = api_gen_of(conf);
+
+		if (g == NULL)
+			str_appends(&out, "no configuration is running");
+		else
+			rc = api_console_run(g, req.argc, req.argv, req.json, &out);
+		conf_unref(conf);
+	}
+	conn_reply(c, rc == 0, out.s ? out.s : "", out.len);
+	str_free(&out);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char line[CTL_REQUEST_MAX + 1];
+
+	while (!c->closing && !c->paused) {
+		struct evbuffer_ptr nl = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+
+		if (nl.pos < 0) {
+			if (evbuffer_get_length(in) >= CTL_REQUEST_MAX) {
+				evbuffer_drain(in, evbuffer_get_length(in));
+				conn_fail_close(c, "request longer than 4096 bytes; closing");
+			}
+			return;
+		}
+		size_t len = (size_t)nl.pos;
+		if (len + 1 > CTL_REQUEST_MAX) {
+			evbuffer_drain(in, evbuffer_get_length(in));
+			conn_fail_close(c, "request longer than 4096 bytes; closing");
+			return;
+		}
+		evbuffer_remove(in, line, len + 1);	/* the line and its LF */
+		run_request(c, line, len);
+		if (evbuffer_get_length(bufferevent_get_output(bev)) > CTL_OUTPUT_HIGH) {
+			c->paused = true;
+			bufferevent_disable(bev, EV_READ);
+		}
+	}
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn *c = arg;
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+		return;
+	if (c->closing) {
+		conn_free(c);
+		return;
+	}
+	if (c->paused) {
+		c->paused = false;
+		bufferevent_enable(bev, EV_READ);
+		on_read(bev, c);	/* requests that arrived while paused */
+	}
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct ctl_conn *c = arg;
+
+	/* EOF, error or Timeout (idle, or not reading its replies): the client is gone. */
+	(void)what;
+	conn_free(c);
+}
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct ctl_listener *l = arg;
+	struct control *ctl = l->ctl;
+	struct ctl_conn *c = xcalloc(1, sizeof(*c));
+
+	c->ctl = ctl;
+	c->bev = bufferevent_socket_new(loop_base(ctl->sched), fd, BEV_OPT_CLOSE_ON_FREE);
+	c->next = ctl->conns;
+	if (ctl->conns)
+		ctl->conns->prev = c;
+	ctl->conns = c;
+	ctl->nconns++;
+	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_set_timeouts(c->bev, &ctl->timeout, &ctl->timeout);
+	if ((int64_t)ctl->nconns > ctl->max_conns) {
+		char msg[96];
+
+		snprintf(msg, sizeof(msg), "too many console connections (Max_Connections %lld)",
+			 (long long)ctl->max_conns);
+		conn_fail_close(c, msg);
+		bufferevent_enable(c->bev, EV_WRITE);
+		return;
+	}
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_listener *l = arg;
+
+	evconnlistener_enable(l->evl);
+}
+
+static void on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct ctl_listener *l = arg;
+	struct timeval tv = { 1, 0 };
+
+	log_panic("control accept path=%s error=\"%s\"; pausing 1s", l->path, strerror(errno));
+	evconnlistener_disable(evl);
+	evtimer_add(l->resume, &tv);
+}
+
+/*
+ * bind_unix - a listening Unix socket at path with mode. A socket file
+ * nobody answers on is left over from a daemon that died: replaced.
+ */
+static int bind_unix(const char *path, unsigned mode, struct str *err)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	char dir[sizeof(sun.sun_path)];
+	int fd;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		int rc = fs_mkdir_p(dir, 0755);
+		if (rc < 0) {
+			str_appendf(err, "Control_Listener: cannot create %s: %s", dir, strerror(-rc));
+			return -1;
+		}
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			str_appendf(err, "Control_Listener: %s exists and is not a socket", path);
+			return -1;
+		}
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			close(fd);
+			str_appendf(err, "Control_Listener: %s is in use (another impetusd?)", path);
+			return -1;
+		}
+		if (fd >= 0)
+			close(fd);
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		str_appendf(err, "Control_Listener: socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Created with no permissions at all, then opened up: never briefly too open. */
+	mode_t old = umask(0777);
+	int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (rc < 0 || chmod(path, (mode_t)mode) < 0 || listen(fd, 64) < 0) {
+		str_appendf(err, "Control_Listener: cannot listen on %s: %s", path, strerror(errno));
+		if (rc == 0)
+			unlink(path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct control *control_new(struct loop *sched, const struct conf *conf, struct str *err)
+{
+	struct control *ctl = xcalloc(1, sizeof(*ctl));
+	size_t n = conf_control_count(conf);
+
+	ctl->sched = sched;
+	ctl->max_conns = conf_control_get(conf, SIZE_MAX, CONF_OPT_CONTROL_MAX_CONNECTIONS)->u.i;
+	ctl->timeout.tv_sec = conf_control_get(conf, SIZE_MAX, CONF_OPT_CONTROL_TIMEOUT)->u.i;
+	ctl->ls = xcalloc(n ? n : 1, sizeof(*ctl->ls));
+	for (size_t i = 0; i < n; i++) {
+		struct ctl_listener *l = &ctl->ls[ctl->nls];
+		const char *path = conf_control_path(conf, i);
+		int fd = bind_unix(path, conf_control_mode(conf, i), err);
+
+		if (fd < 0) {
+			control_free(ctl);
+			return NULL;
+		}
+		l->ctl = ctl;
+		l->path = xstrdup(path);
+		l->bound = true;
+		l->evl = evconnlistener_new(loop_base(sched), on_accept, l,
+					    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+		l->resume = evtimer_new(loop_base(sched), on_resume, l);
+		evconnlistener_set_error_cb(l->evl, on_accept_error);
+		ctl->nls++;
+		log_panic("control listen path=%s mode=%04o", path, conf_control_mode(conf, i));
+	}
+	return ctl;
+}
+
+void control_free(struct control *ctl)
+{
+	if (ctl == NULL)
+		return;
+	while (ctl->conns)
+		conn_free(ctl->conns);
+	for (size_t i = 0; i < ctl->nls; i++) {
+		struct ctl_listener *l = &ctl->ls[i];
+
+		evconnlistener_free(l->evl);
+		event_free(l->resume);
+		if (l->bound)
+			unlink(l->path);
+		free(l->path);
+	}
+	free(ctl->ls);
+	free(ctl);
+}
