@@ -666,6 +666,26 @@ static struct conf_node *new_listen(struct lexer *L, struct conf_node *parent, c
 }
 
 /*
+ * node_list_push - append n to an arena-backed array of stanzas (the
+ * Bindings, the control sockets), doubling it when full; the old array
+ * stays in the arena until the configuration goes.
+ */
+static void node_list_push(struct conf *c, struct conf_node ***list, size_t *len, size_t *cap,
+			   struct conf_node *n)
+{
+	if (*len == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 8;
+		struct conf_node **v = conf_arena_alloc(&c->arena, ncap * sizeof(*v));
+
+		if (*len)
+			memcpy(v, *list, *len * sizeof(*v));
+		*list = v;
+		*cap = ncap;
+	}
+	(*list)[(*len)++] = n;
+}
+
+/*
  * new_control_listen - a Listen stanza of Control_Listener: a Unix socket
  * path (anything with a "/"; TCP is not supported yet), unique.
  */
@@ -696,16 +716,7 @@ static struct conf_node *new_control_listen(struct lexer *L, struct conf_node *p
 	}
 	n = conf_node_new(c, CONF_N_CONTROL_LISTEN, parent, conf_arena_strdup(&c->arena, arg->text),
 			  L->name, arg->line, arg->col);
-	if (c->ncontrols == c->controls_cap) {
-		size_t cap = c->controls_cap ? c->controls_cap * 2 : 4;
-		struct conf_node **v = conf_arena_alloc(&c->arena, cap * sizeof(*v));
-
-		if (c->ncontrols)
-			memcpy(v, c->controls, c->ncontrols * sizeof(*v));
-		c->controls = v;
-		c->controls_cap = cap;
-	}
-	c->controls[c->ncontrols++] = n;
+	node_list_push(c, &c->controls, &c->ncontrols, &c->controls_cap, n);
 	return n;
 }
 
@@ -734,16 +745,7 @@ static struct conf_node *new_binding(struct lexer *L, struct conf_node *parent, 
 	}
 	n = conf_node_new(c, CONF_N_BINDING, parent, arg->text, L->name, arg->line, arg->col);
 	conf_map_put(&c->binding_map, n->name, strlen(n->name), n);
-	if (c->nbindings == c->bindings_cap) {
-		size_t cap = c->bindings_cap ? c->bindings_cap * 2 : 8;
-		struct conf_node **v = conf_arena_alloc(&c->arena, cap * sizeof(*v));
-
-		if (c->nbindings)
-			memcpy(v, c->bindings, c->nbindings * sizeof(*v));
-		c->bindings = v;
-		c->bindings_cap = cap;
-	}
-	c->bindings[c->nbindings++] = n;
+	node_list_push(c, &c->bindings, &c->nbindings, &c->bindings_cap, n);
 	return n;
 }
 

@@ -98,7 +98,8 @@ def longest_line(body):
     return max(len(l) for l in body.split(b"\r\n"))
 
 
-class Conformance(DaemonTestCase):
+class SinkRelayCase(DaemonTestCase):
+    """SinkRelayCase - one sink for the class; relay() a daemon that delivers conf.test there."""
 
     @classmethod
     def setUpClass(cls):
@@ -117,6 +118,9 @@ class Conformance(DaemonTestCase):
             relay_hosts=("127.0.0.0/8",), hold_delivery=False, listen_text=listen_text,
             global_text='Domain "conf.test" { Routes = ( "smtp://127.0.0.1:%d" ) }'
                         % self.sink.port)
+
+
+class Conformance(SinkRelayCase):
 
     def held(self, listen_text=""):
         """held - a daemon that keeps what it accepts in the spool."""

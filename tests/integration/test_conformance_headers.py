@@ -20,8 +20,8 @@ import time
 
 import harness
 from deliverykit import wait_until
-from harness import DaemonTestCase, accepted_id, main
-from sink import Sink
+from harness import accepted_id, main
+from test_conformance import SinkRelayCase
 
 SENDER = "real@client.test"
 
@@ -39,25 +39,7 @@ def message(marker, date=False, msgid=False, return_path=None):
     return b"\r\n".join(lines)
 
 
-class ConformanceHeaders(DaemonTestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.sink = Sink()
-        cls.sink.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sink.stop()
-        super().tearDownClass()
-
-    def relay(self, listen_text=""):
-        """relay - a daemon that delivers conf.test to the sink at once."""
-        return self.new_daemon(
-            relay_hosts=("127.0.0.0/8",), hold_delivery=False, listen_text=listen_text,
-            global_text='Domain "conf.test" { Routes = ( "smtp://127.0.0.1:%d" ) }'
-                        % self.sink.port)
+class ConformanceHeaders(SinkRelayCase):
 
     def data(self, d, payload, sender=SENDER, rcpt="r@conf.test"):
         """data - one DATA transaction (payload dot-terminated here); the final reply."""
