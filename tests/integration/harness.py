@@ -764,7 +764,39 @@ class DaemonTestCase(unittest.TestCase):
     def new_daemon(self, **kw):
         d = Daemon(**kw)
         self.addCleanup(d.cleanup)
+        # Registered after cleanup, so it runs first, while the logs exist.
+        self.addCleanup(self._dump_if_failed, d)
         return d
+
+    def _failure_count(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result is None:
+            return 0
+        return len(result.failures) + len(result.errors)
+
+    def run(self, result=None):
+        self._failures_before = len(result.failures) + len(result.errors) if result else 0
+        return super().run(result)
+
+    def _dump_if_failed(self, d):
+        """
+        _dump_if_failed - when the test has failed, print the tail of the
+        daemon's logs to stderr: a flake in CI leaves only this behind.
+        """
+        if self._failure_count() <= getattr(self, "_failures_before", 0):
+            return
+        for name in ("mainlog", "paniclog", "rejectlog"):
+            lines = d.log(name)
+            if name == "mainlog":
+                # Deliveries are the bulk and rarely the story: keep the rest.
+                lines = [l for l in lines if "@D@" not in l][-150:] + lines[-10:]
+            if lines:
+                sys.stderr.write("---- %s: %s (%d lines) ----\n%s\n"
+                                 % (self.id(), name, len(lines), "\n".join(lines[-160:])))
+        err = d.stderr()
+        if err:
+            sys.stderr.write("---- %s: impetusd stderr (last 1500 chars) ----\n%s\n"
+                             % (self.id(), err[-1500:]))
 
     def raw(self, daemon=None, **kw):
         c = RawClient((daemon or self.d).port, **kw)
