@@ -47,7 +47,6 @@
 #include "smtp/smtp_server.h"
 #include "spool/spool.h"
 
-#define SHUTDOWN_GRACE_SECONDS 30
 #define HEARTBEAT_SECONDS 60
 /*
  * Descriptors beyond one per session and outbound connection: logs, spool
@@ -164,6 +163,12 @@ static void on_spool_report(void *ctx, const char *line)
 	log_panic("%s", line);
 }
 
+/* shutdown_grace - Shutdown_Grace of the configuration in force, in seconds. */
+static int shutdown_grace(const struct daemon *d)
+{
+	return (int)conf_int(d->conf, CONF_OPT_SHUTDOWN_GRACE);
+}
+
 static void on_queue_done(void *arg)
 {
 	struct daemon *d = arg;
@@ -177,7 +182,7 @@ static void on_sessions_done(void *arg)
 	struct daemon *d = arg;
 
 	log_panic("shutdown sessions=closed");
-	queue_shutdown(d->queue, SHUTDOWN_GRACE_SECONDS, on_queue_done, d);
+	queue_shutdown(d->queue, shutdown_grace(d), on_queue_done, d);
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -188,7 +193,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 		return;
 	d->stopping = true;
 	log_panic("shutdown signal=%d", (int)sig);
-	smtp_server_shutdown(d->smtp, SHUTDOWN_GRACE_SECONDS, on_sessions_done, d);
+	smtp_server_shutdown(d->smtp, shutdown_grace(d), on_sessions_done, d);
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)

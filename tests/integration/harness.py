@@ -527,12 +527,19 @@ class Daemon:
         if self.proc is None:
             return self.returncode
         if self.proc.poll() is None:
+            t0 = time.monotonic()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill9(check=False)
                 raise AssertionError("impetusd did not exit within %.0f s of SIGTERM" % timeout)
+            took = time.monotonic() - t0
+            if took > 5.0:
+                # Usually a session left open mid-transaction holding the
+                # shutdown grace: it costs the suite time, so say so.
+                sys.stderr.write("harness: impetusd took %.1f s to stop (%s)\n"
+                                 % (took, self.tmp))
         self.returncode = self.proc.returncode
         self.proc = None
         if check:

@@ -189,6 +189,9 @@ class RcptFilter(harness.DaemonTestCase):
         time.sleep(0.5)
         c = self.open_txn(d)
         self.assertReply(c.cmd("RCPT TO:<full@example.com>"), 451, "4.7.1")
+        # Closed first: a session with an open envelope may finish it during
+        # the shutdown's 30 s grace, and this one would wait all of it.
+        c.close()
         d.stop()
 
     # -- in memory between checks -------------------------------------------------
