@@ -207,13 +207,33 @@ struct reports {
 	int n;
 };
 
+/*
+ * Reports come from the spool thread (compaction, write errors) while a
+ * test may poll them: appends and polls hold reports_mu, or a poll could
+ * read the buffer the append just reallocated.
+ */
+static pthread_mutex_t reports_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void on_report(void *ctx, const char *line)
 {
 	struct reports *r = ctx;
 
+	pthread_mutex_lock(&reports_mu);
 	str_appends(&r->all, line);
 	str_appendc(&r->all, '\n');
 	r->n++;
+	pthread_mutex_unlock(&reports_mu);
+}
+
+/* reports_have - whether a report so far contains needle (safe while the spool runs). */
+static bool reports_have(struct reports *r, const char *needle)
+{
+	bool found;
+
+	pthread_mutex_lock(&reports_mu);
+	found = strstr(str_cstr(&r->all), needle) != NULL;
+	pthread_mutex_unlock(&reports_mu);
+	return found;
 }
 
 /* ---- the reply side: a loop on a thread, results collected under a mutex ---- */
@@ -866,7 +886,7 @@ static void wait_records(struct spool *sp, uint64_t n)
 {
 	struct spool_stats st;
 
-	for (int i = 0; i < 1000; i++) {
+	for (int i = 0; i < 3000; i++) {
 		spool_get_stats(sp, &st);
 		if (st.records >= n)
 			return;
@@ -1196,7 +1216,7 @@ static int wait_segments(struct spool *sp, const char *dir, uint64_t oldest, uin
 {
 	int n = 0;
 
-	for (int tries = 0; tries < 500; tries++) {
+	for (int tries = 0; tries < 3000; tries++) {
 		uint64_t first;
 
 		spool_get_stats(sp, st);
@@ -1466,7 +1486,7 @@ static void test_compact_relocate(void)
 	CHECK_INTEQ(spool_read_body(sp, &mv.locs[0], &want), 0);
 	CHECK(body.len == 1000 && want.len == 1000 && memcmp(body.s, want.s, 1000) == 0);
 	spool_moved_ack(sp, id);
-	for (int tries = 0; tries < 500; tries++) {
+	for (int tries = 0; tries < 3000; tries++) {
 		seg_files_range(dir, &first, NULL);
 		if (first >= mv.locs[0].segment)
 			break;
@@ -1580,10 +1600,10 @@ static void test_compact_bad_source(void)
 	flip_bit(path, w.res[0].msg->loc.offset + 500, 3);
 	spool_start(sp);
 	submit_n(sp, &w, 100, 1, 10, sync_msg);
-	for (int tries = 0; tries < 300 && strstr(str_cstr(&rep.all), "cannot be relocated") == NULL;
+	for (int tries = 0; tries < 3000 && !reports_have(&rep, "cannot be relocated");
 	     tries++)
 		usleep(10000);
-	CHECK(strstr(str_cstr(&rep.all), "bad record crc") != NULL);
+	CHECK(reports_have(&rep, "bad record crc"));
 	CHECK_INTEQ(mv.n, 0);
 	seg_files_range(dir, &first, NULL);
 	CHECK_INTEQ(first, 1);
