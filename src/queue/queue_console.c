@@ -446,7 +446,8 @@ static int cmd_showqueue(struct imp_cli *cli, int argc, const char *const *argv,
 	for (size_t k = 0; k < n && nrows < want; k++) {
 		struct queue_dest *dq = v[k];
 		struct qentry **h = xmalloc((dq->nheap + 1) * sizeof(*h));
-		memcpy(h, dq->heap, dq->nheap * sizeof(*h));
+		if (dq->nheap)
+			memcpy(h, dq->heap, dq->nheap * sizeof(*h));
 		qsort(h, dq->nheap, sizeof(*h), by_next_attempt);
 		for (uint32_t x = 0; x < dq->nheap && nrows < want; x++) {
 			if (nrows == rcap) {
