@@ -325,10 +325,13 @@ static size_t take_dest(struct queue_dest *dq, bool heap_only, struct qentry ***
 
 long queue_admin_reroute(struct queue *q, const char *from, const char *to)
 {
-	const char *final = queue_admin_route(q, to);
+	/* A copy: the map's strings may be replaced below (reroute D1 D1 when D1 -> X). */
+	char *final = xstrdup(queue_admin_route(q, to));
 
-	if (strcmp(final, from) == 0)
+	if (strcmp(final, from) == 0) {
+		free(final);
 		return -ELOOP;		/* to already goes to from, or is from */
+	}
 	if (q->reroutes == NULL)
 		q->reroutes = strmap_new();
 	free(strmap_put(q->reroutes, from, xstrdup(final)));
@@ -362,6 +365,7 @@ long queue_admin_reroute(struct queue *q, const char *from, const char *to)
 	kick_release(q, touched, 2 * n);
 	free(touched);
 	free(v);
+	free(final);
 	return (long)moved;
 }
 
