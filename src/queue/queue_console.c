@@ -37,6 +37,7 @@
 
 #define SHOWQUEUE_DEFAULT 100		/* Momentum's "100,0" */
 #define SHOWQUEUE_MAX 10000		/* the most one showqueue lists */
+#define SHOWQUEUE_OFFSET_MAX 1000000000UL	/* LIMIT and OFFSET are below this */
 #define MAILQ_MAX_ROWS 1000		/* queues listed by mailq */
 #define DOMAIN_NAME_MAX 255
 /* The reply a console failure gives the recipients it fails. */
@@ -116,6 +117,37 @@ static bool id_arg(struct imp_cli *cli, const char *arg, uint64_t *id)
 		imp_cli_error(cli, "bad message id \"%.64s\" (16 hex digits, as in the logs)", arg);
 		return false;
 	}
+	return true;
+}
+
+/*
+ * limit_arg - "LIMIT" or "LIMIT,OFFSET", decimal digits only (no sign, no
+ * blank), LIMIT at least 1, both under SHOWQUEUE_OFFSET_MAX so their sum
+ * cannot wrap.
+ */
+static bool limit_arg(const char *arg, unsigned long *limit, unsigned long *offset)
+{
+	const char *p = arg;
+	unsigned long v[2] = { 0, 0 };
+
+	for (int k = 0; k < 2; k++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			v[k] = v[k] * 10 + (unsigned long)(*p - '0');
+			if (v[k] > SHOWQUEUE_OFFSET_MAX)
+				return false;
+		}
+		if (*p == '\0')
+			break;
+		if (k == 1 || *p != ',')
+			return false;
+		p++;
+	}
+	if (v[0] == 0)
+		return false;
+	*limit = v[0];
+	*offset = v[1];
 	return true;
 }
 
@@ -410,14 +442,8 @@ static int cmd_showqueue(struct imp_cli *cli, int argc, const char *const *argv,
 		return imp_cli_error(cli, "usage: showqueue [binding BINDING|all] DOMAIN [LIMIT[,OFFSET]]");
 	if ((d = domain_arg(cli, argv[i], buf)) == NULL)
 		return -1;
-	if (argc - i == 2) {
-		char *end;
-		limit = strtoul(argv[i + 1], &end, 10);
-		if (*end == ',')
-			offset = strtoul(end + 1, &end, 10);
-		if (*end != '\0' || end == argv[i + 1] || limit == 0)
-			return imp_cli_error(cli, "bad LIMIT[,OFFSET] \"%.32s\"", argv[i + 1]);
-	}
+	if (argc - i == 2 && !limit_arg(argv[i + 1], &limit, &offset))
+		return imp_cli_error(cli, "bad LIMIT[,OFFSET] \"%.32s\"", argv[i + 1]);
 	bool capped = limit > SHOWQUEUE_MAX;
 	if (capped)
 		limit = SHOWQUEUE_MAX;

@@ -348,7 +348,8 @@ class ConsoleQueue(harness.DaemonTestCase):
         self.bad("domain", expect="usage: domain DOMAIN")
         self.bad("domain", "a@b", expect='bad domain "a@b"')
         self.bad("showqueue", "nosuch.test", expect="no queue for domain")
-        self.bad("showqueue", "ok.test", "x,y", expect="bad LIMIT")
+        for arg in ("x,y", "0", "-1", "5,", "1,2,3", "1,99999999999999999999"):
+            self.bad("showqueue", "ok.test", arg, expect="bad LIMIT")
         self.bad("message", "details", "zzz", expect='bad message id "zzz"')
         self.bad("message", "details", "0000000000000001", expect="is not queued")
         self.bad("message", "explode", "0000000000000001", expect="unknown action")
