@@ -173,6 +173,7 @@ struct dest_filter {
 	size_t n, cap;
 };
 
+/* filter_one - keep dq if it is of the binding and domain asked. */
 static void filter_one(void *ctx, const char *key, void *value)
 {
 	struct dest_filter *f = ctx;
@@ -211,7 +212,7 @@ size_t queue_admin_dests(struct queue *q, const char *binding, const char *domai
 	return f.n;
 }
 
-/* release_all - kick each queue, then free those nothing holds (top of an event only). */
+/* kick_release - kick each queue, then free those nothing holds (top of an event only). */
 static void kick_release(struct queue *q, struct queue_dest **v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -285,6 +286,7 @@ struct retarget {
 	size_t n, cap;
 };
 
+/* retarget_one - note a rule that leads to r->from. */
 static void retarget_one(void *ctx, const char *key, void *value)
 {
 	struct retarget *r = ctx;
@@ -367,13 +369,6 @@ long queue_admin_reroute(struct queue *q, const char *from, const char *to)
 	free(v);
 	free(final);
 	return (long)moved;
-}
-
-void queue_admin_reroutes(const struct queue *q,
-			  void (*fn)(void *ctx, const char *from, void *to), void *ctx)
-{
-	if (q->reroutes)
-		strmap_each(q->reroutes, (void (*)(void *, const char *, void *))fn, ctx);
 }
 
 /* ------------------------------------------------------------------ */
@@ -519,6 +514,7 @@ long queue_admin_rebind(struct queue *q, const char *domain, size_t *examined)
 /* ------------------------------------------------------------------ */
 /* end                                                                 */
 
+/* free_value - a reroute rule's target string. */
 static void free_value(void *ctx, const char *key, void *value)
 {
 	free(value);

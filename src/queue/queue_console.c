@@ -536,6 +536,7 @@ static const struct qentry *find_entry(struct queue *q, struct qmsg *m, uint32_t
 	return NULL;
 }
 
+/* rcpt_state - a final recipient state's name. */
 static const char *rcpt_state(uint8_t st)
 {
 	switch (st) {
@@ -801,11 +802,13 @@ static int suspend_resume(struct imp_cli *cli, int argc, const char *const *argv
 	return 0;
 }
 
+/* cmd_suspend - suspend domain D | binding B. */
 static int cmd_suspend(struct imp_cli *cli, int argc, const char *const *argv, void *closure)
 {
 	return suspend_resume(cli, argc, argv, true);
 }
 
+/* cmd_resume - resume domain D | binding B. */
 static int cmd_resume(struct imp_cli *cli, int argc, const char *const *argv, void *closure)
 {
 	return suspend_resume(cli, argc, argv, false);

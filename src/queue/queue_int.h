@@ -362,9 +362,6 @@ int queue_admin_suspend(struct queue *q, bool binding, const char *name, bool on
  * leads back to from.
  */
 long queue_admin_reroute(struct queue *q, const char *from, const char *to);
-/* queue_admin_reroutes - fn(ctx, from, to) for every reroute rule (to is a char *). */
-void queue_admin_reroutes(const struct queue *q,
-			  void (*fn)(void *ctx, const char *from, void *to), void *ctx);
 /* queue_admin_flush - the delayed entries of domain are due now; how many, or -ENOENT (no queue). */
 long queue_admin_flush(struct queue *q, const char *domain);
 /*
