@@ -479,7 +479,7 @@ int main(int argc, char **argv)
 	smtp_server_set_spool(d.smtp, d.spool, d.io_pool);
 	struct api_runtime rt = {
 		.scheduler = d.scheduler, .io = d.io, .nio = d.nio, .cpu_pool = d.cpu_pool,
-		.io_pool = d.io_pool, .spool = d.spool, .queue = d.queue,
+		.io_pool = d.io_pool, .spool = d.spool, .queue = d.queue, .smtp = d.smtp,
 	};
 	api_runtime_set(&rt);
 	api_runtime_set_conf(d.conf);

@@ -18,6 +18,8 @@ struct api_cmd;
 
 /* api_console_builtins_register - help, version, pid into a building generation. */
 void api_console_builtins_register(struct api_gen *g);
+/* api_summary_register - `summary` (api_summary.c) into a building generation. */
+void api_summary_register(struct api_gen *g);
 
 /*
  * api_console_run - run argv[0] with its arguments in generation g

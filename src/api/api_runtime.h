@@ -23,6 +23,7 @@ struct pool;
 struct spool;
 struct queue;
 struct conf;
+struct smtp_server;
 
 struct api_runtime {
 	struct loop *scheduler;
@@ -32,6 +33,7 @@ struct api_runtime {
 	struct pool *io_pool;
 	struct spool *spool;
 	struct queue *queue;
+	struct smtp_server *smtp;	/* the inbound server (the console's summary) */
 };
 
 void api_runtime_set(const struct api_runtime *rt);

@@ -125,7 +125,7 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 		if (r->state != ENVELOPE_RCPT_QUEUED)
 			continue;
 		char *domain = queue_route_domain(r->addr);
-		struct queue_dest *dq = queue_dest_get(q, sm->binding, domain);
+		struct queue_dest *dq = queue_dest_get(q, sm->binding, queue_admin_route(q, domain));
 		free(domain);
 		struct qentry *e = XNEW(struct qentry);
 		e->m = m;
@@ -173,6 +173,7 @@ void queue_accept(struct queue *q, struct envelope *msg)
 		queue_route_assign_binding(q, msg);
 	queue_binding_choose(q, msg);
 	queue_log_reception(q, msg);
+	queue_admin_count(q, NULL, 'R');
 	queue_add(q, msg, q->started);
 }
 
@@ -414,7 +415,7 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 	if (!q->started || q->stopping || dq->nactive == 0)
 		return;
 	const struct queue_dest_settings *s = queue_dest_settings(dq);
-	if (s->suspend)
+	if (s->suspend || (q->nheld && queue_admin_held(q, dq)))
 		return;
 	if (dq->resolving)
 		return;
@@ -662,7 +663,7 @@ static void maintain_one(struct queue *q, struct queue_dest *dq)
 	int64_t now_s = queue_now_us() / 1000000;
 
 	queue_dest_promote(dq, now_s);
-	if (q->started && queue_dest_settings(dq)->suspend)
+	if (q->started && (queue_dest_settings(dq)->suspend || (q->nheld && queue_admin_held(q, dq))))
 		expire_held(q, dq, now_s);
 	queue_kick(q, dq);
 }
@@ -715,6 +716,8 @@ struct queue *queue_new(struct conf *conf)
 	q->server_max_conns = conf_int(conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
 	q->queues = strmap_new();
 	spool_idmap_init(&q->msgs);
+	q->started_us = queue_now_us();
+	q->st.reset_us = q->started_us;
 	hooks_refresh(q);
 	return q;
 }
@@ -843,6 +846,7 @@ void queue_free(struct queue *q)
 	strmap_free(msgs);
 	strmap_free(q->queues);
 	spool_idmap_free(&q->msgs);
+	queue_admin_free(q);
 	if (q->maintainer)
 		event_free(q->maintainer);
 	if (q->shutdown_timer)

@@ -122,6 +122,32 @@ void queue_inject(const struct queue_inject_req *r, struct envelope *env);
 struct str;
 void queue_inject_crlf(struct str *out, const char *data, size_t len);
 
+/*
+ * What `summary` reports of the queue (queue_admin.c). Counts are
+ * recipients except received (messages accepted) and messages.
+ * delivered/failed/received count since the start or the last
+ * queue_stats_reset; rates are per second over the last 10 and 60 whole
+ * seconds. Scheduler thread; one pass over the queues, none over messages.
+ */
+struct queue_stats {
+	uint64_t active, delayed, total;	/* recipients: due now, waiting, all queued */
+	uint64_t messages;
+	uint64_t destinations;			/* (binding, domain) queues in memory */
+	uint64_t conns;				/* outbound connections */
+	uint64_t delivered, failed, received;
+	double delivery_rate_10, delivery_rate_60, reception_rate_10, reception_rate_60;
+	int64_t since_reset, uptime;		/* seconds */
+	uint64_t held;				/* domains and bindings suspended */
+	uint64_t reroutes;			/* reroute rules */
+	uint64_t dns_queries;			/* DNS queries sent since start or reset */
+	uint64_t dns_pending;			/* lookups in flight */
+	uint64_t dns_cached;			/* names in the DNS cache */
+	double dns_rate;			/* queries per second since start or reset */
+};
+void queue_get_stats(struct queue *q, struct queue_stats *st);
+/* queue_stats_reset - `summary reset`: the counts and rates start again from zero. */
+void queue_stats_reset(struct queue *q);
+
 size_t queue_message_count(const struct queue *q);
 size_t queue_recipient_count(const struct queue *q);
 /*
@@ -149,5 +175,12 @@ uint32_t queue_default_connection_goal(const struct imp_goal_input *in);
  * choice (IMP_ORDER_LAST).
  */
 void queue_builtins_register(struct api_gen *g);
+/*
+ * queue_console_register - the queue and message console commands (mailq,
+ * domain, showqueue, message, flush, fail, reroute, rebind, suspend,
+ * resume; queue_console.c) into a building generation. Called by
+ * queue_builtins_register.
+ */
+void queue_console_register(struct api_gen *g);
 
 #endif

@@ -69,4 +69,5 @@ void queue_builtins_register(struct api_gen *g)
 	if (imp_hook_connection_goal(core, builtin_goal, NULL, IMP_ORDER_FIRST) < 0 ||
 	    queue_binding_builtins_register(g) < 0)
 		abort();
+	queue_console_register(g);
 }

@@ -21,6 +21,12 @@
  *                    (the module API's queue operations), retention
  *   queue_inject.c   the one injection path: internal messages (module
  *                    injection, bounces) to the spool, then the queue
+ *   queue_admin.c    the operator's run-time controls (suspend/resume of a
+ *                    domain or binding, reroute rules), operations on a
+ *                    whole domain (flush, fail, reroute, rebind) and the
+ *                    counters and rates of `summary`
+ *   queue_console.c  the console's queue and message commands (mailq,
+ *                    domain, showqueue, message, flush, fail, ...)
  *
  * Memory per queued recipient: one struct qentry (40 bytes) plus its share
  * of the struct qmsg and its struct envelope (the recipient's address
@@ -78,6 +84,28 @@ struct qmsg {
 	int op_fail_code;		/* imp_queue_fail while batches were out: */
 	char *op_fail_text;		/* recipients coming back undelivered fail with this */
 	bool op_fail_quiet;
+};
+
+/*
+ * Events per second over the last QUEUE_RATE_SLOTS seconds: one slot per
+ * second, stamped with its second so a stale slot reads as empty. Enough
+ * for a 10 s and a 60 s rate without a timer.
+ */
+#define QUEUE_RATE_SLOTS 64
+struct queue_rate {
+	int64_t sec[QUEUE_RATE_SLOTS];
+	uint32_t n[QUEUE_RATE_SLOTS];
+};
+
+/* The counters `summary` reports (queue_admin.c); reset by `summary reset`. */
+struct queue_counters {
+	uint64_t delivered;		/* recipients delivered (D lines) */
+	uint64_t failed;		/* recipients failed (P lines) */
+	uint64_t received;		/* messages accepted (queue_accept) */
+	struct queue_rate delivery;	/* D and P lines */
+	struct queue_rate reception;
+	int64_t reset_us;		/* when counting began: start or last reset */
+	uint64_t dns_base;		/* the resolver's query count at the last reset */
 };
 
 /* One recipient in one queue. */
@@ -184,6 +212,9 @@ struct queue_dest {
 	struct qconn *idle;		/* idle connections, LIFO */
 	struct throttle msg_tb, conn_tb;
 	uint32_t recent_failures;	/* failed connection attempts since the last success */
+	/* queue_admin.c: what `domain` reports, for the life of this queue */
+	uint64_t delivered, failed, deferred;
+	struct queue_rate delivery;
 	/* queue_route.c: where the mail goes */
 	bool resolving;			/* a lookup in flight holds the queue */
 	bool in_resolve_call;		/* inside dns_resolve_*: an answer now is synchronous */
@@ -222,6 +253,19 @@ struct queue {
 	struct event *shutdown_timer;
 	void (*shutdown_done)(void *);
 	void *shutdown_arg;
+	/*
+	 * queue_admin.c: the operator's run-time controls. In memory only: a
+	 * restart forgets them (the messages they concern are safe in the
+	 * spool and go back to their configured routing). nheld counts the
+	 * entries of both held maps, so the kick's test costs nothing when
+	 * nothing is suspended.
+	 */
+	struct strmap *held_domains;	/* suspend domain D: D -> (void *)1 */
+	struct strmap *held_bindings;	/* suspend binding B: B ("" = default) -> (void *)1 */
+	size_t nheld;
+	struct strmap *reroutes;	/* reroute queue D1 D2: D1 -> D2 (owned string) */
+	struct queue_counters st;
+	int64_t started_us;		/* queue_new: the daemon's uptime */
 	/* queues waiting for the server-wide connection limit */
 	struct queue_dest **starved;
 	size_t nstarved, starvedcap;
@@ -287,6 +331,52 @@ void queue_route_assign_binding(struct queue *q, struct envelope *sm);
 void queue_route_resolve(struct queue *q, struct queue_dest *dq);
 /* queue_route_clear - forget the resolved hosts. */
 void queue_route_clear(struct queue_dest *dq);
+
+/* queue_admin.c */
+/* queue_admin_held - whether dq was suspended from the console (its domain or its binding). */
+bool queue_admin_held(const struct queue *q, const struct queue_dest *dq);
+/* queue_admin_route - the domain whose queue gets domain's mail: a reroute rule's target, else domain. */
+const char *queue_admin_route(const struct queue *q, const char *domain);
+/* queue_rate_add - one event now. */
+void queue_rate_add(struct queue_rate *r, int64_t now_s);
+/* queue_rate_get - events per second over the last span whole seconds (span <= QUEUE_RATE_SLOTS). */
+double queue_rate_get(const struct queue_rate *r, int64_t now_s, int span);
+/* queue_admin_count - one outcome for summary and domain: 'D', 'P', 'T', or 'R' (a message received). */
+void queue_admin_count(struct queue *q, struct queue_dest *dq, char what);
+/*
+ * queue_admin_dests - the queues of binding and domain (NULL: any), sorted
+ * by binding then domain; *out is the caller's to free. Returns how many.
+ */
+size_t queue_admin_dests(struct queue *q, const char *binding, const char *domain,
+			 struct queue_dest ***out);
+/* queue_admin_is_held - whether the binding ("" = default) or the domain is suspended. */
+bool queue_admin_is_held(const struct queue *q, const char *binding, const char *domain);
+/*
+ * queue_admin_suspend - hold (on) or release a binding (binding true) or a
+ * domain by name. Returns 1 when that changed its state, 0 when it was so.
+ */
+int queue_admin_suspend(struct queue *q, bool binding, const char *name, bool on);
+/*
+ * queue_admin_reroute - the mail of domain from goes to to's queues from now
+ * on; the queued entries move. Returns how many, or -ELOOP when to already
+ * leads back to from.
+ */
+long queue_admin_reroute(struct queue *q, const char *from, const char *to);
+/* queue_admin_flush - the delayed entries of domain are due now; how many, or -ENOENT (no queue). */
+long queue_admin_flush(struct queue *q, const char *domain);
+/*
+ * queue_admin_fail - the queued entries of domain fail with "code text"
+ * (P lines, stage 21; bounces unless quiet). How many, or -ENOENT.
+ */
+long queue_admin_fail(struct queue *q, const char *domain, int code, const char *text, bool quiet);
+/*
+ * queue_admin_rebind - the messages queued for domain (NULL: all) get the
+ * binding Assign_Binding / their Binding_Group choose now. Returns how
+ * many moved (*examined: how many were looked at), or -ENOENT.
+ */
+long queue_admin_rebind(struct queue *q, const char *domain, size_t *examined);
+/* queue_admin_free - forget the run-time controls (queue_free). */
+void queue_admin_free(struct queue *q);
 
 /* queue_binding.c */
 /*

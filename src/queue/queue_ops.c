@@ -83,7 +83,7 @@ static void collect(struct queue *q, struct qmsg *m, struct taken *t)
 		if (sm->rcpts[i].state != ENVELOPE_RCPT_QUEUED)
 			continue;
 		char *domain = queue_route_domain(sm->rcpts[i].addr);
-		struct queue_dest *dq = queue_dest_find(q, sm->binding, domain);
+		struct queue_dest *dq = queue_dest_find(q, sm->binding, queue_admin_route(q, domain));
 		free(domain);
 		if (dq)
 			touch(t, dq);
@@ -237,10 +237,11 @@ int queue_op_rebind(struct queue *q, uint64_t id, const char *binding)
 struct queue_dest *queue_ops_home(struct queue *q, struct queue_dest *dq, struct qentry *e)
 {
 	const char *b = e->m->sm->binding;
+	const char *d = queue_admin_route(q, dq->domain);
 
-	if (strcmp(dq->binding, b) == 0)
+	if (strcmp(dq->binding, b) == 0 && d == dq->domain)
 		return dq;
-	return queue_dest_get(q, b, dq->domain);
+	return queue_dest_get(q, b, d);	/* rebound, or rerouted, while it was out */
 }
 
 bool queue_ops_returned(struct queue *q, struct queue_dest *dq, struct qentry *e)

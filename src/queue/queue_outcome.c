@@ -93,6 +93,7 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 	struct qmsg *m = e->m;
 
 	queue_log_outcome(q, dq, e, o, 'P');
+	queue_admin_count(q, dq, 'P');
 	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_FAILED);
 	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_FAILED;
 	if (o->quiet) {
@@ -184,6 +185,7 @@ void queue_outcome_defer(struct queue *q, struct queue_dest *dq, struct qentry *
 	if (next > expiry)
 		next = expiry;
 	queue_log_outcome(q, dq, e, o, 'T');
+	queue_admin_count(q, dq, 'T');
 	queue_bounce_delay(q, dq, e, o, expiry);
 	e->next_attempt = next;
 	spool_rcpt_retry(q->deps.spool, e->m->sm->id, e->rcpt, e->retries, next);
@@ -196,6 +198,7 @@ void queue_outcome_delivered(struct queue *q, struct queue_dest *dq, struct qent
 	struct qmsg *m = e->m;
 
 	queue_log_outcome(q, dq, e, o, 'D');
+	queue_admin_count(q, dq, 'D');
 	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_DELIVERED);
 	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_DELIVERED;
 	/*

@@ -49,6 +49,7 @@
 #include "smtp/smtp_server.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -111,6 +112,12 @@ struct smtp_server {
 	struct smtp_listener *listeners;
 	size_t nlisteners;
 	uint32_t sessions;		/* open sessions, all loops */
+	/*
+	 * Rejections counted by the sessions (smtp_server_count_reject), for
+	 * the console's summary: the one field the I/O loops write, so an
+	 * atomic (relaxed: a statistic orders nothing).
+	 */
+	atomic_uint_fast64_t rejected;
 	struct ipmap conns;		/* struct ip_count by client address */
 	bool shutting_down;
 	void (*shutdown_done)(void *);
@@ -313,6 +320,17 @@ struct reject_note {
 	char text[];
 };
 
+void smtp_server_count_reject(struct smtp_server *srv)
+{
+	atomic_fetch_add_explicit(&srv->rejected, 1, memory_order_relaxed);
+}
+
+void smtp_server_get_stats(const struct smtp_server *srv, struct smtp_server_stats *st)
+{
+	st->sessions = srv->sessions;
+	st->rejected = atomic_load_explicit(&srv->rejected, memory_order_relaxed);
+}
+
 /* smtp_server_on_reject_note - scheduler side of smtp_server_log_reject. */
 void smtp_server_on_reject_note(void *arg)
 {
@@ -470,6 +488,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	if (max_total > 0 && srv->sessions >= (uint64_t)max_total) {
 		char who[SOCKADDR_TEXT_MAX];
 		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
+		smtp_server_count_reject(srv);
 		reject_log(srv, &peer, who, l->address, "", "connect", "421 4.7.0 too many connections");
 		refuse(fd, "4.7.0", host, "too many connections");
 		return;
@@ -477,6 +496,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	if (max_ip > 0 && ip_get(srv, &peer) >= (uint64_t)max_ip) {
 		char who[SOCKADDR_TEXT_MAX];
 		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
+		smtp_server_count_reject(srv);
 		reject_log(srv, &peer, who, l->address, "", "connect",
 			   "421 4.7.0 too many connections from your address");
 		refuse(fd, "4.7.0", host, "too many connections from your address");

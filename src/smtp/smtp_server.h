@@ -20,6 +20,7 @@
 #define IMPETUS_SMTP_SMTP_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/str.h"
 
@@ -58,6 +59,13 @@ void smtp_server_set_conf(struct smtp_server *srv, struct conf *conf);
  */
 void smtp_server_shutdown(struct smtp_server *srv, int grace_seconds,
 			  void (*done)(void *arg), void *arg);
+/* What the console's summary reads of the inbound side. */
+struct smtp_server_stats {
+	uint32_t sessions;	/* open SMTP sessions, all loops */
+	uint64_t rejected;	/* rejections since start: connections, commands, recipients */
+};
+/* smtp_server_get_stats - the counters (scheduler thread: sessions is its field). */
+void smtp_server_get_stats(const struct smtp_server *srv, struct smtp_server_stats *st);
 void smtp_server_free(struct smtp_server *srv);
 
 #endif

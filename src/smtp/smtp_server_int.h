@@ -109,6 +109,8 @@ void smtp_server_deliver(struct smtp_server *srv, struct envelope *msg);
 void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_storage *peer,
 			    const char *remote, const char *local, const char *conn_id,
 			    const char *phase, const char *text);
+/* smtp_server_count_reject - one more rejection for the summary's count. Any thread (atomic). */
+void smtp_server_count_reject(struct smtp_server *srv);
 /* smtp_server_auth_check - hand an AUTH job to the scheduler (SMTP_AUTH_CHECK). Any thread. */
 void smtp_server_auth_check(struct smtp_server *srv, struct smtp_auth_job *j);
 const struct conf_listener *smtp_listener_conf(const struct conf *conf,

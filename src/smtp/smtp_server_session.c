@@ -283,6 +283,7 @@ static void reply(struct smtp_session *s, const char *fmt, ...)
 static void session_log_reject(struct smtp_session *s, const char *phase, const char *text,
 			       bool always)
 {
+	smtp_server_count_reject(s->io->srv);
 	if (!always && s->lim.reject_log_limit > 0 &&
 	    s->rejects_logged >= (uint64_t)s->lim.reject_log_limit) {
 		s->rejects_suppressed++;
