@@ -49,11 +49,6 @@
 #                          (impetusd's Max_Outbound_Connections is 32)
 #   BENCH_POSTFIX_MAIN=""  extra main.cf lines for the Postfix instance
 #   BENCH_IMPETUSD_CONF="" extra global lines for impetusd's configuration
-#   BENCH_SUMMARY=0        1: impetusd gets a Control_Listener and, during
-#                          its timed run, `impetus summary` is run every
-#                          100 ms over a persistent console connection;
-#                          the answer times (median, p99, max) are printed
-#                          (issue 8: summary under load in under 100 ms)
 #
 # BENCH_SERVERS may also name "modules": impetusd with every example module
 # of modules/ loaded (start_relay_modules), measured in the same rounds as
@@ -79,7 +74,6 @@ STALL=${BENCH_STALL:-60}
 PF_CONCURRENCY=${BENCH_PF_CONCURRENCY:-32}
 MODULES=${BENCH_MODULES:-header_stamp rcpt_filter binding_header json_log slow_start bounce_override}
 DOC=${BENCH_DOC:-$ROOT/docs/PERFORMANCE.md}
-SUMMARY=${BENCH_SUMMARY:-0}
 
 SENDER=bench@client.example
 RCPT=bench@dest.example
@@ -104,7 +98,6 @@ done
 start_relay_impetusd() {
 	local conf="Gateway = \"127.0.0.1:$SINK_PORT\""
 	[[ -n ${BENCH_IMPETUSD_CONF:-} ]] && conf+=$'\n'$BENCH_IMPETUSD_CONF
-	((SUMMARY)) && conf+=$'\n'"Control_Listener { Listen \"$TMP/impetusd/control\" { File_Mode = 0600 } }"
 	start_impetusd "$conf"
 	SERVER_PORT=$IMPETUSD_PORT
 }
@@ -210,37 +203,6 @@ wait_drained() {
 	DRAIN_SECS=$(elapsed "$t0" "$(now)")
 }
 
-# ---- the console under load (BENCH_SUMMARY=1) ------------------------------
-
-# start_summary_poller - time `summary` every 100 ms until STOPFILE exists
-#
-# One console connection (the protocol of docs/console.md), so the times
-# are the daemon's: request written to reply read, without a process
-# start per sample. The last line of OUT is "n median p99 max" in ms.
-start_summary_poller() {
-	local sock=$1 stopfile=$2 out=$3
-	python3 - "$sock" "$stopfile" >"$out" <<-'EOF' &
-		import os, socket, sys, time
-		sock, stop = sys.argv[1], sys.argv[2]
-		s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-		s.connect(sock)
-		f = s.makefile("rb")
-		times = []
-		while not os.path.exists(stop):
-		    t0 = time.monotonic()
-		    s.sendall(b"summary\n")
-		    status, n = f.readline().split()
-		    body = f.read(int(n))
-		    times.append((time.monotonic() - t0) * 1000)
-		    assert status == b"OK" and b"Summary Statistics" in body, body
-		    time.sleep(0.1)
-		times.sort()
-		n = len(times)
-		print("%d %.2f %.2f %.2f" % (n, times[n // 2], times[min(n - 1, n * 99 // 100)], times[-1]))
-	EOF
-	SUMMARY_PID=$!
-}
-
 # ---- one measured run ----------------------------------------------------
 
 # measure - sink, server, warm-up, timed batch, stop; sets RATE, SECS, ACCEPT_SECS
@@ -262,11 +224,6 @@ measure() {
 
 	# The clock starts just before smtp-source; the subshell notes when
 	# smtp-source is done (everything accepted) and how it exited.
-	local stopfile=$TMP/summary-$name.stop sumout=$TMP/summary-$name.out
-	if ((SUMMARY)) && [[ $name == impetusd ]]; then
-		rm -f "$stopfile"
-		start_summary_poller "$TMP/impetusd/control" "$stopfile" "$sumout"
-	fi
 	t0=$(now)
 	(
 		if "$SMTP_SOURCE" "${SOURCE_ARGS[@]}" >&2; then rc=0; else rc=$?; fi
@@ -279,12 +236,6 @@ measure() {
 	[[ $(cat "$rcfile") == 0 ]] || die "smtp-source failed against $name"
 
 	SECS=$(elapsed "$t0" "$T_DONE")
-	if ((SUMMARY)) && [[ $name == impetusd ]]; then
-		touch "$stopfile"
-		wait "$SUMMARY_PID" || die "the summary poller failed"
-		read -r SUM_N SUM_MED SUM_P99 SUM_MAX <"$sumout"
-		say "impetusd: summary during the run: $SUM_N answers, median $SUM_MED ms, p99 $SUM_P99 ms, max $SUM_MAX ms"
-	fi
 	ACCEPT_SECS=$(elapsed "$t0" "$(cat "$endfile")")
 	wait_drained "$name"
 	got=$(sink_count)
