@@ -30,6 +30,7 @@
 #ifndef IMPETUS_PICKUP_PICKUP_FILE_H
 #define IMPETUS_PICKUP_PICKUP_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
