@@ -206,8 +206,10 @@ int pickup_file_parse(const char *buf, size_t len, struct pickup_file *f, struct
 		}
 #undef IS
 	}
-	if (!ended)
-		return fail(err, line, "the envelope does not end with an empty line");
+	if (line == 0)
+		return fail(err, 1, "not a pickup file (empty)");
+	if (!ended)	/* the empty line that is missing comes after the last one */
+		return fail(err, line + 1, "the envelope does not end with an empty line");
 	if (!have_sender)
 		return fail(err, line, "no sender line");
 	if (f->nrcpts == 0)
