@@ -225,9 +225,8 @@ static void scan_run(void *arg)
 	size_t cap = 0;
 
 	while (d && (de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+		/* Writers' temporary files, and our own bad/: never read. */
+		if (de->d_name[0] == '.' || strcmp(de->d_name, "bad") == 0 || de->d_type == DT_DIR)
 			continue;
 		if (j->n == SCAN_BATCH) {
 			j->more = true;

@@ -389,11 +389,11 @@ static void xtext(struct str *out, const char *s)
 
 /*
  * smtp_submit - one transaction with the daemon. REFUSED (with *code
- * set) on a 5xx, RETRY_LATER when the daemon cannot be reached or says
+ * set, and *at_rcpt when a recipient was refused) on a 5xx, RETRY_LATER when the daemon cannot be reached or says
  * 4xx, SUBMITTED on the final 250.
  */
 static enum outcome smtp_submit(const struct sm *m, const char *addr, const struct str *msg,
-				int *code)
+				int *code, bool *at_rcpt)
 {
 	struct submit s;
 	struct str err = STR_INIT, text = STR_INIT, line = STR_INIT, data = STR_INIT;
@@ -439,6 +439,7 @@ static enum outcome smtp_submit(const struct sm *m, const char *addr, const stru
 		c = submit_cmd(&s, line.s, &text);
 		if (c != 250 && c != 251) {
 			fprintf(stderr, "sendmail: recipient <%s>: %s\n", m->rcpts.v[i], text.s);
+			*at_rcpt = true;
 			goto reply;
 		}
 	}
@@ -736,11 +737,12 @@ int sendmail_main(int argc, char **argv, const char *conf_path)
 	}
 	complete(&m, &in, warn, &msg);
 
-	enum outcome o = addr ? smtp_submit(&m, addr, &msg, &code) : RETRY_LATER;
+	bool at_rcpt = false;
+	enum outcome o = addr ? smtp_submit(&m, addr, &msg, &code, &at_rcpt) : RETRY_LATER;
 	if (o == SUBMITTED) {
 		rc = EX_OK;
 	} else if (o == REFUSED) {
-		rc = code == 550 || code == 551 || code == 553 ? EX_NOUSER : EX_DATAERR;
+		rc = at_rcpt ? EX_NOUSER : EX_DATAERR;
 	} else {
 		int w = pickup_write(&m, &msg, &where);
 

@@ -252,6 +252,16 @@ class SendmailUpTest(Base):
         time.sleep(0.5)
         self.assertFalse([t for t in self.sink.transactions if b"usage-1" in t.body])
 
+    def test_refused_recipient(self):
+        """a recipient the daemon refuses with 5xx: EX_NOUSER (67), named on stderr, nothing sent"""
+        r = self.run_sendmail(["-i", "ok@example.com", "bad@@example.com"],
+                              b"Subject: refused-1\n\nrefused-1\n", self.d)
+        self.assertEqual(r.returncode, 67, r.stderr)
+        self.assertRegex(r.stderr.decode(), r"^sendmail: recipient <bad@@example.com>: 5\d\d ")
+        time.sleep(0.5)
+        self.assertFalse([t for t in self.sink.transactions if b"refused-1" in t.body])
+        self.assertFalse(os.listdir(os.path.join(self.d.spool_dir, "pickup")) != ["bad"])
+
     def test_f_by_ordinary_user(self):
         """-f by nobody: X-Authentication-Warning, as sendmail adds it"""
         if shutil.which("setpriv") is None or os.geteuid() != 0:
@@ -310,6 +320,23 @@ class SendmailDownTest(Base):
         d.start()
         time.sleep(1.5)
         self.assertEqual(len([t for t in self.sink.transactions if b"down-1" in t.body]), 1)
+
+    def test_bs_without_daemon(self):
+        """-bs with no daemon: 421 on stdout, EX_TEMPFAIL (75)"""
+        d = self.daemon(start=False)
+        r = self.run_sendmail(["-bs"], b"EHLO x\r\nQUIT\r\n", d)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertTrue(r.stdout.startswith(b"421 4.3.2 " + HOST.encode()), r.stdout)
+
+    def test_never_started(self):
+        """no daemon ever ran: sendmail makes the pickup directory; the first start imports"""
+        d = self.daemon(start=False)
+        r = self.run_sendmail(["-t", "-i"], b"To: first@example.com\nSubject: first-1\n\nfirst-1\n", d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.pickup_files(d)), 1)
+        d.start()
+        t = self.one("first-1")
+        self.assertEqual(t.rcpts, ["first@example.com"])
 
     def test_bad_file_moved_aside(self):
         """a malformed pickup file goes to bad/ with a paniclog line; the good one is delivered"""
