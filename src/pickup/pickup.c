@@ -24,8 +24,9 @@
  * directory fsync on the scheduler per picked-up message: this path only
  * runs after the daemon was down, never on the SMTP path.
  *
- * Failures: a file that cannot be read stays for the next scan (with a
- * paniclog line); a malformed one goes to bad/ with a paniclog line and
+ * Failures: a file that cannot be read for a passing reason (no
+ * descriptor, no memory, EIO) stays for the next scan, with a paniclog
+ * line; one the daemon may not read (EACCES) or a malformed one goes to bad/ with a paniclog line and
  * never blocks the others; a spool failure (-ENOSPC) leaves the file for
  * the next scan. Ownership: struct pickup is the scheduler's; a scan job
  * belongs to the pool thread running it until it is posted back.
@@ -190,13 +191,16 @@ static void scan_one(struct scan_job *j, struct pickup_item *it)
 	if (rc == -ENOENT) {
 		it->problem = xstrdup("vanished");	/* nothing to say: skipped quietly */
 		it->moved = true;
-	} else if (rc == -EFBIG || rc == -EINVAL || rc == -ELOOP) {
+	} else if (rc == -EFBIG || rc == -EINVAL || rc == -ELOOP || rc == -ENXIO) {
 		str_appends(&err, rc == -EFBIG ? "larger than Max_Message_Size" :
 			    "not a regular file");
-	} else if (rc < 0) {
+	} else if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -EIO || rc == -EINTR) {
 		str_appendf(&err, "cannot read: %s", strerror(-rc));
-		it->problem = err.s;	/* stays for the next scan */
+		it->problem = err.s;	/* passing trouble: stays for the next scan */
 		return;
+	} else if (rc < 0) {
+		/* EACCES and the like do not pass: aside, where an operator sees it. */
+		str_appendf(&err, "cannot read: %s", strerror(-rc));
 	} else if (pickup_file_parse(it->buf, it->len, &it->f, &err) == 0) {
 		if (it->f.len > j->max_size) {
 			str_appends(&err, "larger than Max_Message_Size");

@@ -500,10 +500,21 @@ static int pickup_write(const struct sm *m, const struct str *msg, char **where)
 	uint32_t r = 0;
 	int fd = -1, rc;
 
+	/*
+	 * impetusd makes the drop box at start; when it never ran, we do, as
+	 * it would: the spool searchable (not readable) by others, the drop
+	 * box writable by all, sticky (the umask would narrow mkdir's mode).
+	 */
 	str_appendf(&dir, "%s/pickup", conf_str(m->conf, CONF_OPT_SPOOLBASE));
-	rc = fs_mkdir_p(dir.s, 01733);
-	if (rc < 0)
-		goto out;
+	if (access(dir.s, F_OK) < 0) {
+		rc = fs_mkdir_p(conf_str(m->conf, CONF_OPT_SPOOLBASE), 0711);
+		if (rc == 0 && mkdir(dir.s, 01733) < 0 && errno != EEXIST)
+			rc = -errno;
+		if (rc == 0)
+			chmod(dir.s, 01733);
+		if (rc < 0)
+			goto out;
+	}
 	gettimeofday(&tv, NULL);
 	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
 		r = (uint32_t)tv.tv_usec ^ (uint32_t)getpid();
