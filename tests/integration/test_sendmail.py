@@ -192,6 +192,14 @@ class SendmailUpTest(Base):
         t = self.one("mutt-1")
         self.assertEqual(sorted(t.rcpts), ["a@example.com", "b@example.com"])
 
+    def test_subcommand_form(self):
+        """`impetus -c FILE sendmail ...` is the same command"""
+        r = subprocess.run([impetus_path(), "-c", self.d.conf_path, "sendmail", "-oi", "--",
+                            "sub@example.com"], input=b"Subject: sub-1\n\nsub-1\n",
+                           capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.one("sub-1").rcpts, ["sub@example.com"])
+
     def test_dsn_options(self):
         """-N, -R, -V reach the daemon as NOTIFY, RET, ENVID (and go downstream)"""
         msg = b"Subject: dsn-1\n\ndsn-1\n"
