@@ -329,6 +329,24 @@ class SendmailDownTest(Base):
         time.sleep(1.5)
         self.assertEqual(len([t for t in self.sink.transactions if b"down-1" in t.body]), 1)
 
+    def test_tempfail_goes_to_pickup(self):
+        """a 4xx from the listener: the message waits in pickup (exit 0), then is delivered"""
+        d = self.daemon(start=False)
+        fake = Sink(rcpt_reply=lambda addr: "451 4.3.0 try later")
+        fake.start()
+        self.addCleanup(fake.stop)
+        conf = os.path.join(self.tmp, "fake.conf")
+        with open(conf, "w") as f:
+            f.write('Spoolbase = "%s"\nHostname = "%s"\nESMTP_Listener {\n'
+                    '  Listen "127.0.0.1:%d" {\n  }\n}\n' % (d.spool_dir, HOST, fake.port))
+        r = self.run_sendmail(["-i", "-C", conf, "temp@example.com"],
+                              b"Subject: temp-1\n\ntemp-1\n", d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.pickup_files(d)), 1)
+        self.assertFalse(fake.transactions)
+        d.start()
+        self.assertEqual(self.one("temp-1").rcpts, ["temp@example.com"])
+
     def test_bs_without_daemon(self):
         """-bs with no daemon: 421 on stdout, EX_TEMPFAIL (75)"""
         d = self.daemon(start=False)
