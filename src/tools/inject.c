@@ -413,7 +413,8 @@ static void inject_usage(FILE *f)
 	fprintf(f, "usage: impetus inject [-f SENDER] [-t] [-r RCPT]... [--mbox] [-q] "
 		   "[--server HOST:PORT] PATH...\n"
 		   "Inject message files (RFC 5322), directories of them, or mboxes through the\n"
-		   "daemon's ESMTP listener (the first Listen of -c FILE / $IMPETUS_CONFIG).\n"
+		   "daemon's ESMTP listener (the first Listen of -c FILE, $IMPETUS_CONFIG,\n"
+		   IMPETUS_SYSTEM_CONF " or the embedded default).\n"
 		   "  -f SENDER   envelope sender (default: an mbox's From line, else you@Hostname)\n"
 		   "  -r RCPT     an envelope recipient (repeat for more)\n"
 		   "  -t          also the recipients of each message's To, Cc and Bcc\n"
@@ -478,9 +479,7 @@ int inject_main(int argc, char **argv, const char *conf_path)
 		strlist_free(&j.rcpts);
 		return EXIT_USAGE;
 	}
-	if (conf_path == NULL && getenv("IMPETUS_CONFIG") && *getenv("IMPETUS_CONFIG"))
-		conf_path = getenv("IMPETUS_CONFIG");
-	conf = conf_path ? conf_load_file(conf_path, &err) : conf_load_default(&err);
+	conf = submit_conf_load(conf_path, &err);
 	if (conf == NULL) {
 		fprintf(stderr, "impetus inject: %s\n", err.s);
 		rc = 1;

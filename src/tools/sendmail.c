@@ -630,12 +630,9 @@ static int relay_stdio(const struct sm *m, const char *addr)
 static int load(struct sm *m)
 {
 	struct str err = STR_INIT;
-	const char *path = m->conf_path;
 	struct passwd *pw;
 
-	if (path == NULL && getenv("IMPETUS_CONFIG") && *getenv("IMPETUS_CONFIG"))
-		path = getenv("IMPETUS_CONFIG");
-	m->conf = path ? conf_load_file(path, &err) : conf_load_default(&err);
+	m->conf = submit_conf_load(m->conf_path, &err);
 	if (m->conf == NULL) {
 		fprintf(stderr, "sendmail: %s\n", err.s);
 		str_free(&err);

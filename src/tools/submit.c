@@ -19,6 +19,18 @@
 #include "core/mem.h"
 #include "tools/submit.h"
 
+struct conf *submit_conf_load(const char *path, struct str *err)
+{
+	const char *env = getenv("IMPETUS_CONFIG");
+
+	if (path == NULL && env && *env)
+		path = env;
+	/* cron and PHP run sendmail with no option to say where: the system's file. */
+	if (path == NULL && access(IMPETUS_SYSTEM_CONF, F_OK) == 0)
+		path = IMPETUS_SYSTEM_CONF;
+	return path ? conf_load_file(path, err) : conf_load_default(err);
+}
+
 char *submit_listener(const struct conf *c, struct str *err)
 {
 	struct str out = STR_INIT;

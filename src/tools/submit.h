@@ -32,6 +32,18 @@ struct submit {
 	size_t max_size;		/* SIZE from EHLO, 0 = none said */
 };
 
+/* Where an installed system keeps the configuration the tools read by default. */
+#ifndef IMPETUS_SYSTEM_CONF
+#define IMPETUS_SYSTEM_CONF "/etc/impetus/impetus.conf"
+#endif
+
+/*
+ * submit_conf_load - the configuration the submission tools read: path
+ * when given, else $IMPETUS_CONFIG, else IMPETUS_SYSTEM_CONF when that
+ * file exists, else the embedded default. NULL with err.
+ */
+struct conf *submit_conf_load(const char *path, struct str *err);
+
 /*
  * submit_listener - the first ESMTP Listen of the configuration, as
  * "host:port" to connect to (a wildcard address becomes loopback). NULL
