@@ -43,6 +43,7 @@
 #include "core/str.h"
 #include "log/log.h"
 #include "msgs/msgs.h"
+#include "pickup/pickup.h"
 #include "queue/queue.h"
 #include "smtp/smtp_server.h"
 #include "spool/spool.h"
@@ -64,6 +65,7 @@ struct daemon {
 	struct loop **io;
 	size_t nio;
 	struct spool *spool;
+	struct pickup *pickup;		/* the sendmail drop box importer (scheduler) */
 	struct pool *io_pool;
 	struct pool *cpu_pool;
 	struct dns *dns;
@@ -141,6 +143,8 @@ static void on_recovered(void *ctx, struct envelope *msg)
 {
 	struct daemon *d = ctx;
 
+	if (d->pickup)
+		pickup_note_recovered(d->pickup, msg);
 	queue_recovered(d->queue, msg);
 }
 
@@ -459,6 +463,10 @@ int main(int argc, char **argv)
 			    strerror(-rc));
 		fatal(&err, "spool");
 	}
+	/* Before recovery: it tells the importer which pickup files were spooled. */
+	d.pickup = pickup_new(conf_str(d.conf, CONF_OPT_SPOOLBASE), &err);
+	if (d.pickup == NULL)
+		fatal(&err, "pickup");
 	struct spool_options so = { 0 };
 	so.report = on_spool_report;
 	so.segment_size = (uint64_t)conf_int(d.conf, CONF_OPT_SPOOL_SEGMENT_SIZE);
@@ -506,6 +514,7 @@ int main(int argc, char **argv)
 
 	struct queue_deps deps = { d.scheduler, d.io, d.nio, d.spool, d.dns, d.io_pool };
 	queue_start(d.queue, &deps);
+	pickup_start(d.pickup, d.scheduler, d.io_pool, d.cpu_pool, d.spool, d.queue);
 
 	struct event_base *base = loop_base(d.scheduler);
 	d.sig_term = evsignal_new(base, SIGTERM, on_term, &d);
@@ -523,6 +532,7 @@ int main(int argc, char **argv)
 	fprintf(stderr, "impetusd: ready\n");
 
 	loop_run(d.scheduler);
+	pickup_stop(d.pickup);
 	/* No console from here: its commands read objects that are about to go. */
 	control_free(d.control);
 	d.control = NULL;
@@ -569,6 +579,7 @@ int main(int argc, char **argv)
 		loop_free(d.io[i]);
 	free(d.io);
 	queue_free(d.queue);
+	pickup_free(d.pickup);
 	/* The last generation's instances end (fini) as the scheduler, whose base still exists. */
 	api_runtime_set_conf(NULL);
 	conf_unref(d.conf);

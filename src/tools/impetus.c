@@ -36,6 +36,7 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "spool/spool.h"
+#include "tools/tools.h"
 
 #ifndef IMPETUS_VERSION
 #define IMPETUS_VERSION "unknown"
@@ -55,9 +56,15 @@ static int cmd_spool(int argc, char **argv);
 static int cmd_spool_ls(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
+static int cmd_sendmail(int argc, char **argv);
+static int cmd_inject(int argc, char **argv);
+
+static const char *conf_opt;	/* -c FILE, for the commands that read the configuration */
 
 static const struct command commands[] = {
 	{ "spool", cmd_spool, "SUBCOMMAND [ARGS]", "inspect the spool directory offline" },
+	{ "sendmail", cmd_sendmail, "[-t] [-i] [-f FROM] [RCPT...]", "submit stdin as sendmail does (docs/sendmail.md)" },
+	{ "inject", cmd_inject, "[-f FROM] [-t|-r RCPT...] PATH...", "inject message files, directories, mboxes" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -287,6 +294,16 @@ static int cmd_spool(int argc, char **argv)
 	return dispatch(spool_commands, "spool subcommand", argc - 1, argv + 1);
 }
 
+static int cmd_sendmail(int argc, char **argv)
+{
+	return sendmail_main(argc, argv, conf_opt);
+}
+
+static int cmd_inject(int argc, char **argv)
+{
+	return inject_main(argc, argv, conf_opt);
+}
+
 static int cmd_version(int argc, char **argv)
 {
 	printf("impetus %s\n", IMPETUS_VERSION);
@@ -440,6 +457,12 @@ int main(int argc, char **argv)
 	const char *sock_opt = NULL, *conf_path = NULL;
 	bool json = false;
 	int i = 1;
+	const char *base = strrchr(argv[0], '/');
+
+	/* Installed as /usr/sbin/sendmail (a link to impetus): behave as sendmail. */
+	base = base ? base + 1 : argv[0];
+	if (strcmp(base, "sendmail") == 0)
+		return sendmail_main(argc, argv, NULL);
 
 	/* Options before the command only: what follows belongs to the command. */
 	for (; i < argc && argv[i][0] == '-'; i++) {
@@ -467,6 +490,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	conf_opt = conf_path;
 	for (const struct command *c = commands; c->name; c++)
 		if (strcmp(c->name, argv[i]) == 0)
 			return c->run(argc - i, argv + i);
