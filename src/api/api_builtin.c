@@ -27,4 +27,5 @@ void api_builtins_register(struct api_gen *g)
 	log_builtins_register(g);
 	macro_builtins_register(g);
 	api_console_builtins_register(g);
+	api_console_ops_register(g);
 }
