@@ -443,6 +443,8 @@ static void write_hosts(struct imp_cli *cli, const struct dns_mx_result *r, int 
 			imp_cli_printf(cli, "%s{\"host\":", i ? "," : "");
 			imp_cli_json_string(cli, h->name);
 			imp_cli_printf(cli, ",\"preference\":%u,\"addresses\":[", h->pref);
+		} else if (family) {
+			imp_cli_printf(cli, "%s%s", indent, h->name);	/* A/AAAA: no preference */
 		} else {
 			imp_cli_printf(cli, "%s%5u %s", indent, h->pref, h->name);
 		}
