@@ -730,7 +730,8 @@ static int cmd_paniclog(struct imp_cli *cli, int argc, const char *const *argv, 
 			rc = imp_cli_error(cli, "paniclog: cannot read %s", str_cstr(&path));
 			goto out;
 		}
-		memcpy(nb + step, buf, have);
+		if (have)
+			memcpy(nb + step, buf, have);
 		free(buf);
 		buf = nb;
 		have += (size_t)step;
