@@ -7,9 +7,10 @@
  * synchronously (api_console_start) and the whole reply queued before the
  * next line is looked at, so replies come back in request order. A
  * command that answers later (imp_cli_defer: dig) holds its connection:
- * reading stops until its answer is queued, then the requests behind it
- * run. A client that leaves meanwhile abandons the command, which then
- * finishes into the void (api_console_abandon).
+ * the requests behind it wait in the input buffer (at most CTL_INPUT_HIGH,
+ * then the socket is not read) until its answer is queued, then run. A
+ * client that leaves meanwhile abandons the command, which then finishes
+ * into the void (api_console_abandon).
  *
  * Failure handling, so one bad client never hurts the others or the
  * daemon: a malformed request gets "ERR" and the connection stays
@@ -48,6 +49,11 @@
 
 /* Stop reading requests while this much reply is waiting for a slow client. */
 #define CTL_OUTPUT_HIGH (1u << 20)
+/*
+ * Requests held behind a command that answers later stay in the input
+ * buffer; past this much the socket is not read until it is answered.
+ */
+#define CTL_INPUT_HIGH (64u << 10)
 
 struct ctl_conn;
 
@@ -129,10 +135,10 @@ static void on_done(void *arg, bool ok, const char *body, size_t len)
 		return;
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > CTL_OUTPUT_HIGH) {
 		c->paused = true;
+		bufferevent_disable(c->bev, EV_READ);
 		return;		/* on_write resumes reading once the client caught up */
 	}
-	bufferevent_enable(c->bev, EV_READ);
-	on_read(c->bev, c);
+	on_read(c->bev, c);	/* the requests that waited */
 }
 
 /* run_request - parse one request line and answer it, now or (deferred) later. */
@@ -156,8 +162,11 @@ static void run_request(struct ctl_conn *c, char *line, size_t len)
 		conf_unref(conf);
 	}
 	if (rc == 1) {
-		/* Answered later: hold the next requests (in the socket) until then. */
-		bufferevent_disable(c->bev, EV_READ);
+		/*
+		 * Answered later: the next requests wait in the input buffer
+		 * (on_read leaves them while c->pending); reading goes on, so a
+		 * client that leaves is noticed and abandons the command.
+		 */
 	} else {
 		conn_reply(c, rc == 0, out.s ? out.s : "", out.len);
 	}
@@ -236,6 +245,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	ctl->conns = c;
 	ctl->nconns++;
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_INPUT_HIGH);
 	bufferevent_set_timeouts(c->bev, &ctl->timeout, &ctl->timeout);
 	if ((int64_t)ctl->nconns > ctl->max_conns) {
 		char msg[96];
