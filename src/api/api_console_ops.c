@@ -414,7 +414,7 @@ static int cmd_threads(struct imp_cli *cli, int argc, const char *const *argv, v
 
 /* ---- dns_cache and dig ----------------------------------------------------------- */
 
-/* write_addr - one address as text (no port). */
+/* addr_text - one address as text (no port). */
 static void addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
 	if (sockaddr_format((const struct sockaddr *)ss, buf, len, NULL, 0) < 0)
@@ -630,7 +630,7 @@ static void dig_done(void *ctx, const struct dns_mx_result *r)
 	free(q);
 }
 
-/* cmd_dig - dig DOMAIN [MX|A|AAAA]: a lookup through the daemon's resolver, answered when it ends. */
+/* cmd_dig - dig DOMAIN [MX|A|AAAA]: a lookup by the daemon's resolver, answered when it ends. */
 static int cmd_dig(struct imp_cli *cli, int argc, const char *const *argv, void *closure)
 {
 	const char *type = "MX";
@@ -863,26 +863,30 @@ static int cmd_shutdown(struct imp_cli *cli, int argc, const char *const *argv, 
 	return 0;
 }
 
+/* The operations commands, in `help` order: name, one line of help, handler. */
+static const struct {
+	const char *name, *help;
+	imp_cli_fn fn;
+} ops_commands[] = {
+	{ "config", "config reload | config show OPTION [binding B] [domain D] | [listener [ADDR]]",
+	  cmd_config },
+	{ "reopen", "reopen logs: reopen the log files by name (after rotation)", cmd_reopen },
+	{ "trace", "trace smtp [on [IP] | off]: SMTP state changes to the paniclog", cmd_trace },
+	{ "threads", "event loops and worker pools: queue depth, work done, busy time",
+	  cmd_threads },
+	{ "dns_cache", "the resolver's cached answers and counters", cmd_dns_cache },
+	{ "dig", "dig DOMAIN [MX|A|AAAA]: look up through the daemon's resolver", cmd_dig },
+	{ "paniclog", "paniclog [N]: the last N lines of the paniclog (default 20)", cmd_paniclog },
+	{ "memory", "process memory (RSS) and the allocator's arenas", cmd_memory },
+	{ "shutdown", "stop gracefully, as SIGTERM", cmd_shutdown },
+};
+
 void api_console_ops_register(struct api_gen *g)
 {
 	struct imp_instance *core = api_core_instance(g);
 
-	if (imp_cli_register(core, "config", "config reload | config show OPTION [binding B] [domain D] | [listener [ADDR]]",
-			     cmd_config, NULL) < 0 ||
-	    imp_cli_register(core, "reopen", "reopen logs: reopen the log files by name (after rotation)",
-			     cmd_reopen, NULL) < 0 ||
-	    imp_cli_register(core, "trace", "trace smtp [on [IP] | off]: SMTP state changes to the paniclog",
-			     cmd_trace, NULL) < 0 ||
-	    imp_cli_register(core, "threads", "event loops and worker pools: queue depth, work done, busy time",
-			     cmd_threads, NULL) < 0 ||
-	    imp_cli_register(core, "dns_cache", "the resolver's cached answers and counters",
-			     cmd_dns_cache, NULL) < 0 ||
-	    imp_cli_register(core, "dig", "dig DOMAIN [MX|A|AAAA]: look up through the daemon's resolver",
-			     cmd_dig, NULL) < 0 ||
-	    imp_cli_register(core, "paniclog", "paniclog [N]: the last N lines of the paniclog (default 20)",
-			     cmd_paniclog, NULL) < 0 ||
-	    imp_cli_register(core, "memory", "process memory (RSS) and the allocator's arenas",
-			     cmd_memory, NULL) < 0 ||
-	    imp_cli_register(core, "shutdown", "stop gracefully, as SIGTERM", cmd_shutdown, NULL) < 0)
-		abort();
+	for (size_t i = 0; i < sizeof(ops_commands) / sizeof(ops_commands[0]); i++)
+		if (imp_cli_register(core, ops_commands[i].name, ops_commands[i].help,
+				     ops_commands[i].fn, NULL) < 0)
+			abort();	/* a clash among the core's own commands: a build bug */
 }

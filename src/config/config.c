@@ -426,7 +426,7 @@ static size_t domain_len(const char *domain)
 	return n > 0 && domain[n - 1] == '.' ? n - 1 : n;
 }
 
-/* container_node - opt from the Domain stanzas of one container (exact first, then regexes), and the stanza. */
+/* container_node - opt from a container's Domain stanzas (exact, then regexes); *from = the stanza. */
 static const struct conf_setting *container_node(const struct conf_node *ct, enum conf_opt opt,
 						 const char *domain, size_t len, uint32_t hash,
 						 const struct conf_node **from)
@@ -495,7 +495,7 @@ const struct conf_value *conf_get(const struct conf *c, enum conf_opt opt,
 	return resolve(c, opt, binding, domain, &from);
 }
 
-/* describe_node - a stanza as the console names it: 'Binding "b" Domain "d"', "global", "default". */
+/* describe_node - a stanza as the console names it: 'Binding "b" Domain "d"', "global". */
 static void describe_node(const struct conf_node *n, struct str *where)
 {
 	const struct conf_node *chain[8];

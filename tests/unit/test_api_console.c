@@ -234,10 +234,12 @@ int main(void)
 	CHECK_STREQ(str_cstr(&out), "trace smtp: \"300.1.1.1\" is not an IP address");
 	const char *trace_on[] = { "trace", "smtp", "on", "::ffff:10.0.0.1" };
 	CHECK_INTEQ(run(g2, &out, false, 4, trace_on), 0);
-	CHECK(strstr(str_cstr(&out), "for peer 10.0.0.1;") != NULL);	/* the v4-mapped form shown as IPv4 */
+	/* The v4-mapped form is shown as IPv4. */
+	CHECK(strstr(str_cstr(&out), "for peer 10.0.0.1;") != NULL);
 	const char *trace_off[] = { "trace", "smtp", "off" };
 	CHECK_INTEQ(run(g2, &out, true, 3, trace_off), 0);
-	CHECK_STREQ(str_cstr(&out), "{\"trace\":\"smtp\",\"inbound\":false,\"outbound\":false,\"ip\":null}\n");
+	CHECK_STREQ(str_cstr(&out),
+		    "{\"trace\":\"smtp\",\"inbound\":false,\"outbound\":false,\"ip\":null}\n");
 	const char *panic_bad[] = { "paniclog", "12x" };
 	CHECK_INTEQ(run(g2, &out, false, 2, panic_bad), -1);
 	CHECK(strstr(str_cstr(&out), "N must be a number from 1 to 10000") != NULL);
