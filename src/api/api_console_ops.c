@@ -132,6 +132,53 @@ static const struct conf_listener *find_listener(const struct conf *c, const cha
 }
 
 /*
+ * show_scoped - a module's scoped option (opendkim_sign) as written in the
+ * stanza that answers for (binding, domain); false when no stanza sets it
+ * (the module's default is the module's to know).
+ */
+static bool show_scoped(struct imp_cli *cli, const char *name, const char *binding,
+			const char *domain)
+{
+	struct conf *c = api_runtime_conf();
+	const struct conf_scoped_setting *o;
+	struct str text = STR_INIT;
+
+	if (c == NULL)
+		return false;
+	o = conf_scoped_get(c, name, binding, domain);
+	if (o == NULL) {
+		conf_unref(c);
+		return false;
+	}
+	if (o->opt.is_list)
+		str_appends(&text, "(");
+	for (size_t i = 0; i < o->opt.n; i++)
+		if (o->opt.is_list)
+			str_appendf(&text, " \"%s\"", o->opt.v[i].text);
+		else
+			str_appends(&text, o->opt.v[i].text);
+	if (o->opt.is_list)
+		str_appends(&text, " )");
+	if (imp_cli_json(cli)) {
+		imp_cli_write(cli, "{\"option\":", 10);
+		imp_cli_json_string(cli, o->opt.name);
+		imp_cli_write(cli, ",\"value\":", 9);
+		imp_cli_json_string(cli, str_cstr(&text));
+		imp_cli_write(cli, ",\"source\":", 10);
+		imp_cli_json_string(cli, o->scope);
+		imp_cli_write(cli, ",\"file\":", 8);
+		imp_cli_json_string(cli, o->file);
+		imp_cli_printf(cli, ",\"line\":%d,\"module_option\":true}\n", o->opt.line);
+	} else {
+		imp_cli_printf(cli, "%s = %s    # %s, %s:%d (a module's option)\n", o->opt.name,
+			       str_cstr(&text), o->scope, o->file, o->opt.line);
+	}
+	str_free(&text);
+	conf_unref(c);
+	return true;
+}
+
+/*
  * config_show - config show OPTION [binding B] [domain D] | [listener [ADDR]]:
  * the value in force and the stanza it comes from.
  */
@@ -145,15 +192,6 @@ static int config_show(struct imp_cli *cli, int argc, const char *const *argv)
 
 	if (argc < 3)
 		return imp_cli_error(cli, "%s", usage);
-	opt = conf_option_lookup(argv[2]);
-	if (opt < 0) {
-		const char *near = conf_option_suggest(argv[2]);
-
-		if (near)
-			return imp_cli_error(cli, "config show: unknown option \"%.64s\" (did you mean \"%s\"?)",
-					     argv[2], near);
-		return imp_cli_error(cli, "config show: unknown option \"%.64s\"", argv[2]);
-	}
 	for (int i = 3; i < argc; i++) {
 		if (strcasecmp(argv[i], "binding") == 0 && i + 1 < argc && binding == NULL)
 			binding = argv[++i];
@@ -170,6 +208,17 @@ static int config_show(struct imp_cli *cli, int argc, const char *const *argv)
 	}
 	if (listener && (binding || domain))
 		return imp_cli_error(cli, "config show: a listener scope takes no binding or domain");
+	opt = conf_option_lookup(argv[2]);
+	if (opt < 0) {
+		if (!listener && show_scoped(cli, argv[2], binding, domain))
+			return 0;
+		const char *near = conf_option_suggest(argv[2]);
+
+		if (near)
+			return imp_cli_error(cli, "config show: unknown option \"%.64s\" (did you mean \"%s\"?)",
+					     argv[2], near);
+		return imp_cli_error(cli, "config show: unknown option \"%.64s\"", argv[2]);
+	}
 
 	unsigned scopes = conf_option_scopes((enum conf_opt)opt);
 	const char *name = conf_option_name((enum conf_opt)opt);

@@ -117,7 +117,12 @@ class ConsoleOps(harness.DaemonTestCase):
     # -- config -----------------------------------------------------------------
 
     def test_config_show_and_reload(self):
-        d = self.daemon()
+        d = self.daemon(extra="\n".join([
+            'Module_Path = ( "%s" )' % harness.modules_dir(), "opendkim_sign = true",
+            'Domain "nosign.test" { opendkim_sign = false }',
+            'opendkim "opendkim1" {\n  headerlist = ( "From" )\n'
+            '  key = "/nonexistent/%{d}/%{s}.key"\n'
+            '  dkim_domain "a.test" { selector = "s1" }\n}']))
         out = self.ok(d, "config", "show", "retry_interval")
         self.assertRegex(out, r"^Retry_Interval = 600    # global, %s:\d+\n$" % re.escape(d.conf_path))
         out = self.ok(d, "config", "show", "Retry_Interval", "domain", "slow.example")
@@ -137,6 +142,15 @@ class ConsoleOps(harness.DaemonTestCase):
         j = self.js(d, "config", "show", "Max_DNS_TTL")
         self.assertEqual((j["source"], j["file"]), ("default", None))
 
+        # A module's scoped option: as written, where written.
+        out = self.ok(d, "config", "show", "opendkim_sign", "domain", "nosign.test")
+        self.assertRegex(out, r"^opendkim_sign = false    # Domain, %s:\d+ \(a module's option\)\n$"
+                         % re.escape(d.conf_path))
+        self.assertIn("opendkim_sign = true    # global",
+                      self.ok(d, "config", "show", "opendkim_sign"))
+        j = self.js(d, "config", "show", "opendkim_sign", "domain", "nosign.test")
+        self.assertEqual((j["option"], j["value"], j["source"], j["module_option"]),
+                         ("opendkim_sign", "false", "Domain", True))
         self.bad(d, "config", "show", "Retry_Intervall", want=r'unknown option "Retry_Intervall" '
                  r'\(did you mean "Retry_Interval"\?\)')
         self.bad(d, "config", "show", want=r"usage: config show OPTION")
