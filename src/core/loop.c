@@ -130,7 +130,10 @@ static void loop_drain(struct loop *lp)
 			p->kind->handler(p->arg);
 			free(p);
 			p = next;
-			atomic_fetch_add_explicit(&lp->handled, 1, memory_order_relaxed);
+			/* Only this thread writes it: a plain increment, published for readers. */
+			atomic_store_explicit(&lp->handled,
+					      atomic_load_explicit(&lp->handled, memory_order_relaxed) + 1,
+					      memory_order_relaxed);
 		}
 		ran = true;
 	}

@@ -273,6 +273,7 @@ class ConsoleOps(harness.DaemonTestCase):
 
     def test_threads_and_memory(self):
         d = self.daemon()
+        self.session(d)	# work for the loops to have handled
         out = self.ok(d, "threads")
         self.assertRegex(out, r"^Name +Type +Threads +Queued +Running +Handled +Busy\(s\) +CPU\(s\)\n")
         for name, kind in (("scheduler", "loop"), ("io0", "loop"), ("spool", "loop"),
@@ -282,7 +283,7 @@ class ConsoleOps(harness.DaemonTestCase):
         by = {t["name"]: t for t in j}
         self.assertTrue(by["scheduler"]["running"])
         self.assertGreaterEqual(by["scheduler"]["cpu_ms"], 0)
-        self.assertGreater(by["scheduler"]["handled"], 0)
+        self.assertGreater(sum(t["handled"] for t in j if t["type"] == "loop"), 0)
         self.assertEqual(by["CPU"]["type"], "pool")
         self.assertGreaterEqual(by["IO"]["threads"], 1)
         self.bad(d, "threads", "now", want=r"threads takes no arguments")
