@@ -30,6 +30,7 @@
 #include <event2/event.h>
 
 #include "api/api.h"
+#include "api/api_console.h"
 #include "api/api_module.h"
 #include "api/api_runtime.h"
 #include "api/api_services.h"
@@ -189,40 +190,79 @@ static void on_sessions_done(void *arg)
 	queue_shutdown(d->queue, shutdown_grace(d), on_queue_done, d);
 }
 
-static void on_term(evutil_socket_t sig, short what, void *arg)
+/* daemon_shutdown - the graceful stop SIGTERM starts (the console's `shutdown` too). */
+static void daemon_shutdown(struct daemon *d, const char *why)
 {
-	struct daemon *d = arg;
-
 	if (d->stopping)
 		return;
 	d->stopping = true;
-	log_panic("shutdown signal=%d", (int)sig);
+	log_panic("shutdown %s", why);
 	smtp_server_shutdown(d->smtp, shutdown_grace(d), on_sessions_done, d);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+	char why[32];
+
+	snprintf(why, sizeof(why), "signal=%d", (int)sig);
+	daemon_shutdown(arg, why);
+}
+
+/*
+ * daemon_reload - what SIGHUP does (the console's `config reload` too):
+ * reopen the logs, load the configuration and its modules, and only when
+ * all of that worked switch to it. Returns 0, or -1 with the error in err
+ * and the running configuration kept.
+ */
+static int daemon_reload(struct daemon *d, struct str *err)
+{
+	log_reopen();
+	struct conf *c = load_conf(d->conf_path, err);
+	struct api_gen *g = c ? api_modules_load(c, err) : NULL;
+	if (g && api_modules_start(g, err) < 0)
+		g = NULL;
+	if (g == NULL) {
+		log_panic("reload failed, keeping the running configuration: %s", str_cstr(err));
+		conf_unref(c);
+		return -1;
+	}
+	smtp_server_set_conf(d->smtp, c);
+	queue_set_conf(d->queue, c);
+	api_runtime_set_conf(c);
+	conf_unref(d->conf);
+	d->conf = c;
+	log_panic("reload configuration=%s", d->conf_path ? d->conf_path : "(default)");
+	warn_readable_secret(d->conf_path);
+	return 0;
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-	struct daemon *d = arg;
 	struct str err = STR_INIT;
 
-	log_reopen();
-	struct conf *c = load_conf(d->conf_path, &err);
-	struct api_gen *g = c ? api_modules_load(c, &err) : NULL;
-	if (g && api_modules_start(g, &err) < 0)
-		g = NULL;
-	if (g == NULL) {
-		log_panic("reload failed, keeping the running configuration: %s", str_cstr(&err));
-		conf_unref(c);
-	} else {
-		smtp_server_set_conf(d->smtp, c);
-		queue_set_conf(d->queue, c);
-		api_runtime_set_conf(c);
-		conf_unref(d->conf);
-		d->conf = c;
-		log_panic("reload configuration=%s", d->conf_path ? d->conf_path : "(default)");
-		warn_readable_secret(d->conf_path);
-	}
+	daemon_reload(arg, &err);
 	str_free(&err);
+}
+
+/* The console's operations commands (api_console_ops.c) reach the daemon through these. */
+static int console_reload(void *ctx, struct str *err)
+{
+	return daemon_reload(ctx, err);
+}
+
+static void console_shutdown(void *ctx)
+{
+	daemon_shutdown(ctx, "console=shutdown");
+}
+
+static struct dns *console_dns(void *ctx)
+{
+	return ((struct daemon *)ctx)->dns;
+}
+
+static const char *console_conf_path(void *ctx)
+{
+	return ((struct daemon *)ctx)->conf_path;
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -529,6 +569,11 @@ int main(int argc, char **argv)
 	d.heartbeat_timer = add_timer(&d, HEARTBEAT_SECONDS, on_heartbeat);
 	/* One heartbeat at start, so a log reader sees the daemon came up. */
 	on_heartbeat(-1, 0, &d);
+	struct api_console_daemon ops = {
+		.ctx = &d, .reload = console_reload, .shutdown = console_shutdown,
+		.dns = console_dns, .conf_path = console_conf_path,
+	};
+	api_console_set_daemon(&ops);
 	fprintf(stderr, "impetusd: ready\n");
 
 	loop_run(d.scheduler);
@@ -536,6 +581,7 @@ int main(int argc, char **argv)
 	/* No console from here: its commands read objects that are about to go. */
 	control_free(d.control);
 	d.control = NULL;
+	api_console_set_daemon(NULL);
 
 	/*
 	 * Sessions are gone; abandoned body writes and modules' jobs may

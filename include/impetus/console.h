@@ -46,6 +46,18 @@
  * with the error line; the client prints it on stderr and exits non-zero.
  * Answers are limited to IMP_CLI_MAX_OUTPUT bytes; past it the command
  * fails with "output too large".
+ *
+ * Answering later. A handler whose answer depends on something
+ * asynchronous (a DNS lookup, a job on a pool) calls imp_cli_defer and
+ * returns 0; it keeps the handle and, when the answer is known, writes to
+ * it with the functions below and calls imp_cli_finish, on the scheduler
+ * thread. The connection waits: the client's next requests are answered
+ * after this one, in order. If the client disconnects meanwhile the
+ * handle stays valid and imp_cli_finish only frees it, so the handler's
+ * callback never needs to know. The generation the command ran in is held
+ * until imp_cli_finish, so the instance and its closure stay alive; a
+ * handle must be finished exactly once (a lookup cancelled at shutdown
+ * finishes it with an error).
  */
 #ifndef IMPETUS_CONSOLE_H
 #define IMPETUS_CONSOLE_H
@@ -108,6 +120,21 @@ void imp_cli_json_string(struct imp_cli *cli, const char *s);
  * `return imp_cli_error(cli, ...)`.
  */
 int imp_cli_error(struct imp_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * imp_cli_defer - answer later: from a handler, returns the handle to
+ * write the answer to (the same functions as cli) and to pass to
+ * imp_cli_finish; the handler then returns 0 and no answer is sent now.
+ * What was written before the call is kept. Calling it twice returns the
+ * same handle. The handle may be finished before the handler returns (an
+ * answer that turned out to be at hand).
+ */
+struct imp_cli *imp_cli_defer(struct imp_cli *cli);
+/*
+ * imp_cli_finish - send a deferred answer (what was written, or the
+ * error) and release the handle (scheduler thread; exactly once).
+ */
+void imp_cli_finish(struct imp_cli *handle);
 
 #ifdef __cplusplus
 }

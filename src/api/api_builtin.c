@@ -28,4 +28,5 @@ void api_builtins_register(struct api_gen *g)
 	macro_builtins_register(g);
 	api_console_builtins_register(g);
 	api_summary_register(g);
+	api_console_ops_register(g);
 }

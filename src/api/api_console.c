@@ -27,6 +27,7 @@
 
 #include "api/api.h"
 #include "api/api_console.h"
+#include "config/config.h"
 #include "core/mem.h"
 
 struct imp_cli {
@@ -36,6 +37,14 @@ struct imp_cli {
 	bool failed;
 	bool overflow;
 	const struct api_gen *gen;
+	const char *name;		/* the command's, for its error lines */
+	/* Answering later (imp_cli_defer): */
+	bool deferred;
+	bool in_handler;		/* the handler has not returned yet */
+	bool finished;			/* imp_cli_finish ran */
+	struct conf *hold;		/* keeps the generation alive until the finish */
+	api_console_done_fn done;	/* NULL: nobody waits (abandoned) */
+	void *done_arg;
 };
 
 /* name_ok - [a-z0-9_]{1,IMP_CLI_NAME_MAX}. */
@@ -196,13 +205,42 @@ int imp_cli_error(struct imp_cli *cli, const char *fmt, ...)
 	return -1;
 }
 
-int api_console_run(struct api_gen *g, int argc, const char *const *argv, bool json,
-		    struct str *out)
+/* cli_result - the answer of a finished command, or its error line, into out; 0 or -1. */
+static int cli_result(struct imp_cli *cli, int rc, struct str *out)
 {
-	struct imp_cli cli = { STR_INIT, STR_INIT, json, false, false, g };
+	if (rc < 0 || cli->failed || cli->overflow) {
+		if (cli->failed && cli->err.len)
+			str_append(out, cli->err.s, cli->err.len);
+		else if (cli->overflow)
+			str_appendf(out, "%s: output too large (over %u bytes)", cli->name,
+				    IMP_CLI_MAX_OUTPUT);
+		else
+			str_appendf(out, "%s: command failed", cli->name);
+		return -1;
+	}
+	str_append(out, cli->out.s ? cli->out.s : "", cli->out.len);
+	return 0;
+}
+
+/* cli_free - release a request's answer, its name and the generation it held. */
+static void cli_free(struct imp_cli *cli)
+{
+	str_free(&cli->out);
+	str_free(&cli->err);
+	free((char *)cli->name);
+	conf_unref(cli->hold);
+	free(cli);
+}
+
+int api_console_start(struct api_gen *g, struct conf *hold, int argc, const char *const *argv,
+		      bool json, struct str *out, api_console_done_fn done, void *done_arg,
+		      struct imp_cli **pending)
+{
 	const struct api_cmd *cmd;
 	int rc;
 
+	if (pending)
+		*pending = NULL;
 	if (argc < 1) {
 		str_appends(out, "empty command (try \"help\")");
 		return -1;
@@ -212,25 +250,78 @@ int api_console_run(struct api_gen *g, int argc, const char *const *argv, bool j
 		str_appendf(out, "unknown command \"%.64s\" (try \"help\")", argv[0]);
 		return -1;
 	}
+	struct imp_cli *cli = xcalloc(1, sizeof(*cli));
+	cli->json = json;
+	cli->gen = g;
+	cli->name = xstrdup(cmd->name);
+	cli->in_handler = true;
 	struct api_gen *prev = api_gen_enter(g);
-	rc = cmd->fn(&cli, argc, argv, cmd->closure);
+	rc = cmd->fn(cli, argc, argv, cmd->closure);
 	api_gen_leave(prev);
-	if (rc < 0 || cli.failed || cli.overflow) {
-		if (cli.failed && cli.err.len)
-			str_append(out, cli.err.s, cli.err.len);
-		else if (cli.overflow)
-			str_appendf(out, "%s: output too large (over %u bytes)", cmd->name,
-				    IMP_CLI_MAX_OUTPUT);
-		else
-			str_appendf(out, "%s: command failed", cmd->name);
-		rc = -1;
-	} else {
-		str_append(out, cli.out.s ? cli.out.s : "", cli.out.len);
-		rc = 0;
+	cli->in_handler = false;
+	if (cli->deferred && !cli->finished && rc >= 0 && !cli->failed) {
+		if (done == NULL || pending == NULL) {
+			/* A caller that cannot wait: the handle is finished into the void. */
+			cli->done = NULL;
+			str_appendf(out, "%s: cannot answer later here", cli->name);
+			cli->hold = hold ? conf_ref(hold) : NULL;
+			return -1;
+		}
+		cli->hold = hold ? conf_ref(hold) : NULL;
+		cli->done = done;
+		cli->done_arg = done_arg;
+		*pending = cli;
+		return 1;
 	}
-	str_free(&cli.out);
-	str_free(&cli.err);
+	if (cli->deferred && !cli->finished) {
+		/*
+		 * The handler deferred and then failed: the answer is its error
+		 * now, and the handle its callback still holds must stay valid
+		 * until it finishes; nobody waits for it.
+		 */
+		rc = cli_result(cli, rc, out);
+		cli->hold = hold ? conf_ref(hold) : NULL;
+		str_clear(&cli->out);
+		return -1;
+	}
+	rc = cli_result(cli, rc, out);
+	cli_free(cli);
 	return rc;
+}
+
+int api_console_run(struct api_gen *g, int argc, const char *const *argv, bool json,
+		    struct str *out)
+{
+	return api_console_start(g, NULL, argc, argv, json, out, NULL, NULL, NULL);
+}
+
+struct imp_cli *imp_cli_defer(struct imp_cli *cli)
+{
+	cli->deferred = true;
+	return cli;
+}
+
+void imp_cli_finish(struct imp_cli *cli)
+{
+	if (cli == NULL || cli->finished)
+		return;
+	cli->finished = true;
+	if (cli->in_handler)
+		return;		/* api_console_start answers and frees it */
+	if (cli->done) {
+		struct str out = STR_INIT;
+		int rc = cli_result(cli, 0, &out);
+
+		cli->done(cli->done_arg, rc == 0, out.s ? out.s : "", out.len);
+		str_free(&out);
+	}
+	cli_free(cli);
+}
+
+void api_console_abandon(struct imp_cli *pending)
+{
+	if (pending)
+		pending->done = NULL;
 }
 
 /* ---- built-in commands ---------------------------------------------------------- */

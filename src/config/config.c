@@ -418,24 +418,6 @@ static void binding_chain(const struct conf *c, const char *binding, const struc
 		*g = NULL;
 }
 
-/* container_value - opt from the Domain stanzas of one container (exact first, then regexes). */
-static const struct conf_setting *container_value(const struct conf_node *ct, enum conf_opt opt,
-						  const char *domain, size_t len, uint32_t hash)
-{
-	const struct conf_node *d = conf_map_get_h(&ct->domains, domain, len, hash);
-
-	if (d && d->vals[opt])
-		return d->vals[opt];
-	if (!ct->regex_sets[opt])
-		return NULL;
-	for (size_t i = 0; i < ct->nregex; i++) {
-		d = ct->regex[i];
-		if (d->vals[opt] && regex_matches(d, domain, len))
-			return d->vals[opt];
-	}
-	return NULL;
-}
-
 /* domain_len - length of a domain name without one trailing dot. */
 static size_t domain_len(const char *domain)
 {
@@ -444,8 +426,33 @@ static size_t domain_len(const char *domain)
 	return n > 0 && domain[n - 1] == '.' ? n - 1 : n;
 }
 
-const struct conf_value *conf_get(const struct conf *c, enum conf_opt opt,
-				  const char *binding, const char *domain)
+/* container_node - opt from a container's Domain stanzas (exact, then regexes); *from = the stanza. */
+static const struct conf_setting *container_node(const struct conf_node *ct, enum conf_opt opt,
+						 const char *domain, size_t len, uint32_t hash,
+						 const struct conf_node **from)
+{
+	const struct conf_node *d = conf_map_get_h(&ct->domains, domain, len, hash);
+
+	if (d && d->vals[opt]) {
+		*from = d;
+		return d->vals[opt];
+	}
+	if (!ct->regex_sets[opt])
+		return NULL;
+	for (size_t i = 0; i < ct->nregex; i++) {
+		d = ct->regex[i];
+		if (d->vals[opt] && regex_matches(d, domain, len)) {
+			*from = d;
+			return d->vals[opt];
+		}
+	}
+	return NULL;
+}
+
+/* resolve - conf_get's fallback chain; *from is the stanza that set it (NULL: the default). */
+static const struct conf_value *resolve(const struct conf *c, enum conf_opt opt,
+					const char *binding, const char *domain,
+					const struct conf_node **from)
 {
 	const struct conf_node *b = NULL, *g = NULL;
 	const struct conf_setting *s;
@@ -457,20 +464,89 @@ const struct conf_value *conf_get(const struct conf *c, enum conf_opt opt,
 		size_t len = domain_len(domain);
 		uint32_t h = conf_map_hash(domain, len);
 
-		if (b && (s = container_value(b, opt, domain, len, h)))
+		if (b && (s = container_node(b, opt, domain, len, h, from)))
 			return &s->v;
-		if (g && (s = container_value(g, opt, domain, len, h)))
+		if (g && (s = container_node(g, opt, domain, len, h, from)))
 			return &s->v;
-		if ((s = container_value(c->global, opt, domain, len, h)))
+		if ((s = container_node(c->global, opt, domain, len, h, from)))
 			return &s->v;
 	}
-	if (b && b->vals[opt])
+	if (b && b->vals[opt]) {
+		*from = b;
 		return &b->vals[opt]->v;
-	if (g && g->vals[opt])
+	}
+	if (g && g->vals[opt]) {
+		*from = g;
 		return &g->vals[opt]->v;
-	if (c->global->vals[opt])
+	}
+	if (c->global->vals[opt]) {
+		*from = c->global;
 		return &c->global->vals[opt]->v;
+	}
+	*from = NULL;
 	return &conf_default_setting(opt)->v;
+}
+
+const struct conf_value *conf_get(const struct conf *c, enum conf_opt opt,
+				  const char *binding, const char *domain)
+{
+	const struct conf_node *from;
+
+	return resolve(c, opt, binding, domain, &from);
+}
+
+/* describe_node - a stanza as the console names it: 'Binding "b" Domain "d"', "global". */
+static void describe_node(const struct conf_node *n, struct str *where)
+{
+	const struct conf_node *chain[8];
+	size_t k = 0;
+
+	if (n == NULL) {
+		str_appends(where, "default");
+		return;
+	}
+	if (n->kind == CONF_N_GLOBAL) {
+		str_appends(where, "global");
+		return;
+	}
+	for (; n && n->kind != CONF_N_GLOBAL && k < 8; n = n->parent)
+		chain[k++] = n;
+	while (k-- > 0) {
+		str_appends(where, conf_node_kind_name(chain[k]->kind));
+		if (chain[k]->name)
+			str_appendf(where, " \"%s\"", chain[k]->name);
+		if (k)
+			str_appendc(where, ' ');
+	}
+}
+
+const struct conf_value *conf_get_where(const struct conf *c, enum conf_opt opt,
+					const char *binding, const char *domain,
+					struct str *where)
+{
+	const struct conf_node *from;
+	const struct conf_value *v = resolve(c, opt, binding, domain, &from);
+
+	describe_node(from, where);
+	return v;
+}
+
+const struct conf_value *conf_listener_get_where(const struct conf *c,
+						 const struct conf_listener *l,
+						 enum conf_opt opt, struct str *where)
+{
+	const struct conf_node *from = NULL;
+
+	if ((unsigned)opt >= CONF_OPT__COUNT)
+		abort();
+	if (l && l->node->vals[opt])
+		from = l->node;
+	else if (c->esmtp && c->esmtp->vals[opt])
+		from = c->esmtp;
+	else if (c->global->vals[opt])
+		from = c->global;
+	describe_node(from, where);
+	return conf_listener_get(c, l, opt);
 }
 
 /* node_scoped - the scoped setting name of one stanza, or NULL. */

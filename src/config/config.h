@@ -142,6 +142,15 @@ void conf_unref(struct conf *c);
 const struct conf_value *conf_get(const struct conf *c, enum conf_opt opt,
 				  const char *binding, const char *domain);
 
+/*
+ * conf_get_where - conf_get, also appending to where the stanza the value
+ * comes from: "default", "global", 'Binding "b"', 'Binding_Group "g"
+ * Domain "d"', 'Binding "b" Domain "/re/"' (the console's config show).
+ */
+const struct conf_value *conf_get_where(const struct conf *c, enum conf_opt opt,
+					const char *binding, const char *domain,
+					struct str *where);
+
 /* Shorthands for global scope. */
 bool conf_bool(const struct conf *c, enum conf_opt opt);
 int64_t conf_int(const struct conf *c, enum conf_opt opt);
@@ -170,6 +179,11 @@ const char *conf_listener_address(const struct conf_listener *l);	/* "ip:port" o
  */
 const struct conf_value *conf_listener_get(const struct conf *c, const struct conf_listener *l,
 					   enum conf_opt opt);
+
+/* conf_listener_get_where - conf_listener_get, naming the stanza as conf_get_where does. */
+const struct conf_value *conf_listener_get_where(const struct conf *c,
+						 const struct conf_listener *l,
+						 enum conf_opt opt, struct str *where);
 
 /* Table access, for `impetusd -t`, docs and the console. */
 const char *conf_option_name(enum conf_opt opt);

@@ -4,8 +4,13 @@
  * Owner: the scheduler thread, for everything in this file: the
  * listeners (evconnlistener), each connection's bufferevent, the count
  * of connections. A request line is parsed, its command run
- * synchronously (api_console_run) and the whole reply queued before the
- * next line is looked at, so replies come back in request order.
+ * synchronously (api_console_start) and the whole reply queued before the
+ * next line is looked at, so replies come back in request order. A
+ * command that answers later (imp_cli_defer: dig) holds its connection:
+ * the requests behind it wait in the input buffer (at most CTL_INPUT_HIGH,
+ * then the socket is not read) until its answer is queued, then run. A
+ * client that leaves meanwhile abandons the command, which then finishes
+ * into the void (api_console_abandon).
  *
  * Failure handling, so one bad client never hurts the others or the
  * daemon: a malformed request gets "ERR" and the connection stays
@@ -44,6 +49,11 @@
 
 /* Stop reading requests while this much reply is waiting for a slow client. */
 #define CTL_OUTPUT_HIGH (1u << 20)
+/*
+ * Requests held behind a command that answers later stay in the input
+ * buffer; past this much the socket is not read until it is answered.
+ */
+#define CTL_INPUT_HIGH (64u << 10)
 
 struct ctl_conn;
 
@@ -71,6 +81,7 @@ struct ctl_conn {
 	struct ctl_conn *prev, *next;
 	bool closing;			/* close once the output is written */
 	bool paused;			/* reading stopped until the output drains */
+	struct imp_cli *pending;	/* a command answering later (imp_cli_defer) */
 };
 
 static void conn_free(struct ctl_conn *c)
@@ -84,6 +95,8 @@ static void conn_free(struct ctl_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	ctl->nconns--;
+	/* A command still answering finishes into the void (ASan-safe: it never sees c). */
+	api_console_abandon(c->pending);
 	bufferevent_free(c->bev);
 	free(c);
 }
@@ -106,7 +119,29 @@ static void conn_fail_close(struct ctl_conn *c, const char *msg)
 	bufferevent_disable(c->bev, EV_READ);
 }
 
-/* run_request - parse one request line and answer it. */
+static void on_read(struct bufferevent *bev, void *arg);
+
+/*
+ * on_done - the answer of a command that deferred: queued in its place,
+ * then the requests that waited behind it run.
+ */
+static void on_done(void *arg, bool ok, const char *body, size_t len)
+{
+	struct ctl_conn *c = arg;
+
+	c->pending = NULL;
+	conn_reply(c, ok, body, len);
+	if (c->closing)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > CTL_OUTPUT_HIGH) {
+		c->paused = true;
+		bufferevent_disable(c->bev, EV_READ);
+		return;		/* on_write resumes reading once the client caught up */
+	}
+	on_read(c->bev, c);	/* the requests that waited */
+}
+
+/* run_request - parse one request line and answer it, now or (deferred) later. */
 static void run_request(struct ctl_conn *c, char *line, size_t len)
 {
 	struct ctl_request req;
@@ -122,10 +157,19 @@ static void run_request(struct ctl_conn *c, char *line, size_t len)
 		if (g == NULL)
 			str_appends(&out, "no configuration is running");
 		else
-			rc = api_console_run(g, req.argc, req.argv, req.json, &out);
+			rc = api_console_start(g, conf, req.argc, req.argv, req.json, &out, on_done,
+					       c, &c->pending);
 		conf_unref(conf);
 	}
-	conn_reply(c, rc == 0, out.s ? out.s : "", out.len);
+	if (rc == 1) {
+		/*
+		 * Answered later: the next requests wait in the input buffer
+		 * (on_read leaves them while c->pending); reading goes on, so a
+		 * client that leaves is noticed and abandons the command.
+		 */
+	} else {
+		conn_reply(c, rc == 0, out.s ? out.s : "", out.len);
+	}
 	str_free(&out);
 }
 
@@ -135,7 +179,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char line[CTL_REQUEST_MAX + 1];
 
-	while (!c->closing && !c->paused) {
+	while (!c->closing && !c->paused && c->pending == NULL) {
 		struct evbuffer_ptr nl = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 
 		if (nl.pos < 0) {
@@ -170,7 +214,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 		conn_free(c);
 		return;
 	}
-	if (c->paused) {
+	if (c->paused && c->pending == NULL) {
 		c->paused = false;
 		bufferevent_enable(bev, EV_READ);
 		on_read(bev, c);	/* requests that arrived while paused */
@@ -201,6 +245,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	ctl->conns = c;
 	ctl->nconns++;
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_INPUT_HIGH);
 	bufferevent_set_timeouts(c->bev, &ctl->timeout, &ctl->timeout);
 	if ((int64_t)ctl->nconns > ctl->max_conns) {
 		char msg[96];
@@ -322,6 +367,13 @@ void control_free(struct control *ctl)
 {
 	if (ctl == NULL)
 		return;
+	/*
+	 * Replies already queued (the `shutdown` command's own) are written
+	 * once, without waiting: a local socket takes them at once, and a
+	 * client that does not read loses them rather than holding the exit.
+	 */
+	for (struct ctl_conn *c = ctl->conns; c; c = c->next)
+		evbuffer_write(bufferevent_get_output(c->bev), bufferevent_getfd(c->bev));
 	while (ctl->conns)
 		conn_free(ctl->conns);
 	for (size_t i = 0; i < ctl->nls; i++) {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -49,7 +50,17 @@ struct loop {
 	void *drain_arg;
 	pthread_t thread;
 	bool started;
+	/* For the console (loop_stats_each): */
+	atomic_uint_fast64_t posted;	/* loop_post calls, any thread */
+	atomic_uint_fast64_t handled;	/* posts run, written by the owner */
+	pthread_t runner;		/* the thread in loop_run; valid while running */
+	bool running;			/* guarded by reg_mu */
+	struct loop *reg_prev, *reg_next;	/* every loop, guarded by reg_mu */
 };
+
+/* The registry of every loop, for the console's `threads`. */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct loop *reg_head;
 
 static _Thread_local struct loop *current_loop;
 
@@ -119,6 +130,10 @@ static void loop_drain(struct loop *lp)
 			p->kind->handler(p->arg);
 			free(p);
 			p = next;
+			/* Only this thread writes it: a plain increment, published for readers. */
+			atomic_store_explicit(&lp->handled,
+					      atomic_load_explicit(&lp->handled, memory_order_relaxed) + 1,
+					      memory_order_relaxed);
 		}
 		ran = true;
 	}
@@ -158,6 +173,14 @@ struct loop *loop_new(const char *name, unsigned role)
 	event_add(lp->wake_ev, NULL);
 	atomic_init(&lp->inbox, NULL);
 	atomic_init(&lp->wake_pending, false);
+	atomic_init(&lp->posted, 0);
+	atomic_init(&lp->handled, 0);
+	pthread_mutex_lock(&reg_mu);
+	lp->reg_next = reg_head;
+	if (reg_head)
+		reg_head->reg_prev = lp;
+	reg_head = lp;
+	pthread_mutex_unlock(&reg_mu);
 	return lp;
 }
 
@@ -172,6 +195,7 @@ void loop_post(struct loop *lp, const struct loop_kind *kind, void *arg)
 		owner_fail(kind, "posted to", lp);
 #endif
 	p = xmalloc(sizeof(*p));
+	atomic_fetch_add_explicit(&lp->posted, 1, memory_order_relaxed);
 	head = atomic_load_explicit(&lp->inbox, memory_order_relaxed);
 	p->kind = kind;
 	p->arg = arg;
@@ -196,9 +220,16 @@ void loop_set_drain_hook(struct loop *lp, loop_fn fn, void *arg)
 void loop_run(struct loop *lp)
 {
 	current_loop = lp;
+	pthread_mutex_lock(&reg_mu);
+	lp->runner = pthread_self();
+	lp->running = true;
+	pthread_mutex_unlock(&reg_mu);
 	event_base_loop(lp->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	/* Run whatever was posted before the stop so no reply is lost. */
 	loop_drain(lp);
+	pthread_mutex_lock(&reg_mu);
+	lp->running = false;
+	pthread_mutex_unlock(&reg_mu);
 	current_loop = NULL;
 }
 
@@ -248,6 +279,14 @@ void loop_free(struct loop *lp)
 
 	if (lp == NULL)
 		return;
+	pthread_mutex_lock(&reg_mu);
+	if (lp->reg_prev)
+		lp->reg_prev->reg_next = lp->reg_next;
+	else
+		reg_head = lp->reg_next;
+	if (lp->reg_next)
+		lp->reg_next->reg_prev = lp->reg_prev;
+	pthread_mutex_unlock(&reg_mu);
 	p = inbox_take(lp);
 	while (p) {
 		struct post *next = p->next;
@@ -301,4 +340,38 @@ void loop_call_as(struct loop *lp, loop_fn fn, void *arg)
 	current_loop = lp;
 	fn(arg);
 	current_loop = saved;
+}
+
+/* thread_cpu_ms - CPU time a live thread has used, in milliseconds; -1 when unknown. */
+static int64_t thread_cpu_ms(pthread_t t)
+{
+	clockid_t cid;
+	struct timespec ts;
+
+	if (pthread_getcpuclockid(t, &cid) != 0 || clock_gettime(cid, &ts) != 0)
+		return -1;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void loop_stats_each(void (*fn)(void *arg, const struct loop_stats *st), void *arg)
+{
+	pthread_mutex_lock(&reg_mu);
+	/* The registry is newest first: walk to the end and back, oldest first. */
+	struct loop *last = reg_head;
+	while (last && last->reg_next)
+		last = last->reg_next;
+	for (struct loop *lp = last; lp; lp = lp->reg_prev) {
+		struct loop_stats st = { 0 };
+		uint64_t posted = atomic_load_explicit(&lp->posted, memory_order_relaxed);
+		uint64_t handled = atomic_load_explicit(&lp->handled, memory_order_relaxed);
+
+		st.name = lp->name;
+		st.running = lp->running;
+		st.posted = posted;
+		st.handled = handled;
+		st.queued = posted > handled ? posted - handled : 0;
+		st.cpu_ms = lp->running ? thread_cpu_ms(lp->runner) : -1;
+		fn(arg, &st);
+	}
+	pthread_mutex_unlock(&reg_mu);
 }

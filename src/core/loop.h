@@ -91,4 +91,19 @@ struct loop *loop_current(void);
 /* loop_is_current - true when called from lp's own thread. */
 bool loop_is_current(const struct loop *lp);
 
+/* What `threads` shows of one loop (loop_stats_each). */
+struct loop_stats {
+	const char *name;	/* valid during the callback */
+	bool running;		/* a thread is in loop_run */
+	unsigned long long posted;	/* posts made to it since it was created */
+	unsigned long long handled;	/* posts it has run */
+	unsigned long long queued;	/* posted and not run yet (approximate) */
+	long long cpu_ms;	/* CPU time of its thread; -1 when not running */
+};
+/*
+ * loop_stats_each - fn for every loop that exists, oldest first, with a
+ * registry lock held (fn must not create or free a loop). Any thread.
+ */
+void loop_stats_each(void (*fn)(void *arg, const struct loop_stats *st), void *arg);
+
 #endif

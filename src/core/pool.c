@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/mem.h"
 
@@ -31,7 +32,24 @@ struct pool {
 	bool stopping;
 	size_t nthreads;
 	pthread_t *threads;
+	/* For the console (pool_stats_each), under mu: */
+	unsigned long long done;	/* jobs finished */
+	unsigned long long busy_us;	/* wall time spent in jobs */
+	struct pool *reg_prev, *reg_next;	/* every pool, guarded by reg_mu */
 };
+
+/* The registry of every pool, for the console's `threads`. */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pool *reg_head;
+
+/* mono_us - the monotonic clock in microseconds. */
+static unsigned long long mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000u + (unsigned long long)ts.tv_nsec / 1000u;
+}
 
 static void *worker(void *arg)
 {
@@ -51,9 +69,13 @@ static void *worker(void *arg)
 		p->pending--;
 		p->running++;
 		pthread_mutex_unlock(&p->mu);
+		unsigned long long t0 = mono_us();
 		j->fn(j->arg);
 		free(j);
+		unsigned long long t1 = mono_us();
 		pthread_mutex_lock(&p->mu);
+		p->done++;
+		p->busy_us += t1 - t0;
 		if (--p->running == 0 && p->head == NULL)
 			pthread_cond_broadcast(&p->idle_cv);
 	}
@@ -79,6 +101,12 @@ struct pool *pool_new(const char *name, size_t nthreads)
 			abort();
 		}
 	}
+	pthread_mutex_lock(&reg_mu);
+	p->reg_next = reg_head;
+	if (reg_head)
+		reg_head->reg_prev = p;
+	reg_head = p;
+	pthread_mutex_unlock(&reg_mu);
 	return p;
 }
 
@@ -117,6 +145,15 @@ void pool_free(struct pool *p)
 {
 	if (p == NULL)
 		return;
+	/* Out of the registry first: its threads are about to be joined. */
+	pthread_mutex_lock(&reg_mu);
+	if (p->reg_prev)
+		p->reg_prev->reg_next = p->reg_next;
+	else
+		reg_head = p->reg_next;
+	if (p->reg_next)
+		p->reg_next->reg_prev = p->reg_prev;
+	pthread_mutex_unlock(&reg_mu);
 	pthread_mutex_lock(&p->mu);
 	p->stopping = true;
 	pthread_cond_broadcast(&p->cv);
@@ -128,4 +165,37 @@ void pool_free(struct pool *p)
 	pthread_cond_destroy(&p->idle_cv);
 	free(p->threads);
 	free(p);
+}
+
+void pool_stats_each(void (*fn)(void *arg, const struct pool_stats *st), void *arg)
+{
+	pthread_mutex_lock(&reg_mu);
+	struct pool *last = reg_head;
+	while (last && last->reg_next)
+		last = last->reg_next;
+	for (struct pool *p = last; p; p = p->reg_prev) {
+		struct pool_stats st = { 0 };
+		long long cpu = 0;
+
+		pthread_mutex_lock(&p->mu);
+		st.name = p->name;
+		st.nthreads = p->nthreads;
+		st.pending = p->pending;
+		st.running = p->running;
+		st.done = p->done;
+		st.busy_ms = p->busy_us / 1000u;
+		pthread_mutex_unlock(&p->mu);
+		/* The workers are joined only after the pool left the registry. */
+		for (size_t i = 0; i < p->nthreads; i++) {
+			clockid_t cid;
+			struct timespec ts;
+
+			if (pthread_getcpuclockid(p->threads[i], &cid) == 0 &&
+			    clock_gettime(cid, &ts) == 0)
+				cpu += (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		}
+		st.cpu_ms = cpu;
+		fn(arg, &st);
+	}
+	pthread_mutex_unlock(&reg_mu);
 }

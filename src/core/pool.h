@@ -34,4 +34,20 @@ void pool_wait_idle(struct pool *p);
 /* pool_free - finish every submitted job, stop the workers, free the pool. */
 void pool_free(struct pool *p);
 
+/* What `threads` shows of one pool (pool_stats_each). */
+struct pool_stats {
+	const char *name;		/* valid during the callback */
+	size_t nthreads;
+	size_t pending;			/* jobs waiting for a worker */
+	size_t running;			/* jobs being run */
+	unsigned long long done;	/* jobs finished */
+	unsigned long long busy_ms;	/* wall time the workers spent in jobs */
+	long long cpu_ms;		/* CPU time of the workers */
+};
+/*
+ * pool_stats_each - fn for every pool that exists, oldest first, with a
+ * registry lock held (fn must not create or free a pool). Any thread.
+ */
+void pool_stats_each(void (*fn)(void *arg, const struct pool_stats *st), void *arg);
+
 #endif

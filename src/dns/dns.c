@@ -563,3 +563,32 @@ void dns_get_stats(const struct dns *dns, struct dns_stats *out)
 {
 	*out = dns->stats;
 }
+
+struct cache_walk {
+	uint64_t now;
+	dns_cache_fn fn;
+	void *ctx;
+};
+
+/* walk_entry - one cache entry as the console sees it; expired ones are skipped. */
+static void walk_entry(void *ctx, const char *key, void *value)
+{
+	struct cache_walk *w = ctx;
+	const struct dns_answer *ans = value;
+	struct dns_cache_entry e;
+
+	if (ans->expires_ms <= w->now)
+		return;
+	e.kind = strncmp(key, "mx:", 3) == 0 ? "MX" : "host";
+	e.name = strchr(key, ':') ? strchr(key, ':') + 1 : key;
+	e.ttl = (uint32_t)((ans->expires_ms - w->now + 999) / 1000);
+	e.res = &ans->res;
+	w->fn(w->ctx, &e);
+}
+
+void dns_cache_each(const struct dns *dns, dns_cache_fn fn, void *ctx)
+{
+	struct cache_walk w = { dns_now_ms(), fn, ctx };
+
+	strmap_each(dns->cache, walk_entry, &w);
+}

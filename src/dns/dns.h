@@ -96,6 +96,16 @@ void dns_flush(struct dns *dns);
 void dns_free(struct dns *dns);
 /* dns_get_stats - a copy of the counters. */
 void dns_get_stats(const struct dns *dns, struct dns_stats *out);
+/* One live cache entry (dns_cache_each); valid during the callback. */
+struct dns_cache_entry {
+	const char *kind;		/* "MX" (dns_resolve_mx) or "host" (dns_resolve_host) */
+	const char *name;		/* the domain or host name, normalised */
+	uint32_t ttl;			/* seconds it is still used for */
+	const struct dns_mx_result *res;	/* the answer, hosts in stored order */
+};
+typedef void (*dns_cache_fn)(void *ctx, const struct dns_cache_entry *e);
+/* dns_cache_each - fn for each unexpired cache entry, in no order; fn must not call into dns. */
+void dns_cache_each(const struct dns *dns, dns_cache_fn fn, void *ctx);
 /* dns_status_name - "ok", "tempfail" or "permfail", for logs. */
 const char *dns_status_name(enum dns_status st);
 

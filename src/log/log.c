@@ -108,6 +108,21 @@ int log_open(const char *dir, struct str *err)
 	return 0;
 }
 
+bool log_file_path(enum log_file f, struct str *out)
+{
+	bool ok = false;
+
+	if ((unsigned)f >= LOG__COUNT)
+		return false;
+	pthread_mutex_lock(&logs[f].mu);
+	if (logs[f].path) {
+		str_appends(out, logs[f].path);
+		ok = true;
+	}
+	pthread_mutex_unlock(&logs[f].mu);
+	return ok;
+}
+
 void log_reopen(void)
 {
 	for (int i = 0; i < LOG__COUNT; i++) {

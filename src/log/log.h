@@ -36,6 +36,8 @@ enum log_file {
 int log_open(const char *dir, struct str *err);
 /* log_reopen - reopen every file by name (after rotation; SIGHUP). */
 void log_reopen(void);
+/* log_file_path - append the path of file f to out; false before log_open (stderr). */
+bool log_file_path(enum log_file f, struct str *out);
 /* log_flush - write out every buffer. */
 void log_flush(void);
 void log_close(void);

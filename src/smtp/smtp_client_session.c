@@ -88,6 +88,7 @@
 #include "log/log.h"
 #include "message/mime_downgrade.h"
 #include "message/rfc5322.h"
+#include "smtp/smtp_trace.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_client_int.h"
 #include "spool/spool.h"
@@ -192,26 +193,22 @@ static void finish_batch(struct smtpc_session *s, const char *broken);
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 
-static int trace_smtpc = -1;
-static pthread_once_t trace_once = PTHREAD_ONCE_INIT;
-
-static void trace_read(void)
-{
-	const char *t = getenv("IMPETUS_TRACE");
-
-	trace_smtpc = t && strstr(t, "smtpc") != NULL;
-}
-
-/* smtpc_trace_init - read IMPETUS_TRACE once (smtp_client_open calls it). */
+/* smtpc_trace_init - read IMPETUS_TRACE once (smtp_client_open calls it; smtp_trace.h). */
 void smtpc_trace_init(void)
 {
-	pthread_once(&trace_once, trace_read);
+	smtp_trace_init();
+}
+
+/* tracing - whether this session's state changes go to the paniclog (`trace smtp`). */
+static bool tracing(const struct smtpc_session *s)
+{
+	return smtp_trace_out(s->peer_ip);
 }
 
 /* set_state - enter a state, tracing "old -> new" when asked. */
 static void set_state(struct smtpc_session *s, enum sc_state st)
 {
-	if (trace_smtpc > 0 && s->state != st)
+	if (s->state != st && tracing(s))
 		log_panic("%s smtpc state %s -> %s server=%s", s->c->conn_id,
 			  state_names[s->state], state_names[st], s->peer_str);
 	s->state = st;
@@ -822,7 +819,7 @@ static void on_auth(struct smtpc_session *s, const struct smtpc_reply *r)
 		return;
 	}
 	if (is_2xx(r->code)) {
-		if (trace_smtpc > 0)
+		if (tracing(s))
 			auth_log(s, "ok", r->text.s);
 		session_ready(s);
 		return;

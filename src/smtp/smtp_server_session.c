@@ -97,6 +97,7 @@
 #include "message/rfc5322.h"
 #include "message/vctx.h"
 #include "msgs/msgs.h"
+#include "smtp/smtp_trace.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_server.h"
 #include "smtp/smtp_server_int.h"
@@ -152,19 +153,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg);
 /* helpers                                                             */
 
 /*
- * Tracing: IMPETUS_TRACE=smtp in the environment logs every state change
- * to the paniclog (a console switch comes with the control socket).
+ * Tracing (smtp_trace.h): IMPETUS_TRACE=smtp at start, `trace smtp` on the
+ * console at run time, for every client or one IP.
  */
-static int trace_smtp = -1;
-
-/* tracing - first called by smtp_session_trace_init before any loop runs. */
-static bool tracing(void)
+static bool tracing(const struct smtp_session *s)
 {
-	if (trace_smtp < 0) {
-		const char *t = getenv("IMPETUS_TRACE");
-		trace_smtp = t && strstr(t, "smtp") != NULL;
-	}
-	return trace_smtp;
+	return smtp_trace_in((const struct sockaddr *)&s->peer);
 }
 
 /* now_ms - a monotonic clock in milliseconds. */
@@ -224,7 +218,7 @@ static void session_set_state(struct smtp_session *s, enum session_state st)
 {
 	enum session_state old = s->state;
 
-	if (tracing() && old != st)
+	if (old != st && tracing(s))
 		log_panic("%s smtp state %s -> %s", s->conn_id, state_names[old], state_names[st]);
 	s->state = st;
 	if (old != st)
@@ -1823,7 +1817,7 @@ static bool process_commands(struct smtp_session *s, struct evbuffer *in)
 	evbuffer_remove(in, line, len);
 	line[len] = '\0';
 	evbuffer_drain(in, eol_len);
-	if (tracing())
+	if (tracing(s))
 		smtp_session_auth_trace(s, line, len);	/* AUTH lines masked */
 	/* Lines that may carry credentials are wiped once handled. */
 	bool secret = s->state == S_AUTH || (len >= 4 && strncasecmp(line, "AUTH", 4) == 0);
@@ -2186,7 +2180,7 @@ static void load_limits(struct smtp_session *s)
 
 void smtp_session_trace_init(void)
 {
-	(void)tracing();
+	smtp_trace_init();
 }
 
 void smtp_session_start(void *arg)

@@ -149,9 +149,11 @@ class Console(harness.DaemonTestCase):
             self.assertRegex(out, r"(?m)^  %s +\S" % name)
         self.assertRegex(out, r"(?m)^  signing_stats +DKIM signing statistics.*\[opendkim opendkim1\]$")
         cmds = {c["name"]: c for c in json.loads(self.ok(d, "help", "--json"))["commands"]}
-        # The core's own (the queue commands are test_console_queue.py's) and the module's.
-        self.assertLessEqual({"help", "pid", "signing_stats", "version", "summary", "mailq"},
-                             set(cmds))
+        # The core's own (the queue and operations commands have their own
+        # test files) and the module's.
+        self.assertLessEqual({"help", "pid", "signing_stats", "version", "summary", "mailq",
+                              "config", "threads"}, set(cmds))
+        self.assertEqual(sorted(cmds), sorted(set(cmds)))
         self.assertEqual(cmds["signing_stats"]["module"], "opendkim")
         self.assertEqual(cmds["signing_stats"]["instance"], "opendkim1")
         self.assertEqual(cmds["pid"]["module"], "core")

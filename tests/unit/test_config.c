@@ -852,6 +852,37 @@ static void test_fallback(void)
 	CHECK_INTEQ(get_i(c, CONF_OPT_CONNECT_TIMEOUT, NULL, "mx.corp.test"), 45);
 	CHECK_INTEQ(get_i(c, CONF_OPT_MAX_RECIPIENTS_PER_BATCH, NULL, "other.corp.test"), 82);
 	CHECK_INTEQ(get_i(c, CONF_OPT_MAX_RECIPIENTS_PER_BATCH, NULL, "nomatch.test"), 100);
+	/* conf_get_where names the stanza each answer came from (the console's config show). */
+	static const struct {
+		const char *binding, *domain, *where;
+		int64_t v;
+	} wh[] = {
+		{ NULL, NULL, "global", 1 },
+		{ "b1", "example.com", "Binding_Group \"group1\" Binding \"b1\" Domain \"example.com\"", 4 },
+		{ "b1", "grouped.example", "Binding_Group \"group1\" Domain \"grouped.example\"", 5 },
+		{ "b1", "other.test", "Binding_Group \"group1\" Binding \"b1\"", 3 },
+		{ "b2", "other.test", "Binding_Group \"group1\"", 2 },
+		{ NULL, "example.com", "Domain \"example.com\"", 7 },
+		{ NULL, "www.example.com", "Domain \"/(^|[.])example[.]com$/\"", 8 },
+		{ "nope", "other.test", "global", 1 },
+	};
+	for (size_t i = 0; i < sizeof(wh) / sizeof(wh[0]); i++) {
+		struct str where = STR_INIT;
+		const struct conf_value *v = conf_get_where(c, MOC, wh[i].binding, wh[i].domain, &where);
+
+		CHECK_STREQ(str_cstr(&where), wh[i].where);
+		CHECK_INTEQ(v->u.i, wh[i].v);
+		CHECK(v == conf_get(c, MOC, wh[i].binding, wh[i].domain));
+		str_free(&where);
+	}
+	{
+		struct str where = STR_INIT;
+		const struct conf_value *v = conf_get_where(c, CONF_OPT_MAX_DNS_TTL, "b1", "x.test", &where);
+
+		CHECK_STREQ(str_cstr(&where), "default");
+		CHECK(v->file == NULL);
+		str_free(&where);
+	}
 	/* other options, other scopes */
 	CHECK_INTEQ(get_i(c, CONF_OPT_RETRY_INTERVAL, NULL, NULL), 600);
 	CHECK_INTEQ(get_i(c, CONF_OPT_RETRY_INTERVAL, "b2", "x.test"), 30);

@@ -260,8 +260,90 @@ static void test_pool_wait_idle(void)
 	pool_free(p);
 }
 
+struct stats_seen {
+	const char *want;
+	int found;
+	struct loop_stats loop;
+	struct pool_stats pool;
+};
+
+static void see_loop(void *arg, const struct loop_stats *st)
+{
+	struct stats_seen *s = arg;
+
+	if (strcmp(st->name, s->want) == 0) {
+		s->found++;
+		s->loop = *st;
+	}
+}
+
+static void see_pool(void *arg, const struct pool_stats *st)
+{
+	struct stats_seen *s = arg;
+
+	if (strcmp(st->name, s->want) == 0) {
+		s->found++;
+		s->pool = *st;
+	}
+}
+
+static void count_item(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static const struct loop_kind kind_count = { "test.count", "main", TEST_ROLE, count_item };
+
+/* test_stats - what the console's `threads` reads: queue depth, work done, gone when freed. */
+static void test_stats(void)
+{
+	struct loop *lp = loop_new("statsloop", TEST_ROLE);
+	struct stats_seen s = { .want = "statsloop" };
+	int ran = 0;
+
+	for (int i = 0; i < 5; i++)
+		loop_post(lp, &kind_count, &ran);
+	loop_stats_each(see_loop, &s);
+	CHECK_INTEQ(s.found, 1);
+	CHECK_INTEQ(s.loop.queued, 5);
+	CHECK_INTEQ(s.loop.posted, 5);
+	CHECK_INTEQ(s.loop.handled, 0);
+	CHECK(!s.loop.running);
+	CHECK_INTEQ(s.loop.cpu_ms, -1);	/* no thread runs it */
+	loop_drain_now(lp);
+	CHECK_INTEQ(ran, 5);
+	s.found = 0;
+	loop_stats_each(see_loop, &s);
+	CHECK_INTEQ(s.loop.queued, 0);
+	CHECK_INTEQ(s.loop.handled, 5);
+	loop_free(lp);
+	s.found = 0;
+	loop_stats_each(see_loop, &s);
+	CHECK_INTEQ(s.found, 0);
+
+	_Atomic int done = 0;
+	struct pool *p = pool_new("statspool", 2);
+	struct stats_seen ps = { .want = "statspool" };
+
+	for (int i = 0; i < 4; i++)
+		pool_submit(p, slow_job, &done);
+	pool_wait_idle(p);
+	pool_stats_each(see_pool, &ps);
+	CHECK_INTEQ(ps.found, 1);
+	CHECK_INTEQ(ps.pool.nthreads, 2);
+	CHECK_INTEQ(ps.pool.done, 4);
+	CHECK_INTEQ(ps.pool.pending + ps.pool.running, 0);
+	CHECK(ps.pool.busy_ms >= 60);	/* four 20 ms jobs */
+	CHECK(ps.pool.cpu_ms >= 0);
+	pool_free(p);
+	ps.found = 0;
+	pool_stats_each(see_pool, &ps);
+	CHECK_INTEQ(ps.found, 0);
+}
+
 int main(void)
 {
+	test_stats();
 	test_inbox_many_producers();
 	test_timer_from_post();
 	test_pool_posts_back();
