@@ -17,19 +17,10 @@ import tempfile
 import time
 
 from harness import DaemonTestCase, impetus_path, main
+from deliverykit import wait_until
 from sink import Sink
 
 HOST = "mx.test.example"
-
-
-def wait_for(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s" % what)
 
 
 class InjectTest(DaemonTestCase):
@@ -60,7 +51,7 @@ class InjectTest(DaemonTestCase):
         def find():
             t = [t for t in self.sink.transactions if marker.encode() in t.body]
             return t if len(t) >= count else None
-        txns = wait_for(find, what="%d message(s) with %s" % (count, marker))
+        txns = wait_until(find, what="%d message(s) with %s" % (count, marker))
         time.sleep(0.2)
         txns = [t for t in self.sink.transactions if marker.encode() in t.body]
         self.assertEqual(len(txns), count)

@@ -26,6 +26,7 @@ import tempfile
 import time
 
 from harness import Daemon, DaemonTestCase, impetus_path, main
+from deliverykit import wait_until
 from sink import Sink
 
 HOST = "mx.test.example"
@@ -37,16 +38,6 @@ def sendmail_link(tmp):
     if not os.path.exists(path):
         os.symlink(os.path.abspath(impetus_path()), path)
     return path
-
-
-def wait_for(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s" % what)
 
 
 def header(body, name):
@@ -97,7 +88,7 @@ class Base(DaemonTestCase):
         """one - the one sink transaction whose body holds marker."""
         def find():
             return [t for t in self.sink.transactions if marker.encode() in t.body]
-        txns = wait_for(find, timeout, "the sink to receive %s" % marker)
+        txns = wait_until(find, timeout, "the sink to receive %s" % marker)
         self.assertEqual(len(txns), 1, "received %d times" % len(txns))
         return txns[0]
 
@@ -322,7 +313,7 @@ class SendmailDownTest(Base):
         lines = d.wait_log("mainlog", lambda l: l.split("@")[4:5] == ["R"]
                            and "down" in l.split("@")[5:6])
         self.assertEqual(lines[0].split("@")[11], "sendmail", lines[0])
-        wait_for(lambda: not self.pickup_files(d), what="the pickup file to go")
+        wait_until(lambda: not self.pickup_files(d), what="the pickup file to go")
         # A restart finds nothing more to import.
         d.stop()
         d.start()
@@ -375,7 +366,7 @@ class SendmailDownTest(Base):
             f.write(b"IMPETUS-PICKUP 1\nsender: a@b\nrcpt: <evil>\n\nSubject: x\n\nx\n")
         d.start()
         self.one("good-1")
-        wait_for(lambda: os.path.exists(os.path.join(d.spool_dir, "pickup", "bad",
+        wait_until(lambda: os.path.exists(os.path.join(d.spool_dir, "pickup", "bad",
                                                      "0000-garbage")), what="bad/0000-garbage")
         self.assertFalse(os.path.exists(bad))
         d.wait_log("paniclog", lambda l: "pickup file=0000-garbage moved to bad/" in l
@@ -398,7 +389,7 @@ class SendmailDownTest(Base):
             saved = f.read()
         d.start()
         d.wait_log("mainlog", lambda l: l.split("@")[4:5] == ["R"])
-        wait_for(lambda: not os.path.exists(path), what="the pickup file to go")
+        wait_until(lambda: not os.path.exists(path), what="the pickup file to go")
         d.kill9()
         with open(path, "wb") as f:
             f.write(saved)
@@ -408,7 +399,7 @@ class SendmailDownTest(Base):
         d.start()
         self.one("crash-1")
         d.wait_log("paniclog", lambda l: "pickup file=%s already spooled" % name in l)
-        wait_for(lambda: not os.path.exists(path), what="the restored file to go")
+        wait_until(lambda: not os.path.exists(path), what="the restored file to go")
         time.sleep(1.5)
         self.assertEqual(len([t for t in self.sink.transactions if b"crash-1" in t.body]), 1)
 
