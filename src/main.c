@@ -205,7 +205,8 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 		log_panic("reload failed, keeping the running configuration: %s", str_cstr(&err));
 		conf_unref(c);
 	} else {
-		smtp_server_set_conf(d->smtp, c);
+		smtp_server_set_conf(d->smtp, c);	/* and its listeners */
+		control_reload(d->control, c);
 		queue_set_conf(d->queue, c);
 		api_runtime_set_conf(c);
 		conf_unref(d->conf);
