@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import unittest
 
@@ -36,7 +37,13 @@ ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r|\x07")
 
 
 class Pty:
-    """Pty - the shell on a pseudo-terminal: send keys, wait for output."""
+    """
+    Pty - the shell on a pseudo-terminal: send keys, wait for output.
+    Keys are typed only once libedit has put the terminal in raw mode
+    (the pty pair shares its termios, so the master sees it): typed
+    while a command runs, in canonical mode, a Ctrl-D is taken by the
+    terminal driver and lost, as it would be for a person.
+    """
 
     def __init__(self, argv, env):
         self.master, slave = pty.openpty()
@@ -68,20 +75,26 @@ class Pty:
                                          % (pattern, clean))
                 self.out += chunk
 
-    def send(self, keys):
+    def send(self, keys, timeout=10):
+        """send - type keys once libedit has the terminal (raw mode: ICANON off)."""
+        deadline = time.monotonic() + timeout
+        while termios.tcgetattr(self.master)[3] & termios.ICANON:
+            if time.monotonic() > deadline:
+                raise AssertionError("the shell never took the terminal (still canonical)")
+            time.sleep(0.01)
         os.write(self.master, keys)
 
     def wait(self, timeout=10):
+        """wait - the shell's exit status, reading its output meanwhile (a full terminal blocks)."""
+        deadline = time.monotonic() + timeout
         try:
-            while True:	# drain, so the shell never blocks on a full terminal
+            while self.proc.poll() is None and time.monotonic() < deadline:
                 r, _, _ = select.select([self.master], [], [], 0.2)
                 if r and not os.read(self.master, 4096):
                     break
-                if self.proc.poll() is not None:
-                    break
         except OSError:
             pass
-        return self.proc.wait(timeout)
+        return self.proc.wait(max(0.1, deadline - time.monotonic()))
 
     def close(self):
         if self.proc.poll() is None:
@@ -118,7 +131,7 @@ class ConsoleShell(harness.DaemonTestCase):
         sh.send(b"pid\n")
         sh.expect(rb"\n%d\n.*%s" % (d.proc.pid, re.escape(PROMPT)))
         sh.send(b"vers\t")
-        sh.expect(rb"version")
+        sh.expect(rb"version ")
         sh.send(b"\n")
         sh.expect(rb"impetusd \d+\.\d+\.\d+ \(module API [\d.]+\)\n.*%s" % re.escape(PROMPT))
         sh.send(b"sig\t\n")
@@ -129,7 +142,7 @@ class ConsoleShell(harness.DaemonTestCase):
         out = sh.expect(rb"quit, exit +leave the shell(.|\n)*%s" % re.escape(PROMPT))
         self.assertRegex(out, rb"\n  pid +\S")
         sh.send(b"pid\n")	# still answering after the error
-        sh.expect(rb"\n%d\n" % d.proc.pid)
+        sh.expect(rb"\n%d\n.*%s" % (d.proc.pid, re.escape(PROMPT)))
         sh.send(b"quit\n")
         self.assertEqual(sh.wait(), 0)
         with open(self.hist, "rb") as f:
@@ -141,7 +154,7 @@ class ConsoleShell(harness.DaemonTestCase):
         sh = self.shell(d)
         sh.expect(PROMPT)
         sh.send(b"\x1b[A\x1b[A\n")
-        sh.expect(rb"\n%d\n" % d.proc.pid)
+        sh.expect(rb"\n%d\n.*%s" % (d.proc.pid, re.escape(PROMPT)))
         sh.send(b"\x04")	# Ctrl-D on an empty line
         self.assertEqual(sh.wait(), 0)
 
@@ -155,7 +168,7 @@ class ConsoleShell(harness.DaemonTestCase):
                   % (re.escape(d.control.encode()), re.escape(PROMPT)))
         d.start()
         sh.send(b"pid\n")
-        sh.expect(rb"\n%d\n" % d.proc.pid)
+        sh.expect(rb"\n%d\n.*%s" % (d.proc.pid, re.escape(PROMPT)))
         sh.send(b"exit\n")
         self.assertEqual(sh.wait(), 0)
 
