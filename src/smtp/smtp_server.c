@@ -42,6 +42,13 @@
  * An AUTH job passes through here twice (SMTP_AUTH_CHECK before crypt
  * runs on the CPU pool, SMTP_AUTH_VERIFIED after; smtp_server_int.h).
  *
+ * A reload (smtp_server_set_conf after smtp_server_listen) binds the
+ * Listen stanzas added, closes the removed ones and reads certificates
+ * again ("Reloading listeners" below). A session takes a reference to
+ * its listener's TLS context and copies its address when it is
+ * accepted, so a listener is freed or given a new context at once,
+ * whatever its sessions are doing.
+ *
  * The tick (every SERVER_TICK_SECONDS on the scheduler): rejectlog
  * summaries and table sweep, the tarpit sweep, then the accept recovery
  * line.

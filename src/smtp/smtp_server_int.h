@@ -2,9 +2,10 @@
  * smtp_server_int.h - what the server manager and its sessions share
  *
  * Private to src/smtp/smtp_server*.c. The manager (scheduler thread)
- * creates one smtp_io per I/O loop and one smtp_listener per Listen
- * stanza; sessions read both but change neither, except the smtp_io's
- * session list, which its own loop owns.
+ * creates one smtp_io per I/O loop and one smtp_listener per bound
+ * Listen stanza (re-made on reload). Sessions read their smtp_io and
+ * change only its session list, which its own loop owns; they never read
+ * an smtp_listener (struct smtp_accept carries what they need of it).
  */
 #ifndef IMPETUS_SMTP_SMTP_SERVER_INT_H
 #define IMPETUS_SMTP_SMTP_SERVER_INT_H

@@ -11,8 +11,10 @@
  * Every other command is a console command (docs/console.md): sent as one
  * request line to the daemon's control socket (-s SOCKET, else
  * $IMPETUS_CONTROL, else the first Control_Listener Listen of the
- * configuration: -c FILE, default the embedded one), its answer printed
- * on stdout, or its error on stderr. The protocol is control/control_proto.h.
+ * configuration: -c FILE, default the embedded one; a Unix socket path or
+ * a TCP "ip:port"), its answer printed on stdout, or its error on stderr.
+ * The protocol is control/control_proto.h. With no command at all, the
+ * interactive shell (impetus_shell.c).
  *
  * Exit codes: 0 success, 1 the command failed (with a message on stderr;
  * a console command's error, or no daemon to ask), 2 usage error.
