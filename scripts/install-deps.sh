@@ -14,10 +14,13 @@
 # tests/integration/test_delivery_auth.py; Sisimai (libsisimai-perl)
 # reads the bounces of tests/integration/test_utf8_dsn.py. swaks drives
 # tests/integration/test_smtp_auth.py; libcrypt-dev checks its passwords.
+# libedit-dev gives the console's interactive shell (impetus) its line
+# editing, history and completion.
 set -eu
 
 PKGS="build-essential cmake pkg-config
 libevent-dev libc-ares-dev libssl-dev libpcre2-dev libjansson-dev libcrypt-dev
+libedit-dev
 python3 openssl postfix dnsmasq-base
 python3-dkim python3-nacl opendkim
 python3-aiosmtpd libsisimai-perl swaks

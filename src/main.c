@@ -226,7 +226,8 @@ static int daemon_reload(struct daemon *d, struct str *err)
 		conf_unref(c);
 		return -1;
 	}
-	smtp_server_set_conf(d->smtp, c);
+	smtp_server_set_conf(d->smtp, c);	/* and its listeners */
+	control_reload(d->control, c);
 	queue_set_conf(d->queue, c);
 	api_runtime_set_conf(c);
 	conf_unref(d->conf);

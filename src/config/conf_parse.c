@@ -34,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -687,7 +689,10 @@ static void node_list_push(struct conf *c, struct conf_node ***list, size_t *len
 
 /*
  * new_control_listen - a Listen stanza of Control_Listener: a Unix socket
- * path (anything with a "/"; TCP is not supported yet), unique.
+ * path (anything with a "/") or a TCP address ("127.0.0.1:2025",
+ * "[::1]:2025", port 1..65535, kept in canonical form, which never has a
+ * "/"), unique. Whether a TCP address may be other than loopback is
+ * decided once the whole Control_Listener is read (control_remote_check).
  */
 static struct conf_node *new_control_listen(struct lexer *L, struct conf_node *parent,
 					    const struct token *arg)
@@ -695,29 +700,83 @@ static struct conf_node *new_control_listen(struct lexer *L, struct conf_node *p
 	struct conf *c = L->P->c;
 	struct sockaddr_un sun;
 	struct conf_node *n;
+	const char *name = arg->text;
+	char canon[80];
 
 	if (strchr(arg->text, '/') == NULL) {
-		perr(L, arg->line, arg->col,
-		     "Control_Listener Listen \"%.100s\": only a Unix socket path is supported "
-		     "(write it with a \"/\", e.g. \"./var/control\")", arg->text);
-		return NULL;
-	}
-	if (strlen(arg->text) >= sizeof(sun.sun_path)) {
+		struct sockaddr_storage ss;
+		socklen_t sslen;
+
+		if (!conf_listen_parse(arg->text, &ss, &sslen, canon, sizeof(canon)) ||
+		    strcmp(strrchr(canon, ':'), ":0") == 0) {
+			perr(L, arg->line, arg->col,
+			     "Control_Listener Listen \"%.100s\" is neither a Unix socket path "
+			     "(write it with a \"/\", e.g. \"./var/control\") nor a TCP address "
+			     "with a port (\"127.0.0.1:2025\", \"[::1]:2025\")", arg->text);
+			return NULL;
+		}
+		name = canon;
+	} else if (strlen(arg->text) >= sizeof(sun.sun_path)) {
 		perr(L, arg->line, arg->col, "Control_Listener Listen path is longer than %zu bytes",
 		     sizeof(sun.sun_path) - 1);
 		return NULL;
 	}
 	for (size_t i = 0; i < c->ncontrols; i++) {
-		if (strcmp(c->controls[i]->name, arg->text) == 0) {
+		if (strcmp(c->controls[i]->name, name) == 0) {
 			perr(L, arg->line, arg->col, "duplicate Listen \"%s\" (first at %s:%d)",
 			     arg->text, c->controls[i]->file, c->controls[i]->line);
 			return NULL;
 		}
 	}
-	n = conf_node_new(c, CONF_N_CONTROL_LISTEN, parent, conf_arena_strdup(&c->arena, arg->text),
+	n = conf_node_new(c, CONF_N_CONTROL_LISTEN, parent, conf_arena_strdup(&c->arena, name),
 			  L->name, arg->line, arg->col);
 	node_list_push(c, &c->controls, &c->ncontrols, &c->controls_cap, n);
 	return n;
+}
+
+/* sockaddr_is_loopback - 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104. */
+static bool sockaddr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		if (IN6_IS_ADDR_LOOPBACK(a))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+	}
+	return false;
+}
+
+/*
+ * control_remote_check - at the end of Control_Listener: a TCP Listen on
+ * an address other than loopback needs Allow_Remote = true (in that
+ * Listen or in Control_Listener), because the console has no
+ * authentication of its own.
+ */
+static bool control_remote_check(struct lexer *L)
+{
+	struct conf *c = L->P->c;
+
+	for (size_t i = 0; i < c->ncontrols; i++) {
+		const struct conf_node *n = c->controls[i];
+		struct sockaddr_storage ss;
+		socklen_t sslen;
+		char canon[80];
+
+		if (strchr(n->name, '/') != NULL ||
+		    !conf_listen_parse(n->name, &ss, &sslen, canon, sizeof(canon)) ||
+		    sockaddr_is_loopback(&ss) || conf_control_get(c, i, CONF_OPT_ALLOW_REMOTE)->u.b)
+			continue;
+		if (L->P->err)
+			str_appendf(L->P->err, "%s:%d:%d: Control_Listener Listen \"%s\" is not a "
+				    "loopback address: the console has no authentication; set "
+				    "Allow_Remote = true in that Listen to accept it", n->file,
+				    n->line, n->col, n->name);
+		return false;
+	}
+	return true;
 }
 
 /* control_mode_check - File_Mode of a Control_Listener stanza, when set, is an octal mode. */
@@ -1018,7 +1077,7 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 				    c->control->line);
 		n = c->control = conf_node_new(c, CONF_N_CONTROL_LISTENER, parent, NULL, L->name,
 					       name->line, name->col);
-		return parse_block(L, n, false) && control_mode_check(L, n);
+		return parse_block(L, n, false) && control_mode_check(L, n) && control_remote_check(L);
 	}
 	if (k == CONF_N_CONTROL_LISTEN)
 		kname = "Listen";

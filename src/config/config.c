@@ -742,6 +742,11 @@ bool conf_mode_parse(const char *s, unsigned *out)
 	return true;
 }
 
+bool conf_control_is_tcp(const struct conf *c, size_t i)
+{
+	return i < c->ncontrols && strchr(c->controls[i]->name, '/') == NULL;
+}
+
 unsigned conf_control_mode(const struct conf *c, size_t i)
 {
 	unsigned m = 0600;

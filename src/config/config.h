@@ -250,7 +250,8 @@ void conf_listener_auth(const struct conf *c, const struct conf_listener *l, str
 
 /*
  * Control listeners (the console's sockets, docs/console.md): one per
- * Listen "path" stanza under Control_Listener, i in 0 .. count - 1.
+ * Listen stanza under Control_Listener, i in 0 .. count - 1: a Unix
+ * socket path (it has a "/") or a canonical TCP address.
  * conf_control_get reads an option with Listen -> Control_Listener ->
  * default fallback (i == SIZE_MAX: Control_Listener itself).
  * conf_control_mode is File_Mode as a number (checked when loading).
@@ -259,6 +260,8 @@ size_t conf_control_count(const struct conf *c);
 const char *conf_control_path(const struct conf *c, size_t i);
 const struct conf_value *conf_control_get(const struct conf *c, size_t i, enum conf_opt opt);
 unsigned conf_control_mode(const struct conf *c, size_t i);
+/* conf_control_is_tcp - Listen i is a TCP address ("ip:port", canonical), not a Unix socket path. */
+bool conf_control_is_tcp(const struct conf *c, size_t i);
 /* conf_mode_parse - an octal file mode "0660" / "660" (0..07777); false when not one. */
 bool conf_mode_parse(const char *s, unsigned *out);
 

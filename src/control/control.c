@@ -20,8 +20,18 @@
  * its replies for Timeout, is closed; past Max_Connections a new client
  * gets "ERR" and is closed; accept errors (EMFILE) pause accepting for a
  * second instead of spinning.
+ *
+ * A Listen is a Unix socket (a path) or a TCP address ("127.0.0.1:2025",
+ * "[::1]:2025"; loopback unless Allow_Remote, checked by the parser).
+ * control_reload applies a new generation (docs/console.md, "Reloading
+ * listeners"): sockets are matched by their Listen name; one removed is
+ * closed (and its file unlinked) while its connections go on; one kept
+ * gets File_Mode again; one added is bound, and one that cannot be is a
+ * paniclog error, the rest of the reload still applying. Timeout and
+ * Max_Connections apply at once, Timeout to open connections too.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,13 +71,15 @@ struct ctl_listener {
 	struct control *ctl;
 	struct evconnlistener *evl;
 	struct event *resume;		/* re-enables accepting after an accept error */
-	char *path;
+	char *path;			/* the Listen name: a path, or "ip:port" */
+	bool tcp;
 	bool bound;			/* we created the file: unlink it at the end */
+	unsigned mode;			/* File_Mode in force (Unix) */
 };
 
 struct control {
 	struct loop *sched;
-	struct ctl_listener *ls;
+	struct ctl_listener **ls;	/* heap, one per socket */
 	size_t nls;
 	struct ctl_conn *conns;		/* doubly linked */
 	size_t nconns;
@@ -332,35 +344,160 @@ static int bind_unix(const char *path, unsigned mode, struct str *err)
 	return fd;
 }
 
+/* bind_tcp - a listening TCP socket on "ip:port" (the parser checked the address). */
+static int bind_tcp(const char *addr, struct str *err)
+{
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss), one = 1;
+
+	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) < 0) {
+		str_appendf(err, "Control_Listener: bad address %s", addr);
+		return -1;
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		str_appendf(err, "Control_Listener: socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) < 0 || listen(fd, 64) < 0) {
+		str_appendf(err, "Control_Listener: cannot listen on %s: %s", addr, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* listener_free - close a socket (its connections stay) and unlink its file. */
+static void listener_free(struct ctl_listener *l)
+{
+	evconnlistener_free(l->evl);
+	event_free(l->resume);
+	if (l->bound)
+		unlink(l->path);
+	free(l->path);
+	free(l);
+}
+
+/* listener_open - bind Listen i of conf; NULL with err. */
+static struct ctl_listener *listener_open(struct control *ctl, const struct conf *conf, size_t i,
+					  struct str *err)
+{
+	const char *path = conf_control_path(conf, i);
+	bool tcp = conf_control_is_tcp(conf, i);
+	unsigned mode = conf_control_mode(conf, i);
+	int fd = tcp ? bind_tcp(path, err) : bind_unix(path, mode, err);
+
+	if (fd < 0)
+		return NULL;
+	struct ctl_listener *l = xcalloc(1, sizeof(*l));
+	l->ctl = ctl;
+	l->path = xstrdup(path);
+	l->tcp = tcp;
+	l->bound = !tcp;
+	l->mode = mode;
+	l->evl = evconnlistener_new(loop_base(ctl->sched), on_accept, l,
+				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	l->resume = evtimer_new(loop_base(ctl->sched), on_resume, l);
+	evconnlistener_set_error_cb(l->evl, on_accept_error);
+	if (tcp)
+		log_panic("control listen address=%s", path);
+	else
+		log_panic("control listen path=%s mode=%04o", path, mode);
+	return l;
+}
+
+/* control_limits - Timeout and Max_Connections of conf. */
+static void control_limits(struct control *ctl, const struct conf *conf)
+{
+	ctl->max_conns = conf_control_get(conf, SIZE_MAX, CONF_OPT_CONTROL_MAX_CONNECTIONS)->u.i;
+	ctl->timeout.tv_sec = conf_control_get(conf, SIZE_MAX, CONF_OPT_CONTROL_TIMEOUT)->u.i;
+	ctl->timeout.tv_usec = 0;
+}
+
 struct control *control_new(struct loop *sched, const struct conf *conf, struct str *err)
 {
 	struct control *ctl = xcalloc(1, sizeof(*ctl));
 	size_t n = conf_control_count(conf);
 
 	ctl->sched = sched;
-	ctl->max_conns = conf_control_get(conf, SIZE_MAX, CONF_OPT_CONTROL_MAX_CONNECTIONS)->u.i;
-	ctl->timeout.tv_sec = conf_control_get(conf, SIZE_MAX, CONF_OPT_CONTROL_TIMEOUT)->u.i;
+	control_limits(ctl, conf);
 	ctl->ls = xcalloc(n ? n : 1, sizeof(*ctl->ls));
 	for (size_t i = 0; i < n; i++) {
-		struct ctl_listener *l = &ctl->ls[ctl->nls];
-		const char *path = conf_control_path(conf, i);
-		int fd = bind_unix(path, conf_control_mode(conf, i), err);
+		struct ctl_listener *l = listener_open(ctl, conf, i, err);
 
-		if (fd < 0) {
+		if (l == NULL) {
 			control_free(ctl);
 			return NULL;
 		}
-		l->ctl = ctl;
-		l->path = xstrdup(path);
-		l->bound = true;
-		l->evl = evconnlistener_new(loop_base(sched), on_accept, l,
-					    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-		l->resume = evtimer_new(loop_base(sched), on_resume, l);
-		evconnlistener_set_error_cb(l->evl, on_accept_error);
-		ctl->nls++;
-		log_panic("control listen path=%s mode=%04o", path, conf_control_mode(conf, i));
+		ctl->ls[ctl->nls++] = l;
 	}
 	return ctl;
+}
+
+/* conf_index - where Listen name is in conf, or SIZE_MAX. */
+static size_t conf_index(const struct conf *conf, const char *name)
+{
+	for (size_t i = 0; i < conf_control_count(conf); i++)
+		if (strcmp(conf_control_path(conf, i), name) == 0)
+			return i;
+	return SIZE_MAX;
+}
+
+void control_reload(struct control *ctl, const struct conf *conf)
+{
+	size_t n = conf_control_count(conf);
+	struct ctl_listener **next = xcalloc(n ? n : 1, sizeof(*next));
+	size_t nnext = 0;
+	struct str err = STR_INIT;
+
+	control_limits(ctl, conf);
+	for (struct ctl_conn *c = ctl->conns; c; c = c->next)
+		bufferevent_set_timeouts(c->bev, &ctl->timeout, &ctl->timeout);
+	/* Closed first, so a name that moves is free to bind below. */
+	for (size_t j = 0; j < ctl->nls; j++) {
+		struct ctl_listener *l = ctl->ls[j];
+		size_t i = conf_index(conf, l->path);
+
+		if (i == SIZE_MAX || conf_control_is_tcp(conf, i) != l->tcp) {
+			log_panic("control listen %s=%s removed", l->tcp ? "address" : "path", l->path);
+			listener_free(l);
+			continue;
+		}
+		unsigned mode = conf_control_mode(conf, i);
+		if (!l->tcp && mode != l->mode) {
+			if (chmod(l->path, (mode_t)mode) < 0)
+				log_panic("control listen path=%s chmod mode=%04o error=\"%s\"", l->path,
+					  mode, strerror(errno));
+			else
+				log_panic("control listen path=%s mode=%04o changed", l->path, mode);
+			l->mode = mode;
+		}
+		next[nnext++] = l;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *name = conf_control_path(conf, i);
+		bool have = false;
+
+		for (size_t j = 0; j < nnext && !have; j++)
+			have = strcmp(next[j]->path, name) == 0;
+		if (have)
+			continue;
+		str_clear(&err);
+		struct ctl_listener *l = listener_open(ctl, conf, i, &err);
+		if (l == NULL) {
+			log_panic("control listen %s error=\"%s\"; not listening on it", name,
+				  str_cstr(&err));
+			continue;
+		}
+		next[nnext++] = l;
+	}
+	free(ctl->ls);
+	ctl->ls = next;
+	ctl->nls = nnext;
+	str_free(&err);
 }
 
 void control_free(struct control *ctl)
@@ -376,15 +513,8 @@ void control_free(struct control *ctl)
 		evbuffer_write(bufferevent_get_output(c->bev), bufferevent_getfd(c->bev));
 	while (ctl->conns)
 		conn_free(ctl->conns);
-	for (size_t i = 0; i < ctl->nls; i++) {
-		struct ctl_listener *l = &ctl->ls[i];
-
-		evconnlistener_free(l->evl);
-		event_free(l->resume);
-		if (l->bound)
-			unlink(l->path);
-		free(l->path);
-	}
+	for (size_t i = 0; i < ctl->nls; i++)
+		listener_free(ctl->ls[i]);
 	free(ctl->ls);
 	free(ctl);
 }

@@ -42,6 +42,13 @@
  * An AUTH job passes through here twice (SMTP_AUTH_CHECK before crypt
  * runs on the CPU pool, SMTP_AUTH_VERIFIED after; smtp_server_int.h).
  *
+ * A reload (smtp_server_set_conf after smtp_server_listen) binds the
+ * Listen stanzas added, closes the removed ones and reads certificates
+ * again ("Reloading listeners" below). A session takes a reference to
+ * its listener's TLS context and copies its address when it is
+ * accepted, so a listener is freed or given a new context at once,
+ * whatever its sessions are doing.
+ *
  * The tick (every SERVER_TICK_SECONDS on the scheduler): rejectlog
  * summaries and table sweep, the tarpit sweep, then the accept recovery
  * line.
@@ -109,8 +116,9 @@ struct smtp_server {
 	smtp_message_fn on_message;
 	void *ctx;
 	struct conf *conf;		/* generation for new sessions */
-	struct smtp_listener *listeners;
+	struct smtp_listener **listeners;	/* heap, one per bound Listen stanza */
 	size_t nlisteners;
+	bool listening;			/* smtp_server_listen ran: reloads rebind */
 	uint32_t sessions;		/* open sessions, all loops */
 	/*
 	 * Rejections counted by the sessions (smtp_server_count_reject), for
@@ -150,21 +158,20 @@ static int64_t now_ms(void)
 }
 
 /*
- * smtp_listener_conf - the Listen stanza of this socket in a configuration
- * generation, found by address: a reload may add, drop or reorder stanzas.
- * NULL when the stanza is gone (ESMTP_Listener/global settings then apply;
- * its socket stays open until restart).
+ * smtp_listener_conf - the Listen stanza of a socket in a configuration
+ * generation, found by address: a reload may add, drop or reorder
+ * stanzas. NULL when the stanza is gone (a session accepted before the
+ * reload that closed its socket: ESMTP_Listener/global settings apply).
  */
-const struct conf_listener *smtp_listener_conf(const struct conf *conf,
-					       const struct smtp_listener *l)
+const struct conf_listener *smtp_listener_conf(const struct conf *conf, size_t index,
+					       const char *address)
 {
 	size_t n = conf_listener_count(conf);
 
-	if (l->index < n && strcmp(conf_listener_address(conf_listener_at(conf, l->index)),
-				   l->address) == 0)
-		return conf_listener_at(conf, l->index);
+	if (index < n && strcmp(conf_listener_address(conf_listener_at(conf, index)), address) == 0)
+		return conf_listener_at(conf, index);
 	for (size_t i = 0; i < n; i++)
-		if (strcmp(conf_listener_address(conf_listener_at(conf, i)), l->address) == 0)
+		if (strcmp(conf_listener_address(conf_listener_at(conf, i)), address) == 0)
 			return conf_listener_at(conf, i);
 	return NULL;
 }
@@ -471,7 +478,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 {
 	struct smtp_listener *l = arg;
 	struct smtp_server *srv = l->srv;
-	const struct conf_listener *cl = smtp_listener_conf(srv->conf, l);
+	const struct conf_listener *cl = smtp_listener_conf(srv->conf, l->index, l->address);
 	const char *host = conf_hostname(srv->conf);
 	struct sockaddr_storage peer;
 	int one = 1;
@@ -506,7 +513,12 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 
 	struct smtp_accept *acc = XNEW(struct smtp_accept);
 	acc->io = &srv->io[srv->next_io++ % srv->nio];
-	acc->listener = l;
+	acc->listener_index = l->index;
+	memcpy(acc->listener_address, l->address, sizeof(acc->listener_address));
+	if (l->tls) {
+		SSL_CTX_up_ref(l->tls);		/* the session's: a reload may replace ours */
+		acc->tls = l->tls;
+	}
 	acc->conf = conf_ref(srv->conf);
 	acc->fd = fd;
 	acc->peer = peer;
@@ -620,51 +632,167 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 /* listening                                                           */
 
+/* listener_tls - the TLS context of stanza cl (NULL: none configured), or -1 with err. */
+static int listener_tls(const struct conf *conf, const struct conf_listener *cl, const char *address,
+			SSL_CTX **out, struct str *err)
+{
+	const char *cert = conf_listener_get(conf, cl, CONF_OPT_TLS_CERTIFICATE)->u.s;
+	const char *key = conf_listener_get(conf, cl, CONF_OPT_TLS_KEY)->u.s;
+
+	*out = NULL;
+	if (!cert && !key)
+		return 0;
+	if (!cert || !key) {
+		str_appendf(err, "listener %s: TLS_Certificate and TLS_Key go together", address);
+		return -1;
+	}
+	*out = tls_server_ctx_new(cert, key, err);
+	return *out ? 0 : -1;
+}
+
+/* listener_free - close a listener's socket and drop its TLS context (sessions hold their own). */
+static void listener_free(struct smtp_listener *l)
+{
+	if (l->evl)
+		evconnlistener_free(l->evl);
+	if (l->resume)
+		event_free(l->resume);
+	if (l->tls)
+		SSL_CTX_free(l->tls);
+	free(l);
+}
+
+/* listener_open - bind stanza i of conf and load its certificate; NULL with err. */
+static struct smtp_listener *listener_open(struct smtp_server *srv, const struct conf *conf,
+					   size_t i, struct str *err)
+{
+	const struct conf_listener *cl = conf_listener_at(conf, i);
+	struct smtp_listener *l = XNEW(struct smtp_listener);
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+
+	l->srv = srv;
+	l->index = i;
+	snprintf(l->address, sizeof(l->address), "%s", conf_listener_address(cl));
+	if (evutil_parse_sockaddr_port(l->address, (struct sockaddr *)&ss, &sslen) < 0) {
+		str_appendf(err, "bad listen address %s", l->address);
+		goto fail;
+	}
+	if (listener_tls(conf, cl, l->address, &l->tls, err) < 0)
+		goto fail;
+	l->evl = evconnlistener_new_bind(loop_base(srv->scheduler), on_accept, l,
+					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+					 LEV_OPT_CLOSE_ON_EXEC,
+					 1024, (struct sockaddr *)&ss, sslen);
+	if (l->evl == NULL) {
+		str_appendf(err, "cannot listen on %s: %s", l->address, strerror(errno));
+		goto fail;
+	}
+	evconnlistener_set_error_cb(l->evl, on_accept_error);
+	l->resume = evtimer_new(loop_base(srv->scheduler), on_accept_resume, l);
+	return l;
+fail:
+	listener_free(l);
+	return NULL;
+}
+
 int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *err)
 {
 	size_t n = conf_listener_count(conf);
 
 	smtp_server_set_conf(srv, conf);
-	srv->listeners = xcalloc(n, sizeof(*srv->listeners));
-	srv->nlisteners = n;
+	srv->listeners = xcalloc(n ? n : 1, sizeof(*srv->listeners));
 	for (size_t i = 0; i < n; i++) {
-		const struct conf_listener *cl = conf_listener_at(conf, i);
-		struct smtp_listener *l = &srv->listeners[i];
-		struct sockaddr_storage ss;
-		int sslen = sizeof(ss);
+		struct smtp_listener *l = listener_open(srv, conf, i, err);
 
-		l->srv = srv;
-		l->index = i;
-		snprintf(l->address, sizeof(l->address), "%s", conf_listener_address(cl));
-		if (evutil_parse_sockaddr_port(l->address, (struct sockaddr *)&ss, &sslen) < 0) {
-			str_appendf(err, "bad listen address %s", l->address);
+		if (l == NULL)
 			return -1;
-		}
-		const char *cert = conf_listener_get(conf, cl, CONF_OPT_TLS_CERTIFICATE)->u.s;
-		const char *key = conf_listener_get(conf, cl, CONF_OPT_TLS_KEY)->u.s;
-		if (cert || key) {
-			if (!cert || !key) {
-				str_appendf(err, "listener %s: TLS_Certificate and TLS_Key go together",
-					    l->address);
-				return -1;
-			}
-			l->tls = tls_server_ctx_new(cert, key, err);
-			if (l->tls == NULL)
-				return -1;
-		}
-		l->evl = evconnlistener_new_bind(loop_base(srv->scheduler), on_accept, l,
-						 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-						 LEV_OPT_CLOSE_ON_EXEC,
-						 1024, (struct sockaddr *)&ss, sslen);
-		if (l->evl == NULL) {
-			str_appendf(err, "cannot listen on %s: %s", l->address, strerror(errno));
-			return -1;
-		}
-		evconnlistener_set_error_cb(l->evl, on_accept_error);
-		l->resume = evtimer_new(loop_base(srv->scheduler), on_accept_resume, l);
+		srv->listeners[srv->nlisteners++] = l;
 		log_panic("listener address=%s tls=%s", l->address, l->tls ? "yes" : "no");
 	}
+	srv->listening = true;
 	return 0;
+}
+
+/*
+ * Reloading listeners (docs/console.md "Reloading listeners"). A new
+ * generation's Listen stanzas are matched to the open sockets by
+ * address, as configured:
+ *
+ *   1. A socket whose address is no longer configured is closed first,
+ *      so an address that moves from one stanza to another (0.0.0.0:25
+ *      to 127.0.0.1:25) can be bound in step 3. Its sessions go on: each
+ *      holds its own copy of what it needs of the listener.
+ *   2. A socket still configured is kept (no connection in the backlog
+ *      is lost); its certificate and key are read again from their
+ *      paths, so a renewed certificate at the same path is served to the
+ *      next session. If they cannot be read, the paniclog says so and
+ *      the previous certificate stays in use.
+ *   3. A new address is bound. If it cannot be (in use, a privileged
+ *      port after the privilege drop, a bad certificate), the paniclog
+ *      says so and that stanza alone is left out: the rest of the reload
+ *      applies, and the next reload tries again.
+ *
+ * Every other per-listener option is read per session from the
+ * generation the session starts with, so it needs nothing here.
+ */
+static void listeners_reload(struct smtp_server *srv, const struct conf *conf)
+{
+	size_t n = conf_listener_count(conf);
+	struct smtp_listener **next = xcalloc(n ? n : 1, sizeof(*next));
+	size_t nnext = 0;
+	struct str err = STR_INIT;
+
+	/* 1 and 2: keep what is still configured, close the rest. */
+	for (size_t j = 0; j < srv->nlisteners; j++) {
+		struct smtp_listener *l = srv->listeners[j];
+		size_t i;
+
+		for (i = 0; i < n; i++)
+			if (strcmp(conf_listener_address(conf_listener_at(conf, i)), l->address) == 0)
+				break;
+		if (i == n) {
+			log_panic("listener address=%s removed", l->address);
+			listener_free(l);
+			continue;
+		}
+		SSL_CTX *tls;
+		str_clear(&err);
+		if (listener_tls(conf, conf_listener_at(conf, i), l->address, &tls, &err) < 0) {
+			log_panic("listener address=%s error=\"%s\"; keeping the previous certificate",
+				  l->address, str_cstr(&err));
+		} else {
+			if (l->tls)
+				SSL_CTX_free(l->tls);
+			l->tls = tls;
+		}
+		l->index = i;
+		log_panic("listener address=%s kept tls=%s", l->address, l->tls ? "yes" : "no");
+		next[nnext++] = l;
+	}
+	/* 3: bind what is new. */
+	for (size_t i = 0; i < n; i++) {
+		const char *addr = conf_listener_address(conf_listener_at(conf, i));
+		bool have = false;
+
+		for (size_t j = 0; j < nnext && !have; j++)
+			have = strcmp(next[j]->address, addr) == 0;
+		if (have)
+			continue;
+		str_clear(&err);
+		struct smtp_listener *l = listener_open(srv, conf, i, &err);
+		if (l == NULL) {
+			log_panic("listener address=%s error=\"%s\"; not listening on it", addr,
+				  str_cstr(&err));
+			continue;
+		}
+		log_panic("listener address=%s tls=%s added", l->address, l->tls ? "yes" : "no");
+		next[nnext++] = l;
+	}
+	free(srv->listeners);
+	srv->listeners = next;
+	srv->nlisteners = nnext;
+	str_free(&err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -706,6 +834,8 @@ void smtp_server_set_conf(struct smtp_server *srv, struct conf *conf)
 	smtp_tarpit_set_conf(srv->tarpit, conf);
 	if (old)
 		conf_unref(old);
+	if (srv->listening && !srv->shutting_down)
+		listeners_reload(srv, conf);
 }
 
 void smtp_server_set_spool(struct smtp_server *srv, struct spool *sp, struct pool *io_pool)
@@ -804,11 +934,11 @@ void smtp_server_shutdown(struct smtp_server *srv, int grace_seconds,
 	srv->shutdown_done = done;
 	srv->shutdown_arg = arg;
 	for (size_t i = 0; i < srv->nlisteners; i++) {
-		if (srv->listeners[i].resume)
-			evtimer_del(srv->listeners[i].resume);
-		if (srv->listeners[i].evl) {
-			evconnlistener_free(srv->listeners[i].evl);
-			srv->listeners[i].evl = NULL;
+		if (srv->listeners[i]->resume)
+			evtimer_del(srv->listeners[i]->resume);
+		if (srv->listeners[i]->evl) {
+			evconnlistener_free(srv->listeners[i]->evl);
+			srv->listeners[i]->evl = NULL;
 		}
 	}
 	for (size_t i = 0; i < srv->nio; i++)
@@ -829,14 +959,8 @@ void smtp_server_free(struct smtp_server *srv)
 {
 	if (srv == NULL)
 		return;
-	for (size_t i = 0; i < srv->nlisteners; i++) {
-		if (srv->listeners[i].evl)
-			evconnlistener_free(srv->listeners[i].evl);
-		if (srv->listeners[i].resume)
-			event_free(srv->listeners[i].resume);
-		if (srv->listeners[i].tls)
-			SSL_CTX_free(srv->listeners[i].tls);
-	}
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		listener_free(srv->listeners[i]);
 	for (size_t i = 0; i < srv->nio; i++)
 		smtp_session_tokens_free(&srv->io[i]);
 	ipmap_sweep(&srv->conns, ip_count_free, NULL);

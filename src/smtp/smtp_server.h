@@ -48,8 +48,11 @@ int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *e
  */
 void smtp_server_set_spool(struct smtp_server *srv, struct spool *sp, struct pool *io_pool);
 /*
- * smtp_server_set_conf - new sessions use this generation from now on
- * (listener addresses and certificates are kept; they change on restart).
+ * smtp_server_set_conf - new sessions use this generation from now on.
+ * After smtp_server_listen (a reload), the listeners follow it too: a
+ * Listen added is bound, one removed is closed (its sessions finish),
+ * certificates are read again; what cannot be bound is a paniclog error
+ * and the rest applies (smtp_server.c, "Reloading listeners"). Scheduler.
  */
 void smtp_server_set_conf(struct smtp_server *srv, struct conf *conf);
 /*

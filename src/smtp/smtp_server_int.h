@@ -2,9 +2,10 @@
  * smtp_server_int.h - what the server manager and its sessions share
  *
  * Private to src/smtp/smtp_server*.c. The manager (scheduler thread)
- * creates one smtp_io per I/O loop and one smtp_listener per Listen
- * stanza; sessions read both but change neither, except the smtp_io's
- * session list, which its own loop owns.
+ * creates one smtp_io per I/O loop and one smtp_listener per bound
+ * Listen stanza (re-made on reload). Sessions read their smtp_io and
+ * change only its session list, which its own loop owns; they never read
+ * an smtp_listener (struct smtp_accept carries what they need of it).
  */
 #ifndef IMPETUS_SMTP_SMTP_SERVER_INT_H
 #define IMPETUS_SMTP_SMTP_SERVER_INT_H
@@ -26,7 +27,14 @@ struct imp_session;
 struct imp_resume;
 struct envelope;
 
-/* One Listen stanza: fixed at start-up. */
+/*
+ * One Listen stanza's socket. Owned by the scheduler thread, which binds
+ * it, swaps its certificate and closes it on a reload (smtp_server.c,
+ * "reloading listeners"). Sessions never point at it: a session gets its
+ * own copy of the address and index and its own reference to the TLS
+ * context when it is accepted, so a listener can go while its sessions
+ * finish.
+ */
 struct smtp_listener {
 	struct smtp_server *srv;
 	size_t index;			/* position in the configuration */
@@ -48,7 +56,9 @@ struct smtp_io {
 /* Handed from the scheduler to an I/O loop for a new connection. */
 struct smtp_accept {
 	struct smtp_io *io;
-	struct smtp_listener *listener;
+	size_t listener_index;		/* the listener's, at accept time */
+	char listener_address[80];
+	SSL_CTX *tls;			/* a reference (SSL_CTX_up_ref) or NULL; the session's now */
 	struct conf *conf;		/* a reference for the session */
 	int fd;
 	struct sockaddr_storage peer;
@@ -113,8 +123,9 @@ void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_stora
 void smtp_server_count_reject(struct smtp_server *srv);
 /* smtp_server_auth_check - hand an AUTH job to the scheduler (SMTP_AUTH_CHECK). Any thread. */
 void smtp_server_auth_check(struct smtp_server *srv, struct smtp_auth_job *j);
-const struct conf_listener *smtp_listener_conf(const struct conf *conf,
-					       const struct smtp_listener *l);
+/* smtp_listener_conf - the Listen stanza of address (index: where it was) in conf; NULL when gone. */
+const struct conf_listener *smtp_listener_conf(const struct conf *conf, size_t index,
+					       const char *address);
 
 /* smtp_session_trace_init - read IMPETUS_TRACE; before any loop runs. */
 void smtp_session_trace_init(void);

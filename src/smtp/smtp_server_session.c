@@ -1245,7 +1245,7 @@ static void ehlo_finish(struct smtp_session *s, enum imp_verdict v, const struct
 	reply(s, "250-SMTPUTF8");
 	reply(s, "250-DSN");
 	reply(s, "250-CHUNKING");
-	if (s->listener->tls && !s->tls)
+	if (s->tls_ctx && !s->tls)
 		reply(s, "250-STARTTLS");
 	if (smtp_session_auth_offered(s))
 		reply(s, "250-AUTH%s%s", (s->lim.auth.mechs & CONF_AUTH_PLAIN) ? " PLAIN" : "",
@@ -1632,7 +1632,7 @@ static void cmd_starttls(struct smtp_session *s, const char *args)
 		reply(s, "503 5.5.1 Error: TLS already active");
 		return;
 	}
-	if (s->listener->tls == NULL) {
+	if (s->tls_ctx == NULL) {
 		reply(s, "502 5.5.1 Error: command not implemented");
 		return;
 	}
@@ -1653,7 +1653,7 @@ static void cmd_starttls(struct smtp_session *s, const char *args)
 /* start_tls - the 220 is out: replace the plain bufferevent by a TLS one. */
 static void start_tls(struct smtp_session *s)
 {
-	SSL *ssl = SSL_new(s->listener->tls);
+	SSL *ssl = SSL_new(s->tls_ctx);
 	struct event_base *base = loop_base(s->io->loop);
 
 	bufferevent_free(s->bev);	/* created without CLOSE_ON_FREE: fd stays */
@@ -2190,9 +2190,10 @@ void smtp_session_start(void *arg)
 	struct smtp_session *s = XNEW(struct smtp_session);
 
 	s->io = io;
-	s->listener = acc->listener;
+	memcpy(s->listener_address, acc->listener_address, sizeof(s->listener_address));
+	s->tls_ctx = acc->tls;
 	s->conf = acc->conf;
-	s->clistener = smtp_listener_conf(s->conf, acc->listener);
+	s->clistener = smtp_listener_conf(s->conf, acc->listener_index, acc->listener_address);
 	s->fd = acc->fd;
 	s->peer = acc->peer;
 	s->local = acc->local;
@@ -2326,6 +2327,8 @@ static void session_free(struct smtp_session *s)
 	vctx_free(s->conn_vctx);
 	free(s->helo);
 	smtp_server_session_closed(io->srv, &s->peer);
+	if (s->tls_ctx)
+		SSL_CTX_free(s->tls_ctx);	/* the listener may be gone or have a new one */
 	conf_unref(s->conf);
 	free(s);
 }

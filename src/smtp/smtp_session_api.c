@@ -103,7 +103,7 @@ bool imp_session_tls(const struct imp_session *is)
 
 const char *imp_session_listener(const struct imp_session *is)
 {
-	return SESSION(is)->listener->address;
+	return SESSION(is)->listener_address;
 }
 
 const char *imp_session_mailfrom(const struct imp_session *is)

@@ -88,7 +88,8 @@ struct phase_run {
 struct smtp_session {
 	struct smtp_session *prev, *next;	/* smtp_io's list */
 	struct smtp_io *io;
-	struct smtp_listener *listener;
+	char listener_address[80];	/* the listener it came in on, "ip:port" */
+	SSL_CTX *tls_ctx;		/* that listener's certificate when accepted (a reference); NULL: no STARTTLS */
 	const struct conf_listener *clistener;
 	struct conf *conf;
 	struct bufferevent *bev;	/* NULL for a zombie */

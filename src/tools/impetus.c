@@ -11,8 +11,10 @@
  * Every other command is a console command (docs/console.md): sent as one
  * request line to the daemon's control socket (-s SOCKET, else
  * $IMPETUS_CONTROL, else the first Control_Listener Listen of the
- * configuration: -c FILE, default the embedded one), its answer printed
- * on stdout, or its error on stderr. The protocol is control/control_proto.h.
+ * configuration: -c FILE, default the embedded one; a Unix socket path or
+ * a TCP "ip:port"), its answer printed on stdout, or its error on stderr.
+ * The protocol is control/control_proto.h. With no command at all, the
+ * interactive shell (impetus_shell.c).
  *
  * Exit codes: 0 success, 1 the command failed (with a message on stderr;
  * a console command's error, or no daemon to ask), 2 usage error.
@@ -28,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/util.h>
 #include <jansson.h>
 
 #include "config/config.h"
@@ -36,6 +39,7 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "spool/spool.h"
+#include "tools/impetus_tool.h"
 #include "tools/tools.h"
 
 #ifndef IMPETUS_VERSION
@@ -89,10 +93,12 @@ static void print_table(FILE *f, const char *prefix, const struct command *t)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: impetus [-s SOCKET] [-c FILE] [--json] COMMAND [ARGS]\n"
+		   "       impetus [-s SOCKET] [-c FILE]     (the interactive shell)\n"
 		   "       impetus --help | --version\n\n"
 		   "console commands (run by the daemon; `impetus help` lists them all):\n"
 		   "  help, version, pid, and the modules' commands\n"
-		   "  -s SOCKET  the control socket (default $IMPETUS_CONTROL, else the\n"
+		   "  -s SOCKET  the control socket, a path or a TCP \"127.0.0.1:2025\"\n"
+		   "             (default $IMPETUS_CONTROL, else the\n"
 		   "             Control_Listener of the configuration)\n"
 		   "  -c FILE    the configuration to find it in (default: the embedded one)\n\n"
 		   "offline commands:\n");
@@ -367,20 +373,55 @@ static ssize_t read_full(int fd, struct str *buf, size_t want)
 	return (ssize_t)buf->len;
 }
 
-/* console - send argv as one request to the daemon and print the answer. */
-static int console(const char *sockpath, int argc, char **argv, bool json)
+/*
+ * console_connect - a connection to the control socket at where: a TCP
+ * address when it reads as one ("127.0.0.1:2025", "[::1]:2025"), else
+ * a Unix socket path. -1 after a message on stderr.
+ */
+static int console_connect(const char *where)
 {
+	struct sockaddr_storage ss;
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int sslen = sizeof(ss);
+	socklen_t len;
+	int fd;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(where, '/') == NULL && strchr(where, ':') != NULL &&
+	    evutil_parse_sockaddr_port(where, (struct sockaddr *)&ss, &sslen) == 0) {
+		len = (socklen_t)sslen;
+	} else {
+		if (strlen(where) >= sizeof(sun.sun_path)) {
+			fprintf(stderr, "impetus: socket path %s is too long\n", where);
+			return -1;
+		}
+		memcpy(sun.sun_path, where, strlen(where) + 1);
+		memcpy(&ss, &sun, sizeof(sun));
+		len = sizeof(sun);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len) < 0) {
+		fprintf(stderr, "impetus: cannot connect to %s: %s (is impetusd running? "
+			"offline commands: impetus --help)\n", where, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int console_call(const char *where, int argc, char **argv, bool json, bool *ok, struct str *body)
+{
 	struct str req = STR_INIT, in = STR_INIT;
 	struct timeval tv = { 120, 0 };
-	int fd, rc = 1;
+	int fd = -1, rc = -1;
 
 	for (int i = 0; i < argc; i++) {
 		if (!ctl_word_ok(argv[i])) {
 			fprintf(stderr, "impetus: argument %d (\"%s\") is empty or has a blank or "
 				"control character; console arguments are single words\n", i + 1, argv[i]);
 			str_free(&req);
-			return EXIT_USAGE;
+			return -2;
 		}
 		str_appendf(&req, "%s%s", i ? " " : "", argv[i]);
 	}
@@ -390,63 +431,72 @@ static int console(const char *sockpath, int argc, char **argv, bool json)
 	if (req.len > CTL_REQUEST_MAX) {
 		fprintf(stderr, "impetus: the command is longer than %d bytes\n", CTL_REQUEST_MAX);
 		str_free(&req);
-		return EXIT_USAGE;
+		return -2;
 	}
-	if (strlen(sockpath) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "impetus: socket path %s is too long\n", sockpath);
-		str_free(&req);
-		return 1;
-	}
-	memcpy(sun.sun_path, sockpath, strlen(sockpath) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		fprintf(stderr, "impetus: cannot connect to %s: %s (is impetusd running? "
-			"offline commands: impetus --help)\n", sockpath, strerror(errno));
+	fd = console_connect(where);
+	if (fd < 0)
 		goto out;
-	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	for (size_t off = 0; off < req.len;) {
-		ssize_t w = write(fd, req.s + off, req.len - off);
+		ssize_t w = send(fd, req.s + off, req.len - off, MSG_NOSIGNAL);
 
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0) {
-			fprintf(stderr, "impetus: %s: %s\n", sockpath, strerror(errno));
+			fprintf(stderr, "impetus: %s: %s\n", where, strerror(errno));
 			goto out;
 		}
 		off += (size_t)w;
 	}
-	bool ok = false;
-	size_t body = 0, head = 0;
+	size_t blen = 0, head = 0;
 	int h = 0;
-	/* The status line first, a byte at a time is not needed: it ends within CTL_HEADER_MAX. */
-	while ((h = ctl_reply_header_parse(in.s ? in.s : "", in.len, &ok, &body, &head)) == 0) {
+	/* The status line first: it ends within CTL_HEADER_MAX. */
+	while ((h = ctl_reply_header_parse(in.s ? in.s : "", in.len, ok, &blen, &head)) == 0) {
 		size_t before = in.len;
 
 		if (read_full(fd, &in, in.len + 1) < 0 || in.len == before)
 			break;
 	}
 	if (h <= 0) {
-		fprintf(stderr, "impetus: %s: %s\n", sockpath,
-			h < 0 ? "malformed reply from the daemon" : "the daemon closed the connection");
+		fprintf(stderr, "impetus: %s: %s\n", where,
+			h < 0 ? "malformed reply from the daemon" :
+			"the daemon closed the connection without answering (did it stop?)");
 		goto out;
 	}
-	if (read_full(fd, &in, head + body) < 0 || in.len < head + body) {
-		fprintf(stderr, "impetus: %s: reply cut short (%zu of %zu bytes)\n", sockpath,
-			in.len > head ? in.len - head : 0, body);
+	if (read_full(fd, &in, head + blen) < 0 || in.len < head + blen) {
+		fprintf(stderr, "impetus: %s: reply cut short (%zu of %zu bytes)\n", where,
+			in.len > head ? in.len - head : 0, blen);
 		goto out;
 	}
-	if (ok) {
-		fwrite(in.s + head, 1, body, stdout);
-		rc = fflush(stdout) == 0 ? 0 : 1;
-	} else {
-		fprintf(stderr, "impetus: %.*s\n", (int)body, in.s + head);
-	}
+	str_append(body, in.s + head, blen);
+	rc = 0;
 out:
 	if (fd >= 0)
 		close(fd);
 	str_free(&req);
 	str_free(&in);
+	return rc;
+}
+
+/* console - send argv as one request to the daemon and print the answer. */
+static int console(const char *where, int argc, char **argv, bool json)
+{
+	struct str body = STR_INIT;
+	bool ok = false;
+	int rc = console_call(where, argc, argv, json, &ok, &body);
+
+	if (rc == -2) {
+		rc = EXIT_USAGE;
+	} else if (rc < 0) {
+		rc = 1;
+	} else if (ok) {
+		fwrite(body.s ? body.s : "", 1, body.len, stdout);
+		rc = fflush(stdout) == 0 ? 0 : 1;
+	} else {
+		fprintf(stderr, "impetus: %.*s\n", (int)body.len, body.s ? body.s : "");
+		rc = 1;
+	}
+	str_free(&body);
 	return rc;
 }
 
@@ -487,8 +537,13 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (i >= argc) {
-		usage(stderr);
-		return EXIT_USAGE;
+		/* No command: the interactive shell (or commands line by line from a pipe). */
+		char *path = control_socket(sock_opt, conf_path);
+		if (path == NULL)
+			return 1;
+		int rc = impetus_shell(path);
+		free(path);
+		return rc;
 	}
 	conf_opt = conf_path;
 	for (const struct command *c = commands; c->name; c++)

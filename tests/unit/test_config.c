@@ -1664,8 +1664,34 @@ static void test_control_listener(void)
 	CHECK(c != NULL);
 	if (c) {
 		CHECK_INTEQ(conf_control_mode(c, 0), 0600);	/* the default */
+		CHECK(!conf_control_is_tcp(c, 0));
 		conf_unref(c);
 	}
+	/* TCP: canonical names, loopback unless Allow_Remote (in the Listen or the stanza). */
+	c = load("Control_Listener {\n  Listen \"127.0.0.1:02025\" { }\n  Listen \"[::1]:2026\" { }\n"
+		 "  Listen \"0.0.0.0:2027\" { Allow_Remote = true }\n  Listen \"./s\" { }\n}\n", &err);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_STREQ(conf_control_path(c, 0), "127.0.0.1:2025");
+		CHECK_STREQ(conf_control_path(c, 1), "[::1]:2026");
+		CHECK(conf_control_is_tcp(c, 0) && conf_control_is_tcp(c, 1) && conf_control_is_tcp(c, 2));
+		CHECK(!conf_control_is_tcp(c, 3));
+		CHECK(conf_control_get(c, 2, CONF_OPT_ALLOW_REMOTE)->u.b);
+		CHECK(!conf_control_get(c, 0, CONF_OPT_ALLOW_REMOTE)->u.b);
+		conf_unref(c);
+	}
+	c = load("Control_Listener {\n  Listen \"[::]:2025\" { }\n  Allow_Remote = true\n}\n", &err);
+	CHECK(c != NULL);
+	if (c)
+		conf_unref(c);
+	expect_error(__LINE__, "Control_Listener {\n  Listen \"10.0.0.1:2025\" { }\n}\n",
+		     "t.conf:2:10: Control_Listener Listen \"10.0.0.1:2025\" is not a loopback address: "
+		     "the console has no authentication; set Allow_Remote = true in that Listen to "
+		     "accept it");
+	expect_error(__LINE__, "Control_Listener {\n  Listen \"localhost:2025\" { }\n}\n",
+		     "t.conf:2:10: Control_Listener Listen \"localhost:2025\" is neither a Unix socket "
+		     "path (write it with a \"/\", e.g. \"./var/control\") nor a TCP address with a "
+		     "port (\"127.0.0.1:2025\", \"[::1]:2025\")");
 	c = load("Relay_Hosts = ( \"1.2.3.4\" )\n", &err);
 	CHECK(c != NULL);
 	if (c) {
