@@ -472,19 +472,6 @@ out_noconn:
 	return rc;
 }
 
-/* fsync_dir - make a rename durable. */
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 /*
  * pickup_write - leave the message in <Spoolbase>/pickup: a temporary
  * ".tmp." file, written and fsynced, renamed to its final name, the
@@ -543,10 +530,11 @@ static int pickup_write(const struct sm *m, const struct str *msg, char **where)
 		goto out;
 	}
 	/* Readable by the daemon's user; nobody else can list the directory to find it. */
-	if (fchmod(fd, 0644) < 0 || fs_pwrite_all(fd, file.s, file.len, 0) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, 0644) < 0)
 		rc = -errno;
-		if (rc == 0)
-			rc = -EIO;
+	else if ((rc = fs_pwrite_all(fd, file.s, file.len, 0)) == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (rc < 0) {
 		unlink(tmp.s);
 		goto out;
 	}
@@ -557,8 +545,15 @@ static int pickup_write(const struct sm *m, const struct str *msg, char **where)
 		goto out;
 	}
 	fd = -1;
-	rc = fsync_dir(dir.s);
-	*where = xstrdup(final.s);
+	/*
+	 * Not durable, not left: exit 75 must mean the caller still holds the
+	 * message, so a retry cannot make a second copy.
+	 */
+	rc = fs_fsync_dir(dir.s);
+	if (rc < 0)
+		unlink(final.s);
+	else
+		*where = xstrdup(final.s);
 out:
 	if (fd >= 0)
 		close(fd);
