@@ -65,6 +65,7 @@ struct sm {
 	uid_t uid;
 };
 
+/* die_usage - the complaint about an argument, then the usage line, on stderr. */
 static void die_usage(const char *what, const char *arg)
 {
 	fprintf(stderr, "sendmail: %s%s%s\n"
@@ -96,6 +97,7 @@ static void parse_o(struct sm *m, const char *rest)
 	/* -oem, -oee, -oep, -oeq, -oew, -odb, -odi, -odq, -om, -oA..., -oL.. : nothing to do here. */
 }
 
+/* parse_args - sendmail's command line into m; EX_OK, or EX_USAGE after a message. */
 static int parse_args(struct sm *m, int argc, char **argv)
 {
 	int i = 1;
@@ -282,6 +284,7 @@ static int read_input(const struct sm *m, struct str *in)
 	return EX_OK;
 }
 
+/* has_field - whether the header block msg[0..hdrs) has a field called name. */
 static bool has_field(const char *msg, size_t hdrs, const char *name)
 {
 	struct rfc5322_field f;
