@@ -9,8 +9,10 @@
  * command that answers later (imp_cli_defer: dig) holds its connection:
  * the requests behind it wait in the input buffer (at most CTL_INPUT_HIGH,
  * then the socket is not read) until its answer is queued, then run. A
- * client that leaves meanwhile abandons the command, which then finishes
- * into the void (api_console_abandon).
+ * client that is gone meanwhile (an error, Timeout) abandons the command,
+ * which then finishes into the void (api_console_abandon). EOF alone is
+ * taken as a half-close (`printf 'dig x\n' | nc -N`): every request sent
+ * before it is answered, then the connection closes.
  *
  * Failure handling, so one bad client never hurts the others or the
  * daemon: a malformed request gets "ERR" and the connection stays
@@ -93,6 +95,7 @@ struct ctl_conn {
 	struct ctl_conn *prev, *next;
 	bool closing;			/* close once the output is written */
 	bool paused;			/* reading stopped until the output drains */
+	bool eof;			/* the client half-closed: answer what it asked, then close */
 	struct imp_cli *pending;	/* a command answering later (imp_cli_defer) */
 };
 
@@ -199,13 +202,13 @@ static void on_read(struct bufferevent *bev, void *arg)
 				evbuffer_drain(in, evbuffer_get_length(in));
 				conn_fail_close(c, "request longer than 4096 bytes; closing");
 			}
-			return;
+			break;
 		}
 		size_t len = (size_t)nl.pos;
 		if (len + 1 > CTL_REQUEST_MAX) {
 			evbuffer_drain(in, evbuffer_get_length(in));
 			conn_fail_close(c, "request longer than 4096 bytes; closing");
-			return;
+			break;
 		}
 		evbuffer_remove(in, line, len + 1);	/* the line and its LF */
 		run_request(c, line, len);
@@ -213,6 +216,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 			c->paused = true;
 			bufferevent_disable(bev, EV_READ);
 		}
+	}
+	/* Half-closed, and every whole request answered: close once the replies are out. */
+	if (c->eof && !c->closing && !c->paused && c->pending == NULL) {
+		c->closing = true;
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_free(c);
 	}
 }
 
@@ -228,7 +237,8 @@ static void on_write(struct bufferevent *bev, void *arg)
 	}
 	if (c->paused && c->pending == NULL) {
 		c->paused = false;
-		bufferevent_enable(bev, EV_READ);
+		if (!c->eof)
+			bufferevent_enable(bev, EV_READ);
 		on_read(bev, c);	/* requests that arrived while paused */
 	}
 }
@@ -237,8 +247,20 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct ctl_conn *c = arg;
 
-	/* EOF, error or Timeout (idle, or not reading its replies): the client is gone. */
-	(void)what;
+	/*
+	 * EOF alone may be a half-close (printf 'dig x\n' | nc -N): the client
+	 * still reads, so what it sent is answered, then the connection closes
+	 * (on_read). A client that closed altogether is found when a reply
+	 * cannot be written. An error or Timeout (idle, or not reading its
+	 * replies): the client is gone.
+	 */
+	if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) &&
+	    !c->closing) {
+		c->eof = true;
+		bufferevent_disable(bev, EV_READ);
+		on_read(bev, c);
+		return;
+	}
 	conn_free(c);
 }
 

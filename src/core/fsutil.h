@@ -17,5 +17,10 @@ int fs_mkdir_p(const char *dir, mode_t mode);
 int fs_pread_all(int fd, void *p, size_t n, uint64_t off);
 /* fs_pwrite_all - write n bytes at off, across partial writes and EINTR. 0 or -errno. */
 int fs_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
+/*
+ * fs_fsync_dir - make the entries of dir (a create, rename or unlink in
+ * it) durable. 0 or -errno.
+ */
+int fs_fsync_dir(const char *dir);
 
 #endif

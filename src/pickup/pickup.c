@@ -96,20 +96,7 @@ struct scan_job {
 
 /* ==================== helpers ==================== */
 
-/* fsync_dir - make a directory's entries (a rename, an unlink) durable. */
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
+/* path_join - "dir/name", allocated. */
 static char *path_join(const char *dir, const char *name)
 {
 	struct str s = STR_INIT;
@@ -118,6 +105,7 @@ static char *path_join(const char *dir, const char *name)
 	return s.s;
 }
 
+/* item_free - what an item owns (not the item: it may sit in a scan job's array). */
 static void item_free(struct pickup_item *it)
 {
 	pickup_file_free(&it->f);
@@ -171,9 +159,13 @@ static bool move_bad(struct pickup *p, const char *name)
 	char *from = path_join(p->dir, name), *to = path_join(p->bad, name);
 	bool ok = rename(from, to) == 0;
 
+	/*
+	 * A failed fsync only risks the file coming back to pickup/ after a
+	 * crash, to be found malformed and moved again: not worth failing for.
+	 */
 	if (ok) {
-		fsync_dir(p->bad);
-		fsync_dir(p->dir);
+		(void)fs_fsync_dir(p->bad);
+		(void)fs_fsync_dir(p->dir);
 	}
 	free(from);
 	free(to);
@@ -267,13 +259,21 @@ static void done_one(struct pickup *p)
 static void remove_file(struct pickup *p, const char *name)
 {
 	char *path = path_join(p->dir, name);
+	int rc;
 
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_panic("pickup file=%s unlink failed: %s", name, strerror(errno));
-	fsync_dir(p->dir);
+	/*
+	 * Said aloud: if the unlink is not durable, a crash after the message
+	 * finished could bring the file back and send it a second time.
+	 */
+	rc = fs_fsync_dir(p->dir);
+	if (rc < 0)
+		log_panic("pickup file=%s directory fsync failed: %s", name, strerror(-rc));
 	free(path);
 }
 
+/* on_injected - scheduler: the message is durable (err 0) and its file can go, or it stays. */
 static void on_injected(void *arg, int err, uint64_t id)
 {
 	struct pickup_item *it = arg;
@@ -289,6 +289,7 @@ static void on_injected(void *arg, int err, uint64_t id)
 	done_one(p);
 }
 
+/* span_dup - a parsed field as a string of its own. */
 static char *span_dup(struct pickup_span s)
 {
 	return xstrndup(s.s ? s.s : "", s.len);
@@ -334,6 +335,7 @@ static void inject_one(struct pickup *p, struct pickup_item *it, struct conf *co
 	queue_inject(&r, env);
 }
 
+/* pickup_on_scanned - scheduler (MSGS_PICKUP_SCANNED): log the bad files, inject the good. */
 void pickup_on_scanned(void *arg)
 {
 	struct scan_job *j = arg;
@@ -454,6 +456,7 @@ void pickup_stop(struct pickup *p)
 		event_del(p->timer);
 }
 
+/* free_value - strmap_each callback: free one recovered-name entry's value. */
 static void free_value(void *ctx, const char *key, void *value)
 {
 	free(value);

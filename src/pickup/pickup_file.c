@@ -17,6 +17,7 @@
 #include "message/envelope.h"
 #include "pickup/pickup_file.h"
 
+/* put_span - one "name: value" envelope line. */
 static void put_span(struct str *out, const char *name, struct pickup_span v)
 {
 	str_appendf(out, "%s: %.*s\n", name, (int)v.len, v.s ? v.s : "");

@@ -37,6 +37,8 @@
 
 #define SHOWQUEUE_DEFAULT 100		/* Momentum's "100,0" */
 #define SHOWQUEUE_MAX 10000		/* the most one showqueue lists */
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 #define SHOWQUEUE_OFFSET_MAX 1000000000UL	/* LIMIT and OFFSET are below this */
 #define MAILQ_MAX_ROWS 1000		/* queues listed by mailq */
 #define DOMAIN_NAME_MAX 255
@@ -498,11 +500,12 @@ static int cmd_showqueue(struct imp_cli *cli, int argc, const char *const *argv,
 		show_entry(cli, &rows[r], r == offset, now_s);
 	if (imp_cli_json(cli))
 		imp_cli_printf(cli, "]}\n");
-	else if (more || capped)
+	else if (more)	/* the hint names the binding asked for, or the next page is another list */
 		imp_cli_printf(cli, "(showing %zu of %" PRIu64 " recipients from %lu%s; "
-			       "showqueue %s %lu,%lu for the next)\n", shown, total, offset,
-			       capped ? ", at most " "10000" " at once" : "", d, limit,
-			       offset + limit);
+			       "showqueue %s%s%s%s %lu,%lu for the next)\n", shown, total, offset,
+			       capped ? ", at most " STRINGIFY(SHOWQUEUE_MAX) " at once" : "",
+			       i == 3 ? "binding " : "", i == 3 ? argv[2] : "",
+			       i == 3 ? " " : "", d, limit, offset + limit);
 	else
 		imp_cli_printf(cli, "(%" PRIu64 " recipients)\n", total);
 	free(rows);

@@ -300,11 +300,13 @@ static int cmd_spool(int argc, char **argv)
 	return dispatch(spool_commands, "spool subcommand", argc - 1, argv + 1);
 }
 
+/* cmd_sendmail - `impetus sendmail ...` (sendmail.c), with -c FILE passed on. */
 static int cmd_sendmail(int argc, char **argv)
 {
 	return sendmail_main(argc, argv, conf_opt);
 }
 
+/* cmd_inject - `impetus inject ...` (inject.c), with -c FILE passed on. */
 static int cmd_inject(int argc, char **argv)
 {
 	return inject_main(argc, argv, conf_opt);

@@ -51,6 +51,7 @@ struct inj {
 	struct timespec start, last_draw;
 };
 
+/* now_since - seconds elapsed since t on the monotonic clock. */
 static double now_since(const struct timespec *t)
 {
 	struct timespec n;
@@ -72,6 +73,7 @@ struct items {
 	size_t n, cap;
 };
 
+/* items_add - one file (or "-") onto the work list. */
 static void items_add(struct items *l, const char *name, const char *path, bool mbox)
 {
 	if (l->n == l->cap) {
@@ -81,6 +83,7 @@ static void items_add(struct items *l, const char *name, const char *path, bool 
 	l->v[l->n++] = (struct item){ xstrdup(name), xstrdup(path), mbox };
 }
 
+/* cmp_str - qsort order of a directory's file names. */
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -139,6 +142,7 @@ static void progress(struct inj *j, bool final)
 	fflush(stderr);
 }
 
+/* result - count one message's outcome; its line on stdout unless on a terminal or -q. */
 static void result(struct inj *j, const char *name, bool ok, const char *text)
 {
 	j->done++;

@@ -65,6 +65,7 @@ struct sm {
 	uid_t uid;
 };
 
+/* die_usage - the complaint about an argument, then the usage line, on stderr. */
 static void die_usage(const char *what, const char *arg)
 {
 	fprintf(stderr, "sendmail: %s%s%s\n"
@@ -96,6 +97,7 @@ static void parse_o(struct sm *m, const char *rest)
 	/* -oem, -oee, -oep, -oeq, -oew, -odb, -odi, -odq, -om, -oA..., -oL.. : nothing to do here. */
 }
 
+/* parse_args - sendmail's command line into m; EX_OK, or EX_USAGE after a message. */
 static int parse_args(struct sm *m, int argc, char **argv)
 {
 	int i = 1;
@@ -282,6 +284,7 @@ static int read_input(const struct sm *m, struct str *in)
 	return EX_OK;
 }
 
+/* has_field - whether the header block msg[0..hdrs) has a field called name. */
 static bool has_field(const char *msg, size_t hdrs, const char *name)
 {
 	struct rfc5322_field f;
@@ -472,19 +475,6 @@ out_noconn:
 	return rc;
 }
 
-/* fsync_dir - make a rename durable. */
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 /*
  * pickup_write - leave the message in <Spoolbase>/pickup: a temporary
  * ".tmp." file, written and fsynced, renamed to its final name, the
@@ -543,10 +533,11 @@ static int pickup_write(const struct sm *m, const struct str *msg, char **where)
 		goto out;
 	}
 	/* Readable by the daemon's user; nobody else can list the directory to find it. */
-	if (fchmod(fd, 0644) < 0 || fs_pwrite_all(fd, file.s, file.len, 0) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, 0644) < 0)
 		rc = -errno;
-		if (rc == 0)
-			rc = -EIO;
+	else if ((rc = fs_pwrite_all(fd, file.s, file.len, 0)) == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (rc < 0) {
 		unlink(tmp.s);
 		goto out;
 	}
@@ -557,8 +548,15 @@ static int pickup_write(const struct sm *m, const struct str *msg, char **where)
 		goto out;
 	}
 	fd = -1;
-	rc = fsync_dir(dir.s);
-	*where = xstrdup(final.s);
+	/*
+	 * Not durable, not left: exit 75 must mean the caller still holds the
+	 * message, so a retry cannot make a second copy.
+	 */
+	rc = fs_fsync_dir(dir.s);
+	if (rc < 0)
+		unlink(final.s);
+	else
+		*where = xstrdup(final.s);
 out:
 	if (fd >= 0)
 		close(fd);

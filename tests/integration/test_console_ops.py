@@ -357,6 +357,21 @@ class ConsoleOps(harness.DaemonTestCase):
         self.assertEqual(json.loads(body)["pid"], d.proc.pid)
         s.close()
 
+        # Half-closed after its requests (printf 'dig x\nversion\n' | nc -N): the
+        # lookup that goes to the server is still answered, then the rest, then EOF.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(d.control)
+        s.sendall(b"dig v4.test\nversion\n")
+        s.shutdown(socket.SHUT_WR)
+        reply = read_reply(s)
+        self.assertIsNotNone(reply, "no answer to a dig sent before a half-close")
+        self.assertEqual(reply[0], "OK")
+        self.assertTrue(reply[1].startswith(b"v4.test MX: ttl"), reply[1])
+        st, body = read_reply(s)
+        self.assertTrue(body.startswith(b"impetusd "), body)
+        self.assertIsNone(read_reply(s))
+        s.close()
+
         # A client that leaves while its dig waits (the server never answers).
         for _ in range(3):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
