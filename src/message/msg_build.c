@@ -654,9 +654,16 @@ static void text_part(struct build *b, const char *subtype, const char *s, size_
 	b->last_qp = false;
 }
 
-/* param - append "; key=value" for a file name: quoted ASCII or RFC 2231 UTF-8. */
+/* param - append "; key=value" for a file name (blanks at its ends dropped): quoted ASCII or RFC 2231 UTF-8. */
 static void param(struct str *out, const char *key, const char *s, size_t n)
 {
+	/* Readers strip blanks at the ends of a file name: do it here, visibly. */
+	while (n > 1 && blank(s[0])) {
+		s++;
+		n--;
+	}
+	while (n > 1 && blank(s[n - 1]))
+		n--;
 	bool plain = !has_8bit(s, n) && n <= 60;
 
 	if (plain) {
