@@ -331,8 +331,9 @@ static int header_addr(struct build *b, const char *name, const char *path, cons
 
 /*
  * mailbox - "name: Display Name <email>" from an {email, name} pair: an
- * ASCII name as an atom sequence or a quoted string, a non-ASCII one as
- * encoded-words (the whole name: it is one phrase).
+ * ASCII name as an atom sequence or a quoted string, a non-ASCII one (or
+ * one with a word too long for a line) as encoded-words (the whole name:
+ * it is one phrase).
  */
 static void mailbox(struct build *b, const char *hname, const char *name, size_t nlen,
 		    const char *email, size_t elen)
@@ -346,7 +347,15 @@ static void mailbox(struct build *b, const char *hname, const char *name, size_t
 		for (size_t i = 0; i < nlen; i++)
 			if (strchr("()<>[]:;@\\,.\"", name[i]) != NULL)
 				atoms = false;
-		if (has_8bit(name, nlen) || (nlen >= 2 && memmem(name, nlen, "=?", 2))) {
+		size_t run = 0, longest = 0;
+
+		for (size_t i = 0; i < nlen; i++) {
+			run = blank(name[i]) ? 0 : run + 1;
+			longest = run > longest ? run : longest;
+		}
+		/* A word too long for a line is encoded too: encoded-words can be cut. */
+		if (has_8bit(name, nlen) || longest > WORD_MAX ||
+		    (nlen >= 2 && memmem(name, nlen, "=?", 2))) {
 			encode_words(val, name, nlen);
 		} else if (atoms) {
 			str_append(val, name, nlen);

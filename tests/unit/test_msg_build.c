@@ -168,6 +168,17 @@ static void test_encodings(void)
 	CHECK(longest(&out) <= 78);
 	str_free(&out);
 
+	/* a display name with a word too long for a line: encoded (and cut), not broken */
+	str_appends(&c, "{\"from\":{\"email\":\"a@example.com\",\"name\":\"");
+	for (int i = 0; i < 300; i++)
+		str_appendc(&c, 'n');
+	str_appends(&c, "\"},\"subject\":\"S\",\"text\":\"t\"}");
+	CHECK_INTEQ(build(c.s, TO, &out, &err), 0);
+	CHECK(has(&out, "From: =?UTF-8?Q?nnnn"));
+	CHECK(longest(&out) <= 78);
+	str_free(&out);
+	str_free(&c);
+
 	/* an ASCII subject that looks like an encoded-word is encoded, so it reads back as typed */
 	CHECK_INTEQ(build("{\"from\":\"a@example.com\",\"subject\":\"=?UTF-8?Q?x?=\",\"text\":\"t\"}",
 			  TO, &out, &err), 0);
