@@ -329,6 +329,7 @@ static int tool(void)
 	if (msg_build(json_object_get(in, "content"), json_object_get(in, "address"), &o, &out,
 		      &err) < 0) {
 		fprintf(stderr, "%s: %s\n", err.field, err.text);
+		str_free(&out);	/* truncated back, but it may hold a buffer */
 		json_decref(in);
 		return 2;
 	}
