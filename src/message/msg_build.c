@@ -25,6 +25,7 @@
  * Owns nothing beyond a call; fails only by refusing input (-EINVAL and
  * a named field); memory exhaustion aborts (core/mem.h).
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -629,23 +630,29 @@ static void text_part(struct build *b, const char *subtype, const char *s, size_
 
 	str_clear(t);
 	str_reserve(t, n + n / 32 + 2);
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
 
-		if (c == '\r' || c == '\n') {
-			if (c == '\r' && i + 1 < n && s[i + 1] == '\n')
-				i++;
-			str_append(t, "\r\n", 2);
-			line = 0;
-			continue;
+		/* One line at a time, copied whole: the bytes are only looked at here. */
+		while (j < n && s[j] != '\r' && s[j] != '\n') {
+			unsigned char c = (unsigned char)s[j];
+
+			eightbit += c >= 0x80;
+			if (c == '_' && j > 0 && s[j - 1] == '=')
+				seq = true;
+			j++;
 		}
-		if ((unsigned char)c >= 0x80)
-			eightbit++;
-		if (c == '_' && i > 0 && s[i - 1] == '=')
-			seq = true;
-		str_appendc(t, c);
-		if (++line > longest)
+		str_append(t, s + i, j - i);
+		line = j - i;
+		if (line > longest)
 			longest = line;
+		if (j < n) {
+			if (s[j] == '\r' && j + 1 < n && s[j + 1] == '\n')
+				j++;
+			str_append(t, "\r\n", 2);
+			j++;
+		}
+		i = j;
 	}
 	str_appendf(b->out, "Content-Type: text/%s; charset=utf-8\r\n", subtype);
 	if (eightbit == 0 && longest <= RFC5322_LINE_HARD && !seq) {
@@ -1011,6 +1018,7 @@ int msg_build(const json_t *content, const json_t *address, const struct msg_bui
 	err->field[0] = '\0';
 	err->text[0] = '\0';
 	make_token(&b, o->unique);
+	assert(o->hostname != NULL && *o->hostname != '\0');	/* the caller's Hostname */
 	r = build(&b, content, address, o);
 	if (r < 0)
 		str_truncate(out, start);

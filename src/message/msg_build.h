@@ -38,7 +38,7 @@ struct msg_build_err {
 
 /* What the message takes from outside the content. */
 struct msg_build_opts {
-	const char *hostname;	/* right side of Message-ID (Hostname option) */
+	const char *hostname;	/* right side of Message-ID (Hostname option); required */
 	const char *unique;	/* left side of Message-ID; NULL: a fresh core/id.h id */
 	int64_t now;		/* Date:, unix seconds (UTC) */
 };
