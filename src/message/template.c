@@ -122,8 +122,7 @@ static void set_pos(struct template_error *err, const char *src, size_t off)
 /* the lexer (inside one tag)                                          */
 
 enum tok {
-	T_CLOSE,	/* }} or, in a raw tag, }}} */
-	T_EOF,
+	T_CLOSE,	/* }} or, in a raw tag, }}} (the end of input is an error) */
 	T_NAME,
 	T_NUM,
 	T_STR,
@@ -220,10 +219,10 @@ static bool next(struct compiler *c)
 	c->tok.off = (uint32_t)p;
 	c->tok.len = 1;
 	if (p >= c->len) {
-		c->tok.kind = T_EOF;
-		c->tok.len = 0;
-		c->pos = p;
-		return true;
+		/* "}}" was ahead, but inside a string: the tag still never ends */
+		fail(c, c->tag_off, "unterminated tag: '%s' without '%s'",
+		     c->raw ? "{{{" : "{{", c->raw ? "}}}" : "}}");
+		return false;
 	}
 	char ch = s[p];
 	if (ch == '}' && p + 1 < c->len && s[p + 1] == '}') {
@@ -372,8 +371,6 @@ static uint32_t add_op(struct compiler *c, enum op_kind kind, uint32_t expr, uin
 /* tok_text - the current token as "'text'" for messages, cut short. */
 static const char *tok_text(const struct compiler *c, char *buf, size_t size)
 {
-	if (c->tok.kind == T_EOF)
-		return "the end of the template";
 	if (c->tok.kind == T_CLOSE)
 		return c->raw ? "'}}}'" : "'}}'";
 	snprintf(buf, size, "'%.*s'", (int)(c->tok.len > 24 ? 24 : c->tok.len),
@@ -642,7 +639,7 @@ static uint32_t parse_cmp(struct compiler *c)
 	struct token optok = c->tok;
 	if (!next(c))
 		return NONE;
-	if (c->tok.kind == T_CLOSE || c->tok.kind == T_EOF || c->tok.kind == T_RP ||
+	if (c->tok.kind == T_CLOSE || c->tok.kind == T_RP ||
 	    c->tok.kind == T_RB || cmp_of(c->tok.kind) >= 0 || tok_is(c, "then") ||
 	    tok_is(c, "and") || tok_is(c, "or"))
 		return fail(c, c->tok.off, "expected a value after '%.*s' instead of %s",
@@ -691,11 +688,7 @@ static bool expect_close(struct compiler *c, const char *after)
 
 	if (c->tok.kind == T_CLOSE)
 		return true;
-	if (c->tok.kind == T_EOF)
-		fail(c, c->tag_off, "unterminated tag: '%s' without '%s'",
-		     c->raw ? "{{{" : "{{", c->raw ? "}}}" : "}}");
-	else
-		fail(c, c->tok.off, "unexpected %s after %s", tok_text(c, tb, sizeof tb), after);
+	fail(c, c->tok.off, "unexpected %s after %s", tok_text(c, tb, sizeof tb), after);
 	return false;
 }
 
@@ -727,12 +720,9 @@ static bool statement(struct compiler *c)
 {
 	struct template *t = c->t;
 	uint32_t at = c->tag_off;
-	char tb[32];
 
 	if (c->tok.kind == T_CLOSE)
 		return fail(c, at, "empty tag"), false;
-	if (c->tok.kind == T_EOF)
-		return expect_close(c, "");
 	bool is_if = tok_is(c, "if"), is_elseif = tok_is(c, "elseif");
 	bool is_else = tok_is(c, "else"), is_end = tok_is(c, "end"), is_each = tok_is(c, "each");
 	if (c->raw && (is_if || is_elseif || is_else || is_end || is_each))
@@ -750,9 +740,8 @@ static bool statement(struct compiler *c)
 			return fail(c, at, "blocks nested deeper than %u", TEMPLATE_NEST_MAX), false;
 		if (!next(c))
 			return false;
-		if (c->tok.kind == T_CLOSE || c->tok.kind == T_EOF)
-			return fail(c, c->tok.kind == T_EOF ? at : c->tok.off,
-				    "{{%s}} needs %s", word, is_each ? "an array" : "a condition"), false;
+		if (c->tok.kind == T_CLOSE)
+			return fail(c, c->tok.off, "{{%s}} needs %s", word, is_each ? "an array" : "a condition"), false;
 		uint32_t e = parse_expr(c);
 		if (e == NONE)
 			return false;
@@ -825,9 +814,6 @@ static bool statement(struct compiler *c)
 	uint32_t e = parse_expr(c);
 	if (e == NONE)
 		return false;
-	if (c->tok.kind != T_CLOSE && c->tok.kind != T_EOF)
-		return fail(c, c->tok.off, "unexpected %s after the value",
-			    tok_text(c, tb, sizeof tb)), false;
 	if (!expect_close(c, "the value"))
 		return false;
 	add_op(c, c->raw ? OP_EMIT_RAW : OP_EMIT, e, at);

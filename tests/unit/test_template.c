@@ -280,8 +280,8 @@ static void test_loops(void)
 	       "a.txt:a.txt=1;a.txt=2;|b.txt:|c&lt;:c&lt;=3;|");
 	RENDER("{{each cart.items}}{{loop_vars.items.p}}{{if loop_var.p > 6}}!{{end}}{{end}}",
 	       d, NULL, TEMPLATE_TEXT, "57!");
+	/* loop_vars.<name>: the innermost loop of that name */
 	RENDER("{{each words}}{{each words}}{{loop_vars.words}}{{loop_var}} {{end}}{{end}}",
-	       /* loop_vars.<name>: the innermost loop of that name */
 	       d, NULL, TEMPLATE_TEXT, "xx yy zz xx yy zz xx yy zz ");
 	RENDER("a{{each obj}}X{{end}}{{each empty}}Y{{end}}{{each missing}}Z{{end}}"
 	       "{{each words[1]}}W{{end}}b", d, NULL, TEMPLATE_TEXT, "ab");
@@ -390,6 +390,7 @@ static void test_errors(void)
 	REFUSE("{{{name}}", 1, 8, "'{{{' closed by '}}'");
 	REFUSE("{{{name}} and }}", 1, 8, "'{{{' closed by '}}' instead of '}}}'");
 	REFUSE("{{name Hello {{x}}", 1, 8, "unexpected 'Hello' after the value");
+	REFUSE("ok {{ a['}}' ", 1, 4, "unterminated tag");	/* the }} is in a string */
 	REFUSE("{{}}", 1, 1, "empty tag");
 	REFUSE("{{ 'abc }}", 1, 4, "unterminated string");
 	REFUSE("{{ a.}}", 1, 6, "expected a name after '.'");
