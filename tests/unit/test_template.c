@@ -66,6 +66,10 @@ static void render_case(int line, const char *src, const char *rcpt, const char 
 #define RENDER(src, rcpt, global, mode, want) \
 	render_case(__LINE__, src, rcpt, global, mode, want)
 
+static void error_case(int line, const char *src, unsigned eline, unsigned ecol,
+		       const char *emsg);
+#define REFUSE_FWD(src, l, c, msg) error_case(__LINE__, src, l, c, msg)
+
 /* ---- Momentum's examples ---------------------------------------------------- */
 
 /* The flight notification of complex_template.md, its "html" on one line. */
@@ -292,6 +296,29 @@ static void test_loops(void)
 	RENDER("{{each words}}{{loop_var}}{{end}}-{{each words}}{{loop_var}}{{end}}"
 	       "{{if words}}{{each words}}{{if loop_var == 'y'}}Y{{end}}{{end}}{{end}}",
 	       d, NULL, TEMPLATE_TEXT, "xyz-xyzY");
+}
+
+/* The examples of docs/templates.md. */
+static void test_doc_examples(void)
+{
+	const char *src = "Hi {{ firstName or 'there' }},\n{{if orders}}Your orders:\n"
+		"{{each orders}}  #{{loop_var.id}}: {{loop_var.total}} EUR"
+		"{{if loop_var.total > 100}} (free delivery){{end}}\n{{end}}{{else}}"
+		"You have no open orders.\n{{end}}";
+
+	RENDER(src, "{\"firstName\":\"Ann\",\"orders\":[{\"id\":7,\"total\":120},"
+	       "{\"id\":9,\"total\":30}]}", NULL, TEMPLATE_TEXT,
+	       "Hi Ann,\nYour orders:\n  #7: 120 EUR (free delivery)\n  #9: 30 EUR\n");
+	RENDER(src, "{}", NULL, TEMPLATE_TEXT, "Hi there,\nYou have no open orders.\n");
+	/* an empty array is true, as in Momentum's (Lua) engine */
+	RENDER(src, "{\"orders\":[]}", NULL, TEMPLATE_TEXT, "Hi there,\nYour orders:\n");
+	RENDER("{{each files}}\n  {{loop_var.name}}: {{each loop_var.sizes}}"
+	       "{{loop_vars.files.name}}/{{loop_var}} {{end}}\n{{end}}",
+	       "{\"files\":[{\"name\":\"a\",\"sizes\":[1,2]},{\"name\":\"b\"}]}", NULL,
+	       TEMPLATE_TEXT, "\n  a: a/1 a/2 \n\n  b: \n");
+	RENDER("{{1e20}} {{order.end}}", "{\"order\":{\"end\":\"E\"}}", NULL, TEMPLATE_TEXT,
+	       "1e+20 E");
+	REFUSE_FWD("{{ f(x) }}", 1, 5, "unexpected '(' after the value");
 }
 
 /* One compile, many renders: the template keeps no state of a render. */
@@ -551,6 +578,7 @@ int main(void)
 	test_paths();
 	test_conditions();
 	test_loops();
+	test_doc_examples();
 	test_compile_once();
 	test_errors();
 	test_source_limits();
