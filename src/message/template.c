@@ -64,6 +64,7 @@ struct node {
 	uint32_t name_off;	/* N_VAR, N_MEMBER: the name in t->src */
 	uint32_t name_len;
 	uint32_t level;		/* N_LOOP */
+	uint32_t height;	/* 1 + the tallest child: eval's recursion depth */
 	json_t *lit;		/* N_LIT: owned */
 };
 
@@ -343,11 +344,26 @@ static uint32_t add_node(struct compiler *c, enum node_kind kind, uint32_t a, ui
 		t->cap_nodes = t->cap_nodes ? t->cap_nodes * 2 : 16;
 		t->nodes = xrealloc(t->nodes, t->cap_nodes * sizeof *t->nodes);
 	}
+	/*
+	 * "a or b or c ..." and "a.b.c ..." build left-deep trees that the
+	 * parser's nesting limit does not see; eval recurses once per level,
+	 * so their height is capped here, keeping a render's stack small on
+	 * any thread.
+	 */
+	uint32_t h = 1;
+	if (a != NONE && t->nodes[a].height + 1 > h)
+		h = t->nodes[a].height + 1;
+	if (b != NONE && t->nodes[b].height + 1 > h)
+		h = t->nodes[b].height + 1;
+	if (h > TEMPLATE_EXPR_HEIGHT_MAX)
+		return fail(c, c->tok.off, "expression too complex (over %u operations deep)",
+			    TEMPLATE_EXPR_HEIGHT_MAX);
 	struct node *n = &t->nodes[t->nnodes];
 	memset(n, 0, sizeof *n);
 	n->kind = (uint8_t)kind;
 	n->a = a;
 	n->b = b;
+	n->height = h;
 	return t->nnodes++;
 }
 
@@ -570,6 +586,8 @@ static uint32_t parse_postfix(struct compiler *c)
 				return fail(c, c->tok.off, "expected a name after '.' instead of %s",
 					    tok_text(c, tb, sizeof tb));
 			n = add_node(c, N_MEMBER, n, NONE);
+			if (n == NONE)
+				return NONE;
 			c->t->nodes[n].name_off = c->tok.off;
 			c->t->nodes[n].name_len = c->tok.len;
 			if (!next(c))
@@ -650,7 +668,8 @@ static uint32_t parse_cmp(struct compiler *c)
 	if (cmp_of(c->tok.kind) >= 0)
 		return fail(c, c->tok.off, "comparisons cannot be chained; use 'and'");
 	uint32_t n = add_node(c, N_CMP, a, b);
-	c->t->nodes[n].op = (uint8_t)op;
+	if (n != NONE)
+		c->t->nodes[n].op = (uint8_t)op;
 	return n;
 }
 
@@ -1013,7 +1032,7 @@ static json_t *eval(struct render *r, uint32_t n)
 		if (json_is_array(v) && json_is_number(k)) {
 			/* 1-based, as a Lua table made from a JSON array */
 			double d = number(k);
-			if (d >= 1 && d <= (double)json_array_size(v) && d == floor(d))
+			if (d >= 1 && d <= (double)json_array_size(v) && d == (double)(size_t)d)
 				return json_array_get(v, (size_t)d - 1);
 		}
 		return NULL;

@@ -39,6 +39,7 @@ enum template_escape {
 #define TEMPLATE_SRC_MAX	(4u << 20)	/* bytes of source */
 #define TEMPLATE_NEST_MAX	32	/* nested if/each blocks */
 #define TEMPLATE_EXPR_DEPTH_MAX	32	/* nested (), [], not inside one tag */
+#define TEMPLATE_EXPR_HEIGHT_MAX 128	/* operators and selectors chained in one tag */
 #define TEMPLATE_TAG_MAX	4096	/* bytes between {{ and }} */
 
 /* Limits of one render; template_render uses the defaults. */

@@ -480,6 +480,23 @@ static void test_source_limits(void)
 	CHECK(template_compile(s.s, s.len, &t, &err) == -EINVAL);
 	CHECK(strstr(err.msg, "expression nested deeper") != NULL);
 
+	/* left-deep chains: no nesting, but eval would recurse once per level */
+	for (int k = 0; k < 2; k++) {
+		str_clear(&s);
+		str_appends(&s, "{{a");
+		for (int i = 1; i < TEMPLATE_EXPR_HEIGHT_MAX - 1; i++)
+			str_appends(&s, k == 0 ? ".a" : " or a");
+		str_appends(&s, "}}");
+		CHECK(template_compile(s.s, s.len, &t, &err) == 0);
+		template_free(t);
+		str_truncate(&s, s.len - 2);
+		for (int i = 0; i < 4; i++)
+			str_appends(&s, k == 0 ? ".a" : " or a");
+		str_appends(&s, "}}");
+		CHECK(template_compile(s.s, s.len, &t, &err) == -EINVAL);
+		CHECK(strstr(err.msg, "expression too complex") != NULL);
+	}
+
 	str_clear(&s);
 	str_appends(&s, "{{ a ");
 	for (int i = 0; i < TEMPLATE_TAG_MAX; i++)
