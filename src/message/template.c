@@ -182,6 +182,7 @@ static uint32_t fail(struct compiler *c, size_t off, const char *fmt, ...)
 	return NONE;
 }
 
+/* is_name_start, is_digit, is_name_char - the ASCII classes of names and numbers. */
 static bool is_name_start(char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
@@ -336,6 +337,7 @@ static bool next(struct compiler *c)
 /* ------------------------------------------------------------------ */
 /* building the program                                                */
 
+/* add_node - a new expression node over children a and b (NONE: none), or NONE. */
 static uint32_t add_node(struct compiler *c, enum node_kind kind, uint32_t a, uint32_t b)
 {
 	struct template *t = c->t;
@@ -367,6 +369,7 @@ static uint32_t add_node(struct compiler *c, enum node_kind kind, uint32_t a, ui
 	return t->nnodes++;
 }
 
+/* add_op - append an instruction for the tag or text at off; its index. */
 static uint32_t add_op(struct compiler *c, enum op_kind kind, uint32_t expr, uint32_t off)
 {
 	struct template *t = c->t;
@@ -687,6 +690,7 @@ static uint32_t parse_and(struct compiler *c)
 	return a;
 }
 
+/* parse_expr - a whole expression: "or" of "and" of comparisons. */
 static uint32_t parse_expr(struct compiler *c)
 {
 	uint32_t a = parse_and(c);
