@@ -41,32 +41,26 @@ bool mime_has_8bit(const char *p, size_t n)
 	return false;
 }
 
-/* qp_put - append one encoded token, with a soft line break first if it would not fit. */
-static void qp_put(struct str *out, size_t *col, const char *tok, size_t n)
-{
-	/* keep room for the "=" of a soft break after this token */
-	if (*col + n > MIME_QP_LINE_MAX - 1) {
-		str_appends(out, "=\r\n");
-		*col = 0;
-	}
-	str_append(out, tok, n);
-	*col += n;
-}
-
-/* mime_qp_encode - quoted-printable, CRLF lines (see mime_downgrade.h). */
+/*
+ * mime_qp_encode - quoted-printable, CRLF lines (see mime_downgrade.h).
+ * Each output line is built in a local buffer and appended whole: one
+ * str_append per line, not per byte, since bodies of every message an
+ * HTTP injection builds pass through here.
+ */
 void mime_qp_encode(const char *p, size_t n, struct str *out)
 {
 	static const char hex[] = "0123456789ABCDEF";
+	char line[MIME_QP_LINE_MAX + 4];
 	size_t col = 0;
 
 	str_reserve(out, n + n / 8 + 16);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
-		char tok[3];
 
 		if (c == '\n' || (c == '\r' && i + 1 < n && p[i + 1] == '\n')) {
 			if (c == '\r')
 				i++;
+			str_append(out, line, col);
 			str_appends(out, "\r\n");
 			col = 0;
 			continue;
@@ -74,16 +68,25 @@ void mime_qp_encode(const char *p, size_t n, struct str *out)
 		/* a blank is literal unless a line break or the end follows it */
 		bool eol = i + 1 == n || p[i + 1] == '\n' ||
 			   (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n');
-		if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol)) {
-			tok[0] = (char)c;
-			qp_put(out, &col, tok, 1);
+		bool literal = (c >= 33 && c <= 126 && c != '=') ||
+			       ((c == ' ' || c == '\t') && !eol);
+		size_t len = literal ? 1 : 3;
+
+		/* keep room for the "=" of a soft break after this token */
+		if (col + len > MIME_QP_LINE_MAX - 1) {
+			str_append(out, line, col);
+			str_appends(out, "=\r\n");
+			col = 0;
+		}
+		if (literal) {
+			line[col++] = (char)c;
 		} else {
-			tok[0] = '=';
-			tok[1] = hex[c >> 4];
-			tok[2] = hex[c & 15];
-			qp_put(out, &col, tok, 3);
+			line[col++] = '=';
+			line[col++] = hex[c >> 4];
+			line[col++] = hex[c & 15];
 		}
 	}
+	str_append(out, line, col);
 }
 
 /* ============================================================ headers */
