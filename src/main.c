@@ -501,6 +501,7 @@ int main(int argc, char **argv)
 		fatal(&err, "privileges");
 	if (log_open(conf_str(d.conf, CONF_OPT_LOG_DIRECTORY), &err) < 0)
 		fatal(&err, "logs");
+	http_announce(d.http, d.conf);
 	warn_readable_secret(d.conf_path);
 	raise_fd_limit(d.conf);
 

@@ -469,12 +469,17 @@ static struct http_listener *listener_open(struct http_server *srv, const struct
 		close(fd);
 		goto fail;
 	}
-	log_panic("http listen address=%s tls=%s max_connections=%lld keep_alive=%s", l->address,
-		  l->ssl ? "yes" : "no", (long long)l->max_conns, l->keep_alive ? "yes" : "no");
 	return l;
 fail:
 	listener_free(l);
 	return NULL;
+}
+
+/* say_listen - the paniclog line of a listener. */
+static void say_listen(const struct http_listener *l)
+{
+	log_panic("http listen address=%s tls=%s max_connections=%lld keep_alive=%s", l->address,
+		  l->ssl ? "yes" : "no", (long long)l->max_conns, l->keep_alive ? "yes" : "no");
 }
 
 /* say_access - the paniclog line on who may use the listeners. */
@@ -506,8 +511,14 @@ struct http_server *http_new(struct loop *sched, const struct conf *conf, struct
 		}
 		srv->ls[srv->nls++] = l;
 	}
-	say_access(conf);
 	return srv;
+}
+
+void http_announce(const struct http_server *srv, const struct conf *conf)
+{
+	for (size_t i = 0; i < srv->nls; i++)
+		say_listen(srv->ls[i]);
+	say_access(conf);
 }
 
 /* conf_index - where Listen address is in conf, or SIZE_MAX. */
@@ -556,6 +567,7 @@ void http_reload(struct http_server *srv, const struct conf *conf)
 				  conf_http_address(conf, i), str_cstr(&err));
 			continue;
 		}
+		say_listen(l);
 		next[nnext++] = l;
 	}
 	free(srv->ls);

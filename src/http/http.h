@@ -29,9 +29,14 @@ struct http_server;
  * ("HTTP_Listener Listen 127.0.0.1:2081: cannot listen: Address already
  * in use", a TLS file that does not load); a conf without HTTP_Listener
  * gives a server with no socket. Without any API_Key the listeners
- * answer loopback clients only, and the paniclog says so.
+ * answer loopback clients only (http_announce says so).
  */
 struct http_server *http_new(struct loop *sched, const struct conf *conf, struct str *err);
+/*
+ * http_announce - the paniclog lines of the listeners and of who may use
+ * them (API keys, or loopback only): once the logs are open (main.c).
+ */
+void http_announce(const struct http_server *s, const struct conf *conf);
 /* http_reload - follow a new generation (scheduler thread); errors go to the paniclog. */
 void http_reload(struct http_server *s, const struct conf *conf);
 /* http_free - close every connection and socket (scheduler thread); commands still answering finish into the void. */
