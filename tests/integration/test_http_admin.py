@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -137,6 +138,10 @@ class Client:
         self.basic = basic
 
     def close(self):
+        self.conn.close()
+
+    def __del__(self):
+        # The one-shot clients of the tests are closed when dropped, not left to the GC.
         self.conn.close()
 
     def req(self, method, path, body=None, headers=None):
@@ -335,7 +340,7 @@ class HttpAdmin(harness.DaemonTestCase):
                    what="the failed message to leave the queue")
 
     def test_deferred_command(self):
-        """dig waits on a DNS server that never answers: the request waits, then answers."""
+        """dig asks a DNS server that answers late: the request waits, then answers."""
         c = self.admin()
         t0 = time.monotonic()
         st, _, doc = c.req("POST", "/api/v1/commands", body={"command": "dig",
@@ -594,6 +599,36 @@ class HttpLimits(harness.DaemonTestCase):
         self.assertEqual(st, 403, doc)
         self.assertIn("loopback clients only", doc["errors"][0]["message"])
         self.assertEqual(Client(port).req("GET", "/api/v1/summary")[0], 200)
+        d.assert_alive()
+
+
+class HttpReload(harness.DaemonTestCase):
+
+    def test_reload_listeners_keys_keep_alive(self):
+        a, b = harness.free_port(), harness.free_port()
+        d = self.new_daemon(global_text='HTTP_Listener { Listen "127.0.0.1:%d" { } }' % a)
+        ca = Client(a)
+        self.assertEqual(ca.req("GET", "/api/v1/summary")[0], 200)
+        d.global_text = ('HTTP_Listener {\n  HTTP_Keep_Alive = false\n'
+                         '  Listen "127.0.0.1:%d" { }\n'
+                         '  API_Key "ops" { Hash = "%s" Role = admin }\n}\n'
+                         % (b, sha256_hex(ADMIN_KEY)))
+        d.write_config()
+        n = sum(1 for l in d.paniclog() if "reload configuration=" in l)
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: sum(1 for l in d.paniclog() if "reload configuration=" in l) > n,
+                   timeout=15, what="the reload")
+        self.assertTrue(any("http listen address=127.0.0.1:%d removed" % a in l
+                            for l in d.paniclog()))
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", a), timeout=5).close()
+        self.assertEqual(Client(b).req("GET", "/api/v1/summary")[0], 401)	# keys now
+        c = Client(b, ADMIN_KEY)
+        st, r, _ = c.req("GET", "/api/v1/summary")
+        self.assertEqual((st, r.getheader("Connection")), (200, "close"))
+        # The server closes after the answer: the socket reads EOF.
+        wait_until(lambda: c.conn.sock is None or c.conn.sock.recv(1) == b"", timeout=10,
+                   what="the server to close the connection")
         d.assert_alive()
 
 
