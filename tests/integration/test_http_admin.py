@@ -72,6 +72,11 @@ def crypt_hash(key):
     return r.stdout.strip()
 
 
+def read_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
 def non_loopback_ip():
     """non_loopback_ip - an address of this host other than loopback, or None."""
     try:
@@ -388,7 +393,7 @@ class HttpAdmin(harness.DaemonTestCase):
                          "role inject")
         # No key, its hash or a wrong key in any log.
         time.sleep(0.2)
-        logs = "".join(open(os.path.join(self.d.log_dir, f), errors="replace").read()
+        logs = "".join(read_text(os.path.join(self.d.log_dir, f))
                        for f in os.listdir(self.d.log_dir)) + self.d.stderr()
         for secret in (ADMIN_KEY, READ_KEY, INJECT_KEY, sha256_hex(ADMIN_KEY)):
             self.assertNotIn(secret, logs)
@@ -520,7 +525,7 @@ class HttpAdmin(harness.DaemonTestCase):
                                      Client(self.hport, INJECT_KEY).req(method.upper(), url),
                                      403, "may not use")
         # Every route the daemon has is documented.
-        src = open(os.path.join(harness.SOURCE_DIR, "src", "http", "http_admin.c")).read()
+        src = read_text(os.path.join(harness.SOURCE_DIR, "src", "http", "http_admin.c"))
         routes = set(re.findall(r'\{ HTTP_M_(GET|POST), "(/api/[^"]+)"', src))
         documented = set()
         for path, item in spec["paths"].items():
