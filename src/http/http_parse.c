@@ -60,6 +60,24 @@ static int decode_segment(const char *seg, size_t len, char *out, size_t cap)
 	return 0;
 }
 
+/*
+ * shown - at most 100 bytes of path for an error message, each control
+ * or non-ASCII byte as "?": the message stays one line of valid UTF-8
+ * whatever the client sent.
+ */
+static const char *shown(const char *path, char buf[101])
+{
+	size_t i;
+
+	for (i = 0; i < 100 && path[i]; i++) {
+		unsigned char c = (unsigned char)path[i];
+
+		buf[i] = (char)(c < 0x20 || c >= 0x7f ? '?' : c);
+	}
+	buf[i] = '\0';
+	return buf;
+}
+
 /* method_bit_name - for messages. */
 static const char *method_name(enum http_method m)
 {
@@ -110,6 +128,7 @@ const struct http_route *http_route_find(const struct http_route *routes, size_t
 	static char segs[SEGS_MAX + 1][HTTP_PARAM_MAX + 1];	/* scheduler thread only */
 	size_t nsegs = 0, len;
 	const char *p;
+	char sbuf[101];
 
 	*allow = 0;
 	*status = 400;
@@ -129,7 +148,7 @@ const struct http_route *http_route_find(const struct http_route *routes, size_t
 
 		if (nsegs > SEGS_MAX) {
 			*status = 404;
-			str_appendf(err, "no such route: %.100s", path);
+			str_appendf(err, "no such route: %s", shown(path, sbuf));
 			return NULL;
 		}
 		if (decode_segment(p, slen, segs[nsegs], sizeof(segs[nsegs])) < 0) {
@@ -153,7 +172,7 @@ const struct http_route *http_route_find(const struct http_route *routes, size_t
 	}
 	if (nsegs > SEGS_MAX) {
 		*status = 404;
-		str_appendf(err, "no such route: %.100s", path);
+		str_appendf(err, "no such route: %s", shown(path, sbuf));
 		return NULL;
 	}
 	const struct http_route *hit = NULL;
@@ -174,14 +193,14 @@ const struct http_route *http_route_find(const struct http_route *routes, size_t
 	}
 	if (*allow) {
 		*status = 405;
-		str_appendf(err, "%s is not allowed on %.100s (allowed: %s%s%s)", method_name(method),
-			    path, *allow & HTTP_M_GET ? "GET" : "",
+		str_appendf(err, "%s is not allowed on %s (allowed: %s%s%s)", method_name(method),
+			    shown(path, sbuf), *allow & HTTP_M_GET ? "GET" : "",
 			    (*allow & HTTP_M_GET) && (*allow & HTTP_M_POST) ? ", " : "",
 			    *allow & HTTP_M_POST ? "POST" : "");
 		return NULL;
 	}
 	*status = 404;
-	str_appendf(err, "no such route: %.100s", path);
+	str_appendf(err, "no such route: %s", shown(path, sbuf));
 	return NULL;
 }
 
@@ -215,7 +234,8 @@ void http_command_free(struct http_command *c)
 	c->argv[0] = NULL;
 }
 
-int http_command_parse(const char *body, size_t len, struct http_command *out, struct str *err)
+/* parse_command - http_command_parse before the error is made printable. */
+static int parse_command(const char *body, size_t len, struct http_command *out, struct str *err)
 {
 	json_error_t jerr;
 	json_t *root, *cmd, *args;
@@ -290,6 +310,24 @@ int http_command_parse(const char *body, size_t len, struct http_command *out, s
 	rc = 0;
 out:
 	json_decref(root);
+	return rc;
+}
+
+/* clean_from - control and non-ASCII bytes of err from off on as "?" (they quote the client). */
+static void clean_from(struct str *err, size_t off)
+{
+	for (size_t i = off; i < err->len; i++)
+		if ((unsigned char)err->s[i] < 0x20 || (unsigned char)err->s[i] >= 0x7f)
+			err->s[i] = '?';
+}
+
+int http_command_parse(const char *body, size_t len, struct http_command *out, struct str *err)
+{
+	size_t off = err->len;
+	int rc = parse_command(body, len, out, err);
+
+	if (rc < 0)
+		clean_from(err, off);
 	return rc;
 }
 
