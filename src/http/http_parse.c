@@ -7,6 +7,7 @@
  * a request means one thing or is refused with a reason.
  */
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -420,6 +421,10 @@ int http_auth_parse(const char *header, char key[HTTP_KEY_MAX + 1])
 		end--;
 	len = (size_t)(end - v);
 	if (len == 0 || len > 4 * HTTP_KEY_MAX)
+		return -1;
+	/* A scheme with nothing after it carries no key (not the key "Basic"). */
+	if ((len == 5 && strncasecmp(v, "basic", 5) == 0) ||
+	    (len == 6 && strncasecmp(v, "bearer", 6) == 0))
 		return -1;
 	if (ci_prefix(v, "basic")) {
 		unsigned char buf[3 * HTTP_KEY_MAX + 3];
