@@ -28,7 +28,7 @@ struct http_req {
 	struct evhttp_request *ev;	/* libevent's; gone once answered or the client left */
 	struct http_conn *conn;
 	enum http_method method;
-	const char *key_name;		/* the API_Key used; NULL: a loopback client, no keys */
+	const char *key_name;		/* the API_Key used (valid while the handler runs); NULL: no keys */
 	bool in_handler;		/* the handler has not returned yet */
 	bool answered;
 	struct imp_cli *pending;	/* a command answering later */
@@ -47,7 +47,7 @@ void http_reply_error(struct http_req *r, int code, const char *fmt, ...)
 const char *http_req_body(struct http_req *r, size_t *len);
 /* http_req_wait - the handler answers later, when pending finishes (see above). */
 void http_req_wait(struct http_req *r, struct imp_cli *pending);
-/* http_req_done - a handler's answer came (before http_reply, from the console callback). */
+/* http_req_unwait - the awaited answer came (before http_reply, from the console callback). */
 void http_req_unwait(struct http_req *r);
 
 /* http_status_text - the reason phrase of a status code. */
