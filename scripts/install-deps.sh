@@ -15,7 +15,8 @@
 # reads the bounces of tests/integration/test_utf8_dsn.py. swaks drives
 # tests/integration/test_smtp_auth.py; libcrypt-dev checks its passwords.
 # libedit-dev gives the console's interactive shell (impetus) its line
-# editing, history and completion.
+# editing, history and completion. python3-yaml reads docs/openapi.yaml in
+# tests/integration/test_http_admin.py; curl is one of its HTTP clients.
 set -eu
 
 PKGS="build-essential cmake pkg-config
@@ -24,6 +25,7 @@ libedit-dev
 python3 openssl postfix dnsmasq-base
 python3-dkim python3-nacl opendkim
 python3-aiosmtpd libsisimai-perl swaks
+python3-yaml curl
 clang libclang-rt-14-dev"
 
 if [ "${IMPETUS_SKIP_DEPS:-0}" = 1 ]; then

@@ -36,6 +36,7 @@
 #include "api/api_services.h"
 #include "config/config.h"
 #include "control/control.h"
+#include "http/http.h"
 #include "dns/dns.h"
 #include "core/fsutil.h"
 #include "core/loop.h"
@@ -73,6 +74,7 @@ struct daemon {
 	struct queue *queue;
 	struct smtp_server *smtp;
 	struct control *control;	/* the console's sockets (Control_Listener) */
+	struct http_server *http;	/* the HTTP_Listener's sockets */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_timer, *heartbeat_timer;
 	bool stopping;
@@ -228,6 +230,7 @@ static int daemon_reload(struct daemon *d, struct str *err)
 	}
 	smtp_server_set_conf(d->smtp, c);	/* and its listeners */
 	control_reload(d->control, c);
+	http_reload(d->http, c);
 	queue_set_conf(d->queue, c);
 	api_runtime_set_conf(c);
 	conf_unref(d->conf);
@@ -491,10 +494,14 @@ int main(int argc, char **argv)
 	d.control = control_new(d.scheduler, d.conf, &err);
 	if (d.control == NULL)
 		fatal(&err, "listen");
+	d.http = http_new(d.scheduler, d.conf, &err);
+	if (d.http == NULL)
+		fatal(&err, "listen");
 	if (drop_privileges(conf_str(d.conf, CONF_OPT_USER), &err) < 0)
 		fatal(&err, "privileges");
 	if (log_open(conf_str(d.conf, CONF_OPT_LOG_DIRECTORY), &err) < 0)
 		fatal(&err, "logs");
+	http_announce(d.http, d.conf);
 	warn_readable_secret(d.conf_path);
 	raise_fd_limit(d.conf);
 
@@ -582,6 +589,8 @@ int main(int argc, char **argv)
 	/* No console from here: its commands read objects that are about to go. */
 	control_free(d.control);
 	d.control = NULL;
+	http_free(d.http);
+	d.http = NULL;
 	api_console_set_daemon(NULL);
 
 	/*

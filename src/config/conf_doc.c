@@ -24,6 +24,8 @@ static const struct {
 	{ CONF_S_DOMAIN, "Domain" },
 	{ CONF_S_LISTENER, "ESMTP_Listener, Listen" },
 	{ CONF_S_CONTROL, "Control_Listener, Listen" },
+	{ CONF_S_HTTP, "HTTP_Listener, Listen" },
+	{ CONF_S_HTTP_KEY, "API_Key" },
 };
 
 /* append_cell_text - text for a table cell: a '|' would end the cell. */

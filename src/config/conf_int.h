@@ -185,6 +185,9 @@ enum conf_node_kind {
 	CONF_N_LISTEN,
 	CONF_N_CONTROL_LISTENER,	/* Control_Listener */
 	CONF_N_CONTROL_LISTEN,		/* a Listen "path" stanza inside Control_Listener */
+	CONF_N_HTTP_LISTENER,		/* HTTP_Listener */
+	CONF_N_HTTP_LISTEN,		/* a Listen "ip:port" stanza inside HTTP_Listener */
+	CONF_N_HTTP_KEY,		/* an API_Key "name" stanza inside HTTP_Listener */
 	CONF_N__COUNT
 };
 
@@ -242,6 +245,12 @@ struct conf {
 	struct conf_node *control;		/* Control_Listener; NULL when absent */
 	struct conf_node **controls;		/* arena; its Listen stanzas, file order */
 	size_t ncontrols, controls_cap;
+
+	struct conf_node *http;			/* HTTP_Listener; NULL when absent */
+	struct conf_listener **https;		/* arena; its Listen stanzas, file order */
+	size_t nhttps, https_cap;
+	struct conf_node **http_keys;		/* arena; its API_Key stanzas, file order */
+	size_t nhttp_keys, http_keys_cap;
 
 	struct conf_node **bindings;		/* arena; file order */
 	size_t nbindings, bindings_cap;

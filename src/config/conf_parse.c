@@ -482,7 +482,9 @@ static bool parse_option(struct lexer *L, struct conf_node *node, const struct t
 				    name->text);
 		/* Maybe a module's (config.h, "Scoped module options"); the loader decides. */
 		if (node->kind != CONF_N_ESMTP_LISTENER && node->kind != CONF_N_LISTEN &&
-		    node->kind != CONF_N_CONTROL_LISTENER && node->kind != CONF_N_CONTROL_LISTEN)
+		    node->kind != CONF_N_CONTROL_LISTENER && node->kind != CONF_N_CONTROL_LISTEN &&
+		    node->kind != CONF_N_HTTP_LISTENER && node->kind != CONF_N_HTTP_LISTEN &&
+		    node->kind != CONF_N_HTTP_KEY)
 			return scoped_option(L, node, name);
 
 		const char *sug = conf_option_suggest(name->text);
@@ -562,9 +564,13 @@ static bool scope_allowed(int k, enum conf_node_kind parent)
 	case CONF_N_BINDING_GROUP:
 	case CONF_N_ESMTP_LISTENER:
 	case CONF_N_CONTROL_LISTENER:
+	case CONF_N_HTTP_LISTENER:
 		return parent == CONF_N_GLOBAL;
 	case CONF_N_CONTROL_LISTEN:
 		return parent == CONF_N_CONTROL_LISTENER;
+	case CONF_N_HTTP_LISTEN:
+	case CONF_N_HTTP_KEY:
+		return parent == CONF_N_HTTP_LISTENER;
 	case CONF_N_BINDING:
 		return parent == CONF_N_GLOBAL || parent == CONF_N_BINDING_GROUP;
 	case CONF_N_DOMAIN:
@@ -776,6 +782,87 @@ static bool control_remote_check(struct lexer *L)
 				    n->line, n->col, n->name);
 		return false;
 	}
+	return true;
+}
+
+/*
+ * new_http_listen - a Listen stanza of HTTP_Listener: an "ip:port" address
+ * with a port, unique among the HTTP listeners (a clash with an SMTP or
+ * console port shows at bind time).
+ */
+static struct conf_node *new_http_listen(struct lexer *L, struct conf_node *parent,
+					 const struct token *arg)
+{
+	struct conf *c = L->P->c;
+	struct conf_listener *l = conf_arena_alloc(&c->arena, sizeof(*l));
+	char canon[80];
+
+	if (!conf_listen_parse(arg->text, &l->ss, &l->sslen, canon, sizeof(canon)) ||
+	    strcmp(strrchr(canon, ':'), ":0") == 0) {
+		perr(L, arg->line, arg->col,
+		     "HTTP_Listener Listen \"%.100s\" is not an address with a port "
+		     "(\"127.0.0.1:2081\", \"[::1]:2081\", \":2081\")", arg->text);
+		return NULL;
+	}
+	for (size_t i = 0; i < c->nhttps; i++) {
+		if (strcmp(c->https[i]->address, canon) == 0) {
+			perr(L, arg->line, arg->col, "duplicate Listen \"%s\" (first at %s:%d)",
+			     arg->text, c->https[i]->node->file, c->https[i]->node->line);
+			return NULL;
+		}
+	}
+	l->address = conf_arena_strdup(&c->arena, canon);
+	l->node = conf_node_new(c, CONF_N_HTTP_LISTEN, parent, l->address, L->name, arg->line,
+				arg->col);
+	if (c->nhttps == c->https_cap) {
+		size_t cap = c->https_cap ? c->https_cap * 2 : 4;
+		struct conf_listener **v = conf_arena_alloc(&c->arena, cap * sizeof(*v));
+
+		if (c->nhttps)
+			memcpy(v, c->https, c->nhttps * sizeof(*v));
+		c->https = v;
+		c->https_cap = cap;
+	}
+	c->https[c->nhttps++] = l;
+	return l->node;
+}
+
+/* new_http_key - an API_Key "name" stanza: names are unique (they are what the logs show). */
+static struct conf_node *new_http_key(struct lexer *L, struct conf_node *parent,
+				      const struct token *arg)
+{
+	struct conf *c = L->P->c;
+	struct conf_node *n;
+
+	for (size_t i = 0; i < c->nhttp_keys; i++) {
+		if (strcmp(c->http_keys[i]->name, arg->text) == 0) {
+			perr(L, arg->line, arg->col, "duplicate API_Key \"%s\" (first at %s:%d)",
+			     arg->text, c->http_keys[i]->file, c->http_keys[i]->line);
+			return NULL;
+		}
+	}
+	n = conf_node_new(c, CONF_N_HTTP_KEY, parent, arg->text, L->name, arg->line, arg->col);
+	node_list_push(c, &c->http_keys, &c->nhttp_keys, &c->http_keys_cap, n);
+	return n;
+}
+
+/*
+ * http_key_check - at the end of an API_Key stanza: Hash is set and is a
+ * crypt(3) hash or a SHA-256 in hex. The value is never echoed: a key
+ * pasted by mistake in place of its hash must not reach a log.
+ */
+static bool http_key_check(struct lexer *L, const struct conf_node *n)
+{
+	const struct conf_setting *s = n->vals[CONF_OPT_API_KEY_HASH];
+
+	if (s == NULL)
+		return perr(L, n->line, n->col,
+			    "API_Key \"%s\" has no Hash (write Hash = \"<crypt(3) hash>\" or the "
+			    "SHA-256 of the key in 64 hex digits)", n->name);
+	if (!conf_http_hash_ok(s->v.u.s))
+		return perr(L, s->v.line, s->col,
+			    "API_Key \"%s\": Hash is neither a crypt(3) hash (\"$y$...\", "
+			    "\"$6$...\") nor 64 hex digits of SHA-256 (value not shown)", n->name);
 	return true;
 }
 
@@ -1025,6 +1112,7 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 		[CONF_N_BINDING_GROUP] = "group1", [CONF_N_BINDING] = "binding1",
 		[CONF_N_DOMAIN] = "example.com", [CONF_N_LISTEN] = "127.0.0.1:25",
 		[CONF_N_CONTROL_LISTEN] = "/var/run/impetus/control",
+		[CONF_N_HTTP_LISTEN] = "127.0.0.1:2081", [CONF_N_HTTP_KEY] = "ops",
 	};
 	struct conf *c = L->P->c;
 	int k = scope_kind(name->text);
@@ -1054,6 +1142,8 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 	/* Listen inside Control_Listener is a socket path, not an SMTP address. */
 	if (k == CONF_N_LISTEN && parent->kind == CONF_N_CONTROL_LISTENER)
 		k = CONF_N_CONTROL_LISTEN;
+	if (k == CONF_N_LISTEN && parent->kind == CONF_N_HTTP_LISTENER)
+		k = CONF_N_HTTP_LISTEN;
 	const char *kname = conf_node_kind_name((enum conf_node_kind)k);
 	if (!scope_allowed(k, parent->kind))
 		return perr(L, name->line, name->col, "%s is not allowed in %s scope",
@@ -1079,7 +1169,18 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 					       name->line, name->col);
 		return parse_block(L, n, false) && control_mode_check(L, n) && control_remote_check(L);
 	}
-	if (k == CONF_N_CONTROL_LISTEN)
+	if (k == CONF_N_HTTP_LISTENER) {
+		if (arg)
+			return perr(L, arg->line, arg->col, "HTTP_Listener takes no name");
+		if (c->http)
+			return perr(L, name->line, name->col,
+				    "duplicate HTTP_Listener (first at %s:%d)", c->http->file,
+				    c->http->line);
+		n = c->http = conf_node_new(c, CONF_N_HTTP_LISTENER, parent, NULL, L->name,
+					    name->line, name->col);
+		return parse_block(L, n, false);
+	}
+	if (k == CONF_N_CONTROL_LISTEN || k == CONF_N_HTTP_LISTEN)
 		kname = "Listen";
 	if (arg == NULL)
 		return perr(L, name->line, name->col, "%s needs a name: %s \"%s\" { ... }",
@@ -1109,6 +1210,12 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 	case CONF_N_CONTROL_LISTEN:
 		n = new_control_listen(L, parent, arg);
 		return n && parse_block(L, n, false) && control_mode_check(L, n);
+	case CONF_N_HTTP_LISTEN:
+		n = new_http_listen(L, parent, arg);
+		break;
+	case CONF_N_HTTP_KEY:
+		n = new_http_key(L, parent, arg);
+		return n && parse_block(L, n, false) && http_key_check(L, n);
 	}
 	return n && parse_block(L, n, false);
 }

@@ -220,6 +220,9 @@ const char *conf_node_kind_name(enum conf_node_kind k)
 		[CONF_N_LISTEN] = "Listen",
 		[CONF_N_CONTROL_LISTENER] = "Control_Listener",
 		[CONF_N_CONTROL_LISTEN] = "Control_Listener Listen",
+		[CONF_N_HTTP_LISTENER] = "HTTP_Listener",
+		[CONF_N_HTTP_LISTEN] = "HTTP_Listener Listen",
+		[CONF_N_HTTP_KEY] = "API_Key",
 	};
 	return (unsigned)k < CONF_N__COUNT ? names[k] : "?";
 }
@@ -235,6 +238,9 @@ unsigned conf_node_kind_scope(enum conf_node_kind k)
 	case CONF_N_LISTEN: return CONF_S_LISTENER;
 	case CONF_N_CONTROL_LISTENER:
 	case CONF_N_CONTROL_LISTEN: return CONF_S_CONTROL;
+	case CONF_N_HTTP_LISTENER:
+	case CONF_N_HTTP_LISTEN: return CONF_S_HTTP;
+	case CONF_N_HTTP_KEY: return CONF_S_HTTP_KEY;
 	case CONF_N__COUNT: break;
 	}
 	return 0;
@@ -723,6 +729,78 @@ const struct conf_value *conf_control_get(const struct conf *c, size_t i, enum c
 	if (c->control && c->control->vals[opt])
 		return &c->control->vals[opt]->v;
 	return &conf_default_setting(opt)->v;
+}
+
+size_t conf_http_count(const struct conf *c)
+{
+	return c->nhttps;
+}
+
+const char *conf_http_address(const struct conf *c, size_t i)
+{
+	return i < c->nhttps ? c->https[i]->address : NULL;
+}
+
+const struct sockaddr *conf_http_sockaddr(const struct conf *c, size_t i, socklen_t *len)
+{
+	if (i >= c->nhttps)
+		return NULL;
+	*len = c->https[i]->sslen;
+	return (const struct sockaddr *)&c->https[i]->ss;
+}
+
+const struct conf_value *conf_http_get(const struct conf *c, size_t i, enum conf_opt opt)
+{
+	if ((unsigned)opt >= CONF_OPT__COUNT)
+		abort();
+	if (i < c->nhttps && c->https[i]->node->vals[opt])
+		return &c->https[i]->node->vals[opt]->v;
+	if (c->http && c->http->vals[opt])
+		return &c->http->vals[opt]->v;
+	return &conf_default_setting(opt)->v;
+}
+
+size_t conf_http_key_count(const struct conf *c)
+{
+	return c->nhttp_keys;
+}
+
+const char *conf_http_key_name(const struct conf *c, size_t i)
+{
+	return i < c->nhttp_keys ? c->http_keys[i]->name : NULL;
+}
+
+const char *conf_http_key_hash(const struct conf *c, size_t i)
+{
+	const struct conf_setting *s;
+
+	if (i >= c->nhttp_keys)
+		return NULL;
+	s = c->http_keys[i]->vals[CONF_OPT_API_KEY_HASH];
+	return s ? s->v.u.s : NULL;
+}
+
+enum conf_api_key_role conf_http_key_role(const struct conf *c, size_t i)
+{
+	const struct conf_setting *s = i < c->nhttp_keys ? c->http_keys[i]->vals[CONF_OPT_API_KEY_ROLE] : NULL;
+
+	return (enum conf_api_key_role)(s ? s->v.u.i : conf_default_setting(CONF_OPT_API_KEY_ROLE)->v.u.i);
+}
+
+bool conf_http_hash_ok(const char *hash)
+{
+	size_t n = hash ? strlen(hash) : 0;
+
+	if (n >= 3 && hash[0] == '$' && strchr(hash + 1, '$') != NULL && n < 512 &&
+	    strpbrk(hash, " \t:\r\n") == NULL)
+		return true;
+	if (n != 64)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((hash[i] >= '0' && hash[i] <= '9') || (hash[i] >= 'a' && hash[i] <= 'f') ||
+		      (hash[i] >= 'A' && hash[i] <= 'F')))
+			return false;
+	return true;
 }
 
 bool conf_mode_parse(const char *s, unsigned *out)

@@ -78,6 +78,7 @@ enum conf_messageid_header { CONF_MESSAGEID_IFNEEDED, CONF_MESSAGEID_ALWAYS, CON
 			     CONF_MESSAGEID_IGNORE /* Momentum's word for never */ };
 enum conf_date_header { CONF_DATE_IFNEEDED, CONF_DATE_PEDANTIC, CONF_DATE_IGNORE };
 enum conf_missing_headers { CONF_MISSING_REJECT, CONF_MISSING_ALLOW };
+enum conf_api_key_role { CONF_API_KEY_READ, CONF_API_KEY_ADMIN, CONF_API_KEY_INJECT };
 enum conf_rfc2822_mode { CONF_RFC2822_FIX, CONF_RFC2822_IGNORE, CONF_RFC2822_PEDANTIC };
 
 /* Scope bits: where an option may be written. */
@@ -87,6 +88,8 @@ enum conf_rfc2822_mode { CONF_RFC2822_FIX, CONF_RFC2822_IGNORE, CONF_RFC2822_PED
 #define CONF_S_DOMAIN        0x08
 #define CONF_S_LISTENER      0x10	/* ESMTP_Listener and its Listen stanzas */
 #define CONF_S_CONTROL       0x20	/* Control_Listener and its Listen stanzas */
+#define CONF_S_HTTP          0x40	/* HTTP_Listener and its Listen stanzas */
+#define CONF_S_HTTP_KEY      0x80	/* API_Key stanzas inside HTTP_Listener */
 #define CONF_S_DELIVERY (CONF_S_GLOBAL | CONF_S_BINDING_GROUP | CONF_S_BINDING | CONF_S_DOMAIN)
 
 /* The option ids, in table order: CONF_OPT_SPOOLBASE, ... */
@@ -264,6 +267,26 @@ unsigned conf_control_mode(const struct conf *c, size_t i);
 bool conf_control_is_tcp(const struct conf *c, size_t i);
 /* conf_mode_parse - an octal file mode "0660" / "660" (0..07777); false when not one. */
 bool conf_mode_parse(const char *s, unsigned *out);
+
+/*
+ * HTTP listeners (docs/http-api.md): one per Listen "ip:port" stanza
+ * under HTTP_Listener, i in 0 .. count - 1, with its canonical address.
+ * conf_http_get reads an option with Listen -> HTTP_Listener -> default
+ * fallback (i == SIZE_MAX: HTTP_Listener itself); global values never
+ * apply, so a global TLS_Certificate for SMTP does not turn HTTP into
+ * HTTPS. API keys: one per API_Key "name" stanza, in file order; the
+ * parser checked that each has a well-formed Hash.
+ */
+size_t conf_http_count(const struct conf *c);
+const char *conf_http_address(const struct conf *c, size_t i);
+const struct sockaddr *conf_http_sockaddr(const struct conf *c, size_t i, socklen_t *len);
+const struct conf_value *conf_http_get(const struct conf *c, size_t i, enum conf_opt opt);
+size_t conf_http_key_count(const struct conf *c);
+const char *conf_http_key_name(const struct conf *c, size_t i);
+const char *conf_http_key_hash(const struct conf *c, size_t i);
+enum conf_api_key_role conf_http_key_role(const struct conf *c, size_t i);
+/* conf_http_hash_ok - a crypt(3) hash ("$id$...") or 64 hex digits (SHA-256). */
+bool conf_http_hash_ok(const char *hash);
 
 /* conf_listener_sockaddr - the parsed Listen address, ready for bind(). */
 const struct sockaddr *conf_listener_sockaddr(const struct conf_listener *l, socklen_t *len);

@@ -1,0 +1,56 @@
+/*
+ * http_int.h - what the files of src/http/ share: one request being answered
+ *
+ * http.c owns the listeners, the connections and struct http_req; a
+ * route's handler (http_admin.c, later the injection routes) gets a
+ * request and must answer it with http_reply*, now or later. Answering
+ * later: the handler calls http_req_wait with the console handle it
+ * waits on and returns; the answer comes from the callback, on the
+ * scheduler thread. When the client leaves first, http.c abandons the
+ * handle (api_console_abandon) and frees the request: the callback never
+ * runs, so a handler never sees a request that is gone.
+ *
+ * Owner: the scheduler thread, for everything here.
+ */
+#ifndef IMPETUS_HTTP_HTTP_INT_H
+#define IMPETUS_HTTP_HTTP_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "http/http_parse.h"
+
+struct evhttp_request;
+struct imp_cli;
+struct http_conn;
+
+struct http_req {
+	struct evhttp_request *ev;	/* libevent's; gone once answered or the client left */
+	struct http_conn *conn;
+	enum http_method method;
+	const char *key_name;		/* the API_Key used (valid while the handler runs); NULL: no keys */
+	bool in_handler;		/* the handler has not returned yet */
+	bool answered;
+	struct imp_cli *pending;	/* a command answering later */
+};
+
+/* The routes (http_admin.c): the admin API, and where the injection routes go. */
+extern const struct http_route http_routes[];
+extern const size_t http_nroutes;
+
+/* http_reply - answer with code and body of content type ctype (exactly once). */
+void http_reply(struct http_req *r, int code, const char *ctype, const char *body, size_t len);
+/* http_reply_error - code with {"errors":[{"message": ...}]} (the message JSON-escaped). */
+void http_reply_error(struct http_req *r, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* http_req_body - the request body, made contiguous (NUL-terminated); its length in *len. */
+const char *http_req_body(struct http_req *r, size_t *len);
+/* http_req_wait - the handler answers later, when pending finishes (see above). */
+void http_req_wait(struct http_req *r, struct imp_cli *pending);
+/* http_req_unwait - the awaited answer came (before http_reply, from the console callback). */
+void http_req_unwait(struct http_req *r);
+
+/* http_status_text - the reason phrase of a status code. */
+const char *http_status_text(int code);
+
+#endif
