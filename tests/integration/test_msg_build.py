@@ -320,7 +320,7 @@ class MsgBuild(unittest.TestCase):
         def rline(n):
             return rtext(n).replace("\r", " ").replace("\n", " ")
 
-        for i in range(200):
+        for i in range(80):
             subject = rline(200).replace("\t", " ")
             name = rline(40).replace("\t", " ")
             text, html = rtext(3000), rtext(300)
