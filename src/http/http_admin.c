@@ -51,6 +51,7 @@ const struct http_route http_routes[] = {
 	{ HTTP_M_POST, "/api/v1/config/reload", HTTP_ACCESS_ADMIN, admin_command,
 	  "config reload" },
 	{ HTTP_M_POST, "/api/v1/commands", HTTP_ACCESS_ADMIN, admin_generic, NULL },
+	{ HTTP_M_GET, "/metrics", HTTP_ACCESS_READ, http_metrics, NULL },
 	/* Injection routes (HTTP_ACCESS_INJECT) go here. */
 };
 const size_t http_nroutes = sizeof(http_routes) / sizeof(http_routes[0]);

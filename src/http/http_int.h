@@ -38,6 +38,9 @@ struct http_req {
 extern const struct http_route http_routes[];
 extern const size_t http_nroutes;
 
+/* http_metrics - GET /metrics, the Prometheus text format (http_metrics.c). */
+void http_metrics(struct http_req *r, const struct http_route *route, const struct http_match *m);
+
 /* http_reply - answer with code and body of content type ctype (exactly once). */
 void http_reply(struct http_req *r, int code, const char *ctype, const char *body, size_t len);
 /* http_reply_error - code with {"errors":[{"message": ...}]} (the message JSON-escaped). */

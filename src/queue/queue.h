@@ -143,8 +143,18 @@ struct queue_stats {
 	uint64_t dns_pending;			/* lookups in flight */
 	uint64_t dns_cached;			/* names in the DNS cache */
 	double dns_rate;			/* queries per second since start or reset */
+	/* Since start, never reset (GET /metrics: Prometheus counters only grow). */
+	uint64_t delivered_total, failed_total, received_total, dns_queries_total;
 };
 void queue_get_stats(struct queue *q, struct queue_stats *st);
+/*
+ * queue_binding_sizes - fn once per binding with queued mail ("" = the
+ * default binding), with its recipients due now and waiting. Scheduler
+ * thread; one pass over the (binding, domain) queues.
+ */
+void queue_binding_sizes(struct queue *q,
+			 void (*fn)(void *ctx, const char *binding, uint64_t active, uint64_t delayed),
+			 void *ctx);
 /* queue_stats_reset - `summary reset`: the counts and rates start again from zero. */
 void queue_stats_reset(struct queue *q);
 

@@ -83,14 +83,17 @@ void queue_admin_count(struct queue *q, struct queue_dest *dq, char what)
 	switch (what) {
 	case 'D':
 		q->st.delivered++;
+		q->life.delivered++;
 		queue_rate_add(&q->st.delivery, now_s);
 		break;
 	case 'P':
 		q->st.failed++;
+		q->life.failed++;
 		queue_rate_add(&q->st.delivery, now_s);
 		break;
 	case 'R':
 		q->st.received++;
+		q->life.received++;
 		queue_rate_add(&q->st.reception, now_s);
 		break;
 	default:
@@ -133,6 +136,9 @@ void queue_get_stats(struct queue *q, struct queue_stats *st)
 	st->delivered = q->st.delivered;
 	st->failed = q->st.failed;
 	st->received = q->st.received;
+	st->delivered_total = q->life.delivered;
+	st->failed_total = q->life.failed;
+	st->received_total = q->life.received;
 	st->delivery_rate_10 = queue_rate_get(&q->st.delivery, now_s, 10);
 	st->delivery_rate_60 = queue_rate_get(&q->st.delivery, now_s, 60);
 	st->reception_rate_10 = queue_rate_get(&q->st.reception, now_s, 10);
@@ -145,11 +151,34 @@ void queue_get_stats(struct queue *q, struct queue_stats *st)
 		struct dns_stats ds;
 		dns_get_stats(q->deps.dns, &ds);	/* the resolver is the scheduler's too */
 		st->dns_queries = ds.queries - q->st.dns_base;
+		st->dns_queries_total = ds.queries;
 		st->dns_pending = ds.inflight;
 		st->dns_cached = ds.cached;
 		if (st->since_reset > 0)
 			st->dns_rate = (double)st->dns_queries / (double)st->since_reset;
 	}
+}
+
+void queue_binding_sizes(struct queue *q,
+			 void (*fn)(void *ctx, const char *binding, uint64_t active, uint64_t delayed),
+			 void *ctx)
+{
+	struct queue_dest **v;
+	size_t n = queue_admin_dests(q, NULL, NULL, &v);	/* sorted by binding */
+
+	for (size_t i = 0; i < n;) {
+		const char *b = v[i]->binding;
+		uint64_t a = 0, d = 0;
+		size_t j = i;
+
+		for (; j < n && strcmp(v[j]->binding, b) == 0; j++) {
+			a += v[j]->nactive;
+			d += v[j]->nheap;
+		}
+		fn(ctx, b, a, d);
+		i = j;
+	}
+	free(v);
 }
 
 void queue_stats_reset(struct queue *q)

@@ -265,6 +265,7 @@ struct queue {
 	size_t nheld;
 	struct strmap *reroutes;	/* reroute queue D1 D2: D1 -> D2 (owned string) */
 	struct queue_counters st;
+	struct queue_counters life;	/* the same counts, never reset (metrics) */
 	int64_t started_us;		/* queue_new: the daemon's uptime */
 	/* queues waiting for the server-wide connection limit */
 	struct queue_dest **starved;
