@@ -17,6 +17,8 @@
 # libedit-dev gives the console's interactive shell (impetus) its line
 # editing, history and completion. python3-yaml reads docs/openapi.yaml in
 # tests/integration/test_http_admin.py; curl is one of its HTTP clients.
+# prometheus gives promtool, which checks GET /metrics in
+# tests/integration/test_http_metrics.py.
 set -eu
 
 PKGS="build-essential cmake pkg-config
@@ -25,7 +27,7 @@ libedit-dev
 python3 openssl postfix dnsmasq-base
 python3-dkim python3-nacl opendkim
 python3-aiosmtpd libsisimai-perl swaks
-python3-yaml curl
+python3-yaml curl prometheus
 clang libclang-rt-14-dev"
 
 if [ "${IMPETUS_SKIP_DEPS:-0}" = 1 ]; then
