@@ -23,6 +23,7 @@
 struct evhttp_request;
 struct imp_cli;
 struct http_conn;
+struct str;
 
 struct http_req {
 	struct evhttp_request *ev;	/* libevent's; gone once answered or the client left */
@@ -40,6 +41,8 @@ extern const size_t http_nroutes;
 
 /* http_metrics - GET /metrics, the Prometheus text format (http_metrics.c). */
 void http_metrics(struct http_req *r, const struct http_route *route, const struct http_match *m);
+/* http_metrics_label_value - append v escaped as a label value (\\, \", \n), without quotes. */
+void http_metrics_label_value(struct str *o, const char *v);
 
 /* http_reply - answer with code and body of content type ctype (exactly once). */
 void http_reply(struct http_req *r, int code, const char *ctype, const char *body, size_t len);

@@ -42,8 +42,8 @@ static void one(struct str *o, const char *name, const char *type, const char *h
 	str_appendf(o, "%s %" PRIu64 "\n", name, v);
 }
 
-/* label_value - v escaped for a label value: backslash, double quote and newline. */
-static void label_value(struct str *o, const char *v)
+/* http_metrics_label_value - v escaped for a label value: backslash, double quote and newline. */
+void http_metrics_label_value(struct str *o, const char *v)
 {
 	for (; *v; v++) {
 		if (*v == '\\')
@@ -70,10 +70,10 @@ static void per_binding(void *ctx, const char *binding, uint64_t active, uint64_
 	const char *name = *binding ? binding : "default";
 
 	str_appends(&b->active, "impetus_queue_active{binding=\"");
-	label_value(&b->active, name);
+	http_metrics_label_value(&b->active, name);
 	str_appendf(&b->active, "\"} %" PRIu64 "\n", active);
 	str_appends(&b->delayed, "impetus_queue_delayed{binding=\"");
-	label_value(&b->delayed, name);
+	http_metrics_label_value(&b->delayed, name);
 	str_appendf(&b->delayed, "\"} %" PRIu64 "\n", delayed);
 	b->n++;
 }

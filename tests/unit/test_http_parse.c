@@ -7,6 +7,7 @@
  * Authorization values: raw, Bearer, Basic, and what carries no key.
  * Also the Hash check of API_Key (conf_http_hash_ok) and the key check
  * itself (http_auth_key) against a configuration with both hash kinds.
+ * And the escaping of GET /metrics label values (http_metrics_label_value).
  */
 #include <string.h>
 
@@ -61,6 +62,9 @@ static void test_routes(void)
 		    "/api/v1/messages/{}");
 	CHECK_STREQ(route(HTTP_M_POST, "/api/v1/commands", &st, &allow, caps, sizeof(caps)),
 		    "/api/v1/commands");
+	CHECK_STREQ(route(HTTP_M_GET, "/metrics", &st, &allow, caps, sizeof(caps)), "/metrics");
+	CHECK_STREQ(route(HTTP_M_POST, "/metrics", &st, &allow, caps, sizeof(caps)), "");
+	CHECK_INTEQ(st, 405);
 	/* 405 with the methods the path has. */
 	CHECK_STREQ(route(HTTP_M_POST, "/api/v1/summary", &st, &allow, caps, sizeof(caps)), "");
 	CHECK_INTEQ(st, 405);
@@ -235,9 +239,26 @@ static void test_keys(void)
 	CHECK(!conf_http_hash_ok(NULL));
 }
 
+/* test_label_value - GET /metrics label values: the three escapes of the text format, nothing else. */
+static void test_label_value(void)
+{
+	struct str o = STR_INIT;
+
+	http_metrics_label_value(&o, "plain-name_1.x");
+	CHECK_STREQ(str_cstr(&o), "plain-name_1.x");
+	str_clear(&o);
+	http_metrics_label_value(&o, "a\\b\"c\nd\te{}=,");
+	CHECK_STREQ(str_cstr(&o), "a\\\\b\\\"c\\nd\te{}=,");
+	str_clear(&o);
+	http_metrics_label_value(&o, "");
+	CHECK_STREQ(str_cstr(&o), "");
+	str_free(&o);
+}
+
 int main(void)
 {
 	test_routes();
+	test_label_value();
 	test_commands();
 	test_auth_header();
 	test_keys();
