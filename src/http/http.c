@@ -22,7 +22,8 @@
  * gets a JSON error {"errors":[{"message": ...}]} with 401, 403, 404,
  * 405 or 503 and the connection stays usable; a client idle for
  * HTTP_Timeout is closed; a client that leaves while its command is
- * answering abandons the command (api_console_abandon).
+ * answering abandons the command (api_console_abandon) or tells the
+ * injection job holding it (http_req_hold).
  *
  * Bind errors at start-up fail http_new (main.c makes them fatal); on a
  * reload they are paniclog lines and the rest still applies.
@@ -122,6 +123,7 @@ void http_reply(struct http_req *r, int code, const char *ctype, const char *bod
 		abort();	/* a handler answered twice: a bug, not a client's doing */
 	r->answered = true;
 	r->pending = NULL;
+	r->abandon = NULL;
 	h = evhttp_request_get_output_headers(r->ev);
 	evhttp_add_header(h, "Content-Type", ctype);
 	evhttp_add_header(h, "Cache-Control", "no-store");
@@ -179,6 +181,17 @@ void http_req_unwait(struct http_req *r)
 	r->pending = NULL;
 }
 
+void http_req_hold(struct http_req *r, void (*abandon)(void *arg), void *arg)
+{
+	r->abandon = abandon;
+	r->abandon_arg = arg;
+}
+
+void http_req_set_header(struct http_req *r, const char *name, const char *value)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+}
+
 /* ---- connections ----------------------------------------------------------------- */
 
 /*
@@ -192,7 +205,10 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 	struct http_server *srv = c->l->srv;
 
 	if (c->req) {
-		api_console_abandon(c->req->pending);
+		if (c->req->abandon)
+			c->req->abandon(c->req->abandon_arg);
+		else
+			api_console_abandon(c->req->pending);
 		c->req->conn = NULL;
 		req_free(c->req);
 	}
@@ -348,7 +364,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	r->in_handler = false;
 	if (r->answered) {
 		req_free(r);
-	} else if (r->pending == NULL) {
+	} else if (r->pending == NULL && r->abandon == NULL) {
 		/* A handler that neither answered nor waits: a bug; the client still gets an answer. */
 		log_panic("http path=%s error=\"handler did not answer\"",
 			  evhttp_request_get_uri(ev));

@@ -52,7 +52,8 @@ const struct http_route http_routes[] = {
 	  "config reload" },
 	{ HTTP_M_POST, "/api/v1/commands", HTTP_ACCESS_ADMIN, admin_generic, NULL },
 	{ HTTP_M_GET, "/metrics", HTTP_ACCESS_READ, http_metrics, NULL },
-	/* Injection routes (HTTP_ACCESS_INJECT) go here. */
+	{ HTTP_M_POST, "/api/v1/transmissions", HTTP_ACCESS_INJECT, http_transmissions, NULL },
+	{ HTTP_M_POST, "/api/inject/v1", HTTP_ACCESS_INJECT, http_inject_kumo, NULL },
 };
 const size_t http_nroutes = sizeof(http_routes) / sizeof(http_routes[0]);
 

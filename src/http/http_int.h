@@ -33,6 +33,8 @@ struct http_req {
 	bool in_handler;		/* the handler has not returned yet */
 	bool answered;
 	struct imp_cli *pending;	/* a command answering later */
+	void (*abandon)(void *arg);	/* a held request: what to tell its job when the client leaves */
+	void *abandon_arg;
 };
 
 /* The routes (http_admin.c): the admin API, and where the injection routes go. */
@@ -55,6 +57,20 @@ const char *http_req_body(struct http_req *r, size_t *len);
 void http_req_wait(struct http_req *r, struct imp_cli *pending);
 /* http_req_unwait - the awaited answer came (before http_reply, from the console callback). */
 void http_req_unwait(struct http_req *r);
+/*
+ * http_req_hold - the handler answers later from a job of its own; if the
+ * client leaves first, abandon(arg) runs (scheduler) and the request is
+ * freed: the job must not touch it after that.
+ */
+void http_req_hold(struct http_req *r, void (*abandon)(void *arg), void *arg);
+/* http_req_set_header - add a response header (before http_reply). */
+void http_req_set_header(struct http_req *r, const char *name, const char *value);
+
+/* The injection routes (http_inject.c). */
+void http_transmissions(struct http_req *r, const struct http_route *route,
+			const struct http_match *m);
+void http_inject_kumo(struct http_req *r, const struct http_route *route,
+		      const struct http_match *m);
 
 /* http_status_text - the reason phrase of a status code. */
 const char *http_status_text(int code);

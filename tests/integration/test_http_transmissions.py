@@ -1,0 +1,297 @@
+"""
+test_http_transmissions.py - POST /api/v1/transmissions and POST /api/inject/v1
+
+Black-box against the real daemon, docs/http-api.md ("Injection") as the
+contract, Python's email package as the judge of every message made:
+
+- a transmission of several recipients becomes one message per
+  recipient, delivered through a real downstream receiver (sink.py):
+  the substitutions (recipient data over global data, HTML escaping in
+  html, raw in text, {{each}}, the predefined address/email), the
+  headers, the attachment's bytes, the R line with protocol http;
+- the 200 means durable: kill -9 right after it, restart, and every
+  message arrives;
+- errors: not JSON -> 400; a missing or wrong field -> 422 naming the
+  field path; a template error -> 422 with line:col; a bad recipient
+  among good ones -> 200 with the refused one listed by index; every
+  recipient bad -> 422; an unknown ip_pool -> 422; over
+  HTTP_Max_Body_Size -> 413; sandbox builds and sends nothing;
+- keys: an inject key may inject, an admin or read key may not (403);
+- KumoMTA's shape: builder content, content as a whole message,
+  predefined substitutions, success_count/fail_count/failed_recipients;
+- a large request (5,000 recipients) is accepted whole and every message
+  is in the spool when the 200 comes.
+"""
+
+import base64
+import email
+import email.policy
+import json
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from deliverykit import records, wait_records  # noqa: E402
+from sink import Sink  # noqa: E402
+from test_http_admin import ADMIN_KEY, READ_KEY, INJECT_KEY, Client, http_conf  # noqa: E402
+
+ATTACHMENT = bytes(range(256)) * 3
+
+
+def parse_msg(raw):
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def bodies(msg):
+    """bodies - {content type: decoded content} of the leaf parts, and the attachments."""
+    parts, files = {}, {}
+    for p in msg.walk():
+        if p.is_multipart():
+            continue
+        if p.get_filename():
+            files[p.get_filename()] = p.get_payload(decode=True)
+        else:
+            parts[p.get_content_type()] = p.get_content()
+    return parts, files
+
+
+def transmission(n=3, **over):
+    doc = {
+        "campaign_id": "spring",
+        "metadata": {"source": "test", "tier": 1},
+        "substitution_data": {"shop": "Cheese & Co", "items": [{"n": "brie"}, {"n": "comte"}]},
+        "recipients": [
+            {"address": {"email": "user%d@example.com" % i, "name": "User %d" % i},
+             "substitution_data": {"first": "Ann<%d>" % i},
+             "metadata": {"tier": 2, "rcpt": i},
+             "tags": ["t%d" % i]}
+            for i in range(n)],
+        "content": {
+            "from": {"email": "news@example.org", "name": "{{shop}}"},
+            "subject": "Hello {{first}} from {{shop}}",
+            "text": "Dear {{first}},\n{{each items}}- {{loop_var.n}}\n{{end}}to {{address.email}}\n",
+            "html": "<p>Dear {{first}} at {{{shop}}}</p>",
+            "headers": {"X-Campaign": "spring-{{email}}"},
+            "attachments": [{"name": "data.bin", "type": "application/octet-stream",
+                             "data": base64.b64encode(ATTACHMENT).decode()}],
+        },
+    }
+    doc.update(over)
+    return doc
+
+
+class Transmissions(harness.DaemonTestCase):
+
+    def daemon(self, sink=None, extra="", retry="", **kw):
+        self.hport = harness.free_port()
+        gw = 'Gateway = "127.0.0.1:%d"\n' % sink.port if sink else ""
+        return self.new_daemon(relay_domains=("example.com",), hold_delivery=sink is None,
+                               global_text=http_conf(self.hport, listener_extra=extra) + gw +
+                               retry, **kw)
+
+    def post(self, path, body, key=INJECT_KEY, raw=False):
+        c = Client(self.hport, key)
+        try:
+            if raw:
+                return c.req("POST", path, body=body, headers={"Content-Type": "application/json"})
+            return c.req("POST", path, body=body)
+        finally:
+            c.close()
+
+    def test_messages_made_and_delivered(self):
+        sink = Sink()
+        sink.start()
+        self.addCleanup(sink.stop)
+        d = self.daemon(sink)
+        st, r, doc = self.post("/api/v1/transmissions", transmission(3))
+        self.assertEqual(st, 200, doc)
+        res = doc["results"]
+        self.assertEqual(res["total_accepted_recipients"], 3)
+        self.assertEqual(res["total_rejected_recipients"], 0)
+        self.assertTrue(res["id"].isdigit(), res)
+        sink.wait_for(3, timeout=30)
+        by_rcpt = {t.rcpts[0]: t for t in sink.messages()}
+        self.assertEqual(sorted(by_rcpt), ["user0@example.com", "user1@example.com",
+                                           "user2@example.com"])
+        for i in range(3):
+            t = by_rcpt["user%d@example.com" % i]
+            self.assertEqual(t.mail, "news@example.org")
+            msg = parse_msg(t.body)
+            self.assertEqual(msg["Subject"], "Hello Ann<%d> from Cheese & Co" % i)
+            self.assertEqual(msg["To"].addresses[0].addr_spec, "user%d@example.com" % i)
+            self.assertEqual(msg["To"].addresses[0].display_name, "User %d" % i)
+            self.assertEqual(msg["From"].addresses[0].display_name, "Cheese & Co")
+            self.assertEqual(msg["X-Campaign"], "spring-user%d@example.com" % i)
+            self.assertTrue(msg["Message-ID"] and msg["Date"] and msg["MIME-Version"])
+            parts, files = bodies(msg)
+            self.assertEqual(parts["text/plain"].replace("\r\n", "\n"),
+                             "Dear Ann<%d>,\n- brie\n- comte\nto user%d@example.com\n" % (i, i))
+            self.assertEqual(parts["text/html"].strip(),
+                             "<p>Dear Ann&lt;%d&gt; at Cheese & Co</p>" % i)
+            self.assertEqual(files["data.bin"], ATTACHMENT)
+        # One R line per message, protocol http, through the normal reception log.
+        rlines = wait_records(d, "R", count=3)
+        self.assertEqual(len(rlines), 3, rlines)
+        self.assertEqual({r["protocol"] for r in rlines}, {"http"}, rlines)
+
+    def test_200_means_durable(self):
+        sink = Sink()		# not started yet: nothing can be delivered before the crash
+        d = self.daemon(sink, retry="Retry_Interval = 1\n")
+        st, r, doc = self.post("/api/v1/transmissions", transmission(20))
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc["results"]["total_accepted_recipients"], 20)
+        d.kill9()
+        sink.start()
+        self.addCleanup(sink.stop)
+        d.start()
+        sink.wait_for(20, timeout=60)
+        self.assertEqual(sorted(set(sink.recipients())),
+                         sorted("user%d@example.com" % i for i in range(20)))
+
+    def test_errors(self):
+        d = self.daemon(extra="HTTP_Max_Body_Size = 64k")
+        T = "/api/v1/transmissions"
+
+        st, r, doc = self.post(T, "{not json", raw=True)
+        self.assertEqual(st, 400, doc)
+        self.assertIn("not JSON", doc["errors"][0]["message"])
+
+        bad = transmission(1)
+        del bad["recipients"]
+        st, r, doc = self.post(T, bad)
+        self.assertEqual((st, doc["errors"][0]["field"]), (422, "recipients"), doc)
+
+        bad = transmission(1)
+        bad["content"]["html"] = "<p>\n{{if first}}never closed"
+        st, r, doc = self.post(T, bad)
+        self.assertEqual(st, 422, doc)
+        self.assertEqual(doc["errors"][0]["field"], "content.html")
+        self.assertRegex(doc["errors"][0]["message"], r"^2:\d+: ")
+
+        bad = transmission(1)
+        bad["content"]["attachments"][0]["data"] = "!!!"
+        st, r, doc = self.post(T, bad)
+        self.assertEqual(st, 422, doc)
+        self.assertEqual(doc["errors"][0]["field"], "content.attachments[0].data")
+
+        bad = transmission(1, options={"ip_pool": "nosuchbinding"})
+        st, r, doc = self.post(T, bad)
+        self.assertEqual((st, doc["errors"][0]["field"]), (422, "options.ip_pool"), doc)
+
+        mixed = transmission(3)
+        mixed["recipients"][1]["address"]["email"] = "not an address"
+        mixed["recipients"][2]["substitution_data"] = ["wrong type"]
+        st, r, doc = self.post(T, mixed)
+        self.assertEqual(st, 200, doc)
+        res = doc["results"]
+        self.assertEqual((res["total_accepted_recipients"], res["total_rejected_recipients"]),
+                         (1, 2))
+        refused = {x["index"]: x for x in res["rejected_recipients"]}
+        self.assertEqual(sorted(refused), [1, 2])
+        self.assertEqual(refused[1]["field"], "recipients[1].address.email")
+        self.assertEqual(refused[2]["field"], "recipients[2].substitution_data")
+
+        allbad = transmission(2)
+        for rc in allbad["recipients"]:
+            rc["address"] = {"name": "nobody"}
+        st, r, doc = self.post(T, allbad)
+        self.assertEqual(st, 422, doc)
+        self.assertEqual(doc["results"]["total_accepted_recipients"], 0)
+
+        big = transmission(1)
+        big["content"]["text"] = "x" * (70 * 1024)
+        st, r, doc = self.post(T, big)
+        self.assertEqual(st, 413)
+
+        before = len(records(d, "R"))
+        st, r, doc = self.post(T, transmission(4, options={"sandbox": True}))
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc["results"]["total_accepted_recipients"], 4)
+        time.sleep(1.5)	# the logs are written about once a second
+        self.assertEqual(len(records(d, "R")), before,
+                         "a sandbox transmission must not spool anything")
+
+        # Keys: injection is the inject role's alone.
+        for key in (ADMIN_KEY, READ_KEY):
+            st, r, doc = self.post(T, transmission(1), key=key)
+            self.assertEqual(st, 403, doc)
+        st, r, doc = self.post(T, transmission(1), key=None)
+        self.assertEqual(st, 401, doc)
+        d.assert_alive()
+
+    def test_kumo_shape(self):
+        sink = Sink()
+        sink.start()
+        self.addCleanup(sink.stop)
+        self.daemon(sink)
+        req = {
+            "envelope_sender": "bounces@example.org",
+            "content": {
+                "from": {"email": "shop@example.org", "name": "Shop"},
+                "subject": "Hi {{ name }}",
+                "text_body": "Hello {{ name }} <{{ email }}>, code {{ code }}",
+                "html_body": "<b>{{ name }}</b>",
+                "headers": {"X-Kumo": "yes"},
+                "attachments": [{"data": "plain text file", "content_type": "text/plain",
+                                 "file_name": "note.txt"}],
+            },
+            "substitutions": {"code": "G1"},
+            "recipients": [
+                {"email": "k1@example.com", "name": "Kay"},
+                {"email": "k2@example.com", "substitutions": {"name": "Jo", "code": "R2"}},
+                {"email": "bad address"},
+            ],
+        }
+        st, r, doc = self.post("/api/inject/v1", req)
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc["success_count"], 2)
+        self.assertEqual(doc["fail_count"], 1)
+        self.assertEqual(doc["failed_recipients"], ["bad address"])
+        self.assertEqual(len(doc["errors"]), 1)
+        sink.wait_for(2, timeout=30)
+        by = {t.rcpts[0]: parse_msg(t.body) for t in sink.messages()}
+        self.assertEqual(by["k1@example.com"]["Subject"], "Hi Kay")
+        parts, files = bodies(by["k1@example.com"])
+        self.assertEqual(parts["text/plain"].strip(), "Hello Kay <k1@example.com>, code G1")
+        self.assertEqual(files["note.txt"], b"plain text file")
+        parts, files = bodies(by["k2@example.com"])
+        self.assertEqual(parts["text/plain"].strip(), "Hello Jo <k2@example.com>, code R2")
+        self.assertEqual(by["k2@example.com"]["X-Kumo"], "yes")
+        self.assertEqual(all(t.mail == "bounces@example.org" for t in sink.messages()), True)
+
+        # content as a whole message, substituted too.
+        whole = {"envelope_sender": "b@example.org",
+                 "content": "From: a@example.org\r\nSubject: for {{ name }}\r\n\r\nbody {{ name }}\r\n",
+                 "recipients": [{"email": "k3@example.com", "name": "Lee"}]}
+        st, r, doc = self.post("/api/inject/v1", whole)
+        self.assertEqual((st, doc["success_count"]), (200, 1), doc)
+        sink.wait_for(3, timeout=30)
+        m = [parse_msg(t.body) for t in sink.messages() if t.rcpts == ["k3@example.com"]][0]
+        self.assertEqual(m["Subject"], "for Lee")
+        self.assertEqual(m.get_content().strip(), "body Lee")
+
+        st, r, doc = self.post("/api/inject/v1", {"content": "x", "recipients": []})
+        self.assertEqual((st, doc["errors"][0]["field"]), (422, "envelope_sender"), doc)
+
+    def test_large_request_streamed(self):
+        d = self.daemon()
+        n = 5000
+        req = {"recipients": [{"address": "r%d@example.com" % i} for i in range(n)],
+               "content": {"from": "s@example.org", "subject": "bulk {{email}}",
+                           "text": "hello {{email}}\n"}}
+        st, r, doc = self.post("/api/v1/transmissions", req)
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc["results"]["total_accepted_recipients"], n)
+        # Durable when the 200 came: the spool holds every message now.
+        c = Client(self.hport, ADMIN_KEY)
+        st, r, summary = c.req("GET", "/api/v1/summary")
+        c.close()
+        self.assertEqual(st, 200, summary)
+        self.assertGreaterEqual(d.live_count(), n)
+
+
+if __name__ == "__main__":
+    unittest.main()
