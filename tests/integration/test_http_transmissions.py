@@ -206,7 +206,7 @@ class Transmissions(harness.DaemonTestCase):
         st, r, doc = self.post(T, big)
         self.assertEqual(st, 413)
 
-        before = len(records(d, "R"))
+        before = len(wait_records(d, "R", count=1))	# the mixed request's one message
         st, r, doc = self.post(T, transmission(4, options={"sandbox": True}))
         self.assertEqual(st, 200, doc)
         self.assertEqual(doc["results"]["total_accepted_recipients"], 4)
