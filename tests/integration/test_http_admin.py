@@ -503,7 +503,10 @@ class HttpAdmin(harness.DaemonTestCase):
             body = None
             if "requestBody" in op:
                 body = op["requestBody"]["content"]["application/json"]["example"]
-            st, r, doc = c.req(method.upper(), url, body=body)
+            # Injection routes take an inject key; everything else the admin key.
+            inject = op.get("x-key") == "inject"
+            st, r, doc = (Client(self.hport, INJECT_KEY) if inject else c).req(
+                method.upper(), url, body=body)
             ok = [s for s in op["responses"] if s.startswith("2")]
             self.assertEqual(str(st), ok[0], (method, url, doc))
             self.assertEqual(r.getheader("Content-Type"), "application/json")
@@ -520,7 +523,8 @@ class HttpAdmin(harness.DaemonTestCase):
                 if s == "401":
                     self.assertError(Client(self.hport).req(method.upper(), url), 401, "API key")
                 if s == "403":
-                    self.assertError(Client(self.hport, READ_KEY).req(method.upper(), url, body=body)
+                    self.assertError(Client(self.hport, ADMIN_KEY if inject else READ_KEY).req(
+                                         method.upper(), url, body=body)
                                      if method == "post" else
                                      Client(self.hport, INJECT_KEY).req(method.upper(), url),
                                      403, "may not use")
