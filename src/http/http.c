@@ -11,7 +11,9 @@
  * The path of a request (on_request): the connection is counted on its
  * first request (HTTP_Max_Connections; past it: 503 and close), the
  * client authenticated (an API_Key from Authorization; with no key
- * configured only a loopback client is let in), the path routed
+ * configured only a loopback client is let in; a key only a crypt(3)
+ * hash can open is checked on the CPU pool, the request held meanwhile,
+ * at most AUTH_JOBS_MAX at once), the path routed
  * (http_parse.c over http_routes), the key's role checked against the
  * route, and the route's handler run.
  *
@@ -52,12 +54,14 @@
 #include "config/config.h"
 #include "core/loop.h"
 #include "core/mem.h"
+#include "core/pool.h"
 #include "core/strmap.h"
 #include "core/tls.h"
 #include "http/http.h"
 #include "http/http_auth.h"
 #include "http/http_int.h"
 #include "log/log.h"
+#include "msgs/msgs.h"
 
 struct http_server;
 
@@ -273,37 +277,10 @@ static bool role_allows(enum conf_api_key_role role, enum http_access access)
 	return false;
 }
 
-/* route_request - authenticate, route, authorise and run one request (conf held by the caller). */
-static void route_request(struct http_req *r, const struct conf *conf)
+/* route_authorized - route, authorise and run a request whose key (index, -1: none) is known. */
+static void route_authorized(struct http_req *r, const struct conf *conf, long key)
 {
 	struct evhttp_request *ev = r->ev;
-	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(ev), "Authorization");
-	long key = -1;
-
-	if (conf_http_key_count(conf) == 0) {
-		if (!is_loopback(evhttp_connection_get_addr(evcon))) {
-			http_reply_error(r, 403, "no API_Key is configured: this listener answers "
-					 "loopback clients only");
-			return;
-		}
-	} else {
-		char given[HTTP_KEY_MAX + 1];
-
-		if (auth == NULL) {
-			http_reply_error(r, 401, "an API key is required (Authorization: <key>, or "
-					 "HTTP Basic with the key as password)");
-			return;
-		}
-		if (http_auth_parse(auth, given) < 0 || (key = http_auth_key(conf, given)) < 0) {
-			explicit_bzero(given, sizeof(given));
-			http_reply_error(r, 401, "the API key is not valid");
-			return;
-		}
-		explicit_bzero(given, sizeof(given));
-		r->key_name = conf_http_key_name(conf, (size_t)key);
-	}
-
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	struct http_match m;
@@ -330,6 +307,145 @@ static void route_request(struct http_req *r, const struct conf *conf)
 		return;
 	}
 	route->fn(r, route, &m);
+}
+
+/*
+ * A key only a crypt(3) hash can open: checked on the CPU pool
+ * (http_auth_slow), the request held meanwhile. At most
+ * AUTH_JOBS_MAX checks run at once, so a flood of wrong keys costs a
+ * bounded share of the pool and answers 503 beyond it.
+ */
+#define AUTH_JOBS_MAX 4
+
+struct auth_job {
+	struct http_req *r;		/* NULL once the client left */
+	char key[HTTP_KEY_MAX + 1];
+	char **hashes;
+	size_t n;
+	long match;			/* pool: the index in hashes[], or -1 */
+};
+
+static size_t auth_jobs;		/* scheduler's: checks on the pool */
+
+static void auth_job_free(struct auth_job *j)
+{
+	for (size_t i = 0; i < j->n; i++)
+		free(j->hashes[i]);
+	free(j->hashes);
+	explicit_bzero(j->key, sizeof(j->key));
+	free(j);
+	auth_jobs--;
+}
+
+/* auth_run - CPU pool: crypt(3) against each hash left. */
+static void auth_run(void *arg)
+{
+	struct auth_job *j = arg;
+
+	j->match = http_auth_slow(j->key, j->hashes, j->n);
+	msgs_post(api_runtime()->scheduler, MSGS_HTTP_AUTH_CHECKED, j);
+}
+
+static void auth_abandon(void *arg)
+{
+	((struct auth_job *)arg)->r = NULL;
+}
+
+void http_on_auth_checked(void *arg)
+{
+	struct auth_job *j = arg;
+	struct http_req *r = j->r;
+	struct conf *conf;
+	long key = -1;
+
+	if (r == NULL) {
+		auth_job_free(j);
+		return;
+	}
+	r->abandon = NULL;
+	conf = api_runtime_conf();
+	if (conf && j->match >= 0) {
+		/* By hash, not index: a reload may have come meanwhile. */
+		for (size_t i = 0; i < conf_http_key_count(conf) && key < 0; i++) {
+			const char *h = conf_http_key_hash(conf, i);
+
+			if (h && strcmp(h, j->hashes[j->match]) == 0)
+				key = (long)i;
+		}
+		if (key >= 0)
+			http_auth_remember(j->key, j->hashes[j->match]);
+	}
+	auth_job_free(j);
+	if (conf == NULL)
+		http_reply_error(r, 503, "no configuration is running");
+	else if (key < 0)
+		http_reply_error(r, 401, "the API key is not valid");
+	else {
+		r->key_name = conf_http_key_name(conf, (size_t)key);
+		route_authorized(r, conf, key);
+	}
+	conf_unref(conf);
+}
+
+/* auth_defer - check given on the CPU pool and route the request then. */
+static void auth_defer(struct http_req *r, const struct conf *conf, const char *given)
+{
+	struct pool *cpu = api_runtime()->cpu_pool;
+
+	if (auth_jobs >= AUTH_JOBS_MAX || cpu == NULL) {
+		evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Retry-After", "1");
+		http_reply_error(r, 503, "too many API key checks in progress; try again");
+		return;
+	}
+	struct auth_job *j = xcalloc(1, sizeof(*j));
+
+	auth_jobs++;
+	j->r = r;
+	snprintf(j->key, sizeof(j->key), "%s", given);
+	j->hashes = http_auth_slow_hashes(conf, given, &j->n);
+	http_req_hold(r, auth_abandon, j);
+	pool_submit(cpu, auth_run, j);
+}
+
+/* route_request - authenticate, then route, authorise and run one request (conf held by the caller). */
+static void route_request(struct http_req *r, const struct conf *conf)
+{
+	struct evhttp_request *ev = r->ev;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(ev), "Authorization");
+	long key = -1;
+
+	if (conf_http_key_count(conf) == 0) {
+		if (!is_loopback(evhttp_connection_get_addr(evcon))) {
+			http_reply_error(r, 403, "no API_Key is configured: this listener answers "
+					 "loopback clients only");
+			return;
+		}
+	} else {
+		char given[HTTP_KEY_MAX + 1];
+		size_t nslow;
+
+		if (auth == NULL) {
+			http_reply_error(r, 401, "an API key is required (Authorization: <key>, or "
+					 "HTTP Basic with the key as password)");
+			return;
+		}
+		if (http_auth_parse(auth, given) < 0) {
+			explicit_bzero(given, sizeof(given));
+			http_reply_error(r, 401, "the API key is not valid");
+			return;
+		}
+		key = http_auth_quick(conf, given, &nslow);
+		if (key == HTTP_AUTH_SLOW)
+			auth_defer(r, conf, given);
+		else if (key < 0)
+			http_reply_error(r, 401, "the API key is not valid");
+		explicit_bzero(given, sizeof(given));
+		if (key < 0)
+			return;
+		r->key_name = conf_http_key_name(conf, (size_t)key);
+	}
+	route_authorized(r, conf, key);
 }
 
 /* on_request - evhttp's callback for every request of a listener. */

@@ -123,6 +123,70 @@ long http_auth_key(const struct conf *c, const char *key)
 	return found;
 }
 
+long http_auth_quick(const struct conf *c, const char *key, size_t *nslow)
+{
+	unsigned char digest[32];
+	char hex[65];
+	long found = -1;
+
+	*nslow = 0;
+	if (key == NULL || *key == '\0')
+		return -1;
+	sha256(key, digest);
+	hex_lower(digest, hex);
+	for (size_t i = 0; i < conf_http_key_count(c) && found < 0; i++) {
+		const char *hash = conf_http_key_hash(c, i);
+
+		if (hash == NULL)
+			continue;
+		if (hash[0] != '$') {
+			if (sha_matches(hash, hex))
+				found = (long)i;
+		} else if (cache_hit(digest, hash)) {
+			found = (long)i;
+		} else {
+			(*nslow)++;
+		}
+	}
+	explicit_bzero(hex, sizeof(hex));
+	return found >= 0 ? found : *nslow ? HTTP_AUTH_SLOW : -1;
+}
+
+char **http_auth_slow_hashes(const struct conf *c, const char *key, size_t *n)
+{
+	unsigned char digest[32];
+	char **out = NULL;
+
+	*n = 0;
+	sha256(key, digest);
+	for (size_t i = 0; i < conf_http_key_count(c); i++) {
+		const char *hash = conf_http_key_hash(c, i);
+
+		if (hash == NULL || hash[0] != '$' || cache_hit(digest, hash))
+			continue;
+		out = xrealloc(out, (*n + 1) * sizeof(*out));
+		out[(*n)++] = xstrdup(hash);
+	}
+	return out;
+}
+
+long http_auth_slow(const char *key, char *const *hashes, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (crypt_matches(hashes[i], key))
+			return (long)i;
+	return -1;
+}
+
+void http_auth_remember(const char *key, const char *hash)
+{
+	unsigned char digest[32];
+
+	sha256(key, digest);
+	if (!cache_hit(digest, hash))
+		cache_put(digest, hash);
+}
+
 void http_auth_cache_clear(void)
 {
 	for (size_t i = 0; i < AUTH_CACHE_MAX; i++) {

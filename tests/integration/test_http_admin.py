@@ -365,6 +365,39 @@ class HttpAdmin(harness.DaemonTestCase):
 
     # -- authentication -------------------------------------------------------
 
+    def test_wrong_key_flood(self):
+        """
+        Wrong keys are checked against the crypt(3) hash on the CPU pool: a
+        flood of them gets 401 (or 503 past the concurrent checks), and
+        meanwhile the admin API keeps answering a SHA-256 key.
+        """
+        statuses = []
+        lock = threading.Lock()
+
+        def wrong(i):
+            for k in range(4):
+                st = Client(self.hport, "wrong-%d-%d" % (i, k)).req("GET", "/api/v1/summary")[0]
+                with lock:
+                    statuses.append(st)
+        threads = [threading.Thread(target=wrong, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        served = 0
+        while any(t.is_alive() for t in threads):
+            st, _, doc = self.admin().req("GET", "/api/v1/summary")
+            self.assertEqual(st, 200, doc)
+            served += 1
+        for t in threads:
+            t.join()
+        self.assertEqual(len(statuses), 48)
+        self.assertTrue(set(statuses) <= {401, 503}, statuses)
+        self.assertIn(401, statuses)
+        self.assertGreater(served, 0)
+        # The crypt key still opens, then from the cache.
+        for _ in range(2):
+            st, _, doc = Client(self.hport, READ_KEY).req("GET", "/api/v1/summary")
+            self.assertEqual(st, 200, doc)
+
     def test_auth(self):
         st, r, doc = Client(self.hport).req("GET", "/api/v1/summary")
         self.assertError((st, r, doc), 401, "API key is required")
