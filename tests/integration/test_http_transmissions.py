@@ -138,6 +138,66 @@ class Transmissions(harness.DaemonTestCase):
         self.assertEqual(len(rlines), 3, rlines)
         self.assertEqual({r["protocol"] for r in rlines}, {"http"}, rlines)
 
+    def test_momentum_complex_template(self):
+        """
+        The flight-notification example of Momentum's "Using Complex
+        Templates" (inline instead of stored): if/else with not, and, then,
+        `or` defaults, bracket lookups into global data.
+        """
+        sink = Sink()
+        sink.start()
+        self.addCleanup(sink.stop)
+        self.daemon(sink)
+        airports = {
+            "YYZ": {"code": "YYZ", "city": "Toronto", "country": "canada", "region": "ontario",
+                    "weatherc": "toronto"},
+            "SFO": {"code": "SFO", "city": "San Francisco", "country": "united-states",
+                    "region": "california", "weatherc": "san-francisco"},
+        }
+        html = ("<p>{{if not Airports[departAirport]}}Hi {{ firstName or 'there' }},<br>You do not "
+                "appear to be traveling anywhere.<br>{{else}}{{if Airports[departAirport] and "
+                "Airports[departAirport].city then}}Hi {{ firstName or 'there' }},<br>You are "
+                "planning a trip from {{departAirport}} in {{Airports[departAirport].city}} to "
+                "{{arriveAirport}} in {{Airports[arriveAirport].city}}.<br>{{end}}The weather in "
+                "{{Airports[arriveAirport].city}} is <a href=\"http://weather.example/"
+                "{{Airports[arriveAirport].country}}/{{Airports[arriveAirport].region}}/"
+                "{{Airports[arriveAirport].weatherc}}\"> {{Airports[arriveAirport].city}}.{{end}}"
+                "</a></p>")
+        req = {
+            "options": {"open_tracking": True, "click_tracking": True},
+            "return_path": "sender@example.org",
+            "substitution_data": {"senderAddress": "sender@example.org",
+                                  "SubjectText": "complex template example", "Airports": airports},
+            "recipients": [
+                {"address": {"email": "flyer@example.com"},
+                 "substitution_data": {"firstName": "Jo", "departAirport": "YYZ",
+                                       "arriveAirport": "SFO"}},
+                {"address": {"email": "homebody@example.com"}},
+            ],
+            "content": {
+                "from": "{{senderAddress}}",
+                "subject": "This is a {{SubjectText}} of a flight notification from "
+                           "{{departAirport}} to {{arriveAirport}}",
+                "html": html,
+            },
+        }
+        st, r, doc = self.post("/api/v1/transmissions", req)
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc["results"]["total_accepted_recipients"], 2)
+        sink.wait_for(2, timeout=30)
+        by = {t.rcpts[0]: parse_msg(t.body) for t in sink.messages()}
+        flyer = by["flyer@example.com"]
+        self.assertEqual(flyer["Subject"], "This is a complex template example of a flight "
+                         "notification from YYZ to SFO")
+        self.assertEqual(flyer["From"].addresses[0].addr_spec, "sender@example.org")
+        body = bodies(flyer)[0]["text/html"]
+        self.assertIn("Hi Jo,<br>You are planning a trip from YYZ in Toronto to SFO in "
+                      "San Francisco.<br>", body)
+        self.assertIn('href="http://weather.example/united-states/california/san-francisco"', body)
+        home = bodies(by["homebody@example.com"])[0]["text/html"]
+        self.assertIn("Hi there,<br>You do not appear to be traveling anywhere.", home)
+        self.assertNotIn("weather", home)
+
     def test_200_means_durable(self):
         sink = Sink()		# not started yet: nothing can be delivered before the crash
         d = self.daemon(sink, retry="Retry_Interval = 1\n")
