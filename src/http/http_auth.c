@@ -94,32 +94,26 @@ static void cache_put(const unsigned char digest[32], const char *hash)
 
 long http_auth_key(const struct conf *c, const char *key)
 {
-	unsigned char digest[32];
-	char hex[65];
-	long found = -1;
+	size_t nslow, n;
+	long found = http_auth_quick(c, key, &nslow);
 
-	if (key == NULL || *key == '\0')
-		return -1;
-	sha256(key, digest);
-	hex_lower(digest, hex);
-	for (size_t i = 0; i < conf_http_key_count(c); i++) {
+	if (found != HTTP_AUTH_SLOW)
+		return found;
+	char **hashes = http_auth_slow_hashes(c, key, &n);
+	long match = http_auth_slow(key, hashes, n);
+
+	found = -1;
+	for (size_t i = 0; match >= 0 && i < conf_http_key_count(c) && found < 0; i++) {
 		const char *hash = conf_http_key_hash(c, i);
-		bool ok;
 
-		if (hash == NULL)
-			continue;
-		if (hash[0] != '$')
-			ok = sha_matches(hash, hex);
-		else if (cache_hit(digest, hash))
-			ok = true;
-		else if ((ok = crypt_matches(hash, key)))
-			cache_put(digest, hash);
-		if (ok) {
+		if (hash && strcmp(hash, hashes[match]) == 0)
 			found = (long)i;
-			break;
-		}
 	}
-	explicit_bzero(hex, sizeof(hex));
+	if (found >= 0)
+		http_auth_remember(key, hashes[match]);
+	for (size_t i = 0; i < n; i++)
+		free(hashes[i]);
+	free(hashes);
 	return found;
 }
 

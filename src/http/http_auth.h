@@ -25,8 +25,9 @@
 struct conf;
 
 /*
- * http_auth_key - the index of the first API_Key of c that key opens,
- * or -1 (no key matches: then every configured hash was tried). Each
+ * http_auth_key - the index of the API_Key of c that key opens (SHA-256
+ * keys tried first), or -1 (no key matches: then every configured hash
+ * was tried); crypt(3) on the calling thread (tools, tests). Each
  * comparison is constant-time, so the time taken says nothing about how
  * close a wrong key came.
  */
