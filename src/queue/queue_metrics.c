@@ -54,7 +54,7 @@ void queue_metrics_free(struct queue_metrics *m)
 
 void queue_metrics_set_limit(struct queue_metrics *m, size_t limit)
 {
-	size_t cap = limit ? 4 * limit + 16 : 0;
+	size_t cap = limit ? 8 * limit + 16 : 0;
 
 	m->limit = limit;
 	if (cap > m->candcap) {
@@ -110,6 +110,7 @@ static void cand_add(struct queue_metrics *m, const char *domain)
 {
 	uintptr_t at = (uintptr_t)strmap_get(m->cand_index, domain);
 
+	m->seen++;
 	if (at) {
 		m->cand[at - 1].n++;
 		return;
@@ -175,6 +176,14 @@ size_t queue_metrics_assign(struct queue_metrics *m)
 	for (size_t i = 0; i < top && strmap_count(m->domains) < m->limit; i++) {
 		if (strmap_get(m->domains, v[i]->domain))
 			continue;
+		/*
+		 * The share, 1/(4 limit): twice the sketch's worst undercount
+		 * (seen / (candcap + 1)), so a domain that really has it is
+		 * never refused for the estimate. Sorted: once one is below,
+		 * so are the rest.
+		 */
+		if (v[i]->n * 4 * m->limit < m->seen)
+			break;
 		/* From now on: what it did before stays in "other", which never goes down. */
 		strmap_put(m->domains, v[i]->domain, xcalloc(1, sizeof(struct qm_counts)));
 		given++;

@@ -11,11 +11,14 @@
  *             later ones count as "other"
  *   binding   the same rule ("" is shown as "default")
  *   domain    the queue's (routing) domain. A bounded frequency sketch
- *             (Misra-Gries, 4 * limit + 16 candidates) follows which
+ *             (Misra-Gries, 8 * limit + 16 candidates) follows which
  *             domains carry the most outcomes; at each scrape
  *             (queue_metrics_assign) the domains in the sketch's current
- *             top `limit` are given their own series while fewer than
- *             `limit` have one. A domain keeps its series until restart
+ *             top `limit` that carry at least 1/(4 * limit) of the
+ *             outcomes seen so far are given their own series while
+ *             fewer than `limit` have one (the share keeps a handful of
+ *             domains seen once from taking slots at the first scrape
+ *             after start). A domain keeps its series until restart
  *             (so no series ever goes backwards) and counts into it from
  *             the moment it was given; everything else, including what
  *             an assigned domain did before, is in domain="other". So at
@@ -61,8 +64,9 @@ struct queue_metrics {
 	struct qm_counts domain_other;
 	struct strmap *cand_index;	/* domain -> (void *)(index + 1) in cand */
 	struct qm_cand *cand;
-	size_t ncand, candcap;		/* candcap = 4 * limit + 16 (0 when limit is 0) */
+	size_t ncand, candcap;		/* candcap = 8 * limit + 16 (0 when limit is 0) */
 	size_t limit;			/* Metrics_Domain_Limit */
+	uint64_t seen;			/* outcomes the sketch saw */
 	uint64_t bounces;		/* bounce messages generated */
 };
 
@@ -81,7 +85,8 @@ void queue_metrics_outcome(struct queue_metrics *m, const char *binding, const c
 			   char what);
 /*
  * queue_metrics_assign - give their own series to the domains of the
- * sketch's top limit, while fewer than limit have one (see above).
+ * sketch's top limit with their share, while fewer than limit have one
+ * (see above).
  * Returns how many were given one now.
  */
 size_t queue_metrics_assign(struct queue_metrics *m);

@@ -33,7 +33,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from deliverykit import inject, wait_until  # noqa: E402
+from deliverykit import inject, wait_records, wait_until  # noqa: E402
 from dnsfixture import DnsServer  # noqa: E402
 from sink import Sink  # noqa: E402
 from test_http_admin import ADMIN_KEY, READ_KEY, INJECT_KEY, Client, http_conf  # noqa: E402
@@ -285,12 +285,19 @@ class HttpMetrics(harness.DaemonTestCase):
 
         # Step 1: a.test 3 delivered; b.test 1 delivered, 1 transient, 1 permanent (and
         # its bounce, delivered to bounces.test); c.test and d.test 1 each.
-        inject(d, sender, ["ok1@a.test", "ok2@a.test", "ok3@a.test"],
-               harness.make_message(marker="m-a"))
-        inject(d, sender, ["ok1@b.test", "perm1@b.test"], harness.make_message(marker="m-b"))
+        # No scrape until every outcome of a.test and b.test is in the mainlog (and so
+        # counted): a scrape is when the domains are ranked.
+        ma = inject(d, sender, ["ok1@a.test", "ok2@a.test", "ok3@a.test"],
+                    harness.make_message(marker="m-a"))
+        mb = inject(d, sender, ["ok1@b.test", "perm1@b.test"], harness.make_message(marker="m-b"))
         # Alone: a deferred recipient keeps its message (and its bounce) open.
-        inject(d, sender, ["tmp1@b.test"], harness.make_message(marker="m-b2"))
-        inject(d, sender, ["ok@c.test", "ok@d.test"], harness.make_message(marker="m-cd"))
+        mb2 = inject(d, sender, ["tmp1@b.test"], harness.make_message(marker="m-b2"))
+        mcd = inject(d, sender, ["ok@c.test", "ok@d.test"], harness.make_message(marker="m-cd"))
+        wait_records(d, "D", ma, count=3, timeout=15)
+        wait_records(d, "D", mb, timeout=15)
+        wait_records(d, "P", mb, timeout=15)
+        wait_records(d, "T", mb2, timeout=15)
+        wait_records(d, "D", mcd, count=2, timeout=15)
         wait_until(lambda: bounce_sink.messages(), 15, "the bounce for perm1@b.test")
 
         def outcomes(fams, kind):
