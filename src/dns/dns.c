@@ -270,6 +270,10 @@ void dns_lookup_done(struct dns_lookup *lk, struct dns_answer *ans, bool cacheab
 	/* Out of the table first: a waiter that asks again must not join us. */
 	strmap_del(dns->inflight, lk->key);
 	dns->stats.inflight--;
+	if (ans->res.status == DNS_TEMPFAIL)
+		dns->stats.tempfails++;
+	else if (ans->res.status == DNS_PERMFAIL)
+		dns->stats.permfails++;
 	if (cacheable && !dns->closing) {
 		struct dns_answer *old;
 

@@ -82,6 +82,8 @@ struct dns_stats {
 	uint64_t queries;	/* DNS queries sent (MX, A, AAAA; c-ares retries not counted) */
 	uint64_t inflight;	/* lookups running now */
 	uint64_t cached;	/* entries in the cache now (expired ones until purged) */
+	uint64_t tempfails;	/* lookups that ended in a temporary failure (SERVFAIL, timeout, ...) */
+	uint64_t permfails;	/* lookups that ended in a permanent failure (NXDOMAIN, no address) */
 };
 
 /* dns_new - a resolver on base (the scheduler's). NULL + err on failure. */

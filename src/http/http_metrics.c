@@ -5,26 +5,36 @@
  * "text/plain; version=0.0.4"), built from the same numbers the console's
  * `summary` reads, but never reset: `summary reset` restarts summary's
  * counts, not these (the queue keeps a second set, queue_stats'
- * *_total fields), because a Prometheus counter only grows. The metric
- * names are listed in docs/http-api.md, "Metrics".
+ * *_total fields and queue_metrics.h), because a Prometheus counter only
+ * grows. The metric names are listed in docs/http-api.md, "Metrics".
+ *
+ * Labels and their cardinality: protocol and binding have one series per
+ * value seen (capped, QM_MAX_LABELS); domain has at most
+ * Metrics_Domain_Limit series plus "other", chosen at scrape time and
+ * kept until restart (queue_metrics.h says why that keeps every counter
+ * monotonic). The histograms (group commit size, fdatasync latency, time
+ * to 250) are written lock-free by the spool thread and the I/O loops
+ * (core/histo.h) and summed here.
  *
  * Owner and safety: the handler runs on the scheduler thread, which owns
  * the queue, the resolver (read through the queue) and the SMTP server's
- * session count; the rejection count is an atomic, the spool's counters
- * are readable from any thread (approximate). Nothing walks the messages:
- * one pass over the (binding, domain) queues.
+ * session count; the rejection counts and histograms are atomics, the
+ * spool's counters are readable from any thread (approximate). Nothing
+ * walks the messages: one pass over the (binding, domain) queues.
  *
  * Failures: without a running queue (no daemon) the route answers 503
  * like the admin routes; a part that is not running (no SMTP server, no
- * spool) is left out rather than reported as zero.
+ * spool, no resolver) is left out rather than reported as zero.
  */
 #include <inttypes.h>
 #include <string.h>
 
 #include "api/api_runtime.h"
+#include "core/histo.h"
 #include "core/str.h"
 #include "http/http_int.h"
 #include "queue/queue.h"
+#include "queue/queue_metrics.h"
 #include "smtp/smtp_server.h"
 #include "spool/spool.h"
 
@@ -57,6 +67,145 @@ void http_metrics_label_value(struct str *o, const char *v)
 	}
 }
 
+/* sample - one sample with one label: name{label="value"} v. */
+static void sample(struct str *o, const char *name, const char *label, const char *value,
+		   uint64_t v)
+{
+	str_appendf(o, "%s{%s=\"", name, label);
+	http_metrics_label_value(o, value);
+	str_appendf(o, "\"} %" PRIu64 "\n", v);
+}
+
+/* What the label walks collect: one buffer per family. */
+struct families {
+	const char *label;
+	struct str f[3];	/* delivered, transient, permanent (one for protocols) */
+	const char *name[3];
+};
+
+/* per_protocol - one protocol's received sample. */
+static void per_protocol(void *ctx, const char *protocol, uint64_t n)
+{
+	struct families *fm = ctx;
+
+	sample(&fm->f[0], fm->name[0], fm->label, protocol, n);
+}
+
+/* per_counts - one binding's or domain's three outcome samples. */
+static void per_counts(void *ctx, const char *value, const struct qm_counts *c)
+{
+	struct families *fm = ctx;
+
+	sample(&fm->f[0], fm->name[0], fm->label, value, c->delivered);
+	sample(&fm->f[1], fm->name[1], fm->label, value, c->transient);
+	sample(&fm->f[2], fm->name[2], fm->label, value, c->permanent);
+}
+
+/* outcome_families - the three outcome counters by label (binding or domain). */
+static void outcome_families(struct str *o, struct queue_metrics *qm, bool by_domain)
+{
+	static const char *const help[3] = {
+		"Recipients delivered since start",
+		"Delivery attempts that failed temporarily (the recipient is tried again) since start",
+		"Recipients failed permanently (5xx, expired, failed by the operator) since start",
+	};
+	struct families fm = { by_domain ? "domain" : "binding", { STR_INIT, STR_INIT, STR_INIT },
+			       { NULL, NULL, NULL } };
+
+	if (by_domain) {
+		fm.name[0] = "impetus_domain_delivered_total";
+		fm.name[1] = "impetus_domain_transient_failures_total";
+		fm.name[2] = "impetus_domain_permanent_failures_total";
+		queue_metrics_domains(qm, per_counts, &fm);
+	} else {
+		fm.name[0] = "impetus_messages_delivered_total";
+		fm.name[1] = "impetus_messages_transient_failures_total";
+		fm.name[2] = "impetus_messages_permanent_failures_total";
+		queue_metrics_bindings(qm, per_counts, &fm);
+	}
+	for (int i = 0; i < 3; i++) {
+		str_appendf(o, "# HELP %s %s, by %s%s.\n# TYPE %s counter\n", fm.name[i], help[i],
+			    fm.label,
+			    by_domain ? " (the busiest domains, the rest as \"other\")" : "",
+			    fm.name[i]);
+		str_append(o, fm.f[i].s, fm.f[i].len);
+		str_free(&fm.f[i]);
+	}
+}
+
+/*
+ * histogram - a histogram family from a snapshot; values are divided by
+ * scale (1e6: microseconds to seconds, 1: counts as they are).
+ */
+static void histogram(struct str *o, const char *name, const char *help,
+		      const struct histo_snap *h, double scale)
+{
+	head(o, name, "histogram", help);
+	for (size_t i = 0; i < h->nbounds; i++)
+		str_appendf(o, "%s_bucket{le=\"%.9g\"} %" PRIu64 "\n", name,
+			    (double)h->bounds[i] / scale, h->cum[i]);
+	str_appendf(o, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, h->count);
+	if (scale == 1.0)
+		str_appendf(o, "%s_sum %" PRIu64 "\n", name, h->sum);
+	else
+		str_appendf(o, "%s_sum %.6f\n", name, (double)h->sum / scale);
+	str_appendf(o, "%s_count %" PRIu64 "\n", name, h->count);
+}
+
+/* counters - received by protocol, outcomes by binding and by domain, bounces, rejections. */
+static void counters(struct str *o, const struct api_runtime *rt, struct queue_metrics *qm)
+{
+	struct families fm = { "protocol", { STR_INIT, STR_INIT, STR_INIT },
+			       { "impetus_messages_received_total", NULL, NULL } };
+
+	queue_metrics_protocols(qm, per_protocol, &fm);
+	head(o, fm.name[0], "counter",
+	     "Messages accepted into the queue since start, by the envelope's protocol.");
+	if (fm.f[0].len)
+		str_append(o, fm.f[0].s, fm.f[0].len);
+	else
+		str_appends(o, "impetus_messages_received_total{protocol=\"esmtp\"} 0\n");
+	str_free(&fm.f[0]);
+	outcome_families(o, qm, false);
+	outcome_families(o, qm, true);
+	one(o, "impetus_bounces_total", "counter",
+	    "DSN messages generated for failed (or relayed) recipients since start.", qm->bounces);
+	if (rt->smtp) {
+		struct smtp_server_metrics sm;
+
+		smtp_server_get_metrics(rt->smtp, &sm);
+		head(o, "impetus_rejections_total", "counter",
+		     "SMTP rejections (connections, commands, recipients, messages) since start, "
+		     "by protocol (esmtp: after EHLO).");
+		sample(o, "impetus_rejections_total", "protocol", "smtp", sm.rejected_smtp);
+		sample(o, "impetus_rejections_total", "protocol", "esmtp", sm.rejected_esmtp);
+		histogram(o, "impetus_smtp_time_to_250_seconds",
+			  "Time from the end of a message's data to its 250 queued for sending.",
+			  &sm.time_to_250_us, 1e6);
+	}
+}
+
+/* dns - the resolver's counters, when one runs. */
+static void dns(struct str *o, const struct queue_stats *q)
+{
+	if (!q->has_dns)
+		return;
+	one(o, "impetus_dns_queries_total", "counter", "DNS queries sent since start.",
+	    q->dns_queries_total);
+	one(o, "impetus_dns_lookups_total", "counter",
+	    "MX and host lookups started since start (each sends one or more queries).",
+	    q->dns_lookups_total);
+	one(o, "impetus_dns_cache_hits_total", "counter",
+	    "Resolutions answered from the DNS cache since start.", q->dns_cache_hits_total);
+	head(o, "impetus_dns_failures_total", "counter",
+	     "Lookups that ended in a failure since start, by kind (temporary: SERVFAIL, "
+	     "timeout; permanent: NXDOMAIN, no address).");
+	str_appendf(o, "impetus_dns_failures_total{kind=\"temporary\"} %" PRIu64 "\n",
+		    q->dns_tempfails_total);
+	str_appendf(o, "impetus_dns_failures_total{kind=\"permanent\"} %" PRIu64 "\n",
+		    q->dns_permfails_total);
+}
+
 /* What per_binding collects: the active and the delayed samples, in two buffers. */
 struct binding_samples {
 	struct str active, delayed;
@@ -69,12 +218,8 @@ static void per_binding(void *ctx, const char *binding, uint64_t active, uint64_
 	struct binding_samples *b = ctx;
 	const char *name = *binding ? binding : "default";
 
-	str_appends(&b->active, "impetus_queue_active{binding=\"");
-	http_metrics_label_value(&b->active, name);
-	str_appendf(&b->active, "\"} %" PRIu64 "\n", active);
-	str_appends(&b->delayed, "impetus_queue_delayed{binding=\"");
-	http_metrics_label_value(&b->delayed, name);
-	str_appendf(&b->delayed, "\"} %" PRIu64 "\n", delayed);
+	sample(&b->active, "impetus_queue_active", "binding", name, active);
+	sample(&b->delayed, "impetus_queue_delayed", "binding", name, delayed);
 	b->n++;
 }
 
@@ -94,19 +239,8 @@ void http_metrics(struct http_req *r, const struct http_route *route, const stru
 		return;
 	}
 	queue_get_stats(rt->queue, &q);
-	one(&o, "impetus_messages_received_total", "counter",
-	    "Messages accepted into the queue since start.", q.received_total);
-	one(&o, "impetus_messages_delivered_total", "counter",
-	    "Recipients delivered since start.", q.delivered_total);
-	one(&o, "impetus_messages_failed_total", "counter",
-	    "Recipients failed permanently (bounced or expired) since start.", q.failed_total);
-	if (rt->smtp) {
-		smtp_server_get_stats(rt->smtp, &in);
-		one(&o, "impetus_rejections_total", "counter",
-		    "SMTP rejections (connections, commands, recipients) since start.", in.rejected);
-	}
-	one(&o, "impetus_dns_queries_total", "counter", "DNS queries sent since start.",
-	    q.dns_queries_total);
+	counters(&o, rt, queue_get_metrics(rt->queue));
+	dns(&o, &q);
 
 	/* Queue sizes per binding; an empty queue still shows its two families. */
 	queue_binding_sizes(rt->queue, per_binding, &b);
@@ -125,13 +259,16 @@ void http_metrics(struct http_req *r, const struct http_route *route, const stru
 	str_free(&b.delayed);
 	one(&o, "impetus_queue_messages", "gauge", "Messages in the queue.", q.messages);
 
-	if (rt->smtp)
+	if (rt->smtp) {
+		smtp_server_get_stats(rt->smtp, &in);
 		one(&o, "impetus_connections_in", "gauge", "Open inbound SMTP sessions.",
 		    in.sessions);
+	}
 	one(&o, "impetus_connections_out", "gauge", "Open outbound delivery connections.",
 	    q.conns);
 	if (rt->spool) {
 		struct spool_stats sp;
+		struct histo_snap batch, fsync_us;
 
 		spool_get_stats(rt->spool, &sp);
 		one(&o, "impetus_spool_bytes", "gauge", "Bytes in the spool's segment files.",
@@ -139,7 +276,16 @@ void http_metrics(struct http_req *r, const struct http_route *route, const stru
 		one(&o, "impetus_spool_segments", "gauge", "Spool segment files.", sp.segments);
 		one(&o, "impetus_spool_messages", "gauge", "Live messages in the spool.",
 		    sp.live_messages);
+		spool_get_histos(rt->spool, &batch, &fsync_us);
+		histogram(&o, "impetus_spool_commit_messages",
+			  "New messages made durable per group commit (one fdatasync).", &batch, 1.0);
+		histogram(&o, "impetus_spool_fsync_seconds",
+			  "Latency of the group commit's fdatasync.", &fsync_us, 1e6);
 	}
+	/*
+	 * The webhook backlog (impetus_webhook_backlog_events, a gauge per
+	 * webhook) goes here, from the events module, once webhooks exist.
+	 */
 	one(&o, "impetus_uptime_seconds", "gauge", "Seconds since the daemon started.",
 	    q.uptime > 0 ? (uint64_t)q.uptime : 0);
 	http_reply(r, 200, "text/plain; version=0.0.4", o.s ? o.s : "", o.len);

@@ -174,6 +174,7 @@ void queue_accept(struct queue *q, struct envelope *msg)
 	queue_binding_choose(q, msg);
 	queue_log_reception(q, msg);
 	queue_admin_count(q, NULL, 'R');
+	queue_metrics_received(&q->metrics, msg->protocol);
 	queue_add(q, msg, q->started);
 }
 
@@ -714,6 +715,8 @@ struct queue *queue_new(struct conf *conf)
 	q->conf = conf_ref(conf);
 	q->conf_gen = 1;
 	q->server_max_conns = conf_int(conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
+	queue_metrics_init(&q->metrics);
+	queue_metrics_set_limit(&q->metrics, (size_t)conf_int(conf, CONF_OPT_METRICS_DOMAIN_LIMIT));
 	q->queues = strmap_new();
 	spool_idmap_init(&q->msgs);
 	q->started_us = queue_now_us();
@@ -730,6 +733,7 @@ void queue_set_conf(struct queue *q, struct conf *conf)
 	/* Every queue reads its settings again on its next event (queue_dest_settings). */
 	q->conf_gen++;
 	q->server_max_conns = conf_int(conf, CONF_OPT_SERVER_MAX_OUTBOUND_CONNECTIONS);
+	queue_metrics_set_limit(&q->metrics, (size_t)conf_int(conf, CONF_OPT_METRICS_DOMAIN_LIMIT));
 	hooks_refresh(q);
 	conf_unref(old);
 	if (q->started)
@@ -847,6 +851,7 @@ void queue_free(struct queue *q)
 	strmap_free(q->queues);
 	spool_idmap_free(&q->msgs);
 	queue_admin_free(q);
+	queue_metrics_free(&q->metrics);
 	if (q->maintainer)
 		event_free(q->maintainer);
 	if (q->shutdown_timer)

@@ -145,6 +145,10 @@ struct queue_stats {
 	double dns_rate;			/* queries per second since start or reset */
 	/* Since start, never reset (GET /metrics: Prometheus counters only grow). */
 	uint64_t delivered_total, failed_total, received_total, dns_queries_total;
+	/* The resolver's, since start: requests, answered from the cache, lookups started, failed. */
+	uint64_t dns_requests_total, dns_cache_hits_total, dns_lookups_total;
+	uint64_t dns_tempfails_total, dns_permfails_total;
+	bool has_dns;				/* a resolver runs: the dns_* fields mean something */
 };
 void queue_get_stats(struct queue *q, struct queue_stats *st);
 /*
@@ -155,6 +159,13 @@ void queue_get_stats(struct queue *q, struct queue_stats *st);
 void queue_binding_sizes(struct queue *q,
 			 void (*fn)(void *ctx, const char *binding, uint64_t active, uint64_t delayed),
 			 void *ctx);
+struct queue_metrics;
+/*
+ * queue_get_metrics - the labelled lifetime counters (queue_metrics.h),
+ * after ranking the domains for their series: a scrape. Scheduler thread;
+ * valid until the next event.
+ */
+struct queue_metrics *queue_get_metrics(struct queue *q);
 /* queue_stats_reset - `summary reset`: the counts and rates start again from zero. */
 void queue_stats_reset(struct queue *q);
 

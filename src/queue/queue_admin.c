@@ -99,6 +99,9 @@ void queue_admin_count(struct queue *q, struct queue_dest *dq, char what)
 	default:
 		break;
 	}
+	if (what == 'D' || what == 'T' || what == 'P')
+		queue_metrics_outcome(&q->metrics, dq ? dq->binding : "", dq ? dq->domain : NULL,
+				      what);
 	if (dq == NULL)
 		return;
 	if (what == 'D')
@@ -152,11 +155,23 @@ void queue_get_stats(struct queue *q, struct queue_stats *st)
 		dns_get_stats(q->deps.dns, &ds);	/* the resolver is the scheduler's too */
 		st->dns_queries = ds.queries - q->st.dns_base;
 		st->dns_queries_total = ds.queries;
+		st->dns_requests_total = ds.requests;
+		st->dns_cache_hits_total = ds.cache_hits;
+		st->dns_lookups_total = ds.lookups;
+		st->dns_tempfails_total = ds.tempfails;
+		st->dns_permfails_total = ds.permfails;
+		st->has_dns = true;
 		st->dns_pending = ds.inflight;
 		st->dns_cached = ds.cached;
 		if (st->since_reset > 0)
 			st->dns_rate = (double)st->dns_queries / (double)st->since_reset;
 	}
+}
+
+struct queue_metrics *queue_get_metrics(struct queue *q)
+{
+	queue_metrics_assign(&q->metrics);	/* a scrape is when domains are ranked */
+	return &q->metrics;
 }
 
 void queue_binding_sizes(struct queue *q,

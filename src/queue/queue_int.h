@@ -42,6 +42,7 @@
 
 #include "config/config.h"
 #include "queue/queue.h"
+#include "queue/queue_metrics.h"
 #include "queue/throttle.h"
 #include "spool/spool_idmap.h"
 
@@ -266,6 +267,7 @@ struct queue {
 	struct strmap *reroutes;	/* reroute queue D1 D2: D1 -> D2 (owned string) */
 	struct queue_counters st;
 	struct queue_counters life;	/* the same counts, never reset (metrics) */
+	struct queue_metrics metrics;	/* labelled lifetime counters (queue_metrics.h) */
 	int64_t started_us;		/* queue_new: the daemon's uptime */
 	/* queues waiting for the server-wide connection limit */
 	struct queue_dest **starved;

@@ -71,6 +71,8 @@ void queue_outcome_message_final(struct queue *q, struct qmsg *m)
 	spool_idmap_del(&q->msgs, m->sm->id);
 	if (m->nfails == 0 || !queue_bounce(q, m))
 		spool_message_done(q->deps.spool, m->sm->id);
+	else
+		q->metrics.bounces++;
 	queue_outcome_msg_free(m);
 	q->nmsgs--;
 }

@@ -71,6 +71,7 @@
 #include <event2/listener.h>
 
 #include "config/config.h"
+#include "core/histo.h"
 #include "core/loop.h"
 #include "core/ipmap.h"
 #include "core/mem.h"
@@ -126,6 +127,8 @@ struct smtp_server {
 	 * atomic (relaxed: a statistic orders nothing).
 	 */
 	atomic_uint_fast64_t rejected;
+	atomic_uint_fast64_t rejected_esmtp;	/* of those, after EHLO (metrics' protocol label) */
+	struct histo time_to_250;		/* microseconds; the I/O loops observe (core/histo.h) */
 	struct ipmap conns;		/* struct ip_count by client address */
 	bool shutting_down;
 	void (*shutdown_done)(void *);
@@ -327,9 +330,27 @@ struct reject_note {
 	char text[];
 };
 
-void smtp_server_count_reject(struct smtp_server *srv)
+void smtp_server_count_reject(struct smtp_server *srv, bool esmtp)
 {
 	atomic_fetch_add_explicit(&srv->rejected, 1, memory_order_relaxed);
+	if (esmtp)
+		atomic_fetch_add_explicit(&srv->rejected_esmtp, 1, memory_order_relaxed);
+}
+
+void smtp_server_observe_250(struct smtp_server *srv, int64_t us)
+{
+	histo_observe(&srv->time_to_250, us > 0 ? (uint64_t)us : 0);
+}
+
+void smtp_server_get_metrics(const struct smtp_server *srv, struct smtp_server_metrics *out)
+{
+	uint64_t all = atomic_load_explicit(&srv->rejected, memory_order_relaxed);
+	uint64_t esmtp = atomic_load_explicit(&srv->rejected_esmtp, memory_order_relaxed);
+
+	/* esmtp is added after the total: read second, it may only lag, so clamp. */
+	out->rejected_esmtp = esmtp < all ? esmtp : all;
+	out->rejected_smtp = all - out->rejected_esmtp;
+	histo_read(&srv->time_to_250, &out->time_to_250_us);
 }
 
 void smtp_server_get_stats(const struct smtp_server *srv, struct smtp_server_stats *st)
@@ -495,7 +516,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	if (max_total > 0 && srv->sessions >= (uint64_t)max_total) {
 		char who[SOCKADDR_TEXT_MAX];
 		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
-		smtp_server_count_reject(srv);
+		smtp_server_count_reject(srv, false);
 		reject_log(srv, &peer, who, l->address, "", "connect", "421 4.7.0 too many connections");
 		refuse(fd, "4.7.0", host, "too many connections");
 		return;
@@ -503,7 +524,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	if (max_ip > 0 && ip_get(srv, &peer) >= (uint64_t)max_ip) {
 		char who[SOCKADDR_TEXT_MAX];
 		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
-		smtp_server_count_reject(srv);
+		smtp_server_count_reject(srv, false);
 		reject_log(srv, &peer, who, l->address, "", "connect",
 			   "421 4.7.0 too many connections from your address");
 		refuse(fd, "4.7.0", host, "too many connections from your address");
@@ -802,7 +823,12 @@ struct smtp_server *smtp_server_new(struct loop *scheduler, struct loop **io, si
 				    struct spool *sp, smtp_message_fn on_message, void *ctx)
 {
 	struct smtp_server *srv = XNEW(struct smtp_server);
+	/* From 0.5 ms to 10 s: the group commit's fdatasync usually dominates. */
+	static const uint64_t ttr_bounds[] = { 500, 1000, 2500, 5000, 10000, 25000, 50000,
+					       100000, 250000, 500000, 1000000, 2500000,
+					       5000000, 10000000 };
 
+	histo_init(&srv->time_to_250, ttr_bounds, sizeof(ttr_bounds) / sizeof(ttr_bounds[0]));
 	smtp_session_trace_init();
 	srv->scheduler = scheduler;
 	srv->nio = nio;

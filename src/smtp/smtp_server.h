@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/histo.h"
 #include "core/str.h"
 
 struct conf;
@@ -69,6 +70,14 @@ struct smtp_server_stats {
 };
 /* smtp_server_get_stats - the counters (scheduler thread: sessions is its field). */
 void smtp_server_get_stats(const struct smtp_server *srv, struct smtp_server_stats *st);
+/* What GET /metrics reads of the inbound side beyond the stats. */
+struct smtp_server_metrics {
+	uint64_t rejected_smtp;		/* rejections before or without EHLO */
+	uint64_t rejected_esmtp;	/* rejections after EHLO */
+	struct histo_snap time_to_250_us;	/* end of data -> 250 queued, microseconds */
+};
+/* smtp_server_get_metrics - those numbers; any thread (atomics). */
+void smtp_server_get_metrics(const struct smtp_server *srv, struct smtp_server_metrics *out);
 void smtp_server_free(struct smtp_server *srv);
 
 #endif

@@ -119,8 +119,17 @@ void smtp_server_deliver(struct smtp_server *srv, struct envelope *msg);
 void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_storage *peer,
 			    const char *remote, const char *local, const char *conn_id,
 			    const char *phase, const char *text);
-/* smtp_server_count_reject - one more rejection for the summary's count. Any thread (atomic). */
-void smtp_server_count_reject(struct smtp_server *srv);
+/*
+ * smtp_server_count_reject - one more rejection for the summary's count,
+ * and for GET /metrics by protocol (esmtp: the client said EHLO). Any
+ * thread (atomic).
+ */
+void smtp_server_count_reject(struct smtp_server *srv, bool esmtp);
+/*
+ * smtp_server_observe_250 - a message's time from the end of its data to
+ * its 250 queued for sending, in microseconds. Any I/O loop: lock-free.
+ */
+void smtp_server_observe_250(struct smtp_server *srv, int64_t us);
 /* smtp_server_auth_check - hand an AUTH job to the scheduler (SMTP_AUTH_CHECK). Any thread. */
 void smtp_server_auth_check(struct smtp_server *srv, struct smtp_auth_job *j);
 /* smtp_listener_conf - the Listen stanza of address (index: where it was) in conf; NULL when gone. */

@@ -86,6 +86,7 @@
 #include "api/api.h"
 #include "api/api_runtime.h"
 #include "config/config.h"
+#include "core/histo.h"
 #include "core/id.h"
 #include "core/loop.h"
 #include "core/mem.h"
@@ -277,7 +278,7 @@ static void reply(struct smtp_session *s, const char *fmt, ...)
 static void session_log_reject(struct smtp_session *s, const char *phase, const char *text,
 			       bool always)
 {
-	smtp_server_count_reject(s->io->srv);
+	smtp_server_count_reject(s->io->srv, s->esmtp);
 	if (!always && s->lim.reject_log_limit > 0 &&
 	    s->rejects_logged >= (uint64_t)s->lim.reject_log_limit) {
 		s->rejects_suppressed++;
@@ -657,6 +658,10 @@ static void on_spooled(void *ctx, int err, struct envelope *msg)
 	if (err == 0) {
 		s->messages++;
 		reply(s, "250 2.0.0 OK %s", idbuf);
+		if (s->data_end_us) {
+			smtp_server_observe_250(s->io->srv, histo_now_us() - s->data_end_us);
+			s->data_end_us = 0;
+		}
 		smtp_server_deliver(s->io->srv, msg);
 	} else {
 		log_panic("%s spool write failed error=\"%s\" client=%s", idbuf, strerror(-err),
@@ -1620,6 +1625,7 @@ static void bdat_chunk_done(struct smtp_session *s, uint64_t size)
 		return;
 	}
 	if (s->bdat_last) {
+		s->data_end_us = histo_now_us();
 		message_complete(s);
 		return;
 	}
@@ -1859,6 +1865,7 @@ static bool process_data(struct smtp_session *s, struct evbuffer *in)
 		return evbuffer_get_length(in) > 0;
 	session_set_state(s, S_CMD);
 	set_timeout(s, s->lim.cmd_timeout);
+	s->data_end_us = histo_now_us();
 	message_complete(s);
 	return true;
 }

@@ -147,6 +147,7 @@ struct smtp_session {
 	size_t header_len;		/* our Received header at the body start */
 	struct smtp_spill *spill;	/* set once the message passed SPILL_AT */
 	struct str stage;		/* bytes past the in-memory part, not yet spilled */
+	int64_t data_end_us;		/* histo_now_us() at the end of DATA/BDAT LAST (time to 250) */
 	bool completing;		/* data is all in; waiting for the last spill write */
 	bool fixing;			/* RFC2822_Max_Line_Length = fix: fix is live */
 	struct mime_fix fix;		/* breaks long lines as the MIME structure allows */

@@ -43,6 +43,7 @@
 #include <event2/event.h>
 
 #include "core/fsutil.h"
+#include "core/histo.h"
 #include "core/loop.h"
 #include "core/mem.h"
 #include "msgs/msgs.h"
@@ -500,7 +501,7 @@ static void commit(struct spool *sp)
 	struct spool_req *batch = sp->pend, *req, *next;
 	struct spool_seg *seg;
 	uint64_t start, off;
-	size_t niov = 0, nrec = sp->pend_count;
+	size_t niov = 0, nrec = sp->pend_count, nmsg = 0;
 	int rc;
 
 	if (batch == NULL && !spool_compact_due(sp))
@@ -573,8 +574,14 @@ static void commit(struct spool *sp)
 	}
 	if (rc == 0)
 		rc = write_all(sp->cur_fd, sp->iov, niov, iov_at);
-	if (rc == 0 && !sp->opts.no_sync && fdatasync(sp->cur_fd) < 0)
-		rc = -errno;
+	if (rc == 0 && !sp->opts.no_sync) {
+		int64_t t0 = histo_now_us();
+
+		if (fdatasync(sp->cur_fd) < 0)
+			rc = -errno;
+		else
+			histo_observe(&sp->h_fsync_us, (uint64_t)(histo_now_us() - t0));
+	}
 	if (rc < 0) {
 		spool_compact_abort(sp);
 		batch_failed(sp, batch, rc, start);
@@ -591,6 +598,7 @@ static void commit(struct spool *sp)
 	for (req = batch; req; req = req->next) {
 		switch (req->type) {
 		case SPOOL_REC_MESSAGE:
+			nmsg++;
 			req->msg->loc.segment = seg->seq;
 			req->msg->loc.offset = req->at + req->body_off;
 			req->msg->loc.length = envelope_body_len(req->msg);
@@ -615,6 +623,8 @@ static void commit(struct spool *sp)
 	spool_stat_add(&sp->st_bytes, off - start);
 	spool_stat_add(&sp->st_records, nrec);
 	spool_stat_add(&sp->st_batches, 1);
+	if (nmsg)
+		histo_observe(&sp->h_commit_messages, nmsg);
 	for (req = batch; req; req = next) {
 		next = req->next;
 		if (req->type == SPOOL_REC_MESSAGE) {
@@ -794,6 +804,15 @@ int spool_read_body(struct spool *sp, const struct envelope_loc *loc, struct str
 	return spool_reader_read(&sp->reader, loc, out);
 }
 
+void spool_get_histos(struct spool *sp, struct histo_snap *commit_messages,
+		      struct histo_snap *fsync_us)
+{
+	if (commit_messages)
+		histo_read(&sp->h_commit_messages, commit_messages);
+	if (fsync_us)
+		histo_read(&sp->h_fsync_us, fsync_us);
+}
+
 void spool_get_stats(struct spool *sp, struct spool_stats *out)
 {
 	out->segments = atomic_load_explicit(&sp->st_segments, memory_order_relaxed);
@@ -810,6 +829,11 @@ void spool_get_stats(struct spool *sp, struct spool_stats *out)
 }
 
 /* ==================== open, start, stop ==================== */
+
+/* The histograms' buckets: powers of two messages; 100 us to 2.5 s of fdatasync. */
+static const uint64_t commit_message_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
+static const uint64_t fsync_us_bounds[] = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000,
+					    50000, 100000, 250000, 500000, 1000000, 2500000 };
 
 /* spool_free - release everything; the thread is not running. */
 static void spool_free(struct spool *sp)
@@ -912,6 +936,10 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 
 	sp->dir = xstrdup(dir);
 	sp->dirfd = sp->lockfd = sp->cur_fd = -1;
+	histo_init(&sp->h_commit_messages, commit_message_bounds,
+		   sizeof(commit_message_bounds) / sizeof(commit_message_bounds[0]));
+	histo_init(&sp->h_fsync_us, fsync_us_bounds,
+		   sizeof(fsync_us_bounds) / sizeof(fsync_us_bounds[0]));
 	if (opts)
 		sp->opts = *opts;
 	if (sp->opts.segment_size == 0)

@@ -165,6 +165,15 @@ struct spool_stats {
 	uint64_t moved_bytes;
 };
 void spool_get_stats(struct spool *sp, struct spool_stats *out);
+struct histo_snap;
+/*
+ * spool_get_histos - the group commit's histograms (any thread): new
+ * messages per fdatasync, counted for commits that wrote at least one
+ * message, and the fdatasync latency in microseconds (none under
+ * IMPETUS_UNSAFE_NO_FSYNC). Either may be NULL.
+ */
+void spool_get_histos(struct spool *sp, struct histo_snap *commit_messages,
+		      struct histo_snap *fsync_us);
 
 /*
  * Offline reading, for `impetus spool ls` and tests: replay a spool

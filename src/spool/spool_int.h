@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/histo.h"
 #include "core/str.h"
 #include "spool/spool.h"
 #include "spool/spool_idmap.h"
@@ -131,6 +132,9 @@ struct spool {
 
 	_Atomic uint64_t st_segments, st_live, st_bytes, st_batches, st_records, st_write_errors;
 	_Atomic uint64_t st_live_bytes, st_compacted_segments, st_moved_messages, st_moved_bytes;
+	/* written by the spool thread at each group commit, read by any (core/histo.h) */
+	struct histo h_commit_messages;	/* new messages per fdatasync (commits with any) */
+	struct histo h_fsync_us;	/* fdatasync latency, microseconds */
 };
 
 #define SPOOL_REPORT(sp, ...) spool_reportf((sp)->opts.report, (sp)->opts.report_ctx, __VA_ARGS__)
