@@ -36,6 +36,7 @@
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -319,11 +320,16 @@ static int cmd_bounces(struct imp_cli *cli, int argc, const char *const *argv, v
 	for (size_t i = 0; i < n; i++) {
 		const struct history_bounce *b = history_bounces_at(&bounces, n, i);
 		const char *cls = imp_bounce_class_name(b->bounce_class);
+		char code[16];
 
-		imp_cli_printf(cli, "%s %s %s -> %s %d %s [class %d%s%s] binding %s\n",
+		/* The reply usually starts with its code; show the code once. */
+		snprintf(code, sizeof(code), "%d", b->code);
+		bool has_code = strncmp(b->reply, code, strlen(code)) == 0;
+		imp_cli_printf(cli, "%s %s %s -> %s %s%s%s [class %d%s%s] binding %s\n",
 			       utc(b->time, tbuf), b->message_id, b->sender[0] ? b->sender : "<>",
-			       b->recipient, b->code, b->reply, b->bounce_class, cls ? " " : "",
-			       cls ? cls : "", b->binding[0] ? b->binding : "default");
+			       b->recipient, has_code ? "" : code, has_code ? "" : " ", b->reply,
+			       b->bounce_class, cls ? " " : "", cls ? cls : "",
+			       b->binding[0] ? b->binding : "default");
 	}
 	return 0;
 }
