@@ -31,6 +31,7 @@
 
 #include "api/api.h"
 #include "api/api_console.h"
+#include "api/api_history.h"
 #include "api/api_module.h"
 #include "api/api_runtime.h"
 #include "api/api_services.h"
@@ -563,6 +564,8 @@ int main(int argc, char **argv)
 	struct queue_deps deps = { d.scheduler, d.io, d.nio, d.spool, d.dns, d.io_pool };
 	queue_start(d.queue, &deps);
 	pickup_start(d.pickup, d.scheduler, d.io_pool, d.cpu_pool, d.spool, d.queue);
+	/* The rates history counts from here: recovered mail is not "received". */
+	api_history_start(d.scheduler, d.conf);
 
 	struct event_base *base = loop_base(d.scheduler);
 	d.sig_term = evsignal_new(base, SIGTERM, on_term, &d);
@@ -630,6 +633,7 @@ int main(int argc, char **argv)
 	event_free(d.sig_hup);
 	event_free(d.flush_timer);
 	event_free(d.heartbeat_timer);
+	api_history_stop();
 	smtp_server_free(d.smtp);
 	for (size_t i = 0; i < d.nio; i++)
 		loop_free(d.io[i]);

@@ -12,6 +12,7 @@
  */
 #include "api/api.h"
 #include "api/api_console.h"
+#include "api/api_history.h"
 #include "api/api_module.h"
 #include "log/log_event.h"
 #include "policy/bounce_class.h"
@@ -29,4 +30,5 @@ void api_builtins_register(struct api_gen *g)
 	api_console_builtins_register(g);
 	api_summary_register(g);
 	api_console_ops_register(g);
+	api_history_register(g);
 }

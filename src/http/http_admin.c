@@ -37,6 +37,10 @@ const struct http_route http_routes[] = {
 	{ HTTP_M_GET, "/api/v1/summary", HTTP_ACCESS_READ, admin_command, "summary" },
 	{ HTTP_M_GET, "/api/v1/mailq", HTTP_ACCESS_READ, admin_command, "mailq" },
 	{ HTTP_M_GET, "/api/v1/bindings", HTTP_ACCESS_READ, admin_command, "binding summary" },
+	/* History for the status page (api_history_cmd.c). */
+	{ HTTP_M_GET, "/api/v1/rates", HTTP_ACCESS_READ, admin_command, "rates" },
+	{ HTTP_M_GET, "/api/v1/bounces/recent", HTTP_ACCESS_READ, admin_command, "bounces recent" },
+	{ HTTP_M_GET, "/api/v1/suspended", HTTP_ACCESS_READ, admin_command, "suspended" },
 	{ HTTP_M_GET, "/api/v1/domains/{}", HTTP_ACCESS_READ, admin_command, "domain {}" },
 	{ HTTP_M_POST, "/api/v1/domains/{}/suspend", HTTP_ACCESS_ADMIN, admin_command,
 	  "suspend domain {}" },

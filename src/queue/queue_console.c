@@ -30,6 +30,7 @@
 #include "core/id.h"
 #include "core/mem.h"
 #include "core/str.h"
+#include "core/strmap.h"
 #include "message/envelope.h"
 #include "queue/queue_int.h"
 #include "queue/queue_out.h"
@@ -817,6 +818,132 @@ static int cmd_resume(struct imp_cli *cli, int argc, const char *const *argv, vo
 	return suspend_resume(cli, argc, argv, false);
 }
 
+/* Names collected from a held map (suspended), sorted before listing. */
+struct held_names {
+	const char **v;
+	size_t n, cap;
+};
+
+/* held_one - collect one held name. */
+static void held_one(void *ctx, const char *key, void *value)
+{
+	struct held_names *h = ctx;
+
+	(void)value;
+	if (h->n == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 8;
+		h->v = xrealloc(h->v, h->cap * sizeof(*h->v));
+	}
+	h->v[h->n++] = key;
+}
+
+/* by_name - strcmp order for held_names. */
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* held_list - the names of a held map, sorted; the caller frees h->v. */
+static void held_list(const struct strmap *m, struct held_names *h)
+{
+	if (m)
+		strmap_each(m, held_one, h);
+	if (h->n > 1)
+		qsort(h->v, h->n, sizeof(*h->v), by_name);
+}
+
+/* held_sizes - the active and delayed recipients of a binding's or a domain's queues. */
+static void held_sizes(struct queue *q, const char *binding, const char *domain, uint64_t *a,
+		       uint64_t *dl)
+{
+	struct queue_dest **v;
+	size_t n = queue_admin_dests(q, binding, domain, &v);
+
+	*a = *dl = 0;
+	for (size_t i = 0; i < n; i++) {
+		*a += v[i]->nactive;
+		*dl += v[i]->nheap;
+	}
+	free(v);
+}
+
+/*
+ * cmd_suspended - every hold at once: domains and bindings suspended from
+ * the console (even with nothing queued), and the queues Suspend_Delivery
+ * holds, with their sizes.
+ */
+static int cmd_suspended(struct imp_cli *cli, int argc, const char *const *argv, void *closure)
+{
+	struct queue *q = the_queue(cli);
+	struct held_names hd = { NULL, 0, 0 }, hb = { NULL, 0, 0 };
+	struct queue_dest **v;
+	size_t n, rows = 0;
+	uint64_t a, dl;
+	bool json;
+
+	if (q == NULL)
+		return -1;
+	if (argc != 1)
+		return imp_cli_error(cli, "usage: suspended");
+	json = imp_cli_json(cli);
+	held_list(q->held_domains, &hd);
+	held_list(q->held_bindings, &hb);
+	imp_cli_printf(cli, json ? "{\"domains\":[" : "Suspended from the console:\n");
+	for (size_t i = 0; i < hd.n; i++) {
+		held_sizes(q, NULL, hd.v[i], &a, &dl);
+		if (json) {
+			imp_cli_printf(cli, "%s{\"domain\":", i ? "," : "");
+			imp_cli_json_string(cli, hd.v[i]);
+			imp_cli_printf(cli, ",\"active\":%" PRIu64 ",\"delayed\":%" PRIu64 "}", a, dl);
+		} else {
+			imp_cli_printf(cli, "  domain %s: %" PRIu64 " active, %" PRIu64 " delayed\n",
+				       hd.v[i], a, dl);
+		}
+	}
+	if (json)
+		imp_cli_printf(cli, "],\"bindings\":[");
+	for (size_t i = 0; i < hb.n; i++) {
+		held_sizes(q, hb.v[i], NULL, &a, &dl);
+		if (json) {
+			imp_cli_printf(cli, "%s{\"binding\":", i ? "," : "");
+			imp_cli_json_string(cli, bname(hb.v[i]));
+			imp_cli_printf(cli, ",\"active\":%" PRIu64 ",\"delayed\":%" PRIu64 "}", a, dl);
+		} else {
+			imp_cli_printf(cli, "  binding %s: %" PRIu64 " active, %" PRIu64 " delayed\n",
+				       bname(hb.v[i]), a, dl);
+		}
+	}
+	if (!json && hd.n + hb.n == 0)
+		imp_cli_printf(cli, "  none\n");
+	imp_cli_printf(cli, json ? "],\"configured\":[" : "Held by Suspend_Delivery:\n");
+	n = queue_admin_dests(q, NULL, NULL, &v);
+	for (size_t i = 0; i < n && rows < MAILQ_MAX_ROWS; i++) {
+		if (!queue_dest_settings(v[i])->suspend)
+			continue;
+		if (json) {
+			imp_cli_printf(cli, "%s{\"binding\":", rows ? "," : "");
+			imp_cli_json_string(cli, bname(v[i]->binding));
+			imp_cli_printf(cli, ",\"domain\":");
+			imp_cli_json_string(cli, v[i]->domain);
+			imp_cli_printf(cli, ",\"active\":%" PRIu64 ",\"delayed\":%" PRIu64 "}",
+				       (uint64_t)v[i]->nactive, (uint64_t)v[i]->nheap);
+		} else {
+			imp_cli_printf(cli, "  %s on binding %s: %" PRIu64 " active, %" PRIu64
+				       " delayed\n", v[i]->domain, bname(v[i]->binding),
+				       (uint64_t)v[i]->nactive, (uint64_t)v[i]->nheap);
+		}
+		rows++;
+	}
+	free(v);
+	if (json)
+		imp_cli_printf(cli, "],\"count\":%zu}\n", hd.n + hb.n + rows);
+	else if (rows == 0)
+		imp_cli_printf(cli, "  none with mail queued\n");
+	free(hd.v);
+	free(hb.v);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* registration                                                        */
 
@@ -841,6 +968,8 @@ void queue_console_register(struct api_gen *g)
 		  cmd_suspend },
 		{ "resume", "restart delivery: resume domain DOMAIN | resume binding BINDING",
 		  cmd_resume },
+		{ "suspended", "every suspended domain, binding and Suspend_Delivery queue",
+		  cmd_suspended },
 	};
 	struct imp_instance *core = api_core_instance(g);
 
