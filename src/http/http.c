@@ -11,9 +11,10 @@
  * The path of a request (on_request): the connection is counted on its
  * first request (HTTP_Max_Connections; past it: 503 and close), the
  * client authenticated (an API_Key from Authorization; with no key
- * configured only a loopback client is let in), the path routed
- * (http_parse.c over http_routes), the key's role checked against the
- * route, and the route's handler run.
+ * configured only a loopback client is let in; a PUBLIC route, the
+ * status page, needs no key), the path routed (http_parse.c over
+ * http_routes), the key's role checked against the route, and the
+ * route's handler run.
  *
  * Failure handling, so one bad client never hurts the others or the
  * daemon: what evhttp itself refuses (a request line or headers past
@@ -88,6 +89,7 @@ const char *http_status_text(int code)
 {
 	switch (code) {
 	case 200: return "OK";
+	case 302: return "Found";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -125,6 +127,8 @@ void http_reply(struct http_req *r, int code, const char *ctype, const char *bod
 	h = evhttp_request_get_output_headers(r->ev);
 	evhttp_add_header(h, "Content-Type", ctype);
 	evhttp_add_header(h, "Cache-Control", "no-store");
+	/* Every answer is what its Content-Type says: no browser guesses HTML in JSON. */
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	if (code == 401)
 		evhttp_add_header(h, "WWW-Authenticate", "Basic realm=\"impetus\"");
 	if (r->conn == NULL || !r->conn->l->keep_alive)
@@ -264,56 +268,62 @@ static void route_request(struct http_req *r, const struct conf *conf)
 	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
 	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(ev), "Authorization");
 	long key = -1;
-
-	if (conf_http_key_count(conf) == 0) {
-		if (!is_loopback(evhttp_connection_get_addr(evcon))) {
-			http_reply_error(r, 403, "no API_Key is configured: this listener answers "
-					 "loopback clients only");
-			return;
-		}
-	} else {
-		char given[HTTP_KEY_MAX + 1];
-
-		if (auth == NULL) {
-			http_reply_error(r, 401, "an API key is required (Authorization: <key>, or "
-					 "HTTP Basic with the key as password)");
-			return;
-		}
-		if (http_auth_parse(auth, given) < 0 || (key = http_auth_key(conf, given)) < 0) {
-			explicit_bzero(given, sizeof(given));
-			http_reply_error(r, 401, "the API key is not valid");
-			return;
-		}
-		explicit_bzero(given, sizeof(given));
-		r->key_name = conf_http_key_name(conf, (size_t)key);
-	}
-
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	struct http_match m;
 	struct str err = STR_INIT;
 	int status;
 	unsigned allow;
+	/*
+	 * Routed first, only to know whether the route is PUBLIC; a client
+	 * without a valid key still learns nothing else before the 401 (the
+	 * 404 and 405 of other paths come after authentication).
+	 */
 	const struct http_route *route = http_route_find(http_routes, http_nroutes, r->method,
 							 path && *path ? path : "/", &m, &status,
 							 &allow, &err);
+	bool open = route != NULL && route->access == HTTP_ACCESS_PUBLIC;
+
+	if (conf_http_key_count(conf) == 0) {
+		if (!is_loopback(evhttp_connection_get_addr(evcon))) {
+			http_reply_error(r, 403, "no API_Key is configured: this listener answers "
+					 "loopback clients only");
+			goto done;
+		}
+	} else if (!open) {
+		char given[HTTP_KEY_MAX + 1];
+
+		if (auth == NULL) {
+			http_reply_error(r, 401, "an API key is required (Authorization: <key>, or "
+					 "HTTP Basic with the key as password)");
+			goto done;
+		}
+		if (http_auth_parse(auth, given) < 0 || (key = http_auth_key(conf, given)) < 0) {
+			explicit_bzero(given, sizeof(given));
+			http_reply_error(r, 401, "the API key is not valid");
+			goto done;
+		}
+		explicit_bzero(given, sizeof(given));
+		r->key_name = conf_http_key_name(conf, (size_t)key);
+	}
+
 	if (route == NULL) {
 		if (status == 405)
 			evhttp_add_header(evhttp_request_get_output_headers(ev), "Allow",
 					  allow == (HTTP_M_GET | HTTP_M_POST) ? "GET, POST" :
 					  allow & HTTP_M_GET ? "GET" : "POST");
 		http_reply_error(r, status, "%s", str_cstr(&err));
-		str_free(&err);
-		return;
+		goto done;
 	}
-	str_free(&err);
 	if (key >= 0 && !role_allows(conf_http_key_role(conf, (size_t)key), route->access)) {
 		http_reply_error(r, 403, "API key \"%s\" (role %s) may not use %s %s", r->key_name,
 				 conf_enum_word(CONF_OPT_API_KEY_ROLE, conf_http_key_role(conf, (size_t)key)),
 				 r->method == HTTP_M_GET ? "GET" : "POST", route->pattern);
-		return;
+		goto done;
 	}
 	route->fn(r, route, &m);
+done:
+	str_free(&err);
 }
 
 /* on_request - evhttp's callback for every request of a listener. */
