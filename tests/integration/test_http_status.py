@@ -304,7 +304,7 @@ class StatusPage(harness.DaemonTestCase):
         self.assertEqual(after["delayed_queue"], 6)
         for f in ("reception_rate_10s", "delivery_rate_60s"):
             self.assertRegex(dom.text["v-" + f], r"^\d+\.\d\d$", f)
-        self.assertRegex(dom.text["v-uptime"], r"^\d+s$")
+        self.assertRegex(dom.text["v-uptime"], r"^\d+s$|^\d+m \d+s$")
         self.assertGreaterEqual(int(dom.attrs["chart"]["data-points"]), 2)
 
         # The binding, and the domains with their backlog, the largest first.
