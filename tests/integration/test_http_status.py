@@ -216,16 +216,21 @@ class StatusPage(harness.DaemonTestCase):
         d.start()
         return d
 
-    def render(self, url, budget=BUDGET_MS):
-        """render - (Dom, console lines) of url after `budget` ms of virtual time."""
+    def chrome(self, args, url, budget=BUDGET_MS):
+        """chrome - run headless chromium on url with args after `budget` ms of virtual time."""
         profile = tempfile.mkdtemp(prefix="impetus-chromium-")
         self.addCleanup(shutil.rmtree, profile, True)
         r = subprocess.run([self.chromium, "--headless", "--no-sandbox", "--disable-gpu",
                             "--disable-background-networking", "--no-first-run",
                             "--user-data-dir=" + profile, "--enable-logging=stderr", "--v=0",
-                            "--virtual-time-budget=%d" % budget, "--dump-dom", url],
+                            "--virtual-time-budget=%d" % budget] + args + [url],
                            capture_output=True, text=True, timeout=90)
         self.assertEqual(r.returncode, 0, "chromium failed: %s" % r.stderr[-3000:])
+        return r
+
+    def render(self, url, budget=BUDGET_MS, extra=()):
+        """render - (Dom, console lines) of url after `budget` ms of virtual time."""
+        r = self.chrome(list(extra) + ["--dump-dom"], url, budget)
         self.assertIn("<body", r.stdout, "no DOM from chromium: %s" % r.stderr[-3000:])
         console = [l for l in r.stderr.splitlines() if ":CONSOLE" in l]
         return Dom(r.stdout), console
@@ -281,8 +286,15 @@ class StatusPage(harness.DaemonTestCase):
         self.assertNotIn("unsafe-inline", csp)
         self.assertNotRegex(page, r"(src|href)=\"(https?:)?//", "an external resource")
 
+        # A screenshot too, kept as the test's artefact (<build>/artifacts/status-page.png).
+        out = os.path.join(os.environ.get("IMPETUS_BUILD_DIR", d.tmp), "artifacts")
+        os.makedirs(out, exist_ok=True)
+        png = os.path.join(out, "status-page.png")
+        if os.path.exists(png):
+            os.unlink(png)
         before = self.api(d, "/api/v1/summary")
-        dom, console = self.render(base + "/")
+        dom, console = self.render(base + "/", extra=["--window-size=1280,1100",
+                                                      "--screenshot=" + png])
         after = self.api(d, "/api/v1/summary")
         mailq = self.api(d, "/api/v1/mailq")
         bindings = self.api(d, "/api/v1/bindings")
@@ -324,6 +336,9 @@ class StatusPage(harness.DaemonTestCase):
             self.assertIn(dom_name, shown)
         self.assertEqual(dom.tags_in["domains"], {"tr", "td"})
         self.assertEqual(dom.tags_in["bindings"], {"tr", "td"})
+        # The screenshot of the same run, kept as the test's artefact.
+        with open(png, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
     @staticmethod
     def body_attr(dom, name):
