@@ -29,8 +29,8 @@ Skipped only when chromium is not installed (scripts/install-deps.sh
 installs it; CI does).
 """
 
-import hashlib
 import base64
+import hashlib
 import html.parser
 import http.client
 import http.server
@@ -41,12 +41,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from deliverykit import inject, wait_until  # noqa: E402
-from test_http_admin import ADMIN_KEY, READ_KEY, Client, http_conf  # noqa: E402
+from test_http_admin import READ_KEY, Client, http_conf  # noqa: E402
 
 SENDER = "sender@example.org"
 BLACKHOLE = "blackhole.example.com"
