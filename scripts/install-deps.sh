@@ -18,13 +18,14 @@
 # editing, history and completion. python3-yaml reads docs/openapi.yaml in
 # tests/integration/test_http_admin.py; curl is one of its HTTP clients.
 # prometheus gives promtool, which checks GET /metrics in
-# tests/integration/test_http_metrics.py.
+# tests/integration/test_http_metrics.py. chromium (headless) renders the
+# status page in tests/integration/test_http_status.py.
 set -eu
 
 PKGS="build-essential cmake pkg-config
 libevent-dev libc-ares-dev libssl-dev libpcre2-dev libjansson-dev libcrypt-dev
 libedit-dev
-python3 openssl postfix dnsmasq-base
+python3 openssl postfix dnsmasq-base chromium
 python3-dkim python3-nacl opendkim
 python3-aiosmtpd libsisimai-perl swaks
 python3-yaml curl prometheus

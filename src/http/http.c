@@ -11,11 +11,12 @@
  * The path of a request (on_request): the connection is counted on its
  * first request (HTTP_Max_Connections; past it: 503 and close), the
  * client authenticated (an API_Key from Authorization; with no key
- * configured only a loopback client is let in; a key only a crypt(3)
- * hash can open is checked on the CPU pool, the request held meanwhile,
- * at most AUTH_JOBS_MAX at once), the path routed
- * (http_parse.c over http_routes), the key's role checked against the
- * route, and the route's handler run.
+ * configured only a loopback client is let in; a PUBLIC route, the
+ * status page, needs no key; a key only a crypt(3) hash can open is
+ * checked on the CPU pool, the request held meanwhile, at most
+ * AUTH_JOBS_MAX at once), the path routed (http_parse.c over
+ * http_routes), the key's role checked against the route, and the
+ * route's handler run.
  *
  * Failure handling, so one bad client never hurts the others or the
  * daemon: what evhttp itself refuses (a request line or headers past
@@ -93,6 +94,7 @@ const char *http_status_text(int code)
 {
 	switch (code) {
 	case 200: return "OK";
+	case 302: return "Found";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -131,6 +133,8 @@ void http_reply(struct http_req *r, int code, const char *ctype, const char *bod
 	h = evhttp_request_get_output_headers(r->ev);
 	evhttp_add_header(h, "Content-Type", ctype);
 	evhttp_add_header(h, "Cache-Control", "no-store");
+	/* Every answer is what its Content-Type says: no browser guesses HTML in JSON. */
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	if (code == 401)
 		evhttp_add_header(h, "WWW-Authenticate", "Basic realm=\"impetus\"");
 	if (r->conn == NULL || !r->conn->l->keep_alive)
@@ -309,6 +313,23 @@ static void route_authorized(struct http_req *r, const struct conf *conf, long k
 	route->fn(r, route, &m);
 }
 
+/* is_public - whether the request goes to a PUBLIC route (the status page: no key needed). */
+static bool is_public(struct http_req *r)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->ev);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	struct http_match m;
+	struct str err = STR_INIT;
+	int status;
+	unsigned allow;
+	const struct http_route *route = http_route_find(http_routes, http_nroutes, r->method,
+							 path && *path ? path : "/", &m, &status,
+							 &allow, &err);
+
+	str_free(&err);
+	return route != NULL && route->access == HTTP_ACCESS_PUBLIC;
+}
+
 /*
  * A key only a crypt(3) hash can open: checked on the CPU pool
  * (http_auth_slow), the request held meanwhile. At most
@@ -421,7 +442,8 @@ static void route_request(struct http_req *r, const struct conf *conf)
 					 "loopback clients only");
 			return;
 		}
-	} else {
+	} else if (!is_public(r)) {
+		/* A client without a valid key learns nothing else: 401 before any 404 or 405. */
 		char given[HTTP_KEY_MAX + 1];
 		size_t nslow;
 

@@ -34,6 +34,8 @@ static void admin_generic(struct http_req *r, const struct http_route *route,
 			  const struct http_match *m);
 
 const struct http_route http_routes[] = {
+	{ HTTP_M_GET, "/", HTTP_ACCESS_PUBLIC, http_status_root, NULL },	/* -> /status */
+	{ HTTP_M_GET, "/status", HTTP_ACCESS_PUBLIC, http_status_page, NULL },
 	{ HTTP_M_GET, "/api/v1/summary", HTTP_ACCESS_READ, admin_command, "summary" },
 	{ HTTP_M_GET, "/api/v1/mailq", HTTP_ACCESS_READ, admin_command, "mailq" },
 	{ HTTP_M_GET, "/api/v1/bindings", HTTP_ACCESS_READ, admin_command, "binding summary" },

@@ -46,6 +46,21 @@ void http_metrics(struct http_req *r, const struct http_route *route, const stru
 /* http_metrics_label_value - append v escaped as a label value (\\, \", \n), without quotes. */
 void http_metrics_label_value(struct str *o, const char *v);
 
+/* http_status_page - GET /status, the live status page (http_status.c; a PUBLIC route). */
+void http_status_page(struct http_req *r, const struct http_route *route,
+		      const struct http_match *m);
+/* http_status_root - GET /: 302 to /status. */
+void http_status_root(struct http_req *r, const struct http_route *route,
+		      const struct http_match *m);
+/* http_status_html - the page's HTML, as compiled in (src/http/status.html). */
+const char *http_status_html(void);
+/*
+ * http_status_csp - the Content-Security-Policy of a page: its one inline
+ * <script> and <style> allowed by SHA-256, nothing else loaded but
+ * fetch() to its origin. -1 when html lacks either, or has two.
+ */
+int http_status_csp(const char *html, struct str *csp);
+
 /* http_reply - answer with code and body of content type ctype (exactly once). */
 void http_reply(struct http_req *r, int code, const char *ctype, const char *body, size_t len);
 /* http_reply_error - code with {"errors":[{"message": ...}]} (the message JSON-escaped). */

@@ -36,12 +36,15 @@ enum http_method {
 
 /*
  * Who may use a route. A key's role (conf_api_key_role) maps onto these:
- * read -> READ; admin -> READ and ADMIN; inject -> INJECT.
+ * read -> READ; admin -> READ and ADMIN; inject -> INJECT. PUBLIC routes
+ * need no key (the status page: it holds no data, the API behind it
+ * does); without any API_Key they are still loopback-only, as all routes.
  */
 enum http_access {
 	HTTP_ACCESS_READ,	/* GET admin routes */
 	HTTP_ACCESS_ADMIN,	/* admin routes that change something */
 	HTTP_ACCESS_INJECT,	/* injection routes (POST) */
+	HTTP_ACCESS_PUBLIC,	/* no key needed: static pages without data */
 };
 
 struct http_req;

@@ -275,7 +275,7 @@ class HttpAdmin(harness.DaemonTestCase):
         self.assertError(c.req("POST", "/api/v1/domains/nothing-queued.example/flush"), 404,
                          "no queue")
         self.assertError(c.req("GET", "/api/v1/nosuch"), 404, "no such route")
-        self.assertError(c.req("GET", "/"), 404, "no such route")
+        self.assertError(c.req("GET", "/index.html"), 404, "no such route")
         st, r, doc = c.req("DELETE", "/api/v1/summary")
         self.assertError((st, r, doc), 405, "not allowed")
         self.assertEqual(r.getheader("Allow"), "GET")

@@ -73,7 +73,7 @@ static void test_routes(void)
 	CHECK_INTEQ(st, 405);
 	CHECK_INTEQ(allow, HTTP_M_POST);
 	/* 404. */
-	const char *missing[] = { "/", "/api", "/api/v1", "/api/v1/domains", "/api/v1/domains//x",
+	const char *missing[] = { "/index.html", "/api", "/api/v1", "/api/v1/domains", "/api/v1/domains//x",
 				  "/api/v1/summary/x", "/api/v1/domains/x/y", "//api/v1/summary",
 				  "/a/b/c/d/e/f/g/h/i/j/k" };
 	for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
