@@ -3,11 +3,14 @@
 
 Two subcommands, standard library only:
 
-  bodies DIR TOTAL SIZES...   write the JSON bodies of POST /api/v1/transmissions
+  bodies [--sandbox] DIR TOTAL SIZES...
+                              write the JSON bodies of POST /api/v1/transmissions
                               to DIR: for each SIZE, TOTAL/SIZE files
                               DIR/SIZE-NNNN.json of SIZE recipients each, the
                               recipients of one SIZE numbered 0..TOTAL-1 (the
-                              same addresses and data whatever the split)
+                              same addresses and data whatever the split);
+                              --sandbox adds "options":{"sandbox":true} (every
+                              message built, none spooled)
   post PORT CONCURRENCY FILE...   POST every FILE to 127.0.0.1:PORT over
                               CONCURRENCY keep-alive connections (each takes
                               the next file when its answer is in); print one
@@ -120,7 +123,7 @@ def recipient(i):
     }
 
 
-def body(first, count):
+def body(first, count, sandbox=False):
     """One transmission of recipients first..first+count-1, as UTF-8 JSON."""
     doc = {
         "campaign_id": "bench",
@@ -134,11 +137,16 @@ def body(first, count):
             "html": HTML,
         },
     }
+    if sandbox:
+        doc["options"] = {"sandbox": True}
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def cmd_bodies(argv):
     """Write TOTAL recipients split in requests of each SIZE given."""
+    sandbox = argv[0] == "--sandbox"
+    if sandbox:
+        argv = argv[1:]
     out, total, sizes = argv[0], int(argv[1]), [int(s) for s in argv[2:]]
     os.makedirs(out, exist_ok=True)
     for size in sizes:
@@ -146,7 +154,7 @@ def cmd_bodies(argv):
             sys.exit("http_inject.py: %d recipients do not split in requests of %d" % (total, size))
         for n in range(total // size):
             with open(os.path.join(out, "%d-%04d.json" % (size, n)), "wb") as f:
-                f.write(body(n * size, size))
+                f.write(body(n * size, size, sandbox))
 
 
 def cmd_post(argv):

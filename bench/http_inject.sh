@@ -16,6 +16,11 @@
 #   http-20   20 concurrent POSTs of MESSAGES/20 recipients each (1,000).
 #   http-100  requests of 100 recipients (the issue's batches), 20 at a
 #             time over 20 keep-alive connections.
+#   http-sandbox  the body of http-1 with "options":{"sandbox":true}: every
+#             message parsed, rendered and built, none spooled. Not an
+#             injection rate: its peak RSS is the request's own memory,
+#             without the queue's, and its rate the ceiling of the
+#             render/build path on this machine.
 #   postfix   Postfix's smtpd, the external reference: acceptance.sh's
 #             private instance, mail held, the same smtp-source run.
 #
@@ -48,7 +53,7 @@
 #   BENCH_MESSAGES=20000  BENCH_SESSIONS=20  BENCH_SIZE=3800  BENCH_REUSE=0
 #   BENCH_ROUNDS=3        rounds; each runs every mode once
 #   BENCH_WARMUP=200      untimed messages before each timed run
-#   BENCH_MODES="smtp http-1 http-20 http-100 postfix"
+#   BENCH_MODES="smtp http-1 http-20 http-100 http-sandbox postfix"
 #   BENCH_BASE=/var/tmp  BENCH_BUILD_DIR=<repo>/build  BENCH_NO_BUILD=0
 #   BENCH_WRITE_DOC=1  BENCH_KEEP=0
 set -euo pipefail
@@ -61,7 +66,7 @@ SIZE=${BENCH_SIZE:-3800}
 REUSE=${BENCH_REUSE:-0}
 ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP=${BENCH_WARMUP:-200}
-MODES=${BENCH_MODES:-smtp http-1 http-20 http-100 postfix}
+MODES=${BENCH_MODES:-smtp http-1 http-20 http-100 http-sandbox postfix}
 BASE=${BENCH_BASE:-/var/tmp}
 BUILD_DIR=${BENCH_BUILD_DIR:-$ROOT/build}
 NO_BUILD=${BENCH_NO_BUILD:-0}
@@ -81,12 +86,14 @@ BENCH_NAME=http_inject
 bench_setup
 
 # The HTTP modes: name -> recipients per request and concurrent connections.
-declare -A PER_REQUEST=([http-1]=$MESSAGES [http-20]=$((MESSAGES / 20)) [http-100]=100)
-declare -A CONNECTIONS=([http-1]=1 [http-20]=20 [http-100]=20)
+declare -A PER_REQUEST=([http-1]=$MESSAGES [http-20]=$((MESSAGES / 20)) [http-100]=100
+	[http-sandbox]=$MESSAGES)
+declare -A CONNECTIONS=([http-1]=1 [http-20]=20 [http-100]=20 [http-sandbox]=1)
 declare -A LABEL=([smtp]="impetusd, SMTP (smtp-source)"
 	[http-1]="impetusd, HTTP, 1 request × ${PER_REQUEST[http-1]}"
 	[http-20]="impetusd, HTTP, 20 concurrent × ${PER_REQUEST[http-20]}"
 	[http-100]="impetusd, HTTP, $((MESSAGES / 100)) × 100, 20 connections"
+	[http-sandbox]="impetusd, HTTP, 1 × ${PER_REQUEST[http-sandbox]}, sandbox (built, not spooled)"
 	[postfix]="Postfix smtpd (smtp-source)")
 for m in $MODES; do
 	[[ -n ${LABEL[$m]:-} ]] || die "unknown mode '$m' in BENCH_MODES"
@@ -157,7 +164,11 @@ post() {
 # and for impetusd HWM (KiB), RSS0 (KiB before the run), CPU_MS (impetusd
 # CPU per 1,000 messages), MSG_SIZE (mean spooled size)
 measure() {
-	local mode=$1 before after queued c0 c1 n size
+	local mode=$1 before after queued c0 c1 n size expect=$MESSAGES dir=$BODIES
+	if [[ $mode == http-sandbox ]]; then
+		expect=0
+		dir=$BODIES/sandbox
+	fi
 	HWM="" RSS0="" CPU_MS="" MSG_SIZE=""
 	if [[ $mode == postfix ]]; then
 		start_postfix "$PF_ACCEPT_ONLY"
@@ -184,7 +195,7 @@ measure() {
 		if [[ $mode == smtp ]]; then
 			run_source "$IMPETUSD_PORT" "$MESSAGES"
 		else
-			post "$BODIES" "${PER_REQUEST[$mode]}" "${CONNECTIONS[$mode]}"
+			post "$dir" "${PER_REQUEST[$mode]}" "${CONNECTIONS[$mode]}"
 			say "$mode: client: $HTTP_OUT"
 		fi
 		c1=$(proc_cpu)
@@ -192,7 +203,7 @@ measure() {
 		read -r n size < <(spool_sizes)
 		after=$n
 		queued=$((after - before))
-		((queued == MESSAGES)) || die "$mode: the spool holds $queued new messages, not $MESSAGES"
+		((queued == expect)) || die "$mode: the spool holds $queued new messages, not $expect"
 		# The queue is told after the spool; give it a moment to agree.
 		local deadline=$((SECONDS + 10)) q
 		while q=$(summary_queued) && ((q != after)) && ((SECONDS < deadline)); do sleep 0.2; done
@@ -200,6 +211,7 @@ measure() {
 		CPU_MS=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v m="$MESSAGES" \
 			'BEGIN { printf "%.0f\n", t * 1000 / hz / m * 1000 }')
 		MSG_SIZE=$size
+		[[ $mode == http-sandbox ]] && MSG_SIZE="-"
 		stop_impetusd
 		((KEEP)) || rm -rf "$TMP/impetusd"
 	fi
@@ -223,12 +235,17 @@ fi
 if ((WARMUP > 0)); then
 	python3 "$CLIENT" bodies "$BODIES/warmup" "$WARMUP" "$WARMUP"
 fi
+if want http-sandbox; then
+	python3 "$CLIENT" bodies --sandbox "$BODIES/sandbox" "$MESSAGES" "$MESSAGES"
+fi
 BODY_1=""
 want http-1 && BODY_1=$(stat -c %s "$BODIES/${PER_REQUEST[http-1]}-0000.json")
 BODY_20=""
 want http-20 && BODY_20=$(stat -c %s "$BODIES/${PER_REQUEST[http-20]}-0000.json")
 BODY_100=""
 want http-100 && BODY_100=$(stat -c %s "$BODIES/100-0000.json")
+BODY_SB=""
+want http-sandbox && BODY_SB=$(stat -c %s "$BODIES/sandbox/${PER_REQUEST[http-sandbox]}-0000.json")
 
 read -r -a mode_list <<<"$MODES"
 declare -A RATES=() SECSS=() HWMS=() RSS0S=() CPUS=() SIZES=()
@@ -254,8 +271,9 @@ UPTIME_AFTER=$(uptime)
 # med MODE ARRAY - the median of a mode's values in ARRAY, or empty
 med() {
 	local -n arr=$2
+	local v=${arr[$1]:-}
 	# shellcheck disable=SC2086
-	[[ -n ${arr[$1]:-} ]] && median ${arr[$1]} || echo ""
+	if [[ $v == *[0-9]* && $v != *-* ]]; then median $v; elif [[ -n $v ]]; then echo "-"; fi
 }
 # ratio A B - A / B with two decimals, or "-"
 ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }' || echo "-"; }
@@ -269,10 +287,14 @@ SOURCE_FLAGS="-s $SESSIONS -m $MESSAGES -l $SIZE"
 
 # row MODE BODY - one line of the table
 row() {
-	local m=$1 body=$2 r
+	local m=$1 body=$2 r rs rp
 	want "$m" || return 0
 	r=$(med "$m" RATES)
-	echo "| ${LABEL[$m]} | $r | ${RATES[$m]% } | $(ratio "$r" "$SMTP_RATE") | $(ratio "$r" "$PF_RATE") | $(med "$m" HWMS) | $(med "$m" RSS0S) | $(med "$m" CPUS) | $(med "$m" SIZES) | $body |"
+	rs=$(ratio "$r" "$SMTP_RATE")
+	rp=$(ratio "$r" "$PF_RATE")
+	# Nothing is spooled in the sandbox: no ratio to an injection rate.
+	[[ $m == http-sandbox ]] && rs="-" rp="-"
+	echo "| ${LABEL[$m]} | $r | ${RATES[$m]% } | $rs | $rp | $(med "$m" HWMS) | $(med "$m" RSS0S) | $(med "$m" CPUS) | $(med "$m" SIZES) | $body |"
 }
 
 TABLE="| mode | msgs/s (median) | per round | × impetusd SMTP | × Postfix | peak RSS MiB | RSS before the run, MiB | impetusd CPU ms per 1,000 msgs | bytes per spooled message | request body bytes |
@@ -282,6 +304,7 @@ $({
 	row http-1 "${BODY_1:-}"
 	row http-20 "${BODY_20:+$BODY_20 each}"
 	row http-100 "${BODY_100:+$BODY_100 each}"
+	row http-sandbox "${BODY_SB:-}"
 	row postfix "-"
 })"
 
