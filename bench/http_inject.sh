@@ -273,10 +273,10 @@ med() {
 	local -n arr=$2
 	local v=${arr[$1]:-}
 	# shellcheck disable=SC2086
-	if [[ $v == *[0-9]* && $v != *-* ]]; then median $v; elif [[ -n $v ]]; then echo "-"; fi
+	if [[ $v == *[0-9]* && $v != *-* ]]; then median $v; else echo "-"; fi
 }
 # ratio A B - A / B with two decimals, or "-"
-ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }' || echo "-"; }
+ratio() { [[ $1 =~ ^[0-9]+$ && $2 =~ ^[1-9][0-9]*$ ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }' || echo "-"; }
 
 SMTP_RATE=$(med smtp RATES)
 PF_RATE=$(med postfix RATES)
@@ -328,7 +328,9 @@ $TABLE
 
 Peak RSS is impetusd's VmHWM after the run, the daemon started afresh for
 each mode (warm-up included; the queue of $MESSAGES held messages is part
-of it). CPU is impetusd's user + system time during the timed run.
+of it; not measured for Postfix, whose work is spread over smtpd and
+cleanup processes). CPU is impetusd's user + system time during the timed
+run, per 1,000 messages.
 
 Commands:
 
