@@ -179,6 +179,13 @@ const char *http_req_body(struct http_req *r, size_t *len)
 	return (const char *)evbuffer_pullup(in, -1);
 }
 
+void http_req_drop_body(struct http_req *r)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
 void http_req_wait(struct http_req *r, struct imp_cli *pending)
 {
 	r->pending = pending;

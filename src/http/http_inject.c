@@ -130,9 +130,20 @@ static void refusals_free(struct tx_refusal *list, size_t n)
 	free(list);
 }
 
+/* tx_free_run - CPU pool: free a parsed request (a large JSON tree: not on the scheduler). */
+static void tx_free_run(void *arg)
+{
+	transmission_free(arg);
+}
+
 static void job_free(struct tx_job *j)
 {
-	transmission_free(j->tx);
+	struct pool *cpu = api_runtime()->cpu_pool;
+
+	if (j->tx && cpu)
+		pool_submit(cpu, tx_free_run, j->tx);
+	else
+		transmission_free(j->tx);
 	free(j->body);
 	free(j->hostname);
 	refusals_free(j->refused, j->nrefused);
@@ -475,6 +486,7 @@ static void start(struct http_req *r, enum tx_shape shape)
 	memcpy(j->body, body, len);
 	j->body[len] = '\0';
 	j->len = len;
+	http_req_drop_body(r);	/* libevent's copy goes now, not with the answer */
 	j->id = id_next();
 	j->hostname = xstrdup(conf ? conf_hostname(conf) : "localhost");
 	conf_unref(conf);

@@ -68,6 +68,8 @@ void http_reply_error(struct http_req *r, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* http_req_body - the request body, made contiguous (NUL-terminated); its length in *len. */
 const char *http_req_body(struct http_req *r, size_t *len);
+/* http_req_drop_body - free the request body (after the handler copied what it needs). */
+void http_req_drop_body(struct http_req *r);
 /* http_req_wait - the handler answers later, when pending finishes (see above). */
 void http_req_wait(struct http_req *r, struct imp_cli *pending);
 /* http_req_unwait - the awaited answer came (before http_reply, from the console callback). */
