@@ -258,7 +258,10 @@ int whq_open(struct whq *q, const char *dir, struct str *err)
 		/* The tail: keep appending to it, from its last whole record. */
 		if (valid < WHQ_MAGIC_LEN) {
 			q->truncated += len;
-			return new_segment(q, s, err);
+			rc = new_segment(q, s, err);
+			if (rc < 0)
+				return rc;
+			break;
 		}
 		int fd = open(path, O_WRONLY | O_CLOEXEC);
 		if (fd < 0 || (valid < len && (ftruncate(fd, (off_t)valid) < 0 || fdatasync(fd) < 0))) {
@@ -274,8 +277,13 @@ int whq_open(struct whq *q, const char *dir, struct str *err)
 		q->tail_size = valid;
 	}
 	if (q->tail_fd < 0)
-		return new_segment(q, hi + 1, err);
-	return 0;
+		rc = new_segment(q, hi + 1, err);
+	else
+		rc = 0;
+	/* A cursor past what the tail keeps (cut or recreated) would hide what comes next. */
+	if (q->cursor.seq == q->tail_seq && q->cursor.off > q->tail_size)
+		q->cursor.off = q->tail_size;
+	return rc;
 }
 
 void whq_close(struct whq *q)
@@ -370,6 +378,16 @@ int whq_read(struct whq *q, size_t max, struct str *out, size_t *n, struct whq_p
 				continue;
 			}
 			size = p.seq == q->tail_seq ? q->tail_size : (uint64_t)st.st_size;
+			char magic[WHQ_MAGIC_LEN];
+			if (fs_pread_all(fd, magic, sizeof(magic), 0) < 0 ||
+			    memcmp(magic, WHQ_MAGIC, WHQ_MAGIC_LEN) != 0) {
+				/* Not a segment (whq_open counted nothing in it either). */
+				if (p.seq == q->tail_seq)
+					break;
+				q->skipped++;
+				p = (struct whq_pos){ p.seq + 1, WHQ_MAGIC_LEN };
+				continue;
+			}
 		}
 		if (p.off + WHQ_HEADER > size ||
 		    fs_pread_all(fd, h, sizeof(h), p.off) < 0) {
