@@ -32,6 +32,7 @@
 #define EVENTS_KEY_TAGS "impetus.http.tags"
 
 struct webhook;
+struct evhttp_connection;
 struct conf;
 
 /* One webhook as the metrics and the console see it (a copy, under the lock). */
@@ -63,6 +64,8 @@ struct events {
 	uint64_t log_lost;
 	struct webhook **wh;
 	size_t nwh;
+	struct evhttp_connection **dead;	/* finished connections, freed by the tick */
+	size_t ndead;
 };
 
 struct events_conf {

@@ -76,7 +76,7 @@ struct webhook {
 	uint64_t dropped_total;
 
 	/* Sending. */
-	struct evhttp_connection *conn;
+	struct evhttp_connection *conn;	/* the POST in flight's */
 	struct evhttp_request *req;
 	bool in_flight;
 	size_t fl_n;
@@ -250,6 +250,23 @@ static void webhook_free(struct webhook *w)
 	free(w);
 }
 
+/* retire - a connection whose request ended: freed by the next reap, outside its callbacks. */
+static void retire(struct events *E, struct evhttp_connection *c)
+{
+	E->dead = xrealloc(E->dead, (E->ndead + 1) * sizeof(*E->dead));
+	E->dead[E->ndead++] = c;
+}
+
+/* reap - free the retired connections (events thread, never inside an evhttp callback). */
+static void reap(struct events *E)
+{
+	for (size_t i = 0; i < E->ndead; i++)
+		evhttp_connection_free(E->dead[i]);
+	free(E->dead);
+	E->dead = NULL;
+	E->ndead = 0;
+}
+
 /* forget - take w out of E's list. */
 static void forget(struct events *E, struct webhook *w)
 {
@@ -287,7 +304,13 @@ static void on_response(struct evhttp_request *req, void *arg)
 
 	w->in_flight = false;
 	w->req = NULL;
-	w->conn = NULL;		/* freed by libevent once this request is done */
+	/*
+	 * This connection cannot be freed inside its own callback: it is kept
+	 * and freed at the next answer or tick. (libevent 2.1's
+	 * free_on_completion does not free a connection that never connected.)
+	 */
+	retire(E, w->conn);
+	w->conn = NULL;
 	if (w->gone) {
 		forget(E, w);
 		webhook_free(w);
@@ -396,7 +419,6 @@ static void post(struct webhook *w)
 	if (w->auth_name)
 		evhttp_add_header(h, w->auth_name, w->auth_value);
 	evbuffer_add(evhttp_request_get_output_buffer(w->req), body.s, body.len);
-	evhttp_connection_free_on_completion(w->conn);
 	if (evhttp_make_request(w->conn, w->req, EVHTTP_REQ_POST, w->path) < 0) {
 		/* The request was freed by evhttp; the connection was not used. */
 		evhttp_connection_free(w->conn);
@@ -485,6 +507,7 @@ void webhooks_flush(struct events *E)
 
 void webhooks_tick(struct events *E)
 {
+	reap(E);
 	for (size_t i = 0; i < E->nwh; i++) {
 		struct webhook *w = E->wh[i];
 		if (w->dropped) {
@@ -582,6 +605,7 @@ void webhooks_configure(struct events *E, const struct conf *c)
 
 void webhooks_free_all(struct events *E)
 {
+	reap(E);
 	for (size_t i = 0; i < E->nwh; i++)
 		webhook_free(E->wh[i]);
 	free(E->wh);
