@@ -28,12 +28,12 @@ import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from deliverykit import inject_many, wait_until  # noqa: E402
 from sink import Sink  # noqa: E402
+from test_http_admin import ADMIN_KEY, Client, http_conf  # noqa: E402
 
 SENDER = "sender@client.test"
 DOMAIN = "remote.test"
@@ -255,10 +255,13 @@ class Events(harness.DaemonTestCase):
         return tmp
 
     def test_500_then_200_resends_the_batch(self):
-        with Sink() as sink, Receiver() as rcv:
+        def rcpt_reply(addr):
+            return "550 5.1.1 no such user" if addr.startswith("perm") else "250 2.1.5 OK"
+
+        with Sink(rcpt_reply=rcpt_reply) as sink, Receiver() as rcv:
             rcv.fail_next = 1
             d = self.daemon(sink, webhook("retry", "http://127.0.0.1:%d/" % rcv.port,
-                                          ("Delivery",), "Batch_Timeout = 0"))
+                                          ("Delivery", "Bounce"), "Batch_Timeout = 0"))
             send(d, 1, 3, "r")
             wait_until(lambda: len(rcv.accepted) >= 1, timeout=15, what="the batch accepted")
             with rcv.lock:
@@ -269,6 +272,17 @@ class Events(harness.DaemonTestCase):
                              "the failed batch is sent again first")
             wait_until(lambda: len({e["event_id"] for e in rcv.events()}) == 3, timeout=15,
                        what="3 Delivery events")
+            # A permanent failure is a Bounce with its class.
+            bid = inject_many(d, [("", ["perm@%s" % DOMAIN], harness.make_message())])[0]
+            wait_until(lambda: any(e["type"] == "Bounce" for e in rcv.events()), timeout=15,
+                       what="the Bounce event")
+            b = [e for e in rcv.events() if e["type"] == "Bounce"][0]
+            self.assertEqual((b["id"], b["recipient"], b["sender"]), (bid, "perm@" + DOMAIN, None))
+            self.assertEqual(b["response"]["code"], 550)
+            self.assertEqual(b["response"]["enhanced_code"], "5.1.1")
+            self.assertIn("no such user", b["response"]["content"])
+            self.assertIsNotNone(b["bounce_classification"])
+            self.assertGreater(b["bounce_class"], 0)
             self.assertIn("webhook=retry post failed: status=500", "\n".join(d.paniclog()))
             self.assertIn("webhook=retry recovered after failures=1", "\n".join(d.paniclog()))
 
@@ -296,11 +310,43 @@ class Events(harness.DaemonTestCase):
             wait_until(lambda: backlog(d, "dur")["backlog_events"] == 0, timeout=10,
                        what="an empty backlog")
 
+    def test_reload_adds_changes_and_removes_webhooks(self):
+        with Sink() as sink, Receiver() as one, Receiver() as two:
+            d = self.daemon(sink, webhook("one", "http://127.0.0.1:%d/" % one.port,
+                                          ("Delivery",), "Batch_Timeout = 0"))
+            send(d, 1, 1, "x")
+            wait_until(lambda: len(one.events()) == 1, timeout=10, what="one's first event")
+            # one moves to two's port and gets Reception too; three is new (two's port too).
+            d.global_text = config(sink, "\n".join([
+                webhook("one", "http://127.0.0.1:%d/one" % two.port, ("Delivery", "Reception"),
+                        "Batch_Timeout = 0"),
+                webhook("three", "http://127.0.0.1:%d/three" % two.port, ("Delivery",),
+                        "Batch_Timeout = 0")]))
+            d.write_config()
+            rc, out, err = tool(d, "config", "reload")
+            self.assertEqual(rc, 0, err)
+            send(d, 1, 1, "y")
+            wait_until(lambda: len(two.events()) == 3, timeout=10,
+                       what="R and D for one, D for three at the new target")
+            self.assertEqual(sorted(e["type"] for e in two.events()),
+                             ["Delivery", "Delivery", "Reception"])
+            self.assertEqual(len(one.events()), 1)
+            names = sorted(w["name"] for w in json.loads(tool(d, "--json", "webhooks")[1])
+                           ["webhooks"])
+            self.assertEqual(names, ["one", "three"])
+            # Removed: stops, its backlog directory stays.
+            d.global_text = config(sink, "")
+            d.write_config()
+            self.assertEqual(tool(d, "config", "reload")[0], 0)
+            self.assertEqual(json.loads(tool(d, "--json", "webhooks")[1])["webhooks"], [])
+            self.assertTrue(os.path.isdir(os.path.join(d.spool_dir, "webhooks", "three")))
+            self.assertIn("webhook=three removed", "\n".join(d.paniclog()))
+
     def test_stuck_endpoint_never_slows_mail(self):
         hport = harness.free_port()
         with Sink() as sink, Receiver() as rcv:
             rcv.stuck.set()
-            http_listener = 'HTTP_Listener {\n  Listen "127.0.0.1:%d" { }\n}' % hport
+            http_listener = http_conf(hport)
             d = self.daemon(sink, webhook("stuck", "http://127.0.0.1:%d/" % rcv.port,
                                           ("Delivery",), "Batch_Size = 5\n  Batch_Timeout = 0"),
                             http_listener)
@@ -312,13 +358,26 @@ class Events(harness.DaemonTestCase):
                        what="the backlog of 40")
             w = backlog(d, "stuck")
             self.assertEqual(w["state"], "posting")
-            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % hport, timeout=10) as r:
-                text = r.read().decode()
+            st, _, text = Client(hport, ADMIN_KEY).req("GET", "/metrics")
+            self.assertEqual(st, 200)
+            text = text.decode() if isinstance(text, bytes) else text
             m = re.search(r'^impetus_webhook_backlog_events\{webhook="stuck"\} (\d+)$', text,
                           re.M)
             self.assertIsNotNone(m, text)
             self.assertEqual(int(m.group(1)), 40)
             self.assertEqual(len(rcv.requests), 1, "one POST in flight at a time")
+            # An admin route: the AdminAction names the transport and the key, never the key.
+            st, _, doc = Client(hport, ADMIN_KEY).req("POST", "/api/v1/domains/%s/suspend" % DOMAIN)
+            self.assertEqual(st, 200, doc)
+            panic = "\n".join(d.paniclog())
+            self.assertIn('admin transport=http key=ops command="suspend domain %s" result=ok'
+                          % DOMAIN, panic)
+            self.assertNotIn(ADMIN_KEY, panic)
+            wait_until(lambda: any('"AdminAction"' in line for line in d.log("events.jsonl")),
+                       timeout=10, what="the AdminAction in the event log")
+            adm = [json.loads(line) for line in d.log("events.jsonl") if '"AdminAction"' in line]
+            self.assertEqual([(a["command"], a["arguments"], a["transport"], a["api_key"])
+                              for a in adm], [("suspend", ["domain", DOMAIN], "http", "ops")])
             # Stop with the POST still in flight: a clean shutdown (sanitizers check it).
             d.stop()
 
