@@ -466,7 +466,6 @@ void events_on_conf(void *arg)
 	struct conf *c = ec->conf;
 
 	free(ec);
-	drain(E);	/* what came under the old configuration goes where it said */
 	/* The event log is reopened on every configuration: a reload follows a rotation. */
 	if (E->log_fd >= 0)
 		close(E->log_fd);
@@ -481,6 +480,8 @@ void events_on_conf(void *arg)
 	}
 	webhooks_configure(E, c);
 	conf_unref(c);
+	/* Events waiting now go where the new configuration says. */
+	drain(E);
 }
 
 /* ------------------------------------------------------------------ */
@@ -536,6 +537,7 @@ static void final(void *arg)
 {
 	struct events *E = arg;
 
+	E->stopping = true;	/* no new POST: what is pending goes to the backlogs only */
 	drain(E);
 	on_tick(-1, 0, E);
 	webhooks_free_all(E);

@@ -58,6 +58,7 @@ struct events {
 	size_t nstats;
 
 	/* Events thread: */
+	bool stopping;			/* events_free: write, do not post */
 	int log_fd;
 	char *log_path;
 	int log_errno;

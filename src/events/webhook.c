@@ -436,7 +436,7 @@ out:
 /* kick - post now if a batch is due, else wait for it (events thread). */
 static void kick(struct webhook *w)
 {
-	if (w->gone || !w->q_ok || w->in_flight || w->q.events == 0)
+	if (w->gone || !w->q_ok || w->in_flight || w->q.events == 0 || w->E->stopping)
 		return;
 	if (evtimer_pending(w->timer, NULL)) {
 		if (w->backoff || w->q.events < w->batch_size)
