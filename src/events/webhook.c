@@ -284,7 +284,8 @@ static void failed(struct webhook *w, const char *why)
 {
 	int64_t delay = w->retry_ms;
 
-	for (unsigned i = 1; i < w->failures && delay < w->retry_max_ms; i++)
+	/* retry * 2^(failures before this one), capped. */
+	for (unsigned i = 0; i < w->failures && delay < w->retry_max_ms; i++)
 		delay *= 2;
 	w->failures++;
 	if (delay > w->retry_max_ms)

@@ -291,12 +291,18 @@ class Events(harness.DaemonTestCase):
         with Sink() as sink:
             d = self.daemon(sink, webhook(
                 "dur", "http://127.0.0.1:%d/" % port, ("Reception", "Delivery"),
-                "Batch_Size = 4\n  Webhook_Retry_Interval = 1\n  Webhook_Max_Retry_Interval = 1"))
+                "Batch_Size = 4\n  Webhook_Retry_Interval = 1\n  Webhook_Max_Retry_Interval = 2"))
             ids = send(d, 5, 2, "k")
             wait_until(lambda: len(sink.recipients()) == 10, what="10 deliveries")
             wait_until(lambda: backlog(d, "dur")["backlog_events"] == 20, timeout=10,
                        what="20 events in the backlog")
             self.assertEqual(backlog(d, "dur")["state"], "backoff")
+            # The back-off doubles per failure, up to Webhook_Max_Retry_Interval.
+            wait_until(lambda: "failures=3 " in "\n".join(d.paniclog()), timeout=10,
+                       what="three failed posts")
+            panic = "\n".join(d.paniclog())
+            for n, ms in ((1, 1000), (2, 2000), (3, 2000)):
+                self.assertIn("failures=%d retry_in=%dms" % (n, ms), panic)
             d.kill9()
             d.start()
             with Receiver(port=port) as rcv:
