@@ -256,12 +256,20 @@ class Events(harness.DaemonTestCase):
 
     def test_500_then_200_resends_the_batch(self):
         def rcpt_reply(addr):
-            return "550 5.1.1 no such user" if addr.startswith("perm") else "250 2.1.5 OK"
+            if addr.startswith("perm"):
+                return "550 5.1.1 no such user"
+            if addr.startswith("temp"):
+                return "450 4.2.1 mailbox busy"
+            return "250 2.1.5 OK"
 
         with Sink(rcpt_reply=rcpt_reply) as sink, Receiver() as rcv:
             rcv.fail_next = 1
             d = self.daemon(sink, webhook("retry", "http://127.0.0.1:%d/" % rcv.port,
-                                          ("Delivery", "Bounce"), "Batch_Timeout = 0"))
+                                          ("Delivery", "Bounce", "TransientFailure", "Expiration"),
+                                          "Batch_Timeout = 0"),
+                            "Delayed_Queue_Scan_Interval = 1\n"
+                            'Domain "expire.test" { Routes = ( "smtp://127.0.0.1:%d" ) '
+                            "Message_Expiration = 2 }" % sink.port)
             send(d, 1, 3, "r")
             wait_until(lambda: len(rcv.accepted) >= 1, timeout=15, what="the batch accepted")
             with rcv.lock:
@@ -270,7 +278,8 @@ class Events(harness.DaemonTestCase):
             first_ids = [e["event_id"] for e in reqs[0]]
             self.assertEqual([e["event_id"] for e in reqs[1]][:len(first_ids)], first_ids,
                              "the failed batch is sent again first")
-            wait_until(lambda: len({e["event_id"] for e in rcv.events()}) == 3, timeout=15,
+            wait_until(lambda: len({e["event_id"] for e in rcv.events()
+                                    if e["type"] == "Delivery"}) == 3, timeout=15,
                        what="3 Delivery events")
             # A permanent failure is a Bounce with its class.
             bid = inject_many(d, [("", ["perm@%s" % DOMAIN], harness.make_message())])[0]
@@ -283,6 +292,21 @@ class Events(harness.DaemonTestCase):
             self.assertIn("no such user", b["response"]["content"])
             self.assertIsNotNone(b["bounce_classification"])
             self.assertGreater(b["bounce_class"], 0)
+            # 450 until Message_Expiration: TransientFailure events, then one Expiration.
+            xid = inject_many(d, [("", ["temp@expire.test"], harness.make_message())])[0]
+            wait_until(lambda: any(e["type"] == "Expiration" for e in rcv.events()), timeout=15,
+                       what="the Expiration event")
+            evs = [e for e in rcv.events() if e["id"] == xid]
+            kinds = [e["type"] for e in evs]
+            self.assertIn("TransientFailure", kinds)
+            self.assertEqual(kinds.count("Expiration"), 1, kinds)
+            self.assertNotIn("Bounce", kinds)
+            t = [e for e in evs if e["type"] == "TransientFailure"][0]
+            self.assertEqual((t["response"]["code"], t["response"]["enhanced_code"]),
+                             (450, "4.2.1"))
+            x = [e for e in evs if e["type"] == "Expiration"][0]
+            self.assertIn("expired", x["response"]["content"])
+            self.assertEqual(x["response"]["enhanced_code"][0], "5")
             self.assertIn("webhook=retry post failed: status=500", "\n".join(d.paniclog()))
             self.assertIn("webhook=retry recovered after failures=1", "\n".join(d.paniclog()))
 
