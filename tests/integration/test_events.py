@@ -34,6 +34,7 @@ import harness  # noqa: E402
 from deliverykit import inject_many, wait_until  # noqa: E402
 from sink import Sink  # noqa: E402
 from test_http_admin import ADMIN_KEY, Client, http_conf  # noqa: E402
+from test_http_metrics import promtool_check  # noqa: E402
 
 SENDER = "sender@client.test"
 DOMAIN = "remote.test"
@@ -395,6 +396,8 @@ class Events(harness.DaemonTestCase):
                           re.M)
             self.assertIsNotNone(m, text)
             self.assertEqual(int(m.group(1)), 40)
+            self.assertIn("# TYPE impetus_webhook_backlog_events gauge", text)
+            promtool_check(self, text)
             self.assertEqual(len(rcv.requests), 1, "one POST in flight at a time")
             # An admin route: the AdminAction names the transport and the key, never the key.
             st, _, doc = Client(hport, ADMIN_KEY).req("POST", "/api/v1/domains/%s/suspend" % DOMAIN)
