@@ -306,8 +306,8 @@ static void on_response(struct evhttp_request *req, void *arg)
 	w->in_flight = false;
 	w->req = NULL;
 	/*
-	 * This connection cannot be freed inside its own callback: it is kept
-	 * and freed at the next answer or tick. (libevent 2.1's
+	 * This connection cannot be freed inside its own callback: it is
+	 * retired and freed by the next tick (reap). (libevent 2.1's
 	 * free_on_completion does not free a connection that never connected.)
 	 */
 	retire(E, w->conn);
