@@ -49,6 +49,23 @@
 #include "events/whq.h"
 #include "log/log.h"
 
+/*
+ * A sender's states. IDLE: nothing due; WAITING: the batch timer runs
+ * (fewer than Batch_Size events, the oldest younger than Batch_Timeout);
+ * POSTING: one POST in flight; BACKOFF: the retry timer runs after a
+ * failure. The backlog being unusable (q_ok false, "broken") is apart:
+ * no state applies then. Transitions are not traced: one per batch would
+ * flood the paniclog; failures and recoveries are logged where they happen.
+ */
+enum wh_state { WH_IDLE, WH_WAITING, WH_POSTING, WH_BACKOFF };
+
+/* wh_state_name - "idle", "waiting", "posting", "backoff". */
+static const char *wh_state_name(enum wh_state st)
+{
+	static const char *const names[] = { "idle", "waiting", "posting", "backoff" };
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
 struct webhook {
 	struct events *E;
 	char *name;
@@ -78,12 +95,11 @@ struct webhook {
 	/* Sending. */
 	struct evhttp_connection *conn;	/* the POST in flight's */
 	struct evhttp_request *req;
-	bool in_flight;
+	enum wh_state state;
 	size_t fl_n;
 	struct whq_pos fl_end;
 	uint64_t fl_bytes;
 	struct event *timer;
-	bool backoff;			/* the timer is a retry, not a batch wait */
 	unsigned failures;
 	char last_error[160];
 };
@@ -112,10 +128,7 @@ static void stats_refresh(struct events *E)
 		s->bytes = w->q_ok ? w->q.bytes : 0;
 		s->dropped = w->dropped_total;
 		s->failures = w->failures;
-		snprintf(s->state, sizeof(s->state), "%s",
-			 !w->q_ok ? "broken" : w->in_flight ? "posting" :
-			 w->timer && w->backoff && evtimer_pending(w->timer, NULL) ? "backoff" :
-			 w->q.events ? "waiting" : "idle");
+		snprintf(s->state, sizeof(s->state), "%s", w->q_ok ? wh_state_name(w->state) : "broken");
 		snprintf(s->last_error, sizeof(s->last_error), "%s", w->last_error);
 	}
 	pthread_mutex_lock(&E->lock);
@@ -224,17 +237,18 @@ static bool settings_load(struct webhook *w, const struct conf *c, size_t i, str
 
 static void kick(struct webhook *w);
 
+/* arm - wait ms for a batch to fill (WAITING) or before a retry (BACKOFF). */
 static void arm(struct webhook *w, int64_t ms, bool backoff)
 {
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 
-	w->backoff = backoff;
+	w->state = backoff ? WH_BACKOFF : WH_WAITING;
 	evtimer_add(w->timer, &tv);
 }
 
 static void webhook_free(struct webhook *w)
 {
-	if (w->req && w->in_flight) {
+	if (w->req && w->state == WH_POSTING) {
 		/* Shutdown with a POST under way: it is sent again at the next start. */
 		evhttp_cancel_request(w->req);
 		evhttp_connection_free(w->conn);
@@ -303,7 +317,7 @@ static void on_response(struct evhttp_request *req, void *arg)
 	struct events *E = w->E;
 	int code = req ? evhttp_request_get_response_code(req) : 0;
 
-	w->in_flight = false;
+	w->state = WH_IDLE;
 	w->req = NULL;
 	/*
 	 * This connection cannot be freed inside its own callback: it is
@@ -428,7 +442,7 @@ static void post(struct webhook *w)
 		failed(w, "cannot start the request");
 		goto out;
 	}
-	w->in_flight = true;
+	w->state = WH_POSTING;
 out:
 	str_free(&body);
 	str_free(&err);
@@ -437,12 +451,14 @@ out:
 /* kick - post now if a batch is due, else wait for it (events thread). */
 static void kick(struct webhook *w)
 {
-	if (w->gone || !w->q_ok || w->in_flight || w->q.events == 0 || w->E->stopping)
+	if (w->gone || !w->q_ok || w->state == WH_POSTING || w->state == WH_BACKOFF ||
+	    w->q.events == 0 || w->E->stopping)
 		return;
-	if (evtimer_pending(w->timer, NULL)) {
-		if (w->backoff || w->q.events < w->batch_size)
+	if (w->state == WH_WAITING) {
+		if (w->q.events < w->batch_size)
 			return;
 		evtimer_del(w->timer);	/* a full batch need not wait */
+		w->state = WH_IDLE;
 	}
 	int64_t now = mono_ms();
 	if (w->q.events < w->batch_size && w->first_unsent_ms &&
@@ -459,10 +475,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (w->backoff) {
-		w->backoff = false;
+	if (w->state == WH_BACKOFF)
 		w->first_unsent_ms = 1;		/* due: the retry goes now */
-	}
+	w->state = WH_IDLE;
 	kick(w);
 	stats_refresh(w->E);
 }
@@ -545,7 +560,7 @@ void webhooks_configure(struct events *E, const struct conf *c)
 		}
 		log_panic("webhook=%s removed; backlog events=%" PRIu64 " kept on disk", w->name,
 			  w->q_ok ? w->q.events : 0);
-		if (w->in_flight) {
+		if (w->state == WH_POSTING) {
 			w->gone = true;
 			i++;
 		} else {
