@@ -37,6 +37,7 @@
 #include "api/api_services.h"
 #include "config/config.h"
 #include "control/control.h"
+#include "events/events.h"
 #include "http/http.h"
 #include "dns/dns.h"
 #include "core/fsutil.h"
@@ -76,6 +77,7 @@ struct daemon {
 	struct smtp_server *smtp;
 	struct control *control;	/* the console's sockets (Control_Listener) */
 	struct http_server *http;	/* the HTTP_Listener's sockets */
+	struct events *events;		/* event log and webhooks (src/events/) */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_timer, *heartbeat_timer;
 	bool stopping;
@@ -232,6 +234,7 @@ static int daemon_reload(struct daemon *d, struct str *err)
 	smtp_server_set_conf(d->smtp, c);	/* and its listeners */
 	control_reload(d->control, c);
 	http_reload(d->http, c);
+	events_set_conf(d->events, c);
 	queue_set_conf(d->queue, c);
 	api_runtime_set_conf(c);
 	conf_unref(d->conf);
@@ -512,6 +515,10 @@ int main(int argc, char **argv)
 			    strerror(-rc));
 		fatal(&err, "spool");
 	}
+	d.events = events_new(conf_str(d.conf, CONF_OPT_SPOOLBASE), &err);
+	if (d.events == NULL)
+		fatal(&err, "events");
+	events_set_conf(d.events, d.conf);
 	/* Before recovery: it tells the importer which pickup files were spooled. */
 	d.pickup = pickup_new(conf_str(d.conf, CONF_OPT_SPOOLBASE), &err);
 	if (d.pickup == NULL)
@@ -646,6 +653,8 @@ int main(int argc, char **argv)
 	loop_free(d.scheduler);
 	/* Every loop is gone: module posts that never ran are freed, not run. */
 	api_post_drop_all();
+	/* Every mail thread is gone: the events still pending are written now. */
+	events_free(d.events);
 	log_close();
 	str_free(&err);
 	return 0;

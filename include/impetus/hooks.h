@@ -245,7 +245,14 @@ struct imp_log_event {
 	int bounce_class;		/* P, B */
 	uint32_t attempts;		/* T, P: delivery attempts so far */
 	const char *line;		/* the formatted log line, without newline, or "" */
+	/* API 1.4: */
+	const struct imp_message *message;	/* R D T P B A: the message, read-only (imp_message_vctx_get,
+						 * imp_message_received ...), valid during the call; NULL for X */
+	uint32_t flags;			/* IMP_LOG_F_* */
 };
+
+/* flags: P, B: the failure is the message's expiry (Message_Expiration), not a reply. */
+#define IMP_LOG_F_EXPIRED 0x1u
 
 typedef void (*imp_log_fn)(void *closure, const struct imp_log_event *ev);
 /* imp_hook_log - subscribe to the events whose types are in types ("RDTPBXA" or a subset). */

@@ -61,7 +61,7 @@ extern "C" {
  * an impetusd with the same major and an equal or newer minor.
  */
 #define IMP_API_MAJOR 1
-#define IMP_API_MINOR 3
+#define IMP_API_MINOR 4
 
 /* Option types of a module's table (the core's CONF_T_* with the same parsers). */
 enum imp_option_type {

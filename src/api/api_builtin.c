@@ -14,6 +14,7 @@
 #include "api/api_console.h"
 #include "api/api_history.h"
 #include "api/api_module.h"
+#include "events/events.h"
 #include "log/log_event.h"
 #include "policy/bounce_class.h"
 #include "policy/macro.h"
@@ -26,6 +27,7 @@ void api_builtins_register(struct api_gen *g)
 	queue_builtins_register(g);
 	bounce_class_builtins_register(g);
 	log_builtins_register(g);
+	events_register(g);
 	macro_builtins_register(g);
 	api_console_builtins_register(g);
 	api_summary_register(g);

@@ -29,6 +29,7 @@
 #include "api/api_console.h"
 #include "config/config.h"
 #include "core/mem.h"
+#include "events/events.h"
 
 struct imp_cli {
 	struct str out;
@@ -232,9 +233,44 @@ static void cli_free(struct imp_cli *cli)
 	free(cli);
 }
 
+/* Who sends the next command (api_console_origin); scheduler thread. */
+static const char *origin_transport;
+static const char *origin_key;
+
+void api_console_origin(const char *transport, const char *key)
+{
+	origin_transport = transport;
+	origin_key = key;
+}
+
+static int console_start(struct api_gen *g, struct conf *hold, int argc, const char *const *argv,
+			 bool json, struct str *out, api_console_done_fn done, void *done_arg,
+			 struct imp_cli **pending);
+
+/*
+ * api_console_start - run the command; a command that changes state is
+ * also an AdminAction event and an audit line (events_admin), with the
+ * origin the transport gave, whatever the outcome.
+ */
 int api_console_start(struct api_gen *g, struct conf *hold, int argc, const char *const *argv,
 		      bool json, struct str *out, api_console_done_fn done, void *done_arg,
 		      struct imp_cli **pending)
+{
+	const char *transport = origin_transport ? origin_transport : "console";
+	const char *key = origin_key;
+	int rc;
+
+	origin_transport = NULL;
+	origin_key = NULL;
+	rc = console_start(g, hold, argc, argv, json, out, done, done_arg, pending);
+	if (events_admin_changes(argc, argv))
+		events_admin(transport, key, argc, argv, rc);
+	return rc;
+}
+
+static int console_start(struct api_gen *g, struct conf *hold, int argc, const char *const *argv,
+			 bool json, struct str *out, api_console_done_fn done, void *done_arg,
+			 struct imp_cli **pending)
 {
 	const struct api_cmd *cmd;
 	int rc;

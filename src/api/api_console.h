@@ -34,6 +34,15 @@ void api_summary_register(struct api_gen *g);
 int api_console_run(struct api_gen *g, int argc, const char *const *argv, bool json,
 		    struct str *out);
 
+/*
+ * api_console_origin - who sends the next api_console_start: transport
+ * ("console", "http") and the HTTP API key's name (NULL for none). Used
+ * once, for the AdminAction event and audit line of a command that
+ * changes state (docs/events.md); without it the origin is "console".
+ * Scheduler thread; key must stay valid until api_console_start returns.
+ */
+void api_console_origin(const char *transport, const char *key);
+
 /* The answer of a deferred command (imp_cli_defer): ok, and the body or error line. */
 typedef void (*api_console_done_fn)(void *arg, bool ok, const char *body, size_t len);
 

@@ -26,6 +26,7 @@ static const struct {
 	{ CONF_S_CONTROL, "Control_Listener, Listen" },
 	{ CONF_S_HTTP, "HTTP_Listener, Listen" },
 	{ CONF_S_HTTP_KEY, "API_Key" },
+	{ CONF_S_WEBHOOK, "Webhook" },
 };
 
 /* append_cell_text - text for a table cell: a '|' would end the cell. */

@@ -188,6 +188,7 @@ enum conf_node_kind {
 	CONF_N_HTTP_LISTENER,		/* HTTP_Listener */
 	CONF_N_HTTP_LISTEN,		/* a Listen "ip:port" stanza inside HTTP_Listener */
 	CONF_N_HTTP_KEY,		/* an API_Key "name" stanza inside HTTP_Listener */
+	CONF_N_WEBHOOK,			/* a Webhook "name" stanza (global scope; docs/events.md) */
 	CONF_N__COUNT
 };
 
@@ -251,6 +252,9 @@ struct conf {
 	size_t nhttps, https_cap;
 	struct conf_node **http_keys;		/* arena; its API_Key stanzas, file order */
 	size_t nhttp_keys, http_keys_cap;
+
+	struct conf_node **webhooks;		/* arena; Webhook stanzas, file order */
+	size_t nwebhooks, webhooks_cap;
 
 	struct conf_node **bindings;		/* arena; file order */
 	size_t nbindings, bindings_cap;

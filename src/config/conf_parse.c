@@ -484,7 +484,7 @@ static bool parse_option(struct lexer *L, struct conf_node *node, const struct t
 		if (node->kind != CONF_N_ESMTP_LISTENER && node->kind != CONF_N_LISTEN &&
 		    node->kind != CONF_N_CONTROL_LISTENER && node->kind != CONF_N_CONTROL_LISTEN &&
 		    node->kind != CONF_N_HTTP_LISTENER && node->kind != CONF_N_HTTP_LISTEN &&
-		    node->kind != CONF_N_HTTP_KEY)
+		    node->kind != CONF_N_HTTP_KEY && node->kind != CONF_N_WEBHOOK)
 			return scoped_option(L, node, name);
 
 		const char *sug = conf_option_suggest(name->text);
@@ -565,6 +565,7 @@ static bool scope_allowed(int k, enum conf_node_kind parent)
 	case CONF_N_ESMTP_LISTENER:
 	case CONF_N_CONTROL_LISTENER:
 	case CONF_N_HTTP_LISTENER:
+	case CONF_N_WEBHOOK:
 		return parent == CONF_N_GLOBAL;
 	case CONF_N_CONTROL_LISTEN:
 		return parent == CONF_N_CONTROL_LISTENER;
@@ -866,6 +867,73 @@ static bool http_key_check(struct lexer *L, const struct conf_node *n)
 	return true;
 }
 
+/*
+ * new_webhook - a Webhook "name" stanza. The name is unique and names the
+ * webhook's backlog directory under the spool (docs/events.md), so it is
+ * limited to letters, digits, '_', '-' and '.', not starting with '.'.
+ */
+static struct conf_node *new_webhook(struct lexer *L, struct conf_node *parent,
+				     const struct token *arg)
+{
+	struct conf *c = L->P->c;
+	struct conf_node *n;
+	size_t len = strlen(arg->text);
+
+	if (len > 64 || arg->text[0] == '.' ||
+	    strspn(arg->text, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != len) {
+		perr(L, arg->line, arg->col, "Webhook name \"%.100s\": use at most 64 letters, "
+		     "digits, '_', '-' or '.' (not first): it names a directory", arg->text);
+		return NULL;
+	}
+	for (size_t i = 0; i < c->nwebhooks; i++) {
+		if (strcmp(c->webhooks[i]->name, arg->text) == 0) {
+			perr(L, arg->line, arg->col, "duplicate Webhook \"%s\" (first at %s:%d)",
+			     arg->text, c->webhooks[i]->file, c->webhooks[i]->line);
+			return NULL;
+		}
+	}
+	n = conf_node_new(c, CONF_N_WEBHOOK, parent, arg->text, L->name, arg->line, arg->col);
+	node_list_push(c, &c->webhooks, &c->nwebhooks, &c->webhooks_cap, n);
+	return n;
+}
+
+/* webhook_event_ok - a word of a Webhook's Events list (docs/events.md "Types"). */
+static bool webhook_event_ok(const char *w)
+{
+	static const char *const names[] = { "Reception", "Delivery", "TransientFailure", "Bounce",
+					     "Expiration", "Rejection", "AdminAction", "all" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(w, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * webhook_check - at the end of a Webhook stanza: Target is an http:// or
+ * https:// URL and every word of Events names an event type. The
+ * Auth_Header value is a credential: never echoed.
+ */
+static bool webhook_check(struct lexer *L, const struct conf_node *n)
+{
+	const struct conf_setting *t = n->vals[CONF_OPT_WEBHOOK_TARGET];
+	const struct conf_setting *e = n->vals[CONF_OPT_WEBHOOK_EVENTS];
+
+	if (t == NULL)
+		return perr(L, n->line, n->col, "Webhook \"%s\" has no Target (write Target = "
+			    "\"https://host/path\")", n->name);
+	if (strncmp(t->v.u.s, "http://", 7) != 0 && strncmp(t->v.u.s, "https://", 8) != 0)
+		return perr(L, t->v.line, t->col, "Webhook \"%s\": Target \"%.200s\" is not an "
+			    "http:// or https:// URL", n->name, t->v.u.s);
+	for (size_t i = 0; e && i < e->v.u.list.n; i++)
+		if (!webhook_event_ok(e->v.u.list.v[i]))
+			return perr(L, e->v.line, e->col, "Webhook \"%s\": unknown event type "
+				    "\"%.64s\" in Events (Reception, Delivery, TransientFailure, "
+				    "Bounce, Expiration, Rejection, AdminAction or all)",
+				    n->name, e->v.u.list.v[i]);
+	return true;
+}
+
 /* control_mode_check - File_Mode of a Control_Listener stanza, when set, is an octal mode. */
 static bool control_mode_check(struct lexer *L, const struct conf_node *n)
 {
@@ -1113,6 +1181,7 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 		[CONF_N_DOMAIN] = "example.com", [CONF_N_LISTEN] = "127.0.0.1:25",
 		[CONF_N_CONTROL_LISTEN] = "/var/run/impetus/control",
 		[CONF_N_HTTP_LISTEN] = "127.0.0.1:2081", [CONF_N_HTTP_KEY] = "ops",
+		[CONF_N_WEBHOOK] = "events",
 	};
 	struct conf *c = L->P->c;
 	int k = scope_kind(name->text);
@@ -1216,6 +1285,9 @@ static bool parse_scope(struct lexer *L, struct conf_node *parent, const struct 
 	case CONF_N_HTTP_KEY:
 		n = new_http_key(L, parent, arg);
 		return n && parse_block(L, n, false) && http_key_check(L, n);
+	case CONF_N_WEBHOOK:
+		n = new_webhook(L, parent, arg);
+		return n && parse_block(L, n, false) && webhook_check(L, n);
 	}
 	return n && parse_block(L, n, false);
 }

@@ -223,6 +223,7 @@ const char *conf_node_kind_name(enum conf_node_kind k)
 		[CONF_N_HTTP_LISTENER] = "HTTP_Listener",
 		[CONF_N_HTTP_LISTEN] = "HTTP_Listener Listen",
 		[CONF_N_HTTP_KEY] = "API_Key",
+		[CONF_N_WEBHOOK] = "Webhook",
 	};
 	return (unsigned)k < CONF_N__COUNT ? names[k] : "?";
 }
@@ -241,6 +242,7 @@ unsigned conf_node_kind_scope(enum conf_node_kind k)
 	case CONF_N_HTTP_LISTENER:
 	case CONF_N_HTTP_LISTEN: return CONF_S_HTTP;
 	case CONF_N_HTTP_KEY: return CONF_S_HTTP_KEY;
+	case CONF_N_WEBHOOK: return CONF_S_WEBHOOK;
 	case CONF_N__COUNT: break;
 	}
 	return 0;
@@ -785,6 +787,25 @@ enum conf_api_key_role conf_http_key_role(const struct conf *c, size_t i)
 	const struct conf_setting *s = i < c->nhttp_keys ? c->http_keys[i]->vals[CONF_OPT_API_KEY_ROLE] : NULL;
 
 	return (enum conf_api_key_role)(s ? s->v.u.i : conf_default_setting(CONF_OPT_API_KEY_ROLE)->v.u.i);
+}
+
+size_t conf_webhook_count(const struct conf *c)
+{
+	return c->nwebhooks;
+}
+
+const char *conf_webhook_name(const struct conf *c, size_t i)
+{
+	return i < c->nwebhooks ? c->webhooks[i]->name : NULL;
+}
+
+const struct conf_value *conf_webhook_get(const struct conf *c, size_t i, enum conf_opt opt)
+{
+	if ((unsigned)opt >= CONF_OPT__COUNT)
+		abort();
+	if (i < c->nwebhooks && c->webhooks[i]->vals[opt])
+		return &c->webhooks[i]->vals[opt]->v;
+	return &conf_default_setting(opt)->v;
 }
 
 bool conf_http_hash_ok(const char *hash)

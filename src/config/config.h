@@ -90,6 +90,7 @@ enum conf_rfc2822_mode { CONF_RFC2822_FIX, CONF_RFC2822_IGNORE, CONF_RFC2822_PED
 #define CONF_S_CONTROL       0x20	/* Control_Listener and its Listen stanzas */
 #define CONF_S_HTTP          0x40	/* HTTP_Listener and its Listen stanzas */
 #define CONF_S_HTTP_KEY      0x80	/* API_Key stanzas inside HTTP_Listener */
+#define CONF_S_WEBHOOK       0x100	/* Webhook "name" stanzas (docs/events.md) */
 #define CONF_S_DELIVERY (CONF_S_GLOBAL | CONF_S_BINDING_GROUP | CONF_S_BINDING | CONF_S_DOMAIN)
 
 /* The option ids, in table order: CONF_OPT_SPOOLBASE, ... */
@@ -285,6 +286,13 @@ size_t conf_http_key_count(const struct conf *c);
 const char *conf_http_key_name(const struct conf *c, size_t i);
 const char *conf_http_key_hash(const struct conf *c, size_t i);
 enum conf_api_key_role conf_http_key_role(const struct conf *c, size_t i);
+/*
+ * Webhooks: one per Webhook "name" stanza, in file order. conf_webhook_get
+ * reads an option of stanza i (its value or the option's default).
+ */
+size_t conf_webhook_count(const struct conf *c);
+const char *conf_webhook_name(const struct conf *c, size_t i);
+const struct conf_value *conf_webhook_get(const struct conf *c, size_t i, enum conf_opt opt);
 /* conf_http_hash_ok - a crypt(3) hash ("$id$...") or 64 hex digits (SHA-256). */
 bool conf_http_hash_ok(const char *hash);
 

@@ -143,6 +143,7 @@ static void run(struct http_req *r, int argc, const char *const *argv)
 		conf_unref(conf);
 		return;
 	}
+	api_console_origin("http", r->key_name);	/* the AdminAction event's origin */
 	rc = api_console_start(g, conf, argc, argv, true, &out, on_done, r, &pending);
 	if (rc == 1)
 		http_req_wait(r, pending);

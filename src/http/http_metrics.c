@@ -32,6 +32,7 @@
 #include "api/api_runtime.h"
 #include "core/histo.h"
 #include "core/str.h"
+#include "events/events.h"
 #include "http/http_int.h"
 #include "queue/queue.h"
 #include "queue/queue_metrics.h"
@@ -223,6 +224,17 @@ static void per_binding(void *ctx, const char *binding, uint64_t active, uint64_
 	b->n++;
 }
 
+/* per_webhook - one webhook's backlog sample (events.h). */
+static void per_webhook(void *ctx, const char *name, uint64_t events, uint64_t bytes)
+{
+	struct str *o = ctx;
+
+	(void)bytes;
+	str_appends(o, "impetus_webhook_backlog_events{webhook=\"");
+	http_metrics_label_value(o, name);
+	str_appendf(o, "\"} %" PRIu64 "\n", events);
+}
+
 /* http_metrics - GET /metrics. */
 void http_metrics(struct http_req *r, const struct http_route *route, const struct http_match *m)
 {
@@ -282,12 +294,16 @@ void http_metrics(struct http_req *r, const struct http_route *route, const stru
 		histogram(&o, "impetus_spool_fsync_seconds",
 			  "Latency of the group commit's fdatasync.", &fsync_us, 1e6);
 	}
-	/*
-	 * The webhook backlog (impetus_webhook_backlog_events, a gauge per
-	 * webhook) goes here, from the events module, once webhooks exist.
-	 */
 	one(&o, "impetus_uptime_seconds", "gauge", "Seconds since the daemon started.",
 	    q.uptime > 0 ? (uint64_t)q.uptime : 0);
+	struct str wh = STR_INIT;
+	events_webhook_backlog_each(per_webhook, &wh);
+	if (wh.len) {
+		head(&o, "impetus_webhook_backlog_events", "gauge",
+		     "Events waiting in a webhook's durable backlog (docs/events.md).");
+		str_append(&o, wh.s, wh.len);
+	}
+	str_free(&wh);
 	http_reply(r, 200, "text/plain; version=0.0.4", o.s ? o.s : "", o.len);
 	str_free(&o);
 }

@@ -25,8 +25,9 @@ enum msgs_role {
 	MSGS_SCHEDULER = 1u << 0,	/* the main thread: queue manager, listeners, logs */
 	MSGS_IO = 1u << 1,		/* an I/O loop: SMTP server and client sessions */
 	MSGS_SPOOL = 1u << 2,		/* the spool thread: group commit, compaction */
+	MSGS_EVENTS = 1u << 3,		/* the events thread: event log, webhooks (src/events/) */
 };
-#define MSGS_ROLES_ALL (MSGS_SCHEDULER | MSGS_IO | MSGS_SPOOL)
+#define MSGS_ROLES_ALL (MSGS_SCHEDULER | MSGS_IO | MSGS_SPOOL | MSGS_EVENTS)
 
 enum msgs_kind {
 #define MSG(kind, name, from, owners, handler) kind,

@@ -36,6 +36,7 @@
 #include "log/log_event.h"
 #include "message/dsn.h"
 #include "message/envelope.h"
+#include "message/message_view.h"
 #include "message/vctx.h"
 #include "policy/bounce_class.h"
 #include "queue/queue_out.h"
@@ -144,7 +145,11 @@ void queue_log_reception(struct queue *q, const struct envelope *msg)
 		.protocol = msg->protocol ? msg->protocol : "", .phase = "", .reply = "",
 	};
 	const char *auth_user = msg->vctx ? vctx_get(msg->vctx, IMP_VCTX_AUTH_USER) : NULL;
+	struct imp_message view;
 
+	/* A read-only view on the stack: no allocation unless a subscriber reads headers. */
+	message_view_init(&view, (struct envelope *)msg, false);
+	ev.message = &view;
 	for (size_t i = 0; i < msg->nrcpt; i++) {
 		str_clear(&line);
 		prefix(&line, now, msg->id, 0, msg->conn_id, 'R');
@@ -165,6 +170,7 @@ void queue_log_reception(struct queue *q, const struct envelope *msg)
 		log_event_emit(queue_conf(q), &ev);
 		free(domain);
 	}
+	message_view_done(&view);
 	str_free(&line);
 }
 
@@ -211,7 +217,11 @@ void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struc
 		/* T counted this failure in retries already; P and D did not. */
 		.attempts = type == 'T' ? e->retries : e->retries + 1,
 		.line = line.s,
+		.flags = o->expired ? IMP_LOG_F_EXPIRED : 0,
 	};
+	struct imp_message view;
+	message_view_init(&view, (struct envelope *)sm, false);
+	ev.message = &view;
 	log_event_emit(queue_conf(q), &ev);
 
 	if (type == 'P') {
@@ -228,6 +238,7 @@ void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struc
 		ev.line = line.s;
 		log_event_emit(queue_conf(q), &ev);
 	}
+	message_view_done(&view);
 	str_free(&line);
 }
 
@@ -247,10 +258,14 @@ void queue_log_attempt(struct queue *q, const struct queue_dest *dq, const struc
 		.binding = sm->binding ? sm->binding : "", .domain = dq->domain,
 		.peer = "", .peer_host = "", .protocol = "", .phase = "", .reply = "", .line = "",
 	};
+	struct imp_message view;
 
+	message_view_init(&view, (struct envelope *)sm, false);
+	ev.message = &view;
 	for (size_t i = 0; i < qb->n; i++) {
 		ev.recipient = sm->rcpts[qb->entries[i]->rcpt].addr;
 		ev.attempts = qb->entries[i]->retries;
 		log_event_emit(queue_conf(q), &ev);
 	}
+	message_view_done(&view);
 }

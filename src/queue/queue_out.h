@@ -33,6 +33,7 @@ struct queue_outcome {
 	uint64_t bytes;
 	bool quiet;		/* a failure not to bounce (imp_queue_fail quiet) */
 	bool peer_dsn;		/* delivered to a server that offered DSN (it reports from now on) */
+	bool expired;		/* the failure is Message_Expiration (events: Expiration) */
 };
 
 int64_t queue_now_us(void);

@@ -175,9 +175,11 @@ void queue_outcome_defer(struct queue *q, struct queue_dest *dq, struct qentry *
 		if (max >= 0 && e->retries > (uint64_t)max)
 			str_appendf(&why, "Max_Retries (%lld) reached; last error: %s", (long long)max,
 				    o->response ? o->response : "");
-		else
+		else {
 			str_appendf(&why, "message expired after %lld seconds; last error: %s",
 				    (long long)life, o->response ? o->response : "");
+			final.expired = true;
+		}
 		final.response = why.s;
 		queue_outcome_fail(q, dq, e, &final);
 		str_free(&why);
@@ -251,5 +253,6 @@ void queue_outcome_expire(struct queue *q, struct queue_dest *dq, struct qentry 
 
 	o.stage = 21;
 	o.response = why;
+	o.expired = true;
 	queue_outcome_fail(q, dq, e, &o);
 }

@@ -1708,8 +1708,56 @@ static void test_control_listener(void)
 	str_free(&err);
 }
 
+/* test_webhooks - Webhook "name" stanzas: values, defaults, and every refusal. */
+static void test_webhooks(void)
+{
+	struct conf *c = must_load(__LINE__,
+		"Event_Log = \"events.jsonl\"\n"
+		"Webhook \"app-1.x\" {\n  Target = \"https://h.example/p?q=1\"\n"
+		"  Events = ( \"Delivery\" \"Bounce\" )\n  Batch_Size = 7\n"
+		"  Auth_Header = \"Bearer t\"\n  TLS_Verify = false\n}\n"
+		"Webhook \"b\" { Target = \"http://127.0.0.1:9/\" }\n");
+
+	if (c) {
+		CHECK_STREQ(conf_str(c, CONF_OPT_EVENT_LOG), "events.jsonl");
+		CHECK_INTEQ(conf_webhook_count(c), 2);
+		CHECK_STREQ(conf_webhook_name(c, 0), "app-1.x");
+		CHECK_STREQ(conf_webhook_get(c, 0, CONF_OPT_WEBHOOK_TARGET)->u.s, "https://h.example/p?q=1");
+		CHECK_INTEQ(conf_webhook_get(c, 0, CONF_OPT_WEBHOOK_EVENTS)->u.list.n, 2);
+		CHECK_INTEQ(conf_webhook_get(c, 0, CONF_OPT_WEBHOOK_BATCH_SIZE)->u.i, 7);
+		CHECK(!conf_webhook_get(c, 0, CONF_OPT_WEBHOOK_TLS_VERIFY)->u.b);
+		CHECK_INTEQ(conf_webhook_get(c, 1, CONF_OPT_WEBHOOK_BATCH_SIZE)->u.i, 100);
+		CHECK_INTEQ(conf_webhook_get(c, 1, CONF_OPT_WEBHOOK_BATCH_TIMEOUT)->u.i, 1);
+		CHECK(conf_webhook_get(c, 1, CONF_OPT_WEBHOOK_TLS_VERIFY)->u.b);
+		CHECK(conf_webhook_get(c, 1, CONF_OPT_WEBHOOK_AUTH_HEADER)->u.s == NULL);
+		CHECK(conf_webhook_name(c, 2) == NULL);
+		conf_unref(c);
+	}
+	expect_error(__LINE__, "Webhook \"a\" { }",
+		     "t.conf:1:9: Webhook \"a\" has no Target (write Target = \"https://host/path\")");
+	expect_error(__LINE__, "Webhook \"a\" { Target = \"ftp://x/\" }",
+		     "t.conf:1:15: Webhook \"a\": Target \"ftp://x/\" is not an http:// or https:// URL");
+	expect_error(__LINE__, "Webhook \"a\" { Target = \"http://x/\" Events = ( \"Delivered\" ) }",
+		     "t.conf:1:36: Webhook \"a\": unknown event type \"Delivered\" in Events (Reception, "
+		     "Delivery, TransientFailure, Bounce, Expiration, Rejection, AdminAction or all)");
+	expect_error(__LINE__, "Webhook \"../x\" { Target = \"http://x/\" }",
+		     "t.conf:1:9: Webhook name \"../x\": use at most 64 letters, digits, '_', '-' or "
+		     "'.' (not first): it names a directory");
+	expect_error(__LINE__, "Webhook \"a\" { Target = \"http://x/\" }\nWebhook \"a\" { }",
+		     "t.conf:2:9: duplicate Webhook \"a\" (first at t.conf:1)");
+	expect_error(__LINE__, "Webhook { Target = \"http://x/\" }",
+		     "t.conf:1:1: Webhook needs a name: Webhook \"events\" { ... }");
+	expect_error(__LINE__, "Domain \"d\" { Webhook \"a\" { Target = \"http://x/\" } }",
+		     "t.conf:1:14: Webhook is not allowed in Domain scope");
+	expect_error(__LINE__, "Webhook \"a\" { Target = \"http://x/\" Batch_Size = 0 }",
+		     "t.conf:1:49: value 0 out of range for Batch_Size (1..10000)");
+	expect_error(__LINE__, "Webhook \"a\" { Target = \"http://x/\" Retry_Interval = 5 }",
+		     "t.conf:1:36: option \"Retry_Interval\" is not allowed in Webhook scope");
+}
+
 int main(void)
 {
+	test_webhooks();
 	test_password_not_echoed();
 	test_control_listener();
 	test_module_stanzas();
