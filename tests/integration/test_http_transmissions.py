@@ -138,6 +138,31 @@ class Transmissions(harness.DaemonTestCase):
         self.assertEqual(len(rlines), 3, rlines)
         self.assertEqual({r["protocol"] for r in rlines}, {"http"}, rlines)
 
+    def test_events_carry_the_transmission(self):
+        """The event log gives back each recipient's campaign, metadata and tags (docs/events.md)."""
+        sink = Sink()
+        sink.start()
+        self.addCleanup(sink.stop)
+        d = self.daemon(sink, retry='Event_Log = "events.jsonl"\n')
+        st, r, doc = self.post("/api/v1/transmissions", transmission(2))
+        self.assertEqual(st, 200, doc)
+        tid = int(doc["results"]["id"])
+        path = os.path.join(d.log_dir, "events.jsonl")
+
+        def deliveries():
+            if not os.path.exists(path):
+                return []
+            with open(path) as f:
+                evs = [json.loads(line) for line in f if line.strip()]
+            return [e for e in evs if e["type"] == "Delivery"]
+        wait_until(lambda: len(deliveries()) == 2, timeout=30, what="2 Delivery events")
+        for e in deliveries():
+            i = int(e["recipient"][4])
+            self.assertEqual(e["transmission_id"], tid)
+            self.assertEqual(e["campaign_id"], "spring")
+            self.assertEqual(e["metadata"], {"source": "test", "tier": 2, "rcpt": i})
+            self.assertEqual(e["tags"], ["t%d" % i])
+
     def test_momentum_complex_template(self):
         """
         The flight-notification example of Momentum's "Using Complex
