@@ -335,10 +335,19 @@ class Events(harness.DaemonTestCase):
                 wait_until(lambda: len({key(e) for e in rcv.events()}) >= 20, timeout=20,
                            what="every event after the restart")
                 got = {key(e) for e in rcv.events()}
+                first = {}
+                for pos, e in enumerate(rcv.events()):
+                    first.setdefault(key(e), pos)
             want = {(t, i, "k%d-%d@%s" % (n, k, DOMAIN))
                     for t in ("Reception", "Delivery") for n, i in enumerate(ids)
                     for k in range(2)}
             self.assertEqual(got, want)
+            # In order per message: each recipient's Reception before its Delivery.
+            for n, i in enumerate(ids):
+                for k in range(2):
+                    rcpt = "k%d-%d@%s" % (n, k, DOMAIN)
+                    self.assertLess(first[("Reception", i, rcpt)], first[("Delivery", i, rcpt)],
+                                    rcpt)
             wait_until(lambda: backlog(d, "dur")["backlog_events"] == 0, timeout=10,
                        what="an empty backlog")
 
