@@ -166,6 +166,28 @@ class Events(harness.DaemonTestCase):
         return self.new_daemon(relay_hosts=("127.0.0.0/8",), relay_domains=(DOMAIN,),
                                hold_delivery=False, global_text=config(sink, hooks, extra))
 
+    def test_rejection_event(self):
+        """A refused recipient is a Rejection event with the client and the reply."""
+        d = self.new_daemon(relay_domains=("example.com",), global_text='Event_Log = "ev.jsonl"\n')
+        with harness.RawClient(d.port) as c:
+            c.ehlo()
+            self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
+            rep = c.cmd("RCPT TO:<someone@elsewhere.test>")
+            self.assertGreaterEqual(rep.code, 500)
+        path = os.path.join(d.log_dir, "ev.jsonl")
+
+        def rejections():
+            if not os.path.exists(path):
+                return []
+            with open(path) as f:
+                return [e for e in map(json.loads, filter(str.strip, f)) if e["type"] == "Rejection"]
+        wait_until(lambda: rejections(), timeout=15, what="a Rejection event")
+        e = rejections()[0]
+        self.assertEqual(e["peer_address"], "127.0.0.1")
+        self.assertEqual(e["response"]["code"], rep.code)
+        self.assertEqual(e["phase"], "rcptto")
+        self.assertIn("Relaying denied", e["response"]["content"])
+
     def test_https_webhook_schema_admin_and_event_log(self):
         tmp = self.enterContext_tmp()
         cert, keyf = make_cert(tmp)
