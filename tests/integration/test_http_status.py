@@ -447,10 +447,15 @@ class StatusPage(harness.DaemonTestCase):
                     s["outbound_concurrency"] == 0 and s["received"] == t["received"] and
                     maxes(pts)["delayed"] == 1 and
                     self.api(d, "/api/v1/bounces/recent")["count"] == 2) and pts
-        wait_until(done, timeout=25, what="the mail delivered, deferred and refused, in the rates")
-        # One more step, so a count still in the step being closed cannot be missed.
-        before = wait_until(lambda: (lambda p: counts(p) == counts(done()) and p)(
-            self.api(d, "/api/v1/rates")["points"]), timeout=10, what="the counts to stay put")
+        first = wait_until(done, timeout=25,
+                           what="the mail delivered, deferred and refused, in the rates")
+
+        def later_step():
+            # Two more steps with nothing new: no count is still in a step being closed.
+            pts = self.api(d, "/api/v1/rates")["points"]
+            return len(pts) >= len(first) + 2 and pts
+        before = wait_until(later_step, timeout=10, what="two more points of rates")
+        self.assertEqual(counts(before), counts(first))
 
         out = os.path.join(os.environ.get("IMPETUS_BUILD_DIR", d.tmp), "artifacts")
         os.makedirs(out, exist_ok=True)
