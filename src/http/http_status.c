@@ -7,7 +7,8 @@
  * etc/impetus.conf is (src/config/conf_default.c): no generator, no copy
  * to keep in sync; CMake rebuilds this file when the page changes. The
  * page holds no data: its script polls the admin API (summary, bindings,
- * mailq) and asks for a key when that answers 401, so the route is
+ * mailq, suspended, bounces/recent, and rates for the charts of the last
+ * hour) and asks for a key when that answers 401, so the route is
  * HTTP_ACCESS_PUBLIC (http.c lets it through without a key; without any
  * API_Key configured it is loopback-only like every route).
  *
@@ -16,7 +17,8 @@
  * their SHA-256 (computed once, from the embedded text, so editing the
  * page never leaves a stale hash behind), inline event handlers and any
  * other script are not. That is a second wall: the page inserts data
- * with textContent only (domain names come from mail).
+ * with textContent only (domain names come from mail, bounce replies
+ * from remote servers).
  *
  * Owner: the scheduler thread (the handlers, and the CSP computed on
  * first use into a static). Failure: a page without exactly the

@@ -13,8 +13,18 @@ the page's script has polled the admin API a few times in virtual time):
 - with mail queued for a domain that never answers (harness Gateway: a
   closed port), the rendered DOM shows what the API answers: received,
   delivered, failed, rejected, queue sizes, connections, the binding, the
-  domains with their backlog, the blackhole domain first; the chart has
-  points;
+  domains with their backlog, the blackhole domain first; the charts
+  drew the points of GET /api/v1/rates (Rates_Step = 1 in every daemon
+  here, so points come within seconds) and the mail received in them;
+- with real mail through a sink (sink.py) that delivers some recipients,
+  defers one (4xx) and refuses others (5xx, with "<b>x</b>" in the reply
+  text), each chart's hooks (canvas data-points, data-sum-*, data-max-*)
+  equal what the API's points add up to: reception, delivery, transient
+  and permanent failures, active and delayed queues; the last bounces
+  list the refused recipients with their domain, code and reply, the
+  reply's markup as text (no element made of it); a domain suspended over
+  POST /api/v1/domains/{d}/suspend is listed among the suspended queues;
+  the screenshot of that page is kept (<build>/artifacts/status-page.png);
 - domain names from mail reach the page as text: address literals with
   "<" and with "&lt;script&gt;" (what SMTP lets through: "<script>"
   itself is refused in a domain) appear verbatim in the cells, and no
@@ -45,6 +55,7 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from deliverykit import inject, wait_until  # noqa: E402
+from sink import Sink  # noqa: E402
 from test_http_admin import READ_KEY, Client, http_conf  # noqa: E402
 
 SENDER = "sender@example.org"
@@ -54,6 +65,23 @@ BLACKHOLE = "blackhole.example.com"
 ODD_DOMAINS = ("[x:<img]", "[x:&lt;script&gt;alert(1)&lt;/script&gt;]")
 UTF8_DOMAIN = "ünïcödé.example.com"
 BUDGET_MS = 5000	# virtual time: rounds of polling at 0, 2 and 4 s
+ROUND = 6		# requests in the page's first round: summary, bindings, mailq, suspended, bounces, rates
+REFUSED = ("bad1@example.com", "bad2@other.example.com")
+HELD = "held.example.com"
+COUNTS = ("received", "delivered", "transient", "permanent")	# per step, drawn as rates
+GAUGES = ("active", "delayed")					# at each step's end
+CHARTS = {"chart-flow": ("received", "delivered"), "chart-fail": ("transient", "permanent"),
+          "chart-queue": GAUGES}
+
+
+def rcpt_reply(addr):
+    """rcpt_reply - the sink's answer: bad* refused for good (markup in the text), later* for now."""
+    local = addr.strip("<>").split("@")[0]
+    if local.startswith("bad"):
+        return "550 5.1.1 <b>x</b> no such user"
+    if local.startswith("later"):
+        return "451 4.2.0 mailbox busy, try later"
+    return "250 2.1.5 OK"
 
 
 def chromium_path():
@@ -129,6 +157,21 @@ class Dom(html.parser.HTMLParser):
             self.stack[-1][2].append(data)
 
 
+def sums(points):
+    """sums - the points' fields added up (what a chart's data-sum-* says)."""
+    return {f: sum(p[f] for p in points) for f in COUNTS + GAUGES}
+
+
+def counts(points):
+    """counts - the per-step counts added up (stable once the mail is done)."""
+    return {f: sum(p[f] for p in points) for f in COUNTS}
+
+
+def maxes(points):
+    """maxes - the largest value of each field (a chart's data-max-*)."""
+    return {f: max([p[f] for p in points] or [0]) for f in COUNTS + GAUGES}
+
+
 def fmt_int(n):
     """fmt_int - a count as the page shows it (en-US grouping)."""
     return "{:,}".format(n)
@@ -141,8 +184,8 @@ def csp_hash(text):
 class Proxy:
     """
     Proxy - a loopback HTTP server that forwards GETs to the daemon's HTTP
-    port, answering the first round of API requests (summary, bindings,
-    mailq) and holding the next until the test has stopped the daemon:
+    port, answering the first round of API requests (ROUND of them) and
+    holding the next until the test has stopped the daemon:
     then it forwards that (refused) and closes the connection without an
     answer, as a daemon that is gone would. So the page sees one good
     round, then the daemon disappear, whatever the timing of its polls.
@@ -165,7 +208,7 @@ class Proxy:
                     with proxy.lock:
                         proxy.api_requests += 1
                         n = proxy.api_requests
-                    if n > 3:
+                    if n > ROUND:
                         proxy.second_round.set()
                         proxy.daemon_stopped.wait(30)
                 try:
@@ -207,10 +250,14 @@ class StatusPage(harness.DaemonTestCase):
             self.skipTest("chromium not installed (scripts/install-deps.sh installs Debian's "
                           "chromium)")
 
-    def daemon(self, keys):
+    def daemon(self, keys, gateway=None):
+        """daemon - one with an HTTP listener, a point of rates a second, delivery to gateway if given."""
         hport = harness.free_port()
+        text = http_conf(hport, keys=keys) + "Rates_Step = 1\n"
+        if gateway is not None:
+            text += "Retry_Interval = 3600\nGateway = \"127.0.0.1:%d\"\n" % gateway
         d = self.new_daemon(start=False, relay_domains=("example.com", "*.example.com", "*"),
-                            global_text=http_conf(hport, keys=keys))
+                            global_text=text, hold_delivery=gateway is None)
         d.hport = hport
         d.start()
         return d
@@ -257,9 +304,34 @@ class StatusPage(harness.DaemonTestCase):
                 self.api(d, "/api/v1/summary")["outbound_concurrency"] == 0
         wait_until(settled, timeout=20, what="all the mail in the delayed queue")
 
+        def drawn():
+            # The steps that counted the 5 messages have closed, and one ended with all 6 delayed.
+            pts = self.api(d, "/api/v1/rates")["points"]
+            return sums(pts)["received"] == 5 and maxes(pts)["delayed"] == 6 and pts
+        return wait_until(drawn, timeout=20, what="the rates points to show the mail")
+
+    def check_charts(self, dom, before, after):
+        """check_charts - each canvas drew the API's points: between before and after, same sums and peaks."""
+        for cid, series in CHARTS.items():
+            a = dom.attrs[cid]
+            self.assertEqual(a["data-step"], "1", cid)
+            n = int(a["data-points"])
+            self.assertGreaterEqual(n, len(before), cid)
+            self.assertLessEqual(n, len(after), cid)
+            for f in series:
+                got = int(a["data-sum-" + f])
+                if f in COUNTS:
+                    # The mail is done: later points count nothing, so the sums are exact.
+                    self.assertEqual(got, sums(after)[f], (cid, f))
+                else:
+                    # A queue size is in every point: the page's points lie between the two answers.
+                    self.assertGreaterEqual(got, sums(before)[f], (cid, f))
+                    self.assertLessEqual(got, sums(after)[f], (cid, f))
+                self.assertEqual(int(a["data-max-" + f]), maxes(after)[f], (cid, f))
+
     def test_page_shows_the_api(self):
         d = self.daemon(keys=False)
-        self.queue_mail(d)
+        points = self.queue_mail(d)
         base = "http://127.0.0.1:%d" % d.hport
 
         # GET /: a redirect; GET /status: the page with its headers.
@@ -288,7 +360,7 @@ class StatusPage(harness.DaemonTestCase):
         # A screenshot too, kept as the test's artefact (<build>/artifacts/status-page.png).
         out = os.path.join(os.environ.get("IMPETUS_BUILD_DIR", d.tmp), "artifacts")
         os.makedirs(out, exist_ok=True)
-        png = os.path.join(out, "status-page.png")
+        png = os.path.join(out, "status-page-queued.png")
         if os.path.exists(png):
             os.unlink(png)
         before = self.api(d, "/api/v1/summary")
@@ -316,7 +388,17 @@ class StatusPage(harness.DaemonTestCase):
         for f in ("reception_rate_10s", "delivery_rate_60s"):
             self.assertRegex(dom.text["v-" + f], r"^\d+\.\d\d$", f)
         self.assertRegex(dom.text["v-uptime"], r"^\d+s$|^\d+m \d+s$")
-        self.assertGreaterEqual(int(dom.attrs["chart"]["data-points"]), 2)
+        # The charts: the points the API had (nothing moves but the count of points).
+        rates = self.api(d, "/api/v1/rates")
+        self.assertEqual(counts(rates["points"]), counts(points))
+        self.check_charts(dom, points, rates["points"])
+        self.assertEqual(dom.attrs["chart-flow"]["data-sum-received"], "5")
+        self.assertRegex(dom.text["lg-received"], r"^\d+\.\d\d/s$")
+        self.assertEqual(dom.text["lg-delayed"], "6")
+        self.assertRegex(dom.text["chart-note"], r"^Each point is 1 s \(Rates_Step\)")
+        # Nothing suspended, nothing bounced: one row saying so.
+        self.assertEqual(dom.rows["suspended"], [["nothing is suspended"]])
+        self.assertEqual(dom.rows["bounces"], [["no permanent failure since the daemon started"]])
 
         # The binding, and the domains with their backlog, the largest first.
         rows = dom.rows["bindings"]
@@ -336,6 +418,87 @@ class StatusPage(harness.DaemonTestCase):
         self.assertEqual(dom.tags_in["domains"], {"tr", "td"})
         self.assertEqual(dom.tags_in["bindings"], {"tr", "td"})
         # The screenshot of the same run, kept as the test's artefact.
+        with open(png, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_history(self):
+        sink = Sink(rcpt_reply=rcpt_reply)
+        sink.start()
+        self.addCleanup(sink.stop)
+        d = self.daemon(keys=False, gateway=sink.port)
+        base = "http://127.0.0.1:%d" % d.hport
+        # A domain suspended over the admin API (no API_Key: loopback is admin), nothing queued.
+        st, _, doc = Client(d.hport).req("POST", "/api/v1/domains/%s/suspend" % HELD)
+        self.assertEqual((st, doc.get("suspended")), (200, True), doc)
+        inject(d, SENDER, ["ok1@example.com", REFUSED[0], "later@example.com"],
+               harness.make_message(marker="history-1"))
+        inject(d, SENDER, [REFUSED[1], "ok2@other.example.com"],
+               harness.make_message(marker="history-2"))
+
+        def done():
+            # Every recipient tried (later@ waits an hour), the bounces to the
+            # sender delivered, and the step that counted the last of it closed.
+            pts = self.api(d, "/api/v1/rates")["points"]
+            t = counts(pts)
+            q = self.api(d, "/api/v1/mailq")
+            s = self.api(d, "/api/v1/summary")
+            return (t["permanent"] == 2 and t["transient"] >= 1 and t["delivered"] >= 2 and
+                    t["received"] >= 2 and q["active"] == 0 and q["delayed"] == 1 and
+                    s["outbound_concurrency"] == 0 and s["received"] == t["received"] and
+                    maxes(pts)["delayed"] == 1 and
+                    self.api(d, "/api/v1/bounces/recent")["count"] == 2) and pts
+        first = wait_until(done, timeout=25,
+                           what="the mail delivered, deferred and refused, in the rates")
+
+        def later_step():
+            # Two more steps with nothing new: no count is still in a step being closed.
+            pts = self.api(d, "/api/v1/rates")["points"]
+            return len(pts) >= len(first) + 2 and pts
+        before = wait_until(later_step, timeout=10, what="two more points of rates")
+        self.assertEqual(counts(before), counts(first))
+
+        out = os.path.join(os.environ.get("IMPETUS_BUILD_DIR", d.tmp), "artifacts")
+        os.makedirs(out, exist_ok=True)
+        png = os.path.join(out, "status-page.png")
+        if os.path.exists(png):
+            os.unlink(png)
+        dom, console = self.render(base + "/status", extra=["--window-size=1280,1500",
+                                                            "--screenshot=" + png])
+        after = self.api(d, "/api/v1/rates")["points"]
+        bounces = self.api(d, "/api/v1/bounces/recent")
+
+        self.assertEqual(console, [], "console messages")
+        self.assertEqual(self.body_attr(dom, "data-state"), "live", dom.text.get("banner"))
+        self.assertEqual(self.body_attr(dom, "data-errors"), "0")
+
+        # The charts have data, and it is the API's.
+        self.assertEqual(counts(after), counts(before))
+        self.check_charts(dom, before, after)
+        hooks = {f: int(dom.attrs[cid]["data-sum-" + f]) for cid, fs in CHARTS.items() for f in fs}
+        self.assertGreaterEqual(hooks["received"], 2)
+        self.assertGreaterEqual(hooks["delivered"], 2)
+        self.assertGreaterEqual(hooks["transient"], 1)
+        self.assertEqual(hooks["permanent"], 2)
+        self.assertEqual(dom.attrs["chart-queue"]["data-max-delayed"], "1")
+
+        # The last bounces: the refused recipients, newest first, with code and
+        # reply; the reply's markup is text in its cell, no element made of it.
+        rows = dom.rows["bounces"]
+        self.assertEqual([r[1] for r in rows], [b["recipient"] for b in bounces["bounces"]])
+        self.assertEqual(sorted(r[1] for r in rows), sorted(REFUSED))
+        for r in rows:
+            self.assertRegex(r[0], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
+            self.assertEqual(r[2], r[1].split("@")[1])
+            self.assertEqual(r[3], "550")
+            self.assertEqual(r[4], "5.1.1 <b>x</b> no such user")
+            self.assertEqual(r[6], "default")
+        self.assertEqual(dom.tags_in["bounces"], {"tr", "td"})
+        self.assertRegex(dom.text["bounces-note"], r"^\(the last 2 of 2 since the daemon started\)$")
+
+        # The suspended domain, with nothing queued.
+        self.assertEqual(dom.rows["suspended"], [["domain", HELD, "all", "0", "0"]])
+        self.assertEqual(dom.text["v-suspended"], "1")
+        self.assertEqual(dom.tags_in["suspended"], {"tr", "td"})
         with open(png, "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
