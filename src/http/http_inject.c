@@ -182,8 +182,26 @@ static json_t *errors_json(const struct tx_job *j)
 	return a;
 }
 
+/* What /metrics shows of these routes (scheduler's, never reset). */
+static const int counted_status[HTTP_INJECT_NSTATUS] = { 200, 400, 422, 503 };
+static struct http_inject_stats stats;
+
+/* count_answer - one answer of status to a request of shape. */
+static void count_answer(enum tx_shape shape, int status)
+{
+	for (size_t i = 0; i < HTTP_INJECT_NSTATUS; i++)
+		if (counted_status[i] == status)
+			stats.answers[shape == TX_KUMO][i]++;
+}
+
+void http_inject_get_stats(struct http_inject_stats *out, const int **statuses)
+{
+	*out = stats;
+	*statuses = counted_status;
+}
+
 /* send_json - answer with doc (taken). */
-static void send_json(struct http_req *r, int status, json_t *doc)
+static void send_json(struct http_req *r, enum tx_shape shape, int status, json_t *doc)
 {
 	char *text = json_dumps(doc, JSON_COMPACT);
 
@@ -192,6 +210,7 @@ static void send_json(struct http_req *r, int status, json_t *doc)
 		http_reply_error(r, 500, "the answer could not be written as JSON");
 		return;
 	}
+	count_answer(shape, status);
 	if (status == 503)
 		http_req_set_header(r, "Retry-After", RETRY_AFTER);
 	http_reply(r, status, "application/json", text, strlen(text));
@@ -199,13 +218,13 @@ static void send_json(struct http_req *r, int status, json_t *doc)
 }
 
 /* answer_error - a refused request: {"errors":[{message, field}]}. */
-static void answer_error(struct http_req *r, const struct tx_err *e)
+static void answer_error(struct http_req *r, enum tx_shape shape, const struct tx_err *e)
 {
 	json_t *err = json_pack("{s:s}", "message", e->text);
 
 	if (e->field[0])
 		json_object_set_new(err, "field", json_string(e->field));
-	send_json(r, e->status ? e->status : 422, json_pack("{s:[o]}", "errors", err));
+	send_json(r, shape, e->status ? e->status : 422, json_pack("{s:[o]}", "errors", err));
 }
 
 /* finish - every recipient rendered and every message answered: the reply, and the job goes. */
@@ -224,7 +243,7 @@ static void finish(struct tx_job *j)
 	struct http_req *r = j->r;
 
 	if (j->fatal.status) {
-		answer_error(r, &j->fatal);
+		answer_error(r, j->shape, &j->fatal);
 		job_free(j);
 		return;
 	}
@@ -254,7 +273,9 @@ static void finish(struct tx_job *j)
 			json_object_set_new(doc, "errors", json_pack("[{s:s}]", "message", why));
 		}
 	}
-	send_json(r, status, doc);
+	stats.recipients[j->shape == TX_KUMO][0] += j->accepted;
+	stats.recipients[j->shape == TX_KUMO][1] += j->nrefused;
+	send_json(r, j->shape, status, doc);
 	job_free(j);
 }
 
@@ -444,7 +465,7 @@ void http_inject_on_parsed(void *arg)
 
 	if (j->tx == NULL || j->r == NULL) {
 		if (j->r)
-			answer_error(j->r, &j->err);
+			answer_error(j->r, j->shape, &j->err);
 		job_free(j);
 		return;
 	}
@@ -456,7 +477,7 @@ void http_inject_on_parsed(void *arg)
 
 		snprintf(e.text, sizeof(e.text), "no Binding is named \"%s\"", binding);
 		conf_unref(conf);
-		answer_error(j->r, &e);
+		answer_error(j->r, j->shape, &e);
 		job_free(j);
 		return;
 	}
@@ -474,6 +495,7 @@ static void start(struct http_req *r, enum tx_shape shape)
 
 	if (rt->cpu_pool == NULL || rt->scheduler == NULL || api_runtime_stopped()) {
 		http_req_set_header(r, "Retry-After", RETRY_AFTER);
+		count_answer(shape, 503);
 		http_reply_error(r, 503, "the daemon is not accepting mail now");
 		return;
 	}

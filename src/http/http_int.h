@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http/http_parse.h"
 
@@ -84,6 +85,14 @@ void http_req_hold(struct http_req *r, void (*abandon)(void *arg), void *arg);
 void http_req_set_header(struct http_req *r, const char *name, const char *value);
 
 /* The injection routes (http_inject.c). */
+#define HTTP_INJECT_NSTATUS 4
+/* Counts since start: [0] transmissions, [1] KumoMTA's inject; statuses as http_inject_get_stats says. */
+struct http_inject_stats {
+	uint64_t answers[2][HTTP_INJECT_NSTATUS];
+	uint64_t recipients[2][2];	/* [api][0] accepted, [1] refused */
+};
+/* http_inject_get_stats - a copy of the counts, and the status of each answers column. Scheduler. */
+void http_inject_get_stats(struct http_inject_stats *out, const int **statuses);
 void http_transmissions(struct http_req *r, const struct http_route *route,
 			const struct http_match *m);
 void http_inject_kumo(struct http_req *r, const struct http_route *route,

@@ -27,6 +27,7 @@
  * spool, no resolver) is left out rather than reported as zero.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "api/api_runtime.h"
@@ -224,6 +225,31 @@ static void per_binding(void *ctx, const char *binding, uint64_t active, uint64_
 	b->n++;
 }
 
+/* injection - the HTTP injection routes' answers and recipients (http_inject.c). */
+static void injection(struct str *o)
+{
+	static const char *const api[2] = { "transmissions", "inject" };
+	struct http_inject_stats st;
+	const int *statuses;
+	char code[8];
+
+	http_inject_get_stats(&st, &statuses);
+	head(o, "impetus_http_injection_requests_total", "counter",
+	     "Answers of the HTTP injection routes, by API and status.");
+	for (int a = 0; a < 2; a++)
+		for (int i = 0; i < HTTP_INJECT_NSTATUS; i++) {
+			snprintf(code, sizeof(code), "%d", statuses[i]);
+			str_appendf(o, "impetus_http_injection_requests_total{api=\"%s\",status=\"%s\"} %"
+				    PRIu64 "\n", api[a], code, st.answers[a][i]);
+		}
+	head(o, "impetus_http_injection_recipients_total", "counter",
+	     "Recipients of answered HTTP injection requests: accepted (durable) or refused.");
+	for (int a = 0; a < 2; a++)
+		for (int k = 0; k < 2; k++)
+			str_appendf(o, "impetus_http_injection_recipients_total{api=\"%s\",outcome=\"%s\"} %"
+				    PRIu64 "\n", api[a], k ? "refused" : "accepted", st.recipients[a][k]);
+}
+
 /* per_webhook - one webhook's backlog sample (events.h). */
 static void per_webhook(void *ctx, const char *name, uint64_t events, uint64_t bytes)
 {
@@ -294,6 +320,7 @@ void http_metrics(struct http_req *r, const struct http_route *route, const stru
 		histogram(&o, "impetus_spool_fsync_seconds",
 			  "Latency of the group commit's fdatasync.", &fsync_us, 1e6);
 	}
+	injection(&o);
 	one(&o, "impetus_uptime_seconds", "gauge", "Seconds since the daemon started.",
 	    q.uptime > 0 ? (uint64_t)q.uptime : 0);
 	struct str wh = STR_INIT;

@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from deliverykit import records, wait_records, wait_until  # noqa: E402
 from sink import Sink  # noqa: E402
+from test_http_metrics import parse as parse_metrics, promtool_check  # noqa: E402
 from test_http_admin import ADMIN_KEY, READ_KEY, INJECT_KEY, Client, http_conf  # noqa: E402
 
 ATTACHMENT = bytes(range(256)) * 3
@@ -299,6 +300,21 @@ class Transmissions(harness.DaemonTestCase):
         time.sleep(1.5)	# the logs are written about once a second
         self.assertEqual(len(records(d, "R")), before,
                          "a sandbox transmission must not spool anything")
+
+        # /metrics counts the answers and recipients of the injection routes.
+        c = Client(self.hport, READ_KEY)
+        st, r, text = c.req("GET", "/metrics")
+        c.close()
+        text = text.decode()
+        promtool_check(self, text)
+        fams = parse_metrics(text)
+        answers = fams["impetus_http_injection_requests_total"]["samples"]
+        self.assertEqual(answers[(("api", "transmissions"), ("status", "200"))], 2)
+        self.assertEqual(answers[(("api", "transmissions"), ("status", "400"))], 1)
+        self.assertEqual(answers[(("api", "transmissions"), ("status", "422"))], 5)
+        rcpts = fams["impetus_http_injection_recipients_total"]["samples"]
+        self.assertEqual(rcpts[(("api", "transmissions"), ("outcome", "accepted"))], 5)
+        self.assertEqual(rcpts[(("api", "transmissions"), ("outcome", "refused"))], 4)
 
         # Keys: injection is the inject role's alone.
         for key in (ADMIN_KEY, READ_KEY):
