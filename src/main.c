@@ -195,6 +195,14 @@ static void on_sessions_done(void *arg)
 	queue_shutdown(d->queue, shutdown_grace(d), on_queue_done, d);
 }
 
+/* on_injection_done - the HTTP injection requests are answered: close the SMTP sessions. */
+static void on_injection_done(void *arg)
+{
+	struct daemon *d = arg;
+
+	smtp_server_shutdown(d->smtp, shutdown_grace(d), on_sessions_done, d);
+}
+
 /* daemon_shutdown - the graceful stop SIGTERM starts (the console's `shutdown` too). */
 static void daemon_shutdown(struct daemon *d, const char *why)
 {
@@ -202,7 +210,8 @@ static void daemon_shutdown(struct daemon *d, const char *why)
 		return;
 	d->stopping = true;
 	log_panic("shutdown %s", why);
-	smtp_server_shutdown(d->smtp, shutdown_grace(d), on_sessions_done, d);
+	/* Injection requests in flight are answered first, while the queue still takes mail. */
+	http_inject_shutdown(shutdown_grace(d), on_injection_done, d);
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)

@@ -112,3 +112,28 @@ char *str_steal(struct str *sb)
 	str_init(sb);
 	return p;
 }
+
+char *utf8_trim(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p) {
+		size_t n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 :
+			   (*p & 0xf8) == 0xf0 ? 4 : 0;
+		size_t k;
+
+		if (n == 0 || (n == 2 && *p < 0xc2) || (n == 4 && *p > 0xf4))
+			break;
+		for (k = 1; k < n && (p[k] & 0xc0) == 0x80; k++)
+			;
+		if (k < n)
+			break;
+		/* Overlong 3- and 4-byte forms, surrogates, past U+10FFFF. */
+		if ((n == 3 && ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] >= 0xa0))) ||
+		    (n == 4 && ((*p == 0xf0 && p[1] < 0x90) || (*p == 0xf4 && p[1] >= 0x90))))
+			break;
+		p += n;
+	}
+	*p = '\0';
+	return s;
+}

@@ -34,6 +34,12 @@ void str_vappendf(struct str *sb, const char *fmt, va_list ap)
 void str_truncate(struct str *sb, size_t len);
 /* str_cstr - the contents as a C string ("" when empty, never NULL). */
 const char *str_cstr(const struct str *sb);
+/*
+ * utf8_trim - cut the C string s at its first byte that does not start a
+ * complete, well-formed UTF-8 sequence (what a fixed-size snprintf may
+ * leave at the end), so JSON encoders take it. Returns s.
+ */
+char *utf8_trim(char *s);
 /* str_steal - hand the heap buffer to the caller and reset sb. */
 char *str_steal(struct str *sb);
 

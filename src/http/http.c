@@ -288,6 +288,23 @@ static bool role_allows(enum conf_api_key_role role, enum http_access access)
 	return false;
 }
 
+/*
+ * handler_done - after a handler (or the routing before it) returned:
+ * free an answered request; answer 500 for one neither answered nor
+ * held (a bug, but the client still gets an answer).
+ */
+static void handler_done(struct http_req *r)
+{
+	r->in_handler = false;
+	if (r->answered) {
+		req_free(r);
+	} else if (r->pending == NULL && r->abandon == NULL) {
+		log_panic("http path=%s error=\"handler did not answer\"",
+			  evhttp_request_get_uri(r->ev));
+		http_reply_error(r, 500, "internal error: no answer");
+	}
+}
+
 /* route_authorized - route, authorise and run a request whose key (index, -1: none) is known. */
 static void route_authorized(struct http_req *r, const struct conf *conf, long key)
 {
@@ -409,8 +426,11 @@ void http_on_auth_checked(void *arg)
 	else if (key < 0)
 		http_reply_error(r, 401, "the API key is not valid");
 	else {
+		/* As on_request: the handler runs with the request held until it returns. */
 		r->key_name = conf_http_key_name(conf, (size_t)key);
+		r->in_handler = true;
 		route_authorized(r, conf, key);
+		handler_done(r);
 	}
 	conf_unref(conf);
 }
@@ -506,15 +526,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 			route_request(r, conf);
 		conf_unref(conf);
 	}
-	r->in_handler = false;
-	if (r->answered) {
-		req_free(r);
-	} else if (r->pending == NULL && r->abandon == NULL) {
-		/* A handler that neither answered nor waits: a bug; the client still gets an answer. */
-		log_panic("http path=%s error=\"handler did not answer\"",
-			  evhttp_request_get_uri(ev));
-		http_reply_error(r, 500, "internal error: no answer");
-	}
+	handler_done(r);
 }
 
 /* ---- listeners ------------------------------------------------------------------- */

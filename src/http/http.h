@@ -41,5 +41,13 @@ void http_announce(const struct http_server *s, const struct conf *conf);
 void http_reload(struct http_server *s, const struct conf *conf);
 /* http_free - close every connection and socket (scheduler thread); commands still answering finish into the void. */
 void http_free(struct http_server *s);
+/*
+ * http_inject_shutdown - the daemon is stopping (scheduler): injection
+ * requests get 503 from now on; those in flight make no more messages
+ * and answer 503, listing what was not attempted, once the messages
+ * already handed over are answered. done(arg) runs when every request
+ * in flight is answered, or after grace seconds (now, when none is).
+ */
+void http_inject_shutdown(int grace, void (*done)(void *arg), void *arg);
 
 #endif

@@ -42,14 +42,17 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 #include <impetus/inject.h>
 
 #include "api/api_runtime.h"
 #include "config/config.h"
 #include "core/id.h"
+#include "core/loop.h"
 #include "core/mem.h"
 #include "core/pool.h"
+#include "http/http.h"
 #include "http/http_int.h"
 #include "log/log.h"
 #include "message/transmission.h"
@@ -68,6 +71,7 @@ struct tx_refusal {
 };
 
 struct tx_job {
+	struct tx_job *prev, *next_job;	/* the jobs in flight (jobs) */
 	struct http_req *r;		/* NULL once the client left */
 	enum tx_shape shape;
 	char *body;			/* pool (parse_run): the request, freed once parsed */
@@ -107,6 +111,36 @@ struct tx_chunk {
 	size_t nrefused, cap;
 };
 
+static struct tx_job *jobs;	/* scheduler's: every job not yet freed */
+static bool stopping;		/* scheduler's: the daemon is shutting down */
+static void (*stopped_fn)(void *arg);	/* http_inject_shutdown's: the last job went */
+static void *stopped_arg;
+static struct event *stop_timer;	/* the grace for the jobs in flight */
+
+/* stopped - the jobs are answered (or the grace is over): the daemon's shutdown goes on. */
+static void stopped(void)
+{
+	void (*fn)(void *) = stopped_fn;
+
+	stopped_fn = NULL;
+	if (stop_timer) {
+		event_free(stop_timer);
+		stop_timer = NULL;
+	}
+	if (fn)
+		fn(stopped_arg);
+}
+
+static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (jobs != NULL)
+		log_panic("shutdown http injection: grace over with requests unanswered");
+	stopped();
+}
+
 /* refusal_add - append one refused recipient to a list. */
 static void refusal_add(struct tx_refusal **list, size_t *n, size_t *cap, size_t index,
 			const char *address, const char *field, const char *text)
@@ -136,11 +170,30 @@ static void tx_free_run(void *arg)
 	transmission_free(arg);
 }
 
+/* job_free - a finished job goes: off the list, its tree freed on the pool while there is one. */
 static void job_free(struct tx_job *j)
 {
 	struct pool *cpu = api_runtime()->cpu_pool;
 
-	if (j->tx && cpu)
+	if (j->prev)
+		j->prev->next_job = j->next_job;
+	else
+		jobs = j->next_job;
+	if (j->next_job)
+		j->next_job->prev = j->prev;
+	if (jobs == NULL && stopped_fn) {
+		/*
+		 * The last answer is in libevent's output buffer, written on the
+		 * next turns of the loop: the shutdown goes on shortly after, not
+		 * now (the scheduler could stop first and the client get a reset).
+		 */
+		struct timeval flush = { 0, 200000 };
+
+		evtimer_del(stop_timer);
+		evtimer_add(stop_timer, &flush);
+	}
+	/* Once the runtime stopped the pools are being freed: free here. */
+	if (j->tx && cpu && !api_runtime_stopped())
 		pool_submit(cpu, tx_free_run, j->tx);
 	else
 		transmission_free(j->tx);
@@ -236,7 +289,8 @@ static void finish(struct tx_job *j)
 	snprintf(idbuf, sizeof(idbuf), "%" PRIu64, j->id);
 	if (j->r == NULL) {
 		log_panic("http transmission=%s client left before the answer: accepted=%zu "
-			  "refused=%zu of %zu recipients", idbuf, j->accepted, j->nrefused, j->n);
+			  "refused=%zu not_attempted=%zu of %zu recipients", idbuf, j->accepted,
+			  j->nrefused, j->n - j->next, j->n);
 		job_free(j);
 		return;
 	}
@@ -476,6 +530,7 @@ void http_inject_on_parsed(void *arg)
 		struct tx_err e = { .status = 422, .field = "options.ip_pool" };
 
 		snprintf(e.text, sizeof(e.text), "no Binding is named \"%s\"", binding);
+		utf8_trim(e.text);
 		conf_unref(conf);
 		answer_error(j->r, j->shape, &e);
 		job_free(j);
@@ -483,6 +538,11 @@ void http_inject_on_parsed(void *arg)
 	}
 	conf_unref(conf);
 	j->n = transmission_count(j->tx);
+	if (j->stop) {		/* the daemon began stopping while this was parsed */
+		refuse_rest(j, "not attempted: the daemon is stopping");
+		finish(j);
+		return;
+	}
 	maybe_more(j);
 }
 
@@ -493,7 +553,7 @@ static void start(struct http_req *r, enum tx_shape shape)
 	size_t len;
 	const char *body = http_req_body(r, &len);
 
-	if (rt->cpu_pool == NULL || rt->scheduler == NULL || api_runtime_stopped()) {
+	if (rt->cpu_pool == NULL || rt->scheduler == NULL || api_runtime_stopped() || stopping) {
 		http_req_set_header(r, "Retry-After", RETRY_AFTER);
 		count_answer(shape, 503);
 		http_reply_error(r, 503, "the daemon is not accepting mail now");
@@ -504,6 +564,10 @@ static void start(struct http_req *r, enum tx_shape shape)
 
 	j->r = r;
 	j->shape = shape;
+	j->next_job = jobs;
+	if (jobs)
+		jobs->prev = j;
+	jobs = j;
 	j->body = xmalloc(len + 1);
 	memcpy(j->body, body, len);
 	j->body[len] = '\0';
@@ -514,6 +578,31 @@ static void start(struct http_req *r, enum tx_shape shape)
 	conf_unref(conf);
 	http_req_hold(r, on_abandon, j);
 	pool_submit(rt->cpu_pool, parse_run, j);
+}
+
+void http_inject_shutdown(int grace, void (*done)(void *arg), void *arg)
+{
+	struct tx_job *j, *next;
+
+	stopping = true;
+	stopped_fn = done;
+	stopped_arg = arg;
+	if (jobs == NULL) {
+		stopped();
+		return;
+	}
+	struct timeval tv = { grace > 0 ? grace : 0, 0 };
+
+	stop_timer = evtimer_new(loop_base(api_runtime()->scheduler), on_stop_timer, NULL);
+	evtimer_add(stop_timer, &tv);
+	for (j = jobs; j; j = next) {
+		next = j->next_job;	/* maybe_more may free j */
+		j->stop = true;
+		if (j->spool_err == 0)
+			j->spool_err = -ESHUTDOWN;
+		if (j->n > 0)		/* parsed: else http_inject_on_parsed sees stop */
+			maybe_more(j);
+	}
 }
 
 void http_transmissions(struct http_req *r, const struct http_route *route,

@@ -75,6 +75,8 @@ static int fail(struct tx_err *err, int status, const char *field, const char *f
 	va_start(ap, fmt);
 	vsnprintf(err->text, sizeof(err->text), fmt, ap);
 	va_end(ap);
+	utf8_trim(err->field);	/* both may quote the client's text, cut anywhere */
+	utf8_trim(err->text);
 	return -EINVAL;
 }
 
@@ -268,8 +270,16 @@ static json_t *kumo_recipient(json_t *k)
 		if (json_is_string(email) && json_object_get(data, "to_header") == NULL) {
 			struct str to = STR_INIT;
 
-			if (json_is_string(name) && json_string_length(name))
-				str_appendf(&to, "\"%s\" ", json_string_value(name));
+			if (json_is_string(name) && json_string_length(name)) {
+				/* A quoted-string: quotes and backslashes escaped. */
+				str_appendc(&to, '"');
+				for (const char *c = json_string_value(name); *c; c++) {
+					if (*c == '"' || *c == '\\')
+						str_appendc(&to, '\\');
+					str_appendc(&to, *c);
+				}
+				str_append(&to, "\" ", 2);
+			}
 			str_appendf(&to, "<%s>", json_string_value(email));
 			json_object_set_new(data, "to_header", json_string(str_cstr(&to)));
 			str_free(&to);
@@ -419,7 +429,7 @@ static int choose_sender(struct transmission *tx, struct tx_err *err)
 
 		if (json_is_object(from))
 			from = json_object_get(from, "email");
-		if (json_object_get(tx->content, "email_rfc822"))
+		if (json_is_string(json_object_get(tx->content, "email_rfc822")))
 			return fail(err, 422, "return_path", "is required with content.email_rfc822");
 		if (!json_is_string(from))
 			return fail(err, 422, "return_path", "is required when content.from has no address");
@@ -589,6 +599,8 @@ static int rcpt_fail(struct tx_err *err, size_t i, const char *field, const char
 	va_start(ap, fmt);
 	vsnprintf(err->text, sizeof(err->text), fmt, ap);
 	va_end(ap);
+	utf8_trim(err->field);
+	utf8_trim(err->text);
 	return -EINVAL;
 }
 

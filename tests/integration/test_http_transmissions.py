@@ -28,8 +28,10 @@ import email
 import email.policy
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import unittest
 
@@ -268,6 +270,11 @@ class Transmissions(harness.DaemonTestCase):
         st, r, doc = self.post(T, bad)
         self.assertEqual((st, doc["errors"][0]["field"]), (422, "options.ip_pool"), doc)
 
+        # A long non-ASCII name, quoted in the error and cut to its size: still UTF-8 (422, not 500).
+        bad = transmission(1, options={"ip_pool": "\u00e9" * 200})
+        st, r, doc = self.post(T, bad)
+        self.assertEqual((st, doc["errors"][0]["field"]), (422, "options.ip_pool"), doc)
+
         mixed = transmission(3)
         mixed["recipients"][1]["address"]["email"] = "not an address"
         mixed["recipients"][2]["substitution_data"] = ["wrong type"]
@@ -311,7 +318,7 @@ class Transmissions(harness.DaemonTestCase):
         answers = fams["impetus_http_injection_requests_total"]["samples"]
         self.assertEqual(answers[(("api", "transmissions"), ("status", "200"))], 2)
         self.assertEqual(answers[(("api", "transmissions"), ("status", "400"))], 1)
-        self.assertEqual(answers[(("api", "transmissions"), ("status", "422"))], 5)
+        self.assertEqual(answers[(("api", "transmissions"), ("status", "422"))], 6)
         rcpts = fams["impetus_http_injection_recipients_total"]["samples"]
         self.assertEqual(rcpts[(("api", "transmissions"), ("outcome", "accepted"))], 5)
         self.assertEqual(rcpts[(("api", "transmissions"), ("outcome", "refused"))], 4)
@@ -377,6 +384,56 @@ class Transmissions(harness.DaemonTestCase):
 
         st, r, doc = self.post("/api/inject/v1", {"content": "x", "recipients": []})
         self.assertEqual((st, doc["errors"][0]["field"]), (422, "envelope_sender"), doc)
+
+    def test_shutdown_mid_request(self):
+        """
+        SIGTERM while a large request is served: the client still gets an
+        answer (200 if it finished, else 503 with Retry-After and every
+        recipient accounted for), and the daemon stops cleanly.
+        """
+        d = self.daemon(extra="HTTP_Timeout = 1")
+        n = 20000
+        req = {"recipients": [{"address": "s%d@example.com" % i} for i in range(n)],
+               "content": {"from": "s@example.org", "subject": "s", "text": "t {{email}}\n"}}
+        out = {}
+
+        def post():
+            c = Client(self.hport, INJECT_KEY)
+            try:
+                out["st"], r, out["doc"] = c.req("POST", "/api/v1/transmissions", body=req)
+                out["retry"] = r.getheader("Retry-After")
+            except Exception as e:	# noqa: BLE001 - reported below
+                out["error"] = repr(e)
+        t = threading.Thread(target=post)
+        t.start()
+        time.sleep(0.3)	# the request is being parsed or rendered by now
+        d.signal(signal.SIGTERM)
+        t.join(60)
+        self.assertNotIn("error", out, out.get("error"))
+        res = out["doc"]["results"]
+        if out["st"] == 503:
+            self.assertEqual(out["retry"], "10")
+            self.assertEqual(res["total_accepted_recipients"] + res["total_rejected_recipients"], n)
+            self.assertTrue(any("stopping" in x["message"] for x in res["rejected_recipients"]))
+        else:
+            self.assertEqual((out["st"], res["total_accepted_recipients"]), (200, n), out["doc"])
+        d.stop()
+
+    def test_slow_request_outlives_http_timeout(self):
+        """HTTP_Timeout is for idle clients: a request the daemon takes long to serve is answered."""
+        d = self.daemon(extra="HTTP_Timeout = 1")
+        n = 20000
+        req = {"recipients": [{"address": "t%d@example.com" % i,
+                               "substitution_data": {"k": "v" * 50}} for i in range(n)],
+               "content": {"from": "s@example.org", "subject": "s {{k}}",
+                           "text": ("{{k}} " * 200) + "\n", "html": "<p>{{k}}</p>" * 100}}
+        t0 = time.monotonic()
+        st, r, doc = self.post("/api/v1/transmissions", req)
+        took = time.monotonic() - t0
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc["results"]["total_accepted_recipients"], n)
+        if took < 1.2:
+            self.skipTest("served in %.1f s: not longer than HTTP_Timeout here" % took)
 
     def test_large_request_streamed(self):
         d = self.daemon()

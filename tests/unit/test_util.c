@@ -19,6 +19,7 @@
 #include <impetus/util.h>
 
 #include "check.h"
+#include "core/str.h"
 
 /* ---- URLs --------------------------------------------------------------- */
 
@@ -373,8 +374,36 @@ static void test_charsets(void)
 	CHECK_INTEQ(imp_charset_convert("UTF-8", "UTF-8", "x", 1, NULL, NULL), -EINVAL);
 }
 
+/* utf8_trim: a string cut anywhere loses only its incomplete or invalid tail. */
+static void test_utf8_trim(void)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "plain", "plain" },
+		{ "caf\xc3\xa9", "caf\xc3\xa9" },		/* é whole */
+		{ "caf\xc3", "caf" },				/* é cut after its first byte */
+		{ "x\xe2\x82", "x" },				/* € cut */
+		{ "x\xf0\x9f\x98\x80y", "x\xf0\x9f\x98\x80y" },	/* an emoji whole */
+		{ "x\xf0\x9f\x98", "x" },
+		{ "a\xc0\xaf" "b", "a" },				/* overlong '/' */
+		{ "a\xed\xa0\x80" "b", "a" },			/* a surrogate */
+		{ "a\xf4\x90\x80\x80", "a" },			/* past U+10FFFF */
+		{ "a\x80" "b", "a" },				/* a stray continuation byte */
+		{ "", "" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char buf[32];
+
+		strcpy(buf, cases[i].in);
+		CHECK_STREQ(utf8_trim(buf), cases[i].out);
+	}
+}
+
 int main(void)
 {
+	test_utf8_trim();
 	test_urls();
 	test_sockaddrs();
 	test_charsets();
