@@ -667,6 +667,29 @@ static void say_access(const struct conf *conf)
 		log_panic("http api_keys=%zu", conf_http_key_count(conf));
 }
 
+/* The daemon's one server, for http_output_pending (scheduler's). */
+static struct http_server *the_server;
+
+/* count_unsent - one connection's answer bytes not yet written to its socket. */
+static void count_unsent(void *ctx, const char *key, void *value)
+{
+	struct http_conn *c = value;
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+
+	(void)key;
+	if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		(*(size_t *)ctx)++;
+}
+
+size_t http_output_pending(void)
+{
+	size_t n = 0;
+
+	if (the_server)
+		strmap_each(the_server->conns, count_unsent, &n);
+	return n;
+}
+
 struct http_server *http_new(struct loop *sched, const struct conf *conf, struct str *err)
 {
 	struct http_server *srv = xcalloc(1, sizeof(*srv));
@@ -684,6 +707,7 @@ struct http_server *http_new(struct loop *sched, const struct conf *conf, struct
 		}
 		srv->ls[srv->nls++] = l;
 	}
+	the_server = srv;
 	return srv;
 }
 
@@ -754,6 +778,8 @@ void http_free(struct http_server *srv)
 {
 	if (srv == NULL)
 		return;
+	if (the_server == srv)
+		the_server = NULL;
 	for (size_t i = 0; i < srv->nls; i++)
 		listener_free(srv->ls[i]);
 	free(srv->ls);

@@ -48,6 +48,8 @@ void http_free(struct http_server *s);
  * already handed over are answered. done(arg) runs when every request
  * in flight is answered, or after grace seconds (now, when none is).
  */
+/* http_output_pending - connections with answer bytes not yet written (scheduler). */
+size_t http_output_pending(void);
 void http_inject_shutdown(int grace, void (*done)(void *arg), void *arg);
 
 #endif

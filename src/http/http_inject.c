@@ -116,6 +116,16 @@ static bool stopping;		/* scheduler's: the daemon is shutting down */
 static void (*stopped_fn)(void *arg);	/* http_inject_shutdown's: the last job went */
 static void *stopped_arg;
 static struct event *stop_timer;	/* the grace for the jobs in flight */
+static double stop_deadline;		/* the end of that grace (monotonic seconds) */
+
+/* mono_now - CLOCK_MONOTONIC in seconds. */
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* stopped - the jobs are answered (or the grace is over): the daemon's shutdown goes on. */
 static void stopped(void)
@@ -131,12 +141,23 @@ static void stopped(void)
 		fn(stopped_arg);
 }
 
+/*
+ * on_stop_timer - the grace is over, or the last job went: wait (in
+ * steps of 50 ms, within the grace) until the answers are written to
+ * their sockets, then let the shutdown go on.
+ */
 static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (jobs != NULL)
+	if (mono_now() < stop_deadline && jobs == NULL && http_output_pending() > 0) {
+		struct timeval step = { 0, 50000 };
+
+		evtimer_add(stop_timer, &step);
+		return;
+	}
+	if (jobs != NULL || http_output_pending() > 0)
 		log_panic("shutdown http injection: grace over with requests unanswered");
 	stopped();
 }
@@ -184,13 +205,14 @@ static void job_free(struct tx_job *j)
 	if (jobs == NULL && stopped_fn) {
 		/*
 		 * The last answer is in libevent's output buffer, written on the
-		 * next turns of the loop: the shutdown goes on shortly after, not
-		 * now (the scheduler could stop first and the client get a reset).
+		 * next turns of the loop: the shutdown goes on once it is out
+		 * (on_stop_timer), not now (the scheduler could stop first and
+		 * the client get a reset).
 		 */
-		struct timeval flush = { 0, 200000 };
+		struct timeval soon = { 0, 0 };
 
 		evtimer_del(stop_timer);
-		evtimer_add(stop_timer, &flush);
+		evtimer_add(stop_timer, &soon);
 	}
 	/* Once the runtime stopped the pools are being freed: free here. */
 	if (j->tx && cpu && !api_runtime_stopped())
@@ -593,6 +615,7 @@ void http_inject_shutdown(int grace, void (*done)(void *arg), void *arg)
 	}
 	struct timeval tv = { grace > 0 ? grace : 0, 0 };
 
+	stop_deadline = mono_now() + tv.tv_sec;
 	stop_timer = evtimer_new(loop_base(api_runtime()->scheduler), on_stop_timer, NULL);
 	evtimer_add(stop_timer, &tv);
 	for (j = jobs; j; j = next) {
