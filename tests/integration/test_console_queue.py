@@ -165,10 +165,8 @@ class ConsoleQueue(harness.DaemonTestCase):
         s = self.js("summary")
         self.assertEqual((s["delivered"], s["received"], s["rejected"]), (0, 0, 0))
         self.assertLessEqual(s["since_reset"], 2)
-        # Fast: well under 100 ms on an idle daemon, tool start-up included.
-        t0 = time.monotonic()
+        # How fast is a benchmark's question (bench/console.sh), not a test's.
         self.ok("summary")
-        self.assertLess(time.monotonic() - t0, 0.5)
         self.bad("summary", "bogus", expect="usage: summary [reset]")
 
     # -- suspend / resume --------------------------------------------------------
