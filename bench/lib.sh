@@ -79,6 +79,12 @@ median() {
 # rate - messages per second, rounded: rate MESSAGES SECONDS
 rate() { awk -v m="$1" -v s="$2" 'BEGIN { printf "%.0f\n", m / s }'; }
 
+# cpu_ticks - utime + stime of process PID, all its threads, in clock ticks
+cpu_ticks() {
+	# The command name (field 2) may hold spaces: cut after its ')'.
+	sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
 # ---- cleanup -------------------------------------------------------------
 
 TMP=""
