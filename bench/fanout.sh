@@ -34,7 +34,7 @@
 # sink's counters (smtp-sink -c: sess, mesg) after the server stopped.
 # impetusd's peak RSS is VmHWM of /proc/PID/status just before it stops,
 # its CPU the utime + stime of /proc/PID/stat over the run (Postfix's many
-# processes are not summed: "-").
+# processes are not summed: "-"), and the sink's CPU over the same run.
 #
 # The ceiling, in the same round: smtp-source straight to a fresh sink
 # with the same shape (-d -s 20 -m 2000 -r 100 -l 4096: 2,000
@@ -197,8 +197,9 @@ measure() {
 	local name=$1 t0 rcfile=$TMP/inject.rc endfile=$TMP/inject.end
 	start_sink "$name"
 	"start_fan_$name"
-	local c0=""
+	local c0="" k0
 	[[ -n $SERVER_PID ]] && c0=$(cpu_ticks "$SERVER_PID")
+	k0=$(cpu_ticks "$SINK_PID")
 	rm -f "$rcfile" "$endfile" "$TMP/inject.times"
 	SAMPLES=$TMP/samples-$name
 	: >"$SAMPLES"
@@ -229,6 +230,7 @@ measure() {
 		RSS_MB=$(awk '/^VmHWM/ { printf "%.0f\n", $2 / 1024 }' "/proc/$SERVER_PID/status")
 		CPU_S=$(awk -v d=$(($(cpu_ticks "$SERVER_PID") - c0)) -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f\n", d / t }')
 	fi
+	SINK_CPU=$(awk -v d=$(($(cpu_ticks "$SINK_PID") - k0)) -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f\n", d / t }')
 	"stop_$name"
 	sleep 0.3
 	CONNS=$(sink_counter sess)
@@ -240,7 +242,7 @@ measure() {
 	SINK_SECS=${SINK_SECS:-"-"}
 	say "$name: $TOTAL recipients delivered after $SECS s = $(rate "$TOTAL" "$SECS") rcpt/s" \
 		"(client done after $ACC_SECS s, sink's last transaction at $SINK_SECS s); $CONNS connections and $TRANS transactions at the sink;" \
-		"peak RSS $RSS_MB MB, CPU $CPU_S s"
+		"peak RSS $RSS_MB MB, CPU $CPU_S s; the sink's CPU $SINK_CPU s"
 }
 
 # measure_ceiling - smtp-source and fanout_inject.py straight to a sink
@@ -290,6 +292,7 @@ for round in $(seq 1 "$ROUNDS"); do
 		add "$s" trans "$TRANS"
 		add "$s" rss "$RSS_MB"
 		add "$s" cpu "$CPU_S"
+		add "$s" sinkcpu "$SINK_CPU"
 		((KEEP)) || rm -rf "$TMP/impetusd" "$TMP/postfix" "$TMP/postfix-maps"
 	done
 done
@@ -313,13 +316,13 @@ row() {
 	local s=$1 label=$2 secs r
 	secs=$(med "$s" secs)
 	r=$(rate "$TOTAL" "$secs")
-	echo "| $label | $secs | $(med "$s" acc) | $(med "$s" sinksecs) | $r | $(med "$s" ratio 2) | $(med "$s" conns 0) | $(med "$s" trans 0) | $(med "$s" rss 0) | $(med "$s" cpu 2) |"
+	echo "| $label | $secs | $(med "$s" acc) | $(med "$s" sinksecs) | $r | $(med "$s" ratio 2) | $(med "$s" conns 0) | $(med "$s" trans 0) | $(med "$s" rss 0) | $(med "$s" cpu 2) | $(med "$s" sinkcpu 2) |"
 }
 report() {
-	echo "| run | seconds until all $TOTAL recipients delivered | seconds until the client was done | sink's last transaction, s | recipients/s | / ceiling (median of the rounds' ratios) | connections to the sink | transactions | peak RSS, MB | server CPU, s |"
-	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-	echo "| ceiling: smtp-source → smtp-sink (\`-d -r $RCPTS\`) | $(med ceiling secs) | $(med ceiling secs) | $(med ceiling secs) | $C_RATE | 1.00 | $SESSIONS | $MESSAGES | - | - |"
-	echo "| client: fanout_inject.py → smtp-sink | $(med inject secs) | $(med inject secs) | $(med inject secs) | $INJ_RATE | $(awk -v r="$INJ_RATE" -v c="$C_RATE" 'BEGIN { printf "%.2f\n", r / c }') | $SESSIONS | $MESSAGES | - | - |"
+	echo "| run | seconds until all $TOTAL recipients delivered | seconds until the client was done | sink's last transaction, s | recipients/s | / ceiling (median of the rounds' ratios) | connections to the sink | transactions | peak RSS, MB | server CPU, s | smtp-sink CPU, s |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	echo "| ceiling: smtp-source → smtp-sink (\`-d -r $RCPTS\`) | $(med ceiling secs) | $(med ceiling secs) | $(med ceiling secs) | $C_RATE | 1.00 | $SESSIONS | $MESSAGES | - | - | - |"
+	echo "| client: fanout_inject.py → smtp-sink | $(med inject secs) | $(med inject secs) | $(med inject secs) | $INJ_RATE | $(awk -v r="$INJ_RATE" -v c="$C_RATE" 'BEGIN { printf "%.2f\n", r / c }') | $SESSIONS | $MESSAGES | - | - | - |"
 	want impetusd && row impetusd "impetusd (MX lookup, dnsmasq)"
 	want postfix && row postfix "Postfix $(postconf -d -h mail_version 2>/dev/null) (transport_maps)"
 	return 0
