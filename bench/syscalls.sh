@@ -111,7 +111,7 @@ ctx_switches() {
 }
 
 # threads - number of threads of PID
-threads() { ls "/proc/$1/task" | wc -l; }
+threads() { find "/proc/$1/task" -mindepth 1 -maxdepth 1 | wc -l; }
 
 # per_msg - X per message, to DIGITS decimals: per_msg X [DIGITS]
 per_msg() { awk -v x="$1" -v m="$MESSAGES" -v d="${2:-1}" 'BEGIN { printf "%.*f\n", d, x / m }'; }
