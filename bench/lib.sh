@@ -1,10 +1,11 @@
 # shellcheck shell=bash
 # lib.sh - shell functions shared by the benchmarks in bench/
 #
-# Sourced (not run) by acceptance.sh and relay.sh. It knows how to build
+# Sourced (not run) by the scripts of bench/. It knows how to build
 # impetusd, start and stop a temporary impetusd and a private Postfix
 # instance, a downstream smtp-sink, drive smtp-source, describe the
-# machine, and rewrite a generated section of docs/PERFORMANCE.md.
+# machine, wait for the sink and a drained queue, and rewrite a generated
+# section of docs/PERFORMANCE.md.
 #
 # State: the caller sets its knobs first (BENCH_NAME, ROOT, SESSIONS, SIZE,
 # REUSE, BUILD_DIR, NO_BUILD, KEEP, BASE, SENDER, RCPT, HELO) and then calls
@@ -77,6 +78,12 @@ median() {
 
 # rate - messages per second, rounded: rate MESSAGES SECONDS
 rate() { awk -v m="$1" -v s="$2" 'BEGIN { printf "%.0f\n", m / s }'; }
+
+# cpu_ticks - utime + stime of process PID, all its threads, in clock ticks
+cpu_ticks() {
+	# The command name (field 2) may hold spaces: cut after its ')'.
+	sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
 
 # ---- cleanup -------------------------------------------------------------
 
@@ -335,6 +342,59 @@ start_sink() {
 # sink_count - messages the sink has received so far
 sink_count() {
 	tail -c 64 "$SINK_OUT" | tr '\r' '\n' | awk -F'mesg=' 'NF > 1 { n = $2 + 0 } END { print n + 0 }'
+}
+
+# ---- waiting for the sink and the queues ---------------------------------
+
+# These need STALL (seconds without progress) and count_NAME for NAME.
+
+# wait_sink - wait until the sink has TARGET messages; sets T_DONE
+#
+# Polls the sink's counter every 50 ms and prints the wall-clock time it
+# first saw TARGET. Gives up when smtp-source failed (RCFILE holds a
+# non-zero status) or when the count has not moved for STALL seconds.
+wait_sink() {
+	local target=$1 rcfile=${2:-} out
+	out=$(python3 - "$SINK_OUT" "$target" "$STALL" "$rcfile" <<-'EOF'
+		import os, re, sys, time
+		path, target, stall, rcfile = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+		last, moved = -1, time.time()
+		while True:
+		    with open(path, "rb") as f:
+		        f.seek(max(0, os.path.getsize(path) - 64))
+		        m = re.findall(rb"mesg=(\d+)", f.read())
+		    n = int(m[-1]) if m else 0
+		    t = time.time()
+		    if n >= target:
+		        print("%.6f" % t)
+		        sys.exit(0)
+		    if n != last:
+		        last, moved = n, t
+		    if rcfile and os.path.exists(rcfile):
+		        rc = open(rcfile).read().strip()
+		        if rc and rc != "0":
+		            print("smtp-source failed (status %s); the sink has %d of %d" % (rc, n, target))
+		            sys.exit(1)
+		    if t - moved > stall:
+		        print("the sink has %d of %d messages and got nothing for %.0f s" % (n, target, stall))
+		        sys.exit(1)
+		    time.sleep(0.05)
+	EOF
+	) || die "$out"
+	T_DONE=$out
+}
+
+# wait_drained - wait until NAME's queue is empty (30 s); sets DRAIN_SECS
+wait_drained() {
+	local name=$1 t0 n deadline=$((SECONDS + 30))
+	t0=$(now)
+	while :; do
+		n=$("count_$name")
+		((n == 0)) && break
+		((SECONDS < deadline)) || die "$name still has $n messages queued 30 s after the sink got everything"
+		sleep 0.1
+	done
+	DRAIN_SECS=$(elapsed "$t0" "$(now)")
 }
 
 # ---- report --------------------------------------------------------------
