@@ -1,5 +1,5 @@
 /*
- * base64.c - base64 encode with MIME line breaks, tolerant decode
+ * base64.c - base64 encode with MIME line breaks, tolerant and strict decode
  *
  * See base64.h. No state; the decoder never reads past len and reports
  * where the input went wrong, so a caller can name the bad byte.
@@ -108,5 +108,46 @@ truncated:
 fail:
 	str_truncate(out, start);
 	*bad = i;
+	return false;
+}
+
+bool base64_decode_strict(const char *in, size_t len, struct str *out)
+{
+	size_t start = out->len;
+
+	if (len == 0 || len % 4 != 0)
+		return false;
+	for (size_t i = 0; i < len; i += 4) {
+		int v[4];
+		int pad = 0;
+
+		for (int k = 0; k < 4; k++) {
+			unsigned char c = (unsigned char)in[i + k];
+
+			if (c == '=' && i + 4 == len && k >= 2) {
+				/* Padding only at the end, and "x=y=" is not padding. */
+				if (k == 2 && in[i + 3] != '=')
+					goto bad;
+				v[k] = 0;
+				pad++;
+				continue;
+			}
+			v[k] = value(c);
+			if (v[k] < 0)
+				goto bad;
+		}
+		/* Bits left over in a padded group must be zero (canonical form). */
+		if ((pad == 1 && (v[2] & 0x3)) || (pad == 2 && (v[1] & 0xf)))
+			goto bad;
+		unsigned char b[3] = {
+			(unsigned char)(v[0] << 2 | v[1] >> 4),
+			(unsigned char)((v[1] & 0xf) << 4 | v[2] >> 2),
+			(unsigned char)((v[2] & 0x3) << 6 | v[3]),
+		};
+		str_append(out, b, (size_t)(3 - pad));
+	}
+	return true;
+bad:
+	str_truncate(out, start);
 	return false;
 }

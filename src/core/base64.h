@@ -35,4 +35,14 @@ void base64_encode(const void *p, size_t n, size_t line, struct str *out);
  */
 bool base64_decode(const char *in, size_t len, struct str *out, size_t *bad);
 
+/*
+ * base64_decode_strict - the bytes of in[0..len) appended to out, for
+ * protocols where two decoders must never disagree (SMTP AUTH, HTTP
+ * Basic): the standard alphabet only, no blanks, padding required and
+ * only at the end ("x=y=" is not padding), bits left over in a padded
+ * group zero (RFC 4648 3.5). Empty input is refused. On failure returns
+ * false and leaves out as it was.
+ */
+bool base64_decode_strict(const char *in, size_t len, struct str *out);
+
 #endif

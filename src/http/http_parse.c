@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "core/base64.h"
 #include "core/mem.h"
 #include "http/http_parse.h"
 
@@ -334,62 +335,6 @@ int http_command_parse(const char *body, size_t len, struct http_command *out, s
 
 /* ---- Authorization ---------------------------------------------------------------- */
 
-/* b64val - the value of a base64 character, or -1. */
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* b64_decode - strict base64 (padding required) of s[0..len) into out; length or -1. */
-static long b64_decode(const char *s, size_t len, unsigned char *out, size_t cap)
-{
-	size_t o = 0;
-
-	if (len == 0 || len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4];
-		int pad = 0;
-
-		for (int k = 0; k < 4; k++) {
-			unsigned char c = (unsigned char)s[i + k];
-
-			if (c == '=' && i + 4 == len && k >= 2) {
-				v[k] = 0;
-				pad++;
-				continue;
-			}
-			if (pad)
-				return -1;	/* data after "=" */
-			v[k] = b64val(c);
-			if (v[k] < 0)
-				return -1;
-		}
-		unsigned long w = (unsigned long)v[0] << 18 | (unsigned long)v[1] << 12 |
-				  (unsigned long)v[2] << 6 | (unsigned long)v[3];
-		size_t nout = 3 - (size_t)pad;
-
-		if (o + nout > cap)
-			return -1;
-		out[o++] = (unsigned char)(w >> 16);
-		if (nout > 1)
-			out[o++] = (unsigned char)(w >> 8);
-		if (nout > 2)
-			out[o++] = (unsigned char)w;
-	}
-	return (long)o;
-}
-
 /* ci_prefix - s starts with word (ASCII case-insensitive) and a blank. */
 static bool ci_prefix(const char *s, const char *word)
 {
@@ -427,25 +372,29 @@ int http_auth_parse(const char *header, char key[HTTP_KEY_MAX + 1])
 	    (len == 6 && strncasecmp(v, "bearer", 6) == 0))
 		return -1;
 	if (ci_prefix(v, "basic")) {
-		unsigned char buf[3 * HTTP_KEY_MAX + 3];
+		struct str dec = STR_INIT;
 		const char *b = v + 5;
+		int rc = -1;
 
 		while (*b == ' ' || *b == '\t')
 			b++;
-		long n = b64_decode(b, (size_t)(end - b), buf, sizeof(buf) - 1);
-		if (n < 0)
-			return -1;
-		const unsigned char *colon = memchr(buf, ':', (size_t)n);
-		if (colon == NULL)
-			return -1;
-		size_t klen = (size_t)n - (size_t)(colon + 1 - buf);
-		if (klen == 0 || klen > HTTP_KEY_MAX || !text_ok((const char *)colon + 1, klen))
-			return -1;
-		if (!text_ok((const char *)buf, (size_t)(colon - buf)))
-			return -1;
-		memcpy(key, colon + 1, klen);
-		key[klen] = '\0';
-		return 0;
+		/* Bounded before decoding: user, ':', key, as long as HTTP_Max_Header_Size allows. */
+		if ((size_t)(end - b) <= 4 * HTTP_KEY_MAX + 4 &&
+		    base64_decode_strict(b, (size_t)(end - b), &dec)) {
+			const char *colon = memchr(dec.s, ':', dec.len);
+			size_t klen = colon ? dec.len - (size_t)(colon + 1 - dec.s) : 0;
+
+			if (klen > 0 && klen <= HTTP_KEY_MAX && text_ok(colon + 1, klen) &&
+			    text_ok(dec.s, (size_t)(colon - dec.s))) {
+				memcpy(key, colon + 1, klen);
+				key[klen] = '\0';
+				rc = 0;
+			}
+		}
+		if (dec.s)
+			explicit_bzero(dec.s, dec.len);
+		str_free(&dec);
+		return rc;
 	}
 	if (ci_prefix(v, "bearer")) {
 		v += 6;

@@ -10,85 +10,18 @@
 #include <string.h>
 #include <strings.h>
 
-static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* b64_value - the 6-bit value of c, or -1. */
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
+#include "core/base64.h"
 
 bool smtp_auth_b64_decode(const char *in, size_t len, struct str *out)
 {
-	size_t start = out->len;
-
 	if (len == 1 && in[0] == '=')
 		return true;	/* RFC 4954 4: "=" is an empty response */
-	if (len == 0 || len % 4 != 0)
-		return false;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4];
-		int pad = 0;
-
-		for (int k = 0; k < 4; k++) {
-			unsigned char c = (unsigned char)in[i + k];
-
-			if (c == '=' && i + 4 == len && k >= 2) {
-				/* Padding only at the end, and "x=y=" is not padding. */
-				if (k == 2 && in[i + 3] != '=')
-					goto bad;
-				v[k] = 0;
-				pad++;
-				continue;
-			}
-			v[k] = b64_value(c);
-			if (v[k] < 0)
-				goto bad;
-		}
-		/* Bits left over in a padded group must be zero (RFC 4648 3.5, canonical). */
-		if ((pad == 1 && (v[2] & 0x3)) || (pad == 2 && (v[1] & 0xf)))
-			goto bad;
-		unsigned char b[3] = {
-			(unsigned char)(v[0] << 2 | v[1] >> 4),
-			(unsigned char)((v[1] & 0xf) << 4 | v[2] >> 2),
-			(unsigned char)((v[2] & 0x3) << 6 | v[3]),
-		};
-		str_append(out, b, (size_t)(3 - pad));
-	}
-	return true;
-bad:
-	str_truncate(out, start);
-	return false;
+	return base64_decode_strict(in, len, out);
 }
 
 void smtp_auth_b64_encode(const void *p, size_t n, struct str *out)
 {
-	const unsigned char *s = p;
-
-	for (size_t i = 0; i < n; i += 3) {
-		unsigned v = (unsigned)s[i] << 16;
-		size_t left = n - i;
-
-		if (left > 1)
-			v |= (unsigned)s[i + 1] << 8;
-		if (left > 2)
-			v |= s[i + 2];
-		str_appendc(out, b64_alphabet[v >> 18 & 63]);
-		str_appendc(out, b64_alphabet[v >> 12 & 63]);
-		str_appendc(out, left > 1 ? b64_alphabet[v >> 6 & 63] : '=');
-		str_appendc(out, left > 2 ? b64_alphabet[v & 63] : '=');
-	}
+	base64_encode(p, n, 0, out);
 }
 
 enum smtp_auth_parse smtp_auth_check_part(const char *p, size_t len, size_t cap)
