@@ -113,26 +113,47 @@ char *str_steal(struct str *sb)
 	return p;
 }
 
+size_t utf8_seq_len(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+	size_t len;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	} else {
+		return 0;
+	}
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return len;
+}
+
 char *utf8_trim(char *s)
 {
 	unsigned char *p = (unsigned char *)s;
+	size_t n = strlen(s), len;
 
-	while (*p) {
-		size_t n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 :
-			   (*p & 0xf8) == 0xf0 ? 4 : 0;
-		size_t k;
-
-		if (n == 0 || (n == 2 && *p < 0xc2) || (n == 4 && *p > 0xf4))
-			break;
-		for (k = 1; k < n && (p[k] & 0xc0) == 0x80; k++)
-			;
-		if (k < n)
-			break;
-		/* Overlong 3- and 4-byte forms, surrogates, past U+10FFFF. */
-		if ((n == 3 && ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] >= 0xa0))) ||
-		    (n == 4 && ((*p == 0xf0 && p[1] < 0x90) || (*p == 0xf4 && p[1] >= 0x90))))
-			break;
-		p += n;
+	while (*p && (len = utf8_seq_len(p, n)) > 0) {
+		p += len;
+		n -= len;
 	}
 	*p = '\0';
 	return s;

@@ -35,6 +35,13 @@ void str_truncate(struct str *sb, size_t len);
 /* str_cstr - the contents as a C string ("" when empty, never NULL). */
 const char *str_cstr(const struct str *sb);
 /*
+ * utf8_seq_len - length of the well-formed UTF-8 sequence at p (at most
+ * n >= 1 bytes available; 1 for ASCII), or 0 when it is malformed:
+ * overlong forms, surrogates and code points above U+10FFFF are refused
+ * (RFC 3629).
+ */
+size_t utf8_seq_len(const unsigned char *s, size_t n);
+/*
  * utf8_trim - cut the C string s at its first byte that does not start a
  * complete, well-formed UTF-8 sequence (what a fixed-size snprintf may
  * leave at the end), so JSON encoders take it. Returns s.

@@ -58,36 +58,6 @@ static _Atomic(struct events *) the_events;
 /* ------------------------------------------------------------------ */
 /* JSON                                                                */
 
-/* utf8_len - length of the valid UTF-8 sequence at s (n bytes left), 0 if none (RFC 3629). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-	size_t len;
-
-	if (c >= 0xC2 && c <= 0xDF)
-		len = 2;
-	else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else
-		return 0;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xBF)
-			return 0;
-	return len;
-}
-
 void events_json_string(struct str *out, const char *str)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -114,7 +84,7 @@ void events_json_string(struct str *out, const char *str)
 			str_append(out, esc, 6);
 			i++;
 		} else {
-			size_t len = utf8_len(s + i, n - i);
+			size_t len = utf8_seq_len(s + i, n - i);
 			if (len) {
 				str_append(out, s + i, len);
 				i += len;

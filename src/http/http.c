@@ -305,19 +305,27 @@ static void handler_done(struct http_req *r)
 	}
 }
 
+/* find_route - the route of r's method and path (http_route_find over http_routes). */
+static const struct http_route *find_route(struct http_req *r, struct http_match *m, int *status,
+					   unsigned *allow, struct str *err)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->ev);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+
+	return http_route_find(http_routes, http_nroutes, r->method, path && *path ? path : "/", m,
+			       status, allow, err);
+}
+
 /* route_authorized - route, authorise and run a request whose key (index, -1: none) is known. */
 static void route_authorized(struct http_req *r, const struct conf *conf, long key)
 {
 	struct evhttp_request *ev = r->ev;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	struct http_match m;
 	struct str err = STR_INIT;
 	int status;
 	unsigned allow;
-	const struct http_route *route = http_route_find(http_routes, http_nroutes, r->method,
-							 path && *path ? path : "/", &m, &status,
-							 &allow, &err);
+	const struct http_route *route = find_route(r, &m, &status, &allow, &err);
+
 	if (route == NULL) {
 		if (status == 405)
 			evhttp_add_header(evhttp_request_get_output_headers(ev), "Allow",
@@ -340,15 +348,11 @@ static void route_authorized(struct http_req *r, const struct conf *conf, long k
 /* is_public - whether the request goes to a PUBLIC route (the status page: no key needed). */
 static bool is_public(struct http_req *r)
 {
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->ev);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	struct http_match m;
 	struct str err = STR_INIT;
 	int status;
 	unsigned allow;
-	const struct http_route *route = http_route_find(http_routes, http_nroutes, r->method,
-							 path && *path ? path : "/", &m, &status,
-							 &allow, &err);
+	const struct http_route *route = find_route(r, &m, &status, &allow, &err);
 
 	str_free(&err);
 	return route != NULL && route->access == HTTP_ACCESS_PUBLIC;

@@ -56,44 +56,6 @@ static int hex_val(unsigned char c)
 	return -1;
 }
 
-/*
- * utf8_seq_len - length of the well-formed UTF-8 sequence at p (at most
- * n bytes available), or 0 when it is malformed: overlong forms,
- * surrogates and code points above U+10FFFF are refused (RFC 3629).
- */
-static size_t utf8_seq_len(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-	size_t len;
-	unsigned char lo = 0x80, hi = 0xbf;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else {
-		return 0;
-	}
-	if (n < len || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return len;
-}
-
 bool smtp_utf8_valid(const char *buf, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)buf;
