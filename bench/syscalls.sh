@@ -59,6 +59,10 @@
 #   BENCH_STALL=60         fail when the sink gets nothing for this long (s)
 #   BENCH_TOP=14           system calls listed by name (the rest summed)
 #   BENCH_IMPETUSD_CONF="" extra global lines for impetusd's configuration
+#   BENCH_PROFILE=0        1: also `perf record -g` impetusd during each plain
+#                          run (the rate and CPU figures then include perf's
+#                          cost); the data stays in BENCH_BASE/syscalls-perf-MODE-ROUND.data
+#                          for `perf report -i FILE`
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -108,6 +112,16 @@ ctx_switches() {
 		/^voluntary_ctxt_switches/ { v += $2 }
 		/^nonvoluntary_ctxt_switches/ { n += $2 }
 		END { print v + 0, n + 0 }'
+}
+
+# thread_switches - "name voluntary involuntary" per thread of PID (names summed)
+thread_switches() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		printf '%s ' "$(cat "$t/comm" 2>/dev/null)"
+		awk '/^voluntary_ctxt_switches/ { v = $2 } /^nonvoluntary_ctxt_switches/ { n = $2 }
+			END { print v + 0, n + 0 }' "$t/status" 2>/dev/null || echo "0 0"
+	done | awk '{ v[$1] += $2; n[$1] += $3 } END { for (k in v) print k, v[k], n[k] }' | sort
 }
 
 # threads - number of threads of PID
@@ -218,10 +232,26 @@ measure_plain() {
 	c0=$(cpu_ticks "$pid")
 	s0=$(cpu_ticks "$SINK_PID")
 	read -r v0 i0 < <(ctx_switches "$pid")
+	thread_switches "$pid" >"$TMP/threads0"
+	local prof_pid=""
+	if ((${BENCH_PROFILE:-0})); then
+		perf record -q -g -p "$pid" -o "$BASE/syscalls-perf-$MODE-$round.data" 2>/dev/null &
+		prof_pid=$!
+		sleep 0.5
+	fi
 	timed_relay
+	if [[ -n $prof_pid ]]; then
+		kill -INT "$prof_pid" 2>/dev/null || true
+		wait "$prof_pid" 2>/dev/null || true
+		say "profile: perf report -i $BASE/syscalls-perf-$MODE-$round.data"
+	fi
 	c1=$(cpu_ticks "$pid")
 	s1=$(cpu_ticks "$SINK_PID")
 	read -r v1 i1 < <(ctx_switches "$pid")
+	thread_switches "$pid" >"$TMP/threads1"
+	say "context switches per message by thread ($MODE; voluntary involuntary):" \
+		"$(join "$TMP/threads0" "$TMP/threads1" | awk -v m="$MESSAGES" '
+			{ printf "%s %.2f %.2f; ", $1, ($4 - $2) / m, ($5 - $3) / m }')"
 	end_run
 	RATE=$(rate "$MESSAGES" "$SECS")
 	CPU_US=$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v m="$MESSAGES" 'BEGIN { printf "%.0f\n", d / t * 1e6 / m }')

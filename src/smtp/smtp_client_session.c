@@ -4,8 +4,9 @@
  * Owned by the I/O loop the connection was opened on; nothing here is
  * touched by another thread. The scheduler reaches a session only through
  * the posts of smtp_client.c, and learns results only through the posts
- * back (batch_done, closed). The session reads replies from a libevent
- * bufferevent, writes commands to it, and keeps one timer for whatever it
+ * back (batch_done, closed). The session reads replies from its sockio
+ * (core/sockio.h; a TLS bufferevent inside one after STARTTLS), writes
+ * commands to it, and keeps one timer for whatever it
  * is waiting for (connect, a reply, the idle period, QUIT).
  *
  * States (set_state traces every change with IMPETUS_TRACE=smtpc):
@@ -84,6 +85,7 @@
 #include "core/loop.h"
 #include "core/mem.h"
 #include "core/sockaddr.h"
+#include "core/sockio.h"
 #include "core/str.h"
 #include "log/log.h"
 #include "message/mime_downgrade.h"
@@ -138,9 +140,10 @@ struct smtpc_session {
 	const struct smtp_client_params *p;
 	struct event_base *base;
 	enum sc_state state;
-	struct bufferevent *bev;	/* NULL between connections */
+	struct sockio *sock;		/* NULL between connections */
+	unsigned sock_gen;		/* changes with sock: a freed one's address may come back */
 	int fd;
-	bool fd_in_bev;			/* the TLS bufferevent closes fd */
+	bool fd_in_bev;			/* the TLS bufferevent (in sock) closes fd */
 	struct event *timer;
 	struct smtpc_reply reply;
 	struct smtp_caps caps;
@@ -182,9 +185,9 @@ struct smtpc_session {
 	char close_reason[80];		/* why QUIT was sent */
 };
 
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
+static void on_read(struct sockio *sock, void *arg);
+static void on_write(struct sockio *sock, void *arg);
+static void on_event(struct sockio *sock, short what, void *arg);
 static void try_address(struct smtpc_session *s);
 static void session_end(struct smtpc_session *s, bool connected, const char *reason);
 static void begin_batch(struct smtpc_session *s, struct smtp_batch *b);
@@ -240,8 +243,8 @@ static void arm_data(struct smtpc_session *s)
 /* send_str - queue bytes for the server. */
 static void send_str(struct smtpc_session *s, const struct str *line)
 {
-	if (s->bev)
-		bufferevent_write(s->bev, line->s, line->len);
+	if (s->sock)
+		sockio_write(s->sock, line->s, line->len);
 }
 
 static void send_line(struct smtpc_session *s, const char *fmt, ...)
@@ -429,9 +432,10 @@ static void log_line_text(struct str *out, const char *p, size_t n)
 static void drop_conn(struct smtpc_session *s)
 {
 	evtimer_del(s->timer);
-	if (s->bev) {
-		bufferevent_free(s->bev);
-		s->bev = NULL;
+	if (s->sock) {
+		sockio_free(s->sock);
+		s->sock = NULL;
+		s->sock_gen++;
 	}
 	if (s->fd >= 0 && !s->fd_in_bev)
 		close(s->fd);
@@ -510,15 +514,16 @@ static int connect_address(struct smtpc_session *s)
 	}
 	/* Commands go out whole; Nagle would only delay the end of the body. */
 	(void)setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/* No CLOSE_ON_FREE: STARTTLS replaces the bufferevent on the same fd. */
-	s->bev = bufferevent_socket_new(s->base, s->fd, BEV_OPT_DEFER_CALLBACKS);
-	if (s->bev == NULL) {
-		record_failure(s, 0, STAGE_NOT_CONNECTED, false, "cannot create bufferevent");
+	/* No CLOSE_ON_FREE: STARTTLS puts a TLS bufferevent on the same fd. */
+	s->sock = sockio_new(s->base, s->fd, 0);
+	s->sock_gen++;
+	if (s->sock == NULL) {
+		record_failure(s, 0, STAGE_NOT_CONNECTED, false, "cannot create the connection's buffers");
 		drop_conn(s);
 		return -1;
 	}
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	if (bufferevent_socket_connect(s->bev, (const struct sockaddr *)ss, (int)len) < 0) {
+	sockio_setcb(s->sock, on_read, on_write, on_event, s);
+	if (sockio_connect(s->sock, (const struct sockaddr *)ss, len) < 0) {
 		snprintf(why, sizeof(why), "connect to %s: %s", s->peer_str, strerror(errno));
 		record_failure(s, 0, STAGE_NOT_CONNECTED, false, why);
 		drop_conn(s);
@@ -571,7 +576,7 @@ static void connected(struct smtpc_session *s)
 	snprintf(s->last_ip, sizeof(s->last_ip), "%s", s->peer_ip);
 	set_state(s, SC_BANNER);
 	arm_reply(s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	sockio_enable(s->sock, EV_READ | EV_WRITE);
 }
 
 static void send_ehlo(struct smtpc_session *s)
@@ -639,21 +644,26 @@ static void start_tls(struct smtpc_session *s)
 	/* SNI carries a host name, never an address literal (RFC 6066 3). */
 	if (name[0] && inet_pton(AF_INET, name, tmp) != 1 && inet_pton(AF_INET6, name, tmp) != 1)
 		SSL_set_tlsext_host_name(ssl, name);
-	bufferevent_free(s->bev);	/* plain one, without CLOSE_ON_FREE: fd stays */
-	s->bev = bufferevent_openssl_socket_new(s->base, s->fd, ssl, BUFFEREVENT_SSL_CONNECTING,
-						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (s->bev == NULL) {
+	sockio_free(s->sock);	/* plain one, without CLOSE_ON_FREE: fd stays */
+	struct bufferevent *bev = bufferevent_openssl_socket_new(s->base, s->fd, ssl,
+								 BUFFEREVENT_SSL_CONNECTING,
+								 BEV_OPT_CLOSE_ON_FREE |
+								 BEV_OPT_DEFER_CALLBACKS);
+	s->sock = NULL;
+	s->sock_gen++;
+	if (bev == NULL) {
 		SSL_free(ssl);
 		tls_failed(s, "cannot create TLS bufferevent");
 		return;
 	}
 	s->fd_in_bev = true;
-	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	s->sock = sockio_wrap(bev);
+	sockio_setcb(s->sock, on_read, on_write, on_event, s);
 	smtpc_reply_reset(&s->reply);
 	set_state(s, SC_TLS);
 	arm_reply(s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	sockio_enable(s->sock, EV_READ | EV_WRITE);
 }
 
 /* tls_up - the handshake finished: forget the plain-text EHLO, ask again. */
@@ -1132,8 +1142,8 @@ static void finish_batch(struct smtpc_session *s, const char *broken)
 	s->b = NULL;
 	str_free(&s->body);
 	s->body_loaded = false;
-	if (s->bev)
-		bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+	if (s->sock)
+		sockio_setwatermark(s->sock, EV_WRITE, 0, 0);
 	/* Nothing should be left open here; never report a recipient as untried by accident. */
 	set_undecided(b, SMTP_OUT_TRANSIENT, stage(s), 0, "no reply from server");
 	s->deliveries++;
@@ -1256,7 +1266,7 @@ static void on_rcpt(struct smtpc_session *s, const struct smtpc_reply *r)
 /* feed_body - move the next slices of the body into the output buffer. */
 static void feed_body(struct smtpc_session *s)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = sockio_output(s->sock);
 
 	while (!s->body_queued && evbuffer_get_length(out) < BODY_HIGHWAT) {
 		size_t n = s->body.len - s->body_off;
@@ -1266,7 +1276,7 @@ static void feed_body(struct smtpc_session *s)
 			s->body_queued = true;
 			str_free(&s->body);
 			/* Called back once the output buffer is empty. */
-			bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+			sockio_setwatermark(s->sock, EV_WRITE, 0, 0);
 			break;
 		}
 		if (n > BODY_CHUNK)
@@ -1306,7 +1316,7 @@ static void start_body(struct smtpc_session *s)
 	}
 	smtpc_body_init(&s->bw);
 	s->body_off = 0;
-	bufferevent_setwatermark(s->bev, EV_WRITE, BODY_LOWAT, 0);
+	sockio_setwatermark(s->sock, EV_WRITE, BODY_LOWAT, 0);
 	feed_body(s);
 }
 
@@ -1466,14 +1476,15 @@ static void malformed(struct smtpc_session *s, const char *line, size_t len)
 	conn_failed(s, "malformed reply from server");
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void on_read(struct sockio *sock, void *arg)
 {
 	struct smtpc_session *s = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = sockio_input(sock);
+	unsigned gen = s->sock_gen;
 	char line[SMTPC_LINE_MAX + 1];
 
-	/* Stop when the handler replaced or dropped the bufferevent (STARTTLS, failure). */
-	while (s->bev == bev && s->state != SC_DONE) {
+	/* Stop when the handler replaced or dropped the connection (STARTTLS, failure). */
+	while (s->sock_gen == gen && s->state != SC_DONE) {
 		size_t eol_len;
 		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 
@@ -1505,28 +1516,28 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static void on_write(struct sockio *sock, void *arg)
 {
 	struct smtpc_session *s = arg;
 
-	if (s->state != SC_BODY || s->bev != bev)
+	if (s->state != SC_BODY || s->sock != sock)
 		return;
 	if (!s->body_queued) {
 		feed_body(s);
 	} else if (!s->body_flushed &&
-		   evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		   evbuffer_get_length(sockio_output(sock)) == 0) {
 		/* The whole message is out: the data timeout starts now. */
 		s->body_flushed = true;
 		arm_data(s);
 	}
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_event(struct sockio *sock, short what, void *arg)
 {
 	struct smtpc_session *s = arg;
 	struct str why = STR_INIT;
 
-	if (s->bev != bev)
+	if (s->sock != sock)
 		return;
 	if (what & BEV_EVENT_CONNECTED) {
 		if (s->state == SC_CONNECTING)
@@ -1548,13 +1559,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		str_appendf(&why, "connect to %s: %s", s->peer_str,
 			    err ? strerror(err) : "connection failed");
 	} else if (s->state == SC_TLS) {
-		tls_errors(bev, &why);
+		tls_errors(sockio_bufferevent(sock), &why);
 		if (why.len == 0)
 			str_appends(&why, (what & BEV_EVENT_EOF) ? "connection closed during handshake"
 								   : err ? strerror(err) : "handshake error");
 	} else {
 		if (s->tls)
-			tls_errors(bev, &why);
+			tls_errors(sockio_bufferevent(sock), &why);
 		if (why.len == 0 && (what & BEV_EVENT_ERROR) && err)
 			str_appendf(&why, "connection lost: %s", strerror(err));
 		else if (why.len == 0)

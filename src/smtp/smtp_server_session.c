@@ -2,8 +2,8 @@
  * smtp_server_session.c - one inbound ESMTP connection's state machine
  *
  * Owned by the I/O loop the connection was handed to; nothing here is
- * touched by another thread. The session reads commands from a libevent
- * bufferevent, answers through its output buffer (replies to pipelined
+ * touched by another thread. The session reads commands from its sockio
+ * (core/sockio.h), answers through its output buffer (replies to pipelined
  * commands go out together when the input runs dry), and at the end of
  * DATA or the last BDAT chunk hands the message to the spool and stops
  * reading until the spool says the message is durable. Only then does the
@@ -42,13 +42,13 @@
  *   output   command processing stops while more than OUTPUT_PAUSE_BYTES
  *            of replies are unsent (reading stops with it) and resumes when
  *            the output has drained, so a client that never reads costs a
- *            bounded buffer; input is capped by the bufferevent's read
+ *            bounded buffer; input is capped by the sockio's read
  *            high-water mark (INPUT_HIGH_WATER).
  *   deadline one timer per session: a command line must be complete within
  *            Idle_Time of the previous reply (bytes trickling in do not
  *            extend it); DATA and each BDAT chunk must end within
  *            Data_Timeout + bytes received / Min_Data_Rate. The per-read
- *            bufferevent timeouts stay as the idle limit inside DATA.
+ *            sockio timeouts stay as the idle limit inside DATA.
  *   errors   after Hard_Error_Limit 4xx/5xx replies without an accepted
  *            message: 421 4.7.0 and close.
  *   logging  at most Rejectlog_Connection_Limit rejectlog lines per
@@ -92,6 +92,7 @@
 #include "core/mem.h"
 #include "core/pool.h"
 #include "core/sockaddr.h"
+#include "core/sockio.h"
 #include "core/str.h"
 #include "log/log.h"
 #include "message/message_view.h"
@@ -146,9 +147,9 @@ static void session_process(struct smtp_session *s);
 static void message_complete(struct smtp_session *s);
 static void session_close(struct smtp_session *s);
 static void session_free(struct smtp_session *s);
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
+static void on_read(struct sockio *sock, void *arg);
+static void on_write(struct sockio *sock, void *arg);
+static void on_event(struct sockio *sock, short what, void *arg);
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
@@ -255,7 +256,7 @@ static void reply(struct smtp_session *s, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (s->bev == NULL)
+	if (s->sock == NULL)
 		return;
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
@@ -266,7 +267,7 @@ static void reply(struct smtp_session *s, const char *fmt, ...)
 		n = (int)(sizeof(line) - 3);
 	count_error(s, line);
 	memcpy(line + n, "\r\n", 2);
-	evbuffer_add(bufferevent_get_output(s->bev), line, (size_t)n + 2);
+	evbuffer_add(sockio_output(s->sock), line, (size_t)n + 2);
 }
 
 /*
@@ -322,8 +323,8 @@ static void set_timeout(struct smtp_session *s, int64_t seconds)
 {
 	struct timeval tv = { (time_t)seconds, 0 };
 
-	if (s->bev)
-		bufferevent_set_timeouts(s->bev, &tv, &tv);
+	if (s->sock)
+		sockio_set_timeouts(s->sock, &tv, &tv);
 }
 
 /* transaction_reset - forget MAIL, RCPTs and any message data. */
@@ -529,7 +530,7 @@ static void on_spill_wake(void *ctx)
 		return;
 	}
 	set_timeout(s, s->lim.cmd_timeout);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	sockio_enable(s->sock, EV_READ | EV_WRITE);
 	session_process(s);
 }
 
@@ -622,9 +623,9 @@ static void message_complete(struct smtp_session *s)
 			/* on_spill_wake comes back here; nothing is read meanwhile. */
 			s->completing = true;
 			session_set_state(s, S_SPOOL);
-			if (s->bev) {
-				bufferevent_disable(s->bev, EV_READ);
-				bufferevent_set_timeouts(s->bev, NULL, NULL);
+			if (s->sock) {
+				sockio_disable(s->sock, EV_READ);
+				sockio_set_timeouts(s->sock, NULL, NULL);
 			}
 			return;
 		}
@@ -681,7 +682,7 @@ static void on_spooled(void *ctx, int err, struct envelope *msg)
 	}
 	session_set_state(s, S_CMD);
 	set_timeout(s, s->lim.cmd_timeout);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	sockio_enable(s->sock, EV_READ | EV_WRITE);
 	session_process(s);
 }
 
@@ -856,8 +857,8 @@ static enum imp_verdict phase_run(struct smtp_session *s, enum imp_phase phase,
 	if (v == IMP_SUSPEND) {
 		/* Input stays buffered in order; reading goes on only to notice a departure. */
 		session_set_state(s, S_HOOK);
-		if (s->bev)
-			bufferevent_set_timeouts(s->bev, NULL, NULL);
+		if (s->sock)
+			sockio_set_timeouts(s->sock, NULL, NULL);
 	}
 	return v;
 }
@@ -940,7 +941,7 @@ void imp_session_resume(struct imp_resume *t, enum imp_verdict verdict,
  */
 static void session_after_phase(struct smtp_session *s)
 {
-	if (s->bev == NULL)
+	if (s->sock == NULL)
 		return;
 	switch (s->state) {
 	case S_CMD:
@@ -952,7 +953,7 @@ static void session_after_phase(struct smtp_session *s)
 	default:
 		return;
 	}
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	sockio_enable(s->sock, EV_READ | EV_WRITE);
 	session_process(s);
 }
 
@@ -980,8 +981,8 @@ void smtp_session_on_resume(void *arg)
 		v = phase_step(s, &r);
 		if (v == IMP_SUSPEND) {
 			session_set_state(s, S_HOOK);
-			if (s->bev)
-				bufferevent_set_timeouts(s->bev, NULL, NULL);
+			if (s->sock)
+				sockio_set_timeouts(s->sock, NULL, NULL);
 			return;
 		}
 	}
@@ -1175,10 +1176,10 @@ static void reception_spool(struct smtp_session *s)
 	s->msg = NULL;
 	transaction_reset(s);
 	session_set_state(s, S_SPOOL);
-	if (s->bev) {
-		bufferevent_disable(s->bev, EV_READ);
+	if (s->sock) {
+		sockio_disable(s->sock, EV_READ);
 		/* No timeout while the spool works: its answer names this session. */
-		bufferevent_set_timeouts(s->bev, NULL, NULL);
+		sockio_set_timeouts(s->sock, NULL, NULL);
 	}
 	if (cpu != NULL) {
 		struct sign_job *j = XNEW(struct sign_job);
@@ -1648,40 +1649,43 @@ static void cmd_starttls(struct smtp_session *s, const char *args)
 	}
 	reply(s, "220 2.0.0 Ready to start TLS");
 	session_set_state(s, S_STARTTLS);
-	bufferevent_disable(s->bev, EV_READ);
+	sockio_disable(s->sock, EV_READ);
 	/* Anything pipelined after STARTTLS in clear text is dropped (RFC 3207 4.2). */
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = sockio_input(s->sock);
 	evbuffer_drain(in, evbuffer_get_length(in));
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		on_write(s->bev, s);
+	if (evbuffer_get_length(sockio_output(s->sock)) == 0)
+		on_write(s->sock, s);
 }
 
-/* start_tls - the 220 is out: replace the plain bufferevent by a TLS one. */
+/* start_tls - the 220 is out: replace the plain sockio by a TLS bufferevent in one. */
 static void start_tls(struct smtp_session *s)
 {
 	SSL *ssl = SSL_new(s->tls_ctx);
 	struct event_base *base = loop_base(s->io->loop);
 
-	bufferevent_free(s->bev);	/* created without CLOSE_ON_FREE: fd stays */
-	s->bev = NULL;
+	sockio_free(s->sock);	/* created without CLOSE_ON_FREE: fd stays */
+	s->sock = NULL;
 	if (ssl == NULL) {
 		close(s->fd);
 		s->fd = -1;
 		session_free(s);
 		return;
 	}
-	s->bev = bufferevent_openssl_socket_new(base, s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (s->bev == NULL) {
+	struct bufferevent *bev = bufferevent_openssl_socket_new(base, s->fd, ssl,
+								 BUFFEREVENT_SSL_ACCEPTING,
+								 BEV_OPT_CLOSE_ON_FREE |
+								 BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
 		SSL_free(ssl);
 		close(s->fd);
 		s->fd = -1;
 		session_free(s);
 		return;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH_WATER);
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	s->sock = sockio_wrap(bev);
+	sockio_setcb(s->sock, on_read, on_write, on_event, s);
+	sockio_setwatermark(s->sock, EV_READ, 0, INPUT_HIGH_WATER);
 	s->tls = true;
 	/* RFC 3207 4.2: forget everything learnt before TLS. */
 	transaction_reset(s);
@@ -1691,7 +1695,7 @@ static void start_tls(struct smtp_session *s)
 	smtp_session_auth_forget(s);
 	session_set_state(s, S_CMD);
 	set_timeout(s, s->lim.cmd_timeout);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	sockio_enable(s->sock, EV_READ | EV_WRITE);
 }
 
 /*
@@ -1924,10 +1928,10 @@ static bool error_limit_reached(const struct smtp_session *s)
  */
 static void session_process(struct smtp_session *s)
 {
-	if (s->bev == NULL)
+	if (s->sock == NULL)
 		return;
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *in = sockio_input(s->sock);
+	struct evbuffer *out = sockio_output(s->sock);
 	bool commands = false;
 
 	for (;;) {
@@ -1939,7 +1943,7 @@ static void session_process(struct smtp_session *s)
 		    st != S_AUTH_WAIT && evbuffer_get_length(out) > OUTPUT_PAUSE_BYTES) {
 			/* on_write resumes once the client has read it all. */
 			s->out_paused = true;
-			bufferevent_disable(s->bev, EV_READ);
+			sockio_disable(s->sock, EV_READ);
 			break;
 		}
 		switch (st) {
@@ -1971,7 +1975,7 @@ static void session_process(struct smtp_session *s)
 			too_many_errors(s);
 			return;
 		}
-		if (!more || s->bev == NULL)
+		if (!more || s->sock == NULL)
 			break;
 	}
 	if (commands && (s->state == S_CMD || s->state == S_AUTH))
@@ -1979,14 +1983,14 @@ static void session_process(struct smtp_session *s)
 }
 
 /* ------------------------------------------------------------------ */
-/* bufferevent callbacks                                               */
+/* connection callbacks (core/sockio.h)                                */
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void on_read(struct sockio *sock, void *arg)
 {
 	session_process(arg);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static void on_write(struct sockio *sock, void *arg)
 {
 	struct smtp_session *s = arg;
 
@@ -1998,7 +2002,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 	} else if (s->out_paused) {
 		/* The client read its replies: take its input again. */
 		s->out_paused = false;
-		bufferevent_enable(bev, EV_READ);
+		sockio_enable(sock, EV_READ);
 		session_process(s);
 	}
 }
@@ -2081,7 +2085,7 @@ static void log_tls_failure(struct smtp_session *s, struct bufferevent *bev)
 	str_free(&why);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_event(struct sockio *sock, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 
@@ -2096,12 +2100,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (what & BEV_EVENT_ERROR)
-			log_tls_failure(s, bev);
+		if ((what & BEV_EVENT_ERROR) && sockio_bufferevent(sock))
+			log_tls_failure(s, sockio_bufferevent(sock));
 		if (s->state == S_SPOOL) {
 			/* Keep the session until the spool answers; drop the socket. */
-			bufferevent_free(s->bev);
-			s->bev = NULL;
+			sockio_free(s->sock);
+			s->sock = NULL;
 			if (!s->tls)
 				close(s->fd);
 			s->fd = -1;
@@ -2141,8 +2145,8 @@ void smtp_session_wait(struct smtp_session *s)
 {
 	session_set_state(s, S_AUTH_WAIT);
 	/* No timeouts while we wait: the answer names this session. */
-	if (s->bev)
-		bufferevent_set_timeouts(s->bev, NULL, NULL);
+	if (s->sock)
+		sockio_set_timeouts(s->sock, NULL, NULL);
 }
 
 void smtp_session_wait_over(struct smtp_session *s)
@@ -2220,18 +2224,18 @@ void smtp_session_start(void *arg)
 	if (conf_relay_host_match(s->conf, s->clistener, (const struct sockaddr *)&s->peer))
 		vctx_set(s->conn_vctx, IMP_VCTX_CAN_RELAY, "1");
 
-	evutil_make_socket_nonblocking(s->fd);
-	/* No CLOSE_ON_FREE: STARTTLS replaces the bufferevent on the same fd. */
-	s->bev = bufferevent_socket_new(loop_base(io->loop), s->fd, BEV_OPT_DEFER_CALLBACKS);
-	if (s->bev == NULL) {
-		log_panic("%s cannot create bufferevent client=%s", s->conn_id, s->peer_str);
+	/* The listener accepted it non-blocking. No CLOSE_ON_FREE: STARTTLS keeps the fd. */
+	s->sock = sockio_new(loop_base(io->loop), s->fd, 0);
+	if (s->sock == NULL) {
+		log_panic("%s cannot create the connection's buffers client=%s", s->conn_id,
+			  s->peer_str);
 		close(s->fd);
 		s->fd = -1;
 		session_free(s);
 		return;
 	}
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH_WATER);
+	sockio_setcb(s->sock, on_read, on_write, on_event, s);
+	sockio_setwatermark(s->sock, EV_READ, 0, INPUT_HIGH_WATER);
 	s->deadline = evtimer_new(loop_base(io->loop), on_deadline, s);
 	s->next = io->sessions;
 	if (io->sessions)
@@ -2252,7 +2256,7 @@ void smtp_session_start(void *arg)
 	if (v != IMP_SUSPEND)
 		connect_finish(s, v, &r);
 	if (s->state != S_CLOSING)
-		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+		sockio_enable(s->sock, EV_READ | EV_WRITE);
 }
 
 /* connect_finish - the connect phase ended: the banner, or the refusal and the close. */
@@ -2281,19 +2285,19 @@ static void session_close(struct smtp_session *s)
 	struct timeval zero = { 0, 0 };
 
 	session_set_state(s, S_CLOSING);
-	if (s->bev == NULL ||
-	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
-		if (s->bev) {
-			bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
-			bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	if (s->sock == NULL ||
+	    evbuffer_get_length(sockio_output(s->sock)) == 0) {
+		if (s->sock) {
+			sockio_setcb(s->sock, NULL, NULL, NULL, NULL);
+			sockio_disable(s->sock, EV_READ | EV_WRITE);
 		}
 		event_base_once(loop_base(s->io->loop), -1, EV_TIMEOUT, free_later, s, &zero);
 		return;
 	}
-	bufferevent_disable(s->bev, EV_READ);
+	sockio_disable(s->sock, EV_READ);
 	struct timeval tv = { 10, 0 };
-	bufferevent_set_timeouts(s->bev, NULL, &tv);
-	bufferevent_enable(s->bev, EV_WRITE);
+	sockio_set_timeouts(s->sock, NULL, &tv);
+	sockio_enable(s->sock, EV_WRITE);
 }
 
 static void session_free(struct smtp_session *s)
@@ -2315,9 +2319,9 @@ static void session_free(struct smtp_session *s)
 		io->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	if (s->bev) {
-		bufferevent_free(s->bev);
-		s->bev = NULL;
+	if (s->sock) {
+		sockio_free(s->sock);
+		s->sock = NULL;
 	}
 	if (s->fd >= 0 && !s->tls)
 		close(s->fd);

@@ -92,7 +92,7 @@ struct smtp_session {
 	SSL_CTX *tls_ctx;		/* that listener's certificate when accepted (a reference); NULL: no STARTTLS */
 	const struct conf_listener *clistener;
 	struct conf *conf;
-	struct bufferevent *bev;	/* NULL for a zombie */
+	struct sockio *sock;		/* NULL for a zombie */
 	int fd;
 	enum session_state state;
 	struct sockaddr_storage peer;
