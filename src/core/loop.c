@@ -28,6 +28,13 @@
 
 #include "core/mem.h"
 
+/* Loops one loop can owe a wake-up at once; past that a lazy post wakes at once. */
+#define LAZY_TARGETS 8
+/* The eventfd's counter is read back (reset) once in this many wake-ups. */
+#define WAKE_RESET_EVERY 4096
+/* A lazy post waits at most this long for a wake-up it can ride with. */
+#define LAZY_DELAY_US 10000
+
 #if !defined(NDEBUG) || defined(IMPETUS_SANITIZE)
 #define LOOP_CHECK_OWNER 1
 #endif
@@ -43,6 +50,7 @@ struct loop {
 	unsigned role;			/* one bit; kinds name the roles that own them */
 	struct event_base *base;
 	struct event *wake_ev;
+	uint64_t wakes;			/* on_wake calls; owner only */
 	int wake_fd;
 	_Atomic(struct post *) inbox;	/* pushed by any thread */
 	atomic_bool wake_pending;	/* an eventfd write is outstanding */
@@ -54,6 +62,10 @@ struct loop {
 	atomic_uint_fast64_t posted;	/* loop_post calls, any thread */
 	atomic_uint_fast64_t handled;	/* posts run, written by the owner */
 	pthread_t runner;		/* the thread in loop_run; valid while running */
+	/* Lazy posts this loop made (loop_post_lazy); owner only: */
+	struct event *lazy_ev;		/* the backstop: wake the targets when it fires */
+	struct loop *lazy_to[LAZY_TARGETS];
+	int nlazy;
 	bool running;			/* guarded by reg_mu */
 	struct loop *reg_prev, *reg_next;	/* every loop, guarded by reg_mu */
 };
@@ -66,6 +78,7 @@ static _Thread_local struct loop *current_loop;
 
 /* do_stop - loop_stop's message: break out of the event loop. */
 static void do_stop(void *arg);
+static void on_lazy(evutil_socket_t fd, short what, void *arg);
 
 /* Core's own kind: any loop owns its stop request. */
 static const struct loop_kind loop_kind_stop = {
@@ -141,12 +154,18 @@ static void loop_drain(struct loop *lp)
 		lp->drain_hook(lp->drain_arg);
 }
 
+/*
+ * on_wake - the eventfd was written. It is watched edge-triggered, and
+ * epoll reports an edge for every write, so its counter need not be read
+ * back each time (one system call per wake-up saved); it is reset now and
+ * then so it never nears its limit.
+ */
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct loop *lp = arg;
 	uint64_t v;
 
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+	if (++lp->wakes % WAKE_RESET_EVERY == 0 && read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		fprintf(stderr, "impetus: loop %s: eventfd read: %s\n", lp->name, strerror(errno));
 	loop_drain(lp);
 }
@@ -169,8 +188,9 @@ struct loop *loop_new(const char *name, unsigned role)
 		fprintf(stderr, "impetus: loop %s: eventfd: %s\n", name, strerror(errno));
 		abort();
 	}
-	lp->wake_ev = event_new(lp->base, lp->wake_fd, EV_READ | EV_PERSIST, on_wake, lp);
+	lp->wake_ev = event_new(lp->base, lp->wake_fd, EV_READ | EV_PERSIST | EV_ET, on_wake, lp);
 	event_add(lp->wake_ev, NULL);
+	lp->lazy_ev = evtimer_new(lp->base, on_lazy, lp);
 	atomic_init(&lp->inbox, NULL);
 	atomic_init(&lp->wake_pending, false);
 	atomic_init(&lp->posted, 0);
@@ -184,7 +204,8 @@ struct loop *loop_new(const char *name, unsigned role)
 	return lp;
 }
 
-void loop_post(struct loop *lp, const struct loop_kind *kind, void *arg)
+/* push - put a post in lp's inbox (any thread). */
+static void push(struct loop *lp, const struct loop_kind *kind, void *arg)
 {
 	struct post *p;
 	struct post *head;
@@ -204,10 +225,61 @@ void loop_post(struct loop *lp, const struct loop_kind *kind, void *arg)
 	} while (!atomic_compare_exchange_weak_explicit(&lp->inbox, &head, p,
 							memory_order_release,
 							memory_order_relaxed));
+}
+
+/* wake - make lp drain its inbox soon, unless a wake-up is already on its way. */
+static void wake(struct loop *lp)
+{
 	if (!atomic_exchange_explicit(&lp->wake_pending, true, memory_order_seq_cst)) {
 		uint64_t one = 1;
 		if (write(lp->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			fprintf(stderr, "impetus: loop %s: eventfd write: %s\n", lp->name, strerror(errno));
+	}
+}
+
+void loop_post(struct loop *lp, const struct loop_kind *kind, void *arg)
+{
+	push(lp, kind, arg);
+	wake(lp);
+}
+
+/* on_lazy - the backstop of the lazy posts: wake every loop still owed one. */
+static void on_lazy(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *me = arg;
+
+	for (int i = 0; i < me->nlazy; i++) {
+		struct loop *lp = me->lazy_to[i];
+
+		/* Drained since (it woke for something else): nothing is owed. */
+		if (atomic_load_explicit(&lp->inbox, memory_order_acquire) != NULL)
+			wake(lp);
+	}
+	me->nlazy = 0;
+}
+
+void loop_post_lazy(struct loop *lp, const struct loop_kind *kind, void *arg)
+{
+	struct loop *me = current_loop;
+	int i;
+
+	if (me == NULL || me == lp || me->lazy_ev == NULL) {
+		loop_post(lp, kind, arg);
+		return;
+	}
+	push(lp, kind, arg);
+	for (i = 0; i < me->nlazy && me->lazy_to[i] != lp; i++)
+		;
+	if (i == me->nlazy) {
+		if (me->nlazy == LAZY_TARGETS) {
+			wake(lp);
+			return;
+		}
+		me->lazy_to[me->nlazy++] = lp;
+	}
+	if (!evtimer_pending(me->lazy_ev, NULL)) {
+		struct timeval tv = { 0, LAZY_DELAY_US };
+		evtimer_add(me->lazy_ev, &tv);
 	}
 }
 
@@ -294,6 +366,8 @@ void loop_free(struct loop *lp)
 		p = next;
 	}
 	event_free(lp->wake_ev);
+	if (lp->lazy_ev)
+		event_free(lp->lazy_ev);
 	close(lp->wake_fd);
 	event_base_free(lp->base);
 	free(lp);

@@ -65,6 +65,17 @@ void loop_run(struct loop *lp);
  * Callers outside core use the typed wrapper msgs_post (src/msgs/msgs.h).
  */
 void loop_post(struct loop *lp, const struct loop_kind *kind, void *arg);
+/*
+ * loop_post_lazy - as loop_post, but without waking lp now: the post runs
+ * when lp next wakes for anything else, and at most about 10 ms later (a
+ * timer on the calling loop then wakes lp if the post is still waiting).
+ * For work nobody waits for, such as the spool's delivery-state records:
+ * it rides with the next batch instead of costing lp a wake-up and a
+ * context switch of its own. Ordering with the caller's other posts to lp
+ * is kept. From a thread without a loop, or to its own loop, it is
+ * loop_post. Only from the calling loop's thread.
+ */
+void loop_post_lazy(struct loop *lp, const struct loop_kind *kind, void *arg);
 /* loop_set_drain_hook - call fn(arg) on lp's thread after each inbox batch. */
 void loop_set_drain_hook(struct loop *lp, loop_fn fn, void *arg);
 /* loop_stop - make the loop return after its current callbacks. Any thread. */

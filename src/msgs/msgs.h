@@ -48,4 +48,10 @@ static inline void msgs_post(struct loop *lp, enum msgs_kind kind, void *arg)
 	loop_post(lp, &msgs_kinds[kind], arg);
 }
 
+/* msgs_post_lazy - msgs_post without an immediate wake-up (loop_post_lazy). */
+static inline void msgs_post_lazy(struct loop *lp, enum msgs_kind kind, void *arg)
+{
+	loop_post_lazy(lp, &msgs_kinds[kind], arg);
+}
+
 #endif

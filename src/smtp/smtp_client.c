@@ -395,6 +395,20 @@ static void body_out(struct smtpc_body *w, struct evbuffer *out, const char *p, 
  * smtp_line_length_limit does: in a header that is RFC 5322 folding, in a
  * base64 body the space is ignored by decoders, in text it adds a space.
  */
+/*
+ * plain_span - how many of the n bytes at p come before the first CR or
+ * LF (n when none does); at least 1 when p[0] is neither. Two memchr
+ * calls per line instead of a test per byte.
+ */
+static size_t plain_span(const char *p, size_t n)
+{
+	const char *lf = memchr(p, '\n', n);
+	size_t m = lf ? (size_t)(lf - p) : n;
+	const char *cr = memchr(p, '\r', m);
+
+	return cr ? (size_t)(cr - p) : m;
+}
+
 void smtpc_body_write(struct smtpc_body *w, struct evbuffer *out, const char *p, size_t len)
 {
 	size_t run = 0;
@@ -438,8 +452,13 @@ void smtpc_body_write(struct smtpc_body *w, struct evbuffer *out, const char *p,
 				w->col = 1;
 				run = i;
 			}
-			w->col++;
+			/* This byte and the plain ones after it, up to the column limit. */
+			size_t room = SMTPC_BODY_LINE_MAX - w->col;
+			size_t span = plain_span(p + i, len - i < room ? len - i : room);
+
+			w->col += span;
 			w->at_bol = false;
+			i += span - 1;
 		}
 	}
 	body_out(w, out, p + run, len - run);

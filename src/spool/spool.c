@@ -691,11 +691,19 @@ void spool_on_enqueue(void *arg)
 		commit(sp);
 }
 
-/* post_req - hand an encoded record to the spool thread. */
+/*
+ * post_req - hand an encoded record to the spool thread. A MESSAGE wakes
+ * it (a client waits for its 250); anything else rides with the next
+ * wake-up (loop_post_lazy): nobody waits for a state record, and waking
+ * the spool thread for each one cost a context switch per delivery.
+ */
 static void post_req(struct spool *sp, struct spool_req *req)
 {
 	req->sp = sp;
-	msgs_post(sp->loop, MSGS_SPOOL_ENQUEUE, req);
+	if (req->type == SPOOL_REC_MESSAGE)
+		msgs_post(sp->loop, MSGS_SPOOL_ENQUEUE, req);
+	else
+		msgs_post_lazy(sp->loop, MSGS_SPOOL_ENQUEUE, req);
 }
 
 void spool_submit(struct spool *sp, struct envelope *msg,

@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -148,6 +149,74 @@ static void test_timer_from_post(void)
 	loop_join(t.lp);
 	CHECK_INTEQ(t.fired, 1);
 	loop_free(t.lp);
+}
+
+/*
+ * Lazy posts: from loop A to loop B. A lazy post alone still runs (the
+ * backstop timer on A wakes B); a lazy post followed by an ordinary one
+ * runs first, in the order A made them.
+ */
+struct lazy_test {
+	struct loop *a, *b;
+	int seen[4];		/* B's thread: the order the posts ran in */
+	int nseen;
+	atomic_int done;
+};
+
+static void lazy_mark(void *arg);
+static void lazy_send(void *arg);
+static const struct loop_kind kind_lazy_mark = { "test.lazy_mark", "a", TEST_ROLE, lazy_mark };
+static const struct loop_kind kind_lazy_send = { "test.lazy_send", "main", TEST_ROLE, lazy_send };
+
+static struct lazy_test *lazy_t;
+
+static void lazy_mark(void *arg)
+{
+	struct lazy_test *t = lazy_t;
+
+	if (t->nseen < 4)
+		t->seen[t->nseen++] = (int)(intptr_t)arg;
+	atomic_fetch_add(&t->done, 1);
+}
+
+static void lazy_send(void *arg)
+{
+	struct lazy_test *t = lazy_t;
+
+	if ((intptr_t)arg == 0) {
+		loop_post_lazy(t->b, &kind_lazy_mark, (void *)(intptr_t)1);
+	} else {
+		loop_post_lazy(t->b, &kind_lazy_mark, (void *)(intptr_t)2);
+		loop_post(t->b, &kind_lazy_mark, (void *)(intptr_t)3);
+	}
+}
+
+static void test_lazy_post(void)
+{
+	struct lazy_test t = { 0 };
+
+	lazy_t = &t;
+	t.a = loop_new("lazy-a", TEST_ROLE);
+	t.b = loop_new("lazy-b", TEST_ROLE);
+	CHECK_INTEQ(loop_start(t.a), 0);
+	CHECK_INTEQ(loop_start(t.b), 0);
+	loop_post(t.a, &kind_lazy_send, (void *)(intptr_t)0);
+	for (int i = 0; i < 2000 && atomic_load(&t.done) < 1; i++)
+		usleep(1000);
+	CHECK_INTEQ(atomic_load(&t.done), 1);	/* the backstop woke B */
+	loop_post(t.a, &kind_lazy_send, (void *)(intptr_t)1);
+	for (int i = 0; i < 2000 && atomic_load(&t.done) < 3; i++)
+		usleep(1000);
+	loop_stop(t.a);
+	loop_join(t.a);
+	loop_stop(t.b);
+	loop_join(t.b);
+	CHECK_INTEQ(t.nseen, 3);
+	CHECK_INTEQ(t.seen[0], 1);
+	CHECK_INTEQ(t.seen[1], 2);
+	CHECK_INTEQ(t.seen[2], 3);
+	loop_free(t.a);
+	loop_free(t.b);
 }
 
 struct pool_test {
@@ -346,6 +415,7 @@ int main(void)
 	test_stats();
 	test_inbox_many_producers();
 	test_timer_from_post();
+	test_lazy_post();
 	test_pool_posts_back();
 	test_pool_wait_idle();
 	test_ids();
