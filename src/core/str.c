@@ -158,3 +158,26 @@ char *utf8_trim(char *s)
 	*p = '\0';
 	return s;
 }
+
+void str_append_u64(struct str *sb, unsigned long long v)
+{
+	char buf[24];
+	size_t i = sizeof(buf);
+
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	str_append(sb, buf + i, sizeof(buf) - i);
+}
+
+void str_append_i64(struct str *sb, long long v)
+{
+	if (v < 0) {
+		str_appendc(sb, '-');
+		/* -(v + 1) + 1: no overflow for LLONG_MIN. */
+		str_append_u64(sb, (unsigned long long)(-(v + 1)) + 1);
+	} else {
+		str_append_u64(sb, (unsigned long long)v);
+	}
+}

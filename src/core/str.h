@@ -31,6 +31,9 @@ void str_appendf(struct str *sb, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void str_vappendf(struct str *sb, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+/* str_append_u64 / str_append_i64 - a number in decimal, without printf (hot log lines). */
+void str_append_u64(struct str *sb, unsigned long long v);
+void str_append_i64(struct str *sb, long long v);
 void str_truncate(struct str *sb, size_t len);
 /* str_cstr - the contents as a C string ("" when empty, never NULL). */
 const char *str_cstr(const struct str *sb);

@@ -110,13 +110,30 @@ static void append_id(struct str *line, impetus_id id)
 static void prefix(struct str *line, int64_t now, impetus_id msg, impetus_id batch,
 		   impetus_id conn, char type)
 {
-	str_appendf(line, "%lld@", (long long)now);
+	char t[3] = { '@', type, '@' };
+
+	str_append_i64(line, now);
+	str_appendc(line, '@');
 	append_id(line, msg);
 	str_appendc(line, '@');
 	append_id(line, batch);
 	str_appendc(line, '@');
 	append_id(line, conn);
-	str_appendf(line, "@%c@", type);
+	str_append(line, t, 3);
+}
+
+/* at_field / at_number - "@" and a field: the lines are built without printf (per recipient). */
+static void at_field(struct str *line, const char *s)
+{
+	str_appendc(line, '@');
+	if (s)
+		str_appends(line, s);
+}
+
+static void at_number(struct str *line, unsigned long long v)
+{
+	str_appendc(line, '@');
+	str_append_u64(line, v);
 }
 
 /* id_text - the text form of an id, "" for none. */
@@ -156,9 +173,11 @@ void queue_log_reception(struct queue *q, const struct envelope *msg)
 		append_addr(&line, msg->rcpts[i].addr);
 		str_appendc(&line, '@');
 		append_addr(&line, msg->sender);
-		str_appendf(&line, "@%s@%llu@%s@%s@%s", msg->client_ip,
-			    (unsigned long long)msg->loc.length, msg->protocol,
-			    or_default(msg->binding_group), or_default(msg->binding));
+		at_field(&line, msg->client_ip);
+		at_number(&line, msg->loc.length);
+		at_field(&line, msg->protocol);
+		at_field(&line, or_default(msg->binding_group));
+		at_field(&line, or_default(msg->binding));
 		if (auth_user && *auth_user) {
 			str_appendc(&line, '@');
 			append_field(&line, auth_user);
@@ -193,15 +212,18 @@ void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struc
 					   dq->domain);
 	}
 	prefix(&line, now, sm->id, o->batch_id, o->conn_id, type);
-	if (type == 'D') {
-		str_appendf(&line, "%s@%llu@%s@%s@%u@%lld@%s", dq->domain,
-			    (unsigned long long)sm->loc.length, or_default(sm->binding_group),
-			    or_default(sm->binding), e->retries, age, o->remote ? o->remote : "");
-	} else {
-		str_appendf(&line, "%s@%llu@%s@%s@%u@%u@%lld@%s@", dq->domain,
-			    (unsigned long long)o->bytes, or_default(sm->binding_group),
-			    or_default(sm->binding), o->stage, e->retries, age,
-			    o->remote ? o->remote : "");
+	str_appends(&line, dq->domain);
+	at_number(&line, type == 'D' ? sm->loc.length : o->bytes);
+	at_field(&line, or_default(sm->binding_group));
+	at_field(&line, or_default(sm->binding));
+	if (type != 'D')
+		at_number(&line, o->stage);
+	at_number(&line, e->retries);
+	str_appendc(&line, '@');
+	str_append_i64(&line, age);
+	at_field(&line, o->remote);
+	if (type != 'D') {
+		str_appendc(&line, '@');
 		append_text(&line, o->response);
 	}
 	struct imp_log_event ev = {

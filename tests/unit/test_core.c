@@ -5,9 +5,11 @@
  * to one loop while it runs, and the loop checks that each producer's
  * items arrive exactly once and in the order that producer posted them.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -300,6 +302,18 @@ static void test_str(void)
 	char *p = str_steal(&s);
 	CHECK(s.s == NULL && s.len == 0);
 	free(p);
+	/* Numbers without printf: the same text as printf's. */
+	const long long nums[] = { 0, 7, -1, 10, 1234567890123LL, LLONG_MAX, LLONG_MIN };
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		char want[32];
+		str_clear(&s);
+		str_append_i64(&s, nums[i]);
+		snprintf(want, sizeof(want), "%lld", nums[i]);
+		CHECK_STREQ(str_cstr(&s), want);
+	}
+	str_clear(&s);
+	str_append_u64(&s, ULLONG_MAX);
+	CHECK_STREQ(str_cstr(&s), "18446744073709551615");
 	str_free(&s);
 }
 
