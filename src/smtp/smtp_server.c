@@ -513,6 +513,15 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	}
 	int64_t max_total = conf_listener_get(srv->conf, cl, CONF_OPT_CONCURRENCY)->u.i;
 	int64_t max_ip = conf_listener_get(srv->conf, cl, CONF_OPT_MAX_CONNECTIONS_PER_IP)->u.i;
+	if ((max_total > 0 && srv->sessions >= (uint64_t)max_total) ||
+	    (max_ip > 0 && ip_get(srv, &peer) >= (uint64_t)max_ip)) {
+		/*
+		 * Over a limit: first count the sessions whose close note is
+		 * posted but not run yet (smtp_server_session_closed posts it
+		 * lazily), so a refusal never rests on a stale count.
+		 */
+		loop_run_posted(srv->scheduler);
+	}
 	if (max_total > 0 && srv->sessions >= (uint64_t)max_total) {
 		char who[SOCKADDR_TEXT_MAX];
 		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
@@ -916,7 +925,8 @@ void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_s
 
 	note->srv = srv;
 	note->peer = *peer;
-	msgs_post(srv->scheduler, MSGS_SMTP_SESSION_CLOSED, note);
+	/* Lazily: it rides with the scheduler's next wake-up (on_accept runs it before refusing). */
+	msgs_post_lazy(srv->scheduler, MSGS_SMTP_SESSION_CLOSED, note);
 }
 
 struct deliver_note {
