@@ -62,6 +62,10 @@ struct loop {
 	atomic_uint_fast64_t posted;	/* loop_post calls, any thread */
 	atomic_uint_fast64_t handled;	/* posts run, written by the owner */
 	pthread_t runner;		/* the thread in loop_run; valid while running */
+	/* Batched posts this loop made (loop_post_batched); owner only: */
+	struct event *batch_ev;		/* made active by the first: wakes the targets */
+	struct loop *batch_to[LAZY_TARGETS];
+	int nbatch;
 	/* Lazy posts this loop made (loop_post_lazy); owner only: */
 	struct event *lazy_ev;		/* the backstop: wake the targets when it fires */
 	struct loop *lazy_to[LAZY_TARGETS];
@@ -79,6 +83,7 @@ static _Thread_local struct loop *current_loop;
 /* do_stop - loop_stop's message: break out of the event loop. */
 static void do_stop(void *arg);
 static void on_lazy(evutil_socket_t fd, short what, void *arg);
+static void on_batch_end(evutil_socket_t fd, short what, void *arg);
 
 /* Core's own kind: any loop owns its stop request. */
 static const struct loop_kind loop_kind_stop = {
@@ -191,6 +196,7 @@ struct loop *loop_new(const char *name, unsigned role)
 	lp->wake_ev = event_new(lp->base, lp->wake_fd, EV_READ | EV_PERSIST | EV_ET, on_wake, lp);
 	event_add(lp->wake_ev, NULL);
 	lp->lazy_ev = evtimer_new(lp->base, on_lazy, lp);
+	lp->batch_ev = event_new(lp->base, -1, 0, on_batch_end, lp);
 	atomic_init(&lp->inbox, NULL);
 	atomic_init(&lp->wake_pending, false);
 	atomic_init(&lp->posted, 0);
@@ -258,6 +264,39 @@ static void on_lazy(evutil_socket_t fd, short what, void *arg)
 	me->nlazy = 0;
 }
 
+/* on_batch_end - the callbacks that posted are over: wake each target once. */
+static void on_batch_end(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *me = arg;
+
+	for (int i = 0; i < me->nbatch; i++)
+		wake(me->batch_to[i]);
+	me->nbatch = 0;
+}
+
+void loop_post_batched(struct loop *lp, const struct loop_kind *kind, void *arg)
+{
+	struct loop *me = current_loop;
+	int i;
+
+	if (me == NULL || me == lp || me->batch_ev == NULL) {
+		loop_post(lp, kind, arg);
+		return;
+	}
+	push(lp, kind, arg);
+	for (i = 0; i < me->nbatch && me->batch_to[i] != lp; i++)
+		;
+	if (i == me->nbatch) {
+		if (me->nbatch == LAZY_TARGETS) {
+			wake(lp);
+			return;
+		}
+		me->batch_to[me->nbatch++] = lp;
+	}
+	if (me->nbatch == 1 && i == 0)
+		event_active(me->batch_ev, EV_TIMEOUT, 0);
+}
+
 void loop_post_lazy(struct loop *lp, const struct loop_kind *kind, void *arg)
 {
 	struct loop *me = current_loop;
@@ -299,6 +338,7 @@ void loop_run(struct loop *lp)
 	event_base_loop(lp->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	/* Run whatever was posted before the stop so no reply is lost. */
 	loop_drain(lp);
+	on_batch_end(-1, 0, lp);	/* the base no longer runs batch_ev */
 	pthread_mutex_lock(&reg_mu);
 	lp->running = false;
 	pthread_mutex_unlock(&reg_mu);
@@ -368,6 +408,8 @@ void loop_free(struct loop *lp)
 	event_free(lp->wake_ev);
 	if (lp->lazy_ev)
 		event_free(lp->lazy_ev);
+	if (lp->batch_ev)
+		event_free(lp->batch_ev);
 	close(lp->wake_fd);
 	event_base_free(lp->base);
 	free(lp);
@@ -410,6 +452,7 @@ void loop_drain_now(struct loop *lp)
 
 	current_loop = lp;
 	loop_drain(lp);
+	on_batch_end(-1, 0, lp);
 	current_loop = saved;
 }
 

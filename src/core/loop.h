@@ -76,6 +76,16 @@ void loop_post(struct loop *lp, const struct loop_kind *kind, void *arg);
  * loop_post. Only from the calling loop's thread.
  */
 void loop_post_lazy(struct loop *lp, const struct loop_kind *kind, void *arg);
+/*
+ * loop_post_batched - as loop_post, but the wake-up waits until the
+ * calling loop's current callbacks are over: the posts a loop makes to lp
+ * while it handles one batch of work (the spool's answers to a group
+ * commit, an I/O loop's messages for the queue) cost lp one wake-up, not
+ * one each. The post itself is in lp's inbox at once, in order. Never
+ * from code that then waits for lp's answer on the same thread. From a
+ * thread without a loop, or to its own loop, it is loop_post.
+ */
+void loop_post_batched(struct loop *lp, const struct loop_kind *kind, void *arg);
 /* loop_set_drain_hook - call fn(arg) on lp's thread after each inbox batch. */
 void loop_set_drain_hook(struct loop *lp, loop_fn fn, void *arg);
 /* loop_stop - make the loop return after its current callbacks. Any thread. */

@@ -48,6 +48,12 @@ static inline void msgs_post(struct loop *lp, enum msgs_kind kind, void *arg)
 	loop_post(lp, &msgs_kinds[kind], arg);
 }
 
+/* msgs_post_batched - msgs_post with the wake-up at the end of the caller's callbacks (loop_post_batched). */
+static inline void msgs_post_batched(struct loop *lp, enum msgs_kind kind, void *arg)
+{
+	loop_post_batched(lp, &msgs_kinds[kind], arg);
+}
+
 /* msgs_post_lazy - msgs_post without an immediate wake-up (loop_post_lazy). */
 static inline void msgs_post_lazy(struct loop *lp, enum msgs_kind kind, void *arg)
 {

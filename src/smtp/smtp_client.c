@@ -591,7 +591,7 @@ struct smtp_client *smtp_client_open(struct loop *io_loop, struct loop *schedule
 	id_format(c->conn, c->conn_id);
 	atomic_init(&c->inflight, 1);	/* the first batch */
 	c->first = first;
-	msgs_post(io_loop, MSGS_SMTPC_START, c);
+	msgs_post_batched(io_loop, MSGS_SMTPC_START, c);
 	return c;
 }
 
@@ -602,7 +602,7 @@ void smtp_client_send(struct smtp_client *c, struct smtp_batch *b)
 	r->c = c;
 	r->b = b;
 	atomic_fetch_add(&c->inflight, 1);
-	msgs_post(c->io_loop, MSGS_SMTPC_SEND, r);
+	msgs_post_batched(c->io_loop, MSGS_SMTPC_SEND, r);
 }
 
 void smtp_client_close(struct smtp_client *c)
@@ -694,7 +694,7 @@ void smtpc_post_batch_done(struct smtp_client *c, struct smtp_batch *b, bool mor
 	m->c = c;
 	m->b = b;
 	m->more = more;
-	msgs_post(c->sched, MSGS_SMTPC_BATCH_DONE, m);
+	msgs_post_batched(c->sched, MSGS_SMTPC_BATCH_DONE, m);
 }
 
 void smtpc_post_closed(struct smtp_client *c, bool connected, const char *reason)

@@ -949,7 +949,8 @@ void smtp_server_deliver(struct smtp_server *srv, struct envelope *msg)
 
 	note->srv = srv;
 	note->msg = msg;
-	msgs_post(srv->scheduler, MSGS_SMTP_DELIVER, note);
+	/* One wake-up of the scheduler for all the messages one spool answer made durable. */
+	msgs_post_batched(srv->scheduler, MSGS_SMTP_DELIVER, note);
 }
 
 static void on_grace_expired(evutil_socket_t fd, short what, void *arg)

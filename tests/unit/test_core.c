@@ -160,7 +160,7 @@ static void test_timer_from_post(void)
  */
 struct lazy_test {
 	struct loop *a, *b;
-	int seen[4];		/* B's thread: the order the posts ran in */
+	int seen[8];		/* B's thread: the order the posts ran in */
 	int nseen;
 	atomic_int done;
 };
@@ -176,7 +176,7 @@ static void lazy_mark(void *arg)
 {
 	struct lazy_test *t = lazy_t;
 
-	if (t->nseen < 4)
+	if (t->nseen < 8)
 		t->seen[t->nseen++] = (int)(intptr_t)arg;
 	atomic_fetch_add(&t->done, 1);
 }
@@ -187,6 +187,10 @@ static void lazy_send(void *arg)
 
 	if ((intptr_t)arg == 0) {
 		loop_post_lazy(t->b, &kind_lazy_mark, (void *)(intptr_t)1);
+	} else if ((intptr_t)arg == 2) {
+		/* Batched: B is woken once A's callback is over. */
+		loop_post_batched(t->b, &kind_lazy_mark, (void *)(intptr_t)4);
+		loop_post_batched(t->b, &kind_lazy_mark, (void *)(intptr_t)5);
 	} else {
 		loop_post_lazy(t->b, &kind_lazy_mark, (void *)(intptr_t)2);
 		loop_post(t->b, &kind_lazy_mark, (void *)(intptr_t)3);
@@ -209,14 +213,19 @@ static void test_lazy_post(void)
 	loop_post(t.a, &kind_lazy_send, (void *)(intptr_t)1);
 	for (int i = 0; i < 2000 && atomic_load(&t.done) < 3; i++)
 		usleep(1000);
+	loop_post(t.a, &kind_lazy_send, (void *)(intptr_t)2);
+	for (int i = 0; i < 2000 && atomic_load(&t.done) < 5; i++)
+		usleep(1000);
 	loop_stop(t.a);
 	loop_join(t.a);
 	loop_stop(t.b);
 	loop_join(t.b);
-	CHECK_INTEQ(t.nseen, 3);
+	CHECK_INTEQ(t.nseen, 5);
 	CHECK_INTEQ(t.seen[0], 1);
 	CHECK_INTEQ(t.seen[1], 2);
 	CHECK_INTEQ(t.seen[2], 3);
+	CHECK_INTEQ(t.seen[3], 4);
+	CHECK_INTEQ(t.seen[4], 5);
 	loop_free(t.a);
 	loop_free(t.b);
 }
