@@ -20,6 +20,7 @@
 #include "core/id.h"
 #include "core/loop.h"
 #include "core/pool.h"
+#include "core/slab.h"
 #include "core/str.h"
 
 #define PRODUCERS 4
@@ -433,8 +434,45 @@ static void test_stats(void)
 	CHECK_INTEQ(ps.found, 0);
 }
 
+/* test_slab - objects are distinct, zeroed and aligned; freed ones are reused before a new chunk. */
+static void test_slab(void)
+{
+	struct slab sl;
+	enum { N = 3 * SLAB_CHUNK_OBJECTS + 5 };
+	unsigned char **obj = calloc(N, sizeof(*obj));
+
+	slab_init(&sl, 20);
+	CHECK_INTEQ(sl.size % sizeof(void *), 0);
+	for (int i = 0; i < N; i++) {
+		obj[i] = slab_alloc(&sl);
+		CHECK(((uintptr_t)obj[i] % sizeof(void *)) == 0);
+		for (size_t k = 0; k < sl.size; k++)
+			if (obj[i][k] != 0)
+				check_failures++;
+		memset(obj[i], 0xA5, sl.size);
+	}
+	CHECK_INTEQ(sl.live, N);
+	CHECK_INTEQ(sl.capacity, 4 * SLAB_CHUNK_OBJECTS);
+	/* No two objects overlap. */
+	for (int i = 1; i < N; i++)
+		if (obj[i] == obj[i - 1] || (obj[i] > obj[i - 1] && obj[i] < obj[i - 1] + sl.size))
+			check_failures++;
+	for (int i = 0; i < N; i += 2)
+		slab_free(&sl, obj[i]);
+	slab_free(&sl, NULL);
+	CHECK_INTEQ(sl.live, N / 2);
+	for (int i = 0; i < N; i += 2)
+		obj[i] = slab_alloc(&sl);
+	CHECK_INTEQ(sl.capacity, 4 * SLAB_CHUNK_OBJECTS);	/* reused, not grown */
+	CHECK_INTEQ(sl.live, N);
+	slab_destroy(&sl);
+	CHECK_INTEQ(sl.capacity, 0);
+	free(obj);
+}
+
 int main(void)
 {
+	test_slab();
 	test_stats();
 	test_inbox_many_producers();
 	test_timer_from_post();
