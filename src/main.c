@@ -382,8 +382,14 @@ static size_t io_loop_count(const struct conf *c)
 	int64_t n = conf_int(c, CONF_OPT_EVENT_LOOPS);
 
 	if (n <= 0) {
+		/*
+		 * Half the cores: the scheduler, the spool thread and the pools
+		 * need the rest, and fewer loops each find more ready sockets per
+		 * wake-up (issue 10: on 2 cores one loop relayed with 15-25 % less
+		 * CPU per message than two).
+		 */
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
-		n = cores > 0 ? cores : 1;
+		n = cores >= 2 ? cores / 2 : 1;
 	}
 	return (size_t)n;
 }
