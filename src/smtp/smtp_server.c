@@ -502,7 +502,6 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	const struct conf_listener *cl = smtp_listener_conf(srv->conf, l->index, l->address);
 	const char *host = conf_hostname(srv->conf);
 	struct sockaddr_storage peer;
-	int one = 1;
 
 	memset(&peer, 0, sizeof(peer));
 	memcpy(&peer, sa, (size_t)salen < sizeof(peer) ? (size_t)salen : sizeof(peer));
@@ -539,8 +538,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		refuse(fd, "4.7.0", host, "too many connections from your address");
 		return;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-
+	/* TCP_NODELAY came from the listening socket (Linux copies it to accepted ones). */
 	struct smtp_accept *acc = XNEW(struct smtp_accept);
 	acc->io = &srv->io[srv->next_io++ % srv->nio];
 	acc->listener_index = l->index;
@@ -553,8 +551,13 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	acc->fd = fd;
 	acc->peer = peer;
 	acc->peer_len = (socklen_t)salen;
-	acc->local_len = sizeof(acc->local);
-	getsockname(fd, (struct sockaddr *)&acc->local, &acc->local_len);
+	if (l->local_len > 0) {
+		memcpy(&acc->local, &l->local, l->local_len);
+		acc->local_len = l->local_len;
+	} else {
+		acc->local_len = sizeof(acc->local);
+		getsockname(fd, (struct sockaddr *)&acc->local, &acc->local_len);
+	}
 	srv->sessions++;
 	ip_add(srv, &peer, 1);
 	msgs_post(acc->io->loop, MSGS_SMTP_SESSION_START, acc);
@@ -692,6 +695,35 @@ static void listener_free(struct smtp_listener *l)
 	free(l);
 }
 
+/*
+ * listener_socket_setup - what every accepted socket would otherwise cost
+ * a system call for: TCP_NODELAY (replies go out whole; Linux copies the
+ * option to accepted sockets) and, unless the address is a wildcard, the
+ * local address.
+ */
+static void listener_socket_setup(struct smtp_listener *l)
+{
+	int fd = evconnlistener_get_fd(l->evl);
+	int one = 1;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	l->local_len = 0;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	if (ss.ss_family == AF_INET &&
+	    ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY))
+		return;
+	if (ss.ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr))
+		return;
+	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+		return;
+	l->local = ss;
+	l->local_len = len;
+}
+
 /* listener_open - bind stanza i of conf and load its certificate; NULL with err. */
 static struct smtp_listener *listener_open(struct smtp_server *srv, const struct conf *conf,
 					   size_t i, struct str *err)
@@ -719,6 +751,7 @@ static struct smtp_listener *listener_open(struct smtp_server *srv, const struct
 		goto fail;
 	}
 	evconnlistener_set_error_cb(l->evl, on_accept_error);
+	listener_socket_setup(l);
 	l->resume = evtimer_new(loop_base(srv->scheduler), on_accept_resume, l);
 	return l;
 fail:

@@ -42,6 +42,9 @@ struct smtp_listener {
 	struct evconnlistener *evl;	/* scheduler thread */
 	struct event *resume;		/* re-enables evl after an accept back-off */
 	SSL_CTX *tls;			/* NULL when no certificate */
+	/* The bound address when it is one (not a wildcard): every accepted socket's local address. */
+	struct sockaddr_storage local;
+	socklen_t local_len;		/* 0: a wildcard, ask each socket (getsockname) */
 };
 
 /* Per-I/O-loop state, owned by that loop's thread. */
