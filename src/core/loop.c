@@ -274,6 +274,12 @@ static void on_batch_end(evutil_socket_t fd, short what, void *arg)
 	me->nbatch = 0;
 }
 
+void loop_flush_batched(void)
+{
+	if (current_loop && current_loop->nbatch > 0)
+		on_batch_end(-1, 0, current_loop);
+}
+
 void loop_post_batched(struct loop *lp, const struct loop_kind *kind, void *arg)
 {
 	struct loop *me = current_loop;

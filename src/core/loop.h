@@ -86,6 +86,8 @@ void loop_post_lazy(struct loop *lp, const struct loop_kind *kind, void *arg);
  * thread without a loop, or to its own loop, it is loop_post.
  */
 void loop_post_batched(struct loop *lp, const struct loop_kind *kind, void *arg);
+/* loop_flush_batched - wake now the loops the calling loop's batched posts are waiting for. */
+void loop_flush_batched(void);
 /* loop_set_drain_hook - call fn(arg) on lp's thread after each inbox batch. */
 void loop_set_drain_hook(struct loop *lp, loop_fn fn, void *arg);
 /* loop_stop - make the loop return after its current callbacks. Any thread. */

@@ -351,8 +351,9 @@ void spool_on_reply(void *arg)
 static void reply(struct spool_req *req)
 {
 	str_free(&req->rec);
+	/* Batched: the answers of one commit cost each session's loop one wake-up. */
 	if (req->reply_loop)
-		msgs_post(req->reply_loop, MSGS_SPOOL_REPLY, req);
+		msgs_post_batched(req->reply_loop, MSGS_SPOOL_REPLY, req);
 	else
 		spool_on_reply(req);
 }
@@ -640,6 +641,8 @@ static void commit(struct spool *sp)
 			req_free(req);
 		}
 	}
+	/* The clients wait for these 250s: wake their loops before any more disk work. */
+	loop_flush_batched();
 
 	if (seg->size >= sp->opts.segment_size) {
 		rc = seg_create(sp);
