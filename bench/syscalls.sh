@@ -38,7 +38,7 @@
 # records written after delivery (and their syncs) are inside it. With
 # several rounds every figure is the median of the rounds. The result goes
 # to stdout and to the "syscalls" block of docs/PERFORMANCE.md ("Per-message
-# costs (issue 10 baseline)").
+# costs (issue 10)").
 #
 # Needs root (perf on another process's tracepoints) and perf with the
 # syscalls tracepoints (/sys/kernel/tracing/events/syscalls). Leaves
