@@ -15,7 +15,12 @@
  *   3. DNS MX (or implicit MX) of the domain, on Outbound_SMTP_Port.
  *
  * The answer (addresses with their host names) is kept in the queue for
- * its TTL. A failed lookup fails (NXDOMAIN, null MX) or defers (SERVFAIL,
+ * its TTL, with its route key: the next hop the queue rolls up to under
+ * MX_Rollup (queue_hop.c), the MX set as sorted "preference name" pairs
+ * and the port ("mx:10 a.example,20 b.example port 25"), or the route's
+ * host and port ("host:smtp.example port 587"). Two domains with the
+ * same MX hosts and preferences get the same key whatever order DNS
+ * listed them in. A failed lookup fails (NXDOMAIN, null MX) or defers (SERVFAIL,
  * timeout) every ready entry of the queue.
  *
  * Ownership: scheduler thread; a lookup in flight holds the queue (its
@@ -46,6 +51,7 @@ struct resolve_req {
 	struct queue *q;
 	struct queue_dest *dq;
 	uint16_t port;
+	bool route;		/* a Routes/Gateway host, not an MX lookup */
 };
 
 char *queue_route_domain(const char *addr)
@@ -131,6 +137,44 @@ void queue_route_clear(struct queue_dest *dq)
 	dq->names = NULL;
 	dq->addrs = NULL;
 	dq->naddr = 0;
+	free(dq->route_key);
+	dq->route_key = NULL;
+}
+
+/* host_cmp - MX hosts by preference, then name (qsort). */
+static int host_cmp(const void *a, const void *b)
+{
+	const struct dns_host *x = *(const struct dns_host *const *)a;
+	const struct dns_host *y = *(const struct dns_host *const *)b;
+
+	if (x->pref != y->pref)
+		return x->pref < y->pref ? -1 : 1;
+	return strcasecmp(x->name ? x->name : "", y->name ? y->name : "");
+}
+
+/* route_key - the next hop of an answer (see the file header); caller frees. */
+static char *route_key(const struct dns_mx_result *res, bool route, uint16_t port)
+{
+	struct str key = STR_INIT;
+	const struct dns_host **v = xcalloc(res->nhosts ? res->nhosts : 1, sizeof(*v));
+
+	for (size_t h = 0; h < res->nhosts; h++)
+		v[h] = &res->hosts[h];
+	qsort(v, res->nhosts, sizeof(*v), host_cmp);
+	str_appends(&key, route ? "host:" : "mx:");
+	for (size_t h = 0; h < res->nhosts; h++) {
+		if (h)
+			str_appends(&key, ",");
+		if (!route)
+			str_appendf(&key, "%u ", (unsigned)v[h]->pref);
+		str_appends(&key, v[h]->name ? v[h]->name : "");
+	}
+	str_appendf(&key, " port %u", (unsigned)port);
+	free(v);
+	for (size_t i = 0; i < key.len; i++)
+		if (key.s[i] >= 'A' && key.s[i] <= 'Z')
+			key.s[i] = (char)(key.s[i] - 'A' + 'a');
+	return str_steal(&key);
 }
 
 /* on_resolved - the answer: keep the addresses and kick, or fail/defer the ready entries. */
@@ -188,6 +232,8 @@ static void on_resolved(void *ctx, const struct dns_mx_result *res)
 		}
 	}
 	dq->hosts_expiry = now_s + (res->ttl ? res->ttl : ROUTE_DEFAULT_TTL);
+	dq->route_key = route_key(res, rr->route, rr->port);
+	dq->hop_gen = 0;	/* the next hop may have changed: chosen again at the kick */
 	free(rr);
 	if (dq->naddr == 0) {
 		queue_outcome_fail_all(q, dq, false, "no address for the destination");
@@ -211,6 +257,7 @@ void queue_route_resolve(struct queue *q, struct queue_dest *dq)
 	dq->in_resolve_call = true;
 	if (route) {
 		struct str host = STR_INIT;
+		rr->route = true;
 		parse_route(route, &host, &rr->port);
 		dns_resolve_host(q->deps.dns, host.s, on_resolved, rr);
 		str_free(&host);
