@@ -153,6 +153,9 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 	}
 	q->nmsgs++;
 	spool_idmap_put(&q->msgs, sm->id, m);
+	/* Every queue's hosts first (queue_route_prefetch), then the kicks. */
+	for (size_t t = 0; kick && t < ntouched; t++)
+		queue_route_prefetch(q, touched[t]);
 	for (size_t t = 0; kick && t < ntouched; t++)
 		queue_kick(q, touched[t]);
 	for (size_t t = 0; kick && t < ntouched; t++)

@@ -254,6 +254,7 @@ struct queue_dest {
 	/* queue_route.c: where the mail goes */
 	bool resolving;			/* a lookup in flight holds the queue */
 	bool in_resolve_call;		/* inside dns_resolve_*: an answer now is synchronous */
+	bool quiet_resolve;		/* queue_route_prefetch: no kick on an answer inside the call */
 	int64_t hosts_expiry;		/* unix seconds; 0 = never resolved */
 	size_t naddr;
 	struct sockaddr_storage *addrs;
@@ -443,6 +444,8 @@ char *queue_route_domain(const char *addr);
 void queue_route_assign_binding(struct queue *q, struct envelope *sm);
 /* queue_route_resolve - start finding where the queue's mail goes; kicks it when known. */
 void queue_route_resolve(struct queue *q, struct queue_dest *dq);
+/* queue_route_prefetch - resolve dq now if it needs it, with no kick on a cached answer. */
+void queue_route_prefetch(struct queue *q, struct queue_dest *dq);
 /* queue_route_clear - forget the resolved hosts. */
 void queue_route_clear(struct queue_dest *dq);
 

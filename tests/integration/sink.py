@@ -70,7 +70,8 @@ class Transaction:
         self.rcpt_params = {}
         self.refused = []           # (addr, reply)
         self.body = b""
-        self.time = None
+        self.time = None            # when the body ended (monotonic)
+        self.started = None         # when MAIL came (monotonic)
         self.tls = False            # the transaction ran inside TLS
 
     def __repr__(self):
@@ -278,6 +279,7 @@ class Sink:
                 await self._reply(writer, "250 sink.test")
             elif verb == "MAIL":
                 txn = Transaction(conn_id, peer, conn.helo)
+                txn.started = time.monotonic()
                 txn.tls = conn_tls
                 rest = cmd[10:] if cmd[:10].upper() == "MAIL FROM:" else cmd
                 path, _, params = rest.partition(">")
