@@ -635,6 +635,36 @@ static void outcome_of(const struct smtp_batch *b, const struct smtp_rcpt_result
 }
 
 /*
+ * too_many - a RCPT refused for the transaction's size, not the
+ * recipient: "452 4.5.3" or a 452 that says "too many recipients" (RFC
+ * 5321 4.5.3.1.10: the client sends the rest in another transaction).
+ */
+static bool too_many(const struct smtp_rcpt_result *r)
+{
+	return r->outcome == SMTP_OUT_TRANSIENT && r->stage == STAGE_RCPT_SENT && r->code == 452 &&
+	       r->response && (strstr(r->response, "4.5.3") != NULL ||
+			       strcasestr(r->response, "too many recipients") != NULL);
+}
+
+/*
+ * next_transaction - recipients a server refused only for the
+ * transaction's size go back as not tried when others of the batch were
+ * delivered: the next transaction (on this connection, right away) takes
+ * them without a retry count or a T line. Without a delivery the 452
+ * stays a deferral, so a server that takes none cannot loop us.
+ */
+static void next_transaction(struct smtp_batch *b)
+{
+	bool delivered = false;
+
+	for (size_t i = 0; i < b->nrcpt && !delivered; i++)
+		delivered = b->rcpts[i].outcome == SMTP_OUT_DELIVERED;
+	for (size_t i = 0; delivered && i < b->nrcpt; i++)
+		if (too_many(&b->rcpts[i]))
+			b->rcpts[i].outcome = SMTP_OUT_NOT_TRIED;
+}
+
+/*
  * on_batch_done - a connection handed a batch back: apply the outcomes,
  * each to its recipient's own queue, then give it the next batch, keep it
  * idle, or close it for a starved queue.
@@ -663,6 +693,7 @@ static void on_batch_done(void *ctx, struct smtp_client *c, struct smtp_batch *b
 
 		queue_outcome_batch_back(q, m);
 	}
+	next_transaction(b);
 	/* Entries not tried go back to the front, in their order. */
 	for (size_t i = qb->n; i-- > 0;) {
 		struct queue_dest *dq = qbatch_dq(qb, i);

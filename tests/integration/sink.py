@@ -86,8 +86,10 @@ class Sink:
 
     def __init__(self, rcpt_reply=None, data_reply=None, ehlo_lines=None,
                  banner="220 sink.test ESMTP", delay=0.0, host="127.0.0.1", port=None,
-                 tls_cert=None):
+                 tls_cert=None, max_rcpts=0):
         self.host = host
+        # max_rcpts: accepted recipients per transaction; more get "452 4.5.3" (0: no limit).
+        self.max_rcpts = max_rcpts
         # tls_cert: (certfile, keyfile) -> STARTTLS is offered and works.
         self.tls_ctx = None
         if tls_cert:
@@ -296,6 +298,8 @@ class Sink:
                 if addr.startswith("drop-at-rcpt@"):
                     return
                 r = self.rcpt_reply(addr)
+                if self.max_rcpts and len(txn.rcpts) >= self.max_rcpts:
+                    r = "452 4.5.3 Error: too many recipients"
                 if r == "DROP":
                     return
                 if r.startswith("2"):

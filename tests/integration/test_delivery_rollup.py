@@ -6,6 +6,8 @@ A real DNS server (dnsfixture.DnsServer, dnsmasq) serves the zone "test":
   r1.test r2.test r3.test lim.test optout.test tlsno.test
                MX 10 mx.roll.test                      -> 127.0.0.1
   r4.test      MX 10 mx.roll.test, MX 20 mx2.roll.test -> 127.0.0.1 (another MX set)
+  r5.test      MX 10 b.roll.test, MX 10 a.roll.test    -> 127.0.0.1
+  r6.test      MX 10 a.roll.test, MX 10 b.roll.test    (the same set as r5.test's)
 
 and every MX host is the one sink (Outbound_SMTP_Port = its port), so
 what shares a connection is seen there: the sink numbers its connections
@@ -14,7 +16,9 @@ and records each transaction with its recipients. Domain stanzas:
   optout.test  MX_Rollup = false: connections of its own
   tlsno.test   TLS = no: a connection setting that differs, so another next hop
 
-The sink refuses "bad-*" recipients (550) and defers "tmp-*" ones (452).
+The sink refuses "bad-*" recipients (550) and defers "tmp-*" ones (452),
+and accepts at most 6 recipients per transaction ("452 4.5.3 too many
+recipients" after that, as Postfix's smtpd_recipient_limit says it).
 
 RollupLimitsTest runs a second daemon against a slow sink (0.05 s per
 reply) with Next_Hop_Max_Outbound_Connections = 3 and lim.test's
@@ -32,7 +36,7 @@ import time
 
 import harness
 from harness import DaemonTestCase, main, make_message
-from deliverykit import inject, inject_many, wait_records, wait_until
+from deliverykit import inject, inject_many, records, wait_records
 from dnsfixture import DnsServer
 from sink import Sink
 
@@ -58,20 +62,24 @@ def rcpt_reply(addr):
 
 def zone():
     mx = [(d, "mx.roll.test", 10) for d in SAME_MX]
-    mx += [("r4.test", "mx.roll.test", 10), ("r4.test", "mx2.roll.test", 20)]
-    return DnsServer(mx=mx, hosts={"mx.roll.test": ["127.0.0.1"],
-                                   "mx2.roll.test": ["127.0.0.1"]})
+    mx += [("r4.test", "mx.roll.test", 10), ("r4.test", "mx2.roll.test", 20),
+           ("r5.test", "b.roll.test", 10), ("r5.test", "a.roll.test", 10),
+           ("r6.test", "a.roll.test", 10), ("r6.test", "b.roll.test", 10)]
+    return DnsServer(mx=mx, hosts={h: ["127.0.0.1"] for h in (
+        "mx.roll.test", "mx2.roll.test", "a.roll.test", "b.roll.test")})
 
 
 class RollupBase(DaemonTestCase):
     """RollupBase - a daemon delivering by MX to one sink through the fixture's DNS."""
 
     sink_delay = 0.0
+    sink_max_rcpts = 6
     extra = ()
 
     @classmethod
     def setUpClass(cls):
-        cls.sink = Sink(rcpt_reply=rcpt_reply, delay=cls.sink_delay)
+        cls.sink = Sink(rcpt_reply=rcpt_reply, delay=cls.sink_delay,
+                        max_rcpts=cls.sink_max_rcpts)
         cls.bounce_sink = Sink()
         cls.sink.start()
         cls.bounce_sink.start()
@@ -170,6 +178,20 @@ class RollupTest(RollupBase):
             self.assertEqual(len({r["conn"] for r in recs}), 1, recs)
             self.assertEqual(len({r["batch"] for r in recs}), 1, recs)
 
+    def test_server_recipient_limit(self):
+        """14 recipients, the server takes 6 per transaction: 3 transactions, no deferral"""
+        self.warm("r1.test", "r2.test", "r3.test")
+        m = uniq("many")
+        rcpts = ["%s%02d-%s@%s" % (d[:2], i, m, d) for i in range(5)
+                 for d in ("r1.test", "r2.test", "r3.test")][:14]
+        mid = inject(self.d, "s-%s@bounces.test" % m, rcpts, make_message(marker=m))
+        wait_records(self.d, "D", mid, count=14)
+        self.assertEqual(records(self.d, "T", mid), [])
+        txns = self.txns(m)
+        self.assertEqual(sorted(len(t.rcpts) for t in txns), [2, 6, 6], txns)
+        self.assertEqual(sorted(r for t in txns for r in t.rcpts), sorted(rcpts))
+        self.assertEqual(len({t.conn_id for t in txns}), 1, "the rest went on the same connection")
+
     def test_console_domain_shows_next_hop(self):
         """`domain r2.test` names the next hop (MX set and port), the same as r1.test's"""
         self.warm("r1.test", "r2.test")
@@ -251,6 +273,20 @@ class RollupTest(RollupBase):
         # Same MX set, same name shown; different hops (TLS differs): each has its own count.
         self.assertEqual(hop1["name"], hop2["name"])
         self.assertEqual(hop2["domains"], 1)
+
+
+    def test_same_mx_set_in_any_order(self):
+        """r5.test and r6.test list the same two MX hosts: one next hop, one transaction"""
+        self.warm("r5.test", "r6.test")
+        m = uniq("set")
+        mid = inject(self.d, "s-%s@bounces.test" % m, ["x-%s@r5.test" % m, "y-%s@r6.test" % m],
+                     make_message(marker=m))
+        wait_records(self.d, "D", mid, count=2)
+        [t] = self.txns(m)
+        self.assertEqual(len(t.rcpts), 2)
+        name = "mx:10 a.roll.test,10 b.roll.test port %d" % self.sink.port
+        for d in ("r5.test", "r6.test"):
+            self.assertIn("Next hop: %s (" % name, self.ok("domain", d))
 
 
 class RollupLimitsTest(RollupBase):
