@@ -444,6 +444,14 @@ char *queue_route_domain(const char *addr);
 void queue_route_assign_binding(struct queue *q, struct envelope *sm);
 /* queue_route_resolve - start finding where the queue's mail goes; kicks it when known. */
 void queue_route_resolve(struct queue *q, struct queue_dest *dq);
+/*
+ * queue_route_key - the next hop of a DNS answer (queue_route.c's header):
+ * "mx:PREF NAME,... port P" sorted by preference then name, or
+ * "host:NAME port P" for a route; lower case. Caller frees. Pure;
+ * exported for the unit test.
+ */
+struct dns_mx_result;
+char *queue_route_key(const struct dns_mx_result *res, bool route, uint16_t port);
 /* queue_route_prefetch - resolve dq now if it needs it, with no kick on a cached answer. */
 void queue_route_prefetch(struct queue *q, struct queue_dest *dq);
 /* queue_route_clear - forget the resolved hosts. */

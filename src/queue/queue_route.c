@@ -152,8 +152,7 @@ static int host_cmp(const void *a, const void *b)
 	return strcasecmp(x->name ? x->name : "", y->name ? y->name : "");
 }
 
-/* route_key - the next hop of an answer (see the file header); caller frees. */
-static char *route_key(const struct dns_mx_result *res, bool route, uint16_t port)
+char *queue_route_key(const struct dns_mx_result *res, bool route, uint16_t port)
 {
 	struct str key = STR_INIT;
 	const struct dns_host **v = xcalloc(res->nhosts ? res->nhosts : 1, sizeof(*v));
@@ -232,7 +231,7 @@ static void on_resolved(void *ctx, const struct dns_mx_result *res)
 		}
 	}
 	dq->hosts_expiry = now_s + (res->ttl ? res->ttl : ROUTE_DEFAULT_TTL);
-	dq->route_key = route_key(res, rr->route, rr->port);
+	dq->route_key = queue_route_key(res, rr->route, rr->port);
 	dq->hop_gen = 0;	/* the next hop may have changed: chosen again at the kick */
 	free(rr);
 	if (dq->naddr == 0) {

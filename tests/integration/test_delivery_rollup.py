@@ -3,7 +3,7 @@ test_delivery_rollup.py - next-hop sharing (MX_Rollup): domains behind one MX sh
 
 A real DNS server (dnsfixture.DnsServer, dnsmasq) serves the zone "test":
 
-  r1.test r2.test r3.test lim.test optout.test tlsno.test
+  r1.test r2.test r3.test lim.test optout.test tlsno.test authx.test
                MX 10 mx.roll.test                      -> 127.0.0.1
   r4.test      MX 10 mx.roll.test, MX 20 mx2.roll.test -> 127.0.0.1 (another MX set)
   r5.test      MX 10 b.roll.test, MX 10 a.roll.test    -> 127.0.0.1
@@ -15,6 +15,8 @@ and records each transaction with its recipients. Domain stanzas:
 
   optout.test  MX_Rollup = false: connections of its own
   tlsno.test   TLS = no: a connection setting that differs, so another next hop
+  authx.test   outbound AUTH credentials (the sink offers no AUTH: its mail
+               is deferred with 4.7.0), so another next hop too
 
 The sink refuses "bad-*" recipients (550) and defers "tmp-*" ones (452),
 and accepts at most 6 recipients per transaction ("452 4.5.3 too many
@@ -41,7 +43,8 @@ from dnsfixture import DnsServer
 from sink import Sink
 
 HOSTNAME = "mx.test.example"
-SAME_MX = ("r1.test", "r2.test", "r3.test", "lim.test", "optout.test", "tlsno.test")
+SAME_MX = ("r1.test", "r2.test", "r3.test", "lim.test", "optout.test", "tlsno.test",
+           "authx.test")
 
 
 def uniq(tag):
@@ -149,7 +152,9 @@ class RollupBase(DaemonTestCase):
 class RollupTest(RollupBase):
 
     extra = ('Domain "optout.test" { MX_Rollup = false }',
-             'Domain "tlsno.test" { TLS = no }')
+             'Domain "tlsno.test" { TLS = no }',
+             'Domain "authx.test" { Outbound_SMTP_AUTH_User = "u" '
+             'Outbound_SMTP_AUTH_Pass = "secret" Outbound_SMTP_AUTH_Allow_Plaintext = true }')
 
     def test_shared_connection_multi_domain_transactions(self):
         """6 messages x 3 domains behind one MX: 6 transactions of 3 domains, few connections"""
@@ -274,6 +279,22 @@ class RollupTest(RollupBase):
         self.assertEqual(hop1["name"], hop2["name"])
         self.assertEqual(hop2["domains"], 1)
 
+
+    def test_auth_identity_does_not_share(self):
+        """a domain with outbound AUTH credentials never rides another domain's connection"""
+        m = uniq("auth")
+        mid = inject(self.d, "s-%s@bounces.test" % m, ["x-%s@r1.test" % m, "y-%s@authx.test" % m],
+                     make_message(marker=m))
+        [d] = wait_records(self.d, "D", mid)
+        self.assertEqual(d["domain"], "r1.test")
+        [t] = wait_records(self.d, "T", mid)[:1]
+        self.assertEqual(t["domain"], "authx.test")
+        self.assertIn("4.7.0", t["response"])
+        self.assertEqual([r for tx in self.txns(m) for r in tx.rcpts], ["x-%s@r1.test" % m])
+        out = self.ok("domain", "authx.test")
+        self.assertIn("Next hop: mx:10 mx.roll.test port %d (" % self.sink.port, out)
+        self.assertIn(", 1 domains,", out)
+        self.assertNotIn("secret", out)
 
     def test_same_mx_set_in_any_order(self):
         """r5.test and r6.test list the same two MX hosts: one next hop, one transaction"""
