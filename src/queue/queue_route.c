@@ -249,22 +249,26 @@ static void on_resolved(void *ctx, const struct dns_mx_result *res)
 
 /*
  * queue_route_prefetch - look dq's hosts up now if it needs them, without
- * the kick an immediate (cached) answer would give: a new message's
- * queues all get their hosts (and join their next hops) before the first
- * of them is kicked, so that kick can put the message's recipients of
- * every domain behind one next hop in one transaction.
+ * the kick an immediate (cached) answer would give, or join its next hop
+ * if it has them: a new message's queues all get their hosts and next
+ * hops before the first of them is kicked, so that kick can put the
+ * message's recipients of every domain behind one next hop in one
+ * transaction.
  */
 void queue_route_prefetch(struct queue *q, struct queue_dest *dq)
 {
 	int64_t now_s = queue_now_us() / 1000000;
 
-	if (dq->resolving || dq->nactive == 0 ||
-	    (dq->hosts_expiry != 0 && now_s < dq->hosts_expiry && dq->naddr > 0))
+	if (dq->resolving || dq->nactive == 0)
 		return;
 	/* Only what the kick would do: a held queue is not looked up (a failed lookup fails its mail). */
 	const struct queue_dest_settings *s = queue_dest_settings(dq);
 	if (!s->rollup || s->suspend || (q->nheld && queue_admin_held(q, dq)))
 		return;
+	if (dq->hosts_expiry != 0 && now_s < dq->hosts_expiry && dq->naddr > 0) {
+		queue_hop_attach(q, dq);	/* known hosts; a reload may have changed its hop */
+		return;
+	}
 	dq->quiet_resolve = true;
 	queue_route_resolve(q, dq);
 	dq->quiet_resolve = false;

@@ -3,7 +3,7 @@ test_delivery_rollup.py - next-hop sharing (MX_Rollup): domains behind one MX sh
 
 A real DNS server (dnsfixture.DnsServer, dnsmasq) serves the zone "test":
 
-  r1.test r2.test r3.test lim.test optout.test tlsno.test authx.test
+  r1.test r2.test r3.test lim.test optout.test tlsno.test authx.test flip.test
                MX 10 mx.roll.test                      -> 127.0.0.1
   r4.test      MX 10 mx.roll.test, MX 20 mx2.roll.test -> 127.0.0.1 (another MX set)
   r5.test      MX 10 b.roll.test, MX 10 a.roll.test    -> 127.0.0.1
@@ -15,6 +15,7 @@ and records each transaction with its recipients. Domain stanzas:
 
   optout.test  MX_Rollup = false: connections of its own
   tlsno.test   TLS = no: a connection setting that differs, so another next hop
+  flip.test    MX_Rollup = false added and removed by a reload (SIGHUP)
   authx.test   outbound AUTH credentials (the sink offers no AUTH: its mail
                is deferred with 4.7.0), so another next hop too
 
@@ -33,18 +34,19 @@ limits are what held it).
 
 import json
 import os
+import signal
 import subprocess
 import time
 
 import harness
 from harness import DaemonTestCase, main, make_message
-from deliverykit import inject, inject_many, records, wait_records
+from deliverykit import inject, inject_many, records, wait_records, wait_until
 from dnsfixture import DnsServer
 from sink import Sink
 
 HOSTNAME = "mx.test.example"
 SAME_MX = ("r1.test", "r2.test", "r3.test", "lim.test", "optout.test", "tlsno.test",
-           "authx.test")
+           "authx.test", "flip.test")
 
 
 def uniq(tag):
@@ -295,6 +297,36 @@ class RollupTest(RollupBase):
         self.assertIn("Next hop: mx:10 mx.roll.test port %d (" % self.sink.port, out)
         self.assertIn(", 1 domains,", out)
         self.assertNotIn("secret", out)
+
+    def reload(self, text):
+        """reload - the class's configuration plus text, SIGHUP, and wait for the queue to take it."""
+        before = sum("queue reload" in l for l in self.d.paniclog())
+        self.d.global_text = self.base_text + ("\n" + text if text else "")
+        self.d.write_config()
+        self.d.signal(signal.SIGHUP)
+        wait_until(lambda: sum("queue reload" in l for l in self.d.paniclog()) > before,
+                   what="the reload in the paniclog")
+
+    def send_pair(self, tag):
+        """send_pair - one message to r1.test and flip.test, delivered: its transactions."""
+        m = uniq(tag)
+        mid = inject(self.d, "s-%s@bounces.test" % m, ["x-%s@r1.test" % m, "y-%s@flip.test" % m],
+                     make_message(marker=m))
+        wait_records(self.d, "D", mid, count=2)
+        return sorted(sorted(domain_of(r) for r in t.rcpts) for t in self.txns(m))
+
+    def test_reload_turns_rollup_off_and_on(self):
+        """MX_Rollup = false by SIGHUP: flip.test leaves the next hop; removed: it joins again"""
+        self.base_text = self.d.global_text
+        self.warm("r1.test", "flip.test")
+        self.assertEqual(self.send_pair("flip1"), [["flip.test", "r1.test"]])
+        try:
+            self.reload('Domain "flip.test" { MX_Rollup = false }')
+            self.assertEqual(self.send_pair("flip2"), [["flip.test"], ["r1.test"]])
+            self.assertIn("MX_Rollup = false", self.ok("domain", "flip.test"))
+        finally:
+            self.reload("")
+        self.assertEqual(self.send_pair("flip3"), [["flip.test", "r1.test"]])
 
     def test_same_mx_set_in_any_order(self):
         """r5.test and r6.test list the same two MX hosts: one next hop, one transaction"""
