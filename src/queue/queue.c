@@ -10,7 +10,10 @@
  *   queue_kick -> resolve the destination if needed (queue_route.c), then
  *                 give batches to idle connections and open new ones up
  *                 to the connection goal, within the connection limits
- *                 and throttles (here)
+ *                 and throttles (here); with MX_Rollup the connections
+ *                 are the next hop's, shared by the domains behind it,
+ *                 and a batch may carry several of them (kick_hop here,
+ *                 the batches in queue_hop.c)
  *   outcome    -> delivered / failed (final: spool record, log line,
  *                 bounce) or deferred (back-off, delayed heap)
  *                 (queue_outcome.c)
