@@ -14,11 +14,11 @@
  * ready queues the same way, by "site"; PowerMTA calls it mx-rollup.)
  *
  * A transaction on a hop's connection (queue_hop_take) is one message:
- * the first member, round robin, that may send now gives its head message
- * and up to Max_Recipients_Per_Batch of that message's entries at its
- * head; every other member that may send and whose head is the same
- * message adds its own, up to Next_Hop_Max_Recipients_Per_Transaction in
- * all. So a message to ten domains behind one MX goes in one transaction
+ * of the members that may send now, the one whose head message is the
+ * oldest (round robin among equals) gives that message and up to
+ * Max_Recipients_Per_Batch of its entries at its head; every other member
+ * that may send and whose head is the same message adds its own, up to
+ * Next_Hop_Max_Recipients_Per_Transaction in all. So a message to ten domains behind one MX goes in one transaction
  * (its body read and dot-stuffed once) instead of ten, and the ten
  * domains' mail shares the hop's connections.
  *
@@ -252,19 +252,29 @@ static void gather_from(struct gather *g, struct queue_dest *dq, struct qmsg *m,
 	dq->conns++;
 }
 
-struct smtp_batch *queue_hop_take(struct queue *q, struct queue_hop *hop, bool new_conn)
+/*
+ * oldest_head - the member that gives the next transaction: among those
+ * that may send now (their hop_ok set, the others' cleared), the one
+ * whose head message is the oldest (ids are time-ordered), the first in
+ * round-robin order on a tie. Oldest first keeps the domains of one
+ * message together: a domain that got ahead (its lookup answered first,
+ * a throttle held the others) waits for the rest to catch up instead of
+ * splitting every later message. Expired heads met on the way fail.
+ */
+static struct queue_dest *oldest_head(struct queue *q, struct queue_hop *hop, bool new_conn,
+				      int64_t now_us, size_t *at)
 {
-	int64_t now_us = queue_now_us();
 	int64_t now_s = now_us / 1000000;
 	size_t n = hop->nmembers;
+	struct queue_dest *best = NULL;
 
-	queue_hop_limits(hop);
 	for (size_t k = 0; k < n; k++) {
 		size_t i = (hop->rr + k) % n;
 		struct queue_dest *dq = hop->members[i];
 		struct qentry *e;
 
-		if (!can_send(q, hop, dq, new_conn, now_us))
+		dq->hop_ok = false;
+		if (dq->head == NULL || !can_send(q, hop, dq, new_conn, now_us))
 			continue;
 		while ((e = dq->head) != NULL && queue_outcome_expired(q, dq, e->m, now_s)) {
 			queue_dest_pop(dq);
@@ -273,43 +283,61 @@ struct smtp_batch *queue_hop_take(struct queue *q, struct queue_hop *hop, bool n
 		}
 		if (e == NULL)
 			continue;
-
-		struct qmsg *m = e->m;
-		struct gather g = { 0 };
-		size_t room = hop->max_rcpts;
-		size_t share = queue_dest_settings(dq)->batch_size;
-
-		gather_from(&g, dq, m, share < room ? share : room, new_conn, now_us);
-		/* The same message's recipients in the other domains behind the hop. */
-		for (size_t k2 = k + 1; k2 < n && g.n < room; k2++) {
-			struct queue_dest *d2 = hop->members[(hop->rr + k2) % n];
-			if (d2->head == NULL || d2->head->m != m || !can_send(q, hop, d2, new_conn, now_us) ||
-			    queue_outcome_expired(q, d2, m, now_s))
-				continue;
-			share = queue_dest_settings(d2)->batch_size;
-			gather_from(&g, d2, m, share < room - g.n ? share : room - g.n, new_conn, now_us);
+		dq->hop_ok = true;
+		if (best == NULL || e->m->sm->id < best->head->m->sm->id) {
+			best = dq;
+			*at = k;
 		}
-		hop->rr = (i + 1) % n;
-
-		struct smtp_batch *b = queue_batch_new(q, m, g.v, g.n);
-		struct qbatch *qb = b->qctx;
-		qb->hop = hop;
-		qb->dq = g.doms[0];
-		qb->ndoms = g.ndoms;
-		if (g.ndoms > 1) {
-			qb->doms = g.doms;
-			qb->dom_of = g.dom_of;
-			hop->multi++;
-		} else {
-			qb->doms = &qb->dq;
-			free(g.doms);
-			free(g.dom_of);
-		}
-		free(g.v);
-		hop->transactions++;
-		return b;
 	}
-	return NULL;
+	return best;
+}
+
+struct smtp_batch *queue_hop_take(struct queue *q, struct queue_hop *hop, bool new_conn)
+{
+	int64_t now_us = queue_now_us();
+	int64_t now_s = now_us / 1000000;
+	size_t n = hop->nmembers;
+	size_t k = 0;
+
+	queue_hop_limits(hop);
+	struct queue_dest *dq = oldest_head(q, hop, new_conn, now_us, &k);
+	if (dq == NULL)
+		return NULL;
+
+	struct qmsg *m = dq->head->m;
+	struct gather g = { 0 };
+	size_t room = hop->max_rcpts;
+	size_t share = queue_dest_settings(dq)->batch_size;
+
+	gather_from(&g, dq, m, share < room ? share : room, new_conn, now_us);
+	/* The same message's recipients in the other domains behind the hop, in round-robin order. */
+	for (size_t k2 = 1; k2 < n && g.n < room; k2++) {
+		struct queue_dest *d2 = hop->members[(hop->rr + k + k2) % n];
+		if (!d2->hop_ok || d2->head == NULL || d2->head->m != m ||
+		    queue_outcome_expired(q, d2, m, now_s))
+			continue;
+		share = queue_dest_settings(d2)->batch_size;
+		gather_from(&g, d2, m, share < room - g.n ? share : room - g.n, new_conn, now_us);
+	}
+	hop->rr = (hop->rr + k + 1) % n;
+
+	struct smtp_batch *b = queue_batch_new(q, m, g.v, g.n);
+	struct qbatch *qb = b->qctx;
+	qb->hop = hop;
+	qb->dq = g.doms[0];
+	qb->ndoms = g.ndoms;
+	if (g.ndoms > 1) {
+		qb->doms = g.doms;
+		qb->dom_of = g.dom_of;
+		hop->multi++;
+	} else {
+		qb->doms = &qb->dq;
+		free(g.doms);
+		free(g.dom_of);
+	}
+	free(g.v);
+	hop->transactions++;
+	return b;
 }
 
 /* ------------------------------------------------------------------ */

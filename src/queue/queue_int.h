@@ -263,6 +263,7 @@ struct queue_dest {
 	/* queue_hop.c: the next hop it rolls up to, NULL when none (yet) */
 	struct queue_hop *hop;
 	size_t hop_idx;			/* its index in hop->members */
+	bool hop_ok;			/* may send in the transaction being built (queue_hop_take) */
 	uint64_t hop_gen;		/* conf_gen the hop was chosen with */
 };
 
