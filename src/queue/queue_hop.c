@@ -51,6 +51,8 @@
 
 #include <netinet/in.h>
 
+#include <openssl/evp.h>
+
 #include "config/config.h"
 #include "core/mem.h"
 #include "core/str.h"
@@ -78,12 +80,15 @@ static void hex_append(struct str *out, const void *p, size_t len)
 /*
  * hop_key - the map key of dq's next hop now: binding, route key, and the
  * connection settings that must be equal to share a connection. The AUTH
- * identity (with the password) is part of it: the key is wiped when freed.
+ * identity (user, password, mechanism, plain-text flag) goes in as its
+ * SHA-256, so no copy of the password ends up in the key.
  */
 static void hop_key(struct str *key, struct queue_dest *dq)
 {
 	const struct queue_dest_settings *s = queue_dest_settings(dq);
 	char *auth = queue_auth_id(s);
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dn = 0;
 
 	str_appendf(key, "%s\x01%s\x01%u\x01%s\x01", dq->binding, dq->route_key, (unsigned)s->tls_mode,
 		    s->ehlo ? s->ehlo : "");
@@ -92,8 +97,9 @@ static void hop_key(struct str *key, struct queue_dest *dq)
 			   sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	str_appends(key, "\x01");
 	if (auth) {
-		str_reserve(key, key->len + strlen(auth) + 1);
-		str_appends(key, auth);
+		if (EVP_Digest(auth, strlen(auth), d, &dn, EVP_sha256(), NULL) != 1)
+			abort();	/* libcrypto without SHA-256: a broken environment */
+		hex_append(key, d, dn);
 	}
 	queue_auth_id_free(auth);
 }
@@ -154,7 +160,6 @@ struct queue_hop *queue_hop_attach(struct queue *q, struct queue_dest *dq)
 	dq->hop = hop;
 	dq->hop_gen = q->conf_gen;
 out:
-	explicit_bzero(key.s, key.len);
 	str_free(&key);
 	return dq->hop;
 }
@@ -346,7 +351,6 @@ struct smtp_batch *queue_hop_take(struct queue *q, struct queue_hop *hop, bool n
 /* hop_free - out of the map and gone. */
 static void hop_free(struct queue_hop *hop)
 {
-	explicit_bzero(hop->key, strlen(hop->key));
 	free(hop->key);
 	free(hop->name);
 	free(hop->binding);

@@ -278,7 +278,7 @@ struct queue_dest {
  */
 struct queue_hop {
 	struct queue *q;
-	char *key;			/* map key; holds the AUTH identity: wiped when freed */
+	char *key;			/* map key (the AUTH identity as a digest only) */
 	char *name;			/* what the console shows: the route key and the port */
 	char *binding;
 	struct queue_dest **members;
