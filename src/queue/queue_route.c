@@ -46,6 +46,10 @@
 #define ROUTE_DEFAULT_PORT 25
 /* How long an answer without a TTL is kept (seconds). */
 #define ROUTE_DEFAULT_TTL 60
+/* How long a queue whose lookup answered waits for its message's other domains' (µs). */
+#define ROUTE_SIBLING_WAIT_US 200000
+/* Recipients of a message looked at for that wait. */
+#define ROUTE_SIBLING_SCAN_MAX 1000
 
 struct resolve_req {
 	struct queue *q;
@@ -180,6 +184,32 @@ char *queue_route_key(const struct dns_mx_result *res, bool route, uint16_t port
 static void on_resolved(void *ctx, const struct dns_mx_result *res);
 
 /*
+ * siblings_resolving - whether a queue of another domain of dq's next
+ * message (same binding) still waits for its own lookup. A new message's
+ * lookups go out together (queue_route_prefetch) but answer one by one;
+ * the first queue to hear would otherwise send the message alone, and
+ * each later one its own share, instead of one transaction for all.
+ */
+static bool siblings_resolving(struct queue *q, struct queue_dest *dq)
+{
+	const struct envelope *sm = dq->head ? dq->head->m->sm : NULL;
+	bool waiting = false;
+
+	for (size_t i = 0; sm && i < sm->nrcpt && i < ROUTE_SIBLING_SCAN_MAX && !waiting; i++) {
+		if (sm->rcpts[i].state != ENVELOPE_RCPT_QUEUED)
+			continue;
+		char *domain = queue_route_domain(sm->rcpts[i].addr);
+		const char *routed = queue_admin_route(q, domain);
+		if (strcmp(routed, dq->domain) != 0) {
+			struct queue_dest *d2 = queue_dest_find(q, sm->binding ? sm->binding : "", routed);
+			waiting = d2 != NULL && d2->resolving;
+		}
+		free(domain);
+	}
+	return waiting;
+}
+
+/*
  * answered - what to do after the answer: an answer that came inside
  * dns_resolve_* (cache hit) returns to queue_kick, whose caller releases
  * the queue; one that came later is the top of an event, so release it
@@ -242,8 +272,14 @@ static void on_resolved(void *ctx, const struct dns_mx_result *res)
 	/* A member of its next hop now, so another member's kick can take its mail too. */
 	if (queue_dest_settings(dq)->rollup)
 		queue_hop_attach(q, dq);
-	if (!dq->quiet_resolve)
+	if (dq->quiet_resolve) {
+		/* queue_route_prefetch: the caller kicks */
+	} else if (!dq->in_resolve_call && dq->hop && siblings_resolving(q, dq)) {
+		/* The last of them to answer kicks the hop; the timer bounds the wait. */
+		queue_dest_arm(dq, queue_now_us() + ROUTE_SIBLING_WAIT_US);
+	} else {
 		queue_kick(q, dq);
+	}
 	answered(dq);
 }
 

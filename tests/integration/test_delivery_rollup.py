@@ -4,6 +4,7 @@ test_delivery_rollup.py - next-hop sharing (MX_Rollup): domains behind one MX sh
 A real DNS server (dnsfixture.DnsServer, dnsmasq) serves the zone "test":
 
   r1.test r2.test r3.test lim.test optout.test tlsno.test authx.test flip.test
+  c1.test c2.test c3.test (looked up by one test only: a cold start)
                MX 10 mx.roll.test                      -> 127.0.0.1
   r4.test      MX 10 mx.roll.test, MX 20 mx2.roll.test -> 127.0.0.1 (another MX set)
   r5.test      MX 10 b.roll.test, MX 10 a.roll.test    -> 127.0.0.1
@@ -46,7 +47,7 @@ from sink import Sink
 
 HOSTNAME = "mx.test.example"
 SAME_MX = ("r1.test", "r2.test", "r3.test", "lim.test", "optout.test", "tlsno.test",
-           "authx.test", "flip.test")
+           "authx.test", "flip.test", "c1.test", "c2.test", "c3.test")
 
 
 def uniq(tag):
@@ -184,6 +185,18 @@ class RollupTest(RollupBase):
                              ["r1.test", "r1.test", "r2.test", "r3.test"])
             self.assertEqual(len({r["conn"] for r in recs}), 1, recs)
             self.assertEqual(len({r["batch"] for r in recs}), 1, recs)
+
+    def test_cold_start_one_transaction(self):
+        """a message to three domains never looked up: their lookups answer apart, one transaction"""
+        m = uniq("cold")
+        mid = inject(self.d, "s-%s@bounces.test" % m,
+                     ["x-%s@c1.test" % m, "y-%s@c2.test" % m, "z-%s@c3.test" % m],
+                     make_message(marker=m))
+        wait_records(self.d, "D", mid, count=3)
+        txns = self.txns(m)
+        self.assertEqual(len(txns), 1, txns)
+        self.assertEqual(sorted(domain_of(r) for r in txns[0].rcpts),
+                         ["c1.test", "c2.test", "c3.test"])
 
     def test_server_recipient_limit(self):
         """14 recipients, the server takes 6 per transaction: 3 transactions, no deferral"""
