@@ -125,7 +125,16 @@ int imp_hook_sign(struct imp_instance *inst, imp_sign_fn fn, void *closure, int 
 
 /* ---- delivery --------------------------------------------------------- */
 
-/* What a connection goal is computed from (one (binding, domain) queue). */
+/*
+ * What a connection goal is computed from: one (binding, domain) queue,
+ * or, when next_hop is set, the next hop its domain rolls up to
+ * (MX_Rollup): then the counts are the totals of the domains behind it
+ * (runs: the largest among them, as one transaction carries a message's
+ * recipients of every domain), connections are the hop's,
+ * max_connections is Next_Hop_Max_Outbound_Connections, batch_size
+ * Next_Hop_Max_Recipients_Per_Transaction, and domain the one whose mail
+ * asked.
+ */
 struct imp_goal_input {
 	const char *binding;		/* "" for the default binding */
 	const char *domain;		/* the routing domain */
@@ -136,6 +145,7 @@ struct imp_goal_input {
 	uint32_t max_connections;	/* Max_Outbound_Connections (0 = no limit) */
 	uint32_t batch_size;		/* Max_Recipients_Per_Batch */
 	uint32_t recent_failures;	/* failed connection attempts since the last success */
+	const char *next_hop;		/* the next hop's name (console `domain`), NULL for a queue's own */
 };
 
 /*

@@ -10,7 +10,10 @@
  *   queue_kick -> resolve the destination if needed (queue_route.c), then
  *                 give batches to idle connections and open new ones up
  *                 to the connection goal, within the connection limits
- *                 and throttles (here)
+ *                 and throttles (here); with MX_Rollup the connections
+ *                 are the next hop's, shared by the domains behind it,
+ *                 and a batch may carry several of them (kick_hop here,
+ *                 the batches in queue_hop.c)
  *   outcome    -> delivered / failed (final: spool record, log line,
  *                 bounce) or deferred (back-off, delayed heap)
  *                 (queue_outcome.c)
@@ -153,6 +156,9 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 	}
 	q->nmsgs++;
 	spool_idmap_put(&q->msgs, sm->id, m);
+	/* Every queue's hosts first (queue_route_prefetch), then the kicks. */
+	for (size_t t = 0; kick && t < ntouched; t++)
+		queue_route_prefetch(q, touched[t]);
 	for (size_t t = 0; kick && t < ntouched; t++)
 		queue_kick(q, touched[t]);
 	for (size_t t = 0; kick && t < ntouched; t++)
@@ -254,10 +260,59 @@ static void batch_view(struct queue *q, struct smtp_batch *b, const struct envel
 	b->hook_conf = conf_ref(q->conf);
 }
 
+struct smtp_batch *queue_batch_new(struct queue *q, struct qmsg *m, struct qentry *const *entries,
+				   size_t n)
+{
+	struct qbatch *qb = xmalloc(sizeof(*qb) + n * sizeof(qb->entries[0]));
+	struct smtp_batch *b = XNEW(struct smtp_batch);
+
+	qb->dq = NULL;
+	qb->hop = NULL;
+	qb->ndoms = 0;
+	qb->doms = NULL;
+	qb->dom_of = NULL;
+	qb->n = n;
+	b->msg_id = m->sm->id;
+	b->batch_id = id_next();
+	b->loc = m->sm->loc;
+	m->inflight++;		/* b->loc is a copy: a move waits for it (queue_moved) */
+	b->sender = xstrdup(m->sm->sender);
+	b->envid = m->sm->envid ? xstrdup(m->sm->envid) : NULL;
+	b->ret = m->sm->ret;
+	b->body_type = m->sm->body_type;
+	b->smtputf8 = m->sm->smtputf8;
+	b->nrcpt = n;
+	b->rcpts = xcalloc(n, sizeof(*b->rcpts));
+	b->qctx = qb;
+	for (size_t i = 0; i < n; i++) {
+		struct qentry *x = entries[i];
+		const struct envelope_rcpt *r = &m->sm->rcpts[x->rcpt];
+		qb->entries[i] = x;
+		b->rcpts[i].index = x->rcpt;
+		b->rcpts[i].addr = xstrdup(r->addr);
+		b->rcpts[i].orcpt = r->orcpt ? xstrdup(r->orcpt) : NULL;
+		b->rcpts[i].notify = r->notify;
+	}
+	if (q->params_hook)
+		batch_view(q, b, m->sm);
+	return b;
+}
+
+/* qbatch_free - the side record and what it owns. */
+static void qbatch_free(struct qbatch *qb)
+{
+	if (qb->ndoms > 1) {
+		free(qb->doms);
+		free(qb->dom_of);
+	}
+	free(qb);
+}
+
 /*
- * take_batch - the next transaction: the head entry's message and up
- * to Max_Recipients_Per_Batch of its recipients that are next in line.
- * Expired entries met on the way fail here (stage 21, out of band).
+ * take_batch - the next transaction of a queue's own connection: the
+ * head entry's message and up to Max_Recipients_Per_Batch of its
+ * recipients that are next in line. Expired entries met on the way fail
+ * here (stage 21, out of band).
  */
 static struct smtp_batch *take_batch(struct queue *q, struct queue_dest *dq)
 {
@@ -277,33 +332,15 @@ static struct smtp_batch *take_batch(struct queue *q, struct queue_dest *dq)
 	size_t n = 0;
 	for (struct qentry *x = dq->head; x && x->m == m && n < (size_t)max; x = x->next)
 		n++;
-	struct qbatch *qb = xmalloc(sizeof(*qb) + n * sizeof(qb->entries[0]));
-	struct smtp_batch *b = XNEW(struct smtp_batch);
+	struct qentry **v = xcalloc(n, sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = queue_dest_pop(dq);
+	struct smtp_batch *b = queue_batch_new(q, m, v, n);
+	struct qbatch *qb = b->qctx;
+	free(v);
 	qb->dq = dq;
-	qb->n = n;
-	b->msg_id = m->sm->id;
-	b->batch_id = id_next();
-	b->loc = m->sm->loc;
-	m->inflight++;		/* b->loc is a copy: a move waits for it (queue_moved) */
-	b->sender = xstrdup(m->sm->sender);
-	b->envid = m->sm->envid ? xstrdup(m->sm->envid) : NULL;
-	b->ret = m->sm->ret;
-	b->body_type = m->sm->body_type;
-	b->smtputf8 = m->sm->smtputf8;
-	b->nrcpt = n;
-	b->rcpts = xcalloc(n, sizeof(*b->rcpts));
-	b->qctx = qb;
-	for (size_t i = 0; i < n; i++) {
-		struct qentry *x = queue_dest_pop(dq);
-		const struct envelope_rcpt *r = &m->sm->rcpts[x->rcpt];
-		qb->entries[i] = x;
-		b->rcpts[i].index = x->rcpt;
-		b->rcpts[i].addr = xstrdup(r->addr);
-		b->rcpts[i].orcpt = r->orcpt ? xstrdup(r->orcpt) : NULL;
-		b->rcpts[i].notify = r->notify;
-	}
-	if (q->params_hook)
-		batch_view(q, b, m->sm);
+	qb->ndoms = 1;
+	qb->doms = &qb->dq;
 	return b;
 }
 
@@ -344,12 +381,13 @@ static struct smtp_client_params *conn_params(struct queue *q, struct queue_dest
 }
 
 /*
- * auth_id - the AUTH identity a connection of dq would log in with now,
- * as one string (NULL: no AUTH). Connections are per (binding, domain),
- * so two scopes never share one; this only catches a reload that changed
- * the credentials of a queue with idle connections.
+ * queue_auth_id - the AUTH identity a connection of dq would log in with
+ * now, as one string (NULL: no AUTH). A queue's own connections are per
+ * (binding, domain), so two scopes never share one; there it catches a
+ * reload that changed the credentials of a queue with idle connections.
+ * A next hop's key includes it (queue_hop.c).
  */
-static char *auth_id(const struct queue_dest_settings *s)
+char *queue_auth_id(const struct queue_dest_settings *s)
 {
 	struct str id = STR_INIT;
 
@@ -362,8 +400,7 @@ static char *auth_id(const struct queue_dest_settings *s)
 	return str_steal(&id);
 }
 
-/* auth_id_free - wipe and free an auth_id. */
-static void auth_id_free(char *id)
+void queue_auth_id_free(char *id)
 {
 	if (id) {
 		explicit_bzero(id, strlen(id));
@@ -374,11 +411,11 @@ static void auth_id_free(char *id)
 /* auth_same - whether the idle connection qc logged in as dq would now. */
 static bool auth_same(const struct qconn *qc, const struct queue_dest_settings *s)
 {
-	char *now = auth_id(s);
+	char *now = queue_auth_id(s);
 	bool same = (now == NULL && qc->auth_id == NULL) ||
 		    (now && qc->auth_id && strcmp(now, qc->auth_id) == 0);
 
-	auth_id_free(now);
+	queue_auth_id_free(now);
 	return same;
 }
 
@@ -405,8 +442,84 @@ static void starve(struct queue *q, struct queue_dest *dq)
 }
 
 /*
+ * kick_hop - make progress on a next hop (queue_hop.c): feed its idle
+ * connections, then open new ones up to its goal. The goal is the
+ * connection_goal hook's, asked about the hop as a whole (the members'
+ * totals, Next_Hop_Max_Outbound_Connections, the hop's recipient limit as
+ * the batch size). via is the member that asked, the one that waits in
+ * the starved list when the server-wide limit is reached (NULL: the first
+ * member with ready entries).
+ */
+static void kick_hop(struct queue *q, struct queue_hop *hop, struct queue_dest *via)
+{
+	if (!q->started || q->stopping || hop->nmembers == 0)
+		return;
+	queue_hop_limits(hop);
+	hooks_refresh(q);
+
+	/* Idle connections first: no connect cost. */
+	while (hop->idle) {
+		struct smtp_batch *b = queue_hop_take(q, hop, false);
+		if (b == NULL)
+			return;		/* nothing may go now: no new connection either */
+		struct qconn *qc = hop->idle;
+		hop->idle = qc->next_idle;
+		qc->idle = false;
+		qc->next_idle = NULL;
+		queue_log_attempt(q, b->qctx, smtp_client_id(qc->c));
+		smtp_client_send(qc->c, b);
+	}
+
+	struct imp_goal_input in = {
+		.binding = hop->binding,
+		.domain = via ? via->domain : hop->members[0]->domain,
+		.connections = hop->conns,
+		.max_connections = hop->max_conns,
+		.batch_size = hop->max_rcpts,
+		.recent_failures = hop->recent_failures,
+		.next_hop = hop->name,
+	};
+	for (size_t i = 0; i < hop->nmembers; i++) {
+		const struct queue_dest *m = hop->members[i];
+		in.active += m->nactive;
+		in.delayed += m->nheap;
+		/* A message's recipients in several domains go together: the busiest domain's runs. */
+		if (m->runs > in.runs)
+			in.runs = m->runs;
+		if (via == NULL && m->nactive > 0)
+			via = hop->members[i];
+	}
+	if (in.active == 0)
+		return;
+	uint32_t goal = queue_goal(q->goal_hook, &in);
+	int64_t smax = q->server_max_conns;
+	while (hop->conns < goal) {
+		if (smax > 0 && q->conns >= (uint64_t)smax) {
+			if (via)
+				starve(q, via);
+			return;
+		}
+		struct smtp_batch *b = queue_hop_take(q, hop, true);
+		if (b == NULL)
+			return;
+		struct qbatch *qb = b->qctx;
+		struct qconn *qc = XNEW(struct qconn);
+		qc->q = q;
+		qc->hop = hop;
+		struct smtp_client_events ev = { on_batch_done, on_closed, qc };
+		hop->conns++;
+		q->conns++;
+		/* Timeouts and the addresses: the first domain's (they share the route and the key). */
+		qc->c = smtp_client_open(q->deps.io[pick_io(q)], q->deps.scheduler, q->deps.spool,
+					 conn_params(q, qb->dq), b, &ev);
+		queue_log_attempt(q, qb, smtp_client_id(qc->c));
+	}
+}
+
+/*
  * queue_kick - make progress on a queue: resolve, feed idle connections,
- * open new ones up to the goal. Cheap to call when there is nothing to do.
+ * open new ones up to the goal (the next hop's, with MX_Rollup). Cheap to
+ * call when there is nothing to do.
  */
 void queue_kick(struct queue *q, struct queue_dest *dq)
 {
@@ -424,6 +537,12 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		queue_route_resolve(q, dq);
 		return;
 	}
+	if (s->rollup) {
+		kick_hop(q, queue_hop_attach(q, dq), dq);
+		return;
+	}
+	if (dq->hop)
+		queue_hop_detach(dq);	/* MX_Rollup turned off by a reload */
 	throttles_refresh(dq, now_us);
 	hooks_refresh(q);
 
@@ -452,7 +571,7 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		qc->idle = false;
 		qc->next_idle = NULL;
 		/* Before the send: from then on the batch is the connection's. */
-		queue_log_attempt(q, dq, b->qctx, smtp_client_id(qc->c));
+		queue_log_attempt(q, b->qctx, smtp_client_id(qc->c));
 		smtp_client_send(qc->c, b);
 	}
 
@@ -490,7 +609,7 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		struct qconn *qc = XNEW(struct qconn);
 		qc->q = q;
 		qc->dq = dq;
-		qc->auth_id = auth_id(s);
+		qc->auth_id = queue_auth_id(s);
 		struct smtp_client_events ev = { on_batch_done, on_closed, qc };
 		dq->conns++;
 		q->conns++;
@@ -498,7 +617,7 @@ void queue_kick(struct queue *q, struct queue_dest *dq)
 		struct qbatch *qb = b->qctx;
 		qc->c = smtp_client_open(q->deps.io[pick_io(q)], q->deps.scheduler, q->deps.spool,
 					 conn_params(q, dq), b, &ev);
-		queue_log_attempt(q, dq, qb, smtp_client_id(qc->c));
+		queue_log_attempt(q, qb, smtp_client_id(qc->c));
 	}
 }
 
@@ -519,31 +638,74 @@ static void outcome_of(const struct smtp_batch *b, const struct smtp_rcpt_result
 }
 
 /*
+ * too_many - a RCPT refused for the transaction's size, not the
+ * recipient: "452 4.5.3" or a 452 that says "too many recipients" (RFC
+ * 5321 4.5.3.1.10: the client sends the rest in another transaction).
+ */
+static bool too_many(const struct smtp_rcpt_result *r)
+{
+	return r->outcome == SMTP_OUT_TRANSIENT && r->stage == STAGE_RCPT_SENT && r->code == 452 &&
+	       r->response && (strstr(r->response, "4.5.3") != NULL ||
+			       strcasestr(r->response, "too many recipients") != NULL);
+}
+
+/*
+ * next_transaction - recipients a server refused only for the
+ * transaction's size go back as not tried when others of the batch were
+ * delivered: the next transaction (on this connection, right away) takes
+ * them without a retry count or a T line. Without a delivery the 452
+ * stays a deferral, so a server that takes none cannot loop us.
+ */
+static void next_transaction(struct smtp_batch *b)
+{
+	bool delivered = false;
+
+	for (size_t i = 0; i < b->nrcpt && !delivered; i++)
+		delivered = b->rcpts[i].outcome == SMTP_OUT_DELIVERED;
+	for (size_t i = 0; delivered && i < b->nrcpt; i++)
+		if (too_many(&b->rcpts[i]))
+			b->rcpts[i].outcome = SMTP_OUT_NOT_TRIED;
+}
+
+/*
  * on_batch_done - a connection handed a batch back: apply the outcomes,
- * then give it the next batch, keep it idle, or close it for a starved queue.
+ * each to its recipient's own queue, then give it the next batch, keep it
+ * idle, or close it for a starved queue.
  */
 static void on_batch_done(void *ctx, struct smtp_client *c, struct smtp_batch *b, bool more)
 {
 	struct qconn *qc = ctx;
 	struct queue *q = qc->q;
 	struct qbatch *qb = b->qctx;
-	struct queue_dest *dq = qb->dq;
+	struct queue_hop *hop = qc->hop;
+	size_t ndoms = qb->ndoms;
+	struct queue_dest *one = qb->dq;
+	/* The queues outlive qb: released once the kick below is done. */
+	struct queue_dest **doms = ndoms > 1 ? xmemdup(qb->doms, ndoms * sizeof(*doms)) : &one;
 
 	qc->c = c;
-	if (b->remote_ip[0])
-		dq->recent_failures = 0;	/* a server answered */
+	if (b->remote_ip[0]) {
+		/* a server answered */
+		for (size_t d = 0; d < ndoms; d++)
+			doms[d]->recent_failures = 0;
+		if (hop)
+			hop->recent_failures = 0;
+	}
 	if (qb->n > 0) {
 		struct qmsg *m = qb->entries[0]->m;
 
 		queue_outcome_batch_back(q, m);
 	}
+	next_transaction(b);
 	/* Entries not tried go back to the front, in their order. */
 	for (size_t i = qb->n; i-- > 0;) {
+		struct queue_dest *dq = qbatch_dq(qb, i);
 		if (b->rcpts[i].outcome == SMTP_OUT_NOT_TRIED &&
 		    !queue_ops_returned(q, dq, qb->entries[i]))
 			queue_dest_prepend(dq, qb->entries[i]);
 	}
 	for (size_t i = 0; i < qb->n; i++) {
+		struct queue_dest *dq = qbatch_dq(qb, i);
 		struct qentry *e = qb->entries[i];
 		struct queue_outcome o;
 		outcome_of(b, &b->rcpts[i], &o);
@@ -561,25 +723,39 @@ static void on_batch_done(void *ctx, struct smtp_client *c, struct smtp_batch *b
 			break;
 		}
 	}
-	free(qb);
+	if (hop) {
+		/* The transaction no longer counts against its domains' Max_Outbound_Connections. */
+		for (size_t d = 0; d < ndoms; d++)
+			doms[d]->conns--;
+	}
+	qbatch_free(qb);
 	smtp_batch_free(b);
 
-	if (!more)
-		return;
-	int64_t smax = q->server_max_conns;
-	if (q->nstarved > 0 && smax > 0 && q->conns >= (uint64_t)smax) {
-		/* Other queues wait for a connection slot: hand this one over. */
-		smtp_client_close(c);
-		return;
+	if (more) {
+		int64_t smax = q->server_max_conns;
+		if ((q->nstarved > 0 && smax > 0 && q->conns >= (uint64_t)smax) || q->stopping) {
+			/* Other queues wait for a connection slot: hand this one over. */
+			smtp_client_close(c);
+		} else if (hop) {
+			qc->idle = true;
+			qc->next_idle = hop->idle;
+			hop->idle = qc;
+			kick_hop(q, hop, NULL);
+		} else {
+			struct queue_dest *dq = qc->dq;
+			qc->idle = true;
+			qc->next_idle = dq->idle;
+			dq->idle = qc;
+			queue_kick(q, dq);
+		}
 	}
-	if (!q->stopping) {
-		qc->idle = true;
-		qc->next_idle = dq->idle;
-		dq->idle = qc;
-		queue_kick(q, dq);
-	} else {
-		smtp_client_close(c);
+	if (hop) {
+		/* Kicks never free: every queue of the batch is still here. */
+		for (size_t d = 0; d < ndoms; d++)
+			queue_dest_release(doms[d]);
 	}
+	if (doms != &one)
+		free(doms);
 }
 
 static void check_shutdown(struct queue *q);
@@ -590,24 +766,33 @@ static void on_closed(void *ctx, struct smtp_client *c, bool connected, const ch
 	struct qconn *qc = ctx;
 	struct queue *q = qc->q;
 	struct queue_dest *dq = qc->dq;
+	struct queue_hop *hop = qc->hop;
+	struct qconn **idle = hop ? &hop->idle : &dq->idle;
+	uint32_t *failures = hop ? &hop->recent_failures : &dq->recent_failures;
 
 	if (qc->idle) {
-		struct qconn **pp = &dq->idle;
+		struct qconn **pp = idle;
 		while (*pp && *pp != qc)
 			pp = &(*pp)->next_idle;
 		if (*pp)
 			*pp = qc->next_idle;
 	}
 	if (connected)
-		dq->recent_failures = 0;
-	else if (dq->recent_failures < UINT32_MAX)
-		dq->recent_failures++;
-	if (!connected)
+		*failures = 0;
+	else if (*failures < UINT32_MAX)
+		(*failures)++;
+	if (!connected && hop)
+		log_panic("delivery next_hop=\"%s\" binding=%s connect failed: %s", hop->name,
+			  *hop->binding ? hop->binding : "default", reason ? reason : "");
+	else if (!connected)
 		log_panic("delivery domain=%s binding=%s connect failed: %s", dq->domain,
 			  *dq->binding ? dq->binding : "default", reason ? reason : "");
-	dq->conns--;
+	if (hop)
+		hop->conns--;
+	else
+		dq->conns--;
 	q->conns--;
-	auth_id_free(qc->auth_id);
+	queue_auth_id_free(qc->auth_id);
 	free(qc);
 	if (q->stopping) {
 		check_shutdown(q);
@@ -626,12 +811,26 @@ static void on_closed(void *ctx, struct smtp_client *c, bool connected, const ch
 		waiting[i]->starving = false;
 	for (size_t i = 0; i < nwaiting; i++)
 		queue_kick(q, waiting[i]);
-	queue_kick(q, dq);
+	if (hop)
+		kick_hop(q, hop, NULL);
+	else
+		queue_kick(q, dq);
 	/* Now, and not in between: a kick never frees, so every pointer above stayed valid. */
 	for (size_t i = 0; i < nwaiting; i++)
 		if (waiting[i] != dq)
 			queue_dest_release(waiting[i]);
-	queue_dest_release(dq);
+	if (hop && hop->idle == NULL && hop->nmembers > 0) {
+		/* Its idle connections held the members (queue_dest.c): those left with nothing go. */
+		struct queue_dest **v = xmemdup(hop->members, hop->nmembers * sizeof(*v));
+		size_t n = hop->nmembers;
+		for (size_t i = 0; i < n; i++)
+			queue_dest_release(v[i]);
+		free(v);
+	}
+	if (hop)
+		queue_hop_release(hop);
+	else
+		queue_dest_release(dq);
 	free(waiting);
 }
 
@@ -697,6 +896,7 @@ static void maintain_all(struct queue *q)
 	for (size_t i = 0; i < l.n; i++)
 		queue_dest_release(l.v[i]);
 	free(l.v);
+	queue_hop_release_all(q);
 }
 
 /* on_maintain - every Delayed_Queue_Scan_Interval seconds. */
@@ -718,6 +918,7 @@ struct queue *queue_new(struct conf *conf)
 	queue_metrics_init(&q->metrics);
 	queue_metrics_set_limit(&q->metrics, (size_t)conf_int(conf, CONF_OPT_METRICS_DOMAIN_LIMIT));
 	q->queues = strmap_new();
+	q->hops = strmap_new();
 	spool_idmap_init(&q->msgs);
 	q->started_us = queue_now_us();
 	q->st.reset_us = q->started_us;
@@ -756,17 +957,30 @@ void queue_start(struct queue *q, const struct queue_deps *deps)
 	maintain_all(q);
 }
 
-static void close_idle(void *ctx, const char *key, void *value)
+/* close_idle_list - QUIT every idle connection of a list. */
+static void close_idle_list(struct qconn **idle)
 {
-	struct queue_dest *dq = value;
-
-	while (dq->idle) {
-		struct qconn *qc = dq->idle;
-		dq->idle = qc->next_idle;
+	while (*idle) {
+		struct qconn *qc = *idle;
+		*idle = qc->next_idle;
 		qc->idle = false;
 		qc->next_idle = NULL;
 		smtp_client_close(qc->c);
 	}
+}
+
+static void close_idle(void *ctx, const char *key, void *value)
+{
+	struct queue_dest *dq = value;
+
+	close_idle_list(&dq->idle);
+}
+
+static void close_idle_hop(void *ctx, const char *key, void *value)
+{
+	struct queue_hop *hop = value;
+
+	close_idle_list(&hop->idle);
 }
 
 static void check_shutdown(struct queue *q)
@@ -805,6 +1019,7 @@ void queue_shutdown(struct queue *q, int grace_seconds, void (*done)(void *), vo
 		return;
 	}
 	strmap_each(q->queues, close_idle, q);
+	strmap_each(q->hops, close_idle_hop, q);
 	q->shutdown_timer = evtimer_new(loop_base(q->deps.scheduler), on_shutdown_timeout, q);
 	evtimer_add(q->shutdown_timer, &tv);
 	check_shutdown(q);
@@ -849,6 +1064,8 @@ void queue_free(struct queue *q)
 	strmap_each(msgs, free_msg, NULL);
 	strmap_free(msgs);
 	strmap_free(q->queues);
+	queue_hop_free_all(q);
+	strmap_free(q->hops);
 	spool_idmap_free(&q->msgs);
 	queue_admin_free(q);
 	queue_metrics_free(&q->metrics);

@@ -290,7 +290,18 @@ static int cmd_domain(struct imp_cli *cli, int argc, const char *const *argv, vo
 					imp_cli_printf(cli, ",");
 				imp_cli_json_string(cli, dq->names && dq->names[k] ? dq->names[k] : "");
 			}
-			imp_cli_printf(cli, "]}");
+			imp_cli_printf(cli, "],\"mx_rollup\":%s,\"next_hop\":", s->rollup ? "true" : "false");
+			if (dq->hop) {
+				imp_cli_printf(cli, "{\"name\":");
+				imp_cli_json_string(cli, dq->hop->name);
+				imp_cli_printf(cli, ",\"connections\":%" PRIu32 ",\"domains\":%zu"
+					       ",\"transactions\":%" PRIu64 ",\"multi_domain_transactions\":%"
+					       PRIu64 "}", dq->hop->conns, dq->hop->nmembers,
+					       dq->hop->transactions, dq->hop->multi);
+			} else {
+				imp_cli_printf(cli, "null");
+			}
+			imp_cli_printf(cli, "}");
 		} else {
 			imp_cli_printf(cli, "Binding %s (group %s):%s\n", bname(dq->binding),
 				       gname(q, dq->binding),
@@ -307,6 +318,13 @@ static int cmd_domain(struct imp_cli *cli, int argc, const char *const *argv, vo
 			if (dq->naddr)
 				imp_cli_printf(cli, "  Hosts: %zu (%s first)\n", dq->naddr,
 					       dq->names && dq->names[0] ? dq->names[0] : "?");
+			if (dq->hop)
+				imp_cli_printf(cli, "  Next hop: %s (%" PRIu32 " connections, %zu domains,"
+					       " %" PRIu64 " transactions, %" PRIu64 " with several domains)\n",
+					       dq->hop->name, dq->hop->conns, dq->hop->nmembers,
+					       dq->hop->transactions, dq->hop->multi);
+			else if (!s->rollup)
+				imp_cli_printf(cli, "  Next hop: its own connections (MX_Rollup = false)\n");
 		}
 	}
 	if (imp_cli_json(cli))

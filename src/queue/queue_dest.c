@@ -20,7 +20,10 @@
  *
  *   - entries, active or delayed (the delayed ones own its timer);
  *   - connections, busy or idle (a batch out is on a connection, and
- *     holds the queue through qbatch.dq and qconn.dq);
+ *     holds the queue through qbatch.dq and qconn.dq); with MX_Rollup,
+ *     a batch out on its next hop's connection (qbatch.doms; counted in
+ *     conns while it is out), and an idle connection of its next hop
+ *     (as its own idle connection would: `domain` still shows the queue);
  *   - a DNS lookup in flight (resolving: the request points at it);
  *   - a place in the manager's starved list (starving);
  *   - a throttle bucket that is empty: a new queue would start with a
@@ -257,6 +260,9 @@ static void read_settings(struct queue_dest *dq, struct queue_dest_settings *s)
 	s->auth_key = GET(OUTBOUND_SMTP_AUTH_KEY)->u.s;
 	s->auth_type = (uint8_t)GET(OUTBOUND_SMTP_AUTH_TYPE)->u.i;
 	s->auth_allow_plaintext = GET(OUTBOUND_SMTP_AUTH_ALLOW_PLAINTEXT)->u.b;
+	s->rollup = GET(MX_ROLLUP)->u.b;
+	s->hop_max_conns = (uint32_t)GET(NEXT_HOP_MAX_OUTBOUND_CONNECTIONS)->u.i;
+	s->hop_max_rcpts = (uint32_t)GET(NEXT_HOP_MAX_RECIPIENTS_PER_TRANSACTION)->u.i;
 #undef GET
 }
 
@@ -404,7 +410,7 @@ static void collect_msgs(struct queue_dest *dq, struct strmap *msgs)
 static bool unused(struct queue_dest *dq, int64_t now_us)
 {
 	return dq->nactive == 0 && dq->nheap == 0 && dq->conns == 0 && dq->idle == NULL &&
-	       !dq->resolving && !dq->starving &&
+	       (dq->hop == NULL || dq->hop->idle == NULL) && !dq->resolving && !dq->starving &&
 	       throttle_wait_us(&dq->msg_tb, now_us) == 0 &&
 	       throttle_wait_us(&dq->conn_tb, now_us) == 0;
 }
@@ -426,6 +432,7 @@ void queue_dest_release(struct queue_dest *dq)
 
 void queue_dest_free(struct queue_dest *dq, struct strmap *msgs)
 {
+	queue_hop_detach(dq);	/* the hop stays until released (queue_hop.c) */
 	collect_msgs(dq, msgs);
 	queue_route_clear(dq);
 	if (dq->timer)

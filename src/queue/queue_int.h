@@ -11,6 +11,8 @@
  *                    active FIFO, delayed heap and timer
  *   queue_route.c    where a destination's mail goes: routing domain,
  *                    binding assignment, Routes/Gateway, DNS resolution
+ *   queue_hop.c      struct queue_hop: one (binding, next hop) whose
+ *                    connections the domains behind it share (MX_Rollup)
  *   queue_outcome.c  delivered / deferred / failed, message finalisation,
  *                    the spool's moved/ack bookkeeping for compaction
  *   queue_goal.c     the connection_goal hook and its default
@@ -49,9 +51,11 @@
 struct event;
 struct pool;
 struct smtp_client;
+struct smtp_batch;
 struct envelope;
 struct strmap;
 struct queue_dest;
+struct queue_hop;
 struct queue_groups;
 struct api_hook;
 struct api_gen;
@@ -128,10 +132,15 @@ struct qentry {
 
 #define QENTRY_DELAY_DSN_UNKNOWN UINT32_MAX
 
-/* An outbound connection as the scheduler sees it. */
+/*
+ * An outbound connection as the scheduler sees it: a queue's own (dq,
+ * hop NULL) or a next hop's, shared by the domains behind it (hop, dq
+ * NULL).
+ */
 struct qconn {
 	struct queue *q;
 	struct queue_dest *dq;
+	struct queue_hop *hop;
 	struct smtp_client *c;		/* NULL until the first batch_done */
 	struct qconn *next_idle;
 	bool idle;
@@ -144,12 +153,29 @@ struct qconn {
 	char *auth_id;
 };
 
-/* The batch's side record: which entries its recipients are. */
+/*
+ * The batch's side record: which entries its recipients are, and from
+ * which queues. A batch of one queue has ndoms 1 and dom_of NULL; a next
+ * hop's batch may carry the entries of several domains of one message:
+ * doms[] lists each queue once (doms[0] == dq), dom_of[i] is the index
+ * in doms of entries[i]'s queue. Each queue in doms counts the batch in
+ * its conns while it is out (queue_hop.c).
+ */
 struct qbatch {
 	struct queue_dest *dq;
+	struct queue_hop *hop;		/* NULL: a queue's own connection */
+	size_t ndoms;
+	struct queue_dest **doms;	/* owned unless ndoms == 1 (then &dq) */
+	uint32_t *dom_of;		/* owned; NULL when ndoms == 1 */
 	size_t n;
 	struct qentry *entries[];
 };
+
+/* qbatch_dq - the queue of the batch's i-th entry. */
+static inline struct queue_dest *qbatch_dq(const struct qbatch *qb, size_t i)
+{
+	return qb->dom_of ? qb->doms[qb->dom_of[i]] : qb->dq;
+}
 
 /*
  * The settings a queue needs, read from one configuration generation.
@@ -188,6 +214,10 @@ struct queue_dest_settings {
 	const char *auth_user, *auth_pass, *auth_key;
 	uint8_t auth_type;		/* enum smtp_auth_type */
 	bool auth_allow_plaintext;
+	/* next hop (queue_hop.c) */
+	bool rollup;			/* MX_Rollup */
+	uint32_t hop_max_conns;		/* Next_Hop_Max_Outbound_Connections */
+	uint32_t hop_max_rcpts;		/* Next_Hop_Max_Recipients_Per_Transaction */
 };
 
 /*
@@ -207,7 +237,12 @@ struct queue_dest {
 	uint32_t nheap, heapcap;
 	struct event *timer;
 	int64_t timer_at_us;		/* 0 when not armed */
-	/* queue.c: connections and shaping */
+	/*
+	 * queue.c: connections and shaping. conns counts the queue's own
+	 * connections and, with MX_Rollup, the next hop's connections
+	 * carrying a transaction with its recipients now: both are what
+	 * Max_Outbound_Connections limits.
+	 */
 	uint32_t conns;
 	bool starving;			/* in the manager's starved list */
 	struct qconn *idle;		/* idle connections, LIFO */
@@ -219,10 +254,45 @@ struct queue_dest {
 	/* queue_route.c: where the mail goes */
 	bool resolving;			/* a lookup in flight holds the queue */
 	bool in_resolve_call;		/* inside dns_resolve_*: an answer now is synchronous */
+	bool quiet_resolve;		/* queue_route_prefetch: no kick on an answer inside the call */
 	int64_t hosts_expiry;		/* unix seconds; 0 = never resolved */
 	size_t naddr;
 	struct sockaddr_storage *addrs;
 	char **names;
+	char *route_key;		/* the resolved next hop: "mx:10 a.example,20 b.example" or "host:h:port" */
+	/* queue_hop.c: the next hop it rolls up to, NULL when none (yet) */
+	struct queue_hop *hop;
+	size_t hop_idx;			/* its index in hop->members */
+	bool hop_ok;			/* may send in the transaction being built (queue_hop_take) */
+	uint64_t hop_gen;		/* conf_gen the hop was chosen with */
+};
+
+/*
+ * One (binding, next hop): the connections the domains behind one MX set
+ * (or one Routes/Gateway host) share when MX_Rollup is on, and those
+ * domains' queues (members). The key includes every setting that shapes
+ * a connection (port, TLS, AUTH identity, source address, EHLO name), so
+ * domains that differ in any of them never share one. Held by its members
+ * and its connections; freed by queue_hop_release when neither is left.
+ * Scheduler thread (queue_hop.c).
+ */
+struct queue_hop {
+	struct queue *q;
+	char *key;			/* map key (the AUTH identity as a digest only) */
+	char *name;			/* what the console shows: the route key and the port */
+	char *binding;
+	struct queue_dest **members;
+	size_t nmembers, memberscap;
+	size_t rr;			/* next member to take a batch from (round robin) */
+	uint32_t conns;			/* open: busy and idle */
+	struct qconn *idle;		/* idle connections, LIFO */
+	uint32_t recent_failures;	/* failed connection attempts since the last success */
+	/* limits: the smallest among the members, read again when the members or the conf change */
+	uint64_t lim_gen;		/* conf_gen they were read with; 0 = stale */
+	uint32_t max_conns;		/* Next_Hop_Max_Outbound_Connections (0 = no limit) */
+	uint32_t max_rcpts;		/* Next_Hop_Max_Recipients_Per_Transaction */
+	uint64_t transactions;		/* batches sent (console) */
+	uint64_t multi;			/* of which with more than one domain */
 };
 
 /* The queue manager (queue.c). */
@@ -234,6 +304,7 @@ struct queue {
 	bool started;
 	bool stopping;
 	struct strmap *queues;		/* "binding\x01domain" -> struct queue_dest */
+	struct strmap *hops;		/* queue_hop.key -> struct queue_hop */
 	struct spool_idmap msgs;	/* message id -> struct qmsg, to follow spool moves */
 	size_t nmsgs;
 	size_t nrcpts;			/* entries alive */
@@ -315,6 +386,48 @@ void queue_dest_release(struct queue_dest *dq);
  */
 void queue_dest_free(struct queue_dest *dq, struct strmap *msgs);
 
+/* queue_hop.c */
+/*
+ * queue_hop_attach - the next hop of a resolved queue with MX_Rollup,
+ * joined (or moved to) now if its route or the configuration changed.
+ * Never frees a hop (one left without members waits for
+ * queue_hop_release).
+ */
+struct queue_hop *queue_hop_attach(struct queue *q, struct queue_dest *dq);
+/* queue_hop_detach - dq leaves its next hop (if any); never frees the hop. */
+void queue_hop_detach(struct queue_dest *dq);
+/*
+ * queue_hop_take - the next transaction for a connection of hop: the
+ * first eligible member's head message with up to Max_Recipients_Per_Batch
+ * of its entries, joined by the entries of that message in the other
+ * eligible members, up to the hop's recipient limit; each member's
+ * throttles and Max_Outbound_Connections respected (new_conn: the
+ * connection throttles too). NULL when no member can send now (members
+ * held by a throttle have their timers armed).
+ */
+struct smtp_batch *queue_hop_take(struct queue *q, struct queue_hop *hop, bool new_conn);
+/* queue_hop_limits - the hop's limits, read again if stale. */
+void queue_hop_limits(struct queue_hop *hop);
+/* queue_hop_release - free hop if it has neither members nor connections (top of an event only). */
+void queue_hop_release(struct queue_hop *hop);
+/* queue_hop_release_all - release every unused hop (the maintainer). */
+void queue_hop_release_all(struct queue *q);
+/* queue_hop_free_all - free every hop (queue_free, after the queues). */
+void queue_hop_free_all(struct queue *q);
+
+/* queue.c: what queue_hop.c shares with the manager */
+/*
+ * queue_batch_new - the transaction of m to the n entries (taken from
+ * their queues): the smtp_batch with its qbatch (b->qctx), whose dq is
+ * NULL and ndoms 0 for the caller to fill in.
+ */
+struct smtp_batch *queue_batch_new(struct queue *q, struct qmsg *m, struct qentry *const *entries,
+				   size_t n);
+/* queue_auth_id - the AUTH identity a connection with settings s logs in with (NULL: none); caller frees with queue_auth_id_free. */
+char *queue_auth_id(const struct queue_dest_settings *s);
+/* queue_auth_id_free - wipe and free an auth id. */
+void queue_auth_id_free(char *id);
+
 /* queue_ops.c */
 /*
  * queue_ops_returned - an entry of a batch came back not tried: true when
@@ -332,6 +445,16 @@ char *queue_route_domain(const char *addr);
 void queue_route_assign_binding(struct queue *q, struct envelope *sm);
 /* queue_route_resolve - start finding where the queue's mail goes; kicks it when known. */
 void queue_route_resolve(struct queue *q, struct queue_dest *dq);
+/*
+ * queue_route_key - the next hop of a DNS answer (queue_route.c's header):
+ * "mx:PREF NAME,... port P" sorted by preference then name, or
+ * "host:NAME port P" for a route; lower case. Caller frees. Pure;
+ * exported for the unit test.
+ */
+struct dns_mx_result;
+char *queue_route_key(const struct dns_mx_result *res, bool route, uint16_t port);
+/* queue_route_prefetch - resolve dq now if it needs it, with no kick on a cached answer. */
+void queue_route_prefetch(struct queue *q, struct queue_dest *dq);
 /* queue_route_clear - forget the resolved hosts. */
 void queue_route_clear(struct queue_dest *dq);
 

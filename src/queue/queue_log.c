@@ -264,8 +264,7 @@ void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struc
 	str_free(&line);
 }
 
-void queue_log_attempt(struct queue *q, const struct queue_dest *dq, const struct qbatch *qb,
-		       impetus_id conn)
+void queue_log_attempt(struct queue *q, const struct qbatch *qb, impetus_id conn)
 {
 	if (qb->n == 0 || !log_event_wanted(queue_conf(q), IMP_LOG_ATTEMPT))
 		return;
@@ -277,7 +276,7 @@ void queue_log_attempt(struct queue *q, const struct queue_dest *dq, const struc
 		.sender = sm->sender ? sm->sender : "", .nrecipients = qb->n,
 		.size = sm->loc.length,
 		.binding_group = sm->binding_group ? sm->binding_group : "",
-		.binding = sm->binding ? sm->binding : "", .domain = dq->domain,
+		.binding = sm->binding ? sm->binding : "", .domain = qb->dq->domain,
 		.peer = "", .peer_host = "", .protocol = "", .phase = "", .reply = "", .line = "",
 	};
 	struct imp_message view;
@@ -287,6 +286,7 @@ void queue_log_attempt(struct queue *q, const struct queue_dest *dq, const struc
 	for (size_t i = 0; i < qb->n; i++) {
 		ev.recipient = sm->rcpts[qb->entries[i]->rcpt].addr;
 		ev.attempts = qb->entries[i]->retries;
+		ev.domain = qbatch_dq(qb, i)->domain;
 		log_event_emit(queue_conf(q), &ev);
 	}
 	message_view_done(&view);

@@ -89,11 +89,10 @@ void queue_log_outcome(struct queue *q, const struct queue_dest *dq, const struc
 		       const struct queue_outcome *o, char type);
 /*
  * queue_log_attempt - the A events of a batch handed to connection conn
- * (one per recipient; no log line). Nothing is built unless someone
+ * (one per recipient, with its own queue's domain; no log line). Nothing is built unless someone
  * subscribed to A.
  */
-void queue_log_attempt(struct queue *q, const struct queue_dest *dq, const struct qbatch *qb,
-		       impetus_id conn);
+void queue_log_attempt(struct queue *q, const struct qbatch *qb, impetus_id conn);
 
 /*
  * queue_bounce.c: m has permanent failures; send the DSN if one is due.

@@ -15,7 +15,12 @@
  *   3. DNS MX (or implicit MX) of the domain, on Outbound_SMTP_Port.
  *
  * The answer (addresses with their host names) is kept in the queue for
- * its TTL. A failed lookup fails (NXDOMAIN, null MX) or defers (SERVFAIL,
+ * its TTL, with its route key: the next hop the queue rolls up to under
+ * MX_Rollup (queue_hop.c), the MX set as sorted "preference name" pairs
+ * and the port ("mx:10 a.example,20 b.example port 25"), or the route's
+ * host and port ("host:smtp.example port 587"). Two domains with the
+ * same MX hosts and preferences get the same key whatever order DNS
+ * listed them in. A failed lookup fails (NXDOMAIN, null MX) or defers (SERVFAIL,
  * timeout) every ready entry of the queue.
  *
  * Ownership: scheduler thread; a lookup in flight holds the queue (its
@@ -41,11 +46,16 @@
 #define ROUTE_DEFAULT_PORT 25
 /* How long an answer without a TTL is kept (seconds). */
 #define ROUTE_DEFAULT_TTL 60
+/* How long a queue whose lookup answered waits for its message's other domains' (µs). */
+#define ROUTE_SIBLING_WAIT_US 200000
+/* Recipients of a message looked at for that wait. */
+#define ROUTE_SIBLING_SCAN_MAX 1000
 
 struct resolve_req {
 	struct queue *q;
 	struct queue_dest *dq;
 	uint16_t port;
+	bool route;		/* a Routes/Gateway host, not an MX lookup */
 };
 
 char *queue_route_domain(const char *addr)
@@ -131,10 +141,73 @@ void queue_route_clear(struct queue_dest *dq)
 	dq->names = NULL;
 	dq->addrs = NULL;
 	dq->naddr = 0;
+	free(dq->route_key);
+	dq->route_key = NULL;
+}
+
+/* host_cmp - MX hosts by preference, then name (qsort). */
+static int host_cmp(const void *a, const void *b)
+{
+	const struct dns_host *x = *(const struct dns_host *const *)a;
+	const struct dns_host *y = *(const struct dns_host *const *)b;
+
+	if (x->pref != y->pref)
+		return x->pref < y->pref ? -1 : 1;
+	return strcasecmp(x->name ? x->name : "", y->name ? y->name : "");
+}
+
+char *queue_route_key(const struct dns_mx_result *res, bool route, uint16_t port)
+{
+	struct str key = STR_INIT;
+	const struct dns_host **v = xcalloc(res->nhosts ? res->nhosts : 1, sizeof(*v));
+
+	for (size_t h = 0; h < res->nhosts; h++)
+		v[h] = &res->hosts[h];
+	qsort(v, res->nhosts, sizeof(*v), host_cmp);
+	str_appends(&key, route ? "host:" : "mx:");
+	for (size_t h = 0; h < res->nhosts; h++) {
+		if (h)
+			str_appends(&key, ",");
+		if (!route)
+			str_appendf(&key, "%u ", (unsigned)v[h]->pref);
+		str_appends(&key, v[h]->name ? v[h]->name : "");
+	}
+	str_appendf(&key, " port %u", (unsigned)port);
+	free(v);
+	for (size_t i = 0; i < key.len; i++)
+		if (key.s[i] >= 'A' && key.s[i] <= 'Z')
+			key.s[i] = (char)(key.s[i] - 'A' + 'a');
+	return str_steal(&key);
 }
 
 /* on_resolved - the answer: keep the addresses and kick, or fail/defer the ready entries. */
 static void on_resolved(void *ctx, const struct dns_mx_result *res);
+
+/*
+ * siblings_resolving - whether a queue of another domain of dq's next
+ * message (same binding) still waits for its own lookup. A new message's
+ * lookups go out together (queue_route_prefetch) but answer one by one;
+ * the first queue to hear would otherwise send the message alone, and
+ * each later one its own share, instead of one transaction for all.
+ */
+static bool siblings_resolving(struct queue *q, struct queue_dest *dq)
+{
+	const struct envelope *sm = dq->head ? dq->head->m->sm : NULL;
+	bool waiting = false;
+
+	for (size_t i = 0; sm && i < sm->nrcpt && i < ROUTE_SIBLING_SCAN_MAX && !waiting; i++) {
+		if (sm->rcpts[i].state != ENVELOPE_RCPT_QUEUED)
+			continue;
+		char *domain = queue_route_domain(sm->rcpts[i].addr);
+		const char *routed = queue_admin_route(q, domain);
+		if (strcmp(routed, dq->domain) != 0) {
+			struct queue_dest *d2 = queue_dest_find(q, sm->binding ? sm->binding : "", routed);
+			waiting = d2 != NULL && d2->resolving;
+		}
+		free(domain);
+	}
+	return waiting;
+}
 
 /*
  * answered - what to do after the answer: an answer that came inside
@@ -188,14 +261,53 @@ static void on_resolved(void *ctx, const struct dns_mx_result *res)
 		}
 	}
 	dq->hosts_expiry = now_s + (res->ttl ? res->ttl : ROUTE_DEFAULT_TTL);
+	dq->route_key = queue_route_key(res, rr->route, rr->port);
+	dq->hop_gen = 0;	/* the next hop may have changed: chosen again at the kick */
 	free(rr);
 	if (dq->naddr == 0) {
 		queue_outcome_fail_all(q, dq, false, "no address for the destination");
 		answered(dq);
 		return;
 	}
-	queue_kick(q, dq);
+	/* A member of its next hop now, so another member's kick can take its mail too. */
+	if (queue_dest_settings(dq)->rollup)
+		queue_hop_attach(q, dq);
+	if (dq->quiet_resolve) {
+		/* queue_route_prefetch: the caller kicks */
+	} else if (!dq->in_resolve_call && dq->hop && siblings_resolving(q, dq)) {
+		/* The last of them to answer kicks the hop; the timer bounds the wait. */
+		queue_dest_arm(dq, queue_now_us() + ROUTE_SIBLING_WAIT_US);
+	} else {
+		queue_kick(q, dq);
+	}
 	answered(dq);
+}
+
+/*
+ * queue_route_prefetch - look dq's hosts up now if it needs them, without
+ * the kick an immediate (cached) answer would give, or join its next hop
+ * if it has them: a new message's queues all get their hosts and next
+ * hops before the first of them is kicked, so that kick can put the
+ * message's recipients of every domain behind one next hop in one
+ * transaction.
+ */
+void queue_route_prefetch(struct queue *q, struct queue_dest *dq)
+{
+	int64_t now_s = queue_now_us() / 1000000;
+
+	if (dq->resolving || dq->nactive == 0)
+		return;
+	/* Only what the kick would do: a held queue is not looked up (a failed lookup fails its mail). */
+	const struct queue_dest_settings *s = queue_dest_settings(dq);
+	if (!s->rollup || s->suspend || (q->nheld && queue_admin_held(q, dq)))
+		return;
+	if (dq->hosts_expiry != 0 && now_s < dq->hosts_expiry && dq->naddr > 0) {
+		queue_hop_attach(q, dq);	/* known hosts; a reload may have changed its hop */
+		return;
+	}
+	dq->quiet_resolve = true;
+	queue_route_resolve(q, dq);
+	dq->quiet_resolve = false;
 }
 
 void queue_route_resolve(struct queue *q, struct queue_dest *dq)
@@ -211,6 +323,7 @@ void queue_route_resolve(struct queue *q, struct queue_dest *dq)
 	dq->in_resolve_call = true;
 	if (route) {
 		struct str host = STR_INIT;
+		rr->route = true;
 		parse_route(route, &host, &rr->port);
 		dns_resolve_host(q->deps.dns, host.s, on_resolved, rr);
 		str_free(&host);

@@ -126,8 +126,12 @@ struct smtp_rcpt_result {
 
 /*
  * One transaction: one message to up to Max_Recipients_Per_Batch of its
- * recipients for one domain. Created by the scheduler, owned by the
- * connection while posted to it, handed back in the result.
+ * recipients for one domain, or, on a next hop's connection (MX_Rollup,
+ * src/queue/queue_hop.c), to the recipients of several domains behind
+ * that hop, each domain's share within its Max_Recipients_Per_Batch. The
+ * connection does not care which: the body is read and sent once per
+ * batch. Created by the scheduler, owned by the connection while posted
+ * to it, handed back in the result.
  */
 struct smtp_batch {
 	impetus_id msg_id;

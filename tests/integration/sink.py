@@ -70,7 +70,8 @@ class Transaction:
         self.rcpt_params = {}
         self.refused = []           # (addr, reply)
         self.body = b""
-        self.time = None
+        self.time = None            # when the body ended (monotonic)
+        self.started = None         # when MAIL came (monotonic)
         self.tls = False            # the transaction ran inside TLS
 
     def __repr__(self):
@@ -85,8 +86,10 @@ class Sink:
 
     def __init__(self, rcpt_reply=None, data_reply=None, ehlo_lines=None,
                  banner="220 sink.test ESMTP", delay=0.0, host="127.0.0.1", port=None,
-                 tls_cert=None):
+                 tls_cert=None, max_rcpts=0):
         self.host = host
+        # max_rcpts: accepted recipients per transaction; more get "452 4.5.3" (0: no limit).
+        self.max_rcpts = max_rcpts
         # tls_cert: (certfile, keyfile) -> STARTTLS is offered and works.
         self.tls_ctx = None
         if tls_cert:
@@ -278,6 +281,7 @@ class Sink:
                 await self._reply(writer, "250 sink.test")
             elif verb == "MAIL":
                 txn = Transaction(conn_id, peer, conn.helo)
+                txn.started = time.monotonic()
                 txn.tls = conn_tls
                 rest = cmd[10:] if cmd[:10].upper() == "MAIL FROM:" else cmd
                 path, _, params = rest.partition(">")
@@ -294,6 +298,8 @@ class Sink:
                 if addr.startswith("drop-at-rcpt@"):
                     return
                 r = self.rcpt_reply(addr)
+                if self.max_rcpts and len(txn.rcpts) >= self.max_rcpts:
+                    r = "452 4.5.3 Error: too many recipients"
                 if r == "DROP":
                     return
                 if r.startswith("2"):

@@ -4,7 +4,11 @@
 #include "check.h"
 #include <impetus/hooks.h>
 #include "config/config.h"
+#include <stdlib.h>
+
+#include "dns/dns.h"
 #include "queue/queue.h"
+#include "queue/queue_int.h"
 #include "queue/queue_out.h"
 #include "queue/throttle.h"
 
@@ -92,8 +96,48 @@ static void test_delay_schedule(void)
 	CHECK(queue_bounce_delays_due(0, INT64_MAX / 2, 1, 1) > 1000);
 }
 
+/* key_of - queue_route_key of hosts given as (name, pref) pairs. */
+static char *key_of(const char *const *names, const uint16_t *prefs, size_t n, bool route,
+		    uint16_t port)
+{
+	struct dns_host hosts[8] = { 0 };
+	struct dns_mx_result res = { .status = DNS_OK, .nhosts = n, .hosts = hosts };
+
+	for (size_t i = 0; i < n; i++) {
+		hosts[i].name = (char *)names[i];
+		hosts[i].pref = prefs[i];
+	}
+	return queue_route_key(&res, route, port);
+}
+
+/* test_route_key - the same MX set gives the same next hop whatever DNS's order. */
+static void test_route_key(void)
+{
+	static const char *const a[] = { "MX2.Example.NET", "mx1.example.net", "mx0.example.net" };
+	static const uint16_t pa[] = { 20, 10, 20 };
+	static const char *const b[] = { "mx0.example.net", "mx1.example.net", "mx2.example.net" };
+	static const uint16_t pb[] = { 20, 10, 20 };
+	static const char *const one[] = { "relay.example" };
+	static const uint16_t p0[] = { 0 };
+	char *ka = key_of(a, pa, 3, false, 25), *kb = key_of(b, pb, 3, false, 25);
+	char *kc = key_of(b, pb, 3, false, 2525), *kr = key_of(one, p0, 1, true, 587);
+	char *kd = key_of(b, pb, 2, false, 25);
+
+	CHECK_STREQ(ka, "mx:10 mx1.example.net,20 mx0.example.net,20 mx2.example.net port 25");
+	CHECK_STREQ(ka, kb);
+	CHECK_STREQ(kc, "mx:10 mx1.example.net,20 mx0.example.net,20 mx2.example.net port 2525");
+	CHECK_STREQ(kd, "mx:10 mx1.example.net,20 mx0.example.net port 25");	/* another set */
+	CHECK_STREQ(kr, "host:relay.example port 587");
+	free(ka);
+	free(kb);
+	free(kc);
+	free(kd);
+	free(kr);
+}
+
 int main(void)
 {
+	test_route_key();
 	test_delay_schedule();
 	test_goal();
 	test_throttle();
