@@ -130,7 +130,7 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 		char *domain = queue_route_domain(r->addr);
 		struct queue_dest *dq = queue_dest_get(q, sm->binding, queue_admin_route(q, domain));
 		free(domain);
-		struct qentry *e = XNEW(struct qentry);
+		struct qentry *e = queue_entry_new(q);
 		e->m = m;
 		e->rcpt = (uint32_t)i;
 		e->retries = r->retries;
@@ -920,6 +920,7 @@ struct queue *queue_new(struct conf *conf)
 	q->queues = strmap_new();
 	q->hops = strmap_new();
 	spool_idmap_init(&q->msgs);
+	slab_init(&q->entries, sizeof(struct qentry));
 	q->started_us = queue_now_us();
 	q->st.reset_us = q->started_us;
 	hooks_refresh(q);
@@ -1055,6 +1056,16 @@ void queue_moved(struct queue *q, uint64_t id, const struct envelope_loc *loc)
 	queue_outcome_moved(q, id, loc);
 }
 
+struct qentry *queue_entry_new(struct queue *q)
+{
+	return slab_alloc(&q->entries);
+}
+
+void queue_entry_free(struct queue *q, struct qentry *e)
+{
+	slab_free(&q->entries, e);
+}
+
 void queue_free(struct queue *q)
 {
 	if (q == NULL)
@@ -1067,6 +1078,7 @@ void queue_free(struct queue *q)
 	queue_hop_free_all(q);
 	strmap_free(q->hops);
 	spool_idmap_free(&q->msgs);
+	slab_destroy(&q->entries);	/* entries still out in batches go with it */
 	queue_admin_free(q);
 	queue_metrics_free(&q->metrics);
 	if (q->maintainer)

@@ -396,13 +396,13 @@ static void collect_msgs(struct queue_dest *dq, struct strmap *msgs)
 		struct qentry *next = e->next;
 		id_format(e->m->sm->id, key);
 		strmap_put(msgs, key, e->m);
-		free(e);
+		queue_entry_free(dq->q, e);
 		e = next;
 	}
 	for (uint32_t i = 0; i < dq->nheap; i++) {
 		id_format(dq->heap[i]->m->sm->id, key);
 		strmap_put(msgs, key, dq->heap[i]->m);
-		free(dq->heap[i]);
+		queue_entry_free(dq->q, dq->heap[i]);
 	}
 }
 

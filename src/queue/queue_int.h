@@ -43,6 +43,7 @@
 #include <sys/socket.h>
 
 #include "config/config.h"
+#include "core/slab.h"
 #include "queue/queue.h"
 #include "queue/queue_metrics.h"
 #include "queue/throttle.h"
@@ -131,6 +132,10 @@ struct qentry {
 };
 
 #define QENTRY_DELAY_DSN_UNKNOWN UINT32_MAX
+
+/* queue_entry_new / queue_entry_free - a recipient's entry, from the queue's slab (no malloc each). */
+struct qentry *queue_entry_new(struct queue *q);
+void queue_entry_free(struct queue *q, struct qentry *e);
 
 /*
  * An outbound connection as the scheduler sees it: a queue's own (dq,
@@ -308,6 +313,7 @@ struct queue {
 	struct spool_idmap msgs;	/* message id -> struct qmsg, to follow spool moves */
 	size_t nmsgs;
 	size_t nrcpts;			/* entries alive */
+	struct slab entries;		/* every struct qentry (queue_entry_new / queue_entry_free) */
 	uint32_t conns;			/* outbound connections, all queues */
 	size_t next_io;
 	/*

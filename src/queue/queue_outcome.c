@@ -101,7 +101,7 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 	if (o->quiet) {
 		/* Failed on purpose without a bounce (imp_queue_fail quiet). */
 		q->nrcpts--;
-		free(e);
+		queue_entry_free(q, e);
 		queue_outcome_message_final(q, m);
 		return;
 	}
@@ -115,7 +115,7 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 	f->remote = o->remote && *o->remote ? xstrdup(o->remote) : NULL;
 	f->when = queue_now_us() / 1000000;
 	q->nrcpts--;
-	free(e);
+	queue_entry_free(q, e);
 	queue_outcome_message_final(q, m);
 }
 
@@ -226,7 +226,7 @@ void queue_outcome_delivered(struct queue *q, struct queue_dest *dq, struct qent
 		f->when = queue_now_us() / 1000000;
 	}
 	q->nrcpts--;
-	free(e);
+	queue_entry_free(q, e);
 	queue_outcome_message_final(q, m);
 }
 
