@@ -19,6 +19,15 @@
  * become the next batch, so the number of syncs per second stays bounded
  * by the disk, not by the message rate.
  *
+ * Syncs are earned by messages: a batch with no MESSAGE record (only
+ * delivery-state records, which nobody waits on) is not committed by the
+ * drain hook. It stays pending, rides with the next message batch, and a
+ * timer (state_flush_ms, 1 s) commits it when no message comes. Losing
+ * such records in a crash only means a recipient is tried again
+ * (at-least-once); the live index, and with it reclaiming and compaction,
+ * changes only when they are durable, so no segment goes before the
+ * MESSAGE_DONE that frees it is on disk.
+ *
  * Failure: a write or sync error fails every MESSAGE of the batch with the
  * negative errno, cuts the file back to its last durable length and keeps
  * the (answer-less) state records for the next attempt, which a one-second
@@ -56,6 +65,7 @@
 #define BATCH_MAX_BYTES (8u << 20)	/* commit early past this much pending data */
 #define BATCH_MAX_RECORDS 4096u		/* ... or this many records */
 #define RETRY_SECONDS 1			/* retry kept state records after a failed batch */
+#define STATE_FLUSH_MS 1000u		/* default bound on how long state records wait for a batch */
 #define LOCK_NAME "lock"
 #define COPY_CHUNK (1u << 20)		/* bounce buffer when copy_file_range cannot copy */
 
@@ -509,7 +519,13 @@ static void commit(struct spool *sp)
 	sp->pend = NULL;
 	sp->pend_tail = &sp->pend;
 	sp->pend_count = 0;
+	sp->pend_msgs = 0;
 	sp->pend_bytes = 0;
+	if (sp->flush_armed) {
+		/* The state records it waited for are in this batch. */
+		evtimer_del(sp->flush_ev);
+		sp->flush_armed = false;
+	}
 
 	if (sp->cur_broken || sp->cur_fd < 0) {
 		rc = seg_create(sp);
@@ -661,10 +677,35 @@ void spool_commit_now(struct spool *sp)
 	spool_compact_plan(sp);
 }
 
-/* on_drain - the loop ran every post it had: commit them as one batch. */
+/*
+ * on_drain - the loop ran every post it had: commit them as one batch,
+ * unless nothing in it waits for an answer. State records alone are left
+ * for the next message batch, with the flush timer as the bound.
+ */
 static void on_drain(void *arg)
 {
-	commit(arg);
+	struct spool *sp = arg;
+
+	if (sp->pend_msgs == 0 && !spool_compact_due(sp)) {
+		if (sp->pend && !sp->flush_armed && sp->flush_ev) {
+			uint32_t ms = sp->opts.state_flush_ms;
+			struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+			evtimer_add(sp->flush_ev, &tv);
+			sp->flush_armed = true;
+		}
+		return;
+	}
+	commit(sp);
+}
+
+/* on_flush - state records waited state_flush_ms and no message came: commit them. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct spool *sp = arg;
+
+	sp->flush_armed = false;
+	commit(sp);
 }
 
 /* on_retry - kept state records after a failed batch, and nothing else came. */
@@ -685,6 +726,7 @@ void spool_on_enqueue(void *arg)
 	*sp->pend_tail = req;
 	sp->pend_tail = &req->next;
 	sp->pend_count++;
+	sp->pend_msgs += req->type == SPOOL_REC_MESSAGE;
 	sp->pend_bytes += req->rec.len + (req->msg ? envelope_body_len(req->msg) : 0);
 	/* Bound a batch's memory and latency even if the inbox never runs dry. */
 	if (sp->pend_bytes >= BATCH_MAX_BYTES || sp->pend_count >= BATCH_MAX_RECORDS)
@@ -851,6 +893,8 @@ static void spool_free(struct spool *sp)
 	}
 	if (sp->retry_ev)
 		event_free(sp->retry_ev);
+	if (sp->flush_ev)
+		event_free(sp->flush_ev);
 	if (sp->loop)
 		loop_free(sp->loop);
 	spool_reader_fini(&sp->reader);
@@ -944,6 +988,8 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 		sp->opts = *opts;
 	if (sp->opts.segment_size == 0)
 		sp->opts.segment_size = DEFAULT_SEGMENT_SIZE;
+	if (sp->opts.state_flush_ms == 0)
+		sp->opts.state_flush_ms = STATE_FLUSH_MS;
 	sp->pend_tail = &sp->pend;
 	spool_idmap_init(&sp->live);
 	spool_compact_init(sp);
@@ -995,6 +1041,7 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 	sp->loop = loop_new("spool", MSGS_SPOOL);
 	loop_set_drain_hook(sp->loop, on_drain, sp);
 	sp->retry_ev = evtimer_new(loop_base(sp->loop), on_retry, sp);
+	sp->flush_ev = evtimer_new(loop_base(sp->loop), on_flush, sp);
 	spool_compact_start(sp);
 	return sp;
 fail:

@@ -72,6 +72,12 @@ struct spool_options {
 	 * the bytes that moving them frees.
 	 */
 	uint32_t compact_threshold;
+	/*
+	 * State records (RCPT_STATE, RCPT_RETRY, MESSAGE_DONE, BINDING) wait
+	 * at most this long for a message batch to ride with before they are
+	 * committed on their own; 0 = the default, 1000 ms.
+	 */
+	uint32_t state_flush_ms;
 	spool_moved_fn moved;	/* NULL: nobody holds locations; moves need no ack */
 	struct loop *moved_loop;
 	void *moved_ctx;
@@ -120,8 +126,12 @@ void spool_submit(struct spool *sp, struct envelope *msg,
 int spool_tmpfile(struct spool *sp);
 
 /*
- * Later state changes, any thread, fire-and-forget (they ride the next
- * group commit; a crash before it means at-least-once delivery):
+ * Later state changes, any thread, fire-and-forget. They never force a
+ * sync of their own: they ride the next commit of a message, or a timer
+ * commits them after opts.state_flush_ms (1 s). A crash before that
+ * loses them, which means at-least-once delivery (the recipient is tried
+ * again), never loss. The spool's own index (liveness, reclaiming,
+ * compaction) changes only once they are durable. In order:
  * a recipient reached a final state; the retry schedule of a recipient
  * changed; the whole message is finished (its space becomes reclaimable).
  */

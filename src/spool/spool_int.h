@@ -122,7 +122,15 @@ struct spool {
 	uint64_t next_seq;
 	struct spool_req *pend, **pend_tail;
 	size_t pend_count;
+	size_t pend_msgs;		/* MESSAGE records in pend: someone waits for a 250 */
 	uint64_t pend_bytes;
+	/*
+	 * State records alone do not commit (docs/spool.md, "Writing: the
+	 * group commit"): they wait for the next message batch, or for this
+	 * timer, armed when the first of them is left pending.
+	 */
+	struct event *flush_ev;
+	bool flush_armed;
 	struct spool_idmap live;	/* id -> struct live */
 	struct iovec *iov;
 	size_t iovcap;

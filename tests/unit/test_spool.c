@@ -28,6 +28,7 @@
 
 #include "check.h"
 #include "core/crc32c.h"
+#include "core/histo.h"
 #include "core/id.h"
 #include "core/loop.h"
 #include "core/mem.h"
@@ -932,6 +933,66 @@ static void test_failed_stays_live(void)
 	remove_dir(dir);
 }
 
+/* ==================== state records earn no sync ==================== */
+
+/*
+ * test_state_rides - delivery-state records alone do not make a group
+ * commit: posted before a message, they go to disk in the message's batch;
+ * posted alone, the flush timer commits them, not earlier than its bound.
+ * Either way they are durable and recovered.
+ */
+static void test_state_rides(void)
+{
+	char *dir = make_dir();
+	struct spool_options o = { .state_flush_ms = 300 };
+	struct envelope *sent[2];
+	struct recovered rec = { 0 };
+	struct spool_stats st0, st;
+	struct str err = STR_INIT;
+	struct waiter w;
+	struct spool *sp;
+	int64_t t0, waited;
+
+	waiter_init(&w);
+	sp = spool_open(dir, &o, NULL, NULL, &err);
+	CHECK(sp != NULL);
+	if (sp == NULL)
+		goto out;
+	CHECK_INTEQ(spool_start(sp), 0);
+	submit_n(sp, &w, 0, 1, 200, &sent[0]);
+	spool_get_stats(sp, &st0);
+	/* A state record, time for the spool thread to see it alone, then a message. */
+	spool_rcpt_state(sp, sent[0]->id, 0, ENVELOPE_RCPT_DELIVERED);
+	usleep(50000);
+	submit_n(sp, &w, 1, 1, 200, &sent[1]);
+	spool_get_stats(sp, &st);
+	CHECK_INTEQ(st.records, st0.records + 2);
+	CHECK_INTEQ(st.batches, st0.batches + 1);	/* one sync for both */
+
+	/* Alone: the timer commits it, after its bound. */
+	t0 = histo_now_us();
+	spool_rcpt_state(sp, sent[0]->id, 1, ENVELOPE_RCPT_DELIVERED);
+	wait_records(sp, st.records + 1);
+	waited = histo_now_us() - t0;
+	CHECK(waited >= 290000);
+	spool_get_stats(sp, &st0);
+	CHECK_INTEQ(st0.batches, st.batches + 1);
+
+	/* Kept across a stop: the stop commits what waits, and recovery applies it. */
+	spool_rcpt_state(sp, sent[0]->id, 2, ENVELOPE_RCPT_DELIVERED);
+	spool_stop(sp);
+	sp = open_spool(dir, 0, &rec, NULL);
+	CHECK_INTEQ(rec.n, 1);
+	CHECK(rec_find(&rec, sent[0]->id) == NULL);	/* all three recipients delivered */
+	CHECK(rec_find(&rec, sent[1]->id) != NULL);
+	spool_stop(sp);
+out:
+	rec_free(&rec);
+	str_free(&err);
+	waiter_fini(&w);
+	remove_dir(dir);
+}
+
 /* ==================== body parts in a file ==================== */
 
 /*
@@ -1774,6 +1835,7 @@ int main(void)
 	test_big_batch();
 	test_file_body();
 	test_failed_stays_live();
+	test_state_rides();
 	test_torn_tail();
 	test_flipped_last();
 	test_flipped_middle();
