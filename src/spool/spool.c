@@ -28,6 +28,16 @@
  * changes only when they are durable, so no segment goes before the
  * MESSAGE_DONE that frees it is on disk.
  *
+ * Preallocation: a segment is fallocated to its full size when it is
+ * created, so its i_size never changes while records are appended, and
+ * each commit that comes within ZERO_AHEAD / 2 of the end of what was
+ * ever written also writes ZERO_AHEAD bytes of zeros after its records
+ * (in the same pwritev, synced by the same fdatasync). Later commits then
+ * overwrite blocks that are allocated *and written*: fdatasync has no
+ * extent to convert and no size to log, only the data to flush. Recovery
+ * takes a tail of zeros as the end of the data (spool_replay.c). A file
+ * system without fallocate gets plain appends, as before.
+ *
  * Failure: a write or sync error fails every MESSAGE of the batch with the
  * negative errno, cuts the file back to its last durable length and keeps
  * the (answer-less) state records for the next attempt, which a one-second
@@ -68,6 +78,8 @@
 #define STATE_FLUSH_MS 1000u		/* default bound on how long state records wait for a batch */
 #define LOCK_NAME "lock"
 #define COPY_CHUNK (1u << 20)		/* bounce buffer when copy_file_range cannot copy */
+#define ZERO_AHEAD (1u << 20)		/* zeros written ahead of the records in a preallocated segment */
+#define ZERO_BUF (64u << 10)		/* one static buffer of zeros, referenced ZERO_AHEAD / ZERO_BUF times */
 
 #define REPORT(sp, ...) SPOOL_REPORT(sp, __VA_ARGS__)
 
@@ -136,6 +148,41 @@ static int sync_dir(struct spool *sp)
 }
 
 /*
+ * seg_trim - the current segment is finished (rotation, stop): give back
+ * its preallocated tail. Not synced: after a crash recovery finds the
+ * zeros instead and takes them as the end of the data.
+ */
+static void seg_trim(struct spool *sp)
+{
+	if (sp->cur_fd < 0 || sp->cur_broken || sp->cur_alloc == 0 || sp->nsegs == 0)
+		return;
+	if (cur_seg(sp)->size < sp->cur_alloc || cur_seg(sp)->size < sp->cur_zeroed)
+		(void)ftruncate(sp->cur_fd, (off_t)cur_seg(sp)->size);
+	sp->cur_alloc = sp->cur_zeroed = 0;
+}
+
+/*
+ * seg_prealloc - allocate the whole segment of a new file (fd, header
+ * written) so appends never change its size. Returns the allocated size,
+ * or 0 when the file system cannot (EOPNOTSUPP: plain appends, as before)
+ * or has no room for all of it (the records may still fit; a write error
+ * will say so when they do not).
+ */
+static uint64_t seg_prealloc(struct spool *sp, int fd)
+{
+	uint64_t len = sp->opts.segment_size;
+
+	if (len <= SPOOL_SEG_HDR_SIZE || sp->opts.no_prealloc)
+		return 0;
+	if (fallocate(fd, 0, 0, (off_t)len) == 0)
+		return len;
+	/* A failed fallocate may have allocated part of it: back to the header. */
+	if (errno != EOPNOTSUPP && errno != ENOSYS)
+		(void)ftruncate(fd, SPOOL_SEG_HDR_SIZE);
+	return 0;
+}
+
+/*
  * seg_create - start a new segment and make it the one written to. The
  * directory is synced before any record goes in, so an acknowledged
  * record can never sit in a file whose name was lost.
@@ -144,7 +191,7 @@ static int seg_create(struct spool *sp)
 {
 	char name[SPOOL_SEG_NAME_SIZE];
 	uint8_t hdr[SPOOL_SEG_HDR_SIZE];
-	uint64_t seq = sp->next_seq;
+	uint64_t seq = sp->next_seq, alloc = 0;
 	int fd, rc;
 
 	spool_seg_name(seq, name);
@@ -154,12 +201,17 @@ static int seg_create(struct spool *sp)
 	spool_seg_header(seq, hdr);
 	rc = fs_pwrite_all(fd, hdr, sizeof(hdr), 0);
 	if (rc == 0)
+		alloc = seg_prealloc(sp, fd);
+	if (rc == 0)
 		rc = sync_dir(sp);
 	if (rc < 0) {
 		close(fd);
 		unlinkat(sp->dirfd, name, 0);
 		return rc;
 	}
+	seg_trim(sp);
+	sp->cur_alloc = alloc;
+	sp->cur_zeroed = SPOOL_SEG_HDR_SIZE;
 	sp->next_seq++;
 	if (sp->nsegs == sp->capsegs) {
 		sp->capsegs = sp->capsegs ? sp->capsegs * 2 : 16;
@@ -457,6 +509,37 @@ static void iov_push(struct spool *sp, size_t *n, void *p, size_t len)
 	(*n)++;
 }
 
+int spool_cut_back(struct spool *sp, uint64_t off)
+{
+	/*
+	 * The cut also drops the preallocated space. Writing zeros back over
+	 * the failed range instead would keep it, but the write that just
+	 * failed (ENOSPC, EIO) would most likely fail again.
+	 */
+	sp->cur_alloc = 0;
+	sp->cur_zeroed = 0;
+	return ftruncate(sp->cur_fd, (off_t)off) < 0 ? -errno : 0;
+}
+
+/*
+ * zero_ahead - in a preallocated segment, when the records of this commit
+ * end within ZERO_AHEAD / 2 of what was ever written, append ZERO_AHEAD
+ * bytes of zeros to the batch's iovecs (never past the preallocation).
+ * Returns where the zeros end (off when none are added).
+ */
+static uint64_t zero_ahead(struct spool *sp, size_t *niov, uint64_t off)
+{
+	static const char zeros[ZERO_BUF];
+	uint64_t end;
+
+	if (sp->cur_alloc == 0 || off >= sp->cur_alloc || off + ZERO_AHEAD / 2 <= sp->cur_zeroed)
+		return off;
+	end = off + ZERO_AHEAD < sp->cur_alloc ? off + ZERO_AHEAD : sp->cur_alloc;
+	for (uint64_t at = off; at < end; at += ZERO_BUF)
+		iov_push(sp, niov, (void *)zeros, end - at < ZERO_BUF ? (size_t)(end - at) : ZERO_BUF);
+	return end;
+}
+
 /*
  * batch_failed - the write or sync of a batch failed with rc: cut the file
  * back, fail the submissions, keep the state records for the next try.
@@ -470,7 +553,7 @@ static void batch_failed(struct spool *sp, struct spool_req *batch, int rc, uint
 
 	spool_stat_add(&sp->st_write_errors, 1);
 	spool_seg_name(seg->seq, name);
-	if (ftruncate(sp->cur_fd, (off_t)durable) < 0) {
+	if (spool_cut_back(sp, durable) < 0) {
 		REPORT(sp, "spool: segment=%s/%s cannot cut back to offset=%" PRIu64
 		       " after a write error: %s; starting a new segment", sp->dir, name,
 		       durable, strerror(errno));
@@ -588,6 +671,7 @@ static void commit(struct spool *sp)
 			iov_at = off;
 		}
 	}
+	uint64_t zeroed = rc == 0 ? zero_ahead(sp, &niov, off) : off;
 	if (rc == 0)
 		rc = write_all(sp->cur_fd, sp->iov, niov, iov_at);
 	if (rc == 0 && !sp->opts.no_sync) {
@@ -604,6 +688,10 @@ static void commit(struct spool *sp)
 		return;
 	}
 	seg->size = off;
+	if (zeroed > sp->cur_zeroed)
+		sp->cur_zeroed = zeroed;
+	if (off > sp->cur_zeroed)
+		sp->cur_zeroed = off;
 	spool_compact_applied(sp);
 
 	/*
@@ -1089,11 +1177,13 @@ void spool_stop(struct spool *sp)
 	if (sp->nsegs && cur_seg(sp)->size == SPOOL_SEG_HDR_SIZE && !sp->cur_broken) {
 		char name[SPOOL_SEG_NAME_SIZE];
 
+		sp->cur_alloc = 0;
 		close(sp->cur_fd);
 		sp->cur_fd = -1;
 		if (unlinkat(sp->dirfd, spool_seg_name(cur_seg(sp)->seq, name), 0) == 0)
 			sync_dir(sp);
 	}
+	seg_trim(sp);	/* a clean stop leaves no preallocated tail */
 	spool_free(sp);
 }
 

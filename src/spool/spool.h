@@ -63,6 +63,7 @@ typedef void (*spool_moved_fn)(void *ctx, impetus_id id, const struct envelope_l
 struct spool_options {
 	uint64_t segment_size;	/* start a new segment past this many bytes (default 64 MiB) */
 	bool no_sync;		/* benchmarks only: skip fdatasync (never in production) */
+	bool no_prealloc;	/* tests: do as on a file system without fallocate */
 	spool_report_fn report;	/* NULL: write the lines to stderr */
 	void *report_ctx;
 	/*

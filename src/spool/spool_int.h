@@ -119,6 +119,15 @@ struct spool {
 	size_t nsegs, capsegs;
 	int cur_fd;			/* write fd of segs[nsegs - 1], or -1 */
 	bool cur_broken;		/* cutting back failed: start a new segment first */
+	/*
+	 * Preallocation of the current segment (docs/spool.md, "Preallocated
+	 * segments"): the file was fallocated to cur_alloc bytes (0: it was
+	 * not, plain appends), and [0, cur_zeroed) holds records or zeros
+	 * already written and synced, so a commit below cur_zeroed changes no
+	 * metadata that fdatasync must write.
+	 */
+	uint64_t cur_alloc;
+	uint64_t cur_zeroed;
 	uint64_t next_seq;
 	struct spool_req *pend, **pend_tail;
 	size_t pend_count;
@@ -160,6 +169,13 @@ struct spool_seg *spool_seg_find(struct spool *sp, uint64_t seq);
  * (-EIO when in is shorter than len).
  */
 int spool_copy_range(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len);
+
+/*
+ * spool_cut_back - cut the current segment back to off after a failed
+ * write: ftruncate, which also ends its preallocation (the rest of that
+ * segment is written by plain appends). Spool thread. Returns 0 or -errno.
+ */
+int spool_cut_back(struct spool *sp, uint64_t off);
 
 /*
  * spool_commit_now - commit what is pending (and a compaction step); with
