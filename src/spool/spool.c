@@ -28,6 +28,12 @@
  * changes only when they are durable, so no segment goes before the
  * MESSAGE_DONE that frees it is on disk.
  *
+ * Batch wait: a commit that would hold exactly one message, while
+ * messages have been arriving at least every batch_wait_us on average,
+ * waits up to batch_wait_us (a timerfd) for a second one; the second
+ * message, or any commit for another reason, ends the wait at once. The
+ * answer still goes out only after the fdatasync.
+ *
  * Preallocation: a segment is fallocated to its full size when it is
  * created, so its i_size never changes while records are appended, and
  * each commit that comes within ZERO_AHEAD / 2 of the end of what was
@@ -56,6 +62,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -76,6 +83,7 @@
 #define BATCH_MAX_RECORDS 4096u		/* ... or this many records */
 #define RETRY_SECONDS 1			/* retry kept state records after a failed batch */
 #define STATE_FLUSH_MS 1000u		/* default bound on how long state records wait for a batch */
+#define GAP_MAX_US 1000000		/* one idle pause moves the arrival average at most this */
 #define LOCK_NAME "lock"
 #define COPY_CHUNK (1u << 20)		/* bounce buffer when copy_file_range cannot copy */
 #define ZERO_AHEAD (1u << 20)		/* zeros written ahead of the records in a preallocated segment */
@@ -609,6 +617,12 @@ static void commit(struct spool *sp)
 		evtimer_del(sp->flush_ev);
 		sp->flush_armed = false;
 	}
+	if (sp->waiting) {
+		struct itimerspec disarm = { { 0, 0 }, { 0, 0 } };
+
+		(void)timerfd_settime(sp->wait_fd, 0, &disarm, NULL);
+		sp->waiting = false;
+	}
 
 	if (sp->cur_broken || sp->cur_fd < 0) {
 		rc = seg_create(sp);
@@ -766,14 +780,39 @@ void spool_commit_now(struct spool *sp)
 }
 
 /*
+ * wait_for_more - a lone message while messages keep coming: arm the
+ * batch wait instead of committing. Returns false when it should commit
+ * now (waiting off, arrivals too sparse, or the timer cannot be armed).
+ */
+static bool wait_for_more(struct spool *sp)
+{
+	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+	uint32_t us = sp->opts.batch_wait_us;
+
+	if (sp->waiting)
+		return true;		/* armed already; more state records came */
+	if (us == 0 || sp->wait_fd < 0 || sp->gap_us > (int64_t)us || spool_compact_due(sp))
+		return false;
+	its.it_value.tv_sec = us / 1000000;
+	its.it_value.tv_nsec = (long)(us % 1000000) * 1000;
+	if (timerfd_settime(sp->wait_fd, 0, &its, NULL) < 0)
+		return false;
+	sp->waiting = true;
+	return true;
+}
+
+/*
  * on_drain - the loop ran every post it had: commit them as one batch,
  * unless nothing in it waits for an answer. State records alone are left
- * for the next message batch, with the flush timer as the bound.
+ * for the next message batch, with the flush timer as the bound; a lone
+ * message may wait a bounded time for company (wait_for_more).
  */
 static void on_drain(void *arg)
 {
 	struct spool *sp = arg;
 
+	if (sp->pend_msgs == 1 && wait_for_more(sp))
+		return;
 	if (sp->pend_msgs == 0 && !spool_compact_due(sp)) {
 		if (sp->pend && !sp->flush_armed && sp->flush_ev) {
 			uint32_t ms = sp->opts.state_flush_ms;
@@ -784,6 +823,20 @@ static void on_drain(void *arg)
 		}
 		return;
 	}
+	commit(sp);
+}
+
+/* on_wait - the batch wait ran out with one message: commit it. */
+static void on_wait(evutil_socket_t fd, short what, void *arg)
+{
+	struct spool *sp = arg;
+	uint64_t n;
+
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return;
+	if (!sp->waiting)
+		return;		/* a commit already took the message */
+	sp->waiting = false;
 	commit(sp);
 }
 
@@ -814,6 +867,15 @@ void spool_on_enqueue(void *arg)
 	*sp->pend_tail = req;
 	sp->pend_tail = &req->next;
 	sp->pend_count++;
+	if (req->type == SPOOL_REC_MESSAGE && sp->opts.batch_wait_us) {
+		/* How often messages come: the batch wait's "more are arriving". */
+		int64_t now = histo_now_us(), gap = now - sp->last_msg_us;
+
+		if (gap > GAP_MAX_US || gap < 0)
+			gap = GAP_MAX_US;
+		sp->gap_us += (gap - sp->gap_us) / 8;
+		sp->last_msg_us = now;
+	}
 	sp->pend_msgs += req->type == SPOOL_REC_MESSAGE;
 	sp->pend_bytes += req->rec.len + (req->msg ? envelope_body_len(req->msg) : 0);
 	/* Bound a batch's memory and latency even if the inbox never runs dry. */
@@ -983,6 +1045,10 @@ static void spool_free(struct spool *sp)
 		event_free(sp->retry_ev);
 	if (sp->flush_ev)
 		event_free(sp->flush_ev);
+	if (sp->wait_ev)
+		event_free(sp->wait_ev);
+	if (sp->wait_fd >= 0)
+		close(sp->wait_fd);
 	if (sp->loop)
 		loop_free(sp->loop);
 	spool_reader_fini(&sp->reader);
@@ -1067,7 +1133,8 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 	int rc;
 
 	sp->dir = xstrdup(dir);
-	sp->dirfd = sp->lockfd = sp->cur_fd = -1;
+	sp->dirfd = sp->lockfd = sp->cur_fd = sp->wait_fd = -1;
+	sp->gap_us = GAP_MAX_US;
 	histo_init(&sp->h_commit_messages, commit_message_bounds,
 		   sizeof(commit_message_bounds) / sizeof(commit_message_bounds[0]));
 	histo_init(&sp->h_fsync_us, fsync_us_bounds,
@@ -1130,6 +1197,15 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 	loop_set_drain_hook(sp->loop, on_drain, sp);
 	sp->retry_ev = evtimer_new(loop_base(sp->loop), on_retry, sp);
 	sp->flush_ev = evtimer_new(loop_base(sp->loop), on_flush, sp);
+	if (sp->opts.batch_wait_us) {
+		/* No timerfd: no batch wait (every commit goes at once, as before). */
+		sp->wait_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (sp->wait_fd >= 0) {
+			sp->wait_ev = event_new(loop_base(sp->loop), sp->wait_fd,
+						EV_READ | EV_PERSIST, on_wait, sp);
+			event_add(sp->wait_ev, NULL);
+		}
+	}
 	spool_compact_start(sp);
 	return sp;
 fail:

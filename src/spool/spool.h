@@ -79,6 +79,12 @@ struct spool_options {
 	 * committed on their own; 0 = the default, 1000 ms.
 	 */
 	uint32_t state_flush_ms;
+	/*
+	 * Spool_Batch_Wait: when a commit would hold exactly one message and
+	 * messages have been arriving at least this often, wait up to this
+	 * many microseconds for more to share its fdatasync. 0 = never wait.
+	 */
+	uint32_t batch_wait_us;
 	spool_moved_fn moved;	/* NULL: nobody holds locations; moves need no ack */
 	struct loop *moved_loop;
 	void *moved_ctx;

@@ -140,6 +140,17 @@ struct spool {
 	 */
 	struct event *flush_ev;
 	bool flush_armed;
+	/*
+	 * Bounded batch wait (opts.batch_wait_us): a timerfd, because
+	 * libevent's own timers on epoll wait in whole milliseconds. waiting:
+	 * it is armed for a lone message. gap_us: moving average of the time
+	 * between two messages arriving, to tell whether more are coming.
+	 */
+	int wait_fd;
+	struct event *wait_ev;
+	bool waiting;
+	int64_t last_msg_us;
+	int64_t gap_us;
 	struct spool_idmap live;	/* id -> struct live */
 	struct iovec *iov;
 	size_t iovcap;

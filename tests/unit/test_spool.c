@@ -998,6 +998,62 @@ out:
 	remove_dir(dir);
 }
 
+/* ==================== bounded batch wait ==================== */
+
+/*
+ * test_batch_wait - with messages arriving often, a lone message waits
+ * (up to batch_wait_us) for a second one to share its fdatasync, and the
+ * second ends the wait: two messages, one commit. A lone message with
+ * nobody following is still answered, once the wait ran out.
+ */
+static void test_batch_wait(void)
+{
+	enum { PRIME = 60 };
+	char *dir = make_dir();
+	struct spool_options o = { .batch_wait_us = 50000 };
+	struct envelope *sent[PRIME], *m[2];
+	struct spool_stats st0, st;
+	struct str err = STR_INIT;
+	struct waiter w;
+	struct spool *sp;
+	int64_t t0;
+
+	waiter_init(&w);
+	sp = spool_open(dir, &o, NULL, NULL, &err);
+	CHECK(sp != NULL);
+	if (sp == NULL)
+		goto out;
+	CHECK_INTEQ(spool_start(sp), 0);
+	/* Many at once: the arrival average drops far below the wait. */
+	submit_n(sp, &w, 0, PRIME, 300, sent);
+	spool_get_stats(sp, &st0);
+
+	/* One, then another 2 ms later: both ride one commit. */
+	m[0] = make_msg(100, 1, 300);
+	m[1] = make_msg(101, 1, 300);
+	spool_submit(sp, m[0], w.loop, on_done, &w);
+	usleep(2000);
+	spool_submit(sp, m[1], w.loop, on_done, &w);
+	waiter_wait(&w, PRIME + 2);
+	spool_get_stats(sp, &st);
+	CHECK_INTEQ(st.records, st0.records + 2);
+	CHECK_INTEQ(st.batches, st0.batches + 1);
+	CHECK(find_result(&w, m[0]->id) && find_result(&w, m[0]->id)->err == 0);
+
+	/* Alone: answered after the wait ran out, durable like any other. */
+	t0 = histo_now_us();
+	submit_n(sp, &w, 102, 1, 300, m);
+	CHECK(histo_now_us() - t0 >= 45000);
+	spool_get_stats(sp, &st0);
+	CHECK_INTEQ(st0.batches, st.batches + 1);
+	CHECK_INTEQ(st0.records, st.records + 1);
+	spool_stop(sp);
+out:
+	str_free(&err);
+	waiter_fini(&w);
+	remove_dir(dir);
+}
+
 /* ==================== body parts in a file ==================== */
 
 /*
@@ -2206,6 +2262,7 @@ int main(void)
 	test_file_body();
 	test_failed_stays_live();
 	test_state_rides();
+	test_batch_wait();
 	test_torn_tail();
 	test_flipped_last();
 	test_flipped_middle();
