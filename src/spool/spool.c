@@ -20,13 +20,16 @@
  * by the disk, not by the message rate.
  *
  * Syncs are earned by messages: a batch with no MESSAGE record (only
- * delivery-state records, which nobody waits on) is not committed by the
- * drain hook. It stays pending, rides with the next message batch, and a
- * timer (state_flush_ms, 1 s) commits it when no message comes. Losing
- * such records in a crash only means a recipient is tried again
- * (at-least-once); the live index, and with it reclaiming and compaction,
- * changes only when they are durable, so no segment goes before the
- * MESSAGE_DONE that frees it is on disk.
+ * delivery-state records: RCPT_STATE, RCPT_RETRY, MESSAGE_DONE, which
+ * nobody waits on) is not committed by the drain hook. It stays pending,
+ * rides with the next message batch, and a timer (state_flush_ms, 1 s)
+ * commits it when no message comes. Losing such records in a crash only
+ * means a recipient is tried again (at-least-once); the live index, and
+ * with it reclaiming and compaction, changes only when they are durable,
+ * so no segment goes before the MESSAGE_DONE that frees it is on disk.
+ * A BINDING record still commits at once: it is a module's policy
+ * decision (where the message may go out), not an outcome that can
+ * safely be redone, and it is rare.
  *
  * Batch wait: a commit that would hold exactly one message, while
  * messages have been arriving at least every batch_wait_us on average,
@@ -611,6 +614,7 @@ static void commit(struct spool *sp)
 	sp->pend_tail = &sp->pend;
 	sp->pend_count = 0;
 	sp->pend_msgs = 0;
+	sp->pend_urgent = 0;
 	sp->pend_bytes = 0;
 	if (sp->flush_armed) {
 		/* The state records it waited for are in this batch. */
@@ -803,9 +807,9 @@ static bool wait_for_more(struct spool *sp)
 
 /*
  * on_drain - the loop ran every post it had: commit them as one batch,
- * unless nothing in it waits for an answer. State records alone are left
- * for the next message batch, with the flush timer as the bound; a lone
- * message may wait a bounded time for company (wait_for_more).
+ * unless it holds only delivery-state records: those are left for the
+ * next message batch, with the flush timer as the bound. A lone message
+ * may wait a bounded time for company (wait_for_more).
  */
 static void on_drain(void *arg)
 {
@@ -813,7 +817,7 @@ static void on_drain(void *arg)
 
 	if (sp->pend_msgs == 1 && wait_for_more(sp))
 		return;
-	if (sp->pend_msgs == 0 && !spool_compact_due(sp)) {
+	if (sp->pend_urgent == 0 && !spool_compact_due(sp)) {
 		if (sp->pend && !sp->flush_armed && sp->flush_ev) {
 			uint32_t ms = sp->opts.state_flush_ms;
 			struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
@@ -877,6 +881,7 @@ void spool_on_enqueue(void *arg)
 		sp->last_msg_us = now;
 	}
 	sp->pend_msgs += req->type == SPOOL_REC_MESSAGE;
+	sp->pend_urgent += req->type == SPOOL_REC_MESSAGE || req->type == SPOOL_REC_BINDING;
 	sp->pend_bytes += req->rec.len + (req->msg ? envelope_body_len(req->msg) : 0);
 	/* Bound a batch's memory and latency even if the inbox never runs dry. */
 	if (sp->pend_bytes >= BATCH_MAX_BYTES || sp->pend_count >= BATCH_MAX_RECORDS)

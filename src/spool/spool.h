@@ -74,7 +74,7 @@ struct spool_options {
 	 */
 	uint32_t compact_threshold;
 	/*
-	 * State records (RCPT_STATE, RCPT_RETRY, MESSAGE_DONE, BINDING) wait
+	 * Delivery-state records (RCPT_STATE, RCPT_RETRY, MESSAGE_DONE) wait
 	 * at most this long for a message batch to ride with before they are
 	 * committed on their own; 0 = the default, 1000 ms.
 	 */
@@ -151,7 +151,8 @@ void spool_message_done(struct spool *sp, impetus_id id);
  * spool_binding - the message now goes out through binding (group
  * binding_group; "" for the default binding / no group): a BINDING
  * record, applied by recovery and carried by compaction. Any thread,
- * fire-and-forget like the records above.
+ * fire-and-forget like the records above, but committed at once like a
+ * message: a rebind is a policy decision, not an outcome to redo.
  */
 void spool_binding(struct spool *sp, impetus_id id, const char *binding,
 		   const char *binding_group);

@@ -132,6 +132,7 @@ struct spool {
 	struct spool_req *pend, **pend_tail;
 	size_t pend_count;
 	size_t pend_msgs;		/* MESSAGE records in pend: someone waits for a 250 */
+	size_t pend_urgent;		/* records in pend that commit at once (MESSAGE, BINDING) */
 	uint64_t pend_bytes;
 	/*
 	 * State records alone do not commit (docs/spool.md, "Writing: the

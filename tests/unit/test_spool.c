@@ -998,6 +998,50 @@ out:
 	remove_dir(dir);
 }
 
+/*
+ * test_binding_commits - a BINDING record (a module's rebind) does not
+ * wait for a message batch: with the flush timer a minute away it is
+ * committed at once, and the state record pending before it rides along.
+ */
+static void test_binding_commits(void)
+{
+	char *dir = make_dir();
+	struct spool_options o = { .state_flush_ms = 60000 };
+	struct envelope *sent[1];
+	struct recovered rec = { 0 };
+	struct spool_stats st;
+	struct str err = STR_INIT;
+	struct waiter w;
+	struct spool *sp;
+
+	waiter_init(&w);
+	sp = spool_open(dir, &o, NULL, NULL, &err);
+	CHECK(sp != NULL);
+	if (sp == NULL)
+		goto out;
+	CHECK_INTEQ(spool_start(sp), 0);
+	submit_n(sp, &w, 0, 1, 200, sent);
+	spool_get_stats(sp, &st);
+	spool_rcpt_retry(sp, sent[0]->id, 1, 2, 1795480000);
+	spool_binding(sp, sent[0]->id, "moved", "grp");
+	wait_records(sp, st.records + 2);
+	spool_get_stats(sp, &st);
+	CHECK_INTEQ(st.records, 3);
+	spool_stop(sp);
+	sp = open_spool(dir, 0, &rec, NULL);
+	CHECK_INTEQ(rec.n, 1);
+	if (rec.n == 1) {
+		CHECK(str_eq_null(rec.v[0]->binding, "moved"));
+		CHECK_INTEQ(rec.v[0]->rcpts[1].retries, 2);
+	}
+	spool_stop(sp);
+out:
+	rec_free(&rec);
+	str_free(&err);
+	waiter_fini(&w);
+	remove_dir(dir);
+}
+
 /* ==================== bounded batch wait ==================== */
 
 /*
@@ -2262,6 +2306,7 @@ int main(void)
 	test_file_body();
 	test_failed_stays_live();
 	test_state_rides();
+	test_binding_commits();
 	test_batch_wait();
 	test_torn_tail();
 	test_flipped_last();
