@@ -542,6 +542,7 @@ int main(int argc, char **argv)
 	so.report = on_spool_report;
 	so.segment_size = (uint64_t)conf_int(d.conf, CONF_OPT_SPOOL_SEGMENT_SIZE);
 	so.compact_threshold = (uint32_t)conf_int(d.conf, CONF_OPT_SPOOL_COMPACTION_THRESHOLD);
+	so.batch_wait_us = (uint32_t)conf_int(d.conf, CONF_OPT_SPOOL_BATCH_WAIT);
 	so.moved = on_spool_moved;
 	so.moved_loop = d.scheduler;
 	so.moved_ctx = &d;

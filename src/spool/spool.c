@@ -19,6 +19,34 @@
  * become the next batch, so the number of syncs per second stays bounded
  * by the disk, not by the message rate.
  *
+ * Syncs are earned by messages: a batch with no MESSAGE record (only
+ * delivery-state records: RCPT_STATE, RCPT_RETRY, MESSAGE_DONE, which
+ * nobody waits on) is not committed by the drain hook. It stays pending,
+ * rides with the next message batch, and a timer (state_flush_ms, 1 s)
+ * commits it when no message comes. Losing such records in a crash only
+ * means a recipient is tried again (at-least-once); the live index, and
+ * with it reclaiming and compaction, changes only when they are durable,
+ * so no segment goes before the MESSAGE_DONE that frees it is on disk.
+ * A BINDING record still commits at once: it is a module's policy
+ * decision (where the message may go out), not an outcome that can
+ * safely be redone, and it is rare.
+ *
+ * Batch wait: a commit that would hold exactly one message, while
+ * messages have been arriving at least every batch_wait_us on average,
+ * waits up to batch_wait_us (a timerfd) for a second one; the second
+ * message, or any commit for another reason, ends the wait at once. The
+ * answer still goes out only after the fdatasync.
+ *
+ * Preallocation: a segment is fallocated to its full size when it is
+ * created, so its i_size never changes while records are appended, and
+ * each commit that comes within ZERO_AHEAD / 2 of the end of what was
+ * ever written also writes ZERO_AHEAD bytes of zeros after its records
+ * (in the same pwritev, synced by the same fdatasync). Later commits then
+ * overwrite blocks that are allocated *and written*: fdatasync has no
+ * extent to convert and no size to log, only the data to flush. Recovery
+ * takes a tail of zeros as the end of the data (spool_replay.c). A file
+ * system without fallocate gets plain appends, as before.
+ *
  * Failure: a write or sync error fails every MESSAGE of the batch with the
  * negative errno, cuts the file back to its last durable length and keeps
  * the (answer-less) state records for the next attempt, which a one-second
@@ -37,6 +65,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -56,8 +85,12 @@
 #define BATCH_MAX_BYTES (8u << 20)	/* commit early past this much pending data */
 #define BATCH_MAX_RECORDS 4096u		/* ... or this many records */
 #define RETRY_SECONDS 1			/* retry kept state records after a failed batch */
+#define STATE_FLUSH_MS 1000u		/* default bound on how long state records wait for a batch */
+#define GAP_MAX_US 1000000		/* one idle pause moves the arrival average at most this */
 #define LOCK_NAME "lock"
 #define COPY_CHUNK (1u << 20)		/* bounce buffer when copy_file_range cannot copy */
+#define ZERO_AHEAD (1u << 20)		/* zeros written ahead of the records in a preallocated segment */
+#define ZERO_BUF (64u << 10)		/* one static buffer of zeros, referenced ZERO_AHEAD / ZERO_BUF times */
 
 #define REPORT(sp, ...) SPOOL_REPORT(sp, __VA_ARGS__)
 
@@ -126,6 +159,41 @@ static int sync_dir(struct spool *sp)
 }
 
 /*
+ * seg_trim - the current segment is finished (rotation, stop): give back
+ * its preallocated tail. Not synced: after a crash recovery finds the
+ * zeros instead and takes them as the end of the data.
+ */
+static void seg_trim(struct spool *sp)
+{
+	if (sp->cur_fd < 0 || sp->cur_broken || sp->cur_alloc == 0 || sp->nsegs == 0)
+		return;
+	if (cur_seg(sp)->size < sp->cur_alloc || cur_seg(sp)->size < sp->cur_zeroed)
+		(void)ftruncate(sp->cur_fd, (off_t)cur_seg(sp)->size);
+	sp->cur_alloc = sp->cur_zeroed = 0;
+}
+
+/*
+ * seg_prealloc - allocate the whole segment of a new file (fd, header
+ * written) so appends never change its size. Returns the allocated size,
+ * or 0 when the file system cannot (EOPNOTSUPP: plain appends, as before)
+ * or has no room for all of it (the records may still fit; a write error
+ * will say so when they do not).
+ */
+static uint64_t seg_prealloc(struct spool *sp, int fd)
+{
+	uint64_t len = sp->opts.segment_size;
+
+	if (len <= SPOOL_SEG_HDR_SIZE || sp->opts.no_prealloc)
+		return 0;
+	if (fallocate(fd, 0, 0, (off_t)len) == 0)
+		return len;
+	/* A failed fallocate may have allocated part of it: back to the header. */
+	if (errno != EOPNOTSUPP && errno != ENOSYS)
+		(void)ftruncate(fd, SPOOL_SEG_HDR_SIZE);
+	return 0;
+}
+
+/*
  * seg_create - start a new segment and make it the one written to. The
  * directory is synced before any record goes in, so an acknowledged
  * record can never sit in a file whose name was lost.
@@ -134,7 +202,7 @@ static int seg_create(struct spool *sp)
 {
 	char name[SPOOL_SEG_NAME_SIZE];
 	uint8_t hdr[SPOOL_SEG_HDR_SIZE];
-	uint64_t seq = sp->next_seq;
+	uint64_t seq = sp->next_seq, alloc = 0;
 	int fd, rc;
 
 	spool_seg_name(seq, name);
@@ -144,12 +212,17 @@ static int seg_create(struct spool *sp)
 	spool_seg_header(seq, hdr);
 	rc = fs_pwrite_all(fd, hdr, sizeof(hdr), 0);
 	if (rc == 0)
+		alloc = seg_prealloc(sp, fd);
+	if (rc == 0)
 		rc = sync_dir(sp);
 	if (rc < 0) {
 		close(fd);
 		unlinkat(sp->dirfd, name, 0);
 		return rc;
 	}
+	seg_trim(sp);
+	sp->cur_alloc = alloc;
+	sp->cur_zeroed = SPOOL_SEG_HDR_SIZE;
 	sp->next_seq++;
 	if (sp->nsegs == sp->capsegs) {
 		sp->capsegs = sp->capsegs ? sp->capsegs * 2 : 16;
@@ -448,6 +521,37 @@ static void iov_push(struct spool *sp, size_t *n, void *p, size_t len)
 	(*n)++;
 }
 
+int spool_cut_back(struct spool *sp, uint64_t off)
+{
+	/*
+	 * The cut also drops the preallocated space. Writing zeros back over
+	 * the failed range instead would keep it, but the write that just
+	 * failed (ENOSPC, EIO) would most likely fail again.
+	 */
+	sp->cur_alloc = 0;
+	sp->cur_zeroed = 0;
+	return ftruncate(sp->cur_fd, (off_t)off) < 0 ? -errno : 0;
+}
+
+/*
+ * zero_ahead - in a preallocated segment, when the records of this commit
+ * end within ZERO_AHEAD / 2 of what was ever written, append ZERO_AHEAD
+ * bytes of zeros to the batch's iovecs (never past the preallocation).
+ * Returns where the zeros end (off when none are added).
+ */
+static uint64_t zero_ahead(struct spool *sp, size_t *niov, uint64_t off)
+{
+	static const char zeros[ZERO_BUF];
+	uint64_t end;
+
+	if (sp->cur_alloc == 0 || off >= sp->cur_alloc || off + ZERO_AHEAD / 2 <= sp->cur_zeroed)
+		return off;
+	end = off + ZERO_AHEAD < sp->cur_alloc ? off + ZERO_AHEAD : sp->cur_alloc;
+	for (uint64_t at = off; at < end; at += ZERO_BUF)
+		iov_push(sp, niov, (void *)zeros, end - at < ZERO_BUF ? (size_t)(end - at) : ZERO_BUF);
+	return end;
+}
+
 /*
  * batch_failed - the write or sync of a batch failed with rc: cut the file
  * back, fail the submissions, keep the state records for the next try.
@@ -461,7 +565,7 @@ static void batch_failed(struct spool *sp, struct spool_req *batch, int rc, uint
 
 	spool_stat_add(&sp->st_write_errors, 1);
 	spool_seg_name(seg->seq, name);
-	if (ftruncate(sp->cur_fd, (off_t)durable) < 0) {
+	if (spool_cut_back(sp, durable) < 0) {
 		REPORT(sp, "spool: segment=%s/%s cannot cut back to offset=%" PRIu64
 		       " after a write error: %s; starting a new segment", sp->dir, name,
 		       durable, strerror(errno));
@@ -510,7 +614,20 @@ static void commit(struct spool *sp)
 	sp->pend = NULL;
 	sp->pend_tail = &sp->pend;
 	sp->pend_count = 0;
+	sp->pend_msgs = 0;
+	sp->pend_urgent = 0;
 	sp->pend_bytes = 0;
+	if (sp->flush_armed) {
+		/* The state records it waited for are in this batch. */
+		evtimer_del(sp->flush_ev);
+		sp->flush_armed = false;
+	}
+	if (sp->waiting) {
+		struct itimerspec disarm = { { 0, 0 }, { 0, 0 } };
+
+		(void)timerfd_settime(sp->wait_fd, 0, &disarm, NULL);
+		sp->waiting = false;
+	}
 
 	if (sp->cur_broken || sp->cur_fd < 0) {
 		rc = seg_create(sp);
@@ -573,6 +690,7 @@ static void commit(struct spool *sp)
 			iov_at = off;
 		}
 	}
+	uint64_t zeroed = rc == 0 ? zero_ahead(sp, &niov, off) : off;
 	if (rc == 0)
 		rc = write_all(sp->cur_fd, sp->iov, niov, iov_at);
 	if (rc == 0 && !sp->opts.no_sync) {
@@ -589,6 +707,10 @@ static void commit(struct spool *sp)
 		return;
 	}
 	seg->size = off;
+	if (zeroed > sp->cur_zeroed)
+		sp->cur_zeroed = zeroed;
+	if (off > sp->cur_zeroed)
+		sp->cur_zeroed = off;
 	spool_compact_applied(sp);
 
 	/*
@@ -664,10 +786,74 @@ void spool_commit_now(struct spool *sp)
 	spool_compact_plan(sp);
 }
 
-/* on_drain - the loop ran every post it had: commit them as one batch. */
+/*
+ * wait_for_more - a lone message while messages keep coming: arm the
+ * batch wait instead of committing. Returns false when it should commit
+ * now (waiting off, arrivals too sparse, or the timer cannot be armed).
+ */
+static bool wait_for_more(struct spool *sp)
+{
+	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+	uint32_t us = sp->opts.batch_wait_us;
+
+	if (sp->waiting)
+		return true;		/* armed already; more state records came */
+	if (us == 0 || sp->wait_fd < 0 || sp->gap_us > (int64_t)us || spool_compact_due(sp))
+		return false;
+	its.it_value.tv_sec = us / 1000000;
+	its.it_value.tv_nsec = (long)(us % 1000000) * 1000;
+	if (timerfd_settime(sp->wait_fd, 0, &its, NULL) < 0)
+		return false;
+	sp->waiting = true;
+	return true;
+}
+
+/*
+ * on_drain - the loop ran every post it had: commit them as one batch,
+ * unless it holds only delivery-state records: those are left for the
+ * next message batch, with the flush timer as the bound. A lone message
+ * may wait a bounded time for company (wait_for_more).
+ */
 static void on_drain(void *arg)
 {
-	commit(arg);
+	struct spool *sp = arg;
+
+	if (sp->pend_msgs == 1 && wait_for_more(sp))
+		return;
+	if (sp->pend_urgent == 0 && !spool_compact_due(sp)) {
+		if (sp->pend && !sp->flush_armed && sp->flush_ev) {
+			uint32_t ms = sp->opts.state_flush_ms;
+			struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+			evtimer_add(sp->flush_ev, &tv);
+			sp->flush_armed = true;
+		}
+		return;
+	}
+	commit(sp);
+}
+
+/* on_wait - the batch wait ran out with one message: commit it. */
+static void on_wait(evutil_socket_t fd, short what, void *arg)
+{
+	struct spool *sp = arg;
+	uint64_t n;
+
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return;
+	if (!sp->waiting)
+		return;		/* a commit already took the message */
+	sp->waiting = false;
+	commit(sp);
+}
+
+/* on_flush - state records waited state_flush_ms and no message came: commit them. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct spool *sp = arg;
+
+	sp->flush_armed = false;
+	commit(sp);
 }
 
 /* on_retry - kept state records after a failed batch, and nothing else came. */
@@ -688,6 +874,17 @@ void spool_on_enqueue(void *arg)
 	*sp->pend_tail = req;
 	sp->pend_tail = &req->next;
 	sp->pend_count++;
+	if (req->type == SPOOL_REC_MESSAGE && sp->opts.batch_wait_us) {
+		/* How often messages come: the batch wait's "more are arriving". */
+		int64_t now = histo_now_us(), gap = now - sp->last_msg_us;
+
+		if (gap > GAP_MAX_US || gap < 0)
+			gap = GAP_MAX_US;
+		sp->gap_us += (gap - sp->gap_us) / 8;
+		sp->last_msg_us = now;
+	}
+	sp->pend_msgs += req->type == SPOOL_REC_MESSAGE;
+	sp->pend_urgent += req->type == SPOOL_REC_MESSAGE || req->type == SPOOL_REC_BINDING;
 	sp->pend_bytes += req->rec.len + (req->msg ? envelope_body_len(req->msg) : 0);
 	/* Bound a batch's memory and latency even if the inbox never runs dry. */
 	if (sp->pend_bytes >= BATCH_MAX_BYTES || sp->pend_count >= BATCH_MAX_RECORDS)
@@ -862,6 +1059,12 @@ static void spool_free(struct spool *sp)
 	}
 	if (sp->retry_ev)
 		event_free(sp->retry_ev);
+	if (sp->flush_ev)
+		event_free(sp->flush_ev);
+	if (sp->wait_ev)
+		event_free(sp->wait_ev);
+	if (sp->wait_fd >= 0)
+		close(sp->wait_fd);
 	if (sp->loop)
 		loop_free(sp->loop);
 	spool_reader_fini(&sp->reader);
@@ -946,7 +1149,8 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 	int rc;
 
 	sp->dir = xstrdup(dir);
-	sp->dirfd = sp->lockfd = sp->cur_fd = -1;
+	sp->dirfd = sp->lockfd = sp->cur_fd = sp->wait_fd = -1;
+	sp->gap_us = GAP_MAX_US;
 	histo_init(&sp->h_commit_messages, commit_message_bounds,
 		   sizeof(commit_message_bounds) / sizeof(commit_message_bounds[0]));
 	histo_init(&sp->h_fsync_us, fsync_us_bounds,
@@ -955,6 +1159,8 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 		sp->opts = *opts;
 	if (sp->opts.segment_size == 0)
 		sp->opts.segment_size = DEFAULT_SEGMENT_SIZE;
+	if (sp->opts.state_flush_ms == 0)
+		sp->opts.state_flush_ms = STATE_FLUSH_MS;
 	sp->pend_tail = &sp->pend;
 	spool_idmap_init(&sp->live);
 	spool_compact_init(sp);
@@ -1006,6 +1212,16 @@ struct spool *spool_open(const char *dir, const struct spool_options *opts,
 	sp->loop = loop_new("spool", MSGS_SPOOL);
 	loop_set_drain_hook(sp->loop, on_drain, sp);
 	sp->retry_ev = evtimer_new(loop_base(sp->loop), on_retry, sp);
+	sp->flush_ev = evtimer_new(loop_base(sp->loop), on_flush, sp);
+	if (sp->opts.batch_wait_us) {
+		/* No timerfd: no batch wait (every commit goes at once, as before). */
+		sp->wait_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (sp->wait_fd >= 0) {
+			sp->wait_ev = event_new(loop_base(sp->loop), sp->wait_fd,
+						EV_READ | EV_PERSIST, on_wait, sp);
+			event_add(sp->wait_ev, NULL);
+		}
+	}
 	spool_compact_start(sp);
 	return sp;
 fail:
@@ -1053,11 +1269,13 @@ void spool_stop(struct spool *sp)
 	if (sp->nsegs && cur_seg(sp)->size == SPOOL_SEG_HDR_SIZE && !sp->cur_broken) {
 		char name[SPOOL_SEG_NAME_SIZE];
 
+		sp->cur_alloc = 0;
 		close(sp->cur_fd);
 		sp->cur_fd = -1;
 		if (unlinkat(sp->dirfd, spool_seg_name(cur_seg(sp)->seq, name), 0) == 0)
 			sync_dir(sp);
 	}
+	seg_trim(sp);	/* a clean stop leaves no preallocated tail */
 	spool_free(sp);
 }
 

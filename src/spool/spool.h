@@ -63,6 +63,7 @@ typedef void (*spool_moved_fn)(void *ctx, impetus_id id, const struct envelope_l
 struct spool_options {
 	uint64_t segment_size;	/* start a new segment past this many bytes (default 64 MiB) */
 	bool no_sync;		/* benchmarks only: skip fdatasync (never in production) */
+	bool no_prealloc;	/* tests: do as on a file system without fallocate */
 	spool_report_fn report;	/* NULL: write the lines to stderr */
 	void *report_ctx;
 	/*
@@ -72,6 +73,18 @@ struct spool_options {
 	 * the bytes that moving them frees.
 	 */
 	uint32_t compact_threshold;
+	/*
+	 * Delivery-state records (RCPT_STATE, RCPT_RETRY, MESSAGE_DONE) wait
+	 * at most this long for a message batch to ride with before they are
+	 * committed on their own; 0 = the default, 1000 ms.
+	 */
+	uint32_t state_flush_ms;
+	/*
+	 * Spool_Batch_Wait: when a commit would hold exactly one message and
+	 * messages have been arriving at least this often, wait up to this
+	 * many microseconds for more to share its fdatasync. 0 = never wait.
+	 */
+	uint32_t batch_wait_us;
 	spool_moved_fn moved;	/* NULL: nobody holds locations; moves need no ack */
 	struct loop *moved_loop;
 	void *moved_ctx;
@@ -120,8 +133,12 @@ void spool_submit(struct spool *sp, struct envelope *msg,
 int spool_tmpfile(struct spool *sp);
 
 /*
- * Later state changes, any thread, fire-and-forget (they ride the next
- * group commit; a crash before it means at-least-once delivery):
+ * Later state changes, any thread, fire-and-forget. They never force a
+ * sync of their own: they ride the next commit of a message, or a timer
+ * commits them after opts.state_flush_ms (1 s). A crash before that
+ * loses them, which means at-least-once delivery (the recipient is tried
+ * again), never loss. The spool's own index (liveness, reclaiming,
+ * compaction) changes only once they are durable. In order:
  * a recipient reached a final state; the retry schedule of a recipient
  * changed; the whole message is finished (its space becomes reclaimable).
  */
@@ -134,7 +151,8 @@ void spool_message_done(struct spool *sp, impetus_id id);
  * spool_binding - the message now goes out through binding (group
  * binding_group; "" for the default binding / no group): a BINDING
  * record, applied by recovery and carried by compaction. Any thread,
- * fire-and-forget like the records above.
+ * fire-and-forget like the records above, but committed at once like a
+ * message: a rebind is a policy decision, not an outcome to redo.
  */
 void spool_binding(struct spool *sp, impetus_id id, const char *binding,
 		   const char *binding_group);

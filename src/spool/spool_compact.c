@@ -248,12 +248,6 @@ out:
 	return rc;
 }
 
-/* cut_back - remove a failed copy from the end of the current segment. */
-static int cut_back(struct spool *sp, uint64_t off)
-{
-	return ftruncate(sp->cur_fd, (off_t)off) < 0 ? -errno : 0;
-}
-
 #define RELOCATE_LATER 2	/* relocate: the copy failed on our side; same message next step */
 
 /*
@@ -298,7 +292,7 @@ static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *o
 		rc = spool_copy_range(c->vfd, l->loc.offset, sp->cur_fd, *off + rec.len,
 				      l->loc.length);
 	if (rc < 0) {
-		int crc = cut_back(sp, *off);
+		int crc = spool_cut_back(sp, *off);
 
 		SPOOL_REPORT(sp, "spool: %s relocation to segment=%s/%s offset=%" PRIu64
 			     " failed: %s; will try again", id_format(it->id, idbuf), sp->dir,

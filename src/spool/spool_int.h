@@ -119,10 +119,39 @@ struct spool {
 	size_t nsegs, capsegs;
 	int cur_fd;			/* write fd of segs[nsegs - 1], or -1 */
 	bool cur_broken;		/* cutting back failed: start a new segment first */
+	/*
+	 * Preallocation of the current segment (docs/spool.md, "Preallocated
+	 * segments"): the file was fallocated to cur_alloc bytes (0: it was
+	 * not, plain appends), and [0, cur_zeroed) holds records or zeros
+	 * already written and synced, so a commit below cur_zeroed changes no
+	 * metadata that fdatasync must write.
+	 */
+	uint64_t cur_alloc;
+	uint64_t cur_zeroed;
 	uint64_t next_seq;
 	struct spool_req *pend, **pend_tail;
 	size_t pend_count;
+	size_t pend_msgs;		/* MESSAGE records in pend: someone waits for a 250 */
+	size_t pend_urgent;		/* records in pend that commit at once (MESSAGE, BINDING) */
 	uint64_t pend_bytes;
+	/*
+	 * State records alone do not commit (docs/spool.md, "Writing: the
+	 * group commit"): they wait for the next message batch, or for this
+	 * timer, armed when the first of them is left pending.
+	 */
+	struct event *flush_ev;
+	bool flush_armed;
+	/*
+	 * Bounded batch wait (opts.batch_wait_us): a timerfd, because
+	 * libevent's own timers on epoll wait in whole milliseconds. waiting:
+	 * it is armed for a lone message. gap_us: moving average of the time
+	 * between two messages arriving, to tell whether more are coming.
+	 */
+	int wait_fd;
+	struct event *wait_ev;
+	bool waiting;
+	int64_t last_msg_us;
+	int64_t gap_us;
 	struct spool_idmap live;	/* id -> struct live */
 	struct iovec *iov;
 	size_t iovcap;
@@ -152,6 +181,13 @@ struct spool_seg *spool_seg_find(struct spool *sp, uint64_t seq);
  * (-EIO when in is shorter than len).
  */
 int spool_copy_range(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len);
+
+/*
+ * spool_cut_back - cut the current segment back to off after a failed
+ * write: ftruncate, which also ends its preallocation (the rest of that
+ * segment is written by plain appends). Spool thread. Returns 0 or -errno.
+ */
+int spool_cut_back(struct spool *sp, uint64_t off);
 
 /*
  * spool_commit_now - commit what is pending (and a compaction step); with

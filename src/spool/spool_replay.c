@@ -17,6 +17,12 @@
  *     acknowledged: the file is cut back to the last good record, and the
  *     cut is reported. Anywhere else the tail is reported and left alone.
  *   - Zero-length and header-only segments are removed in repair mode.
+ *   - Segments are preallocated (spool.c): the file is longer than its
+ *     records and the rest reads as zeros. Where records stop and only
+ *     zeros follow, the data ends; that is not damage and is not reported
+ *     (repair mode gives the space back). A torn record followed by zeros
+ *     is a torn tail like any other; its reports count the bytes up to the
+ *     last non-zero one.
  * Nothing is dropped without a report line.
  *
  * State: everything lives in a struct replay on the caller's stack and is
@@ -307,6 +313,48 @@ static uint64_t resync(struct reader *r, uint64_t off)
 	return 0;
 }
 
+/*
+ * data_end - the end of the non-zero bytes of [off, r->size): off when
+ * they are all zeros (a preallocated tail). Holes and unwritten extents
+ * are skipped with SEEK_DATA / SEEK_HOLE where the file system has them;
+ * a read error counts as data (never take what we could not read for the
+ * end).
+ */
+static uint64_t data_end(struct reader *r, uint64_t off)
+{
+	uint64_t end = off, pos = off;
+
+	while (pos < r->size) {
+		off_t d = lseek(r->fd, (off_t)pos, SEEK_DATA), h;
+		uint64_t stop;
+
+		if (d < 0 && errno == ENXIO)
+			break;		/* nothing but a hole after pos */
+		if (d < 0)
+			d = (off_t)pos;	/* no SEEK_DATA here: read everything */
+		if ((uint64_t)d >= r->size)
+			break;
+		h = lseek(r->fd, d, SEEK_HOLE);
+		stop = h < 0 || (uint64_t)h > r->size ? r->size : (uint64_t)h;
+		for (pos = (uint64_t)d; pos < stop;) {
+			size_t k = stop - pos < RESYNC_CHUNK ? (size_t)(stop - pos) : RESYNC_CHUNK;
+			const uint8_t *p = rd_get(r, pos, k);
+
+			if (p == NULL)
+				return r->err ? r->size : end;	/* shrank under us: ends there */
+			for (size_t i = k; i > 0; i--)
+				if (p[i - 1]) {
+					end = pos + i;
+					break;
+				}
+			pos += k;
+		}
+		if (h < 0)
+			break;
+	}
+	return end;
+}
+
 /* cut_tail - truncate the newest segment to len after an unacknowledged, torn write. */
 static int cut_tail(struct replay *rp, const char *name, uint64_t len)
 {
@@ -380,6 +428,14 @@ static int replay_segment(struct replay *rp, struct spool_seg *seg, bool newest,
 		goto out;
 	}
 	p = rd_get(&r, 0, SPOOL_SEG_HDR_SIZE);
+	if (p && spool_seg_check_header(p, SPOOL_SEG_HDR_SIZE, &hseq, &version, &why) < 0 &&
+	    data_end(&r, 0) == 0) {
+		/* Preallocated, and the header never reached the disk: never written to. */
+		if (rp->o->repair)
+			remove_seg(rp, name, "empty");
+		rc = 1;
+		goto out;
+	}
 	if (p == NULL || spool_seg_check_header(p, SPOOL_SEG_HDR_SIZE, &hseq, &version, &why) < 0) {
 		REPORT(rp, "spool: segment=%s/%s offset=0 %s; reading its records anyway",
 		       rp->dir, name, p ? why : "read error");
@@ -400,7 +456,7 @@ static int replay_segment(struct replay *rp, struct spool_seg *seg, bool newest,
 		struct spool_rec rec;
 		bool is_short;
 		uint64_t n = try_record(&r, off, true, &rec, &why, &is_short);
-		uint64_t next;
+		uint64_t next, dend;
 
 		if (n > 0) {
 			apply(rp, seg, name, off, &rec);
@@ -412,6 +468,16 @@ static int replay_segment(struct replay *rp, struct spool_seg *seg, bool newest,
 			       " the rest of this segment is not recovered",
 			       rp->dir, name, off, strerror(-r.err));
 			seg->damaged = true;
+			break;
+		}
+		dend = data_end(&r, off);
+		if (r.err)
+			continue;	/* reported above, next turn */
+		if (dend == off) {
+			/* Zeros to the end: the preallocated rest of the segment. */
+			if (rp->o->repair && off < r.size)
+				(void)cut_tail(rp, name, off);
+			r.size = off;
 			break;
 		}
 		next = resync(&r, off);
@@ -430,7 +496,7 @@ static int replay_segment(struct replay *rp, struct spool_seg *seg, bool newest,
 			if (trc == 0)
 				REPORT(rp, "spool: segment=%s/%s offset=%" PRIu64 " torn tail (%s):"
 				       " truncated %" PRIu64 " unacknowledged bytes",
-				       rp->dir, name, off, why, r.size - off);
+				       rp->dir, name, off, why, dend - off);
 			else
 				REPORT(rp, "spool: segment=%s/%s offset=%" PRIu64 " torn tail (%s):"
 				       " cannot truncate: %s", rp->dir, name, off, why,
@@ -440,16 +506,18 @@ static int replay_segment(struct replay *rp, struct spool_seg *seg, bool newest,
 			/*
 			 * Read-only: a record cut short is most likely one a
 			 * running daemon is writing right now; say nothing about
-			 * that. Complete but bad bytes are worth a line.
+			 * that. So is one followed by zeros (in a preallocated
+			 * segment the bytes not yet copied read as zeros).
+			 * Complete but bad bytes are worth a line.
 			 */
-			if (!is_short)
+			if (!is_short && dend == r.size)
 				REPORT(rp, "spool: segment=%s/%s offset=%" PRIu64 " bad tail of %"
 				       PRIu64 " bytes ignored (%s; torn write, not acknowledged)",
 				       rp->dir, name, off, r.size - off, why);
 		} else {
 			REPORT(rp, "spool: segment=%s/%s offset=%" PRIu64 " corrupt tail (%s):"
 			       " %" PRIu64 " bytes not recovered",
-			       rp->dir, name, off, why, r.size - off);
+			       rp->dir, name, off, why, dend - off);
 			seg->damaged = true;
 		}
 		break;

@@ -33,6 +33,10 @@
  *   bit 3     an older valid segment (seq 1, the built-in message) first
  *   bits 4-5  the fuzzed segment's sequence number: 2, 1, 0, UINT64_MAX
  *   bit 6     scan with include_done
+ *   bit 7     the fuzzed segment ends in a preallocated tail, as the
+ *             daemon's current segment does: 100 written zeros, then a
+ *             hole to 8 KiB past the bytes (recovery takes a run of zeros
+ *             to the end of the file as the end of the data)
  *
  * Built by tests/fuzz/build.sh (see docs/fuzzing.md); by hand:
  *   tests/fuzz/build.sh build/fuzz && build/fuzz/tests/fuzz/fuzz_spool_replay -runs=100000
@@ -279,6 +283,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	else
 		str_append(&seg, (const char *)data, size);
 	write_seg(&before, seq, &seg);
+	if (flags & 128) {
+		static const char zeros[100];
+		char name[SPOOL_SEG_NAME_SIZE], path[320];
+
+		snprintf(path, sizeof(path), "%s/%s", dir, spool_seg_name(seq, name));
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		MUST(fd >= 0);
+		MUST(pwrite(fd, zeros, sizeof(zeros), (off_t)seg.len) == (ssize_t)sizeof(zeros));
+		MUST(ftruncate(fd, (off_t)seg.len + 8192) == 0);
+		close(fd);
+		/* a record may reach into the zeros: they are part of the file */
+		before.seg_size[before.nseg - 1] = seg.len + 8192;
+	}
 	str_free(&seg);
 
 	int rc = scan(&before, include_done);

@@ -10,13 +10,13 @@ test_delivery_restart.py - delivery across restarts and crashes
 
 The at-least-once window: a delivery is final for the sink when it
 answers 250, but the daemon's "done" record for the recipient reaches the
-disk with the spool's next group commit, a moment later. A crash between
-the two replays the message and delivers it again; that duplicate is
-allowed by design (the alternative would lose mail). The mainlog's D line
-is written when the 250 arrives and the log itself is flushed about once
-a second, so by the time the test sees the last D line the done records
-are normally durable; the test waits one more second before kill -9 and
-then allows no duplicate at all.
+disk with the spool's next message batch, or at most a second later by
+its flush timer (docs/spool.md). A crash between the two replays the
+message and delivers it again; that duplicate is allowed by design (the
+alternative would lose mail). The test waits until `impetus spool ls` no
+longer lists any of the 20 (their done records are written: a SIGKILL
+keeps what was written) before kill -9, and then allows no duplicate at
+all.
 """
 
 import time
@@ -88,9 +88,10 @@ class DeliveryRestartTest(DaemonTestCase):
         self.sink.wait_for(20, timeout=30)
         for mid in ids:
             wait_records(d, "D", mid, what="D line before the crash")
-        # The window described in the module comment: let the spool's
-        # group commit carry the last done records to the disk.
-        time.sleep(1.0)
+        # The window described in the module comment: the last done
+        # records are written once the spool no longer lists the messages.
+        for mid in ids:
+            wait_gone_from_spool(self, d, mid)
         d.kill9()
         d.start()
         time.sleep(4.0)

@@ -128,6 +128,11 @@ class SpoolCompactionTest(DaemonTestCase):
         self.sink.wait_for(n, timeout=SETTLE_TIMEOUT)
         wait_until(lambda: len(segment_files(d)) < 2, timeout=SETTLE_TIMEOUT,
                    what="fewer than 2 segment files (have %r)" % (segment_files(d),))
+        # The delivery-state records of the last messages ride with the next
+        # batch or the spool's flush timer (1 s): finished soon, not at once.
+        wait_until(lambda: [str(x.get("id", "")).upper() for x in d.spool_ls()]
+                   == [deferred.upper()], timeout=SETTLE_TIMEOUT,
+                   what="only the deferred message left in the spool")
         self.check_spool(d, [deferred], "after compaction")
         d.wait_log("paniclog", lambda line: "spool: compacted segment=" in line,
                    timeout=5.0)
