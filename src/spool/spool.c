@@ -893,14 +893,15 @@ void spool_on_enqueue(void *arg)
 
 /*
  * post_req - hand an encoded record to the spool thread. A MESSAGE wakes
- * it (a client waits for its 250); anything else rides with the next
- * wake-up (loop_post_lazy): nobody waits for a state record, and waking
- * the spool thread for each one cost a context switch per delivery.
+ * it (a client waits for its 250), and so does a BINDING (it commits at
+ * once, see spool_on_enqueue); a state record rides with the next
+ * wake-up (loop_post_lazy): nobody waits for it, and waking the spool
+ * thread for each one cost a context switch per delivery.
  */
 static void post_req(struct spool *sp, struct spool_req *req)
 {
 	req->sp = sp;
-	if (req->type == SPOOL_REC_MESSAGE)
+	if (req->type == SPOOL_REC_MESSAGE || req->type == SPOOL_REC_BINDING)
 		msgs_post(sp->loop, MSGS_SPOOL_ENQUEUE, req);
 	else
 		msgs_post_lazy(sp->loop, MSGS_SPOOL_ENQUEUE, req);
