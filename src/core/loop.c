@@ -264,6 +264,21 @@ static void on_lazy(evutil_socket_t fd, short what, void *arg)
 	me->nlazy = 0;
 }
 
+/*
+ * owe_wake - note that lp is owed a wake-up in the list to[0..*n) (once
+ * each). False when the list is full: the caller wakes lp at once.
+ */
+static bool owe_wake(struct loop **to, int *n, struct loop *lp)
+{
+	for (int i = 0; i < *n; i++)
+		if (to[i] == lp)
+			return true;
+	if (*n == LAZY_TARGETS)
+		return false;
+	to[(*n)++] = lp;
+	return true;
+}
+
 /* on_batch_end - the callbacks that posted are over: wake each target once. */
 static void on_batch_end(evutil_socket_t fd, short what, void *arg)
 {
@@ -283,44 +298,30 @@ void loop_flush_batched(void)
 void loop_post_batched(struct loop *lp, const struct loop_kind *kind, void *arg)
 {
 	struct loop *me = current_loop;
-	int i;
 
 	if (me == NULL || me == lp || me->batch_ev == NULL) {
 		loop_post(lp, kind, arg);
 		return;
 	}
 	push(lp, kind, arg);
-	for (i = 0; i < me->nbatch && me->batch_to[i] != lp; i++)
-		;
-	if (i == me->nbatch) {
-		if (me->nbatch == LAZY_TARGETS) {
-			wake(lp);
-			return;
-		}
-		me->batch_to[me->nbatch++] = lp;
-	}
-	if (me->nbatch == 1 && i == 0)
-		event_active(me->batch_ev, EV_TIMEOUT, 0);
+	if (!owe_wake(me->batch_to, &me->nbatch, lp))
+		wake(lp);
+	else if (me->nbatch == 1)
+		event_active(me->batch_ev, EV_TIMEOUT, 0);	/* the first: flush at the end */
 }
 
 void loop_post_lazy(struct loop *lp, const struct loop_kind *kind, void *arg)
 {
 	struct loop *me = current_loop;
-	int i;
 
 	if (me == NULL || me == lp || me->lazy_ev == NULL) {
 		loop_post(lp, kind, arg);
 		return;
 	}
 	push(lp, kind, arg);
-	for (i = 0; i < me->nlazy && me->lazy_to[i] != lp; i++)
-		;
-	if (i == me->nlazy) {
-		if (me->nlazy == LAZY_TARGETS) {
-			wake(lp);
-			return;
-		}
-		me->lazy_to[me->nlazy++] = lp;
+	if (!owe_wake(me->lazy_to, &me->nlazy, lp)) {
+		wake(lp);
+		return;
 	}
 	if (!evtimer_pending(me->lazy_ev, NULL)) {
 		struct timeval tv = { 0, LAZY_DELAY_US };
