@@ -36,6 +36,8 @@ import tempfile
 import time
 import unittest
 
+import ports
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("IMPETUS_SOURCE_DIR",
                             os.path.normpath(os.path.join(HERE, "..", "..")))
@@ -79,13 +81,8 @@ def modules_dir():
 
 
 def free_port():
-    """free_port - a TCP port on 127.0.0.1 that nothing listens on right now."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """free_port - a TCP port on 127.0.0.1 that nothing listens on now (ports.py: not given to another test)."""
+    return ports.free_port()
 
 
 class FeatureMissing(AssertionError):

@@ -34,13 +34,11 @@ import socket
 import threading
 import time
 
+import ports
+
 
 def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return ports.free_port()
 
 
 class Conn:

@@ -138,9 +138,9 @@ class RcptFilter(harness.DaemonTestCase):
         self.assertEqual(b.banner.code, 220)
         self.assertEqual(b.ehlo().code, 250)
         self.assertEqual(b.cmd("MAIL FROM:<b@client.test>").code, 250)
-        served = time.monotonic() - t0
-        self.assertLess(served, 2.5, "b was served only after %.1f s" % served)
-        # ... and a's answer had not come yet (positive marker above first).
+        # ... while a's answer had not come yet (positive marker above
+        # first): b did not wait for a's lookup. Order, not a time bound,
+        # says so (ctest holds no timing thresholds).
         self.assertEqual(a.pending(wait=0.1), b"", "a answered before its lookup finished")
         r = a.read_reply()
         self.assertReply(r, 550, "5.1.1")
@@ -196,12 +196,6 @@ class RcptFilter(harness.DaemonTestCase):
 
     # -- in memory between checks -------------------------------------------------
 
-    def timed_rcpt(self, c, rcpt):
-        """timed_rcpt - send RCPT TO:<rcpt>; its reply and how long it took."""
-        t0 = time.monotonic()
-        r = c.cmd("RCPT TO:<%s>" % rcpt)
-        return r, time.monotonic() - t0
-
     def test_default_interval_sees_edit_within_a_second(self):
         d = self.daemon()
         c = self.open_txn(d)
@@ -226,19 +220,19 @@ class RcptFilter(harness.DaemonTestCase):
         a.send("RCPT TO:<bad@example.com>\r\n")	# starts the one check
         time.sleep(0.2)
         # While it is in flight, another RCPT is answered from the snapshot in force.
-        r, took = self.timed_rcpt(b, "full@example.com")
+        # (Order proves it, not a time bound: b's answer came while a's
+        # check was still out.)
+        r = b.cmd("RCPT TO:<full@example.com>")
         self.assertReply(r, 451, "4.7.1")
-        self.assertLess(took, 0.5, "answered from memory, yet took %.2f s" % took)
-        self.assertLess(time.monotonic() - t0, 1.2, "the check ended before b's RCPT")
         self.assertEqual(a.pending(wait=0.05), b"", "a answered before its check finished")
         self.assertReply(a.read_reply(), 550, "5.1.1")
         self.assertGreaterEqual(time.monotonic() - t0, 1.4, "the check did not wait delay_ms")
-        # Just checked: the next RCPTs are answered at once, without suspending.
+        # Just checked: the next RCPTs are answered without suspending
+        # (the count of suspensions below says so).
         for rcpt, code in (("bad@example.com", 550), ("good@example.com", 250),
                            ("x@blocked.example.com", 550)):
-            r, took = self.timed_rcpt(a, rcpt)
+            r = a.cmd("RCPT TO:<%s>" % rcpt)
             self.assertEqual(r.code, code, str(r))
-            self.assertLess(took, 0.5, "%s took %.2f s" % (rcpt, took))
         # Positive marker first (the debug 1 hit line of the last RCPT), then:
         # exactly one suspension was logged.
         d.wait_log("paniclog", "rcpt=x@blocked.example.com entry=@blocked.example.com")
@@ -249,15 +243,14 @@ class RcptFilter(harness.DaemonTestCase):
         c = self.open_txn(d)
         for rcpt, code in (("bad@example.com", 550), ("full@example.com", 451),
                            ("good@example.com", 250), ("bad@example.com", 550)):
-            r, took = self.timed_rcpt(c, rcpt)
+            r = c.cmd("RCPT TO:<%s>" % rcpt)
             self.assertEqual(r.code, code, str(r))
-            self.assertLess(took, 1.0, "%s took %.2f s: a pool job?" % (rcpt, took))
         # The file is not checked again within the hour: an edit is not seen yet.
         self.rewrite("good@example.com reject\n")
         time.sleep(1.1)
-        r, took = self.timed_rcpt(c, "good@example.com")
+        r = c.cmd("RCPT TO:<good@example.com>")
         self.assertEqual(r.code, 250, str(r))
-        self.assertLess(took, 1.0)
+        # No pool job, ever: no suspension is logged (below).
         d.wait_log("paniclog", "rcpt=full@example.com entry=full@example.com action=tempfail")
         d.wait_log("paniclog", "rcpt=good@example.com not listed", count=2)
         self.assertEqual([l for l in d.paniclog() if "suspended for the lookup" in l], [])
