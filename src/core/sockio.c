@@ -111,6 +111,22 @@ static void report(struct sockio *io, short what, int err)
 	}
 }
 
+/* flush_soon - write the output at the end of this loop iteration (no system call now). */
+static void flush_soon(struct sockio *io)
+{
+	if (io->wr_enabled && !io->wr_added && !io->connecting && evbuffer_get_length(io->out) > 0)
+		event_active(io->flush, EV_WRITE, 0);
+}
+
+/* resume_reading - the high-water mark no longer holds reading. */
+static void resume_reading(struct sockio *io)
+{
+	io->full = false;
+	evbuffer_cb_clear_flags(io->in, io->in_cb, EVBUFFER_CB_ENABLED);
+	if (io->rd_enabled && !io->rd_added)
+		rd_add(io);
+}
+
 /*
  * flush_now - write what the output holds; arm write interest if the
  * socket is full, drop it once drained; then the write callback when the
@@ -156,8 +172,8 @@ static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 {
 	struct sockio *io = arg;
 
-	if (info->n_added > 0 && io->wr_enabled && !io->wr_added && !io->connecting)
-		event_active(io->flush, EV_WRITE, 0);
+	if (info->n_added > 0)
+		flush_soon(io);
 }
 
 /* on_input - input was consumed while the high-water mark held reading: resume below it. */
@@ -165,12 +181,8 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
 {
 	struct sockio *io = arg;
 
-	if (!io->full || evbuffer_get_length(buf) >= io->rd_high)
-		return;
-	io->full = false;
-	evbuffer_cb_clear_flags(buf, io->in_cb, EVBUFFER_CB_ENABLED);
-	if (io->rd_enabled && !io->rd_added)
-		rd_add(io);
+	if (io->full && evbuffer_get_length(buf) < io->rd_high)
+		resume_reading(io);
 }
 
 /* connect_done - the pending connect finished (writable): CONNECTED or ERROR. */
@@ -190,8 +202,7 @@ static void connect_done(struct sockio *io)
 		report(io, BEV_EVENT_ERROR, err);
 		return;
 	}
-	if (evbuffer_get_length(io->out) > 0 && io->wr_enabled)
-		event_active(io->flush, EV_WRITE, 0);
+	flush_soon(io);
 	report(io, BEV_EVENT_CONNECTED, 0);
 }
 
@@ -428,8 +439,7 @@ void sockio_enable(struct sockio *io, short what)
 	}
 	if ((what & EV_WRITE) && !io->wr_enabled) {
 		io->wr_enabled = true;
-		if (!io->wr_added && !io->connecting && evbuffer_get_length(io->out) > 0)
-			event_active(io->flush, EV_WRITE, 0);
+		flush_soon(io);
 	}
 }
 
@@ -474,12 +484,8 @@ void sockio_setwatermark(struct sockio *io, short what, size_t low, size_t high)
 	}
 	if (what & EV_READ) {
 		io->rd_high = high;
-		if (io->full && (high == 0 || evbuffer_get_length(io->in) < high)) {
-			io->full = false;
-			evbuffer_cb_clear_flags(io->in, io->in_cb, EVBUFFER_CB_ENABLED);
-			if (io->rd_enabled && !io->rd_added)
-				rd_add(io);
-		}
+		if (io->full && (high == 0 || evbuffer_get_length(io->in) < high))
+			resume_reading(io);
 	}
 	if (what & EV_WRITE)
 		io->wr_low = low;
