@@ -2319,6 +2319,12 @@ static void session_free(struct smtp_session *s)
 		io->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	/*
+	 * The connection counts drop before the socket closes: a client that
+	 * saw the close and connects again finds the note posted, and the
+	 * listener runs it before it would refuse (smtp_server.c on_accept).
+	 */
+	smtp_server_session_closed(io->srv, &s->peer);
 	if (s->sock) {
 		sockio_free(s->sock);
 		s->sock = NULL;
@@ -2337,7 +2343,6 @@ static void session_free(struct smtp_session *s)
 	str_free(&s->rx_refusal);
 	vctx_free(s->conn_vctx);
 	free(s->helo);
-	smtp_server_session_closed(io->srv, &s->peer);
 	if (s->tls_ctx)
 		SSL_CTX_free(s->tls_ctx);	/* the listener may be gone or have a new one */
 	conf_unref(s->conf);

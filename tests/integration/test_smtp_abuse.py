@@ -335,6 +335,19 @@ class ConnectionLimits(harness.DaemonTestCase):
         self.assertReply(other.banner, 220, msg="another client IP is not limited")
 
 
+    def test_slot_free_as_soon_as_closed(self):
+        # No retry: a client that saw its last session close gets the one
+        # slot back at once, every time (the close is counted before the
+        # socket closes, and before any refusal).
+        d = self.new_daemon(listen_text="Max_Connections_Per_IP = 1")
+        for i in range(30):
+            c = self.raw(d)
+            self.assertReply(c.banner, 220, msg="connection %d after a closed one" % i)
+            self.assertReply(c.cmd("QUIT"), 221)
+            self.assertTrue(c.wait_closed(10))
+            c.close()
+
+
 class Timeouts(harness.DaemonTestCase):
 
     def test_server_timeout(self):
