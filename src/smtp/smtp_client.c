@@ -14,7 +14,9 @@
  * back while any send/close post has not been answered yet, so a batch
  * sent to a connection that had just decided to close comes back
  * (SMTP_OUT_NOT_TRIED, more=false) before `closed`, and a late post never
- * touches freed memory.
+ * touches freed memory. The session posts `closed` only after it freed
+ * itself: once every connection is closed the daemon stops the I/O loops,
+ * and nothing of the session may be left on them.
  *
  * Also here, because both sides and the tests use them and they keep no
  * state: the EHLO capability parser, the reply parser, the MAIL/RCPT

@@ -183,6 +183,9 @@ struct smtpc_session {
 	uint32_t deliveries;
 	bool close_requested;
 	char close_reason[80];		/* why QUIT was sent */
+	/* What `closed` will say; it is posted once the session is freed: */
+	bool end_connected;
+	char *end_reason;
 };
 
 static void on_read(struct sockio *sock, void *arg);
@@ -1614,15 +1617,28 @@ static void session_free(struct smtpc_session *s)
 	free(s);
 }
 
+/*
+ * free_later - free the ended session, then post `closed`. In this order
+ * because the daemon stops the I/O loops once every connection is closed:
+ * a session still waiting for this timer then would never be freed.
+ */
 static void free_later(evutil_socket_t fd, short what, void *arg)
 {
-	session_free(arg);
+	struct smtpc_session *s = arg;
+	struct smtp_client *c = s->c;
+	bool connected_ = s->end_connected;
+	char *reason = s->end_reason;
+
+	session_free(s);
+	smtpc_post_closed(c, connected_, reason);
+	free(reason);
 }
 
 /*
  * session_end - close the connection, hand back whatever batches are still
- * here, then post `closed`. After that post the handle may be freed by the
- * scheduler at any moment, so the client is marked done before it.
+ * here; `closed` follows when the session is freed. After that post the
+ * handle may be freed by the scheduler at any moment, so the client is
+ * marked done now.
  */
 static void session_end(struct smtpc_session *s, bool connected_, const char *reason)
 {
@@ -1654,7 +1670,8 @@ static void session_end(struct smtpc_session *s, bool connected_, const char *re
 	s->qtail = NULL;
 	c->sess = NULL;
 	c->io_done = true;
-	smtpc_post_closed(c, connected_, reason);
+	s->end_connected = connected_;
+	s->end_reason = xstrdup(reason ? reason : "");
 	event_base_once(s->base, -1, EV_TIMEOUT, free_later, s, &zero);
 }
 
