@@ -3,7 +3,11 @@
  *
  * Ownership: the event_base and everything registered on it belong to the
  * loop's thread. The inbox head and the wake flag are the only fields other
- * threads touch, and only through atomics.
+ * threads touch, and only through atomics. That is also why libevent's
+ * own locking (evthread_use_pthreads) is not turned on: no base is ever
+ * touched by a thread other than its owner (before the loop starts and
+ * after it was joined, the main thread is its only user), and the locks
+ * cost a mutex pair on every event operation of every connection.
  *
  * Owner checks: LOOP_CHECK_OWNER is on in debug and sanitizer builds. A
  * mismatch is a broken invariant (a message sent to a thread that does not
@@ -24,7 +28,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/thread.h>
 
 #include "core/mem.h"
 
@@ -177,10 +180,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 
 struct loop *loop_new(const char *name, unsigned role)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct loop *lp = XNEW(struct loop);
 
-	pthread_once(&once, (void (*)(void))evthread_use_pthreads);
 	snprintf(lp->name, sizeof(lp->name), "%s", name);
 	lp->role = role;
 	lp->base = event_base_new();
