@@ -8,9 +8,9 @@
  * Where each number comes from, and why reading it here is safe: the
  * command runs on the scheduler thread, which owns the queue (its sizes,
  * counters and rate slots: queue_get_stats), the resolver (queried
- * through the queue) and the SMTP server's session count. The one
- * counter written elsewhere, the rejections the sessions count on the I/O
- * loops, is an atomic (smtp_server_get_stats). Nothing walks the
+ * through the queue). The SMTP server's numbers are written by the I/O
+ * loops: the session count under the server's mutex, the rejections as
+ * an atomic (smtp_server_get_stats). Nothing walks the
  * messages: summary answers in the time of one pass over the (binding,
  * domain) queues, however much mail is queued.
  *

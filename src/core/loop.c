@@ -448,12 +448,6 @@ bool loop_is_current(const struct loop *lp)
 	return current_loop == lp;
 }
 
-void loop_run_posted(struct loop *lp)
-{
-	if (current_loop == lp && atomic_load_explicit(&lp->inbox, memory_order_acquire) != NULL)
-		loop_drain(lp);
-}
-
 void loop_drain_now(struct loop *lp)
 {
 	struct loop *saved = current_loop;

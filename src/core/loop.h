@@ -102,12 +102,6 @@ void loop_free(struct loop *lp);
  * thread that will run lp, before loop_run.
  */
 void loop_call_as(struct loop *lp, loop_fn fn, void *arg);
-/*
- * loop_run_posted - run everything posted to lp so far, now, from one of
- * lp's own callbacks (never from inside a post's handler): for a caller
- * that must see lazy posts (loop_post_lazy) before it decides.
- */
-void loop_run_posted(struct loop *lp);
 /* loop_drain_now - run everything posted so far on the calling thread (after the loop ended). */
 void loop_drain_now(struct loop *lp);
 

@@ -1,25 +1,25 @@
 /*
  * smtp_server.c - ESMTP listeners, connection limits, graceful shutdown
  *
- * Runs on the scheduler thread. Accepting here (rather than in every I/O
- * loop) keeps the connection counters single-owner: Concurrency and
- * Max_Connections_Per_IP are checked before a socket is handed to a loop,
- * and a loop posts back when a session ends. One accept thread is far from
- * the bottleneck of a mail server: sessions, TLS and the spool are.
+ * Runs on the scheduler thread, except admission. The I/O loops accept
+ * (smtp_listen.c: a socket per listener and loop) and call
+ * smtp_server_admit, which checks Concurrency and Max_Connections_Per_IP
+ * and counts the connection in under the server's mutex (mu); a session
+ * counts itself out the same way before its socket closes. The mutex
+ * guards exactly: the connection counts (sessions, conns), shutting_down,
+ * conf (the scheduler writes it under mu, and reads it freely), each
+ * listener's index and TLS context, and the accept failure counters. It
+ * is held for a few map operations and never across a system call; the
+ * loops take it once per connection, not per command.
  *
  * A refused connection gets its 421 with one non-blocking send on the
  * fresh socket (the kernel buffer always has room for one line) and is
  * closed, so no session is ever built for it.
  *
- * Out of descriptors (accept fails with EMFILE/ENFILE): the server keeps
- * one spare descriptor open (/dev/null). On EMFILE it closes the spare,
- * accepts the waiting clients one at a time and answers each 421 4.3.2
- * (one descriptor suffices: each is closed at once), reopens the spare and
- * pauses the listener for ACCEPT_BACKOFF_MS, because libevent would
- * otherwise call us again at once for the same waiting client and spin.
- * Any other accept error pauses the listener the same way. The paniclog
- * gets at most one line per ACCEPT_LOG_INTERVAL_MS with the counts, and
- * the tick reports the recovery once accepts work again.
+ * Accept failures (smtp_listen.c pauses the socket and answers waiting
+ * clients when out of descriptors) are counted here: the paniclog gets at
+ * most one line per ACCEPT_LOG_INTERVAL_MS with the counts, and the tick
+ * reports the recovery once accepts work again.
  *
  * The rejectlog budget per client IP (Rejectlog_Throttle_Per_IP) is a
  * token bucket per address, owned here on the scheduler: sessions on any
@@ -56,6 +56,7 @@
 #include "smtp/smtp_server.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -68,7 +69,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "config/config.h"
 #include "core/histo.h"
@@ -86,7 +86,7 @@
 #include "smtp/smtp_server_int.h"
 #include "smtp/smtp_tarpit.h"
 
-/* Per-client-address connection count (srv->conns), on the scheduler. */
+/* Per-client-address connection count (srv->conns), under srv->mu. */
 struct ip_count {
 	struct ipmap_node node;		/* key: the client address */
 	uint32_t count;
@@ -103,24 +103,22 @@ struct reject_rate {
 
 #define REJECT_RATE_MAX_ENTRIES 65536
 #define SERVER_TICK_SECONDS 10
-#define ACCEPT_BACKOFF_MS 250		/* listener pause after a failed accept */
-#define ACCEPT_REFUSE_BATCH 32		/* waiting clients answered 421 per EMFILE */
 #define ACCEPT_LOG_INTERVAL_MS 10000	/* at most one paniclog line per interval */
 
 struct smtp_server {
 	struct loop *scheduler;
 	struct smtp_io *io;
 	size_t nio;
-	size_t next_io;
 	struct spool *spool;
 	struct pool *io_pool;		/* large bodies stream to disk on it */
 	smtp_message_fn on_message;
 	void *ctx;
-	struct conf *conf;		/* generation for new sessions */
+	pthread_mutex_t mu;		/* see the file header for what it guards */
+	struct conf *conf;		/* generation for new sessions; written under mu */
 	struct smtp_listener **listeners;	/* heap, one per bound Listen stanza */
 	size_t nlisteners;
 	bool listening;			/* smtp_server_listen ran: reloads rebind */
-	uint32_t sessions;		/* open sessions, all loops */
+	uint32_t sessions;		/* open sessions, all loops; mu */
 	/*
 	 * Rejections counted by the sessions (smtp_server_count_reject), for
 	 * the console's summary: the one field the I/O loops write, so an
@@ -129,15 +127,14 @@ struct smtp_server {
 	atomic_uint_fast64_t rejected;
 	atomic_uint_fast64_t rejected_esmtp;	/* of those, after EHLO (metrics' protocol label) */
 	struct histo time_to_250;		/* microseconds; the I/O loops observe (core/histo.h) */
-	struct ipmap conns;		/* struct ip_count by client address */
-	bool shutting_down;
+	struct ipmap conns;		/* struct ip_count by client address; mu */
+	bool shutting_down;		/* mu */
 	void (*shutdown_done)(void *);
 	void *shutdown_arg;
 	struct event *grace_timer;
 	struct event *tick;
 
-	/* descriptor exhaustion and other accept failures */
-	int spare_fd;			/* reserve descriptor; -1 while given up */
+	/* descriptor exhaustion and other accept failures; mu */
 	bool accept_trouble;		/* accepts failed since the last recovery line */
 	int64_t accept_error_ms;	/* last failed accept */
 	int64_t accept_log_ms;		/* last paniclog line about it; 0 = none */
@@ -353,9 +350,11 @@ void smtp_server_get_metrics(const struct smtp_server *srv, struct smtp_server_m
 	histo_read(&srv->time_to_250, &out->time_to_250_us);
 }
 
-void smtp_server_get_stats(const struct smtp_server *srv, struct smtp_server_stats *st)
+void smtp_server_get_stats(struct smtp_server *srv, struct smtp_server_stats *st)
 {
+	pthread_mutex_lock(&srv->mu);
 	st->sessions = srv->sessions;
+	pthread_mutex_unlock(&srv->mu);
 	st->rejected = atomic_load_explicit(&srv->rejected, memory_order_relaxed);
 }
 
@@ -482,75 +481,65 @@ void smtp_server_on_auth_verified(void *arg)
 /* ------------------------------------------------------------------ */
 /* accepting                                                           */
 
-/* refuse - answer 421 on a fresh socket and close it. */
-static void refuse(int fd, const char *ext, const char *hostname, const char *why)
+/* refuse_logged - refuse a connection over a limit: count it, a rejectlog line, the 421. */
+static void refuse_logged(struct smtp_server *srv, struct smtp_listener *l, int fd,
+			  const struct sockaddr_storage *peer, const char *host, const char *why)
 {
-	char line[512];
-	int n = snprintf(line, sizeof(line), "421 %s %s Error: %s\r\n", ext, hostname, why);
+	char who[SOCKADDR_TEXT_MAX];
+	char text[160];
 
-	if (send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-		/* The client went away already: nothing to tell it. */
-	}
-	close(fd);
+	sockaddr_format((const struct sockaddr *)peer, NULL, 0, who, sizeof(who));
+	snprintf(text, sizeof(text), "421 4.7.0 %s", why);
+	smtp_server_count_reject(srv, false);
+	smtp_server_log_reject(srv, peer, who, l->address, "", "connect", text);
+	smtp_listen_refuse(fd, "4.7.0", host, why);
 }
 
-static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
-		      int salen, void *arg)
+struct smtp_accept *smtp_server_admit(struct smtp_server *srv, struct smtp_listener *l,
+				      struct smtp_io *io, int fd,
+				      const struct sockaddr_storage *peer, socklen_t peer_len)
 {
-	struct smtp_listener *l = arg;
-	struct smtp_server *srv = l->srv;
+	char host[256];
+	const char *why = NULL;
+
+	pthread_mutex_lock(&srv->mu);
 	const struct conf_listener *cl = smtp_listener_conf(srv->conf, l->index, l->address);
-	const char *host = conf_hostname(srv->conf);
-	struct sockaddr_storage peer;
-
-	memset(&peer, 0, sizeof(peer));
-	memcpy(&peer, sa, (size_t)salen < sizeof(peer) ? (size_t)salen : sizeof(peer));
-
-	if (srv->shutting_down) {
-		refuse(fd, "4.7.0", host, "service shutting down");
-		return;
-	}
 	int64_t max_total = conf_listener_get(srv->conf, cl, CONF_OPT_CONCURRENCY)->u.i;
 	int64_t max_ip = conf_listener_get(srv->conf, cl, CONF_OPT_MAX_CONNECTIONS_PER_IP)->u.i;
-	if ((max_total > 0 && srv->sessions >= (uint64_t)max_total) ||
-	    (max_ip > 0 && ip_get(srv, &peer) >= (uint64_t)max_ip)) {
-		/*
-		 * Over a limit: first count the sessions whose close note is
-		 * posted but not run yet (smtp_server_session_closed posts it
-		 * lazily), so a refusal never rests on a stale count.
-		 */
-		loop_run_posted(srv->scheduler);
+
+	if (srv->shutting_down)
+		why = "service shutting down";
+	else if (max_total > 0 && srv->sessions >= (uint64_t)max_total)
+		why = "too many connections";
+	else if (max_ip > 0 && ip_get(srv, peer) >= (uint64_t)max_ip)
+		why = "too many connections from your address";
+	if (why) {
+		bool shutting_down = srv->shutting_down;
+
+		snprintf(host, sizeof(host), "%s", conf_hostname(srv->conf));
+		pthread_mutex_unlock(&srv->mu);
+		if (shutting_down)
+			smtp_listen_refuse(fd, "4.7.0", host, why);
+		else
+			refuse_logged(srv, l, fd, peer, host, why);
+		return NULL;
 	}
-	if (max_total > 0 && srv->sessions >= (uint64_t)max_total) {
-		char who[SOCKADDR_TEXT_MAX];
-		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
-		smtp_server_count_reject(srv, false);
-		reject_log(srv, &peer, who, l->address, "", "connect", "421 4.7.0 too many connections");
-		refuse(fd, "4.7.0", host, "too many connections");
-		return;
-	}
-	if (max_ip > 0 && ip_get(srv, &peer) >= (uint64_t)max_ip) {
-		char who[SOCKADDR_TEXT_MAX];
-		sockaddr_format((const struct sockaddr *)&peer, NULL, 0, who, sizeof(who));
-		smtp_server_count_reject(srv, false);
-		reject_log(srv, &peer, who, l->address, "", "connect",
-			   "421 4.7.0 too many connections from your address");
-		refuse(fd, "4.7.0", host, "too many connections from your address");
-		return;
-	}
-	/* TCP_NODELAY came from the listening socket (Linux copies it to accepted ones). */
 	struct smtp_accept *acc = XNEW(struct smtp_accept);
-	acc->io = &srv->io[srv->next_io++ % srv->nio];
+	acc->io = io;
 	acc->listener_index = l->index;
-	memcpy(acc->listener_address, l->address, sizeof(acc->listener_address));
 	if (l->tls) {
 		SSL_CTX_up_ref(l->tls);		/* the session's: a reload may replace ours */
 		acc->tls = l->tls;
 	}
 	acc->conf = conf_ref(srv->conf);
+	srv->sessions++;
+	ip_add(srv, peer, 1);
+	pthread_mutex_unlock(&srv->mu);
+
+	memcpy(acc->listener_address, l->address, sizeof(acc->listener_address));
 	acc->fd = fd;
-	acc->peer = peer;
-	acc->peer_len = (socklen_t)salen;
+	acc->peer = *peer;
+	acc->peer_len = peer_len;
 	if (l->local_len > 0) {
 		memcpy(&acc->local, &l->local, l->local_len);
 		acc->local_len = l->local_len;
@@ -558,98 +547,64 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		acc->local_len = sizeof(acc->local);
 		getsockname(fd, (struct sockaddr *)&acc->local, &acc->local_len);
 	}
-	srv->sessions++;
-	ip_add(srv, &peer, 1);
-	msgs_post(acc->io->loop, MSGS_SMTP_SESSION_START, acc);
+	return acc;
 }
 
-/* spare_open - take the reserve descriptor again (no-op when held). */
-static void spare_open(struct smtp_server *srv)
+void smtp_server_accept_failed(struct smtp_server *srv, const char *address, int err,
+			       uint64_t refused, int paused_ms)
 {
-	if (srv->spare_fd < 0)
-		srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-/*
- * refuse_waiting - out of descriptors: free the spare, answer the clients
- * waiting in the backlog 421 one by one, and take the spare back. Each
- * refused socket is closed before the next accept, so one descriptor is
- * enough. Another thread may grab the freed number first; then accept
- * fails again and the back-off alone applies.
- */
-static void refuse_waiting(struct smtp_server *srv, struct smtp_listener *l)
-{
-	const char *host = conf_hostname(srv->conf);
-
-	if (srv->spare_fd < 0)
-		return;
-	close(srv->spare_fd);
-	srv->spare_fd = -1;
-	for (int i = 0; i < ACCEPT_REFUSE_BATCH; i++) {
-		int fd = accept4(evconnlistener_get_fd(l->evl), NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0)
-			break;
-		refuse(fd, "4.3.2", host, "out of resources, try again later");
-		srv->accept_refused++;
-	}
-	spare_open(srv);
-}
-
-/*
- * on_accept_error - accept failed with something other than EAGAIN/EINTR.
- * The waiting client is still in the backlog, so the listener is readable
- * at once again: pause it, or this loop spins (issue 11: 97% CPU and a
- * gigabyte of paniclog in 100 s).
- */
-static void on_accept_error(struct evconnlistener *evl, void *arg)
-{
-	struct smtp_listener *l = arg;
-	struct smtp_server *srv = l->srv;
-	int e = EVUTIL_SOCKET_ERROR();
-	struct timeval backoff = { 0, ACCEPT_BACKOFF_MS * 1000 };
 	int64_t now = now_ms();
+	bool log = false;
+	uint64_t errors, total_refused;
 
+	pthread_mutex_lock(&srv->mu);
 	srv->accept_errors++;
+	srv->accept_refused += refused;
 	srv->accept_trouble = true;
 	srv->accept_error_ms = now;
-	if (e == EMFILE || e == ENFILE)
-		refuse_waiting(srv, l);
-	evconnlistener_disable(evl);
-	evtimer_add(l->resume, &backoff);
+	errors = srv->accept_errors;
+	total_refused = srv->accept_refused;
 	if (srv->accept_log_ms == 0 || now - srv->accept_log_ms >= ACCEPT_LOG_INTERVAL_MS) {
-		log_panic("listener address=%s accept error=\"%s\" failed_accepts=%llu refused=%llu "
-			  "paused_ms=%d%s", l->address, strerror(e),
-			  (unsigned long long)srv->accept_errors,
-			  (unsigned long long)srv->accept_refused, ACCEPT_BACKOFF_MS,
-			  (e == EMFILE || e == ENFILE) ?
-			  " hint=\"out of file descriptors: see the fd_limit line at start-up\"" : "");
+		log = true;
 		srv->accept_log_ms = now;
 		srv->accept_errors = 0;
 		srv->accept_refused = 0;
 	}
+	pthread_mutex_unlock(&srv->mu);
+	if (log)
+		log_panic("listener address=%s accept error=\"%s\" failed_accepts=%llu refused=%llu "
+			  "paused_ms=%d%s", address, strerror(err), (unsigned long long)errors,
+			  (unsigned long long)total_refused, paused_ms,
+			  (err == EMFILE || err == ENFILE) ?
+			  " hint=\"out of file descriptors: see the fd_limit line at start-up\"" : "");
 }
 
-/* on_accept_resume - the back-off is over: listen again. */
-static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+void smtp_server_hostname(struct smtp_server *srv, char *buf, size_t size)
 {
-	struct smtp_listener *l = arg;
-
-	spare_open(l->srv);
-	if (l->evl && !l->srv->shutting_down)
-		evconnlistener_enable(l->evl);
+	pthread_mutex_lock(&srv->mu);
+	snprintf(buf, size, "%s", conf_hostname(srv->conf));
+	pthread_mutex_unlock(&srv->mu);
 }
 
 /* accept_recovery_check - tick: report once that accepts work again. */
 static void accept_recovery_check(struct smtp_server *srv)
 {
-	if (!srv->accept_trouble || now_ms() - srv->accept_error_ms < SERVER_TICK_SECONDS * 1000)
+	uint64_t errors, refused;
+
+	pthread_mutex_lock(&srv->mu);
+	if (!srv->accept_trouble || now_ms() - srv->accept_error_ms < SERVER_TICK_SECONDS * 1000) {
+		pthread_mutex_unlock(&srv->mu);
 		return;
-	log_panic("listener accepting again failed_accepts=%llu refused=%llu",
-		  (unsigned long long)srv->accept_errors, (unsigned long long)srv->accept_refused);
+	}
+	errors = srv->accept_errors;
+	refused = srv->accept_refused;
 	srv->accept_trouble = false;
 	srv->accept_errors = 0;
 	srv->accept_refused = 0;
 	srv->accept_log_ms = 0;
+	pthread_mutex_unlock(&srv->mu);
+	log_panic("listener accepting again failed_accepts=%llu refused=%llu",
+		  (unsigned long long)errors, (unsigned long long)refused);
 }
 
 /* on_tick - the server's periodic housekeeping (see the file header). */
@@ -683,97 +638,84 @@ static int listener_tls(const struct conf *conf, const struct conf_listener *cl,
 	return *out ? 0 : -1;
 }
 
-/* listener_free - close a listener's socket and drop its TLS context (sessions hold their own). */
-static void listener_free(struct smtp_listener *l)
+void smtp_listener_unref(struct smtp_listener *l)
 {
-	if (l->evl)
-		evconnlistener_free(l->evl);
-	if (l->resume)
-		event_free(l->resume);
+	if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
+		return;
 	if (l->tls)
 		SSL_CTX_free(l->tls);
 	free(l);
 }
 
 /*
- * listener_socket_setup - what every accepted socket would otherwise cost
- * a system call for: TCP_NODELAY (replies go out whole; Linux copies the
- * option to accepted sockets) and, unless the address is a wildcard, the
- * local address.
+ * listener_open - bind stanza i of conf once per I/O loop and load its
+ * certificate; NULL with err. The sockets are attached to the loops by
+ * the caller (listener_attach).
  */
-static void listener_socket_setup(struct smtp_listener *l)
-{
-	int fd = evconnlistener_get_fd(l->evl);
-	int one = 1;
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	l->local_len = 0;
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-		return;
-	if (ss.ss_family == AF_INET &&
-	    ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY))
-		return;
-	if (ss.ss_family == AF_INET6 &&
-	    IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr))
-		return;
-	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
-		return;
-	l->local = ss;
-	l->local_len = len;
-}
-
-/* listener_open - bind stanza i of conf and load its certificate; NULL with err. */
 static struct smtp_listener *listener_open(struct smtp_server *srv, const struct conf *conf,
-					   size_t i, struct str *err)
+					   size_t i, bool probe, int *fds, struct str *err)
 {
 	const struct conf_listener *cl = conf_listener_at(conf, i);
 	struct smtp_listener *l = XNEW(struct smtp_listener);
-	struct sockaddr_storage ss;
-	int sslen = sizeof(ss);
 
 	l->srv = srv;
 	l->index = i;
+	atomic_init(&l->refs, 1);
 	snprintf(l->address, sizeof(l->address), "%s", conf_listener_address(cl));
-	if (evutil_parse_sockaddr_port(l->address, (struct sockaddr *)&ss, &sslen) < 0) {
-		str_appendf(err, "bad listen address %s", l->address);
-		goto fail;
-	}
 	if (listener_tls(conf, cl, l->address, &l->tls, err) < 0)
 		goto fail;
-	l->evl = evconnlistener_new_bind(loop_base(srv->scheduler), on_accept, l,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-					 LEV_OPT_CLOSE_ON_EXEC,
-					 1024, (struct sockaddr *)&ss, sslen);
-	if (l->evl == NULL) {
-		str_appendf(err, "cannot listen on %s: %s", l->address, strerror(errno));
+	if (smtp_listen_bind(l, srv->nio, fds, probe, err) < 0)
 		goto fail;
-	}
-	evconnlistener_set_error_cb(l->evl, on_accept_error);
-	listener_socket_setup(l);
-	l->resume = evtimer_new(loop_base(srv->scheduler), on_accept_resume, l);
 	return l;
 fail:
-	listener_free(l);
+	smtp_listener_unref(l);
 	return NULL;
+}
+
+/*
+ * listener_attach - give each loop its socket of l: directly before the
+ * loops run (start-up), else posted (a reload).
+ */
+static void listener_attach(struct smtp_server *srv, struct smtp_listener *l, int *fds, bool posted)
+{
+	for (size_t k = 0; k < srv->nio; k++) {
+		atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
+		if (posted)
+			smtp_listen_post_attach(&srv->io[k], l, fds[k]);
+		else
+			smtp_listen_attach(&srv->io[k], l, fds[k]);
+	}
+}
+
+/* listener_close - every loop closes its socket of l; the scheduler's reference goes. */
+static void listener_close(struct smtp_server *srv, struct smtp_listener *l)
+{
+	for (size_t k = 0; k < srv->nio; k++)
+		smtp_listen_post_detach(&srv->io[k], l);
+	smtp_listener_unref(l);
 }
 
 int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *err)
 {
 	size_t n = conf_listener_count(conf);
 
+	int *fds = xcalloc(srv->nio, sizeof(*fds));
+
 	smtp_server_set_conf(srv, conf);
 	srv->listeners = xcalloc(n ? n : 1, sizeof(*srv->listeners));
 	for (size_t i = 0; i < n; i++) {
-		struct smtp_listener *l = listener_open(srv, conf, i, err);
+		struct smtp_listener *l = listener_open(srv, conf, i, true, fds, err);
 
-		if (l == NULL)
+		if (l == NULL) {
+			free(fds);
 			return -1;
+		}
+		listener_attach(srv, l, fds, false);
 		srv->listeners[srv->nlisteners++] = l;
 		log_panic("listener address=%s tls=%s", l->address, l->tls ? "yes" : "no");
 	}
 	srv->listening = true;
+	free(fds);
 	return 0;
 }
 
@@ -805,6 +747,7 @@ static void listeners_reload(struct smtp_server *srv, const struct conf *conf)
 	struct smtp_listener **next = xcalloc(n ? n : 1, sizeof(*next));
 	size_t nnext = 0;
 	struct str err = STR_INIT;
+	int *fds = xcalloc(srv->nio, sizeof(*fds));
 
 	/* 1 and 2: keep what is still configured, close the rest. */
 	for (size_t j = 0; j < srv->nlisteners; j++) {
@@ -816,21 +759,30 @@ static void listeners_reload(struct smtp_server *srv, const struct conf *conf)
 				break;
 		if (i == n) {
 			log_panic("listener address=%s removed", l->address);
-			listener_free(l);
+			listener_close(srv, l);
 			continue;
 		}
 		SSL_CTX *tls;
+		bool keep_tls = false;
+
 		str_clear(&err);
 		if (listener_tls(conf, conf_listener_at(conf, i), l->address, &tls, &err) < 0) {
 			log_panic("listener address=%s error=\"%s\"; keeping the previous certificate",
 				  l->address, str_cstr(&err));
-		} else {
-			if (l->tls)
-				SSL_CTX_free(l->tls);
+			keep_tls = true;
+		}
+		pthread_mutex_lock(&srv->mu);
+		if (!keep_tls) {
+			SSL_CTX *old = l->tls;	/* freed below, outside the lock */
 			l->tls = tls;
+			tls = old;
 		}
 		l->index = i;
-		log_panic("listener address=%s kept tls=%s", l->address, l->tls ? "yes" : "no");
+		bool has_tls = l->tls != NULL;
+		pthread_mutex_unlock(&srv->mu);
+		if (!keep_tls && tls)
+			SSL_CTX_free(tls);
+		log_panic("listener address=%s kept tls=%s", l->address, has_tls ? "yes" : "no");
 		next[nnext++] = l;
 	}
 	/* 3: bind what is new. */
@@ -843,12 +795,18 @@ static void listeners_reload(struct smtp_server *srv, const struct conf *conf)
 		if (have)
 			continue;
 		str_clear(&err);
-		struct smtp_listener *l = listener_open(srv, conf, i, &err);
+		/*
+		 * No probe: a socket of ours that step 1 is closing on the
+		 * loops may still hold the address (one moving between stanzas).
+		 * Another daemon of the same user on it is caught at start-up.
+		 */
+		struct smtp_listener *l = listener_open(srv, conf, i, false, fds, &err);
 		if (l == NULL) {
 			log_panic("listener address=%s error=\"%s\"; not listening on it", addr,
 				  str_cstr(&err));
 			continue;
 		}
+		listener_attach(srv, l, fds, true);
 		log_panic("listener address=%s tls=%s added", l->address, l->tls ? "yes" : "no");
 		next[nnext++] = l;
 	}
@@ -856,6 +814,7 @@ static void listeners_reload(struct smtp_server *srv, const struct conf *conf)
 	srv->listeners = next;
 	srv->nlisteners = nnext;
 	str_free(&err);
+	free(fds);
 }
 
 /* ------------------------------------------------------------------ */
@@ -878,15 +837,15 @@ struct smtp_server *smtp_server_new(struct loop *scheduler, struct loop **io, si
 	for (size_t i = 0; i < nio; i++) {
 		srv->io[i].srv = srv;
 		srv->io[i].loop = io[i];
+		srv->io[i].spare_fd = -1;
 	}
+	pthread_mutex_init(&srv->mu, NULL);
 	srv->spool = sp;
 	srv->on_message = on_message;
 	srv->ctx = ctx;
-	srv->spare_fd = -1;
 	ipmap_init(&srv->conns);
 	ipmap_init(&srv->rates);
 	srv->tarpit = smtp_tarpit_new();
-	spare_open(srv);
 	struct timeval tick = { SERVER_TICK_SECONDS, 0 };
 	srv->tick = event_new(loop_base(scheduler), -1, EV_PERSIST, on_tick, srv);
 	evtimer_add(srv->tick, &tick);
@@ -897,7 +856,10 @@ void smtp_server_set_conf(struct smtp_server *srv, struct conf *conf)
 {
 	struct conf *old = srv->conf;
 
-	srv->conf = conf_ref(conf);
+	conf_ref(conf);
+	pthread_mutex_lock(&srv->mu);
+	srv->conf = conf;
+	pthread_mutex_unlock(&srv->mu);
 	srv->reject_throttle = conf_get(conf, CONF_OPT_REJECTLOG_THROTTLE_PER_IP, NULL, NULL)->u.t;
 	smtp_tarpit_set_conf(srv->tarpit, conf);
 	if (old)
@@ -922,14 +884,13 @@ struct spool *smtp_server_spool(struct smtp_server *srv)
 	return srv->spool;
 }
 
-struct closed_note {
-	struct smtp_server *srv;
-	struct sockaddr_storage peer;
-};
-
+/* check_shutdown_done - shutting down and no session left: the next step may go. */
 static void check_shutdown_done(struct smtp_server *srv)
 {
-	if (srv->shutting_down && srv->sessions == 0 && srv->shutdown_done) {
+	pthread_mutex_lock(&srv->mu);
+	bool done_now = srv->shutting_down && srv->sessions == 0;
+	pthread_mutex_unlock(&srv->mu);
+	if (done_now && srv->shutdown_done) {
 		void (*done)(void *) = srv->shutdown_done;
 		srv->shutdown_done = NULL;
 		if (srv->grace_timer) {
@@ -940,26 +901,22 @@ static void check_shutdown_done(struct smtp_server *srv)
 	}
 }
 
-/* smtp_server_on_session_closed - scheduler side of smtp_server_session_closed. */
-void smtp_server_on_session_closed(void *arg)
+/* smtp_server_on_sessions_done - scheduler (MSGS_SMTP_SESSIONS_DONE): the last session closed. */
+void smtp_server_on_sessions_done(void *arg)
 {
-	struct closed_note *note = arg;
-	struct smtp_server *srv = note->srv;
-
-	srv->sessions--;
-	ip_add(srv, &note->peer, -1);
-	free(note);
-	check_shutdown_done(srv);
+	check_shutdown_done(arg);
 }
 
 void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_storage *peer)
 {
-	struct closed_note *note = XNEW(struct closed_note);
-
-	note->srv = srv;
-	note->peer = *peer;
-	/* Lazily: it rides with the scheduler's next wake-up (on_accept runs it before refusing). */
-	msgs_post_lazy(srv->scheduler, MSGS_SMTP_SESSION_CLOSED, note);
+	pthread_mutex_lock(&srv->mu);
+	srv->sessions--;
+	ip_add(srv, peer, -1);
+	bool last = srv->shutting_down && srv->sessions == 0;
+	pthread_mutex_unlock(&srv->mu);
+	/* Only a shutdown waits for the count; no session can start after it. */
+	if (last)
+		msgs_post(srv->scheduler, MSGS_SMTP_SESSIONS_DONE, srv);
 }
 
 struct deliver_note {
@@ -990,7 +947,10 @@ static void on_grace_expired(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_server *srv = arg;
 
-	log_panic("shutdown grace period over; closing sessions=%u", srv->sessions);
+	pthread_mutex_lock(&srv->mu);
+	uint32_t left = srv->sessions;
+	pthread_mutex_unlock(&srv->mu);
+	log_panic("shutdown grace period over; closing sessions=%u", left);
 	for (size_t i = 0; i < srv->nio; i++)
 		msgs_post(srv->io[i].loop, MSGS_SMTP_CLOSE_ALL, &srv->io[i]);
 }
@@ -1000,17 +960,15 @@ void smtp_server_shutdown(struct smtp_server *srv, int grace_seconds,
 {
 	struct timeval tv = { grace_seconds, 0 };
 
+	pthread_mutex_lock(&srv->mu);
 	srv->shutting_down = true;
+	pthread_mutex_unlock(&srv->mu);
 	srv->shutdown_done = done;
 	srv->shutdown_arg = arg;
-	for (size_t i = 0; i < srv->nlisteners; i++) {
-		if (srv->listeners[i]->resume)
-			evtimer_del(srv->listeners[i]->resume);
-		if (srv->listeners[i]->evl) {
-			evconnlistener_free(srv->listeners[i]->evl);
-			srv->listeners[i]->evl = NULL;
-		}
-	}
+	/* The loops close their sockets when told to shut down (smtp_session_shutdown_io). */
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		smtp_listener_unref(srv->listeners[i]);
+	srv->nlisteners = 0;
 	for (size_t i = 0; i < srv->nio; i++)
 		msgs_post(srv->io[i].loop, MSGS_SMTP_SHUTDOWN_IO, &srv->io[i]);
 	srv->grace_timer = evtimer_new(loop_base(srv->scheduler), on_grace_expired, srv);
@@ -1029,8 +987,11 @@ void smtp_server_free(struct smtp_server *srv)
 {
 	if (srv == NULL)
 		return;
+	/* The loops have ended: their sockets (if a shutdown never came) close here. */
+	for (size_t i = 0; i < srv->nio; i++)
+		smtp_listen_detach_all(&srv->io[i]);
 	for (size_t i = 0; i < srv->nlisteners; i++)
-		listener_free(srv->listeners[i]);
+		smtp_listener_unref(srv->listeners[i]);
 	for (size_t i = 0; i < srv->nio; i++)
 		smtp_session_tokens_free(&srv->io[i]);
 	ipmap_sweep(&srv->conns, ip_count_free, NULL);
@@ -1042,11 +1003,10 @@ void smtp_server_free(struct smtp_server *srv)
 	rate_sweep(srv, true);
 	ipmap_destroy(&srv->rates);
 	smtp_tarpit_free(srv->tarpit);
-	if (srv->spare_fd >= 0)
-		close(srv->spare_fd);
 	free(srv->listeners);
 	free(srv->io);
 	if (srv->conf)
 		conf_unref(srv->conf);
+	pthread_mutex_destroy(&srv->mu);
 	free(srv);
 }

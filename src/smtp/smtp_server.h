@@ -4,15 +4,18 @@
  * The server is a manager (smtp_server.c) on the scheduler thread and
  * sessions (smtp_server_session.c) on the I/O loops:
  *
- *   scheduler: accepts connections, enforces Concurrency and
- *              Max_Connections_Per_IP, hands each socket to an I/O loop
- *              (round robin), receives every message the spool made durable
- *              (on_message), drives graceful shutdown.
- *   I/O loop:  runs one state machine per connection; talks to the spool
- *              and back to the scheduler only by posting.
+ *   scheduler: binds the listeners (a socket per I/O loop), receives
+ *              every message the spool made durable (on_message), drives
+ *              graceful shutdown.
+ *   I/O loop:  accepts on its own sockets, admits each connection against
+ *              Concurrency and Max_Connections_Per_IP (counts shared by
+ *              every loop, under the server's mutex), runs one state
+ *              machine per connection; talks to the spool and back to the
+ *              scheduler only by posting.
  *
  * Ownership: struct smtp_server and the listeners belong to the scheduler
- * thread; struct smtp_io (one per I/O loop) and its sessions belong to that
+ * thread, except the fields its mutex guards (smtp_server.c); struct
+ * smtp_io (one per I/O loop), its sockets and its sessions belong to that
  * loop's thread. The configuration generation is immutable and
  * reference-counted, so sessions read it directly.
  */
@@ -68,8 +71,8 @@ struct smtp_server_stats {
 	uint32_t sessions;	/* open SMTP sessions, all loops */
 	uint64_t rejected;	/* rejections since start: connections, commands, recipients */
 };
-/* smtp_server_get_stats - the counters (scheduler thread: sessions is its field). */
-void smtp_server_get_stats(const struct smtp_server *srv, struct smtp_server_stats *st);
+/* smtp_server_get_stats - the counters; any thread (sessions is read under the server's mutex). */
+void smtp_server_get_stats(struct smtp_server *srv, struct smtp_server_stats *st);
 /* What GET /metrics reads of the inbound side beyond the stats. */
 struct smtp_server_metrics {
 	uint64_t rejected_smtp;		/* rejections before or without EHLO */

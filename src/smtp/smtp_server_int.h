@@ -1,15 +1,18 @@
 /*
  * smtp_server_int.h - what the server manager and its sessions share
  *
- * Private to src/smtp/smtp_server*.c. The manager (scheduler thread)
- * creates one smtp_io per I/O loop and one smtp_listener per bound
- * Listen stanza (re-made on reload). Sessions read their smtp_io and
- * change only its session list, which its own loop owns; they never read
- * an smtp_listener (struct smtp_accept carries what they need of it).
+ * Private to src/smtp/smtp_server*.c and smtp_listen.c. The manager
+ * (scheduler thread) creates one smtp_io per I/O loop and one
+ * smtp_listener per bound Listen stanza (re-made on reload); each loop
+ * accepts on its own socket of every listener. Sessions read their
+ * smtp_io and change only its session list, which its own loop owns;
+ * they never read an smtp_listener (struct smtp_accept carries what they
+ * need of it).
  */
 #ifndef IMPETUS_SMTP_SMTP_SERVER_INT_H
 #define IMPETUS_SMTP_SMTP_SERVER_INT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -28,35 +31,41 @@ struct imp_resume;
 struct envelope;
 
 /*
- * One Listen stanza's socket. Owned by the scheduler thread, which binds
- * it, swaps its certificate and closes it on a reload (smtp_server.c,
- * "reloading listeners"). Sessions never point at it: a session gets its
- * own copy of the address and index and its own reference to the TLS
- * context when it is accepted, so a listener can go while its sessions
- * finish.
+ * One Listen stanza. The scheduler binds it, swaps its certificate and
+ * drops it on a reload (smtp_server.c, "Reloading listeners"); each I/O
+ * loop owns one socket of it (smtp_listen.c) and reads it when it
+ * accepts. Sessions never point at it: a session gets its own copy of
+ * the address and index and its own reference to the TLS context when it
+ * is accepted, so a listener can go while its sessions finish. Freed by
+ * whoever drops the last reference (smtp_listener_unref).
  */
 struct smtp_listener {
 	struct smtp_server *srv;
+	atomic_uint refs;		/* the scheduler's list, and each loop's socket */
+	/* Under the server's mutex (a reload changes them while loops accept): */
 	size_t index;			/* position in the configuration */
-	char address[80];		/* as configured, "ip:port" */
-	struct evconnlistener *evl;	/* scheduler thread */
-	struct event *resume;		/* re-enables evl after an accept back-off */
 	SSL_CTX *tls;			/* NULL when no certificate */
+	/* Fixed once bound: */
+	char address[80];		/* as configured, "ip:port" */
 	/* The bound address when it is one (not a wildcard): every accepted socket's local address. */
 	struct sockaddr_storage local;
 	socklen_t local_len;		/* 0: a wildcard, ask each socket (getsockname) */
 };
 
-/* Per-I/O-loop state, owned by that loop's thread. */
+struct smtp_io_listen;
+
+/* Per-I/O-loop state, owned by that loop's thread (before it runs: by the main thread). */
 struct smtp_io {
 	struct smtp_server *srv;
 	struct loop *loop;
 	struct smtp_session *sessions;	/* doubly linked, this loop's sessions */
 	struct imp_resume *tokens;	/* suspensions not resumed yet (imp_session_suspend) */
+	struct smtp_io_listen *listens;	/* this loop's listening sockets (smtp_listen.c) */
+	int spare_fd;			/* reserve descriptor for EMFILE; -1 while given up */
 	bool shutting_down;
 };
 
-/* Handed from the scheduler to an I/O loop for a new connection. */
+/* What a new session needs of its listener and admission (smtp_server_admit). */
 struct smtp_accept {
 	struct smtp_io *io;
 	size_t listener_index;		/* the listener's, at accept time */
@@ -112,7 +121,45 @@ void smtp_auth_job_free(struct smtp_auth_job *j);
 /* Manager functions the sessions call (any thread: they post). */
 struct spool *smtp_server_spool(struct smtp_server *srv);
 struct pool *smtp_server_io_pool(struct smtp_server *srv);
+/* smtp_server_session_closed - a session's socket is about to close: count it out. Its loop. */
 void smtp_server_session_closed(struct smtp_server *srv, const struct sockaddr_storage *peer);
+/*
+ * smtp_server_admit - on the loop that accepted fd: count the connection
+ * in and return what its session starts from, or refuse it (421 on the
+ * socket, closed, a rejectlog line) and return NULL. Concurrency and
+ * Max_Connections_Per_IP are checked and counted under one lock, so the
+ * loops never admit past a limit together.
+ */
+struct smtp_accept *smtp_server_admit(struct smtp_server *srv, struct smtp_listener *l,
+				      struct smtp_io *io, int fd,
+				      const struct sockaddr_storage *peer, socklen_t peer_len);
+/* smtp_server_accept_failed - count an accept failure; a paniclog line now and then. Any loop. */
+void smtp_server_accept_failed(struct smtp_server *srv, const char *address, int err,
+			       uint64_t refused, int paused_ms);
+/* smtp_server_hostname - the configured hostname, copied (any thread). */
+void smtp_server_hostname(struct smtp_server *srv, char *buf, size_t size);
+/* smtp_listener_unref - drop a reference; the last one frees l. Any thread. */
+void smtp_listener_unref(struct smtp_listener *l);
+
+/* The listening sockets (smtp_listen.c). */
+struct str;
+/*
+ * smtp_listen_bind - n sockets on l->address sharing the port
+ * (SO_REUSEPORT), one per I/O loop; sets l->local. probe: first make
+ * sure no other socket holds the address. 0, or -1 with err.
+ */
+int smtp_listen_bind(struct smtp_listener *l, size_t n, int *fds, bool probe, struct str *err);
+/* smtp_listen_attach - io's loop (or the main thread before it runs) takes fd and a reference to l. */
+void smtp_listen_attach(struct smtp_io *io, struct smtp_listener *l, int fd);
+/* smtp_listen_post_attach / _detach - the same, and its undoing, posted from the scheduler. */
+void smtp_listen_post_attach(struct smtp_io *io, struct smtp_listener *l, int fd);
+void smtp_listen_post_detach(struct smtp_io *io, struct smtp_listener *l);
+/* smtp_listen_detach_all - io's loop closes every socket it listens on (shutdown, free). */
+void smtp_listen_detach_all(struct smtp_io *io);
+/* smtp_listen_refuse - answer 421 on a fresh socket and close it. */
+void smtp_listen_refuse(int fd, const char *ext, const char *hostname, const char *why);
+void smtp_listen_on_attach(void *msg);		/* MSGS_SMTP_LISTEN */
+void smtp_listen_on_detach(void *msg);		/* MSGS_SMTP_UNLISTEN */
 void smtp_server_deliver(struct smtp_server *srv, struct envelope *msg);
 /*
  * smtp_server_log_reject - a rejectlog line, subject to the per-client-IP
@@ -155,7 +202,7 @@ const struct conf *smtp_session_conf_of(const struct imp_session *is);
 const struct conf_listener *smtp_session_listener_conf_of(const struct imp_session *is);
 
 /* Session functions the manager calls, on the session's loop. */
-void smtp_session_start(void *accept);		/* MSGS_SMTP_SESSION_START: struct smtp_accept * */
+void smtp_session_start(struct smtp_accept *acc);	/* on the loop that accepted it */
 void smtp_session_shutdown_io(void *io);	/* MSGS_SMTP_SHUTDOWN_IO: struct smtp_io * */
 void smtp_session_close_all(void *io);		/* MSGS_SMTP_CLOSE_ALL: struct smtp_io * */
 void smtp_session_on_resume(void *token);	/* MSGS_SMTP_RESUME: struct imp_resume * */

@@ -2194,9 +2194,8 @@ void smtp_session_trace_init(void)
 	smtp_trace_init();
 }
 
-void smtp_session_start(void *arg)
+void smtp_session_start(struct smtp_accept *acc)
 {
-	struct smtp_accept *acc = arg;
 	struct smtp_io *io = acc->io;
 	struct smtp_session *s = XNEW(struct smtp_session);
 
@@ -2321,8 +2320,7 @@ static void session_free(struct smtp_session *s)
 		s->next->prev = s->prev;
 	/*
 	 * The connection counts drop before the socket closes: a client that
-	 * saw the close and connects again finds the note posted, and the
-	 * listener runs it before it would refuse (smtp_server.c on_accept).
+	 * saw the close and connects again always finds its slot free.
 	 */
 	smtp_server_session_closed(io->srv, &s->peer);
 	if (s->sock) {
@@ -2361,6 +2359,7 @@ void smtp_session_shutdown_io(void *arg)
 	struct smtp_session *s = io->sessions;
 
 	io->shutting_down = true;
+	smtp_listen_detach_all(io);	/* new clients find the port closed */
 	while (s) {
 		struct smtp_session *next = s->next;
 		if (!session_in_transaction(s) && s->state == S_CMD) {
