@@ -445,6 +445,8 @@ long queue_admin_flush(struct queue *q, const char *domain)
 	}
 	kick_release(q, v, n);
 	free(v);
+	if (moved > 0)
+		spool_flush(q->deps.spool);	/* an operator's change: durable now, not in a second */
 	return (long)moved;
 }
 
@@ -479,6 +481,8 @@ long queue_admin_fail(struct queue *q, const char *domain, int code, const char 
 	kick_release(q, v, n);
 	free(v);
 	str_free(&response);
+	if (failed > 0)
+		spool_flush(q->deps.spool);
 	return (long)failed;
 }
 

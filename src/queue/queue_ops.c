@@ -150,6 +150,8 @@ int queue_op_requeue(struct queue *q, const uint64_t *ids, size_t n)
 		queue_dest_append(t.dq[i], e);
 	}
 	kick_release(q, &t);
+	if (t.n > 0)
+		spool_flush(q->deps.spool);	/* an operator's change: durable now, not in a second */
 	taken_free(&t);
 	return 0;
 }
@@ -187,6 +189,8 @@ int queue_op_fail(struct queue *q, uint64_t id, int code, const char *text, bool
 		queue_outcome_fail(q, t.dq[i], t.v[i], &o);
 	}
 	kick_release(q, &t);
+	if (t.n > 0)
+		spool_flush(q->deps.spool);
 	taken_free(&t);
 	str_free(&response);
 	return 0;

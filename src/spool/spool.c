@@ -983,6 +983,21 @@ void spool_message_done(struct spool *sp, impetus_id id)
 	post_req(sp, req);
 }
 
+void spool_flush(struct spool *sp)
+{
+	/* Posted like a message: after the caller's lazy state records, in one inbox. */
+	msgs_post(sp->loop, MSGS_SPOOL_FLUSH, sp);
+}
+
+/* spool_on_flush - spool thread (MSGS_SPOOL_FLUSH): what is pending commits at this drain. */
+void spool_on_flush(void *arg)
+{
+	struct spool *sp = arg;
+
+	if (sp->pend)
+		sp->pend_urgent++;
+}
+
 int spool_tmpfile(struct spool *sp)
 {
 	int fd = open(sp->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);

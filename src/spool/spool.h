@@ -158,6 +158,14 @@ void spool_binding(struct spool *sp, impetus_id id, const char *binding,
 		   const char *binding_group);
 
 /*
+ * spool_flush - commit the state records posted so far (by this thread)
+ * at once rather than with the next message or after state_flush_ms:
+ * for an operator's change (console, API), which a crash a moment after
+ * the answer must not undo. Any thread; nothing answers it.
+ */
+void spool_flush(struct spool *sp);
+
+/*
  * spool_moved_ack - the owner no longer reads the old location of a
  * message it was told had moved (spool_moved_fn). Any thread.
  */

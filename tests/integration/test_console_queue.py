@@ -17,7 +17,9 @@ so they do not see each other's mail:
   attempt now;
 - fail domain: P and B lines, a bounce to the sender at the sink, nothing
   for the recipients; quiet: no bounce; message fail ID quiet likewise;
-  after a restart the spool holds none of it;
+  after a restart the spool holds none of it; a `message fail` followed
+  at once by kill -9 is not undone (the spool commits an operator's
+  change at once, not with the next message);
 - reroute queue: mail for a dead destination goes to another domain's
   route and arrives;
 - rebind domain: after a reload changes Assign_Binding, the queued message
@@ -41,7 +43,7 @@ from sink import Sink  # noqa: E402
 
 SENDER = "alice@ret.test"	# bounces come back to the good sink
 DOMAINS = ("ok.test", "ret.test", "held.test", "bound.test", "slow.test", "failq.test",
-           "failm.test", "lost.test", "rb.test")
+           "failm.test", "lost.test", "rb.test", "crash.test")
 
 
 class ConsoleQueue(harness.DaemonTestCase):
@@ -89,6 +91,7 @@ class ConsoleQueue(harness.DaemonTestCase):
             route % ("slow.test", cls.slow.port, ""),
             route % ("failq.test", cls.full.port, ""),
             route % ("failm.test", cls.full.port, ""),
+            route % ("crash.test", cls.full.port, ""),
             route % ("lost.test", cls.dead, ""),
         ])
 
@@ -291,6 +294,19 @@ class ConsoleQueue(harness.DaemonTestCase):
         self.d.start()
         live = {str(m.get("id", "")).upper() for m in self.d.spool_ls()}
         self.assertFalse(live & {loud, quiet, single}, live)
+
+    def test_operator_change_survives_a_crash_at_once(self):
+        gone = self.send("c1@crash.test", "crash-fail")
+        kept = self.send("c2@crash.test", "crash-kept")
+        for mid in (gone, kept):
+            wait_records(self.d, "T", mid)
+        self.assertEqual(self.js("message", "fail", gone, "quiet")["recipients"], 1)
+        # At once: the records would otherwise wait up to a second for company.
+        self.d.kill9()
+        self.d.start()
+        live = {str(m.get("id", "")).upper() for m in self.d.spool_ls()}
+        self.assertNotIn(gone, live, "the failed message came back after the crash")
+        self.assertIn(kept, live)
 
     # -- reroute --------------------------------------------------------------------
 
