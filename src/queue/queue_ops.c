@@ -259,6 +259,7 @@ bool queue_ops_returned(struct queue *q, struct queue_dest *dq, struct qentry *e
 		o.response = m->op_fail_text;
 		o.quiet = m->op_fail_quiet;
 		queue_outcome_fail(q, dq, e, &o);
+		spool_flush(q->deps.spool);	/* the operator's change: durable now */
 		return true;
 	}
 	struct queue_dest *home = queue_ops_home(q, dq, e);

@@ -1626,11 +1626,11 @@ static void free_later(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtpc_session *s = arg;
 	struct smtp_client *c = s->c;
-	bool connected_ = s->end_connected;
+	bool was_connected = s->end_connected;
 	char *reason = s->end_reason;
 
 	session_free(s);
-	smtpc_post_closed(c, connected_, reason);
+	smtpc_post_closed(c, was_connected, reason);
 	free(reason);
 }
 
@@ -1672,7 +1672,14 @@ static void session_end(struct smtpc_session *s, bool connected_, const char *re
 	c->io_done = true;
 	s->end_connected = connected_;
 	s->end_reason = xstrdup(reason ? reason : "");
-	event_base_once(s->base, -1, EV_TIMEOUT, free_later, s, &zero);
+	/*
+	 * Without the timer (libevent out of memory) `closed` would never
+	 * come and the shutdown would wait for it: post it now and leave the
+	 * session allocated (callers up the stack may still hold it).
+	 */
+	if (event_base_once(s->base, -1, EV_TIMEOUT, free_later, s, &zero) < 0) {
+		smtpc_post_closed(c, connected_, s->end_reason);
+	}
 }
 
 void smtpc_session_start(struct smtp_client *c)

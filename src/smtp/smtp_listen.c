@@ -118,29 +118,34 @@ static void copy_port(struct sockaddr_storage *to, const struct sockaddr_storage
 		((struct sockaddr_in6 *)to)->sin6_port = ((const struct sockaddr_in6 *)got)->sin6_port;
 }
 
+/* smtp_listen_bind - n sockets sharing l's address, one per loop (smtp_server_int.h). */
 int smtp_listen_bind(struct smtp_listener *l, size_t n, int *fds, bool probe, struct str *err)
 {
 	struct sockaddr_storage ss;
 	int sslen = sizeof(ss);
 	size_t i;
 
+	int e;
+
 	if (evutil_parse_sockaddr_port(l->address, (struct sockaddr *)&ss, &sslen) < 0) {
 		str_appendf(err, "bad listen address %s", l->address);
-		return -1;
+		return -EINVAL;
 	}
 	if (probe) {
 		int fd = bind_one(&ss, (socklen_t)sslen, false);
 
 		if (fd < 0) {
-			str_appendf(err, "cannot listen on %s: %s", l->address, strerror(errno));
-			return -1;
+			e = errno;
+			str_appendf(err, "cannot listen on %s: %s", l->address, strerror(e));
+			return -e;
 		}
 		close(fd);
 	}
 	for (i = 0; i < n; i++) {
 		fds[i] = bind_one(&ss, (socklen_t)sslen, true);
 		if (fds[i] < 0) {
-			str_appendf(err, "cannot listen on %s: %s", l->address, strerror(errno));
+			e = errno;
+			str_appendf(err, "cannot listen on %s: %s", l->address, strerror(e));
 			goto fail;
 		}
 		if (i == 0) {
@@ -164,12 +169,13 @@ int smtp_listen_bind(struct smtp_listener *l, size_t n, int *fds, bool probe, st
 fail:
 	while (i > 0)
 		close(fds[--i]);
-	return -1;
+	return -e;
 }
 
 /* ------------------------------------------------------------------ */
 /* accepting (the socket's I/O loop)                                   */
 
+/* smtp_listen_refuse - one 421 line on a fresh socket, then close it. */
 void smtp_listen_refuse(int fd, const char *ext, const char *hostname, const char *why)
 {
 	char line[512];
@@ -229,6 +235,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	struct smtp_io_listen *il = arg;
 	struct sockaddr_storage peer;
 	socklen_t len = sizeof(peer);
+
+	memset(&peer, 0, sizeof(peer));
 	int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	if (fd < 0) {
@@ -246,7 +254,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		smtp_session_start(acc);
 }
 
-/* on_resume - the back-off is over: listen again (unless the loop is shutting down). */
+/* on_resume - the back-off is over: listen again (a socket closed meanwhile took its timer with it). */
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_io_listen *il = arg;
@@ -259,6 +267,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 /* attaching and detaching (the socket's I/O loop)                     */
 
+/* smtp_listen_attach - io's loop starts accepting on fd (the caller counted io's reference to l). */
 void smtp_listen_attach(struct smtp_io *io, struct smtp_listener *l, int fd)
 {
 	struct event_base *base = loop_base(io->loop);
@@ -286,6 +295,7 @@ static void io_listen_free(struct smtp_io_listen *il)
 	free(il);
 }
 
+/* smtp_listen_post_attach - hand fd to io's loop from the scheduler (a reload). */
 void smtp_listen_post_attach(struct smtp_io *io, struct smtp_listener *l, int fd)
 {
 	struct listen_msg *m = XNEW(struct listen_msg);
@@ -296,6 +306,7 @@ void smtp_listen_post_attach(struct smtp_io *io, struct smtp_listener *l, int fd
 	msgs_post(io->loop, MSGS_SMTP_LISTEN, m);
 }
 
+/* smtp_listen_on_attach - io's loop (MSGS_SMTP_LISTEN): take the socket, unless shutting down. */
 void smtp_listen_on_attach(void *arg)
 {
 	struct listen_msg *m = arg;
@@ -310,16 +321,20 @@ void smtp_listen_on_attach(void *arg)
 	free(m);
 }
 
+/* smtp_listen_post_detach - tell io's loop to close its socket of l (a reload removed it). */
 void smtp_listen_post_detach(struct smtp_io *io, struct smtp_listener *l)
 {
 	struct listen_msg *m = XNEW(struct listen_msg);
 
+	/* The message's own reference: l cannot be freed and its address reused meanwhile. */
+	atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
 	m->io = io;
 	m->l = l;
 	m->fd = -1;
 	msgs_post(io->loop, MSGS_SMTP_UNLISTEN, m);
 }
 
+/* smtp_listen_on_detach - io's loop (MSGS_SMTP_UNLISTEN): close the socket, answer the scheduler. */
 void smtp_listen_on_detach(void *arg)
 {
 	struct listen_msg *m = arg;
@@ -332,9 +347,12 @@ void smtp_listen_on_detach(void *arg)
 			break;
 		}
 	}
+	smtp_listener_unref(m->l);
+	smtp_server_unlistened(m->io->srv);
 	free(m);
 }
 
+/* smtp_listen_detach_all - close every socket of io's loop and its spare (shutdown, free). */
 void smtp_listen_detach_all(struct smtp_io *io)
 {
 	while (io->listens) {

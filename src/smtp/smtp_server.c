@@ -118,6 +118,8 @@ struct smtp_server {
 	struct smtp_listener **listeners;	/* heap, one per bound Listen stanza */
 	size_t nlisteners;
 	bool listening;			/* smtp_server_listen ran: reloads rebind */
+	unsigned unlisten_pending;	/* loops still to close a removed listener's socket */
+	bool rebind_pending;		/* an address waits for them (listeners_bind_new) */
 	uint32_t sessions;		/* open sessions, all loops; mu */
 	/*
 	 * Rejections counted by the sessions (smtp_server_count_reject), for
@@ -381,7 +383,8 @@ void smtp_server_log_reject(struct smtp_server *srv, const struct sockaddr_stora
 	snprintf(n->conn_id, sizeof(n->conn_id), "%s", conn_id);
 	snprintf(n->phase, sizeof(n->phase), "%s", phase);
 	memcpy(n->text, text, tlen + 1);
-	msgs_post(srv->scheduler, MSGS_SMTP_REJECT_NOTE, n);
+	/* A log line: it rides the scheduler's next wake-up (no wake per refused connection). */
+	msgs_post_lazy(srv->scheduler, MSGS_SMTP_REJECT_NOTE, n);
 }
 
 /* ------------------------------------------------------------------ */
@@ -495,6 +498,7 @@ static void refuse_logged(struct smtp_server *srv, struct smtp_listener *l, int 
 	smtp_listen_refuse(fd, "4.7.0", host, why);
 }
 
+/* smtp_server_admit - count a connection in under mu, or refuse it (smtp_server_int.h). */
 struct smtp_accept *smtp_server_admit(struct smtp_server *srv, struct smtp_listener *l,
 				      struct smtp_io *io, int fd,
 				      const struct sockaddr_storage *peer, socklen_t peer_len)
@@ -509,17 +513,21 @@ struct smtp_accept *smtp_server_admit(struct smtp_server *srv, struct smtp_liste
 
 	if (srv->shutting_down)
 		why = "service shutting down";
+	else if (l->removed)
+		why = "no longer listening on this address";
 	else if (max_total > 0 && srv->sessions >= (uint64_t)max_total)
 		why = "too many connections";
 	else if (max_ip > 0 && ip_get(srv, peer) >= (uint64_t)max_ip)
 		why = "too many connections from your address";
 	if (why) {
-		bool shutting_down = srv->shutting_down;
+		/* Not over a limit: no rejectlog line, as when the socket was closed. */
+		bool quiet = srv->shutting_down || l->removed;
+		const char *ext = srv->shutting_down ? "4.7.0" : "4.3.2";
 
 		snprintf(host, sizeof(host), "%s", conf_hostname(srv->conf));
 		pthread_mutex_unlock(&srv->mu);
-		if (shutting_down)
-			smtp_listen_refuse(fd, "4.7.0", host, why);
+		if (quiet)
+			smtp_listen_refuse(fd, ext, host, why);
 		else
 			refuse_logged(srv, l, fd, peer, host, why);
 		return NULL;
@@ -550,6 +558,7 @@ struct smtp_accept *smtp_server_admit(struct smtp_server *srv, struct smtp_liste
 	return acc;
 }
 
+/* smtp_server_accept_failed - count a failed accept; a paniclog line at most every 10 s. */
 void smtp_server_accept_failed(struct smtp_server *srv, const char *address, int err,
 			       uint64_t refused, int paused_ms)
 {
@@ -579,6 +588,7 @@ void smtp_server_accept_failed(struct smtp_server *srv, const char *address, int
 			  " hint=\"out of file descriptors: see the fd_limit line at start-up\"" : "");
 }
 
+/* smtp_server_hostname - the generation's Hostname, copied under mu. */
 void smtp_server_hostname(struct smtp_server *srv, char *buf, size_t size)
 {
 	pthread_mutex_lock(&srv->mu);
@@ -638,6 +648,7 @@ static int listener_tls(const struct conf *conf, const struct conf_listener *cl,
 	return *out ? 0 : -1;
 }
 
+/* smtp_listener_unref - drop one reference; the last frees l and its TLS context. */
 void smtp_listener_unref(struct smtp_listener *l)
 {
 	if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
@@ -653,7 +664,7 @@ void smtp_listener_unref(struct smtp_listener *l)
  * the caller (listener_attach).
  */
 static struct smtp_listener *listener_open(struct smtp_server *srv, const struct conf *conf,
-					   size_t i, bool probe, int *fds, struct str *err)
+					   size_t i, bool probe, int *fds, int *code, struct str *err)
 {
 	const struct conf_listener *cl = conf_listener_at(conf, i);
 	struct smtp_listener *l = XNEW(struct smtp_listener);
@@ -662,9 +673,11 @@ static struct smtp_listener *listener_open(struct smtp_server *srv, const struct
 	l->index = i;
 	atomic_init(&l->refs, 1);
 	snprintf(l->address, sizeof(l->address), "%s", conf_listener_address(cl));
+	*code = -EINVAL;
 	if (listener_tls(conf, cl, l->address, &l->tls, err) < 0)
 		goto fail;
-	if (smtp_listen_bind(l, srv->nio, fds, probe, err) < 0)
+	*code = smtp_listen_bind(l, srv->nio, fds, probe, err);
+	if (*code < 0)
 		goto fail;
 	return l;
 fail:
@@ -687,11 +700,21 @@ static void listener_attach(struct smtp_server *srv, struct smtp_listener *l, in
 	}
 }
 
-/* listener_close - every loop closes its socket of l; the scheduler's reference goes. */
+/*
+ * listener_close - every loop closes its socket of l (each answers
+ * MSGS_SMTP_UNLISTENED); the scheduler's reference goes. Marked removed
+ * at once: a loop that accepts on it before it gets there refuses the
+ * client, as the closed socket would have (the generation in force no
+ * longer has its stanza, so its options are not there to apply).
+ */
 static void listener_close(struct smtp_server *srv, struct smtp_listener *l)
 {
+	pthread_mutex_lock(&srv->mu);
+	l->removed = true;
+	pthread_mutex_unlock(&srv->mu);
 	for (size_t k = 0; k < srv->nio; k++)
 		smtp_listen_post_detach(&srv->io[k], l);
+	srv->unlisten_pending += srv->nio;
 	smtp_listener_unref(l);
 }
 
@@ -704,7 +727,8 @@ int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *e
 	smtp_server_set_conf(srv, conf);
 	srv->listeners = xcalloc(n ? n : 1, sizeof(*srv->listeners));
 	for (size_t i = 0; i < n; i++) {
-		struct smtp_listener *l = listener_open(srv, conf, i, true, fds, err);
+		int code;
+		struct smtp_listener *l = listener_open(srv, conf, i, true, fds, &code, err);
 
 		if (l == NULL) {
 			free(fds);
@@ -717,6 +741,54 @@ int smtp_server_listen(struct smtp_server *srv, struct conf *conf, struct str *e
 	srv->listening = true;
 	free(fds);
 	return 0;
+}
+
+/*
+ * listeners_bind_new - step 3 of a reload: bind each Listen stanza of conf
+ * that has no listener yet. No probe: a socket of ours that step 1 is
+ * closing on the loops may still hold the address (one moving between
+ * stanzas); another daemon of the same user on it is caught at start-up.
+ * Those closing sockets also make the bind fail when they belong to
+ * another user (root, before the privilege drop: SO_REUSEPORT shares
+ * only within one user), so an address in use while removed sockets are
+ * still open is tried again once the loops have closed them
+ * (smtp_server_on_unlistened).
+ */
+static void listeners_bind_new(struct smtp_server *srv, const struct conf *conf)
+{
+	size_t n = conf_listener_count(conf);
+	struct str err = STR_INIT;
+	int *fds = xcalloc(srv->nio, sizeof(*fds));
+
+	for (size_t i = 0; i < n; i++) {
+		const char *addr = conf_listener_address(conf_listener_at(conf, i));
+		bool have = false;
+		int code;
+
+		for (size_t j = 0; j < srv->nlisteners && !have; j++)
+			have = strcmp(srv->listeners[j]->address, addr) == 0;
+		if (have)
+			continue;
+		str_clear(&err);
+		struct smtp_listener *l = listener_open(srv, conf, i, false, fds, &code, &err);
+		if (l == NULL && code == -EADDRINUSE && srv->unlisten_pending > 0) {
+			log_panic("listener address=%s waiting for the removed listeners to close", addr);
+			srv->rebind_pending = true;
+			continue;
+		}
+		if (l == NULL) {
+			log_panic("listener address=%s error=\"%s\"; not listening on it", addr,
+				  str_cstr(&err));
+			continue;
+		}
+		listener_attach(srv, l, fds, true);
+		log_panic("listener address=%s tls=%s added", l->address, l->tls ? "yes" : "no");
+		srv->listeners = xrealloc(srv->listeners,
+					  (srv->nlisteners + 1) * sizeof(*srv->listeners));
+		srv->listeners[srv->nlisteners++] = l;
+	}
+	str_free(&err);
+	free(fds);
 }
 
 /*
@@ -747,7 +819,6 @@ static void listeners_reload(struct smtp_server *srv, const struct conf *conf)
 	struct smtp_listener **next = xcalloc(n ? n : 1, sizeof(*next));
 	size_t nnext = 0;
 	struct str err = STR_INIT;
-	int *fds = xcalloc(srv->nio, sizeof(*fds));
 
 	/* 1 and 2: keep what is still configured, close the rest. */
 	for (size_t j = 0; j < srv->nlisteners; j++) {
@@ -785,36 +856,33 @@ static void listeners_reload(struct smtp_server *srv, const struct conf *conf)
 		log_panic("listener address=%s kept tls=%s", l->address, has_tls ? "yes" : "no");
 		next[nnext++] = l;
 	}
-	/* 3: bind what is new. */
-	for (size_t i = 0; i < n; i++) {
-		const char *addr = conf_listener_address(conf_listener_at(conf, i));
-		bool have = false;
-
-		for (size_t j = 0; j < nnext && !have; j++)
-			have = strcmp(next[j]->address, addr) == 0;
-		if (have)
-			continue;
-		str_clear(&err);
-		/*
-		 * No probe: a socket of ours that step 1 is closing on the
-		 * loops may still hold the address (one moving between stanzas).
-		 * Another daemon of the same user on it is caught at start-up.
-		 */
-		struct smtp_listener *l = listener_open(srv, conf, i, false, fds, &err);
-		if (l == NULL) {
-			log_panic("listener address=%s error=\"%s\"; not listening on it", addr,
-				  str_cstr(&err));
-			continue;
-		}
-		listener_attach(srv, l, fds, true);
-		log_panic("listener address=%s tls=%s added", l->address, l->tls ? "yes" : "no");
-		next[nnext++] = l;
-	}
 	free(srv->listeners);
 	srv->listeners = next;
 	srv->nlisteners = nnext;
 	str_free(&err);
-	free(fds);
+	/* 3: bind what is new. */
+	listeners_bind_new(srv, conf);
+}
+
+/* smtp_server_unlistened - a loop's answer to MSGS_SMTP_UNLISTEN, posted to the scheduler. */
+void smtp_server_unlistened(struct smtp_server *srv)
+{
+	msgs_post(srv->scheduler, MSGS_SMTP_UNLISTENED, srv);
+}
+
+/*
+ * smtp_server_on_unlistened - scheduler (MSGS_SMTP_UNLISTENED): a loop
+ * closed its socket of a removed listener. When the last one is closed,
+ * an address that could not be bound because of them is bound now.
+ */
+void smtp_server_on_unlistened(void *arg)
+{
+	struct smtp_server *srv = arg;
+
+	if (--srv->unlisten_pending == 0 && srv->rebind_pending && !srv->shutting_down) {
+		srv->rebind_pending = false;
+		listeners_bind_new(srv, srv->conf);
+	}
 }
 
 /* ------------------------------------------------------------------ */

@@ -13,11 +13,13 @@
  *              machine per connection; talks to the spool and back to the
  *              scheduler only by posting.
  *
- * Ownership: struct smtp_server and the listeners belong to the scheduler
- * thread, except the fields its mutex guards (smtp_server.c); struct
- * smtp_io (one per I/O loop), its sockets and its sessions belong to that
- * loop's thread. The configuration generation is immutable and
- * reference-counted, so sessions read it directly.
+ * Ownership: struct smtp_server belongs to the scheduler thread, except
+ * the fields its mutex guards (smtp_server.c); the listeners are the
+ * scheduler's and are shared by reference with the loops that accept on
+ * them (smtp_server_int.h); struct smtp_io (one per I/O loop), its
+ * sockets and its sessions belong to that loop's thread. The
+ * configuration generation is immutable and reference-counted, so
+ * sessions read it directly.
  */
 #ifndef IMPETUS_SMTP_SMTP_SERVER_H
 #define IMPETUS_SMTP_SMTP_SERVER_H

@@ -33,8 +33,9 @@ struct envelope;
 /*
  * One Listen stanza. The scheduler binds it, swaps its certificate and
  * drops it on a reload (smtp_server.c, "Reloading listeners"); each I/O
- * loop owns one socket of it (smtp_listen.c) and reads it when it
- * accepts. Sessions never point at it: a session gets its own copy of
+ * loop owns one socket of it (smtp_listen.c), holds a reference, and
+ * reads it when it accepts: the fixed fields freely, the others under
+ * the server's mutex. Sessions never point at it: a session gets its own copy of
  * the address and index and its own reference to the TLS context when it
  * is accepted, so a listener can go while its sessions finish. Freed by
  * whoever drops the last reference (smtp_listener_unref).
@@ -45,6 +46,7 @@ struct smtp_listener {
 	/* Under the server's mutex (a reload changes them while loops accept): */
 	size_t index;			/* position in the configuration */
 	SSL_CTX *tls;			/* NULL when no certificate */
+	bool removed;			/* a reload dropped it; the loops are closing its sockets */
 	/* Fixed once bound: */
 	char address[80];		/* as configured, "ip:port" */
 	/* The bound address when it is one (not a wildcard): every accepted socket's local address. */
@@ -138,6 +140,8 @@ void smtp_server_accept_failed(struct smtp_server *srv, const char *address, int
 			       uint64_t refused, int paused_ms);
 /* smtp_server_hostname - the configured hostname, copied (any thread). */
 void smtp_server_hostname(struct smtp_server *srv, char *buf, size_t size);
+/* smtp_server_unlistened - a loop closed its socket of a removed listener (posts to the scheduler). */
+void smtp_server_unlistened(struct smtp_server *srv);
 /* smtp_listener_unref - drop a reference; the last one frees l. Any thread. */
 void smtp_listener_unref(struct smtp_listener *l);
 
@@ -146,7 +150,7 @@ struct str;
 /*
  * smtp_listen_bind - n sockets on l->address sharing the port
  * (SO_REUSEPORT), one per I/O loop; sets l->local. probe: first make
- * sure no other socket holds the address. 0, or -1 with err.
+ * sure no other socket holds the address. 0, or -errno with err.
  */
 int smtp_listen_bind(struct smtp_listener *l, size_t n, int *fds, bool probe, struct str *err);
 /* smtp_listen_attach - io's loop (or the main thread before it runs) takes fd and a reference to l. */
@@ -159,7 +163,7 @@ void smtp_listen_detach_all(struct smtp_io *io);
 /* smtp_listen_refuse - answer 421 on a fresh socket and close it. */
 void smtp_listen_refuse(int fd, const char *ext, const char *hostname, const char *why);
 void smtp_listen_on_attach(void *msg);		/* MSGS_SMTP_LISTEN */
-void smtp_listen_on_detach(void *msg);		/* MSGS_SMTP_UNLISTEN */
+void smtp_listen_on_detach(void *msg);		/* MSGS_SMTP_UNLISTEN; answered by MSGS_SMTP_UNLISTENED */
 void smtp_server_deliver(struct smtp_server *srv, struct envelope *msg);
 /*
  * smtp_server_log_reject - a rejectlog line, subject to the per-client-IP

@@ -12,7 +12,12 @@ one lock):
 - a second daemon on the same Listen address does not start ("cannot
   listen ... Address already in use"), and the first one keeps serving;
 - once a graceful shutdown begins the port is closed (connection
-  refused), while a transaction in flight still finishes.
+  refused), while a transaction in flight still finishes;
+- a reload that moves a port from one Listen to another (0.0.0.0:P to
+  127.0.0.1:P) binds it, also after the daemon dropped root for User:
+  the sockets of the removed Listen were made by root, SO_REUSEPORT does
+  not share a port between users, so the new one is bound once the loops
+  have closed the old ones.
 """
 
 import os
@@ -99,15 +104,15 @@ class LimitsAcrossLoops(unittest.TestCase):
             self.assertEqual(listening_sockets(d.port), 1)
 
 
-def listening_sockets(port):
-    """listening_sockets - how many TCP sockets listen on 127.0.0.1:port (/proc/net/tcp)."""
+def listening_sockets(port, addr="0100007F"):
+    """listening_sockets - how many TCP sockets listen on addr:port (/proc/net/tcp; 127.0.0.1)."""
     n = 0
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
             local, state = fields[1], fields[3]
-            if state == "0A" and local == "0100007F:%04X" % port:
+            if state == "0A" and local == "%s:%04X" % (addr, port):
                 n += 1
     return n
 
@@ -160,6 +165,49 @@ class PortOwnership(unittest.TestCase):
             self.assertEqual(r.code, 250, "the transaction in flight: %s" % (r,))
             c.close()
             d.stop()
+
+
+
+class MovedAddress(unittest.TestCase):
+    def moved(self, user):
+        d = harness.Daemon(start=False, global_text='User = "%s"' % user if user else "")
+        try:
+            port = d.port
+            if user:
+                # The unprivileged daemon must reach its spool and logs.
+                for root, dirs, files in os.walk(d.tmp):
+                    for name in dirs + files:
+                        os.chmod(os.path.join(root, name), 0o777)
+                os.chmod(d.tmp, 0o777)
+            d.write_config(d.render_config().replace('"127.0.0.1:%d"' % port, '"0.0.0.0:%d"' % port))
+            d.start()
+            n = sum(1 for l in d.paniclog() if "reload configuration=" in l)
+            d.write_config(d.render_config())	# back to 127.0.0.1:port
+            d.signal(signal.SIGHUP)
+            wait_until(lambda: sum(1 for l in d.paniclog() if "reload configuration=" in l) > n,
+                       timeout=15, what="the reload")
+            wait_until(lambda: any("listener address=127.0.0.1:%d tls=no added" % port in l
+                                   for l in d.paniclog()),
+                       timeout=10, what="the moved listener bound")
+            c, r = banner(port)
+            c.close()
+            self.assertEqual(r.code, 220, "after the move: %s" % (r,))
+            self.assertEqual(listening_sockets(port), 1)
+            wait_until(lambda: listening_sockets(port, "00000000") == 0, timeout=10,
+                       what="the removed 0.0.0.0 socket closed")
+            self.assertFalse([l for l in d.paniclog() if "not listening on it" in l])
+            if os.environ.get("TEST_VERBOSE"):
+                sys.stderr.write("\n".join(d.paniclog()) + "\n")
+            d.stop()
+        finally:
+            d.cleanup(check=False)
+
+    def test_moved_address_same_user(self):
+        self.moved(None)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to drop privileges")
+    def test_moved_address_after_dropping_root(self):
+        self.moved("nobody")
 
 
 if __name__ == "__main__":
