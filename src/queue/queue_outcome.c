@@ -156,7 +156,8 @@ void queue_outcome_defer(struct queue *q, struct queue_dest *dq, struct qentry *
 		f.response = m->op_fail_text;
 		f.quiet = m->op_fail_quiet;
 		queue_outcome_fail(q, dq, e, &f);
-		spool_flush(q->deps.spool);	/* the operator's change: durable now */
+		if (f.quiet)
+			spool_flush(q->deps.spool);	/* as queue_op_fail */
 		return;
 	}
 	/* imp_queue_rebind came while it was out: it waits in the new binding's queue. */
