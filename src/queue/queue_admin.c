@@ -481,14 +481,6 @@ long queue_admin_fail(struct queue *q, const char *domain, int code, const char 
 	kick_release(q, v, n);
 	free(v);
 	str_free(&response);
-	/*
-	 * Quiet: nothing else will commit these records soon, so commit them
-	 * now. A bounce does (its MESSAGE commit carries them, posted
-	 * before it); committing them ahead of it would open a window where
-	 * a crash keeps the failure and loses the bounce.
-	 */
-	if (failed > 0 && quiet)
-		spool_flush(q->deps.spool);
 	return (long)failed;
 }
 

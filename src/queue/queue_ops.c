@@ -189,14 +189,6 @@ int queue_op_fail(struct queue *q, uint64_t id, int code, const char *text, bool
 		queue_outcome_fail(q, t.dq[i], t.v[i], &o);
 	}
 	kick_release(q, &t);
-	/*
-	 * Quiet: nothing else will commit these records soon, so commit them
-	 * now. A bounce does (its MESSAGE commit carries them, posted
-	 * before it); committing them ahead of it would open a window where
-	 * a crash keeps the failure and loses the bounce.
-	 */
-	if (t.n > 0 && quiet)
-		spool_flush(q->deps.spool);
 	taken_free(&t);
 	str_free(&response);
 	return 0;
@@ -265,8 +257,6 @@ bool queue_ops_returned(struct queue *q, struct queue_dest *dq, struct qentry *e
 		o.response = m->op_fail_text;
 		o.quiet = m->op_fail_quiet;
 		queue_outcome_fail(q, dq, e, &o);
-		if (o.quiet)
-			spool_flush(q->deps.spool);	/* as queue_op_fail */
 		return true;
 	}
 	struct queue_dest *home = queue_ops_home(q, dq, e);

@@ -103,6 +103,15 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 		q->nrcpts--;
 		queue_entry_free(q, e);
 		queue_outcome_message_final(q, m);
+		/*
+		 * An operator's change, and nothing else will commit it soon:
+		 * commit now (after the MESSAGE_DONE final may have posted). A
+		 * failure that bounces is not flushed: the bounce's MESSAGE
+		 * commit carries its records, and flushing them ahead of it
+		 * would open a window where a crash keeps the failure and loses
+		 * the bounce.
+		 */
+		spool_flush(q->deps.spool);
 		return;
 	}
 	m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
@@ -156,8 +165,6 @@ void queue_outcome_defer(struct queue *q, struct queue_dest *dq, struct qentry *
 		f.response = m->op_fail_text;
 		f.quiet = m->op_fail_quiet;
 		queue_outcome_fail(q, dq, e, &f);
-		if (f.quiet)
-			spool_flush(q->deps.spool);	/* as queue_op_fail */
 		return;
 	}
 	/* imp_queue_rebind came while it was out: it waits in the new binding's queue. */

@@ -1677,9 +1677,8 @@ static void session_end(struct smtpc_session *s, bool connected_, const char *re
 	 * come and the shutdown would wait for it: post it now and leave the
 	 * session allocated (callers up the stack may still hold it).
 	 */
-	if (event_base_once(s->base, -1, EV_TIMEOUT, free_later, s, &zero) < 0) {
+	if (event_base_once(s->base, -1, EV_TIMEOUT, free_later, s, &zero) < 0)
 		smtpc_post_closed(c, connected_, s->end_reason);
-	}
 }
 
 void smtpc_session_start(struct smtp_client *c)

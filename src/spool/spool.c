@@ -817,10 +817,12 @@ static bool wait_for_more(struct spool *sp)
 static void on_drain(void *arg)
 {
 	struct spool *sp = arg;
+	bool flush = sp->flush_due;	/* spool_flush: whatever this drain brought */
 
+	sp->flush_due = false;
 	if (sp->pend_msgs == 1 && wait_for_more(sp))
 		return;
-	if (sp->pend_urgent == 0 && !spool_compact_due(sp)) {
+	if (sp->pend_urgent == 0 && !(flush && sp->pend) && !spool_compact_due(sp)) {
 		if (sp->pend && !sp->flush_armed && sp->flush_ev) {
 			uint32_t ms = sp->opts.state_flush_ms;
 			struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
@@ -985,8 +987,15 @@ void spool_message_done(struct spool *sp, impetus_id id)
 
 void spool_flush(struct spool *sp)
 {
-	/* Posted like a message: after the caller's lazy state records, in one inbox. */
-	msgs_post(sp->loop, MSGS_SPOOL_FLUSH, sp);
+	/*
+	 * Posted like a message: after the caller's lazy state records, in
+	 * one inbox. One request in flight serves every caller until it runs
+	 * (a `fail domain` of many recipients asks once per recipient): a
+	 * caller that finds one posted pushed its records before it runs, so
+	 * they reach the same drain.
+	 */
+	if (!atomic_exchange_explicit(&sp->flush_posted, true, memory_order_acq_rel))
+		msgs_post(sp->loop, MSGS_SPOOL_FLUSH, sp);
 }
 
 /* spool_on_flush - spool thread (MSGS_SPOOL_FLUSH): what is pending commits at this drain. */
@@ -994,8 +1003,8 @@ void spool_on_flush(void *arg)
 {
 	struct spool *sp = arg;
 
-	if (sp->pend)
-		sp->pend_urgent++;
+	atomic_store_explicit(&sp->flush_posted, false, memory_order_release);
+	sp->flush_due = true;
 }
 
 int spool_tmpfile(struct spool *sp)

@@ -141,6 +141,9 @@ struct spool {
 	 */
 	struct event *flush_ev;
 	bool flush_armed;
+	/* spool_flush: a request is on its way (any thread); it is due at this drain (spool thread). */
+	atomic_bool flush_posted;
+	bool flush_due;
 	/*
 	 * Bounded batch wait (opts.batch_wait_us): a timerfd, because
 	 * libevent's own timers on epoll wait in whole milliseconds. waiting:
