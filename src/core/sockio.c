@@ -29,7 +29,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -225,39 +224,34 @@ static void on_write_ready(evutil_socket_t fd, short what, void *arg)
 	flush_now(io);
 }
 
-/* read_once - one readv into the input's free space: bytes read, 0 at EOF, -1 with errno. */
+/*
+ * The bytes of one read land here first, then are copied into the input
+ * buffer. Reading into the input buffer's own free space would look
+ * cheaper, but a session drains its input after every command, the
+ * buffer then frees its last chain, and the next readv needs a fresh one:
+ * libevent rounds a SOCKIO_READ_MAX reservation up to a 32 KiB malloc,
+ * freed again a moment later, six times per relayed message (issue 10's
+ * allocation census). A copy of what actually arrived costs less: a
+ * command fits a 1 KiB chain that malloc's per-thread cache hands back.
+ * One buffer per thread: a sockio is used only on its loop's thread, and
+ * nothing is left in it between calls.
+ */
+static _Thread_local char read_scratch[SOCKIO_READ_MAX];
+
+/* read_once - one read of up to want bytes into the input: bytes read, 0 at EOF, -1 with errno. */
 static ssize_t read_once(struct sockio *io, size_t want)
 {
-	struct evbuffer_iovec v[2];
-	int nv = evbuffer_reserve_space(io->in, (ssize_t)want, v, 2);
-	size_t room = 0;
 	ssize_t n;
 
-	if (nv <= 0) {
+	if (want > sizeof(read_scratch))
+		want = sizeof(read_scratch);
+	n = read(io->fd, read_scratch, want);
+	if (n <= 0)
+		return n;
+	if (evbuffer_add(io->in, read_scratch, (size_t)n) < 0) {
 		errno = ENOMEM;
 		return -1;
 	}
-	/* The space reserved may exceed want: read no more than asked. */
-	for (int i = 0; i < nv; i++) {
-		if (room + v[i].iov_len > want)
-			v[i].iov_len = want - room;
-		room += v[i].iov_len;
-	}
-	n = readv(io->fd, (struct iovec *)v, nv);
-	if (n <= 0) {
-		int err = errno;
-
-		evbuffer_commit_space(io->in, NULL, 0);
-		errno = err;
-		return n;
-	}
-	size_t left = (size_t)n;
-	for (int i = 0; i < nv; i++) {
-		if (v[i].iov_len > left)
-			v[i].iov_len = left;
-		left -= v[i].iov_len;
-	}
-	evbuffer_commit_space(io->in, v, nv);
 	return n;
 }
 

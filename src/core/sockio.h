@@ -9,8 +9,9 @@
  * per relayed message that do no work (issue 10's profile). A sockio on a
  * plain socket instead:
  *
- *   reads    into the input buffer's free space with one readv of up to
- *            SOCKIO_READ_MAX bytes, without asking how much is there;
+ *   reads    with one read of up to SOCKIO_READ_MAX bytes, without
+ *            asking how much is there, and copies what came into the
+ *            input buffer (sockio.c says why not into its free space);
  *   writes   the output buffer straight away, once per loop iteration
  *            (everything added during the iteration goes out in one
  *            writev), and arms write interest only when the socket

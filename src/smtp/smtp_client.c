@@ -277,10 +277,10 @@ int smtpc_reply_add_line(struct smtpc_reply *r, const char *line, size_t len)
 			append_clean(&r->text, t, tl);
 		}
 	}
-	if ((r->nlines & (r->nlines - 1)) == 0) {
-		/* grow at powers of two: 1, 2, 4, ... */
-		size_t cap = r->nlines ? r->nlines * 2 : 1;
-		r->lines = xrealloc(r->lines, cap * sizeof(*r->lines));
+	if (r->nlines == r->linecap) {
+		/* Kept across replies (smtpc_reply_reset): most replies are one line. */
+		r->linecap = r->linecap ? r->linecap * 2 : 4;
+		r->lines = xrealloc(r->lines, r->linecap * sizeof(*r->lines));
 	}
 	r->lines[r->nlines++] = xstrndup(text, tlen);
 	r->complete = last;

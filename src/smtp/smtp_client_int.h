@@ -54,7 +54,7 @@ struct smtpc_reply {
 	char ext[16];			/* enhanced status code, "" when none */
 	struct str text;
 	char **lines;
-	size_t nlines;
+	size_t nlines, linecap;
 	bool complete;
 };
 
