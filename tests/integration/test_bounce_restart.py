@@ -171,6 +171,10 @@ class BounceRestartTest(DaemonTestCase):
             entry = d.spool_msg(mid)
             self.assertEqual([r.get("state") for r in entry["recipients"]],
                              ["failed", "queued"], repr(entry))
+            dsn = entry["recipients"][0].get("dsn") or {}
+            self.assertEqual((dsn.get("action"), dsn.get("code"), dsn.get("response")),
+                             ("failed", 550, BAD_REPLY), "x's stored DSN details: %r" % entry)
+            self.assertNotIn("dsn", entry["recipients"][1], repr(entry))
             d.start()
         self.slow_reply = "250 2.1.5 OK"
         wait_records(d, "D", mid, timeout=25, what="D line of y@slow.test")
@@ -206,6 +210,9 @@ class BounceRestartTest(DaemonTestCase):
         entry = d.spool_msg("%016X" % mid)
         self.assertEqual([r.get("state") for r in entry["recipients"]],
                          ["failed", "delivered"], repr(entry))
+        self.assertTrue(entry.get("dsn_owed"), "spool ls says the report is owed: %r" % entry)
+        self.assertEqual(entry["recipients"][0].get("dsn", {}).get("remote"), "192.0.2.7",
+                         repr(entry))
         d.start()
         got = self.wait_bounces(1)
         b = self.check_failed_x(got[0].body, diag="crafted: x is unknown here")
