@@ -7,10 +7,10 @@
  * go oldest first, every newer one too. Compaction copies such a message
  * to the head as a new MESSAGE record flagged RELOCATED, carrying the
  * durable state of every recipient (state, retries, next attempt) from the
- * spool thread's index, followed by its recipients' RCPT_FAILURE records. Once that copy is durable the old segment has no
- * live message, and after the owner of the message's queue entries
- * acknowledged the new location (spool_options.moved / spool_moved_ack)
- * reclaim() removes it.
+ * spool thread's index, followed by its recipients' RCPT_FAILURE records.
+ * Once that copy is durable the old segment has no live message, and
+ * after the owner of the message's queue entries acknowledged the new
+ * location (spool_options.moved / spool_moved_ack) reclaim() removes it.
  *
  * Rules, in order:
  *   1. The victim is the oldest segment that holds live messages, never
