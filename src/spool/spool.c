@@ -23,10 +23,11 @@
  * delivery-state records: RCPT_STATE, RCPT_RETRY, RCPT_FAILURE,
  * MESSAGE_DONE, which nobody waits on) is not committed by the drain
  * hook. It stays pending, rides with the next message batch, and a timer
- * (state_flush_ms, 1 s) commits it when no message comes. Losing such records in a crash only
- * means a recipient is tried again (at-least-once); the live index, and
- * with it reclaiming and compaction, changes only when they are durable,
- * so no segment goes before the MESSAGE_DONE that frees it is on disk.
+ * (state_flush_ms, 1 s) commits it when no message comes. Losing such
+ * records in a crash only means a recipient is tried again
+ * (at-least-once); the live index, and with it reclaiming and
+ * compaction, changes only when they are durable, so no segment goes
+ * before the MESSAGE_DONE that frees it is on disk.
  * A BINDING record still commits at once: it is a module's policy
  * decision (where the message may go out), not an outcome that can
  * safely be redone, and it is rare.
