@@ -41,9 +41,65 @@ void envelope_free(struct envelope *env)
 	}
 	free(env->rcpts);
 	vctx_free(env->vctx);
+	envelope_failures_clear(env);
 	str_free(&env->body);
 	/* Still set when the spool never took the bytes (failed or no submission). */
 	if (env->file.fd >= 0 && env->file.owned)
 		close(env->file.fd);
 	free(env);
+}
+
+void envelope_failure_put(struct envelope *env, const struct envelope_failure *f)
+{
+	struct envelope_failure *slot = NULL;
+
+	for (size_t i = 0; i < env->nfailures && slot == NULL; i++)
+		if (env->failures[i].rcpt == f->rcpt)
+			slot = &env->failures[i];
+	if (slot) {
+		free(slot->response);
+		free(slot->remote);
+	} else {
+		env->failures = xrealloc(env->failures, (env->nfailures + 1) * sizeof(*env->failures));
+		slot = &env->failures[env->nfailures++];
+	}
+	*slot = *f;
+	slot->response = xstrdup(f->response ? f->response : "");
+	slot->remote = f->remote && *f->remote ? xstrdup(f->remote) : NULL;
+}
+
+void envelope_failures_clear(struct envelope *env)
+{
+	for (size_t i = 0; i < env->nfailures; i++) {
+		free(env->failures[i].response);
+		free(env->failures[i].remote);
+	}
+	free(env->failures);
+	env->failures = NULL;
+	env->nfailures = 0;
+}
+
+bool envelope_failure_current(const struct envelope *env, const struct envelope_failure *f)
+{
+	if (f->rcpt >= env->nrcpt)
+		return false;
+	switch (f->action) {
+	case ENVELOPE_FAILURE_FAILED:
+		return env->rcpts[f->rcpt].state == ENVELOPE_RCPT_FAILED;
+	case ENVELOPE_FAILURE_RELAYED:
+		return env->rcpts[f->rcpt].state == ENVELOPE_RCPT_DELIVERED;
+	}
+	return false;
+}
+
+bool envelope_report_due(const struct envelope *env)
+{
+	bool due = false;
+
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (env->rcpts[i].state == ENVELOPE_RCPT_QUEUED)
+			return false;
+	for (size_t i = 0; i < env->nfailures && !due; i++)
+		due = envelope_failure_current(env, &env->failures[i]);
+	return due;
 }

@@ -69,6 +69,33 @@ struct envelope_rcpt {
 	int64_t next_attempt;	/* unix seconds; 0 = now */
 };
 
+/*
+ * What a recipient's DSN says, kept until the message's report is sent
+ * (docs/spool.md, RCPT_FAILURE): a permanent failure, or a delivery to a
+ * next hop without DSN for a recipient that asked for NOTIFY=SUCCESS
+ * (RFC 3461 5.2.2.1, "relayed"). The queue writes one to the spool with
+ * the recipient's final state; recovery gives it back on the envelope so
+ * the report survives a restart. Values are stored: never renumber.
+ */
+enum envelope_failure_action {
+	ENVELOPE_FAILURE_FAILED = 1,	/* the recipient's state is FAILED */
+	ENVELOPE_FAILURE_RELAYED = 2,	/* the recipient's state is DELIVERED */
+};
+
+/* Bounds of the stored texts; longer ones are cut (at a UTF-8 boundary). */
+#define ENVELOPE_FAILURE_RESPONSE_MAX 8192
+#define ENVELOPE_FAILURE_REMOTE_MAX 1024
+
+struct envelope_failure {
+	uint32_t rcpt;		/* index into rcpts */
+	uint8_t action;		/* enum envelope_failure_action */
+	uint8_t stage;		/* where it happened (the log's stage numbers) */
+	uint16_t code;		/* SMTP reply code, 0 when there was none */
+	int64_t when;		/* unix seconds of the outcome */
+	char *response;		/* the reply or the reason, never NULL */
+	char *remote;		/* remote MTA (IP or name), or NULL */
+};
+
 /* Where the spool keeps a message's bytes, for pread of the body. */
 struct envelope_loc {
 	uint64_t segment;	/* segment sequence number */
@@ -130,6 +157,13 @@ struct envelope {
 	 * apply Assign_Binding again. Clear for bounces and recovered mail.
 	 */
 	bool binding_chosen;
+	/*
+	 * Recovered only: the DSN details of recipients that failed (or were
+	 * relayed) before a restart, one per recipient at most, from the
+	 * spool's RCPT_FAILURE records. The queue takes them over.
+	 */
+	size_t nfailures;
+	struct envelope_failure *failures;
 };
 
 /* envelope_new - an empty envelope: no recipients, empty body, no file part. */
@@ -138,5 +172,25 @@ struct envelope *envelope_new(void);
 void envelope_free(struct envelope *env);
 /* envelope_body_len - the bytes the message's record will hold: body + file part. */
 uint64_t envelope_body_len(const struct envelope *env);
+/*
+ * envelope_failure_put - remember a copy of f (strings copied), replacing
+ * what was kept for the same recipient: the latest outcome is the one a
+ * report must give.
+ */
+void envelope_failure_put(struct envelope *env, const struct envelope_failure *f);
+/* envelope_failures_clear - forget every failure detail of env. */
+void envelope_failures_clear(struct envelope *env);
+/*
+ * envelope_failure_current - whether f still describes its recipient: the
+ * recipient exists and its state is the final state f's action implies
+ * (a detail written just before a crash that lost the state record is
+ * not: that recipient is tried again).
+ */
+bool envelope_failure_current(const struct envelope *env, const struct envelope_failure *f);
+/*
+ * envelope_report_due - every recipient is final and one of them has a
+ * current failure detail: the message still owes its sender a report.
+ */
+bool envelope_report_due(const struct envelope *env);
 
 #endif

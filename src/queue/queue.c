@@ -146,12 +146,21 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 		if (t == ntouched)
 			touched[ntouched++] = dq;
 	}
+	/* Failures and "relayed" notices from before a restart: the report still lists them. */
+	queue_outcome_adopt_failures(m);
 	if (m->pending == 0) {
-		/* Nothing left to do (recovered with every recipient final). */
-		spool_message_done(q->deps.spool, sm->id);
-		envelope_free(sm);
-		free(m);
+		/*
+		 * Recovered with every recipient final: only its report is
+		 * owed (recovery hands over no other such message). During
+		 * recovery nothing can send it yet: queue_start does.
+		 */
 		free(touched);
+		if (!q->started) {
+			q->due = xrealloc(q->due, (q->ndue + 1) * sizeof(*q->due));
+			q->due[q->ndue++] = m;
+			return;
+		}
+		queue_outcome_finish(q, m);
 		return;
 	}
 	q->nmsgs++;
@@ -956,6 +965,18 @@ void queue_start(struct queue *q, const struct queue_deps *deps)
 	event_add(q->maintainer, &tv);
 	/* Recovered mail: arm the timers and start what is due. */
 	maintain_all(q);
+	/* Recovered reports: the spool keeps these messages live until their MESSAGE_DONE. */
+	for (size_t i = 0; i < q->ndue; i++) {
+		char idbuf[ID_BUF_SIZE];
+
+		log_panic("%s recovered with every recipient final and its DSN not yet sent;"
+			  " sending it now entries=%zu", id_format(q->due[i]->sm->id, idbuf),
+			  q->due[i]->nfails);
+		queue_outcome_finish(q, q->due[i]);
+	}
+	free(q->due);
+	q->due = NULL;
+	q->ndue = 0;
 }
 
 /* close_idle_list - QUIT every idle connection of a list. */
@@ -1078,6 +1099,9 @@ void queue_free(struct queue *q)
 	queue_hop_free_all(q);
 	strmap_free(q->hops);
 	spool_idmap_free(&q->msgs);
+	for (size_t i = 0; i < q->ndue; i++)
+		queue_outcome_msg_free(q->due[i]);	/* never started: the next start sends them */
+	free(q->due);
 	slab_destroy(&q->entries);	/* entries still out in batches go with it */
 	queue_admin_free(q);
 	queue_metrics_free(&q->metrics);

@@ -312,6 +312,13 @@ struct queue {
 	struct strmap *hops;		/* queue_hop.key -> struct queue_hop */
 	struct spool_idmap msgs;	/* message id -> struct qmsg, to follow spool moves */
 	size_t nmsgs;
+	/*
+	 * Recovered with every recipient final and its report still owed
+	 * (docs/bounces.md, "Restarts"): finished by queue_start, when the
+	 * spool and the IO pool the report needs exist.
+	 */
+	struct qmsg **due;
+	size_t ndue;
 	size_t nrcpts;			/* entries alive */
 	struct slab entries;		/* every struct qentry (queue_entry_new / queue_entry_free) */
 	uint32_t conns;			/* outbound connections, all queues */

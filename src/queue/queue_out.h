@@ -74,6 +74,17 @@ bool queue_outcome_expired(struct queue *q, struct queue_dest *dq, const struct 
 			   int64_t now_s);
 /* queue_outcome_message_final - one more recipient of m is final; finish m when none is left. */
 void queue_outcome_message_final(struct queue *q, struct qmsg *m);
+/*
+ * queue_outcome_finish - m has no recipient left to try (and is out of
+ * q->msgs): send its report (the bounce job writes its MESSAGE_DONE once
+ * the report is spooled), or write the MESSAGE_DONE now; frees m.
+ */
+void queue_outcome_finish(struct queue *q, struct qmsg *m);
+/*
+ * queue_outcome_adopt_failures - take the failure details recovery put on
+ * m's envelope (those still current) as m's report entries.
+ */
+void queue_outcome_adopt_failures(struct qmsg *m);
 /* queue_outcome_msg_free - free a message and what it remembered. */
 void queue_outcome_msg_free(struct qmsg *m);
 /* queue_outcome_moved - compaction moved message id (queue_moved). */

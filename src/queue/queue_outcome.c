@@ -2,13 +2,15 @@
  * queue_outcome.c - what happens to a recipient after an attempt
  *
  *   delivered  D line, RCPT_STATE delivered in the spool, final;
- *              remembered for a "relayed" DSN when the recipient asked
- *              for NOTIFY=SUCCESS and the server did not offer DSN
+ *              remembered (and RCPT_FAILURE, action relayed, written
+ *              first) for a "relayed" DSN when the recipient asked for
+ *              NOTIFY=SUCCESS and the server did not offer DSN
  *   deferred   T line, retry after Retry_Interval doubled per earlier
  *              failure (capped by Max_Retry_Interval), never past the
  *              message's expiry; RCPT_RETRY in the spool. Past
  *              Max_Retries or Message_Expiration: failed instead
- *   failed     P and B lines, RCPT_STATE failed, remembered for the bounce
+ *   failed     P and B lines, RCPT_FAILURE (the details the bounce needs)
+ *              then RCPT_STATE failed, remembered for the bounce
  *
  * When a message's last recipient is final the message is finished: its
  * bounce (queue_bounce.c) or its MESSAGE_DONE record, then it is freed.
@@ -69,12 +71,74 @@ void queue_outcome_message_final(struct queue *q, struct qmsg *m)
 		return;
 	move_ack(q, m);
 	spool_idmap_del(&q->msgs, m->sm->id);
+	queue_outcome_finish(q, m);
+	q->nmsgs--;
+}
+
+void queue_outcome_finish(struct queue *q, struct qmsg *m)
+{
 	if (m->nfails == 0 || !queue_bounce(q, m))
 		spool_message_done(q->deps.spool, m->sm->id);
 	else
 		q->metrics.bounces++;
 	queue_outcome_msg_free(m);
-	q->nmsgs--;
+}
+
+/*
+ * add_fail - remember what recipient rcpt's DSN says, and write it to the
+ * spool (RCPT_FAILURE) ahead of the state record the caller posts next, so
+ * a restart before the message's report keeps it (docs/spool.md).
+ */
+static void add_fail(struct queue *q, struct qmsg *m, uint32_t rcpt, const char *action,
+		     int code, uint8_t stage, const char *response, const char *remote)
+{
+	struct envelope_failure ef;
+	struct qfail *f;
+
+	m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
+	f = &m->fails[m->nfails++];
+	f->rcpt = rcpt;
+	f->action = action;
+	f->code = code;
+	f->stage = stage;
+	f->response = xstrdup(response ? response : "");
+	f->remote = remote && *remote ? xstrdup(remote) : NULL;
+	f->when = queue_now_us() / 1000000;
+	ef = (struct envelope_failure){
+		.rcpt = rcpt,
+		.action = strcmp(action, "relayed") == 0 ? ENVELOPE_FAILURE_RELAYED :
+			  ENVELOPE_FAILURE_FAILED,
+		.stage = stage,
+		.code = code >= 0 && code <= 999 ? (uint16_t)code : 0,
+		.when = f->when,
+		.response = f->response,
+		.remote = f->remote,
+	};
+	spool_rcpt_failure(q->deps.spool, m->sm->id, &ef);
+}
+
+void queue_outcome_adopt_failures(struct qmsg *m)
+{
+	struct envelope *sm = m->sm;
+
+	for (size_t i = 0; i < sm->nfailures; i++) {
+		struct envelope_failure *ef = &sm->failures[i];
+		struct qfail *f;
+
+		if (!envelope_failure_current(sm, ef))
+			continue;	/* its recipient is queued again: no report yet */
+		m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
+		f = &m->fails[m->nfails++];
+		f->rcpt = ef->rcpt;
+		f->action = ef->action == ENVELOPE_FAILURE_RELAYED ? "relayed" : "failed";
+		f->code = ef->code;
+		f->stage = ef->stage;
+		f->response = ef->response;
+		f->remote = ef->remote;
+		f->when = ef->when;
+		ef->response = ef->remote = NULL;	/* taken */
+	}
+	envelope_failures_clear(sm);
 }
 
 void queue_outcome_msg_free(struct qmsg *m)
@@ -96,6 +160,8 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 
 	queue_log_outcome(q, dq, e, o, 'P');
 	queue_admin_count(q, dq, 'P');
+	if (!o->quiet)
+		add_fail(q, m, e->rcpt, "failed", o->code, o->stage, o->response, o->remote);
 	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_FAILED);
 	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_FAILED;
 	if (o->quiet) {
@@ -114,15 +180,6 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 		spool_flush(q->deps.spool);
 		return;
 	}
-	m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
-	struct qfail *f = &m->fails[m->nfails++];
-	f->rcpt = e->rcpt;
-	f->action = "failed";
-	f->code = o->code;
-	f->stage = o->stage;
-	f->response = xstrdup(o->response ? o->response : "");
-	f->remote = o->remote && *o->remote ? xstrdup(o->remote) : NULL;
-	f->when = queue_now_us() / 1000000;
 	q->nrcpts--;
 	queue_entry_free(q, e);
 	queue_outcome_message_final(q, m);
@@ -212,28 +269,18 @@ void queue_outcome_delivered(struct queue *q, struct queue_dest *dq, struct qent
 
 	queue_log_outcome(q, dq, e, o, 'D');
 	queue_admin_count(q, dq, 'D');
-	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_DELIVERED);
-	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_DELIVERED;
 	/*
 	 * NOTIFY=SUCCESS (RFC 3461 4.1, 5.2.2.1): a next hop that offered DSN
 	 * got NOTIFY/ORCPT with the RCPT and reports delivery itself; one
 	 * that did not cannot, so ours says "relayed". Reported with the
-	 * message's DSN when its last recipient is final. Remembered in
-	 * memory only: a restart before then loses this notice (the delivery
-	 * itself is durable).
+	 * message's DSN when its last recipient is final; written to the
+	 * spool before the state, like a failure, so a restart keeps it.
 	 */
-	if (!o->peer_dsn && dsn_wanted(m->sm->sender, m->sm->rcpts[e->rcpt].notify, "relayed")) {
-		m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
-		struct qfail *f = &m->fails[m->nfails++];
-		f->rcpt = e->rcpt;
-		f->action = "relayed";
-		f->code = o->code;
-		f->stage = o->stage;
-		f->response = xstrdup(o->response ? o->response : "");
-		f->remote = o->remote_host && *o->remote_host ? xstrdup(o->remote_host) :
-			    o->remote && *o->remote ? xstrdup(o->remote) : NULL;
-		f->when = queue_now_us() / 1000000;
-	}
+	if (!o->peer_dsn && dsn_wanted(m->sm->sender, m->sm->rcpts[e->rcpt].notify, "relayed"))
+		add_fail(q, m, e->rcpt, "relayed", o->code, o->stage, o->response,
+			 o->remote_host && *o->remote_host ? o->remote_host : o->remote);
+	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_DELIVERED);
+	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_DELIVERED;
 	q->nrcpts--;
 	queue_entry_free(q, e);
 	queue_outcome_message_final(q, m);

@@ -20,13 +20,14 @@
  * by the disk, not by the message rate.
  *
  * Syncs are earned by messages: a batch with no MESSAGE record (only
- * delivery-state records: RCPT_STATE, RCPT_RETRY, MESSAGE_DONE, which
- * nobody waits on) is not committed by the drain hook. It stays pending,
- * rides with the next message batch, and a timer (state_flush_ms, 1 s)
- * commits it when no message comes. Losing such records in a crash only
- * means a recipient is tried again (at-least-once); the live index, and
- * with it reclaiming and compaction, changes only when they are durable,
- * so no segment goes before the MESSAGE_DONE that frees it is on disk.
+ * delivery-state records: RCPT_STATE, RCPT_RETRY, RCPT_FAILURE,
+ * MESSAGE_DONE, which nobody waits on) is not committed by the drain
+ * hook. It stays pending, rides with the next message batch, and a timer
+ * (state_flush_ms, 1 s) commits it when no message comes. Losing such
+ * records in a crash only means a recipient is tried again
+ * (at-least-once); the live index, and with it reclaiming and
+ * compaction, changes only when they are durable, so no segment goes
+ * before the MESSAGE_DONE that frees it is on disk.
  * A BINDING record still commits at once: it is a module's policy
  * decision (where the message may go out), not an outcome that can
  * safely be redone, and it is rare.
@@ -303,6 +304,9 @@ static void seg_live(struct spool *sp, uint64_t seq, int n, uint64_t bytes)
 /* live_free - free an index entry and what it owns. */
 static void live_free(struct live *l)
 {
+	for (uint32_t i = 0; i < l->nfails; i++)
+		str_free(&l->fails[i].rec);
+	free(l->fails);
 	free(l->binding);
 	free(l->binding_group);
 	free(l);
@@ -319,10 +323,30 @@ static void live_forget(struct spool *sp, impetus_id id)
 	}
 }
 
+/* live_failure - a durable RCPT_FAILURE record (encoded) for recipient idx of l. */
+static void live_failure(struct live *l, uint32_t idx, const struct str *rec)
+{
+	struct live_failure *f = NULL;
+
+	for (uint32_t i = 0; i < l->nfails && f == NULL; i++)
+		if (l->fails[i].rcpt == idx)
+			f = &l->fails[i];
+	if (f == NULL) {
+		l->fails = xrealloc(l->fails, (l->nfails + 1) * sizeof(*l->fails));
+		f = &l->fails[l->nfails++];
+		f->rcpt = idx;
+		str_init(&f->rec);
+	}
+	str_clear(&f->rec);
+	str_append(&f->rec, rec->s, rec->len);
+}
+
 /*
  * live_add - index a message whose record at rec_off is durable (or was
- * recovered), with its recipients' states, retries and next attempts;
- * those with nothing queued are born dead.
+ * recovered), with its recipients' states, retries, next attempts and
+ * failure details; those with nothing queued are born dead, unless
+ * recovery found their report still owed (the queue sends it, then
+ * writes the MESSAGE_DONE).
  */
 static void live_add(struct spool *sp, const struct envelope *msg, uint64_t rec_off,
 		     bool rebound)
@@ -333,9 +357,18 @@ static void live_add(struct spool *sp, const struct envelope *msg, uint64_t rec_
 	for (size_t i = 0; i < msg->nrcpt; i++)
 		nq += msg->rcpts[i].state == ENVELOPE_RCPT_QUEUED;
 	live_forget(sp, msg->id);	/* a second copy of an id replaces the first */
-	if (nq == 0)
+	if (nq == 0 && !envelope_report_due(msg))
 		return;
 	l = xmalloc(sizeof(*l) + msg->nrcpt * sizeof(l->rcpts[0]));
+	l->fails = NULL;
+	l->nfails = 0;
+	for (size_t i = 0; i < msg->nfailures; i++) {
+		struct str rec = STR_INIT;
+
+		spool_rec_encode_rcpt_failure(&rec, msg->id, &msg->failures[i]);
+		live_failure(l, msg->failures[i].rcpt, &rec);
+		str_free(&rec);
+	}
 	l->loc = msg->loc;
 	l->rec_off = rec_off;
 	l->nrcpt = (uint32_t)msg->nrcpt;
@@ -351,9 +384,14 @@ static void live_add(struct spool *sp, const struct envelope *msg, uint64_t rec_
 	seg_live(sp, l->loc.segment, 1, live_rec_len(l));
 }
 
-/* live_has_failed - whether a recipient of l failed for good (a bounce is due). */
+/*
+ * live_has_failed - whether a recipient of l failed for good, or has a
+ * DSN detail (a bounce or a "relayed" notice is due).
+ */
 static bool live_has_failed(const struct live *l)
 {
+	if (l->nfails)
+		return true;
 	for (uint32_t i = 0; i < l->nrcpt; i++)
 		if (l->rcpts[i].state == ENVELOPE_RCPT_FAILED)
 			return true;
@@ -366,7 +404,8 @@ static bool live_has_failed(const struct live *l)
  * still renders a bounce from this body on the IO pool: the message stays
  * live, so its segment is neither reclaimed nor compacted away under the
  * bounce job, until the MESSAGE_DONE the queue writes after it submitted
- * the bounce. (Recovery still counts such a message finished.)
+ * the bounce. (Recovery hands such a message back to the queue when it
+ * has failure details, and counts it finished when it has none.)
  */
 static void live_rcpt_state(struct spool *sp, impetus_id id, uint32_t idx, uint8_t state)
 {
@@ -740,6 +779,13 @@ static void commit(struct spool *sp)
 		case SPOOL_REC_BINDING:
 			live_binding(sp, req->id, req->binding, req->binding_group);
 			break;
+		case SPOOL_REC_RCPT_FAILURE: {
+			struct live *l = spool_idmap_get(&sp->live, req->id);
+
+			if (l && req->rcpt_index < l->nrcpt)
+				live_failure(l, req->rcpt_index, &req->rec);
+			break;
+		}
 		}
 	}
 	spool_stat_set(&sp->st_live, sp->live.count);
@@ -971,6 +1017,18 @@ void spool_binding(struct spool *sp, impetus_id id, const char *binding,
 	req->binding_group = xstrdup(binding_group ? binding_group : "");
 	str_init(&req->rec);
 	spool_rec_encode_binding(&req->rec, id, req->binding, req->binding_group);
+	post_req(sp, req);
+}
+
+void spool_rcpt_failure(struct spool *sp, impetus_id id, const struct envelope_failure *f)
+{
+	struct spool_req *req = XNEW(struct spool_req);
+
+	req->type = SPOOL_REC_RCPT_FAILURE;
+	req->id = id;
+	req->rcpt_index = f->rcpt;
+	str_init(&req->rec);
+	spool_rec_encode_rcpt_failure(&req->rec, id, f);
 	post_req(sp, req);
 }
 

@@ -148,6 +148,17 @@ void spool_rcpt_retry(struct spool *sp, impetus_id id, uint32_t rcpt_index,
 		      uint32_t retries, int64_t next_attempt);
 void spool_message_done(struct spool *sp, impetus_id id);
 /*
+ * spool_rcpt_failure - what recipient f->rcpt's DSN will say (an RCPT_FAILURE
+ * record), posted like the state records and in the same order: post it
+ * *before* the spool_rcpt_state that makes the recipient final, so the
+ * state is never durable without it (the reverse costs nothing: a detail
+ * whose recipient is not final is ignored by recovery). A message that
+ * has one stays live until its MESSAGE_DONE, and recovery hands a message
+ * with every recipient final, such a detail and no MESSAGE_DONE to the
+ * queue, whose report is then still owed (envelope_report_due).
+ */
+void spool_rcpt_failure(struct spool *sp, impetus_id id, const struct envelope_failure *f);
+/*
  * spool_binding - the message now goes out through binding (group
  * binding_group; "" for the default binding / no group): a BINDING
  * record, applied by recovery and carried by compaction. Any thread,

@@ -7,10 +7,10 @@
  * go oldest first, every newer one too. Compaction copies such a message
  * to the head as a new MESSAGE record flagged RELOCATED, carrying the
  * durable state of every recipient (state, retries, next attempt) from the
- * spool thread's index. Once that copy is durable the old segment has no
- * live message, and after the owner of the message's queue entries
- * acknowledged the new location (spool_options.moved / spool_moved_ack)
- * reclaim() removes it.
+ * spool thread's index, followed by its recipients' RCPT_FAILURE records.
+ * Once that copy is durable the old segment has no live message, and
+ * after the owner of the message's queue entries acknowledged the new
+ * location (spool_options.moved / spool_moved_ack) reclaim() removes it.
  *
  * Rules, in order:
  *   1. The victim is the oldest segment that holds live messages, never
@@ -262,7 +262,7 @@ static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *o
 	struct spool_compact *c = &sp->compact;
 	struct live *l = spool_idmap_get(&sp->live, it->id);
 	struct envelope *msg = NULL;
-	struct str rec = STR_INIT;
+	struct str rec = STR_INIT, tail = STR_INIT;
 	char idbuf[ID_BUF_SIZE], name[SPOOL_SEG_NAME_SIZE];
 	const char *why = NULL;
 	uint32_t ncrc = 0;
@@ -287,10 +287,19 @@ static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *o
 		goto out;
 	}
 	spool_rec_store_crc(rec.s, ncrc);
+	/*
+	 * The recipients' failure details follow the copy in the same commit
+	 * (they are not part of the envelope): replay applies them to it, so
+	 * the DSN they describe outlives the old segment.
+	 */
+	for (uint32_t i = 0; i < l->nfails; i++)
+		str_append(&tail, l->fails[i].rec.s, l->fails[i].rec.len);
 	rc = fs_pwrite_all(sp->cur_fd, rec.s, rec.len, *off);
 	if (rc == 0)
 		rc = spool_copy_range(c->vfd, l->loc.offset, sp->cur_fd, *off + rec.len,
 				      l->loc.length);
+	if (rc == 0 && tail.len)
+		rc = fs_pwrite_all(sp->cur_fd, tail.s, tail.len, *off + rec.len + l->loc.length);
 	if (rc < 0) {
 		int crc = spool_cut_back(sp, *off);
 
@@ -315,11 +324,12 @@ static int relocate(struct spool *sp, const struct compact_item *it, uint64_t *o
 			.length = l->loc.length,
 		},
 	};
-	*off += rec.len + l->loc.length;
+	*off += rec.len + l->loc.length + tail.len;
 	rc = 1;
 out:
 	envelope_free(msg);
 	str_free(&rec);
+	str_free(&tail);
 	return rc;
 }
 

@@ -54,6 +54,16 @@ struct live {
 	 * record (imp_queue_rebind), or NULL: a relocated copy carries them.
 	 */
 	char *binding, *binding_group;
+	/*
+	 * The durable RCPT_FAILURE records of its recipients, as encoded (one
+	 * per recipient, the latest): a relocated copy is followed by them,
+	 * so the DSN details outlive the old segment.
+	 */
+	struct live_failure {
+		uint32_t rcpt;
+		struct str rec;
+	} *fails;
+	uint32_t nfails;
 	struct live_rcpt {
 		int64_t next_attempt;
 		uint32_t retries;

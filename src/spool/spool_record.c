@@ -142,6 +142,12 @@ static void put_u8(struct str *out, uint8_t v)
 	str_appendc(out, (char)v);
 }
 
+static void put_u16(struct str *out, uint16_t v)
+{
+	put_u8(out, (uint8_t)v);
+	put_u8(out, (uint8_t)(v >> 8));
+}
+
 static void put_u32(struct str *out, uint32_t v)
 {
 	uint8_t b[4];
@@ -354,6 +360,50 @@ void spool_rec_encode_binding(struct str *out, impetus_id id, const char *bindin
 	rec_seal(out, start, NULL, 0);
 }
 
+/*
+ * put_text - a string of at most max bytes: longer text is cut, backing
+ * off over UTF-8 continuation bytes so the cut never splits a character.
+ */
+static void put_text(struct str *out, const char *s, size_t max)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n > max) {
+		n = max;
+		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+			n--;
+	}
+	put_u32(out, (uint32_t)n);
+	str_append(out, s ? s : "", n);
+}
+
+void spool_rec_encode_rcpt_failure(struct str *out, impetus_id id,
+				   const struct envelope_failure *f)
+{
+	size_t start = rec_begin(out, SPOOL_REC_RCPT_FAILURE, 0);
+
+	put_u64(out, id);
+	put_u32(out, f->rcpt);
+	put_u8(out, f->action);
+	put_u8(out, f->stage);
+	put_u16(out, f->code <= 999 ? f->code : 0);
+	put_u64(out, (uint64_t)f->when);
+	put_text(out, f->response, ENVELOPE_FAILURE_RESPONSE_MAX);
+	put_text(out, f->remote, ENVELOPE_FAILURE_REMOTE_MAX);
+	rec_seal(out, start, NULL, 0);
+}
+
+void spool_rec_failure(const struct spool_rec *rec, struct envelope_failure *f)
+{
+	f->rcpt = rec->rcpt_index;
+	f->action = rec->action;
+	f->stage = rec->stage;
+	f->code = rec->code;
+	f->when = rec->when;
+	f->response = xstrndup(rec->response ? rec->response : "", rec->response_len);
+	f->remote = rec->remote_len ? xstrndup(rec->remote, rec->remote_len) : NULL;
+}
+
 void spool_rec_reseal(uint8_t *rec, size_t n)
 {
 	uint32_t len, crc;
@@ -400,6 +450,17 @@ static uint8_t get_u8(struct cur *c)
 	if (!need(c, 1, "truncated payload"))
 		return 0;
 	return c->p[c->off++];
+}
+
+static uint16_t get_u16(struct cur *c)
+{
+	uint16_t v;
+
+	if (!need(c, 2, "truncated payload"))
+		return 0;
+	v = (uint16_t)(c->p[c->off] | c->p[c->off + 1] << 8);
+	c->off += 2;
+	return v;
 }
 
 static uint32_t get_u32(struct cur *c)
@@ -665,6 +726,26 @@ int spool_rec_decode_payload(unsigned type, const uint8_t *p, size_t n, bool wit
 		get_span(&c, &out->binding, &out->binding_len);
 		get_span(&c, &out->binding_group, &out->binding_group_len);
 		break;
+	case SPOOL_REC_RCPT_FAILURE:
+		out->id = get_u64(&c);
+		out->rcpt_index = get_u32(&c);
+		out->action = get_u8(&c);
+		out->stage = get_u8(&c);
+		out->code = get_u16(&c);
+		out->when = (int64_t)get_u64(&c);
+		get_span(&c, &out->response, &out->response_len);
+		get_span(&c, &out->remote, &out->remote_len);
+		if (c.why)
+			break;
+		if (out->action != ENVELOPE_FAILURE_FAILED && out->action != ENVELOPE_FAILURE_RELAYED)
+			c.why = "bad failure action";
+		else if (out->code > 999)
+			c.why = "bad reply code";
+		else if (out->response_len > ENVELOPE_FAILURE_RESPONSE_MAX)
+			c.why = "failure response too long";
+		else if (out->remote_len > ENVELOPE_FAILURE_REMOTE_MAX)
+			c.why = "remote MTA name too long";
+		break;
 	default:
 		c.why = "unknown record type";
 		break;
@@ -696,7 +777,7 @@ long long spool_rec_decode(const void *buf, size_t n, bool with_msg, struct spoo
 		*why = "bad record magic";
 		return SPOOL_REC_BAD;
 	}
-	if (p[4] < SPOOL_REC_MESSAGE || p[4] > SPOOL_REC_BINDING) {
+	if (p[4] < SPOOL_REC_MESSAGE || p[4] > SPOOL_REC_TYPE_MAX) {
 		*why = "unknown record type";
 		return SPOOL_REC_BAD;
 	}
@@ -742,6 +823,8 @@ const char *spool_rec_type_name(unsigned type)
 		return "MESSAGE_DONE";
 	case SPOOL_REC_BINDING:
 		return "BINDING";
+	case SPOOL_REC_RCPT_FAILURE:
+		return "RCPT_FAILURE";
 	}
 	return "unknown";
 }

@@ -72,7 +72,9 @@ enum spool_rec_type {
 	SPOOL_REC_RCPT_RETRY = 3,
 	SPOOL_REC_MESSAGE_DONE = 4,
 	SPOOL_REC_BINDING = 5,		/* the message's binding changed (imp_queue_rebind) */
+	SPOOL_REC_RCPT_FAILURE = 6,	/* a recipient's DSN details (failed or relayed) */
 };
+#define SPOOL_REC_TYPE_MAX SPOOL_REC_RCPT_FAILURE
 
 /* A decoded record. For MESSAGE, msg is allocated and owned by the caller. */
 struct spool_rec {
@@ -93,6 +95,17 @@ struct spool_rec {
 	 */
 	const char *binding, *binding_group;
 	uint32_t binding_len, binding_group_len;
+	/*
+	 * RCPT_FAILURE (with rcpt_index): what the recipient's DSN says. The
+	 * texts point into the decoded bytes like the binding's (no NUL
+	 * inside, at most ENVELOPE_FAILURE_*_MAX bytes); remote_len 0 = none.
+	 */
+	uint8_t action;			/* enum envelope_failure_action */
+	uint8_t stage;
+	uint16_t code;			/* 0..999 */
+	int64_t when;
+	const char *response, *remote;
+	uint32_t response_len, remote_len;
 };
 
 const char *spool_rec_type_name(unsigned type);
@@ -131,6 +144,19 @@ void spool_rec_encode_done(struct str *out, impetus_id id);
 /* spool_rec_encode_binding - a BINDING record: id, binding ("" default), binding group ("" none). */
 void spool_rec_encode_binding(struct str *out, impetus_id id, const char *binding,
 			      const char *binding_group);
+
+/*
+ * spool_rec_encode_rcpt_failure - an RCPT_FAILURE record for recipient
+ * f->rcpt of message id. Texts longer than their bound are cut at a UTF-8
+ * character boundary; a code outside 0..999 is stored as 0.
+ */
+void spool_rec_encode_rcpt_failure(struct str *out, impetus_id id,
+				   const struct envelope_failure *f);
+/*
+ * spool_rec_failure - the envelope_failure of a decoded RCPT_FAILURE
+ * record, with its texts copied (free response and remote).
+ */
+void spool_rec_failure(const struct spool_rec *rec, struct envelope_failure *f);
 
 /* Results of spool_rec_decode. */
 #define SPOOL_REC_BAD (-1)		/* corrupt: *why says how */

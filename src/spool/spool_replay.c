@@ -3,10 +3,11 @@
  *
  * Segments are read in sequence order; within one, records in file order.
  * A MESSAGE record creates a message (a later copy with the same id
- * replaces an earlier one); RCPT_STATE, RCPT_RETRY and MESSAGE_DONE apply
- * to a message seen earlier, and are ignored when the id is unknown,
- * because the segment holding that message was reclaimed after the
- * message finished (docs/spool.md, "Reclaiming space").
+ * replaces an earlier one); RCPT_STATE, RCPT_RETRY, RCPT_FAILURE,
+ * BINDING and MESSAGE_DONE apply to a message seen earlier, and are
+ * ignored when the id is unknown, because the segment holding that
+ * message was reclaimed after the message finished (docs/spool.md,
+ * "Reclaiming space").
  *
  * Damage handling:
  *   - A record that fails its checks is reported with segment and offset,
@@ -186,6 +187,16 @@ static void apply(struct replay *rp, struct spool_seg *seg, const char *name, ui
 				envelope_free(msg);
 				return;
 			}
+			/*
+			 * The copy's RCPT_FAILURE records follow it in the
+			 * same commit; until those are met (and should a
+			 * torn tail have cut them off while the original
+			 * still exists) the details seen so far stand.
+			 */
+			msg->failures = m->msg->failures;
+			msg->nfailures = m->msg->nfailures;
+			m->msg->failures = NULL;
+			m->msg->nfailures = 0;
 			envelope_free(m->msg);
 			m->msg = msg;
 			m->rec_off = off;
@@ -236,6 +247,13 @@ static void apply(struct replay *rp, struct spool_seg *seg, const char *name, ui
 	}
 	if (rec->type == SPOOL_REC_RCPT_STATE) {
 		m->msg->rcpts[rec->rcpt_index].state = rec->state;
+	} else if (rec->type == SPOOL_REC_RCPT_FAILURE) {
+		struct envelope_failure f;
+
+		spool_rec_failure(rec, &f);
+		envelope_failure_put(m->msg, &f);
+		free(f.response);
+		free(f.remote);
 	} else {
 		m->msg->rcpts[rec->rcpt_index].retries = rec->retries;
 		m->msg->rcpts[rec->rcpt_index].next_attempt = rec->next_attempt;
@@ -637,12 +655,16 @@ int spool_replay(int dirfd, const char *dir, const struct spool_replay_opts *o,
 	/*
 	 * Hand over in record order. A message counts as done when it has a
 	 * MESSAGE_DONE or when no recipient is left queued (the done record
-	 * may not have made it to disk before a crash).
+	 * may not have made it to disk before a crash), unless its DSN is
+	 * still owed: a failure detail (RCPT_FAILURE) of a final recipient
+	 * and no MESSAGE_DONE, which the queue writes only once the report
+	 * is on disk. Such a message is live: the queue sends the report.
 	 */
 	for (m = rp.head; m; m = next) {
 		next = m->next;
 		if (m->msg) {
-			bool done = m->done || spool_msg_all_final(m->msg);
+			bool done = m->done ||
+				    (spool_msg_all_final(m->msg) && !envelope_report_due(m->msg));
 
 			if (!done) {
 				struct spool_seg *s = find_seg(rp.segs, rp.nsegs, m->msg->loc.segment);

@@ -185,9 +185,29 @@ static void ls_json(const struct envelope *msg)
 		json_object_set_new(jr, "state", json_string(state_name(r->state)));
 		json_object_set_new(jr, "retries", json_integer((json_int_t)r->retries));
 		json_object_set_new(jr, "next_attempt", json_integer((json_int_t)r->next_attempt));
+		for (size_t k = 0; k < msg->nfailures; k++) {
+			/* What its DSN will say (RCPT_FAILURE), when the spool kept it. */
+			const struct envelope_failure *f = &msg->failures[k];
+			json_t *jf;
+
+			if (f->rcpt != i)
+				continue;
+			jf = json_object();
+			json_object_set_new(jf, "action", json_string(
+				f->action == ENVELOPE_FAILURE_RELAYED ? "relayed" : "failed"));
+			json_object_set_new(jf, "code", json_integer(f->code));
+			json_object_set_new(jf, "stage", json_integer(f->stage));
+			json_object_set_new(jf, "when", json_integer((json_int_t)f->when));
+			json_object_set_new(jf, "response", jstr(f->response));
+			json_object_set_new(jf, "remote", jstr(f->remote));
+			json_object_set_new(jf, "current", json_boolean(envelope_failure_current(msg, f)));
+			json_object_set_new(jr, "dsn", jf);
+		}
 		json_array_append_new(rcpts, jr);
 	}
 	json_object_set_new(o, "recipients", rcpts);
+	if (envelope_report_due(msg))
+		json_object_set_new(o, "dsn_owed", json_true());	/* all final, report not yet sent */
 	json_object_set_new(o, "client_ip", jstr(msg->client_ip));
 	json_object_set_new(o, "protocol", jstr(msg->protocol));
 	json_object_set_new(o, "binding", jstr(msg->binding));

@@ -557,6 +557,14 @@ static void test_codec_fuzz(void)
 	spool_rec_encode_rcpt_state(&good, 99, 1, ENVELOPE_RCPT_FAILED);
 	spool_rec_encode_rcpt_retry(&good, 99, 1, 2, 3);
 	spool_rec_encode_done(&good, 99);
+	{
+		struct envelope_failure f = {
+			.rcpt = 1, .action = ENVELOPE_FAILURE_FAILED, .stage = 4, .code = 550,
+			.when = 1795473001, .response = "550 5.1.1 no", .remote = "192.0.2.9",
+		};
+
+		spool_rec_encode_rcpt_failure(&good, 99, &f);
+	}
 
 	for (int iter = 0; iter < 20000; iter++) {
 		size_t len = good.len;
@@ -934,6 +942,256 @@ static void test_failed_stays_live(void)
 	spool_get_stats(sp, &st);
 	CHECK_INTEQ(st.live_messages, 0);
 	spool_stop(sp);
+	waiter_fini(&w);
+	remove_dir(dir);
+}
+
+/* ==================== failure details (RCPT_FAILURE) ==================== */
+
+/* decode_one - decode rec (n bytes) as one whole record; the result or SPOOL_REC_BAD. */
+static long long decode_one(const void *rec, size_t n, struct spool_rec *out, const char **why)
+{
+	uint64_t need;
+
+	*why = NULL;
+	return spool_rec_decode(rec, n, true, out, &need, why);
+}
+
+/*
+ * test_codec_failure - an RCPT_FAILURE record round-trips every field;
+ * over-long texts are cut at their bound, never inside a UTF-8
+ * character; every proper prefix is SHORT; a bad action, a reply code
+ * past 999, an over-long text, a NUL in a text and trailing bytes are
+ * refused with their reason (resealed, so the payload decoder sees them).
+ */
+static void test_codec_failure(void)
+{
+	struct envelope_failure f = {
+		.rcpt = 2, .action = ENVELOPE_FAILURE_FAILED, .stage = 5, .code = 550,
+		.when = 1795473001, .response = "550 5.1.1 <x@bad.test>: no such user",
+		.remote = "192.0.2.7",
+	}, back;
+	struct str rec = STR_INIT, big = STR_INIT;
+	struct spool_rec out;
+	const char *why;
+	long long n;
+
+	spool_rec_encode_rcpt_failure(&rec, 0x4242, &f);
+	CHECK_INTEQ(rec.len, 48 + strlen(f.response) + strlen(f.remote));
+	n = decode_one(rec.s, rec.len, &out, &why);
+	CHECK_INTEQ(n, (long long)rec.len);
+	CHECK_INTEQ(out.type, SPOOL_REC_RCPT_FAILURE);
+	CHECK_STREQ(spool_rec_type_name(SPOOL_REC_RCPT_FAILURE), "RCPT_FAILURE");
+	CHECK_INTEQ(out.id, 0x4242);
+	spool_rec_failure(&out, &back);
+	CHECK_INTEQ(back.rcpt, 2);
+	CHECK_INTEQ(back.action, ENVELOPE_FAILURE_FAILED);
+	CHECK_INTEQ(back.stage, 5);
+	CHECK_INTEQ(back.code, 550);
+	CHECK_INTEQ(back.when, 1795473001);
+	CHECK_STREQ(back.response, f.response);
+	CHECK_STREQ(back.remote, "192.0.2.7");
+	free(back.response);
+	free(back.remote);
+	for (size_t cut = 0; cut < rec.len; cut++)
+		CHECK_INTEQ(decode_one(rec.s, cut, &out, &why), SPOOL_REC_SHORT);
+
+	/* Relayed, no remote, no code: remote comes back NULL, response "". */
+	str_clear(&rec);
+	f = (struct envelope_failure){ .rcpt = 0, .action = ENVELOPE_FAILURE_RELAYED };
+	spool_rec_encode_rcpt_failure(&rec, 7, &f);
+	CHECK(decode_one(rec.s, rec.len, &out, &why) > 0);
+	spool_rec_failure(&out, &back);
+	CHECK_INTEQ(back.action, ENVELOPE_FAILURE_RELAYED);
+	CHECK(back.remote == NULL);
+	CHECK_STREQ(back.response, "");
+	free(back.response);
+
+	/* Over-long: cut at the bound, backing off over a 3-byte UTF-8 character. */
+	while (big.len < ENVELOPE_FAILURE_RESPONSE_MAX - 1)
+		str_appendc(&big, 'a');
+	str_appends(&big, "\xe2\x82\xac and more");	/* the euro sign straddles the bound */
+	str_clear(&rec);
+	f = (struct envelope_failure){ .rcpt = 1, .action = ENVELOPE_FAILURE_FAILED, .code = 1234,
+				       .response = big.s, .remote = big.s };
+	spool_rec_encode_rcpt_failure(&rec, 8, &f);
+	CHECK(decode_one(rec.s, rec.len, &out, &why) > 0);
+	CHECK_INTEQ(out.response_len, ENVELOPE_FAILURE_RESPONSE_MAX - 1);
+	CHECK_INTEQ(out.remote_len, ENVELOPE_FAILURE_REMOTE_MAX);
+	CHECK_INTEQ(out.code, 0);	/* no such reply code: stored as "none" */
+
+	/* Bad payloads, each behind a valid CRC. */
+	{
+		struct { size_t at; uint8_t v; const char *why; } bad[] = {
+			{ 12, 0, "bad failure action" },
+			{ 12, 3, "bad failure action" },
+			{ 15, 0xe8, "bad reply code" },	/* with byte 14: 0xe8xx > 999 */
+			{ 28, 'x', "NUL byte in string" },	/* set below: a NUL in the text */
+		};
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			uint8_t *b;
+
+			str_clear(&rec);
+			f = (struct envelope_failure){ .rcpt = 1, .action = ENVELOPE_FAILURE_FAILED,
+						       .code = 550, .response = "5xx", .remote = "" };
+			spool_rec_encode_rcpt_failure(&rec, 9, &f);
+			b = (uint8_t *)rec.s;
+			if (i == 3)
+				b[SPOOL_REC_HDR_SIZE + 28 + 1] = 0;
+			else
+				b[SPOOL_REC_HDR_SIZE + bad[i].at] = bad[i].v;
+			spool_rec_reseal(b, rec.len);
+			CHECK_INTEQ(decode_one(b, rec.len, &out, &why), SPOOL_REC_BAD);
+			CHECK_STREQ(why, bad[i].why);
+		}
+	}
+	/* A text length past the bound (the bytes are there): refused, not cut. */
+	{
+		struct str p = STR_INIT;
+		uint8_t hdr[SPOOL_REC_HDR_SIZE] = { SPOOL_REC_MAGIC0, SPOOL_REC_MAGIC1,
+						    SPOOL_REC_MAGIC2, SPOOL_REC_MAGIC3,
+						    SPOOL_REC_RCPT_FAILURE };
+		uint32_t len = ENVELOPE_FAILURE_REMOTE_MAX + 1;
+
+		str_append(&p, hdr, sizeof(hdr));
+		str_append(&p, "\x09\0\0\0\0\0\0\0" "\1\0\0\0" "\1\4" "\x26\x02"
+			   "\0\0\0\0\0\0\0\0" "\0\0\0\0", 28);
+		str_append(&p, &len, 4);	/* little-endian host assumed, as the CI is */
+		while (p.len < SPOOL_REC_HDR_SIZE + 32 + len)
+			str_appendc(&p, 'r');
+		len = (uint32_t)(p.len - SPOOL_REC_HDR_SIZE);
+		memcpy(p.s + 8, &len, 4);
+		spool_rec_reseal((uint8_t *)p.s, p.len);
+		CHECK_INTEQ(decode_one(p.s, p.len, &out, &why), SPOOL_REC_BAD);
+		CHECK_STREQ(why, "remote MTA name too long");
+		str_free(&p);
+	}
+	/* Trailing bytes after the last text. */
+	str_clear(&rec);
+	f = (struct envelope_failure){ .rcpt = 1, .action = ENVELOPE_FAILURE_FAILED };
+	spool_rec_encode_rcpt_failure(&rec, 10, &f);
+	str_appendc(&rec, 'z');
+	{
+		uint32_t len = (uint32_t)(rec.len - SPOOL_REC_HDR_SIZE);
+
+		memcpy(rec.s + 8, &len, 4);
+	}
+	spool_rec_reseal((uint8_t *)rec.s, rec.len);
+	CHECK_INTEQ(decode_one(rec.s, rec.len, &out, &why), SPOOL_REC_BAD);
+	CHECK_STREQ(why, "trailing bytes in record");
+	str_free(&rec);
+	str_free(&big);
+}
+
+/* failure - an envelope_failure for the tests (static strings). */
+static struct envelope_failure failure(uint32_t rcpt, uint8_t action, const char *response)
+{
+	return (struct envelope_failure){
+		.rcpt = rcpt, .action = action, .stage = 5, .code = 550, .when = 1795470123,
+		.response = (char *)response, .remote = (char *)"mx.bad.test",
+	};
+}
+
+/* find_failure - the failure detail of recipient rcpt of m, or NULL. */
+static const struct envelope_failure *find_failure(const struct envelope *m, uint32_t rcpt)
+{
+	for (size_t i = 0; m && i < m->nfailures; i++)
+		if (m->failures[i].rcpt == rcpt)
+			return &m->failures[i];
+	return NULL;
+}
+
+/*
+ * test_failure_recovered - failure details come back with the message
+ * after a restart: on a message with a recipient still queued; on one
+ * whose recipients are all final and has no MESSAGE_DONE (its report is
+ * owed: handed over, and live); a later detail for the same recipient
+ * replaces the earlier. Not handed over: the same once its MESSAGE_DONE
+ * is written; one all final with a failed recipient but no detail (a
+ * quiet fail, or a spool from before RCPT_FAILURE); one whose only detail
+ * is for a recipient the state record never made final (lost in a crash:
+ * it is tried again, there is no report yet).
+ */
+static void test_failure_recovered(void)
+{
+	char *dir = make_dir();
+	struct envelope *sent[4];
+	struct envelope_failure f;
+	struct recovered rec = { 0 };
+	struct spool_stats st;
+	const struct envelope_failure *got;
+	struct envelope *m;
+	struct waiter w;
+	struct spool *sp;
+
+	waiter_init(&w);
+	sp = open_spool(dir, 0, NULL, NULL);
+	if (sp == NULL)
+		return;
+	CHECK_INTEQ(spool_start(sp), 0);
+	submit_n(sp, &w, 0, 4, 200, sent);
+	/* 0: one failed (detail written twice, the second wins), one queued, one delivered */
+	f = failure(0, ENVELOPE_FAILURE_FAILED, "550 first");
+	spool_rcpt_failure(sp, sent[0]->id, &f);
+	f = failure(0, ENVELOPE_FAILURE_FAILED, "550 5.1.1 second");
+	spool_rcpt_failure(sp, sent[0]->id, &f);
+	spool_rcpt_state(sp, sent[0]->id, 0, ENVELOPE_RCPT_FAILED);
+	spool_rcpt_state(sp, sent[0]->id, 2, ENVELOPE_RCPT_DELIVERED);
+	/* 1: all final, one relayed with its detail, no MESSAGE_DONE */
+	f = failure(1, ENVELOPE_FAILURE_RELAYED, "250 ok");
+	spool_rcpt_failure(sp, sent[1]->id, &f);
+	for (uint32_t j = 0; j < 3; j++)
+		spool_rcpt_state(sp, sent[1]->id, j, ENVELOPE_RCPT_DELIVERED);
+	/* 2: all final, a failed recipient without a detail */
+	spool_rcpt_state(sp, sent[2]->id, 0, ENVELOPE_RCPT_FAILED);
+	spool_rcpt_state(sp, sent[2]->id, 1, ENVELOPE_RCPT_DELIVERED);
+	spool_rcpt_state(sp, sent[2]->id, 2, ENVELOPE_RCPT_DELIVERED);
+	/* 3: a detail whose state record never came; the others delivered */
+	f = failure(0, ENVELOPE_FAILURE_FAILED, "550 lost state");
+	spool_rcpt_failure(sp, sent[3]->id, &f);
+	spool_rcpt_state(sp, sent[3]->id, 1, ENVELOPE_RCPT_DELIVERED);
+	spool_rcpt_state(sp, sent[3]->id, 2, ENVELOPE_RCPT_DELIVERED);
+	wait_records(sp, 4 + 14);
+	spool_get_stats(sp, &st);
+	/* 0 (queued), 1 (its report is owed), 2 (a failed recipient), 3 (queued) */
+	CHECK_INTEQ(st.live_messages, 4);
+	spool_stop(sp);
+
+	sp = open_spool(dir, 0, &rec, NULL);
+	CHECK_INTEQ(rec.n, 3);
+	m = rec_find(&rec, sent[0]->id);
+	got = find_failure(m, 0);
+	CHECK(got != NULL && m->nfailures == 1);
+	if (got) {
+		CHECK_INTEQ(got->action, ENVELOPE_FAILURE_FAILED);
+		CHECK_STREQ(got->response, "550 5.1.1 second");
+		CHECK_STREQ(got->remote, "mx.bad.test");
+		CHECK_INTEQ(got->code, 550);
+		CHECK_INTEQ(got->stage, 5);
+		CHECK_INTEQ(got->when, 1795470123);
+		CHECK(envelope_failure_current(m, got));
+		CHECK(!envelope_report_due(m));		/* recipient 1 still queued */
+	}
+	m = rec_find(&rec, sent[1]->id);
+	CHECK(m != NULL && envelope_report_due(m));
+	got = find_failure(m, 1);
+	CHECK(got != NULL && got->action == ENVELOPE_FAILURE_RELAYED);
+	CHECK(rec_find(&rec, sent[2]->id) == NULL);
+	m = rec_find(&rec, sent[3]->id);
+	CHECK(m != NULL && m->rcpts[0].state == ENVELOPE_RCPT_QUEUED);
+	CHECK(m && m->nfailures == 1 && !envelope_failure_current(m, &m->failures[0]));
+	spool_get_stats(sp, &st);
+	CHECK_INTEQ(st.live_messages, 3);
+	/* The owed report is sent: MESSAGE_DONE, and it is gone after the next restart. */
+	CHECK_INTEQ(spool_start(sp), 0);
+	spool_message_done(sp, sent[1]->id);
+	spool_stop(sp);
+	rec_free(&rec);
+	sp = open_spool(dir, 0, &rec, NULL);
+	CHECK_INTEQ(rec.n, 2);
+	CHECK(rec_find(&rec, sent[1]->id) == NULL);
+	spool_stop(sp);
+	rec_free(&rec);
 	waiter_fini(&w);
 	remove_dir(dir);
 }
@@ -2044,6 +2302,74 @@ static void test_compact_relocate(void)
 }
 
 /*
+ * test_compact_failure - a live message with a recipient's failure detail
+ * (relayed, for the report still to come) is moved by compaction; once
+ * the move is acknowledged every older segment, the one holding the
+ * original RCPT_FAILURE record included, is removed. After a restart the
+ * detail is still there: the copy carried it.
+ */
+static void test_compact_failure(void)
+{
+	char *dir = make_dir();
+	struct envelope *sent[20], *sync_msg[1];
+	struct mover mv = { .auto_ack = true };
+	struct recovered rec = { 0 };
+	struct envelope_failure f = failure(1, ENVELOPE_FAILURE_RELAYED, "250 2.0.0 relayed");
+	const struct envelope_failure *got;
+	struct waiter w;
+	struct spool *sp;
+	impetus_id id;
+	uint64_t first = 0, fail_seg;
+	int n;
+
+	pthread_mutex_init(&mv.mu, NULL);
+	pthread_cond_init(&mv.cv, NULL);
+	waiter_init(&w);
+	sp = open_compacting(dir, &mv, &w, NULL, NULL);
+	spool_start(sp);
+	submit_seq(sp, &w, 0, 20, 1000, sent);
+	id = w.res[0].msg->id;
+	fail_seg = w.res[19].msg->loc.segment;	/* the detail lands here or later */
+	spool_rcpt_failure(sp, id, &f);
+	spool_rcpt_retry(sp, id, 0, 3, 1795479999);
+	spool_rcpt_state(sp, id, 1, ENVELOPE_RCPT_DELIVERED);
+	for (int i = 1; i < 20; i++)
+		spool_message_done(sp, w.res[i].msg->id);
+	submit_n(sp, &w, 100, 1, 10, sync_msg);
+	mover_wait(&mv, 1);
+	CHECK(mv.ids[0] == id);
+	for (int tries = 0; tries < 3000; tries++) {
+		seg_files_range(dir, &first, NULL);
+		if (first >= mv.locs[0].segment)
+			break;
+		usleep(10000);
+	}
+	CHECK(first >= mv.locs[0].segment);
+	CHECK(first > fail_seg);	/* the original detail is gone with its segment */
+	spool_message_done(sp, w.res[20].msg->id);
+	spool_stop(sp);
+	n = seg_files(dir, NULL);
+	CHECK(n <= 2);
+
+	sp = open_spool(dir, 4096, &rec, NULL);
+	CHECK_INTEQ(rec.n, 1);
+	check_moved_msg(sp, &rec, id, 0);
+	got = find_failure(rec_find(&rec, id), 1);
+	CHECK(got != NULL);
+	if (got) {
+		CHECK_INTEQ(got->action, ENVELOPE_FAILURE_RELAYED);
+		CHECK_STREQ(got->response, "250 2.0.0 relayed");
+		CHECK_STREQ(got->remote, "mx.bad.test");
+	}
+	spool_stop(sp);
+	rec_free(&rec);
+	waiter_fini(&w);
+	pthread_mutex_destroy(&mv.mu);
+	pthread_cond_destroy(&mv.cv);
+	remove_dir(dir);
+}
+
+/*
  * test_compact_crash_between - a crash after the copy is durable but
  * before the old segment went (the move is never acknowledged), with a
  * state record written after the copy: recovery keeps one message, the
@@ -2305,6 +2631,8 @@ int main(void)
 	test_big_batch();
 	test_file_body();
 	test_failed_stays_live();
+	test_codec_failure();
+	test_failure_recovered();
 	test_state_rides();
 	test_binding_commits();
 	test_batch_wait();
@@ -2323,6 +2651,7 @@ int main(void)
 	test_codec_relocated();
 	test_compact_relocate();
 	test_compact_crash_between();
+	test_compact_failure();
 	test_compact_bad_source();
 	test_write_error();
 	test_lock();
