@@ -1661,9 +1661,10 @@ static bool auth_case(struct peer *peer, struct run *r, const char *listen, cons
 	struct envelope_loc loc = spool_body(plain_body, strlen(plain_body));
 	struct rcpt_spec rs[] = { { "a@x.test", 0, NULL }, { "b@x.test", 0, NULL } };
 
+	/* First: the callers run_fini it whatever happens, a peer that did not start too. */
+	run_init(r);
 	if (!peer_start(peer, listen, sessions))
 		return false;
-	run_init(r);
 	r->close_when_idle = true;
 	open_run(r, mk(peer->port), make_batch(loc, 0, false, rs, 2));
 	return run_wait(r, __LINE__);
