@@ -49,7 +49,8 @@ void envelope_free(struct envelope *env)
 	free(env);
 }
 
-void envelope_failure_put(struct envelope *env, const struct envelope_failure *f)
+const struct envelope_failure *envelope_failure_put(struct envelope *env,
+						    const struct envelope_failure *f)
 {
 	struct envelope_failure *slot = NULL;
 
@@ -66,6 +67,7 @@ void envelope_failure_put(struct envelope *env, const struct envelope_failure *f
 	*slot = *f;
 	slot->response = xstrdup(f->response ? f->response : "");
 	slot->remote = f->remote && *f->remote ? xstrdup(f->remote) : NULL;
+	return slot;
 }
 
 void envelope_failures_clear(struct envelope *env)
@@ -90,6 +92,23 @@ bool envelope_failure_current(const struct envelope *env, const struct envelope_
 		return env->rcpts[f->rcpt].state == ENVELOPE_RCPT_DELIVERED;
 	}
 	return false;
+}
+
+void envelope_failures_prune(struct envelope *env)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < env->nfailures; i++) {
+		struct envelope_failure *f = &env->failures[i];
+
+		if (envelope_failure_current(env, f)) {
+			env->failures[kept++] = *f;
+			continue;
+		}
+		free(f->response);
+		free(f->remote);
+	}
+	env->nfailures = kept;
 }
 
 bool envelope_report_due(const struct envelope *env)

@@ -158,9 +158,10 @@ struct envelope {
 	 */
 	bool binding_chosen;
 	/*
-	 * Recovered only: the DSN details of recipients that failed (or were
-	 * relayed) before a restart, one per recipient at most, from the
-	 * spool's RCPT_FAILURE records. The queue takes them over.
+	 * The DSN details of recipients that failed (or were relayed), one
+	 * per recipient at most: what the message's report will say. The
+	 * queue adds them as outcomes come; recovery gives back those of
+	 * the spool's RCPT_FAILURE records.
 	 */
 	size_t nfailures;
 	struct envelope_failure *failures;
@@ -175,9 +176,10 @@ uint64_t envelope_body_len(const struct envelope *env);
 /*
  * envelope_failure_put - remember a copy of f (strings copied), replacing
  * what was kept for the same recipient: the latest outcome is the one a
- * report must give.
+ * report must give. Returns the copy kept.
  */
-void envelope_failure_put(struct envelope *env, const struct envelope_failure *f);
+const struct envelope_failure *envelope_failure_put(struct envelope *env,
+						    const struct envelope_failure *f);
 /* envelope_failures_clear - forget every failure detail of env. */
 void envelope_failures_clear(struct envelope *env);
 /*
@@ -187,6 +189,12 @@ void envelope_failures_clear(struct envelope *env);
  * not: that recipient is tried again).
  */
 bool envelope_failure_current(const struct envelope *env, const struct envelope_failure *f);
+/*
+ * envelope_failures_prune - forget the details that are not current
+ * (envelope_failure_current): their recipients are queued again, and
+ * their next outcome decides what the report says.
+ */
+void envelope_failures_prune(struct envelope *env);
 /*
  * envelope_report_due - every recipient is final and one of them has a
  * current failure detail: the message still owes its sender a report.

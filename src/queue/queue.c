@@ -146,8 +146,11 @@ static void queue_add(struct queue *q, struct envelope *sm, bool kick)
 		if (t == ntouched)
 			touched[ntouched++] = dq;
 	}
-	/* Failures and "relayed" notices from before a restart: the report still lists them. */
-	queue_outcome_adopt_failures(m);
+	/*
+	 * Failures and "relayed" notices from before a restart: the report
+	 * still lists them, except those whose recipient is queued again.
+	 */
+	envelope_failures_prune(sm);
 	if (m->pending == 0) {
 		/*
 		 * Recovered with every recipient final: only its report is
@@ -971,7 +974,7 @@ void queue_start(struct queue *q, const struct queue_deps *deps)
 
 		log_panic("%s recovered with every recipient final and its DSN not yet sent;"
 			  " sending it now entries=%zu", id_format(q->due[i]->sm->id, idbuf),
-			  q->due[i]->nfails);
+			  q->due[i]->sm->nfailures);
 		queue_outcome_finish(q, q->due[i]);
 	}
 	free(q->due);

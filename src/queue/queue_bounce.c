@@ -214,25 +214,25 @@ bool queue_bounce(struct queue *q, struct qmsg *m)
 	if (sm->sender == NULL || *sm->sender == '\0')
 		return false;	/* never bounce a bounce */
 	j = XNEW(struct bounce_job);
-	j->rcpts = xcalloc(m->nfails, sizeof(*j->rcpts));
-	for (size_t i = 0; i < m->nfails; i++) {
-		const struct qfail *f = &m->fails[i];
+	j->rcpts = xcalloc(sm->nfailures, sizeof(*j->rcpts));
+	for (size_t i = 0; i < sm->nfailures; i++) {
+		const struct envelope_failure *f = &sm->failures[i];
 		const struct envelope_rcpt *r = &sm->rcpts[f->rcpt];
 		const char *at = strrchr(r->addr, '@');
 		char status[16];
-
-		bool failed = strcmp(f->action, "failed") == 0;
+		bool failed = f->action == ENVELOPE_FAILURE_FAILED;
+		const char *action = failed ? "failed" : "relayed";
 
 		/* Generate_Bounces is about failures; success notices were asked for */
 		if (failed &&
 		    !conf_get(c, CONF_OPT_GENERATE_BOUNCES, sm->binding, at ? at + 1 : "")->u.b)
 			continue;
-		if (!dsn_wanted(sm->sender, r->notify, f->action))
+		if (!dsn_wanted(sm->sender, r->notify, action))
 			continue;
 		struct dsn_rcpt *d = &j->rcpts[j->nrcpt++];
 		d->addr = own(j, r->addr);
 		d->orcpt = own(j, r->orcpt);
-		d->action = f->action;
+		d->action = action;
 		d->status = failed ? own(j, dsn_status_from_reply(f->code, f->response, true, status)) :
 			    "2.0.0";
 		d->remote_mta = own(j, f->remote);

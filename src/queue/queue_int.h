@@ -61,29 +61,13 @@ struct queue_groups;
 struct api_hook;
 struct api_gen;
 
-/*
- * A recipient the message's DSN reports on: a permanent failure, or a
- * delivery to a server without DSN for a recipient that asked for
- * NOTIFY=SUCCESS (RFC 3461 5.2.2.1, action "relayed").
- */
-struct qfail {
-	uint32_t rcpt;
-	const char *action;	/* "failed" or "relayed" (static strings) */
-	int code;
-	uint8_t stage;
-	char *response;
-	char *remote;		/* remote MTA (IP or name), may be NULL */
-	int64_t when;
-};
-
 /* One message with recipients still to deliver. */
 struct qmsg {
 	struct envelope *sm;		/* envelope; no body */
 	uint32_t pending;		/* recipients without a final state */
 	uint32_t inflight;		/* batches out with a copy of sm->loc */
 	bool ack_pending;		/* the spool moved it; ack once inflight is 0 */
-	size_t nfails;
-	struct qfail *fails;
+	/* What its report will say: sm->failures (queue_outcome.c adds them). */
 	int64_t expires;		/* unix seconds; 0 = received + Message_Expiration */
 	/* queue_ops.c: operations asked through include/impetus/queue.h */
 	bool op_mark;			/* selected by the operation being applied */

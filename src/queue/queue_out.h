@@ -80,11 +80,6 @@ void queue_outcome_message_final(struct queue *q, struct qmsg *m);
  * the report is spooled), or write the MESSAGE_DONE now; frees m.
  */
 void queue_outcome_finish(struct queue *q, struct qmsg *m);
-/*
- * queue_outcome_adopt_failures - take the failure details recovery put on
- * m's envelope (those still current) as m's report entries.
- */
-void queue_outcome_adopt_failures(struct qmsg *m);
 /* queue_outcome_msg_free - free a message and what it remembered. */
 void queue_outcome_msg_free(struct qmsg *m);
 /* queue_outcome_moved - compaction moved message id (queue_moved). */

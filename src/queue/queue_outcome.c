@@ -77,7 +77,7 @@ void queue_outcome_message_final(struct queue *q, struct qmsg *m)
 
 void queue_outcome_finish(struct queue *q, struct qmsg *m)
 {
-	if (m->nfails == 0 || !queue_bounce(q, m))
+	if (m->sm->nfailures == 0 || !queue_bounce(q, m))
 		spool_message_done(q->deps.spool, m->sm->id);
 	else
 		q->metrics.bounces++;
@@ -85,69 +85,30 @@ void queue_outcome_finish(struct queue *q, struct qmsg *m)
 }
 
 /*
- * add_fail - remember what recipient rcpt's DSN says, and write it to the
- * spool (RCPT_FAILURE) ahead of the state record the caller posts next, so
- * a restart before the message's report keeps it (docs/spool.md).
+ * add_fail - remember what recipient rcpt's DSN says (on the envelope:
+ * the report is rendered from it), and write it to the spool
+ * (RCPT_FAILURE) ahead of the state record the caller posts next, so a
+ * restart before the message's report keeps it (docs/spool.md).
  */
-static void add_fail(struct queue *q, struct qmsg *m, uint32_t rcpt, const char *action,
+static void add_fail(struct queue *q, struct qmsg *m, uint32_t rcpt, uint8_t action,
 		     int code, uint8_t stage, const char *response, const char *remote)
 {
-	struct envelope_failure ef;
-	struct qfail *f;
-
-	m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
-	f = &m->fails[m->nfails++];
-	f->rcpt = rcpt;
-	f->action = action;
-	f->code = code;
-	f->stage = stage;
-	f->response = xstrdup(response ? response : "");
-	f->remote = remote && *remote ? xstrdup(remote) : NULL;
-	f->when = queue_now_us() / 1000000;
-	ef = (struct envelope_failure){
+	/* Borrowed strings: envelope_failure_put keeps copies. */
+	struct envelope_failure ef = {
 		.rcpt = rcpt,
-		.action = strcmp(action, "relayed") == 0 ? ENVELOPE_FAILURE_RELAYED :
-			  ENVELOPE_FAILURE_FAILED,
+		.action = action,
 		.stage = stage,
 		.code = code >= 0 && code <= 999 ? (uint16_t)code : 0,
-		.when = f->when,
-		.response = f->response,
-		.remote = f->remote,
+		.when = queue_now_us() / 1000000,
+		.response = (char *)response,
+		.remote = (char *)remote,
 	};
-	spool_rcpt_failure(q->deps.spool, m->sm->id, &ef);
-}
 
-void queue_outcome_adopt_failures(struct qmsg *m)
-{
-	struct envelope *sm = m->sm;
-
-	for (size_t i = 0; i < sm->nfailures; i++) {
-		struct envelope_failure *ef = &sm->failures[i];
-		struct qfail *f;
-
-		if (!envelope_failure_current(sm, ef))
-			continue;	/* its recipient is queued again: no report yet */
-		m->fails = xrealloc(m->fails, (m->nfails + 1) * sizeof(*m->fails));
-		f = &m->fails[m->nfails++];
-		f->rcpt = ef->rcpt;
-		f->action = ef->action == ENVELOPE_FAILURE_RELAYED ? "relayed" : "failed";
-		f->code = ef->code;
-		f->stage = ef->stage;
-		f->response = ef->response;
-		f->remote = ef->remote;
-		f->when = ef->when;
-		ef->response = ef->remote = NULL;	/* taken */
-	}
-	envelope_failures_clear(sm);
+	spool_rcpt_failure(q->deps.spool, m->sm->id, envelope_failure_put(m->sm, &ef));
 }
 
 void queue_outcome_msg_free(struct qmsg *m)
 {
-	for (size_t i = 0; i < m->nfails; i++) {
-		free(m->fails[i].response);
-		free(m->fails[i].remote);
-	}
-	free(m->fails);
 	free(m->op_fail_text);
 	envelope_free(m->sm);
 	free(m);
@@ -161,7 +122,7 @@ void queue_outcome_fail(struct queue *q, struct queue_dest *dq, struct qentry *e
 	queue_log_outcome(q, dq, e, o, 'P');
 	queue_admin_count(q, dq, 'P');
 	if (!o->quiet)
-		add_fail(q, m, e->rcpt, "failed", o->code, o->stage, o->response, o->remote);
+		add_fail(q, m, e->rcpt, ENVELOPE_FAILURE_FAILED, o->code, o->stage, o->response, o->remote);
 	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_FAILED);
 	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_FAILED;
 	if (o->quiet) {
@@ -277,7 +238,7 @@ void queue_outcome_delivered(struct queue *q, struct queue_dest *dq, struct qent
 	 * spool before the state, like a failure, so a restart keeps it.
 	 */
 	if (!o->peer_dsn && dsn_wanted(m->sm->sender, m->sm->rcpts[e->rcpt].notify, "relayed"))
-		add_fail(q, m, e->rcpt, "relayed", o->code, o->stage, o->response,
+		add_fail(q, m, e->rcpt, ENVELOPE_FAILURE_RELAYED, o->code, o->stage, o->response,
 			 o->remote_host && *o->remote_host ? o->remote_host : o->remote);
 	spool_rcpt_state(q->deps.spool, m->sm->id, e->rcpt, ENVELOPE_RCPT_DELIVERED);
 	m->sm->rcpts[e->rcpt].state = ENVELOPE_RCPT_DELIVERED;
