@@ -348,7 +348,7 @@ sink_count() {
 
 # These need STALL (seconds without progress) and count_NAME for NAME.
 
-# wait_sink - wait until the sink has TARGET messages; sets T_DONE
+# wait_sink - wait until the sink has TARGET messages; sets T_DONE and MT_DONE
 #
 # Polls the sink's counter every 50 ms and prints the wall-clock time it
 # first saw TARGET. Gives up when smtp-source failed (RCFILE holds a
@@ -366,7 +366,11 @@ wait_sink() {
 		    n = int(m[-1]) if m else 0
 		    t = time.time()
 		    if n >= target:
-		        print("%.6f" % t)
+		        # The machine's CPU counters at this moment too (see MT_DONE).
+		        with open("/proc/stat") as f:
+		            v = [int(x) for x in f.readline().split()[1:9]]
+		        busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+		        print("%.6f %d %d" % (t, busy, busy + v[3] + v[4]))
 		        sys.exit(0)
 		    if n != last:
 		        last, moved = n, t
@@ -381,7 +385,8 @@ wait_sink() {
 		    time.sleep(0.05)
 	EOF
 	) || die "$out"
-	T_DONE=$out
+	T_DONE=${out%% *}
+	MT_DONE=${out#* }	# "busy total" CPU ticks of /proc/stat when the count was reached
 }
 
 # wait_drained - wait until NAME's queue is empty (30 s); sets DRAIN_SECS

@@ -33,6 +33,13 @@
 #            shell's `time`), and impetusd's CPU over the harness's in the
 #            same run (a figure the harness's moving ceiling does not move).
 #
+# For the ceiling and the plain run, the whole machine too (/proc/stat):
+# how busy its cores were, and its CPU per message split into the
+# harness's, impetusd's and what no process was charged (interrupts,
+# kernel threads, waking idle cores). A run's rate is the cores it kept
+# busy over the CPU it spent per message, so these rows say exactly why
+# relay / ceiling is what it is.
+#
 # Each impetusd run is fresh (spool, sink) and relays an untimed warm-up
 # first, drained before the window opens; the window closes when the sink
 # has every message and `impetus spool ls` is empty, so the delivery-state
@@ -125,6 +132,27 @@ thread_switches() {
 	done | awk '{ v[$1] += $2; n[$1] += $3 } END { for (k in v) print k, v[k], n[k] }' | sort
 }
 
+# machine_ticks - "busy total" clock ticks of every CPU, from /proc/stat
+# (busy: user, nice, system, irq, softirq, steal; total adds idle and
+# iowait). Over a run, busy / total is how much of the machine's cores
+# were working: a relay that leaves cores idle while the ceiling does not
+# is held back by waiting, not by the CPU it spends.
+machine_ticks() {
+	awk '$1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat
+}
+
+# busy_pct - per cent of the machine busy between two machine_ticks snapshots
+busy_pct() {
+	awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+		t = y[2] - x[2]; if (t > 0) printf "%.0f\n", 100 * (y[1] - x[1]) / t; else print 0 }'
+}
+
+# busy_us - the machine's busy CPU per message, µs, between two machine_ticks snapshots
+busy_us() {
+	awk -v a="$1" -v b="$2" -v t="$CLK_TCK" -v m="$MESSAGES" 'BEGIN { split(a, x, " ");
+		split(b, y, " "); printf "%.0f\n", (y[1] - x[1]) / t * 1e6 / m }'
+}
+
 # threads - number of threads of PID
 threads() { find "/proc/$1/task" -mindepth 1 -maxdepth 1 | wc -l; }
 
@@ -184,14 +212,30 @@ end_run() {
 	((KEEP)) || rm -rf "$TMP/impetusd"
 }
 
-# measure_ceiling - smtp-source straight to smtp-sink; sets RATE
+# measure_ceiling - smtp-source straight to smtp-sink; sets RATE, BUSY,
+# MACHINE_US (all the machine's CPU per message) and HC_US (the harness's
+# part of it: smtp-source + smtp-sink)
 measure_ceiling() {
+	local m0 m1 s0 s1 t0 TIMEFORMAT='%U %S'
 	start_sink ceiling
 	((WARMUP > 0)) && run_source "$SINK_PORT" "$WARMUP"
-	run_source "$SINK_PORT" "$MESSAGES"
+	source_args "$SINK_PORT" "$MESSAGES"
+	s0=$(cpu_ticks "$SINK_PID")
+	m0=$(machine_ticks)
+	t0=$(now)
+	{ time "$SMTP_SOURCE" "${SOURCE_ARGS[@]}" 2>&3; } 3>&2 2>"$TMP/ceiling.cpu" ||
+		die "smtp-source failed against the sink"
+	SECS=$(elapsed "$t0" "$(now)")
+	m1=$(machine_ticks)
+	s1=$(cpu_ticks "$SINK_PID")
 	stop_sink
 	RATE=$(rate "$MESSAGES" "$SECS")
-	say "ceiling ($MODE): $MESSAGES messages in $SECS s = $RATE msg/s"
+	BUSY=$(busy_pct "$m0" "$m1")
+	MACHINE_US=$(busy_us "$m0" "$m1")
+	HC_US=$(awk -v d=$((s1 - s0)) -v t="$CLK_TCK" -v m="$MESSAGES" \
+		'{ printf "%.0f\n", ($1 + $2) * 1e6 / m + d / t * 1e6 / m }' "$TMP/ceiling.cpu")
+	say "ceiling ($MODE): $MESSAGES messages in $SECS s = $RATE msg/s, machine $BUSY% busy," \
+		"harness $HC_US us CPU/msg"
 }
 
 # measure_traced - perf on impetusd over the timed window; writes $1 (name count)
@@ -224,9 +268,10 @@ measure_traced() {
 		"spool empty $DRAIN_SECS s after the sink had all"
 }
 
-# measure_plain - impetusd without perf; sets RATE, CPU_US, VCS, ICS, SINK_US, SOURCE_US, SESS, THREADS
+# measure_plain - impetusd without perf; sets RATE, CPU_US, VCS, ICS, SINK_US, SOURCE_US, SESS,
+# THREADS, BUSY, MACHINE_US
 measure_plain() {
-	local pid c0 c1 s0 s1 v0 i0 v1 i1
+	local pid c0 c1 s0 s1 v0 i0 v1 i1 m0 m1
 	start_run plain
 	pid=$IMPETUSD_PID
 	THREADS=$(threads "$pid")
@@ -240,7 +285,9 @@ measure_plain() {
 		prof_pid=$!
 		sleep 0.5
 	fi
+	m0=$(machine_ticks)
 	timed_relay
+	m1=$MT_DONE	# the relay's window: until the sink had every message
 	if [[ -n $prof_pid ]]; then
 		kill -INT "$prof_pid" 2>/dev/null || true
 		wait "$prof_pid" 2>/dev/null || true
@@ -260,8 +307,10 @@ measure_plain() {
 	SOURCE_US=$(awk -v m="$MESSAGES" '{ printf "%.0f\n", ($1 + $2) * 1e6 / m }' "$TMP/source.cpu")
 	VCS=$(per_msg $((v1 - v0)) 2)
 	ICS=$(per_msg $((i1 - i0)) 2)
+	BUSY=$(busy_pct "$m0" "$m1")
+	MACHINE_US=$(busy_us "$m0" "$m1")
 	say "plain ($MODE): $RATE msg/s, impetusd $CPU_US us CPU/msg, $VCS + $ICS context switches/msg," \
-		"$SESS connections to the sink, $THREADS threads"
+		"$SESS connections to the sink, $THREADS threads, machine $BUSY% busy"
 }
 
 # ---- main ----------------------------------------------------------------
@@ -283,9 +332,13 @@ for round in $(seq 1 "$ROUNDS"); do
 		add "$MODE" idle "$IDLE"
 		measure_ceiling
 		add "$MODE" ceiling "$RATE"
+		add "$MODE" cbusy "$BUSY"
+		add "$MODE" hceil "$HC_US"
+		TC_US=$MACHINE_US
 		CEIL=$RATE
 		measure_plain
 		add "$MODE" rate "$RATE"
+		add "$MODE" rbusy "$BUSY"
 		add "$MODE" ratio "$(awk -v r="$RATE" -v c="$CEIL" 'BEGIN { printf "%.3f\n", r / c }')"
 		add "$MODE" cpu "$CPU_US"
 		add "$MODE" vcs "$VCS"
@@ -297,6 +350,16 @@ for round in $(seq 1 "$ROUNDS"); do
 		# round: a measure that does not move with the harness's ceiling.
 		add "$MODE" vsharness "$(awk -v c="$CPU_US" -v a="$SOURCE_US" -v b="$SINK_US" \
 			'BEGIN { if (a + b > 0) printf "%.2f\n", c / (a + b); else print 0 }')"
+		# Where the machine's CPU went, per message: a run's rate is the
+		# cores it kept busy over the CPU it spent per message, so relay /
+		# ceiling = (busy_relay / busy_ceiling) * (Tc / Tr), with Tc the
+		# ceiling's machine CPU per message (the harness's Hc plus what no
+		# process was charged: interrupts, kernel threads) and Tr the
+		# relay's (Hr + impetusd's I + the same kind of rest).
+		add "$MODE" tceil "$TC_US"
+		add "$MODE" trelay "$MACHINE_US"
+		add "$MODE" oceil "$((TC_US - HC_US))"
+		add "$MODE" orelay "$((MACHINE_US - SOURCE_US - SINK_US - CPU_US))"
 		add "$MODE" sess "$SESS"
 		add "$MODE" threads "$THREADS"
 	done
@@ -388,7 +451,11 @@ report() {
 	echo "| relay msg/s (without perf) | $(cell new "$(has new && med new rate)") | | $(cell reuse "$(has reuse && med reuse rate)") | |"
 	echo "| ceiling msg/s (smtp-source → smtp-sink) | $(cell new "$(has new && med new ceiling)") | | $(cell reuse "$(has reuse && med reuse ceiling)") | |"
 	echo "| **relay / ceiling** (median of the rounds' ratios) | **$(cell new "${RATIO[new]:-}")** | ≥ 0.65 | **$(cell reuse "${RATIO[reuse]:-}")** | ≥ 0.55 |"
-	echo "| harness CPU, µs: smtp-source + smtp-sink | $(cell new "$(has new && echo "$(med new source) + $(med new sink)")") | | $(cell reuse "$(has reuse && echo "$(med reuse source) + $(med reuse sink)")") | |"
+	echo "| harness CPU in the relay, µs: smtp-source + smtp-sink (Hr) | $(cell new "$(has new && echo "$(med new source) + $(med new sink)")") | | $(cell reuse "$(has reuse && echo "$(med reuse source) + $(med reuse sink)")") | |"
+	echo "| machine busy, % of all cores: ceiling / relay | $(cell new "$(has new && echo "$(med new cbusy) / $(med new rbusy)")") | | $(cell reuse "$(has reuse && echo "$(med reuse cbusy) / $(med reuse rbusy)")") | |"
+	echo "| harness CPU in the ceiling run, µs: smtp-source + smtp-sink (Hc) | $(cell new "$(has new && med new hceil)") | | $(cell reuse "$(has reuse && med reuse hceil)") | |"
+	echo "| machine CPU per message, µs: ceiling (Tc) / relay (Tr) | $(cell new "$(has new && echo "$(med new tceil) / $(med new trelay)")") | | $(cell reuse "$(has reuse && echo "$(med reuse tceil) / $(med reuse trelay)")") | |"
+	echo "| of which no process's (interrupts, kernel threads), µs: ceiling / relay | $(cell new "$(has new && echo "$(med new oceil) / $(med new orelay)")") | | $(cell reuse "$(has reuse && echo "$(med reuse oceil) / $(med reuse orelay)")") | |"
 	echo "| impetusd CPU / harness CPU (median of the rounds' ratios) | $(cell new "$(has new && med new vsharness 2)") | | $(cell reuse "$(has reuse && med reuse vsharness 2)") | |"
 	echo "| impetusd connections to the sink (warm-up included) | $(cell new "$(has new && med new sess)") | | $(cell reuse "$(has reuse && med reuse sess)") | |"
 	echo "| impetusd idle system calls per second | $(cell new "$(has new && med new idle)") | | $(cell reuse "$(has reuse && med reuse idle)") | |"
@@ -399,7 +466,7 @@ echo
 report
 echo
 for m in $MODES; do
-	for k in ceiling rate ratio cpu vcs ics vsharness window; do
+	for k in ceiling rate ratio cpu vcs ics vsharness cbusy rbusy hceil tceil trelay oceil orelay window; do
 		printf '%s %s rounds:%s\n' "$m" "$k" "${V[$m,$k]}"
 	done
 done
@@ -412,7 +479,8 @@ rounds_line() {
 	local m
 	for m in $MODES; do
 		echo "- $m: relay msg/s ${V[$m,rate]# }; ceiling ${V[$m,ceiling]# }; relay / ceiling ${V[$m,ratio]# };" \
-			"impetusd µs/msg ${V[$m,cpu]# }; context switches/msg ${V[$m,vcs]# } (voluntary), ${V[$m,ics]# } (involuntary)"
+			"impetusd µs/msg ${V[$m,cpu]# }; context switches/msg ${V[$m,vcs]# } (voluntary), ${V[$m,ics]# } (involuntary);" \
+			"machine busy %, ceiling ${V[$m,cbusy]# }, relay ${V[$m,rbusy]# }"
 	done
 }
 result=$(
