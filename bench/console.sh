@@ -182,7 +182,7 @@ row() {
 RESULT="<!-- console:begin (written by bench/console.sh; edit the script, not this) -->
 ## Console latency under load
 
-Run $DATE on $CPU, $CORES cores, $RAM, Linux $KERNEL, spool on $DEVICE,
+Run $DATE on $CPU, $CORES cores$PLACEMENT, $RAM, Linux $KERNEL, spool on $DEVICE,
 revision $REV. Load: smtp-source \`-s $SESSIONS -m $MESSAGES -l $SIZE\`,
 a new connection per message, relayed to smtp-sink. A probe every
 ${INTERVAL} s while the load runs; times in milliseconds, fork to exit for

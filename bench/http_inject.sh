@@ -318,7 +318,7 @@ echo "load after:  $UPTIME_AFTER"
 RESULT="<!-- http_inject:begin (written by bench/http_inject.sh; edit the script, not this) -->
 ### Latest result
 
-Run $DATE on $CPU, $CORES cores, $RAM RAM, Linux $KERNEL, spool and
+Run $DATE on $CPU, $CORES cores$PLACEMENT, $RAM RAM, Linux $KERNEL, spool and
 Postfix queue on $FSTYPE ($DEVICE) under \`$BASE\`, revision $REV,
 Postfix $PF_VERSION. $MESSAGES messages of one recipient per run,
 $ROUNDS round(s), the modes rotating; medians. Load on the machine

@@ -7,6 +7,14 @@
 # machine, wait for the sink and a drained queue, and rewrite a generated
 # section of docs/PERFORMANCE.md.
 #
+# CPU placement (optional, any script): BENCH_SERVER_CPUS runs the server
+# under test (impetusd; Postfix's processes) on those CPUs and
+# BENCH_HARNESS_CPUS runs smtp-source and smtp-sink on those, as taskset
+# lists ("0,1", "2-3"). Unset, the kernel places them. On a machine with
+# more cores than the benchmark has busy processes, two separate sets keep
+# the harness from competing with the server for CPU, so a ratio to the
+# harness's ceiling measures the server rather than the sharing.
+#
 # State: the caller sets its knobs first (BENCH_NAME, ROOT, SESSIONS, SIZE,
 # REUSE, BUILD_DIR, NO_BUILD, KEEP, BASE, SENDER, RCPT, HELO) and then calls
 # bench_setup, which checks the environment, creates $TMP and installs the
@@ -165,10 +173,26 @@ bench_setup() {
 	TMP=$(mktemp -d "$BASE/impetus-bench.XXXXXX")
 	# The Postfix daemons (user postfix) must be able to reach their queue.
 	chmod 755 "$TMP"
+	if [[ -n ${BENCH_HARNESS_CPUS:-} ]]; then
+		SMTP_SOURCE=$(on_cpus smtp-source "$BENCH_HARNESS_CPUS" "$SMTP_SOURCE")
+		SMTP_SINK=$(on_cpus smtp-sink "$BENCH_HARNESS_CPUS" "$SMTP_SINK")
+	fi
 	FSTYPE=$(df --output=fstype "$TMP" | tail -n 1)
 	case $FSTYPE in
 	tmpfs | ramfs | overlayfs) die "$TMP is on $FSTYPE: fsync is free there; set BENCH_BASE to a disk" ;;
 	esac
+}
+
+# on_cpus - a wrapper in $TMP/bin that runs PATH on CPUS (a taskset list)
+# and prints its path: on_cpus NAME CPUS PATH. It execs, so the process
+# keeps the pid the caller's $! or `time` sees.
+on_cpus() {
+	local name=$1 cpus=$2 path=$3
+	taskset -c "$cpus" true 2>/dev/null || die "taskset cannot use CPUs '$cpus'"
+	mkdir -p "$TMP/bin"
+	printf '#!/bin/sh\nexec taskset -c %s %s "$@"\n' "$cpus" "$path" >"$TMP/bin/$name"
+	chmod 755 "$TMP/bin/$name"
+	echo "$TMP/bin/$name"
 }
 
 # ---- impetusd ------------------------------------------------------------
@@ -183,6 +207,9 @@ build_impetus() {
 		cmake --build "$BUILD_DIR" -j2 --target impetusd impetus >/dev/null
 	fi
 	[[ -x $IMPETUSD && -x $IMPETUS ]] || die "no $IMPETUSD or $IMPETUS"
+	if [[ -n ${BENCH_SERVER_CPUS:-} ]]; then
+		IMPETUSD=$(on_cpus impetusd "$BENCH_SERVER_CPUS" "$IMPETUSD")
+	fi
 }
 
 # start_impetusd - fresh spool, config on a free port; sets IMPETUSD_PORT
@@ -297,7 +324,10 @@ start_postfix() {
 		cat "$dir/check.log" >&2
 		die "postfix check failed"
 	}
-	postfix -c "$PF_CONF" start >"$dir/start.log" 2>&1 || {
+	# Every Postfix process descends from the master: it inherits the CPUs.
+	local pin=()
+	[[ -n ${BENCH_SERVER_CPUS:-} ]] && pin=(taskset -c "$BENCH_SERVER_CPUS")
+	"${pin[@]}" postfix -c "$PF_CONF" start >"$dir/start.log" 2>&1 || {
 		cat "$dir/start.log" >&2
 		die "postfix start failed"
 	}
@@ -409,6 +439,10 @@ machine_info() {
 	DATE=$(date -u +%Y-%m-%dT%H:%MZ)
 	CPU=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	CORES=$(nproc)
+	PLACEMENT=""
+	if [[ -n ${BENCH_SERVER_CPUS:-}${BENCH_HARNESS_CPUS:-} ]]; then
+		PLACEMENT=" (server on CPUs ${BENCH_SERVER_CPUS:-any}, harness on CPUs ${BENCH_HARNESS_CPUS:-any})"
+	fi
 	RAM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 	KERNEL=$(uname -r)
 	DEVICE=$(df -P "$TMP" | awk 'NR == 2 { print $1 }')

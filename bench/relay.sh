@@ -266,7 +266,7 @@ write_result() {
 		| --- | --- |
 		| date | $DATE |
 		| source revision | $REV |
-		| machine | $CPU, $CORES cores, $RAM RAM |
+		| machine | $CPU, $CORES cores$PLACEMENT, $RAM RAM |
 		| kernel | $KERNEL |
 		| load average before the run | $LOADAVG |
 		| spool / queue filesystem | $FSTYPE on $DEVICE (both servers, same directory tree under \`$BASE\`) |
