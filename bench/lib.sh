@@ -190,7 +190,7 @@ on_cpus() {
 	local name=$1 cpus=$2 path=$3
 	taskset -c "$cpus" true 2>/dev/null || die "taskset cannot use CPUs '$cpus'"
 	mkdir -p "$TMP/bin"
-	printf '#!/bin/sh\nexec taskset -c %s %s "$@"\n' "$cpus" "$path" >"$TMP/bin/$name"
+	printf '#!/bin/sh\nexec taskset -c %q %q "$@"\n' "$cpus" "$path" >"$TMP/bin/$name"
 	chmod 755 "$TMP/bin/$name"
 	echo "$TMP/bin/$name"
 }
