@@ -10,7 +10,8 @@
 # CPU placement (optional, any script): BENCH_SERVER_CPUS runs the server
 # under test (impetusd; Postfix's processes) on those CPUs and
 # BENCH_HARNESS_CPUS runs smtp-source and smtp-sink on those, as taskset
-# lists ("0,1", "2-3"). Unset, the kernel places them. On a machine with
+# lists ("0,1", "2-3"); the Python clients of fanout.sh and http_inject.sh
+# are not placed. Unset, the kernel places them. On a machine with
 # more cores than the benchmark has busy processes, two separate sets keep
 # the harness from competing with the server for CPU, so a ratio to the
 # harness's ceiling measures the server rather than the sharing.
@@ -378,7 +379,7 @@ sink_count() {
 
 # These need STALL (seconds without progress) and count_NAME for NAME.
 
-# wait_sink - wait until the sink has TARGET messages; sets T_DONE and MT_DONE
+# wait_sink - wait until the sink has TARGET messages; sets T_DONE
 #
 # Polls the sink's counter every 50 ms and prints the wall-clock time it
 # first saw TARGET. Gives up when smtp-source failed (RCFILE holds a
@@ -396,11 +397,7 @@ wait_sink() {
 		    n = int(m[-1]) if m else 0
 		    t = time.time()
 		    if n >= target:
-		        # The machine's CPU counters at this moment too (see MT_DONE).
-		        with open("/proc/stat") as f:
-		            v = [int(x) for x in f.readline().split()[1:9]]
-		        busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-		        print("%.6f %d %d" % (t, busy, busy + v[3] + v[4]))
+		        print("%.6f" % t)
 		        sys.exit(0)
 		    if n != last:
 		        last, moved = n, t
@@ -415,8 +412,7 @@ wait_sink() {
 		    time.sleep(0.05)
 	EOF
 	) || die "$out"
-	T_DONE=${out%% *}
-	MT_DONE=${out#* }	# "busy total" CPU ticks of /proc/stat when the count was reached
+	T_DONE=$out
 }
 
 # wait_drained - wait until NAME's queue is empty (30 s); sets DRAIN_SECS

@@ -163,7 +163,7 @@ per_msg() { awk -v x="$1" -v m="$MESSAGES" -v d="${2:-1}" 'BEGIN { printf "%.*f\
 
 # ---- one timed relay run ---------------------------------------------------
 
-# timed_relay - the timed batch through impetusd; sets SECS, T0
+# timed_relay - the timed batch through impetusd; sets SECS, T0, MT_DONE
 #
 # Starts smtp-source in the background (its CPU noted in $TMP/source.cpu
 # by the shell's `time`), waits for the sink to count every message and
@@ -182,6 +182,7 @@ timed_relay() {
 	) &
 	local spid=$!
 	wait_sink "$target" "$rcfile"
+	MT_DONE=$(machine_ticks)	# the relay's window for the machine's counters ends here
 	wait "$spid" || true
 	[[ $(cat "$rcfile") == 0 ]] || die "smtp-source failed against impetusd"
 	SECS=$(elapsed "$T0" "$T_DONE")
@@ -289,7 +290,7 @@ measure_plain() {
 	fi
 	m0=$(machine_ticks)
 	timed_relay
-	m1=$MT_DONE	# the relay's window: until the sink had every message
+	m1=$MT_DONE
 	if [[ -n $prof_pid ]]; then
 		kill -INT "$prof_pid" 2>/dev/null || true
 		wait "$prof_pid" 2>/dev/null || true

@@ -75,6 +75,25 @@ static bool exists(const char *dir, const char *name)
 	return access(path, F_OK) == 0;
 }
 
+/* make_dir - a fresh directory from the mkdtemp template dir; false (a failed check) if not. */
+static bool make_dir(char *dir)
+{
+	if (mkdtemp(dir) != NULL)
+		return true;
+	perror("mkdtemp");
+	check_failures++;
+	return false;
+}
+
+/* remove_dir - the directory and everything in it. */
+static void remove_dir(const char *dir)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+}
+
 static void test_empty_segments(void)
 {
 	char dir[] = "/tmp/impetus-test-replay.XXXXXX";
@@ -82,11 +101,8 @@ static void test_empty_segments(void)
 	struct seen s = { 0 };
 	struct str err = STR_INIT;
 
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
-		check_failures++;
+	if (!make_dir(dir))
 		return;
-	}
 	spool_seg_name(1, n1);
 	spool_seg_name(2, n2);
 	write_file(dir, n1, "", 0);		/* 0 bytes */
@@ -116,9 +132,7 @@ static void test_empty_segments(void)
 	CHECK_INTEQ(s.reports, 0);
 	CHECK_INTEQ(s.msgs, 0);
 
-	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	CHECK(system(cmd) == 0);
+	remove_dir(dir);
 	str_free(&err);
 	str_free(&s.last);
 }
@@ -209,11 +223,8 @@ static void test_failure_details(void)
 	struct kept k = { 0 };
 	uint32_t crc = 0;
 
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
-		check_failures++;
+	if (!make_dir(dir))
 		return;
-	}
 	spool_seg_name(1, n1);
 	spool_seg_name(2, n2);
 	spool_seg_header(1, hdr);
@@ -290,9 +301,7 @@ static void test_failure_details(void)
 	CHECK_INTEQ(k.n, 1);
 	kept_free(&k);
 
-	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	CHECK(system(cmd) == 0);
+	remove_dir(dir);
 	envelope_free(m);
 	str_free(&seg);
 	str_free(&tail);
